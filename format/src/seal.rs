@@ -1,0 +1,498 @@
+//! Sealing frames into a fragment on the camera, and opening them with a
+//! consumer key.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::codec::{Reader, Writer};
+use crate::fragment::{assemble, Record, RecordKind, SealedFragment, FLAG_KEY_FRAME};
+use crate::keys::{ConsumerPublicKey, ConsumerSecretKey};
+use crate::manifest::{Manifest, ManifestHash, WrappedKey, MAX_RECIPIENTS};
+use crate::name::Name;
+use crate::{FormatError, SealError, FORMAT_VERSION};
+
+const RECORD_AAD_CONTEXT: &[u8] = b"sealcam.v1.record\0";
+const DATA_KEY_INFO_CONTEXT: &[u8] = b"sealcam.v1.data-key\0";
+
+/// Codec of a track. Version 1 knows H.264 in AVC form (length-prefixed NAL
+/// units, `avcC` codec private data), as Matroska's `V_MPEG4/ISO/AVC`.
+pub const CODEC_H264_AVC: u8 = 1;
+
+/// What a player needs to decode the frames: sealed as record 0 because
+/// H.264 parameter sets are plaintext video metadata too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackConfig {
+    pub codec: u8,
+    pub width: u32,
+    pub height: u32,
+    pub framerate_num: u32,
+    pub framerate_den: u32,
+    /// For H.264: the `avcC` AVCDecoderConfigurationRecord.
+    pub codec_private: Vec<u8>,
+}
+
+impl TrackConfig {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(21 + self.codec_private.len());
+        out.put_u8(self.codec);
+        out.put_u32(self.width);
+        out.put_u32(self.height);
+        out.put_u32(self.framerate_num);
+        out.put_u32(self.framerate_den);
+        out.put_u32(self.codec_private.len() as u32);
+        out.extend_from_slice(&self.codec_private);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(bytes, "track config");
+        let codec = r.u8()?;
+        if codec != CODEC_H264_AVC {
+            return Err(FormatError::Invalid {
+                what: "track config",
+                offset: 0,
+                reason: format!("unknown codec {codec}"),
+            });
+        }
+        let width = r.u32()?;
+        let height = r.u32()?;
+        let framerate_num = r.u32()?;
+        let framerate_den = r.u32()?;
+        let n = r.u32()? as usize;
+        let codec_private = r.take(n)?.to_vec();
+        r.finish()?;
+        Ok(Self {
+            codec,
+            width,
+            height,
+            framerate_num,
+            framerate_den,
+            codec_private,
+        })
+    }
+}
+
+/// One encoded video frame in the clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Presentation time in nanoseconds on the stream's clock.
+    pub pts_ns: u64,
+    pub duration_ns: u64,
+    pub key_frame: bool,
+    pub data: Vec<u8>,
+}
+
+/// The identity of a fragment that every record's authenticated data binds.
+struct FragmentContext<'a> {
+    device: &'a Name,
+    stream: &'a Name,
+    sequence: u64,
+}
+
+impl FragmentContext<'_> {
+    fn record_aad(
+        &self,
+        index: u32,
+        kind: RecordKind,
+        flags: u8,
+        pts_ns: u64,
+        duration_ns: u64,
+    ) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(RECORD_AAD_CONTEXT.len() + 180);
+        aad.extend_from_slice(RECORD_AAD_CONTEXT);
+        aad.put_bytes16(self.device.as_str().as_bytes());
+        aad.put_bytes16(self.stream.as_str().as_bytes());
+        aad.put_u64(self.sequence);
+        aad.put_u32(index);
+        aad.put_u8(kind as u8);
+        aad.put_u8(flags);
+        aad.put_u64(pts_ns);
+        aad.put_u64(duration_ns);
+        aad
+    }
+
+    fn data_key_info(&self) -> Vec<u8> {
+        let mut info = Vec::with_capacity(DATA_KEY_INFO_CONTEXT.len() + 150);
+        info.extend_from_slice(DATA_KEY_INFO_CONTEXT);
+        info.put_bytes16(self.device.as_str().as_bytes());
+        info.put_bytes16(self.stream.as_str().as_bytes());
+        info.put_u64(self.sequence);
+        info
+    }
+}
+
+/// The nonce of record `index`: unique within a fragment, and every fragment
+/// has its own key.
+fn nonce(index: u32) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[8..].copy_from_slice(&index.to_be_bytes());
+    n
+}
+
+/// Seals the frames of one fragment as they arrive.
+///
+/// Holds the fragment's data key until [`FragmentSealer::finish`], which wraps
+/// it to the recipients and drops it (zeroized).
+pub struct FragmentSealer {
+    device: Name,
+    stream: Name,
+    sequence: u64,
+    key: Zeroizing<[u8; 32]>,
+    cipher: Aes256Gcm,
+    payload: Vec<u8>,
+    next_index: u32,
+}
+
+impl FragmentSealer {
+    pub fn new<R: RngCore + CryptoRng>(
+        device: Name,
+        stream: Name,
+        sequence: u64,
+        track: &TrackConfig,
+        rng: &mut R,
+    ) -> Result<Self, SealError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(key.as_mut());
+        let cipher = Aes256Gcm::new(key.as_ref().into());
+        let mut s = Self {
+            device,
+            stream,
+            sequence,
+            key,
+            cipher,
+            payload: Vec::new(),
+            next_index: 0,
+        };
+        s.push_record(RecordKind::Track, 0, 0, 0, &track.encode())?;
+        Ok(s)
+    }
+
+    /// Number of frames sealed so far.
+    pub fn frame_count(&self) -> u32 {
+        self.next_index.saturating_sub(1)
+    }
+
+    /// Bytes of sealed payload so far.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub fn push_frame(&mut self, frame: &Frame) -> Result<(), SealError> {
+        let flags = if frame.key_frame { FLAG_KEY_FRAME } else { 0 };
+        self.push_record(
+            RecordKind::Frame,
+            flags,
+            frame.pts_ns,
+            frame.duration_ns,
+            &frame.data,
+        )
+    }
+
+    fn push_record(
+        &mut self,
+        kind: RecordKind,
+        flags: u8,
+        pts_ns: u64,
+        duration_ns: u64,
+        plaintext: &[u8],
+    ) -> Result<(), SealError> {
+        let index = self.next_index;
+        let ctx = FragmentContext {
+            device: &self.device,
+            stream: &self.stream,
+            sequence: self.sequence,
+        };
+        let aad = ctx.record_aad(index, kind, flags, pts_ns, duration_ns);
+        let ct = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce(index)),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SealError::TooLarge("frame exceeds the AES-GCM message limit"))?;
+        let ct_len =
+            u32::try_from(ct.len()).map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
+        Record::encode_header(&mut self.payload, kind, flags, pts_ns, duration_ns, ct_len);
+        self.payload.extend_from_slice(&ct);
+        self.next_index = index
+            .checked_add(1)
+            .ok_or(SealError::TooLarge("more than 2^32 frames in one fragment"))?;
+        Ok(())
+    }
+
+    /// Wraps the data key to every recipient, drops it, and builds the manifest.
+    pub fn finish<R: RngCore + CryptoRng>(
+        self,
+        prev: ManifestHash,
+        start_unix_ns: u64,
+        end_unix_ns: u64,
+        recipients: &[ConsumerPublicKey],
+        rng: &mut R,
+    ) -> Result<UnsignedFragment, SealError> {
+        if recipients.is_empty() {
+            return Err(SealError::NoRecipients);
+        }
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(SealError::TooLarge("more than 256 recipients"));
+        }
+        let ctx = FragmentContext {
+            device: &self.device,
+            stream: &self.stream,
+            sequence: self.sequence,
+        };
+        let info = ctx.data_key_info();
+        let mut wrapped = Vec::with_capacity(recipients.len());
+        for r in recipients {
+            let (enc, ciphertext) = r.wrap(&self.key, &info, rng)?;
+            wrapped.push(WrappedKey {
+                recipient: r.id(),
+                enc,
+                ciphertext,
+            });
+        }
+        let manifest = Manifest {
+            version: FORMAT_VERSION,
+            device: self.device.clone(),
+            stream: self.stream.clone(),
+            sequence: self.sequence,
+            prev,
+            start_unix_ns,
+            end_unix_ns: end_unix_ns.max(start_unix_ns),
+            frame_count: self.frame_count(),
+            payload_len: self.payload.len() as u64,
+            payload_sha256: Sha256::digest(&self.payload).into(),
+            recipients: wrapped,
+        };
+        let body = manifest.encode();
+        Ok(UnsignedFragment {
+            manifest,
+            body,
+            payload: self.payload,
+        })
+        // `self.key` and `self.cipher` are zeroized on drop here.
+    }
+}
+
+/// A sealed fragment waiting for the device signature.
+pub struct UnsignedFragment {
+    pub manifest: Manifest,
+    body: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl UnsignedFragment {
+    /// What the device key must sign (ECDSA P-256 with SHA-256).
+    pub fn signing_message(&self) -> Vec<u8> {
+        Manifest::signing_message(&self.body)
+    }
+
+    pub fn manifest_hash(&self) -> ManifestHash {
+        ManifestHash::of_body(&self.body)
+    }
+
+    /// The complete fragment file, given the signature (r || s).
+    pub fn into_file(self, signature: &[u8; 64]) -> Vec<u8> {
+        assemble(&self.body, signature, &self.payload)
+    }
+}
+
+/// A fragment opened with a consumer key.
+#[derive(Debug)]
+pub struct OpenedFragment {
+    pub track: TrackConfig,
+    pub frames: Vec<Frame>,
+}
+
+impl SealedFragment<'_> {
+    /// Unwraps the data key with `key` and decrypts every record.
+    ///
+    /// Callers that care about provenance check [`SealedFragment::verify`]
+    /// first; this checks each record's authenticity under the data key.
+    pub fn open(&self, key: &ConsumerSecretKey) -> Result<OpenedFragment, SealError> {
+        let id = key.public().id();
+        let wrapped = self
+            .manifest
+            .recipients
+            .iter()
+            .find(|w| w.recipient == id)
+            .ok_or_else(|| SealError::NotARecipient {
+                given: id,
+                recipients: self.manifest.recipient_list(),
+            })?;
+        let ctx = FragmentContext {
+            device: &self.manifest.device,
+            stream: &self.manifest.stream,
+            sequence: self.manifest.sequence,
+        };
+        let data_key = key.unwrap_key(&wrapped.enc, &wrapped.ciphertext, &ctx.data_key_info())?;
+        let cipher = Aes256Gcm::new(data_key.as_ref().into());
+        let records = self.records()?;
+        let mut track = None;
+        let mut frames = Vec::with_capacity(records.len().saturating_sub(1));
+        for rec in records {
+            let aad = ctx.record_aad(rec.index, rec.kind, rec.flags, rec.pts_ns, rec.duration_ns);
+            let pt = cipher
+                .decrypt(
+                    Nonce::from_slice(&nonce(rec.index)),
+                    Payload {
+                        msg: rec.ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| SealError::RecordAuthentication { index: rec.index })?;
+            match rec.kind {
+                RecordKind::Track => track = Some(TrackConfig::decode(&pt)?),
+                RecordKind::Frame => frames.push(Frame {
+                    pts_ns: rec.pts_ns,
+                    duration_ns: rec.duration_ns,
+                    key_frame: rec.is_key_frame(),
+                    data: pt,
+                }),
+            }
+        }
+        let track = track.ok_or(FormatError::Invalid {
+            what: "payload",
+            offset: 0,
+            reason: "no track record".into(),
+        })?;
+        Ok(OpenedFragment { track, frames })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::DeviceVerifyingKey;
+    use p256::ecdsa::signature::Signer;
+
+    pub(crate) fn track() -> TrackConfig {
+        TrackConfig {
+            codec: CODEC_H264_AVC,
+            width: 320,
+            height: 240,
+            framerate_num: 30,
+            framerate_den: 1,
+            codec_private: vec![1, 0x64, 0, 0x1f, 0xff],
+        }
+    }
+
+    fn frames(n: u64) -> Vec<Frame> {
+        (0..n)
+            .map(|i| Frame {
+                pts_ns: i * 33_333_333,
+                duration_ns: 33_333_333,
+                key_frame: i == 0,
+                data: vec![i as u8; 100 + i as usize],
+            })
+            .collect()
+    }
+
+    fn seal(
+        seq: u64,
+        recipients: &[ConsumerPublicKey],
+        device_key: &p256::ecdsa::SigningKey,
+    ) -> Vec<u8> {
+        let mut rng = rand::thread_rng();
+        let mut s = FragmentSealer::new(
+            Name::new("cam1").unwrap(),
+            Name::new("front").unwrap(),
+            seq,
+            &track(),
+            &mut rng,
+        )
+        .unwrap();
+        for f in frames(5) {
+            s.push_frame(&f).unwrap();
+        }
+        let u = s
+            .finish(ManifestHash::GENESIS, 1_000, 2_000, recipients, &mut rng)
+            .unwrap();
+        let sig: p256::ecdsa::Signature = device_key.sign(&u.signing_message());
+        u.into_file(&sig.to_bytes().into())
+    }
+
+    #[test]
+    fn seal_verify_open_round_trip() {
+        let mut rng = rand::thread_rng();
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let a = ConsumerSecretKey::generate(&mut rng);
+        let b = ConsumerSecretKey::generate(&mut rng);
+        let file = seal(7, &[a.public().clone(), b.public().clone()], &dk);
+        let frag = SealedFragment::parse(&file).unwrap();
+        frag.verify(&DeviceVerifyingKey(*dk.verifying_key()))
+            .unwrap();
+        for k in [&a, &b] {
+            let opened = frag.open(k).unwrap();
+            assert_eq!(opened.track, track());
+            assert_eq!(opened.frames, frames(5));
+        }
+    }
+
+    #[test]
+    fn non_recipient_is_told_the_recipient_ids() {
+        let mut rng = rand::thread_rng();
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let a = ConsumerSecretKey::generate(&mut rng);
+        let stranger = ConsumerSecretKey::generate(&mut rng);
+        let file = seal(0, &[a.public().clone()], &dk);
+        let frag = SealedFragment::parse(&file).unwrap();
+        let err = frag.open(&stranger).unwrap_err().to_string();
+        assert!(err.contains(&a.public().id().to_string()), "{err}");
+        assert!(err.contains(&stranger.public().id().to_string()), "{err}");
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let mut rng = rand::thread_rng();
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let vk = DeviceVerifyingKey(*dk.verifying_key());
+        let a = ConsumerSecretKey::generate(&mut rng);
+        let file = seal(3, &[a.public().clone()], &dk);
+        for i in (0..file.len()).step_by(7) {
+            let mut bad = file.clone();
+            bad[i] ^= 0x01;
+            let ok = SealedFragment::parse(&bad)
+                .map(|f| f.verify(&vk).is_ok())
+                .unwrap_or(false);
+            assert!(!ok, "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn swapped_frames_fail_authentication() {
+        let mut rng = rand::thread_rng();
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let a = ConsumerSecretKey::generate(&mut rng);
+        let file = seal(1, &[a.public().clone()], &dk);
+        let frag = SealedFragment::parse(&file).unwrap();
+        let recs = frag.records().unwrap();
+        // Rebuild the payload with records 1 and 2 swapped.
+        let mut payload = Vec::new();
+        let order = [0usize, 2, 1, 3, 4, 5];
+        for &i in &order {
+            let r = &recs[i];
+            Record::encode_header(
+                &mut payload,
+                r.kind,
+                r.flags,
+                r.pts_ns,
+                r.duration_ns,
+                r.ciphertext.len() as u32,
+            );
+            payload.extend_from_slice(r.ciphertext);
+        }
+        let swapped = assemble(frag.manifest_body, &frag.signature, &payload);
+        let frag2 = SealedFragment::parse(&swapped).unwrap();
+        let err = frag2.open(&a).unwrap_err();
+        assert!(
+            matches!(err, SealError::RecordAuthentication { index: 1 }),
+            "{err}"
+        );
+    }
+}
