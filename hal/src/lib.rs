@@ -1,1 +1,10 @@
+//! Hardware access for sealcamd.
+//!
+//! * [`capture`]: the camera through GStreamer: source, encoder, parser and
+//!   an appsink, built from typed settings, delivering encoded frames.
+//! * [`identity`]: the device key. The development software key lives here
+//!   today; the TPM-held key joins it behind the same
+//!   [`sealcam_transport::ExternalSigner`] interface.
 
+pub mod capture;
+pub mod identity;

@@ -1,0 +1,127 @@
+//! Identities carried by sealcam certificates.
+//!
+//! Every certificate the fleet CA issues names exactly one identity in a
+//! subjectAltName URI: `urn:sealcam:device:<device-id>` for a camera, or
+//! `urn:sealcam:consumer:<name>` for a consumer of video. The ingest decides
+//! what a TLS peer may do from this alone.
+
+use std::fmt;
+
+use sealcam_format::{DeviceVerifyingKey, Name};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::TransportError;
+
+pub const DEVICE_URI_PREFIX: &str = "urn:sealcam:device:";
+pub const CONSUMER_URI_PREFIX: &str = "urn:sealcam:consumer:";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A camera: may write its own streams, may not read.
+    Device,
+    /// A consumer: may read, may not write.
+    Consumer,
+}
+
+/// The identity a certificate names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub role: Role,
+    pub name: Name,
+}
+
+impl Identity {
+    pub fn device(name: Name) -> Self {
+        Self {
+            role: Role::Device,
+            name,
+        }
+    }
+
+    pub fn consumer(name: Name) -> Self {
+        Self {
+            role: Role::Consumer,
+            name,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        let prefix = match self.role {
+            Role::Device => DEVICE_URI_PREFIX,
+            Role::Consumer => CONSUMER_URI_PREFIX,
+        };
+        format!("{prefix}{}", self.name)
+    }
+
+    /// Reads the identity from a DER certificate.
+    pub fn from_cert_der(der: &[u8]) -> Result<Self, TransportError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| TransportError::BadCertificate(e.to_string()))?;
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| TransportError::BadCertificate(e.to_string()))?
+            .ok_or(TransportError::NoIdentity)?;
+        let mut found = None;
+        for gn in &san.value.general_names {
+            if let GeneralName::URI(uri) = gn {
+                let parsed = if let Some(id) = uri.strip_prefix(DEVICE_URI_PREFIX) {
+                    Name::new(id).ok().map(Identity::device)
+                } else if let Some(id) = uri.strip_prefix(CONSUMER_URI_PREFIX) {
+                    Name::new(id).ok().map(Identity::consumer)
+                } else {
+                    None
+                };
+                if let Some(identity) = parsed {
+                    if found.is_some() {
+                        // Two identities in one certificate: ambiguous, refuse.
+                        return Err(TransportError::NoIdentity);
+                    }
+                    found = Some(identity);
+                }
+            }
+        }
+        found.ok_or(TransportError::NoIdentity)
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.role {
+            Role::Device => write!(f, "device {}", self.name),
+            Role::Consumer => write!(f, "consumer {}", self.name),
+        }
+    }
+}
+
+/// The device key a certificate certifies, for verifying manifests.
+pub fn device_key_from_cert_der(der: &[u8]) -> Result<DeviceVerifyingKey, TransportError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))?;
+    DeviceVerifyingKey::from_spki_der(cert.public_key().raw)
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))
+}
+
+/// Checks that `cert_der` was signed by `ca_der` and is within its validity.
+pub fn verify_issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<(), TransportError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))?;
+    let (_, ca) = X509Certificate::from_der(ca_der)
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))?;
+    if cert.issuer() != ca.subject() {
+        return Err(TransportError::NotIssuedByCa(format!(
+            "issuer is '{}' but the CA is '{}'",
+            cert.issuer(),
+            ca.subject()
+        )));
+    }
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|e| TransportError::NotIssuedByCa(format!("signature check failed: {e}")))?;
+    if !cert.validity().is_valid() {
+        return Err(TransportError::NotIssuedByCa(format!(
+            "outside its validity period {} .. {}",
+            cert.validity().not_before,
+            cert.validity().not_after
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! Reading certificates and keys from PEM files.
+
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::TransportError;
+
+fn read(path: &Path) -> Result<Vec<u8>, TransportError> {
+    std::fs::read(path).map_err(|source| TransportError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// All certificates in a PEM file, in order (leaf first for a chain).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::BadPem {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TransportError::NoPem {
+            path: path.display().to_string(),
+            what: "certificate",
+            label: "CERTIFICATE",
+        });
+    }
+    Ok(certs)
+}
+
+/// The first private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TransportError> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TransportError::NoPem {
+            path: path.display().to_string(),
+            what: "private key",
+            label: "PRIVATE KEY",
+        },
+        e => TransportError::BadPem {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        },
+    })
+}
+
+/// A root store holding every certificate of a CA file.
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}

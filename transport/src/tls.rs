@@ -1,0 +1,67 @@
+//! rustls configurations for the device, the consumer and the ingest.
+
+use std::sync::Arc;
+
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::signer::{DeviceCertResolver, ExternalSigner};
+use crate::TransportError;
+
+/// aws-lc-rs with key exchange preferring X25519MLKEM768 (post-quantum
+/// hybrid), then X25519, then P-256.
+pub fn provider() -> Arc<CryptoProvider> {
+    let mut p = aws_lc_rs::default_provider();
+    p.kx_groups = vec![
+        aws_lc_rs::kx_group::X25519MLKEM768,
+        aws_lc_rs::kx_group::X25519,
+        aws_lc_rs::kx_group::SECP256R1,
+    ];
+    Arc::new(p)
+}
+
+const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// Client config for a camera: its certificate with a key that signs elsewhere.
+pub fn device_client_config(
+    roots: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    signer: Arc<dyn ExternalSigner>,
+) -> Result<ClientConfig, TransportError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13_ONLY)?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(DeviceCertResolver::new(chain, signer))))
+}
+
+/// Client config for a consumer holding its TLS key in a file.
+pub fn consumer_client_config(
+    roots: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ClientConfig, TransportError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13_ONLY)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?)
+}
+
+/// Server config for the ingest: every client must present a certificate
+/// chained to the fleet CA.
+pub fn ingest_server_config(
+    fleet_ca: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TransportError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(fleet_ca), provider())
+        .build()
+        .map_err(|e| TransportError::Verifier(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13_ONLY)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
