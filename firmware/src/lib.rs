@@ -1,1 +1,23 @@
+//! sealcamd, the camera daemon.
+//!
+//! ```text
+//! hal::capture ──frames──▶ recorder ──sealed fragments──▶ spool ──▶ uplink ──mTLS──▶ ingest
+//!                        (fragment, seal,               (fsync file     (one PUT per
+//!                         sign manifest)                  and dir)        fragment, ack
+//!                                                                         deletes it)
+//! ```
+//!
+//! * [`config`]: the TOML config, parsed once into validated types.
+//! * [`recorder`]: groups frames into key-frame-aligned fragments, seals and
+//!   signs them, keeps the manifest chain.
+//! * [`spool`]: the crash-safe on-disk queue of sealed fragments.
+//! * [`uplink`]: uploads spooled fragments over mutual TLS, with backoff.
+//! * [`provision`]: creates the device key and its certificate request.
+//! * [`daemon`]: wires the parts together and runs them until told to stop.
 
+pub mod config;
+pub mod daemon;
+pub mod provision;
+pub mod recorder;
+pub mod spool;
+pub mod uplink;

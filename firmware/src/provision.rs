@@ -1,0 +1,122 @@
+//! `sealcamd provision`: the device key and its certificate signing request.
+//!
+//! The CSR is signed by the device key itself (proof of possession) through
+//! the same [`ExternalSigner`] interface the TPM key uses, so the private key
+//! never has to be read out to make it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RemoteKeyPair, SanType};
+use sealcam_format::{DeviceVerifyingKey, Name};
+use sealcam_hal::identity::{KeyError, SoftwareKey};
+use sealcam_transport::{ExternalSigner, Identity};
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("making the certificate request failed: {0}")]
+    Csr(String),
+    #[error("cannot write the certificate request {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What provisioning did.
+pub struct Provisioned {
+    pub device: Name,
+    pub created: bool,
+    pub key_description: String,
+    pub fingerprint: String,
+    pub csr_path: PathBuf,
+}
+
+/// rcgen's view of a key that signs elsewhere.
+struct CsrSigner {
+    signer: Arc<dyn ExternalSigner>,
+    public: Vec<u8>,
+}
+
+impl RemoteKeyPair for CsrSigner {
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let sig = self
+            .signer
+            .sign(msg)
+            .map_err(|_| rcgen::Error::RemoteKeyError)?;
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// A CSR for `device`, signed by `signer`, naming the device's identity.
+pub fn certificate_request(
+    device: &Name,
+    signer: Arc<dyn ExternalSigner>,
+) -> Result<String, ProvisionError> {
+    let public = signer
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    let key = KeyPair::from_remote(Box::new(CsrSigner { signer, public }))
+        .map_err(|e| ProvisionError::Csr(e.to_string()))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, device.as_str());
+    params.distinguished_name = dn;
+    let uri = Identity::device(device.clone()).uri();
+    params.subject_alt_names = vec![SanType::URI(
+        uri.try_into()
+            .map_err(|e: rcgen::Error| ProvisionError::Csr(e.to_string()))?,
+    )];
+    params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(|e| ProvisionError::Csr(e.to_string()))
+}
+
+/// Creates the software device key (or reuses the existing one) and writes a CSR.
+pub fn provision(cfg: &Config, csr_out: Option<&Path>) -> Result<Provisioned, ProvisionError> {
+    let (key, created) = match SoftwareKey::load(&cfg.identity.key) {
+        Ok(k) => (k, false),
+        Err(KeyError::Missing { .. }) => {
+            if let Some(dir) = cfg.identity.key.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| ProvisionError::Write {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+            (SoftwareKey::create(&cfg.identity.key)?, true)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let signer: Arc<dyn ExternalSigner> = Arc::new(key);
+    let csr = certificate_request(&cfg.device, signer.clone())?;
+    let csr_path = csr_out
+        .map(Path::to_owned)
+        .unwrap_or_else(|| cfg.identity.certificate.with_extension("csr"));
+    std::fs::write(&csr_path, csr).map_err(|source| ProvisionError::Write {
+        path: csr_path.clone(),
+        source,
+    })?;
+    Ok(Provisioned {
+        device: cfg.device.clone(),
+        created,
+        key_description: signer.describe(),
+        fingerprint: DeviceVerifyingKey(signer.verifying_key()).fingerprint(),
+        csr_path,
+    })
+}

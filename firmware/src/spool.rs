@@ -1,0 +1,295 @@
+//! The on-disk spool of sealed fragments.
+//!
+//! ```text
+//! <spool>/<stream>/00000000000000000042.scf   one sealed fragment, complete
+//! <spool>/<stream>/chain.state                 next sequence and last manifest hash
+//! <spool>/<stream>/.tmp-*                      being written; removed on start
+//! ```
+//!
+//! A fragment counts as spooled once its file and the directory are fsynced.
+//! Only sealed bytes are written: the camera cannot decrypt its own spool.
+//! After a failed fsync a file is in an unknown state, so it is removed and
+//! reported, never retried in place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sealcam_format::{ManifestHash, Name, SealedFragment};
+
+const SUFFIX: &str = "scf";
+const STATE_FILE: &str = "chain.state";
+
+/// What went wrong in the spool.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spool state {path} is corrupt: {reason}")]
+    BadState { path: PathBuf, reason: String },
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        op,
+        source,
+    }
+}
+
+/// Where the manifest chain stands: the next sequence number to use and the
+/// hash of the last manifest written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainState {
+    pub next_sequence: u64,
+    pub last_manifest: ManifestHash,
+}
+
+impl Default for ChainState {
+    fn default() -> Self {
+        Self {
+            next_sequence: 0,
+            last_manifest: ManifestHash::GENESIS,
+        }
+    }
+}
+
+/// A spooled fragment waiting for upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spooled {
+    pub sequence: u64,
+    pub path: PathBuf,
+}
+
+/// The spool of one stream.
+pub struct Spool {
+    dir: PathBuf,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "fsync directory"))
+}
+
+/// Writes `bytes` to `path` durably via a temp file and a rename.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
+    let tmp = dir.join(format!(".tmp-{name}"));
+    let path = dir.join(name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp, "create"))?;
+    let written = f
+        .write_all(bytes)
+        .map_err(io(&tmp, "write"))
+        .and_then(|_| f.sync_all().map_err(io(&tmp, "fsync")));
+    if let Err(e) = written {
+        // The file's state is unknown after a failed write or fsync: drop it.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &path).map_err(io(&path, "rename"))?;
+    fsync_dir(dir)?;
+    Ok(path)
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool of `stream` under `root`, and
+    /// removes files left half-written by a crash.
+    pub fn open(root: &Path, stream: &Name) -> Result<Self, SpoolError> {
+        let dir = root.join(stream.as_str());
+        fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
+        let spool = Self { dir };
+        for entry in fs::read_dir(&spool.dir).map_err(io(&spool.dir, "list"))? {
+            let entry = entry.map_err(io(&spool.dir, "list"))?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(".tmp-") {
+                tracing::warn!(file = %entry.path().display(), "removing a fragment left half-written by a crash");
+                fs::remove_file(entry.path()).map_err(io(&entry.path(), "remove"))?;
+            }
+        }
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file_name(sequence: u64) -> String {
+        format!("{sequence:020}.{SUFFIX}")
+    }
+
+    /// Stores a sealed fragment durably.
+    pub fn put(&self, sequence: u64, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
+        write_durably(&self.dir, &Self::file_name(sequence), bytes)
+    }
+
+    /// Fragments waiting for upload, oldest first.
+    pub fn pending(&self) -> Result<Vec<Spooled>, SpoolError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io(&self.dir, "list"))? {
+            let entry = entry.map_err(io(&self.dir, "list"))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(seq) = name
+                .strip_suffix(&format!(".{SUFFIX}"))
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                out.push(Spooled {
+                    sequence: seq,
+                    path: entry.path(),
+                });
+            }
+        }
+        out.sort_by_key(|s| s.sequence);
+        Ok(out)
+    }
+
+    /// Deletes an uploaded fragment.
+    pub fn remove(&self, s: &Spooled) -> Result<(), SpoolError> {
+        fs::remove_file(&s.path).map_err(io(&s.path, "remove"))?;
+        fsync_dir(&self.dir)
+    }
+
+    /// Moves a fragment the server refused for good out of the queue.
+    pub fn reject(&self, s: &Spooled) -> Result<PathBuf, SpoolError> {
+        let dir = self.dir.join("rejected");
+        fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
+        let to = dir.join(Self::file_name(s.sequence));
+        fs::rename(&s.path, &to).map_err(io(&to, "rename"))?;
+        fsync_dir(&self.dir)?;
+        fsync_dir(&dir)?;
+        Ok(to)
+    }
+
+    /// Records where the chain stands.
+    pub fn save_state(&self, state: &ChainState) -> Result<(), SpoolError> {
+        let text = format!(
+            "next_sequence={}\nlast_manifest={}\n",
+            state.next_sequence, state.last_manifest
+        );
+        write_durably(&self.dir, STATE_FILE, text.as_bytes()).map(|_| ())
+    }
+
+    /// Where the chain stands, from the state file and any fragment spooled
+    /// after the state was last saved (a crash between the two writes).
+    pub fn load_state(&self) -> Result<ChainState, SpoolError> {
+        let path = self.dir.join(STATE_FILE);
+        let mut state = match fs::read_to_string(&path) {
+            Ok(text) => parse_state(&path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ChainState::default(),
+            Err(e) => return Err(io(&path, "read")(e)),
+        };
+        for s in self.pending()?.into_iter().rev() {
+            if s.sequence < state.next_sequence {
+                break;
+            }
+            let bytes = fs::read(&s.path).map_err(io(&s.path, "read"))?;
+            match SealedFragment::parse(&bytes) {
+                Ok(f) => {
+                    state = ChainState {
+                        next_sequence: s.sequence + 1,
+                        last_manifest: f.manifest_hash(),
+                    };
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %s.path.display(), error = %e, "spooled fragment unreadable")
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
+    let bad = |reason: &str| SpoolError::BadState {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut next = None;
+    let mut last = None;
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("next_sequence", v)) => {
+                next = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| bad("next_sequence is not a number"))?,
+                )
+            }
+            Some(("last_manifest", v)) => {
+                last = Some(
+                    ManifestHash::from_hex(v)
+                        .ok_or_else(|| bad("last_manifest is not 64 hex digits"))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(ChainState {
+        next_sequence: next.ok_or_else(|| bad("next_sequence missing"))?,
+        last_manifest: last.ok_or_else(|| bad("last_manifest missing"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_list_remove_and_state_round_trip() {
+        let root = tempfile::tempdir().unwrap();
+        let stream = Name::new("front").unwrap();
+        let spool = Spool::open(root.path(), &stream).unwrap();
+        spool.put(2, b"two").unwrap();
+        spool.put(1, b"one").unwrap();
+        let p = spool.pending().unwrap();
+        assert_eq!(p.iter().map(|s| s.sequence).collect::<Vec<_>>(), vec![1, 2]);
+        spool.remove(&p[0]).unwrap();
+        assert_eq!(spool.pending().unwrap().len(), 1);
+
+        let st = ChainState {
+            next_sequence: 3,
+            last_manifest: ManifestHash([9; 32]),
+        };
+        spool.save_state(&st).unwrap();
+        assert_eq!(spool.load_state().unwrap(), st);
+    }
+
+    #[test]
+    fn leftover_temp_files_are_removed_on_open() {
+        let root = tempfile::tempdir().unwrap();
+        let stream = Name::new("front").unwrap();
+        fs::create_dir_all(root.path().join("front")).unwrap();
+        fs::write(
+            root.path().join("front/.tmp-00000000000000000001.scf"),
+            b"torn",
+        )
+        .unwrap();
+        let spool = Spool::open(root.path(), &stream).unwrap();
+        assert!(spool.pending().unwrap().is_empty());
+        assert_eq!(fs::read_dir(spool.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn corrupt_state_is_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let stream = Name::new("front").unwrap();
+        let spool = Spool::open(root.path(), &stream).unwrap();
+        fs::write(spool.dir().join(STATE_FILE), "next_sequence=x\n").unwrap();
+        assert!(matches!(
+            spool.load_state(),
+            Err(SpoolError::BadState { .. })
+        ));
+    }
+}

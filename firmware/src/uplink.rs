@@ -1,0 +1,275 @@
+//! Uploads spooled fragments to the ingest over mutual TLS.
+//!
+//! One idempotent `PUT /v1/fragments/{device}/{stream}/{sequence}` per
+//! fragment, body streamed from the spool file. A 200 or 201 means the
+//! ingest stored the fragment durably, and only then is it deleted from the
+//! spool. Network and server errors are retried with capped exponential
+//! backoff and jitter; failures are logged once per outage, not per try.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use sealcam_format::Name;
+use sealcam_transport::{pem, tls, ExternalSigner, TransportError};
+use serde::Deserialize;
+use tokio::sync::{watch, Notify};
+
+use crate::config::UploadConfig;
+use crate::spool::{Spool, SpoolError, Spooled};
+
+/// Why the uplink could not be set up or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("upload TLS setup: {0}")]
+    Tls(#[from] TransportError),
+    #[error("device certificate {path}: {source}")]
+    Certificate {
+        path: String,
+        #[source]
+        source: TransportError,
+    },
+    #[error("HTTP client: {0}")]
+    Client(String),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("{remaining} fragments are still in the spool {dir} after {waited:?}: {last_error}. They are kept and upload at the next start")]
+    Undrained {
+        remaining: usize,
+        dir: String,
+        waited: Duration,
+        last_error: String,
+    },
+}
+
+/// How one upload attempt ended, when it reached the server.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now or before (idempotent repeat): delete from the spool.
+    Stored,
+    /// Refused for good (malformed, bad signature, conflicting bytes).
+    Rejected(String),
+}
+
+/// A failed attempt that is worth retrying.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Retryable(String);
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// Full cause chain of an error, for one clear log line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+pub struct Uplink {
+    client: reqwest::Client,
+    base: String,
+    device: Name,
+    stream: Name,
+    spool: Arc<Spool>,
+}
+
+/// Capped exponential backoff with full jitter.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn step(&mut self) -> Duration {
+        let cap = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        let ms = rand::thread_rng().gen_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64);
+        Duration::from_millis(ms)
+    }
+}
+
+impl Uplink {
+    pub fn new(
+        cfg: &UploadConfig,
+        certificate: &std::path::Path,
+        signer: Arc<dyn ExternalSigner>,
+        device: Name,
+        stream: Name,
+        spool: Arc<Spool>,
+    ) -> Result<Self, UplinkError> {
+        let roots = pem::load_roots(&cfg.ca)?;
+        let chain = pem::load_certs(certificate).map_err(|source| UplinkError::Certificate {
+            path: certificate.display().to_string(),
+            source,
+        })?;
+        let tls = tls::device_client_config(roots, chain, signer)?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| UplinkError::Client(chain_err(&e)))?;
+        Ok(Self {
+            client,
+            base: cfg.url.clone(),
+            device,
+            stream,
+            spool,
+        })
+    }
+
+    fn url(&self, sequence: u64) -> String {
+        format!(
+            "{}/v1/fragments/{}/{}/{}",
+            self.base, self.device, self.stream, sequence
+        )
+    }
+
+    /// One attempt to upload one spooled fragment.
+    pub async fn upload(&self, s: &Spooled) -> Result<Outcome, Retryable> {
+        let file = tokio::fs::File::open(&s.path)
+            .await
+            .map_err(|e| Retryable(format!("cannot open {}: {e}", s.path.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| Retryable(format!("cannot stat {}: {e}", s.path.display())))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let resp = self
+            .client
+            .put(self.url(s.sequence))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .header(reqwest::header::CONTENT_TYPE, "application/vnd.sealcam.fragment")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                Retryable(format!(
+                    "cannot reach the ingest at {}: {}; check upload.url and that sealcam-ingest is running",
+                    self.base,
+                    chain_err(&e)
+                ))
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(Outcome::Stored);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let reason = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or(text);
+        match status.as_u16() {
+            400 | 409 | 413 | 422 => Ok(Outcome::Rejected(format!("{status}: {reason}"))),
+            _ => Err(Retryable(format!("ingest answered {status}: {reason}"))),
+        }
+    }
+
+    /// Uploads until `done` turns true and the spool is empty. After `done`,
+    /// gives up after `drain_timeout`, leaving what remains in the spool.
+    pub async fn run(
+        &self,
+        wake: Arc<Notify>,
+        mut done: watch::Receiver<bool>,
+        drain_timeout: Duration,
+    ) -> Result<UplinkReport, UplinkError> {
+        let mut backoff = Backoff::new();
+        let mut failing: Option<String> = None;
+        let mut report = UplinkReport::default();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if *done.borrow() && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + drain_timeout);
+            }
+            let pending = self.spool.pending()?;
+            if pending.is_empty() {
+                if *done.borrow() {
+                    return Ok(report);
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = done.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            let mut retry_after = None;
+            for s in &pending {
+                match self.upload(s).await {
+                    Ok(Outcome::Stored) => {
+                        self.spool.remove(s)?;
+                        report.uploaded += 1;
+                        backoff.reset();
+                        if let Some(err) = failing.take() {
+                            tracing::info!(previous_error = %err, "uplink recovered");
+                        }
+                    }
+                    Ok(Outcome::Rejected(reason)) => {
+                        let to = self.spool.reject(s)?;
+                        report.rejected += 1;
+                        tracing::error!(sequence = s.sequence, %reason, kept_at = %to.display(), "ingest refused fragment for good");
+                    }
+                    Err(Retryable(err)) => {
+                        if failing.is_none() {
+                            tracing::warn!(error = %err, "upload failed; fragments stay in the spool and are retried with backoff");
+                        } else {
+                            tracing::debug!(error = %err, "upload retry failed");
+                        }
+                        failing = Some(err);
+                        retry_after = Some(backoff.step());
+                        break;
+                    }
+                }
+            }
+            if let Some(wait) = retry_after {
+                if let Some(d) = deadline {
+                    if tokio::time::Instant::now() + wait > d {
+                        let remaining = self.spool.pending()?.len();
+                        return Err(UplinkError::Undrained {
+                            remaining,
+                            dir: self.spool.dir().display().to_string(),
+                            waited: drain_timeout,
+                            last_error: failing.unwrap_or_default(),
+                        });
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = done.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+fn chain_err(e: &reqwest::Error) -> String {
+    chain(e)
+}
+
+/// What the uplink did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UplinkReport {
+    pub uploaded: u64,
+    pub rejected: u64,
+}
