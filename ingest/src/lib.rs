@@ -1,1 +1,15 @@
+//! sealcam-ingest, the receiving service.
+//!
+//! * [`pki`]: the development fleet PKI: CA, server certificate, device
+//!   certificates from CSRs, consumer certificates.
+//! * [`store`]: durable, create-only storage of sealed fragments in a local
+//!   directory, keyed by (device, stream, sequence).
+//! * [`server`]: the mutual-TLS HTTP service: devices upload their own
+//!   streams, consumers read; every fragment is checked before it is stored.
+//!
+//! The ingest never holds a key that decrypts video: it checks structure,
+//! signatures and the hash chain, all of which are public.
 
+pub mod pki;
+pub mod server;
+pub mod store;

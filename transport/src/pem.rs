@@ -57,3 +57,16 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TransportError> 
     }
     Ok(roots)
 }
+
+/// Encodes a DER certificate as PEM.
+pub fn cert_to_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}

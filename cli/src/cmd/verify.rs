@@ -1,0 +1,70 @@
+//! `sealcam verify`: provenance and completeness of fetched fragments.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sealcam_format::verify::ChainReport;
+use sealcam_transport::{identity, pem};
+
+use crate::fragdir::FragmentDir;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory written by `sealcam fetch`.
+    pub dir: PathBuf,
+    /// Also check that the device certificate was issued by this fleet CA.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+/// Prints the report; returns whether everything verified.
+pub fn print_report(report: &ChainReport) -> bool {
+    let (Some(first), Some(last)) = (report.verified.first(), report.verified.last()) else {
+        println!("verified:  no fragment verified");
+        for f in &report.failures {
+            println!("FAILED:    {}: {}", f.label, f.reason);
+        }
+        return false;
+    };
+    println!(
+        "stream:    device {} stream {}",
+        report.device.as_ref().map(|d| d.as_str()).unwrap_or("?"),
+        report.stream.as_ref().map(|s| s.as_str()).unwrap_or("?")
+    );
+    println!(
+        "verified:  {} fragments (sequence {}..={}), {} frames, {} .. {}",
+        report.verified.len(),
+        first.sequence,
+        last.sequence,
+        report.frame_count(),
+        super::rfc3339(first.start_unix_ns),
+        super::rfc3339(last.end_unix_ns)
+    );
+    if report.gaps.is_empty() {
+        println!("gaps:      none");
+    }
+    for g in &report.gaps {
+        println!(
+            "GAP:       sequences {}..={} are missing and no signed manifest explains why (undeclared: deleted or withheld)",
+            g.first_missing, g.last_missing
+        );
+    }
+    for f in &report.failures {
+        println!("FAILED:    {}: {}", f.label, f.reason);
+    }
+    let ok = report.is_ok();
+    println!("result:    {}", if ok { "OK" } else { "FAILED" });
+    ok
+}
+
+pub fn run(args: Args) -> anyhow::Result<bool> {
+    let dir = FragmentDir::read(&args.dir)?;
+    if let Some(ca) = &args.ca {
+        let ca_der = pem::load_certs(ca)?;
+        identity::verify_issued_by(&dir.device_cert_der, ca_der[0].as_ref())
+            .with_context(|| format!("device certificate in {}", args.dir.display()))?;
+        println!("device certificate: issued by {}", ca.display());
+    }
+    let report = dir.verify()?;
+    Ok(print_report(&report))
+}

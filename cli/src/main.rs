@@ -1,0 +1,52 @@
+//! sealcam: the consumer and admin CLI.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sealcam::cmd;
+
+#[derive(Parser)]
+#[command(name = "sealcam", version, about = "sealcam consumer CLI: keys, fetch, verify, decrypt")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a consumer key pair.
+    Keygen(cmd::keygen::Args),
+    /// Download a stream's sealed fragments.
+    Fetch(cmd::fetch::Args),
+    /// Check signatures, hashes and the chain; report gaps.
+    Verify(cmd::verify::Args),
+    /// Decrypt verified fragments to a playable MKV.
+    Decrypt(cmd::decrypt::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Keygen(a) => cmd::keygen::run(a).map(|()| true),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Decrypt(a) => cmd::decrypt::run(a).map(|()| true),
+        Command::Fetch(a) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(cmd::fetch::run(a)).map(|()| true),
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sealcam: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! sealcam-ingest: the receiving service and its development PKI.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sealcam_format::Name;
+use sealcam_ingest::pki;
+use sealcam_ingest::server::{ServeConfig, Server};
+
+#[derive(Parser)]
+#[command(name = "sealcam-ingest", version, about = "sealcam receiving service: verifies, stores and serves sealed fragments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve devices and consumers over mutual TLS.
+    Serve {
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: SocketAddr,
+        /// Directory with ca.crt, server.crt and server.key.
+        #[arg(long, default_value = "/etc/sealcam-ingest/pki")]
+        pki: PathBuf,
+        /// Where fragments are stored.
+        #[arg(long, default_value = "/var/lib/sealcam-ingest")]
+        data: PathBuf,
+    },
+    /// The fleet CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Device certificates.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Consumer certificates.
+    Consumer {
+        #[command(subcommand)]
+        command: ConsumerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the fleet CA and the ingest's server certificate (development PKI).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS names of the ingest (repeatable).
+        #[arg(long = "server-name", default_values = ["localhost"])]
+        server_names: Vec<String>,
+        /// IP addresses of the ingest (repeatable).
+        #[arg(long = "server-ip", default_values = ["127.0.0.1"])]
+        server_ips: Vec<IpAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Issue a device certificate from the CSR `sealcamd provision` wrote.
+    Issue {
+        #[arg(long)]
+        pki: PathBuf,
+        #[arg(long)]
+        csr: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsumerCommand {
+    /// Issue a consumer TLS certificate and key (read access).
+    Issue {
+        #[arg(long)]
+        pki: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Writes NAME.crt and NAME.key here.
+        #[arg(long)]
+        out_dir: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sealcam-ingest: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { listen, pki: dir, data } => {
+            let cfg = ServeConfig {
+                listen,
+                fleet_ca: dir.join(pki::CA_CERT),
+                cert: dir.join(pki::SERVER_CERT),
+                key: dir.join(pki::SERVER_KEY),
+                data,
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async {
+                let server = Server::bind(&cfg).await?;
+                let addr = server.local_addr()?;
+                tracing::info!(%addr, data = %cfg.data.display(), "sealcam-ingest listening");
+                println!("listening on {addr}");
+                std::io::stdout().flush()?;
+                server.serve(stop_signal()).await;
+                tracing::info!("sealcam-ingest stopped");
+                Ok(())
+            })
+        }
+        Command::Ca {
+            command: CaCommand::Init {
+                dir,
+                server_names,
+                server_ips,
+            },
+        } => {
+            pki::init(&dir, &server_names, &server_ips)?;
+            println!("fleet CA and server certificate written to {}", dir.display());
+            Ok(())
+        }
+        Command::Device {
+            command: DeviceCommand::Issue { pki: dir, csr, out, days },
+        } => {
+            let (device, cert) = pki::issue_device(&dir, &csr, days)?;
+            pki::write_issued(&out, &cert, None)?;
+            println!("certificate for device {device} written to {}", out.display());
+            Ok(())
+        }
+        Command::Consumer {
+            command:
+                ConsumerCommand::Issue {
+                    pki: dir,
+                    name,
+                    out_dir,
+                    days,
+                },
+        } => {
+            let name = Name::new(&name)?;
+            let (cert, key) = pki::issue_consumer(&dir, &name, days)?;
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            let cert_path = out_dir.join(format!("{name}.crt"));
+            let key_path = out_dir.join(format!("{name}.key"));
+            pki::write_issued(&cert_path, &cert, Some((&key_path, &key)))?;
+            println!("consumer {name}: {} and {}", cert_path.display(), key_path.display());
+            Ok(())
+        }
+    }
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
