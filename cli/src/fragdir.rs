@@ -49,7 +49,9 @@ impl FragmentDir {
             }
         }
         if names.is_empty() {
-            return Err(DirError::Empty { dir: dir.to_owned() });
+            return Err(DirError::Empty {
+                dir: dir.to_owned(),
+            });
         }
         names.sort();
         let mut files = Vec::with_capacity(names.len());

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use sealcam::cmd;
 
 #[derive(Parser)]
-#[command(name = "sealcam", version, about = "sealcam consumer CLI: keys, fetch, verify, decrypt")]
+#[command(
+    name = "sealcam",
+    version,
+    about = "sealcam consumer CLI: keys, fetch, verify, decrypt"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match Cli::parse().command {
         Command::Keygen(a) => cmd::keygen::run(a).map(|()| true),

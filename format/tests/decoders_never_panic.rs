@@ -1,5 +1,7 @@
 //! Property tests for every decoder of untrusted bytes in the format crate.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use sealcam_format::{KeyId, Manifest, ManifestHash, Name, SealedFragment, WrappedKey};
 

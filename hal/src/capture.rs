@@ -3,7 +3,7 @@
 //! The graph is built element by element from [`CaptureSettings`]:
 //!
 //! ```text
-//! source -> capsfilter(raw size, rate) -> videoconvert -> x264enc
+//! source -> capsfilter(raw size, rate) -> videoconvert -> capsfilter(I420) -> x264enc
 //!        -> h264parse -> capsfilter(avc, au) -> appsink
 //! ```
 //!
@@ -166,6 +166,14 @@ impl Capture {
         let raw_filter = make("capsfilter")?;
         raw_filter.set_property("caps", &raw_caps);
         let convert = make("videoconvert")?;
+        // 4:2:0 8-bit, the format every hardware decoder plays.
+        let i420 = make("capsfilter")?;
+        i420.set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        );
         let encoder = make("x264enc")?;
         encoder.set_property("key-int-max", settings.keyframe_interval);
         encoder.set_property("bframes", 0u32);
@@ -193,6 +201,7 @@ impl Capture {
             &source,
             &raw_filter,
             &convert,
+            &i420,
             &encoder,
             &parse,
             &avc_filter,

@@ -12,7 +12,11 @@ use sealcam_ingest::pki;
 use sealcam_ingest::server::{ServeConfig, Server};
 
 #[derive(Parser)]
-#[command(name = "sealcam-ingest", version, about = "sealcam receiving service: verifies, stores and serves sealed fragments")]
+#[command(
+    name = "sealcam-ingest",
+    version,
+    about = "sealcam receiving service: verifies, stores and serves sealed fragments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,7 +118,11 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { listen, pki: dir, data } => {
+        Command::Serve {
+            listen,
+            pki: dir,
+            data,
+        } => {
             let cfg = ServeConfig {
                 listen,
                 fleet_ca: dir.join(pki::CA_CERT),
@@ -134,22 +143,35 @@ fn real_main() -> anyhow::Result<()> {
             })
         }
         Command::Ca {
-            command: CaCommand::Init {
-                dir,
-                server_names,
-                server_ips,
-            },
+            command:
+                CaCommand::Init {
+                    dir,
+                    server_names,
+                    server_ips,
+                },
         } => {
             pki::init(&dir, &server_names, &server_ips)?;
-            println!("fleet CA and server certificate written to {}", dir.display());
+            println!(
+                "fleet CA and server certificate written to {}",
+                dir.display()
+            );
             Ok(())
         }
         Command::Device {
-            command: DeviceCommand::Issue { pki: dir, csr, out, days },
+            command:
+                DeviceCommand::Issue {
+                    pki: dir,
+                    csr,
+                    out,
+                    days,
+                },
         } => {
             let (device, cert) = pki::issue_device(&dir, &csr, days)?;
             pki::write_issued(&out, &cert, None)?;
-            println!("certificate for device {device} written to {}", out.display());
+            println!(
+                "certificate for device {device} written to {}",
+                out.display()
+            );
             Ok(())
         }
         Command::Consumer {
@@ -163,11 +185,16 @@ fn real_main() -> anyhow::Result<()> {
         } => {
             let name = Name::new(&name)?;
             let (cert, key) = pki::issue_consumer(&dir, &name, days)?;
-            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
             let cert_path = out_dir.join(format!("{name}.crt"));
             let key_path = out_dir.join(format!("{name}.key"));
             pki::write_issued(&cert_path, &cert, Some((&key_path, &key)))?;
-            println!("consumer {name}: {} and {}", cert_path.display(), key_path.display());
+            println!(
+                "consumer {name}: {} and {}",
+                cert_path.display(),
+                key_path.display()
+            );
             Ok(())
         }
     }

@@ -16,8 +16,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use sealcam_format::Name;
 use sealcam_transport::Identity;
@@ -58,12 +58,15 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
         .open(path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                PkiError::Exists { path: path.to_owned() }
+                PkiError::Exists {
+                    path: path.to_owned(),
+                }
             } else {
                 io("create", e)
             }
         })?;
-    f.write_all(contents.as_bytes()).map_err(|e| io("write", e))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("fsync", e))
 }
 
@@ -95,10 +98,20 @@ pub fn init(dir: &Path, server_names: &[String], server_ips: &[IpAddr]) -> Resul
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "sealcam fleet CA");
+    // A unique name per CA, so that certificates of two fleets never chain
+    // by name alone.
+    let id: [u8; 4] = rand::random();
+    dn.push(
+        DnType::CommonName,
+        format!("sealcam fleet CA {}", hex::encode(id)),
+    );
     ca.distinguished_name = dn;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut ca, 3650);
     let ca_cert = ca.self_signed(&ca_key)?;
 
@@ -108,7 +121,9 @@ pub fn init(dir: &Path, server_names: &[String], server_ips: &[IpAddr]) -> Resul
     dn.push(DnType::CommonName, "sealcam ingest");
     server.distinguished_name = dn;
     for n in server_names {
-        server.subject_alt_names.push(SanType::DnsName(n.clone().try_into()?));
+        server
+            .subject_alt_names
+            .push(SanType::DnsName(n.clone().try_into()?));
     }
     for ip in server_ips {
         server.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -161,14 +176,17 @@ pub fn issue_device(dir: &Path, csr_path: &Path, days: u32) -> Result<(Name, Str
         reason,
     };
     let pem_text = read(csr_path)?;
-    let csr = CertificateSigningRequestParams::from_pem(&pem_text).map_err(|e| bad(e.to_string()))?;
+    let csr =
+        CertificateSigningRequestParams::from_pem(&pem_text).map_err(|e| bad(e.to_string()))?;
     let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem_text.as_bytes())
         .map(|d: rustls_pki_types::CertificateSigningRequestDer<'static>| d)
         .map_err(|e| bad(e.to_string()))?;
-    let (_, req) = x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
-        .map_err(|e| bad(e.to_string()))?;
-    req.verify_signature()
-        .map_err(|_| bad("its signature does not verify: the requester does not hold the key".into()))?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+            .map_err(|e| bad(e.to_string()))?;
+    req.verify_signature().map_err(|_| {
+        bad("its signature does not verify: the requester does not hold the key".into())
+    })?;
     let cn = req
         .certification_request_info
         .subject
@@ -194,12 +212,17 @@ pub fn issue_device(dir: &Path, csr_path: &Path, days: u32) -> Result<(Name, Str
 pub fn issue_consumer(dir: &Path, name: &Name, days: u32) -> Result<(String, String), PkiError> {
     let ca = load_ca(dir)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert = leaf_params(&Identity::consumer(name.clone()), days)?.signed_by(&key, &ca.cert, &ca.key)?;
+    let cert =
+        leaf_params(&Identity::consumer(name.clone()), days)?.signed_by(&key, &ca.cert, &ca.key)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes a certificate (0644) and optionally its key (0600), never overwriting.
-pub fn write_issued(cert_path: &Path, cert: &str, key: Option<(&Path, &str)>) -> Result<(), PkiError> {
+pub fn write_issued(
+    cert_path: &Path,
+    cert: &str,
+    key: Option<(&Path, &str)>,
+) -> Result<(), PkiError> {
     if let Some((key_path, key)) = key {
         write_new(key_path, key, 0o600)?;
     }

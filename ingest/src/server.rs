@@ -79,7 +79,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage error");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error; try again".into())
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage error; try again".into(),
+        )
     }
 }
 
@@ -100,15 +103,26 @@ impl Server {
         let key = pem::load_private_key(&cfg.key)?;
         let tls = tls::ingest_server_config(roots, chain, key)?;
         let store = Store::open(&cfg.data)?;
-        let listener = TcpListener::bind(cfg.listen).await.map_err(|source| ServerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
         let app = Router::new()
-            .route("/v1/fragments/{device}/{stream}/{sequence}", put(put_fragment))
+            .route(
+                "/v1/fragments/{device}/{stream}/{sequence}",
+                put(put_fragment),
+            )
             .route("/v1/streams", get(list_streams))
-            .route("/v1/streams/{device}/{stream}/fragments", get(list_fragments))
-            .route("/v1/streams/{device}/{stream}/fragments/{sequence}", get(get_fragment))
+            .route(
+                "/v1/streams/{device}/{stream}/fragments",
+                get(list_fragments),
+            )
+            .route(
+                "/v1/streams/{device}/{stream}/fragments/{sequence}",
+                get(get_fragment),
+            )
             .route("/v1/devices/{device}/certificate", get(get_device_cert))
             .layer(DefaultBodyLimit::max(MAX_FRAGMENT_BYTES))
             .with_state(AppState { store });
@@ -145,7 +159,12 @@ impl Server {
     }
 }
 
-async fn handle_connection(acceptor: TlsAcceptor, app: Router, tcp: tokio::net::TcpStream, addr: SocketAddr) {
+async fn handle_connection(
+    acceptor: TlsAcceptor,
+    app: Router,
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+) {
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -177,10 +196,11 @@ async fn handle_connection(acceptor: TlsAcceptor, app: Router, tcp: tokio::net::
         cert_der: Arc::new(cert_der),
         addr,
     };
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        app.clone().oneshot(req)
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            app.clone().oneshot(req)
+        });
     if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service)
         .await
@@ -223,7 +243,8 @@ async fn put_fragment(
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "fragment refused");
         ApiError(status, reason)
     };
-    let frag = SealedFragment::parse(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let frag =
+        SealedFragment::parse(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let m = &frag.manifest;
     if m.device != device || m.stream != stream || m.sequence != sequence {
         return Err(refuse(
@@ -236,8 +257,10 @@ async fn put_fragment(
     }
     let key = identity::device_key_from_cert_der(&peer.cert_der)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
-    frag.verify(&key).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
-    frag.records().map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    frag.verify(&key)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    frag.records()
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let hash = frag.manifest_hash();
     let prev = m.prev;
     let frames = m.frame_count;
@@ -358,10 +381,16 @@ async fn list_fragments(
     let entries = tokio::task::spawn_blocking(move || -> Result<Vec<FragmentEntry>, StoreError> {
         let mut out = Vec::new();
         for seq in state.store.sequences(&device, &stream)? {
-            let Some(bytes) = state.store.get(&device, &stream, seq)? else { continue };
-            let Ok(f) = SealedFragment::parse(&bytes) else { continue };
+            let Some(bytes) = state.store.get(&device, &stream, seq)? else {
+                continue;
+            };
+            let Ok(f) = SealedFragment::parse(&bytes) else {
+                continue;
+            };
             let m = &f.manifest;
-            if q.from_ns.is_some_and(|from| m.end_unix_ns < from) || q.to_ns.is_some_and(|to| m.start_unix_ns > to) {
+            if q.from_ns.is_some_and(|from| m.end_unix_ns < from)
+                || q.to_ns.is_some_and(|to| m.start_unix_ns > to)
+            {
                 continue;
             }
             out.push(FragmentEntry {
@@ -391,7 +420,11 @@ async fn get_fragment(
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/vnd.sealcam.fragment")], bytes).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.sealcam.fragment")],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn get_device_cert(
@@ -404,6 +437,11 @@ async fn get_device_cert(
     let pem = tokio::task::spawn_blocking(move || state.store.device_cert(&device))
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no certificate stored for that device".into()))?;
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no certificate stored for that device".into(),
+            )
+        })?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }

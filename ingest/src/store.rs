@@ -25,7 +25,11 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("fragment {device}/{stream}/{sequence} is already stored with different content")]
-    Conflict { device: Name, stream: Name, sequence: u64 },
+    Conflict {
+        device: Name,
+        stream: Name,
+        sequence: u64,
+    },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -51,7 +55,9 @@ pub struct Store {
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync directory", dir))
 }
 
 fn names_in(dir: &Path) -> Result<Vec<Name>, StoreError> {
@@ -75,7 +81,9 @@ impl Store {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let devices = root.join("devices");
         fs::create_dir_all(&devices).map_err(io("create", &devices))?;
-        Ok(Self { root: root.to_owned() })
+        Ok(Self {
+            root: root.to_owned(),
+        })
     }
 
     fn device_dir(&self, device: &Name) -> PathBuf {
@@ -83,14 +91,22 @@ impl Store {
     }
 
     fn stream_dir(&self, device: &Name, stream: &Name) -> PathBuf {
-        self.device_dir(device).join("streams").join(stream.as_str())
+        self.device_dir(device)
+            .join("streams")
+            .join(stream.as_str())
     }
 
     fn fragment_path(&self, device: &Name, stream: &Name, sequence: u64) -> PathBuf {
-        self.stream_dir(device, stream).join(format!("{sequence:020}.scf"))
+        self.stream_dir(device, stream)
+            .join(format!("{sequence:020}.scf"))
     }
 
-    pub fn get(&self, device: &Name, stream: &Name, sequence: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequence: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.fragment_path(device, stream, sequence);
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
@@ -100,7 +116,13 @@ impl Store {
     }
 
     /// Stores a fragment durably, create-only. Idempotent for the same bytes.
-    pub fn put(&self, device: &Name, stream: &Name, sequence: u64, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+    pub fn put(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequence: u64,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StoreError> {
         let dir = self.stream_dir(device, stream);
         fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let path = self.fragment_path(device, stream, sequence);
@@ -162,7 +184,9 @@ impl Store {
         }
         let tmp = dir.join(format!(".tmp-device.crt-{}", std::process::id()));
         fs::write(&tmp, pem).map_err(io("write", &tmp))?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io("fsync", &tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io("fsync", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         fsync_dir(&dir)
     }
@@ -222,8 +246,14 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let (d, s) = (Name::new("cam").unwrap(), Name::new("front").unwrap());
         assert_eq!(store.put(&d, &s, 1, b"abc").unwrap(), PutOutcome::Stored);
-        assert_eq!(store.put(&d, &s, 1, b"abc").unwrap(), PutOutcome::AlreadyStored);
-        assert!(matches!(store.put(&d, &s, 1, b"abd"), Err(StoreError::Conflict { .. })));
+        assert_eq!(
+            store.put(&d, &s, 1, b"abc").unwrap(),
+            PutOutcome::AlreadyStored
+        );
+        assert!(matches!(
+            store.put(&d, &s, 1, b"abd"),
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(store.get(&d, &s, 1).unwrap().unwrap(), b"abc");
         assert_eq!(store.sequences(&d, &s).unwrap(), vec![1]);
         assert_eq!(store.streams().unwrap(), vec![(d, s)]);

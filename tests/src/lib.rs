@@ -1,1 +1,343 @@
+//! Harness for the system tests: runs the real programs as processes, each
+//! test in its own temporary directory, the ingest on an ephemeral loopback
+//! port, with its log kept for assertions.
+//!
+//! The binaries are found next to the test executable (`target/<profile>/`);
+//! `scripts/test` builds them before running the tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary built beside the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a binary to completion, returning its output.
+pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
+    Command::new(bin(name))
+        .args(args)
+        .current_dir(cwd)
+        .env("SEALCAM_LOG", "info")
+        .output()
+        .expect("spawn")
+}
+
+/// Runs a binary and asserts it succeeded.
+pub fn run_ok(name: &str, args: &[&str], cwd: &Path) -> Output {
+    let out = run(name, args, cwd);
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A running `sealcam-ingest serve`, stopped on drop.
+pub struct Ingest {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Ingest {
+    pub fn start(work: &Path, pki: &Path) -> Self {
+        let log = work.join(format!("ingest-{}.log", std::process::id()));
+        let data = work.join("ingest-data");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(bin("sealcam-ingest"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--pki"])
+            .arg(pki)
+            .arg("--data")
+            .arg(&data)
+            .env("SEALCAM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected ingest output {line:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            log,
+            data,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (log lines are written asynchronously).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test world: PKI, a consumer key and consumer TLS identity, in a temp dir.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Self { dir };
+        run_ok("sealcam-ingest", &["ca", "init", "--dir", "pki"], w.path());
+        run_ok("sealcam", &["keygen", "--out", "alice"], w.path());
+        run_ok(
+            "sealcam-ingest",
+            &[
+                "consumer",
+                "issue",
+                "--pki",
+                "pki",
+                "--name",
+                "alice",
+                "--out-dir",
+                "consumer",
+            ],
+            w.path(),
+        );
+        w
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn start_ingest(&self) -> Ingest {
+        Ingest::start(self.path(), &self.path().join("pki"))
+    }
+
+    /// Writes a camera config `<device>.toml` and provisions the device with a
+    /// certificate from the world's CA.
+    pub fn camera(&self, device: &str, url: &str, frames: u32, fragment_ms: u32) -> PathBuf {
+        let cfg = self.write_camera_config(device, url, frames, fragment_ms);
+        let cfg_s = cfg.to_str().unwrap();
+        run_ok(
+            "sealcamd",
+            &["provision", "--config", cfg_s, "--insecure-software-key"],
+            self.path(),
+        );
+        run_ok(
+            "sealcam-ingest",
+            &[
+                "device",
+                "issue",
+                "--pki",
+                "pki",
+                "--csr",
+                &format!("{device}/device.csr"),
+                "--out",
+                &format!("{device}/device.crt"),
+            ],
+            self.path(),
+        );
+        cfg
+    }
+
+    pub fn write_camera_config(
+        &self,
+        device: &str,
+        url: &str,
+        frames: u32,
+        fragment_ms: u32,
+    ) -> PathBuf {
+        std::fs::create_dir_all(self.path().join(device)).unwrap();
+        let cfg = self.path().join(format!("{device}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"device_id = "{device}"
+[camera]
+source = "test"
+num_buffers = {frames}
+width = 320
+height = 240
+framerate = 30
+bitrate_kbps = 500
+[stream]
+name = "front"
+fragment_duration_ms = {fragment_ms}
+[recipients]
+public_keys = ["alice.pub"]
+[identity]
+insecure_software_key = true
+key = "{device}/device.key"
+certificate = "{device}/device.crt"
+[spool]
+dir = "{device}/spool"
+[upload]
+url = "{url}"
+ca = "pki/ca.crt"
+drain_timeout_s = 3
+"#
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
+    /// `sealcam fetch` of `<device>/front` into `out`.
+    pub fn fetch(&self, ingest: &Ingest, device: &str, out: &str) -> Output {
+        run_ok(
+            "sealcam",
+            &[
+                "fetch",
+                "--server",
+                &ingest.url(),
+                "--ca",
+                "pki/ca.crt",
+                "--cert",
+                "consumer/alice.crt",
+                "--tls-key",
+                "consumer/alice.key",
+                &format!("{device}/front"),
+                "--out",
+                out,
+            ],
+            self.path(),
+        )
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts the frames GStreamer demuxes from a Matroska file
+/// (`filesrc ! matroskademux ! h264parse ! appsink`), with the size of the
+/// first decoded-caps structure.
+pub fn gst_count_frames(path: &Path) -> (usize, i32, i32) {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! matroskademux ! h264parse ! appsink name=sink sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut n = 0;
+    let mut size = (0, 0);
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        if n == 0 {
+            let s = sample.caps().unwrap().structure(0).unwrap().to_owned();
+            size = (
+                s.get::<i32>("width").unwrap(),
+                s.get::<i32>("height").unwrap(),
+            );
+        }
+        n += 1;
+    }
+    let bus = pipeline.bus().unwrap();
+    let err = bus.pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        err.is_none(),
+        "GStreamer error demuxing {}: {err:?}",
+        path.display()
+    );
+    (n, size.0, size.1)
+}
+
+/// Every sealed fragment file under a directory tree.
+pub fn fragment_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "scf") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A 4-byte Annex-B start code followed by the NAL header of an SPS, PPS or
+/// IDR slice with nal_ref_idc set: what x264's plaintext output looks like.
+/// (Random bytes match with probability about 1e-11 per position.)
+pub fn has_annex_b_parameter_sets_or_idr(bytes: &[u8]) -> bool {
+    bytes.windows(5).any(|w| {
+        w[..4] == [0, 0, 0, 1]
+            && w[4] & 0x80 == 0
+            && w[4] & 0x60 != 0
+            && matches!(w[4] & 0x1F, 5 | 7 | 8)
+    })
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

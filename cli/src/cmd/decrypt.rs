@@ -24,7 +24,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pem = std::fs::read_to_string(&args.key)
         .with_context(|| format!("reading consumer key {}", args.key.display()))?;
-    let key = ConsumerSecretKey::from_pem(&pem).with_context(|| format!("consumer key {}", args.key.display()))?;
+    let key = ConsumerSecretKey::from_pem(&pem)
+        .with_context(|| format!("consumer key {}", args.key.display()))?;
     let dir = FragmentDir::read(&args.dir)?;
     let report = dir.verify()?;
     if !report.failures.is_empty() {
@@ -33,7 +34,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|f| format!("{}: {}", f.label, f.reason))
             .collect();
-        bail!("refusing to decrypt: verification failed for {}", names.join("; "));
+        bail!(
+            "refusing to decrypt: verification failed for {}",
+            names.join("; ")
+        );
     }
     for g in &report.gaps {
         eprintln!(
@@ -42,7 +46,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let tmp = args.out.with_extension("mkv.partial");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut writer: Option<MkvWriter<BufWriter<std::fs::File>>> = None;
     let mut file = Some(BufWriter::new(file));
     let mut track0 = None;
@@ -54,7 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|(_, b)| b.as_slice())
             .context("fragment vanished between verify and decrypt")?;
         let frag = SealedFragment::parse(bytes)?;
-        let opened = frag.open(&key).with_context(|| format!("fragment {}", v.label))?;
+        let opened = frag
+            .open(&key)
+            .with_context(|| format!("fragment {}", v.label))?;
         match &track0 {
             None => track0 = Some(opened.track.clone()),
             Some(t) if *t != opened.track => bail!(
@@ -86,7 +93,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("renaming to {}", args.out.display()))?;
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("renaming to {}", args.out.display()))?;
     println!(
         "decrypted {} fragments, {} frames to {}",
         report.verified.len(),

@@ -47,9 +47,11 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
         return u64::try_from(t.unix_timestamp_nanos()).context("time before 1970");
     }
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration (10m, 2h, 1d)"))?;
+    let n: u64 = num.parse().with_context(|| {
+        format!(
+            "{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration (10m, 2h, 1d)"
+        )
+    })?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -57,7 +59,9 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
         "d" => n * 86_400,
         _ => bail!("{s:?}: durations end in s, m, h or d"),
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let at = now.saturating_sub(Duration::from_secs(secs));
     Ok(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -93,7 +97,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach the ingest at {base}"))?;
     let entries: Vec<Entry> = checked(resp).await?.json().await?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
 
     let cert_resp = client
         .get(format!("{base}/v1/devices/{device}/certificate"))
@@ -106,7 +111,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut bytes = 0usize;
     for (i, e) in entries.iter().enumerate() {
         let resp = client
-            .get(format!("{base}/v1/streams/{device}/{stream}/fragments/{}", e.sequence))
+            .get(format!(
+                "{base}/v1/streams/{device}/{stream}/fragments/{}",
+                e.sequence
+            ))
             .send()
             .await?;
         let body = checked(resp).await?.bytes().await?;
@@ -115,12 +123,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let tmp = path.with_extension("scf.partial");
         std::fs::write(&tmp, &body).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)?;
-        eprint!("\rfetched {}/{} fragments, {} KiB", i + 1, total, bytes / 1024);
+        eprint!(
+            "\rfetched {}/{} fragments, {} KiB",
+            i + 1,
+            total,
+            bytes / 1024
+        );
     }
     if total > 0 {
         eprintln!();
     }
-    println!("fetched {total} fragments of {device}/{stream} into {}", args.out.display());
+    println!(
+        "fetched {total} fragments of {device}/{stream} into {}",
+        args.out.display()
+    );
     Ok(())
 }
 

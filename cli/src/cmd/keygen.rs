@@ -26,13 +26,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&key_path)
-        .with_context(|| format!("creating {} (an existing key is never overwritten)", key_path.display()))?;
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten)",
+                key_path.display()
+            )
+        })?;
     f.write_all(private.as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", key_path.display()))?;
     std::fs::write(&pub_path, public).with_context(|| format!("writing {}", pub_path.display()))?;
     println!("key id:      {}", key.public().id());
-    println!("private key: {} (keep it secret; it decrypts every fragment sealed to it)", key_path.display());
-    println!("public key:  {} (add it to recipients.public_keys in the camera config)", pub_path.display());
+    println!(
+        "private key: {} (keep it secret; it decrypts every fragment sealed to it)",
+        key_path.display()
+    );
+    println!(
+        "public key:  {} (add it to recipients.public_keys in the camera config)",
+        pub_path.display()
+    );
     Ok(())
 }

@@ -9,6 +9,9 @@ pub mod verify;
 pub(crate) fn rfc3339(unix_ns: u64) -> String {
     let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns));
     ts.ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| format!("{unix_ns} ns"))
 }

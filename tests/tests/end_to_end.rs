@@ -1,0 +1,123 @@
+//! The whole path: camera to ingest to consumer, with real processes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sealcam_format::{ConsumerSecretKey, SealedFragment};
+use sealcam_system_tests::*;
+
+const FRAMES: u32 = 90;
+
+#[test]
+fn camera_to_decrypted_clip() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.camera("cam1", &ingest.url(), FRAMES, 1000);
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+
+    // Everything uploaded: the spool is empty.
+    assert!(fragment_files(&w.path().join("cam1/spool")).is_empty());
+
+    w.fetch(&ingest, "cam1", "fetched");
+    let out = run_ok(
+        "sealcam",
+        &["verify", "fetched", "--ca", "pki/ca.crt"],
+        w.path(),
+    );
+    let report = text(&out.stdout);
+    assert!(report.contains(&format!("{FRAMES} frames")), "{report}");
+    assert!(report.contains("result:    OK"), "{report}");
+
+    run_ok(
+        "sealcam",
+        &[
+            "decrypt",
+            "fetched",
+            "--key",
+            "alice.key",
+            "--out",
+            "clip.mkv",
+        ],
+        w.path(),
+    );
+    let (frames, width, height) = gst_count_frames(&w.path().join("clip.mkv"));
+    assert_eq!(frames, FRAMES as usize);
+    assert_eq!((width, height), (320, 240));
+
+    // The stored fragments hold no plaintext H.264.
+    let key =
+        ConsumerSecretKey::from_pem(&std::fs::read_to_string(w.path().join("alice.key")).unwrap())
+            .unwrap();
+    let stored = fragment_files(&ingest.data);
+    assert!(
+        stored.len() >= 3,
+        "expected about 3 one-second fragments, got {}",
+        stored.len()
+    );
+    for path in &stored {
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            !has_annex_b_parameter_sets_or_idr(&bytes),
+            "{} looks like plaintext H.264",
+            path.display()
+        );
+        let opened = SealedFragment::parse(&bytes).unwrap().open(&key).unwrap();
+        // Neither the codec configuration nor any frame appears in the clear.
+        assert!(!contains(
+            &bytes,
+            &opened.track.codec_private[..16.min(opened.track.codec_private.len())]
+        ));
+        for f in &opened.frames {
+            let window = &f.data[..32.min(f.data.len())];
+            assert!(
+                !contains(&bytes, window),
+                "plaintext frame bytes found in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn unreachable_server_keeps_fragments_and_they_upload_later() {
+    let w = World::new();
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = w.camera("cam1", &format!("https://127.0.0.1:{port}"), 60, 1000);
+    let out = run(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("cannot reach the ingest"), "{err}");
+    assert!(err.contains("still in the spool"), "{err}");
+    let spooled = fragment_files(&w.path().join("cam1/spool"));
+    assert_eq!(spooled.len(), 2, "{spooled:?}");
+
+    // Now with the ingest up: the old fragments go first, the chain continues.
+    let ingest = w.start_ingest();
+    w.write_camera_config("cam1", &ingest.url(), 30, 1000);
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    assert!(fragment_files(&w.path().join("cam1/spool")).is_empty());
+    w.fetch(&ingest, "cam1", "fetched");
+    let out = run_ok("sealcam", &["verify", "fetched"], w.path());
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("3 fragments (sequence 0..=2), 90 frames"),
+        "{report}"
+    );
+}

@@ -1,0 +1,120 @@
+//! The ingest refuses who it must, and says why in its log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sealcam_system_tests::*;
+use sealcam_transport::{pem, tls};
+
+fn client(config: rustls::ClientConfig) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+fn client_with_cert(w: &World, cert: &str, key: &str) -> reqwest::blocking::Client {
+    let cfg = tls::consumer_client_config(
+        pem::load_roots(&w.path().join("pki/ca.crt")).unwrap(),
+        pem::load_certs(&w.path().join(cert)).unwrap(),
+        pem::load_private_key(&w.path().join(key)).unwrap(),
+    )
+    .unwrap();
+    client(cfg)
+}
+
+#[test]
+fn client_without_certificate_is_refused() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(pem::load_roots(&w.path().join("pki/ca.crt")).unwrap())
+        .with_no_client_auth();
+    let result = client(cfg)
+        .get(format!("{}/v1/streams", ingest.url()))
+        .send();
+    assert!(result.is_err() || !result.unwrap().status().is_success());
+    let log = ingest.wait_for_log("TLS handshake refused");
+    assert!(log.contains("TLS handshake refused"), "{log}");
+    assert!(log.to_lowercase().contains("no certificate"), "{log}");
+}
+
+#[test]
+fn certificate_from_another_ca_is_refused() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    run_ok(
+        "sealcam-ingest",
+        &["ca", "init", "--dir", "other-pki"],
+        w.path(),
+    );
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "consumer",
+            "issue",
+            "--pki",
+            "other-pki",
+            "--name",
+            "mallory",
+            "--out-dir",
+            "other",
+        ],
+        w.path(),
+    );
+    let c = client_with_cert(&w, "other/mallory.crt", "other/mallory.key");
+    let result = c.get(format!("{}/v1/streams", ingest.url())).send();
+    assert!(result.is_err() || !result.unwrap().status().is_success());
+    let log = ingest.wait_for_log("invalid peer certificate");
+    assert!(
+        log.contains("TLS handshake refused")
+            && log.contains("invalid peer certificate: UnknownIssuer"),
+        "{log}"
+    );
+}
+
+#[test]
+fn device_may_not_write_another_devices_stream_or_read() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg1 = w.camera("cam1", &ingest.url(), 30, 1000);
+    w.camera("cam2", &ingest.url(), 30, 1000);
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg1.to_str().unwrap()],
+        w.path(),
+    );
+    let stored = fragment_files(&ingest.data);
+    assert_eq!(stored.len(), 1);
+    let body = std::fs::read(&stored[0]).unwrap();
+
+    // cam2 replays cam1's fragment as if it were its own to write.
+    let cam2 = client_with_cert(&w, "cam2/device.crt", "cam2/device.key");
+    let resp = cam2
+        .put(format!("{}/v1/fragments/cam1/front/1", ingest.url()))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let log = ingest.wait_for_log("may not write streams of device cam1");
+    assert!(
+        log.contains("device cam2 may not write streams of device cam1"),
+        "{log}"
+    );
+
+    // Under its own name the fragment fails cam2's signature check.
+    let resp = cam2
+        .put(format!("{}/v1/fragments/cam2/front/0", ingest.url()))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // A device cannot read.
+    let resp = cam2
+        .get(format!("{}/v1/streams", ingest.url()))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
