@@ -1,0 +1,11 @@
+//! Writes the format test vectors to stdout:
+//! `cargo run -p sealcam-format --example test-vectors > docs/format-vectors.json`
+
+#![allow(clippy::expect_used)]
+
+#[path = "../tests/common/vectors.rs"]
+mod vectors;
+
+fn main() {
+    print!("{}", vectors::generate());
+}

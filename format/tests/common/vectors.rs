@@ -1,0 +1,123 @@
+//! Deterministic test vectors for the sealed-fragment format v1.
+//!
+//! Shared by the `vectors` test (which regenerates and compares them with
+//! `docs/format-vectors.json`) and the `test-vectors` example (which writes
+//! that file).
+
+use p256::ecdsa::signature::Signer;
+use rand::SeedableRng;
+use sealcam_format::{
+    ConsumerSecretKey, FragmentSealer, Frame, ManifestHash, Name, SealedFragment, TrackConfig,
+};
+use sha2::{Digest, Sha256};
+
+/// Fixed inputs: nothing here is secret outside these tests.
+pub const DEVICE_KEY_HEX: &str = "c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721";
+pub const CONSUMER_KEY_HEX: &str =
+    "0f2a8b1e6c4d3a5b7e9f1c2d4e6a8b0c1d3e5f7a9b0c2d4e6f8a0b1c3d5e7f9a";
+pub const RNG_SEED: [u8; 32] = [7; 32];
+
+fn secret(hex_str: &str) -> p256::SecretKey {
+    let bytes = hex::decode(hex_str).expect("fixed hex");
+    p256::SecretKey::from_slice(&bytes).expect("fixed scalar")
+}
+
+/// Builds the vectors as pretty JSON.
+pub fn generate() -> String {
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(RNG_SEED);
+    let device = p256::ecdsa::SigningKey::from(secret(DEVICE_KEY_HEX));
+    let consumer_pem = {
+        use p256::pkcs8::EncodePrivateKey;
+        secret(CONSUMER_KEY_HEX)
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .expect("encode")
+    };
+    let consumer = ConsumerSecretKey::from_pem(&consumer_pem).expect("consumer key");
+    let track = TrackConfig {
+        codec: sealcam_format::seal::CODEC_H264_AVC,
+        width: 320,
+        height: 240,
+        framerate_num: 30,
+        framerate_den: 1,
+        codec_private: vec![
+            0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x0d,
+        ],
+    };
+    let frames: Vec<Frame> = (0..3u64)
+        .map(|i| Frame {
+            pts_ns: 1_000_000_000 + i * 33_333_333,
+            duration_ns: 33_333_333,
+            key_frame: i == 0,
+            data: vec![
+                0x00,
+                0x00,
+                0x00,
+                0x04,
+                0x65 - (i as u8 > 0) as u8 * 0x24,
+                0x88,
+                0x84,
+                i as u8,
+            ],
+        })
+        .collect();
+    let mut sealer = FragmentSealer::new(
+        Name::new("cam-0001").expect("name"),
+        Name::new("front").expect("name"),
+        42,
+        &track,
+        &mut rng,
+    )
+    .expect("sealer");
+    for f in &frames {
+        sealer.push_frame(f).expect("push");
+    }
+    let prev = ManifestHash([0xab; 32]);
+    let unsigned = sealer
+        .finish(
+            prev,
+            1_790_000_000_000_000_000,
+            1_790_000_000_100_000_000,
+            &[consumer.public().clone()],
+            &mut rng,
+        )
+        .expect("finish");
+    let message = unsigned.signing_message();
+    let sig: p256::ecdsa::Signature = device.sign(&message);
+    let file = unsigned.into_file(&sig.to_bytes().into());
+    let parsed = SealedFragment::parse(&file).expect("parse");
+
+    let json = serde_json::json!({
+        "description": "sealcam sealed-fragment format v1 test vector; see docs/format.md",
+        "inputs": {
+            "device_private_key_scalar": DEVICE_KEY_HEX,
+            "device_public_key_sec1": hex::encode(device.verifying_key().to_encoded_point(false).as_bytes()),
+            "consumer_private_key_scalar": CONSUMER_KEY_HEX,
+            "consumer_key_id": consumer.public().id().to_string(),
+            "rng": "ChaCha20Rng seeded with 32 bytes of 0x07; draws: data key (32 bytes), then the HPKE ephemeral key",
+            "device": "cam-0001",
+            "stream": "front",
+            "sequence": 42,
+            "prev_manifest_hash": prev.to_string(),
+            "start_unix_ns": 1_790_000_000_000_000_000u64,
+            "end_unix_ns": 1_790_000_000_100_000_000u64,
+            "track_codec_private": hex::encode(&track.codec_private),
+            "frames": frames.iter().map(|f| serde_json::json!({
+                "pts_ns": f.pts_ns,
+                "duration_ns": f.duration_ns,
+                "key_frame": f.key_frame,
+                "data": hex::encode(&f.data),
+            })).collect::<Vec<_>>(),
+        },
+        "outputs": {
+            "manifest_body": hex::encode(parsed.manifest_body),
+            "manifest_hash": parsed.manifest_hash().to_string(),
+            "signing_message_sha256": hex::encode(Sha256::digest(&message)),
+            "signature": hex::encode(parsed.signature),
+            "payload_sha256": hex::encode(parsed.manifest.payload_sha256),
+            "fragment": hex::encode(&file),
+        }
+    });
+    let mut s = serde_json::to_string_pretty(&json).expect("json");
+    s.push('\n');
+    s
+}
