@@ -73,8 +73,11 @@ proptest! {
     }
 
     #[test]
-    fn manifest_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        let _ = Manifest::decode(&bytes);
+    fn manifest_decoder_never_panics_and_is_canonical(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        // Whatever decodes re-encodes to the same bytes: one encoding per manifest.
+        if let Ok(m) = Manifest::decode(&bytes) {
+            prop_assert_eq!(m.encode(), bytes);
+        }
     }
 
     #[test]
