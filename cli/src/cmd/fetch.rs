@@ -109,6 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let total = entries.len();
     let mut bytes = 0usize;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for (i, e) in entries.iter().enumerate() {
         let resp = client
             .get(format!(
@@ -123,14 +124,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let tmp = path.with_extension("scf.partial");
         std::fs::write(&tmp, &body).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)?;
-        eprint!(
-            "\rfetched {}/{} fragments, {} KiB",
-            i + 1,
-            total,
-            bytes / 1024
-        );
+        if progress {
+            eprint!(
+                "\rfetched {}/{} fragments, {} KiB",
+                i + 1,
+                total,
+                bytes / 1024
+            );
+        }
     }
-    if total > 0 {
+    if progress && total > 0 {
         eprintln!();
     }
     println!(

@@ -1,0 +1,152 @@
+//! The device and ingest configs really negotiate what the docs promise:
+//! TLS 1.3, X25519MLKEM768, a client certificate whose key signs through the
+//! external-signer seam.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use p256::ecdsa::signature::Signer;
+use p256::pkcs8::EncodePrivateKey;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConnection, NamedGroup, ProtocolVersion, RootCertStore, ServerConnection};
+use sealcam_transport::{tls, ExternalSigner, Identity, Role, SignerError};
+
+struct SoftSigner(p256::ecdsa::SigningKey);
+
+impl ExternalSigner for SoftSigner {
+    fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::Signature, SignerError> {
+        Ok(self.0.sign(message))
+    }
+    fn verifying_key(&self) -> p256::ecdsa::VerifyingKey {
+        *self.0.verifying_key()
+    }
+    fn describe(&self) -> String {
+        "test key".into()
+    }
+}
+
+struct Pki {
+    roots: RootCertStore,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: PrivateKeyDer<'static>,
+    device_chain: Vec<CertificateDer<'static>>,
+    device_key: p256::ecdsa::SigningKey,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+
+    let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let server = CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+
+    let device_key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let device_kp = KeyPair::try_from(device_key.to_pkcs8_der().unwrap().as_bytes()).unwrap();
+    let mut dp = CertificateParams::default();
+    dp.subject_alt_names = vec![SanType::URI("urn:sealcam:device:cam7".try_into().unwrap())];
+    let device = dp.signed_by(&device_kp, &ca, &ca_key).unwrap();
+
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    Pki {
+        roots,
+        server_chain: vec![server.der().clone()],
+        server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        device_chain: vec![device.der().clone()],
+        device_key,
+    }
+}
+
+/// Moves TLS bytes between the two ends until both finish the handshake.
+fn handshake(
+    client: &mut ClientConnection,
+    server: &mut ServerConnection,
+) -> Result<(), rustls::Error> {
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        client.write_tls(&mut buf).unwrap();
+        server.read_tls(&mut buf.as_slice()).unwrap();
+        server.process_new_packets()?;
+        let mut buf = Vec::new();
+        server.write_tls(&mut buf).unwrap();
+        client.read_tls(&mut buf.as_slice()).unwrap();
+        client.process_new_packets()?;
+        if !client.is_handshaking() && !server.is_handshaking() {
+            return Ok(());
+        }
+    }
+    panic!("handshake did not finish");
+}
+
+#[test]
+fn device_and_ingest_negotiate_tls13_with_post_quantum_hybrid() {
+    let p = pki();
+    let ccfg = tls::device_client_config(
+        p.roots.clone(),
+        p.device_chain.clone(),
+        Arc::new(SoftSigner(p.device_key.clone())),
+    )
+    .unwrap();
+    let scfg = tls::ingest_server_config(
+        p.roots.clone(),
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+    )
+    .unwrap();
+    let mut client =
+        ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
+    let mut server = ServerConnection::new(Arc::new(scfg)).unwrap();
+    handshake(&mut client, &mut server).unwrap();
+
+    assert_eq!(client.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        client.negotiated_key_exchange_group().map(|g| g.name()),
+        Some(NamedGroup::X25519MLKEM768)
+    );
+    let peer = server.peer_certificates().unwrap();
+    let id = Identity::from_cert_der(peer[0].as_ref()).unwrap();
+    assert_eq!(id.role, Role::Device);
+    assert_eq!(id.name.as_str(), "cam7");
+}
+
+#[test]
+fn ingest_refuses_a_client_without_certificate() {
+    let p = pki();
+    let ccfg = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(p.roots.clone())
+        .with_no_client_auth();
+    let scfg = tls::ingest_server_config(p.roots, p.server_chain, p.server_key).unwrap();
+    let mut client =
+        ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
+    let mut server = ServerConnection::new(Arc::new(scfg)).unwrap();
+    let err = handshake(&mut client, &mut server).unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("no certificate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ingest_refuses_tls12() {
+    let p = pki();
+    let ccfg = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(p.roots.clone())
+        .with_no_client_auth();
+    let scfg = tls::ingest_server_config(p.roots, p.server_chain, p.server_key).unwrap();
+    let mut client =
+        ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
+    let mut server = ServerConnection::new(Arc::new(scfg)).unwrap();
+    assert!(handshake(&mut client, &mut server).is_err());
+}
