@@ -29,14 +29,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sealcam_base::init_logging("warn");
     let result = match Cli::parse().command {
         Command::Keygen(a) => cmd::keygen::run(a).map(|()| true),
         Command::Verify(a) => cmd::verify::run(a),

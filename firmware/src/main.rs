@@ -46,14 +46,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sealcam_base::init_logging("info");
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -73,7 +66,7 @@ fn real_main() -> anyhow::Result<()> {
                 let stop = Arc::new(AtomicBool::new(false));
                 let signal_stop = stop.clone();
                 tokio::spawn(async move {
-                    wait_for_stop_signal().await;
+                    sealcam_base::stop_signal().await;
                     signal_stop.store(true, Ordering::Relaxed);
                 });
                 let report = sealcamd::daemon::run(cfg, stop).await?;
@@ -126,22 +119,6 @@ fn real_main() -> anyhow::Result<()> {
                 config.display()
             );
             Ok(())
-        }
-    }
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops sealcamd");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

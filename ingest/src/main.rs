@@ -99,14 +99,7 @@ enum ConsumerCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sealcam_base::init_logging("info");
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -137,7 +130,7 @@ fn real_main() -> anyhow::Result<()> {
                 tracing::info!(%addr, data = %cfg.data.display(), "sealcam-ingest listening");
                 println!("listening on {addr}");
                 std::io::stdout().flush()?;
-                server.serve(stop_signal()).await;
+                server.serve(sealcam_base::stop_signal()).await;
                 tracing::info!("sealcam-ingest stopped");
                 Ok(())
             })
@@ -196,21 +189,6 @@ fn real_main() -> anyhow::Result<()> {
                 key_path.display()
             );
             Ok(())
-        }
-    }
-}
-
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -1,0 +1,33 @@
+//! What every sealcam binary shares: logging setup and stop signals.
+
+use std::io::IsTerminal;
+
+/// Logs to stderr, filtered by `SEALCAM_LOG` (e.g. `info`, `sealcamd=debug`),
+/// else by `default_filter`; colour only on a terminal.
+pub fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Completes on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this program");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
