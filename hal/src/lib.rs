@@ -8,3 +8,4 @@
 
 pub mod capture;
 pub mod identity;
+pub mod tpm;
