@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sealcam_format::{ConsumerPublicKey, Name};
 use sealcam_hal::capture::{CaptureSettings, Source};
+use sealcam_hal::tpm::{self, TpmConfig};
 use serde::Deserialize;
 
 /// What is wrong with a config file.
@@ -88,8 +89,20 @@ struct RawRecipients {
 struct RawIdentity {
     #[serde(default)]
     insecure_software_key: bool,
-    key: PathBuf,
+    #[serde(default)]
+    key: Option<PathBuf>,
+    #[serde(default = "default_tcti")]
+    tpm_tcti: String,
+    #[serde(default = "default_handle")]
+    tpm_handle: u32,
     certificate: PathBuf,
+}
+
+fn default_tcti() -> String {
+    tpm::DEFAULT_TCTI.into()
+}
+fn default_handle() -> u32 {
+    tpm::DEFAULT_HANDLE
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,10 +140,17 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
-    /// Development mode: the device key is a file. Warned about at every start.
-    pub insecure_software_key: bool,
-    pub key: PathBuf,
+    pub key: KeySource,
     pub certificate: PathBuf,
+}
+
+/// Where the device key lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// In the TPM: the production mode.
+    Tpm(TpmConfig),
+    /// In a file: development only, warned about at every start.
+    InsecureSoftware(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -252,12 +272,34 @@ impl Config {
             recipients.push(key);
         }
 
-        if !raw.identity.insecure_software_key {
-            return Err(field(
-                "identity.insecure_software_key",
-                "this build keeps the device key only in software; set insecure_software_key = true for development".into(),
-            ));
-        }
+        let id = &raw.identity;
+        let key = match (id.insecure_software_key, &id.key) {
+            (true, Some(path)) => KeySource::InsecureSoftware(resolve(path)),
+            (true, None) => {
+                return Err(field(
+                    "identity.key",
+                    "required with insecure_software_key = true (the file that holds the development key)".into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(field(
+                    "identity.key",
+                    "only for insecure_software_key = true; the TPM holds the device key (remove this line)".into(),
+                ))
+            }
+            (false, None) => {
+                if !(0x8100_0000..=0x817F_FFFF).contains(&id.tpm_handle) {
+                    return Err(field(
+                        "identity.tpm_handle",
+                        format!("{:#010x} is outside the owner range 0x81000000..=0x817fffff", id.tpm_handle),
+                    ));
+                }
+                KeySource::Tpm(TpmConfig {
+                    tcti: id.tpm_tcti.clone(),
+                    handle: id.tpm_handle,
+                })
+            }
+        };
 
         let url = raw.upload.url.trim_end_matches('/').to_owned();
         if !url.starts_with("https://") {
@@ -283,8 +325,7 @@ impl Config {
             fragment_duration_ns: u64::from(ms) * 1_000_000,
             recipients,
             identity: IdentityConfig {
-                insecure_software_key: raw.identity.insecure_software_key,
-                key: resolve(&raw.identity.key),
+                key,
                 certificate: resolve(&raw.identity.certificate),
             },
             spool_dir: resolve(&raw.spool.dir),
@@ -347,6 +388,26 @@ ca = "ca.crt"
         assert_eq!(c.capture.keyframe_interval, 60);
         assert_eq!(c.spool_dir, dir.path().join("spool"));
         assert_eq!(c.upload.url, "https://127.0.0.1:8443");
+    }
+
+    #[test]
+    fn without_the_software_key_the_tpm_holds_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path());
+        let tpm = GOOD.replace("insecure_software_key = true\nkey = \"device.key\"\n", "");
+        let c = Config::parse(&dir.path().join("c.toml"), &tpm).unwrap();
+        assert_eq!(
+            c.identity.key,
+            KeySource::Tpm(TpmConfig {
+                tcti: "device:/dev/tpmrm0".into(),
+                handle: 0x8100_0100
+            })
+        );
+        let half = GOOD.replace("insecure_software_key = true\n", "");
+        let err = Config::parse(&dir.path().join("c.toml"), &half)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("identity.key"), "{err}");
     }
 
     #[test]

@@ -8,10 +8,11 @@ use std::time::Duration;
 use sealcam_format::DeviceVerifyingKey;
 use sealcam_hal::capture::{Capture, CaptureError, CaptureEvent};
 use sealcam_hal::identity::{KeyError, SoftwareKey};
+use sealcam_hal::tpm::{TpmError, TpmKey};
 use sealcam_transport::{identity, pem, ExternalSigner, TransportError};
 use tokio::sync::{watch, Notify};
 
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::recorder::{RecordError, Recorder, RecorderStats};
 use crate::spool::{Spool, SpoolError};
 use crate::uplink::{Uplink, UplinkError, UplinkReport};
@@ -20,6 +21,8 @@ use crate::uplink::{Uplink, UplinkError, UplinkReport};
 pub enum DaemonError {
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
     #[error("device certificate {path}: {source}; issue one from the CSR that `sealcamd provision` wrote")]
     Certificate {
         path: String,
@@ -51,9 +54,23 @@ pub struct RunReport {
     pub uplink: UplinkReport,
 }
 
+/// Opens the device key where the config says it lives.
+pub fn open_key(source: &KeySource) -> Result<Arc<dyn ExternalSigner>, DaemonError> {
+    match source {
+        KeySource::Tpm(tpm) => Ok(Arc::new(TpmKey::open(tpm)?)),
+        KeySource::InsecureSoftware(path) => {
+            tracing::warn!(
+                key = %path.display(),
+                "INSECURE: the device key is a software key in a file and can be copied off this camera; use the TPM in production"
+            );
+            Ok(Arc::new(SoftwareKey::load(path)?))
+        }
+    }
+}
+
 /// Loads the device key and checks the certificate certifies it.
 pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonError> {
-    let key = SoftwareKey::load(&cfg.identity.key)?;
+    let key = open_key(&cfg.identity.key)?;
     let cert_path = cfg.identity.certificate.display().to_string();
     let certs =
         pem::load_certs(&cfg.identity.certificate).map_err(|source| DaemonError::Certificate {
@@ -74,17 +91,11 @@ pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonErro
             device: device_key.fingerprint(),
         });
     }
-    Ok(Arc::new(key))
+    Ok(key)
 }
 
 /// Runs until the source ends (bounded test source) or `stop` is set.
 pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, DaemonError> {
-    if cfg.identity.insecure_software_key {
-        tracing::warn!(
-            key = %cfg.identity.key.display(),
-            "INSECURE: the device key is a software key in a file and can be copied off this camera; use a TPM-held key in production"
-        );
-    }
     let signer = load_identity(&cfg)?;
     let spool = Arc::new(Spool::open(&cfg.spool_dir, &cfg.stream)?);
     let uplink = Uplink::new(

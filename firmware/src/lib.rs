@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod identity;
 pub mod provision;
 pub mod recorder;
 pub mod spool;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sealcamd::config::Config;
+use sealcamd::config::{Config, KeySource};
 
 #[derive(Parser)]
 #[command(
@@ -31,12 +31,20 @@ enum Command {
     Provision {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
         config: PathBuf,
-        /// Keep the device key in a file. Development only: it can be copied off the camera.
+        /// Confirms a config with insecure_software_key = true: the key is a file. Development only.
         #[arg(long)]
         insecure_software_key: bool,
+        /// Replace the key already in the TPM (the camera's old identity is lost).
+        #[arg(long)]
+        force: bool,
         /// Where to write the CSR (default: the certificate path with .csr).
         #[arg(long)]
         csr_out: Option<PathBuf>,
+    },
+    /// Print the device id, key, public key fingerprint and certificate.
+    Identity {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
     },
     /// Check the config, the device key and its certificate, then exit.
     Check {
@@ -46,6 +54,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The TSS libraries log to stderr by themselves; sealcamd reports TPM
+    // errors itself, once, with their response codes.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+NONE");
+    }
     sealcam_base::init_logging("info");
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,17 +99,30 @@ fn real_main() -> anyhow::Result<()> {
         Command::Provision {
             config,
             insecure_software_key,
+            force,
             csr_out,
         } => {
-            if !insecure_software_key {
-                anyhow::bail!("this build can only provision a software device key: pass --insecure-software-key (development only)");
-            }
             let cfg = Config::load(&config)?;
-            let p = sealcamd::provision::provision(&cfg, csr_out.as_deref())?;
-            eprintln!(
-                "WARNING: {} is a software key; anyone who copies it can impersonate this camera.",
-                p.key_description
-            );
+            let software = matches!(cfg.identity.key, KeySource::InsecureSoftware(_));
+            if software && !insecure_software_key {
+                anyhow::bail!(
+                    "{} sets insecure_software_key = true: confirm with --insecure-software-key (development only), or remove it to use the TPM",
+                    config.display()
+                );
+            }
+            if !software && insecure_software_key {
+                anyhow::bail!(
+                    "{} keeps the device key in the TPM; drop --insecure-software-key",
+                    config.display()
+                );
+            }
+            let p = sealcamd::provision::provision(&cfg, force, csr_out.as_deref())?;
+            if software {
+                eprintln!(
+                    "WARNING: {} is a software key; anyone who copies it can impersonate this camera.",
+                    p.key_description
+                );
+            }
             println!("device:      {}", p.device);
             println!(
                 "key:         {} ({})",
@@ -109,6 +135,11 @@ fn real_main() -> anyhow::Result<()> {
             );
             println!("fingerprint: {}", p.fingerprint);
             println!("csr:         {}", p.csr_path.display());
+            Ok(())
+        }
+        Command::Identity { config } => {
+            let cfg = Config::load(&config)?;
+            println!("{}", sealcamd::identity::report(&cfg)?);
             Ok(())
         }
         Command::Check { config } => {

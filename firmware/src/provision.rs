@@ -1,5 +1,8 @@
 //! `sealcamd provision`: the device key and its certificate signing request.
 //!
+//! The key is created in the TPM (or, in development, in a file), or the
+//! existing one is reused: provisioning is idempotent.
+//!
 //! The CSR is signed by the device key itself (proof of possession) through
 //! the same [`ExternalSigner`] interface the TPM key uses, so the private key
 //! never has to be read out to make it.
@@ -10,14 +13,17 @@ use std::sync::Arc;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RemoteKeyPair, SanType};
 use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_hal::identity::{KeyError, SoftwareKey};
+use sealcam_hal::tpm::{self, TpmError, TpmKey};
 use sealcam_transport::{ExternalSigner, Identity};
 
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
     #[error("making the certificate request failed: {0}")]
     Csr(String),
     #[error("cannot write the certificate request {path}: {source}")]
@@ -88,22 +94,40 @@ pub fn certificate_request(
         .map_err(|e| ProvisionError::Csr(e.to_string()))
 }
 
-/// Creates the software device key (or reuses the existing one) and writes a CSR.
-pub fn provision(cfg: &Config, csr_out: Option<&Path>) -> Result<Provisioned, ProvisionError> {
-    let (key, created) = match SoftwareKey::load(&cfg.identity.key) {
-        Ok(k) => (k, false),
-        Err(KeyError::Missing { .. }) => {
-            if let Some(dir) = cfg.identity.key.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| ProvisionError::Write {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-            }
-            (SoftwareKey::create(&cfg.identity.key)?, true)
+/// Creates the device key (or reuses the existing one) and writes a CSR
+/// signed by it. A TPM key is replaced only with `force`.
+pub fn provision(
+    cfg: &Config,
+    force: bool,
+    csr_out: Option<&Path>,
+) -> Result<Provisioned, ProvisionError> {
+    let (signer, created): (Arc<dyn ExternalSigner>, bool) = match &cfg.identity.key {
+        KeySource::Tpm(t) => {
+            let created = matches!(tpm::provision(t, force)?, tpm::Provisioned::Created(_));
+            (Arc::new(TpmKey::open(t)?), created)
         }
-        Err(e) => return Err(e.into()),
+        KeySource::InsecureSoftware(path) => {
+            if force {
+                return Err(ProvisionError::Csr(format!(
+                    "--force does not replace a software key; remove {} by hand",
+                    path.display()
+                )));
+            }
+            match SoftwareKey::load(path) {
+                Ok(k) => (Arc::new(k), false),
+                Err(KeyError::Missing { .. }) => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|source| ProvisionError::Write {
+                            path: dir.to_owned(),
+                            source,
+                        })?;
+                    }
+                    (Arc::new(SoftwareKey::create(path)?), true)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
-    let signer: Arc<dyn ExternalSigner> = Arc::new(key);
     let csr = certificate_request(&cfg.device, signer.clone())?;
     let csr_path = csr_out
         .map(Path::to_owned)

@@ -168,8 +168,8 @@ impl World {
         Ingest::start(self.path(), &self.path().join("pki"))
     }
 
-    /// Writes a camera config `<device>.toml` and provisions the device with a
-    /// certificate from the world's CA.
+    /// Writes a camera config `<device>.toml` with a development software key
+    /// and provisions the device with a certificate from the world's CA.
     pub fn camera(&self, device: &str, url: &str, frames: u32, fragment_ms: u32) -> PathBuf {
         let cfg = self.write_camera_config(device, url, frames, fragment_ms);
         let cfg_s = cfg.to_str().unwrap();
@@ -178,29 +178,83 @@ impl World {
             &["provision", "--config", cfg_s, "--insecure-software-key"],
             self.path(),
         );
-        run_ok(
-            "sealcam-ingest",
-            &[
-                "device",
-                "issue",
-                "--pki",
-                "pki",
-                "--csr",
-                &format!("{device}/device.csr"),
-                "--out",
-                &format!("{device}/device.crt"),
-            ],
-            self.path(),
-        );
+        self.issue_device_cert(device);
         cfg
     }
 
+    /// Like [`World::camera`], with the device key in the TPM at `tcti`.
+    pub fn tpm_camera(
+        &self,
+        device: &str,
+        url: &str,
+        frames: u32,
+        fragment_ms: u32,
+        tcti: &str,
+    ) -> PathBuf {
+        let cfg = self.write_config(
+            device,
+            url,
+            frames,
+            fragment_ms,
+            &Self::tpm_identity(device, tcti),
+        );
+        run_ok(
+            "sealcamd",
+            &["provision", "--config", cfg.to_str().unwrap()],
+            self.path(),
+        );
+        self.issue_device_cert(device);
+        cfg
+    }
+
+    /// The `[identity]` lines of a camera whose key is in the TPM at `tcti`.
+    pub fn tpm_identity(device: &str, tcti: &str) -> String {
+        format!("tpm_tcti = \"{tcti}\"\ncertificate = \"{device}/device.crt\"\n")
+    }
+
+    fn software_identity(device: &str) -> String {
+        format!("insecure_software_key = true\nkey = \"{device}/device.key\"\ncertificate = \"{device}/device.crt\"\n")
+    }
+
+    /// Issues `<device>/device.crt` from `<device>/device.csr`, replacing it.
+    pub fn issue_device_cert(&self, device: &str) {
+        let _ = std::fs::remove_file(self.path().join(format!("{device}/device.crt")));
+        let csr = format!("{device}/device.csr");
+        let crt = format!("{device}/device.crt");
+        run_ok(
+            "sealcam-ingest",
+            &[
+                "device", "issue", "--pki", "pki", "--csr", &csr, "--out", &crt,
+            ],
+            self.path(),
+        );
+    }
+
+    /// Writes `<device>.toml` with a development software key.
     pub fn write_camera_config(
         &self,
         device: &str,
         url: &str,
         frames: u32,
         fragment_ms: u32,
+    ) -> PathBuf {
+        self.write_config(
+            device,
+            url,
+            frames,
+            fragment_ms,
+            &Self::software_identity(device),
+        )
+    }
+
+    /// Writes `<device>.toml` with the given `[identity]` lines.
+    pub fn write_config(
+        &self,
+        device: &str,
+        url: &str,
+        frames: u32,
+        fragment_ms: u32,
+        identity: &str,
     ) -> PathBuf {
         std::fs::create_dir_all(self.path().join(device)).unwrap();
         let cfg = self.path().join(format!("{device}.toml"));
@@ -221,10 +275,7 @@ fragment_duration_ms = {fragment_ms}
 [recipients]
 public_keys = ["alice.pub"]
 [identity]
-insecure_software_key = true
-key = "{device}/device.key"
-certificate = "{device}/device.crt"
-[spool]
+{identity}[spool]
 dir = "{device}/spool"
 [upload]
 url = "{url}"

@@ -125,3 +125,27 @@ pub fn verify_issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<(), TransportE
     }
     Ok(())
 }
+
+/// What a certificate says, for reports and renewal decisions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertSummary {
+    pub subject: String,
+    pub issuer: String,
+    /// Validity, in seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub identity: Option<Identity>,
+}
+
+/// Summarises a DER certificate.
+pub fn summarize(der: &[u8]) -> Result<CertSummary, TransportError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))?;
+    Ok(CertSummary {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        identity: Identity::from_cert_der(der).ok(),
+    })
+}

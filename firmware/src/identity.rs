@@ -1,0 +1,96 @@
+//! `sealcamd identity`: what this camera is and how it proves it.
+
+use std::fmt;
+
+use sealcam_format::{DeviceVerifyingKey, Name};
+use sealcam_transport::identity::{self, CertSummary};
+use sealcam_transport::pem;
+
+use crate::config::{Config, KeySource};
+use crate::daemon::{open_key, DaemonError};
+
+/// The camera's identity as configured and as certified.
+pub struct IdentityReport {
+    pub device: Name,
+    pub key: String,
+    pub fingerprint: String,
+    /// The certificate, or why it could not be read.
+    pub certificate: Result<CertSummary, String>,
+    /// Whether the certificate certifies this key.
+    pub matches: bool,
+}
+
+pub fn report(cfg: &Config) -> Result<IdentityReport, DaemonError> {
+    let key = open_key(&cfg.identity.key)?;
+    let device_key = DeviceVerifyingKey(key.verifying_key());
+    let path = &cfg.identity.certificate;
+    let (certificate, matches) = match pem::load_certs(path) {
+        Ok(certs) => {
+            let matches = identity::device_key_from_cert_der(&certs[0])
+                .map(|k| k == device_key)
+                .unwrap_or(false);
+            (
+                identity::summarize(&certs[0]).map_err(|e| e.to_string()),
+                matches,
+            )
+        }
+        Err(e) => (Err(e.to_string()), false),
+    };
+    Ok(IdentityReport {
+        device: cfg.device.clone(),
+        key: match &cfg.identity.key {
+            KeySource::Tpm(t) => format!("TPM handle {:#010x} via {}", t.handle, t.tcti),
+            KeySource::InsecureSoftware(p) => format!("INSECURE software key {}", p.display()),
+        },
+        fingerprint: device_key.fingerprint(),
+        certificate,
+        matches,
+    })
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+impl fmt::Display for IdentityReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "device:       {}", self.device)?;
+        writeln!(f, "key:          {}", self.key)?;
+        writeln!(
+            f,
+            "fingerprint:  {} (SHA-256 of the public key)",
+            self.fingerprint
+        )?;
+        match &self.certificate {
+            Ok(c) => {
+                writeln!(f, "certificate:  {}", c.subject)?;
+                writeln!(f, "issuer:       {}", c.issuer)?;
+                writeln!(
+                    f,
+                    "valid:        {} .. {}",
+                    rfc3339(c.not_before),
+                    rfc3339(c.not_after)
+                )?;
+                if let Some(id) = &c.identity {
+                    writeln!(f, "identity:     {}", id.uri())?;
+                }
+                write!(
+                    f,
+                    "key match:    {}",
+                    if self.matches {
+                        "yes"
+                    } else {
+                        "NO: the certificate certifies another key"
+                    }
+                )
+            }
+            Err(e) => write!(f, "certificate:  none ({e})"),
+        }
+    }
+}
