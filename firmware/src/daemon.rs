@@ -9,6 +9,7 @@ use sealcam_format::DeviceVerifyingKey;
 use sealcam_hal::capture::{Capture, CaptureError, CaptureEvent};
 use sealcam_hal::identity::{KeyError, SoftwareKey};
 use sealcam_hal::tpm::{TpmError, TpmKey};
+use sealcam_transport::signer::CountingSigner;
 use sealcam_transport::{identity, pem, ExternalSigner, TransportError};
 use tokio::sync::{watch, Notify};
 
@@ -52,6 +53,8 @@ pub enum DaemonError {
 pub struct RunReport {
     pub recorded: RecorderStats,
     pub uplink: UplinkReport,
+    /// Signatures the device key made: manifests plus full TLS handshakes.
+    pub key_signatures: u64,
 }
 
 /// Opens the device key where the config says it lives.
@@ -96,7 +99,8 @@ pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonErro
 
 /// Runs until the source ends (bounded test source) or `stop` is set.
 pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, DaemonError> {
-    let signer = load_identity(&cfg)?;
+    let counted = Arc::new(CountingSigner::new(load_identity(&cfg)?));
+    let signer: Arc<dyn ExternalSigner> = counted.clone();
     let spool = Arc::new(Spool::open(&cfg.spool_dir, &cfg.stream)?);
     let uplink = Uplink::new(
         &cfg.upload,
@@ -153,7 +157,11 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         .map_err(|_| DaemonError::CaptureThread)?
         .map_err(|_| DaemonError::CaptureThread)??;
     let uplink = uplink_result?;
-    Ok(RunReport { recorded, uplink })
+    Ok(RunReport {
+        recorded,
+        uplink,
+        key_signatures: counted.count(),
+    })
 }
 
 /// The capture loop: frames into the recorder until the end or a stop.

@@ -88,6 +88,7 @@ fn real_main() -> anyhow::Result<()> {
                     frames = report.recorded.frames,
                     uploaded = report.uplink.uploaded,
                     rejected = report.uplink.rejected,
+                    key_signatures = report.key_signatures,
                     "sealcamd finished"
                 );
                 if report.uplink.rejected > 0 {

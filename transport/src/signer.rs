@@ -96,3 +96,39 @@ impl ResolvesClientCert for DeviceCertResolver {
         true
     }
 }
+
+/// Counts the signatures a key makes, to show that steady streaming costs one
+/// signature per fragment plus one per full TLS handshake.
+pub struct CountingSigner {
+    inner: Arc<dyn ExternalSigner>,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl CountingSigner {
+    pub fn new(inner: Arc<dyn ExternalSigner>) -> Self {
+        Self {
+            inner,
+            count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl ExternalSigner for CountingSigner {
+    fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::Signature, SignerError> {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.sign(message)
+    }
+
+    fn verifying_key(&self) -> p256::ecdsa::VerifyingKey {
+        self.inner.verifying_key()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
