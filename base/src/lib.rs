@@ -31,3 +31,19 @@ pub async fn stop_signal() {
         }
     }
 }
+
+/// An error and all its causes on one line, `outer: inner: root`, with
+/// causes that merely repeat their parent left out.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

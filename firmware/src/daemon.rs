@@ -13,6 +13,7 @@ use sealcam_transport::signer::CountingSigner;
 use sealcam_transport::{identity, pem, ExternalSigner, TransportError};
 use tokio::sync::{watch, Notify};
 
+use crate::certificate;
 use crate::config::{Config, KeySource};
 use crate::recorder::{RecordError, Recorder, RecorderStats};
 use crate::spool::{Spool, SpoolError};
@@ -36,6 +37,8 @@ pub enum DaemonError {
         cert: String,
         device: String,
     },
+    #[error("device certificate {path} has expired; enroll again with `sealcamd provision --enroll URL --token T` (ask the operator for a token)")]
+    CertificateExpired { path: String },
     #[error(transparent)]
     Spool(#[from] SpoolError),
     #[error(transparent)]
@@ -87,6 +90,15 @@ pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonErro
         }
     })?;
     let device_key = DeviceVerifyingKey(key.verifying_key());
+    if let Ok(summary) = identity::summarize(&certs[0]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if now >= summary.not_after {
+            return Err(DaemonError::CertificateExpired { path: cert_path });
+        }
+    }
     if cert_key != device_key {
         return Err(DaemonError::CertificateMismatch {
             path: cert_path,
@@ -110,6 +122,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         cfg.stream.clone(),
         spool.clone(),
     )?;
+    let signer_for_renewal = signer.clone();
     let mut recorder = Recorder::new(
         cfg.device.clone(),
         cfg.stream.clone(),
@@ -151,7 +164,17 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     } else {
         Duration::from_secs(5)
     };
-    let uplink_result = uplink.run(wake, done_rx, drain).await;
+    let renewal = certificate::renew_forever(
+        &cfg.identity.certificate,
+        &cfg.device,
+        signer_for_renewal,
+        &uplink,
+    );
+    tokio::pin!(renewal);
+    let uplink_result = tokio::select! {
+        r = uplink.run(wake, done_rx, drain) => r,
+        never = &mut renewal => match never {},
+    };
     let recorded = tokio::task::spawn_blocking(move || capture.join())
         .await
         .map_err(|_| DaemonError::CaptureThread)?

@@ -15,6 +15,7 @@
 //! * [`provision`]: creates the device key and its certificate request.
 //! * [`daemon`]: wires the parts together and runs them until told to stop.
 
+pub mod certificate;
 pub mod config;
 pub mod daemon;
 pub mod identity;

@@ -40,6 +40,12 @@ enum Command {
         /// Where to write the CSR (default: the certificate path with .csr).
         #[arg(long)]
         csr_out: Option<PathBuf>,
+        /// Enroll at this ingest enrollment URL (https://host:port) and store the certificate.
+        #[arg(long, requires = "token")]
+        enroll: Option<String>,
+        /// The one-time token from `sealcam-ingest device add`.
+        #[arg(long, requires = "enroll")]
+        token: Option<String>,
     },
     /// Print the device id, key, public key fingerprint and certificate.
     Identity {
@@ -102,6 +108,8 @@ fn real_main() -> anyhow::Result<()> {
             insecure_software_key,
             force,
             csr_out,
+            enroll,
+            token,
         } => {
             let cfg = Config::load(&config)?;
             let software = matches!(cfg.identity.key, KeySource::InsecureSoftware(_));
@@ -136,6 +144,23 @@ fn real_main() -> anyhow::Result<()> {
             );
             println!("fingerprint: {}", p.fingerprint);
             println!("csr:         {}", p.csr_path.display());
+            if let (Some(url), Some(token)) = (enroll, token) {
+                let signer = p.signer.clone();
+                let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+                let cert = rt.block_on(sealcamd::certificate::enroll(
+                    &url,
+                    &token,
+                    &cfg.upload.ca,
+                    &cfg.device,
+                    signer,
+                    &cfg.identity.certificate,
+                ))?;
+                println!(
+                    "certificate: {} (enrolled; valid until unix {})",
+                    cfg.identity.certificate.display(),
+                    cert.not_after
+                );
+            }
             Ok(())
         }
         Command::Identity { config } => {

@@ -36,6 +36,8 @@ pub enum ProvisionError {
 
 /// What provisioning did.
 pub struct Provisioned {
+    /// The device key, open, for enrollment right after provisioning.
+    pub signer: Arc<dyn ExternalSigner>,
     pub device: Name,
     pub created: bool,
     pub key_description: String,
@@ -137,6 +139,7 @@ pub fn provision(
         source,
     })?;
     Ok(Provisioned {
+        signer: signer.clone(),
         device: cfg.device.clone(),
         created,
         key_description: signer.describe(),

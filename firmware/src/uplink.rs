@@ -61,23 +61,12 @@ struct ErrorBody {
     error: String,
 }
 
-/// Full cause chain of an error, for one clear log line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 pub struct Uplink {
-    client: reqwest::Client,
+    /// Rebuilt when the device certificate is renewed.
+    client: std::sync::RwLock<reqwest::Client>,
+    ca: std::path::PathBuf,
+    certificate: std::path::PathBuf,
+    signer: Arc<dyn ExternalSigner>,
     base: String,
     device: Name,
     stream: Name,
@@ -118,25 +107,59 @@ impl Uplink {
         stream: Name,
         spool: Arc<Spool>,
     ) -> Result<Self, UplinkError> {
-        let roots = pem::load_roots(&cfg.ca)?;
-        let chain = pem::load_certs(certificate).map_err(|source| UplinkError::Certificate {
-            path: certificate.display().to_string(),
-            source,
-        })?;
-        let tls = tls::device_client_config(roots, chain, signer)?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| UplinkError::Client(chain_err(&e)))?;
+        let client = Self::build_client(&cfg.ca, certificate, signer.clone())?;
         Ok(Self {
-            client,
+            client: std::sync::RwLock::new(client),
+            ca: cfg.ca.clone(),
+            certificate: certificate.to_owned(),
+            signer,
             base: cfg.url.clone(),
             device,
             stream,
             spool,
         })
+    }
+
+    fn build_client(
+        ca: &std::path::Path,
+        certificate: &std::path::Path,
+        signer: Arc<dyn ExternalSigner>,
+    ) -> Result<reqwest::Client, UplinkError> {
+        let roots = pem::load_roots(ca)?;
+        let chain = pem::load_certs(certificate).map_err(|source| UplinkError::Certificate {
+            path: certificate.display().to_string(),
+            source,
+        })?;
+        let tls = tls::device_client_config(roots, chain, signer)?;
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| UplinkError::Client(chain_err(&e)))
+    }
+
+    /// The mutual-TLS client as it is now.
+    pub fn client(&self) -> reqwest::Client {
+        match self.client.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The ingest's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Re-reads the device certificate (after renewal) for new connections.
+    pub fn reload_certificate(&self) -> Result<(), UplinkError> {
+        let client = Self::build_client(&self.ca, &self.certificate, self.signer.clone())?;
+        match self.client.write() {
+            Ok(mut c) => *c = client,
+            Err(poisoned) => *poisoned.into_inner() = client,
+        }
+        Ok(())
     }
 
     fn url(&self, sequence: u64) -> String {
@@ -158,7 +181,7 @@ impl Uplink {
             .len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
         let resp = self
-            .client
+            .client()
             .put(self.url(s.sequence))
             .header(reqwest::header::CONTENT_LENGTH, len)
             .header(reqwest::header::CONTENT_TYPE, "application/vnd.sealcam.fragment")
@@ -264,7 +287,7 @@ impl Uplink {
 }
 
 fn chain_err(e: &reqwest::Error) -> String {
-    chain(e)
+    sealcam_base::error_chain(e)
 }
 
 /// What the uplink did.

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,15 @@ enum Command {
         /// Where fragments are stored.
         #[arg(long, default_value = "/var/lib/sealcam-ingest")]
         data: PathBuf,
+        /// Also serve enrollment (cameras with a one-time token) here.
+        #[arg(long)]
+        enroll_listen: Option<SocketAddr>,
+        /// Lifetime of device certificates issued at enrollment and renewal.
+        #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
+        device_cert_lifetime: Duration,
+        /// How often to look for a changed revocation list, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        crl_poll_ms: u64,
     },
     /// The fleet CA.
     Ca {
@@ -69,7 +79,16 @@ enum CaCommand {
 
 #[derive(Subcommand)]
 enum DeviceCommand {
-    /// Issue a device certificate from the CSR `sealcamd provision` wrote.
+    /// Allow a device to enroll: prints a one-time enrollment token.
+    Add {
+        name: String,
+        #[arg(long)]
+        pki: PathBuf,
+        /// How long the token stays valid.
+        #[arg(long, default_value = "1h", value_parser = pki::parse_lifetime)]
+        token_ttl: Duration,
+    },
+    /// Issue a device certificate from a CSR file (operator approval instead of a token).
     Issue {
         #[arg(long)]
         pki: PathBuf,
@@ -77,8 +96,14 @@ enum DeviceCommand {
         csr: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 365)]
-        days: u32,
+        #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
+        lifetime: Duration,
+    },
+    /// Revoke every certificate of a device; a running ingest drops its connections.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        pki: PathBuf,
     },
 }
 
@@ -93,8 +118,8 @@ enum ConsumerCommand {
         /// Writes NAME.crt and NAME.key here.
         #[arg(long)]
         out_dir: PathBuf,
-        #[arg(long, default_value_t = 365)]
-        days: u32,
+        #[arg(long, default_value = "365d", value_parser = pki::parse_lifetime)]
+        lifetime: Duration,
     },
 }
 
@@ -115,13 +140,17 @@ fn real_main() -> anyhow::Result<()> {
             listen,
             pki: dir,
             data,
+            enroll_listen,
+            device_cert_lifetime,
+            crl_poll_ms,
         } => {
             let cfg = ServeConfig {
                 listen,
-                fleet_ca: dir.join(pki::CA_CERT),
-                cert: dir.join(pki::SERVER_CERT),
-                key: dir.join(pki::SERVER_KEY),
+                enroll_listen,
+                pki: dir,
                 data,
+                device_cert_lifetime,
+                crl_poll: Duration::from_millis(crl_poll_ms.max(50)),
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
@@ -129,6 +158,11 @@ fn real_main() -> anyhow::Result<()> {
                 let addr = server.local_addr()?;
                 tracing::info!(%addr, data = %cfg.data.display(), "sealcam-ingest listening");
                 println!("listening on {addr}");
+                if let Some(enroll) = server.enroll_addr() {
+                    let enroll = enroll?;
+                    tracing::info!(%enroll, "enrollment endpoint listening");
+                    println!("enrollment on {enroll}");
+                }
                 std::io::stdout().flush()?;
                 server.serve(sealcam_base::stop_signal()).await;
                 tracing::info!("sealcam-ingest stopped");
@@ -152,14 +186,43 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Device {
             command:
+                DeviceCommand::Add {
+                    name,
+                    pki: dir,
+                    token_ttl,
+                },
+        } => {
+            let name = Name::new(&name)?;
+            let token = pki::add_device(&dir, &name, token_ttl)?;
+            eprintln!(
+                "device {name} may enroll for {} s with this one-time token:",
+                token_ttl.as_secs()
+            );
+            println!("{token}");
+            Ok(())
+        }
+        Command::Device {
+            command: DeviceCommand::Revoke { name, pki: dir },
+        } => {
+            let name = Name::new(&name)?;
+            let n = pki::revoke(&dir, &name)?;
+            tracing::warn!(device = %name, certificates = n, "AUDIT: device revoked");
+            println!(
+                "device {name} revoked: {n} certificates listed in {}",
+                dir.join(pki::CRL).display()
+            );
+            Ok(())
+        }
+        Command::Device {
+            command:
                 DeviceCommand::Issue {
                     pki: dir,
                     csr,
                     out,
-                    days,
+                    lifetime,
                 },
         } => {
-            let (device, cert) = pki::issue_device(&dir, &csr, days)?;
+            let (device, cert) = pki::issue_device(&dir, &csr, lifetime)?;
             pki::write_issued(&out, &cert, None)?;
             println!(
                 "certificate for device {device} written to {}",
@@ -173,11 +236,11 @@ fn real_main() -> anyhow::Result<()> {
                     pki: dir,
                     name,
                     out_dir,
-                    days,
+                    lifetime,
                 },
         } => {
             let name = Name::new(&name)?;
-            let (cert, key) = pki::issue_consumer(&dir, &name, days)?;
+            let (cert, key) = pki::issue_consumer(&dir, &name, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let cert_path = out_dir.join(format!("{name}.crt"));

@@ -3,6 +3,10 @@
 //! ```text
 //! <pki>/ca.crt  ca.key          the fleet CA (key 0600)
 //! <pki>/server.crt server.key   the ingest's TLS certificate (key 0600)
+//! <pki>/issued/<id>/<serial>.crt every certificate issued, for revocation
+//! <pki>/enroll/<device>.token    a pending enrollment: SHA-256 of the token, expiry
+//! <pki>/revoked/<device>         the device is revoked (contents: when)
+//! <pki>/crl.pem                  revocation list signed by the CA
 //! ```
 //!
 //! Device certificates are issued from a CSR made on the camera, so the
@@ -14,13 +18,17 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType,
+    SerialNumber,
 };
 use sealcam_format::Name;
 use sealcam_transport::Identity;
+use sha2::{Digest, Sha256};
 use x509_parser::prelude::FromDer;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +86,33 @@ fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
-fn validity(params: &mut CertificateParams, days: u32) {
+/// Sets the validity window and a random serial number.
+fn validity(params: &mut CertificateParams, lifetime: Duration) {
     let now = time_now();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(i64::from(days));
+    // Backdated for clock skew: 5 minutes, or a quarter of a short lifetime.
+    let skew = Duration::from_secs(300).min(lifetime / 4);
+    params.not_before = now - skew;
+    params.not_after = now + lifetime;
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7F; // positive
+    serial[0] |= 0x01; // no leading zero byte
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+}
+
+/// Parses a lifetime such as `30d`, `12h`, `90s`.
+pub fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a lifetime; write e.g. 30d, 12h, 10m or 90s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: a lifetime ends in s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn time_now() -> time::OffsetDateTime {
@@ -112,7 +143,7 @@ pub fn init(dir: &Path, server_names: &[String], server_ips: &[IpAddr]) -> Resul
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut ca, 3650);
+    validity(&mut ca, Duration::from_secs(3650 * 86_400));
     let ca_cert = ca.self_signed(&ca_key)?;
 
     let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -130,7 +161,7 @@ pub fn init(dir: &Path, server_names: &[String], server_ips: &[IpAddr]) -> Resul
     }
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut server, 825);
+    validity(&mut server, Duration::from_secs(825 * 86_400));
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
 
     write_new(&dir.join(CA_KEY), &ca_key.serialize_pem(), 0o600)?;
@@ -155,7 +186,7 @@ fn load_ca(dir: &Path) -> Result<Ca, PkiError> {
     Ok(Ca { cert, key })
 }
 
-fn leaf_params(identity: &Identity, days: u32) -> Result<CertificateParams, PkiError> {
+fn leaf_params(identity: &Identity, lifetime: Duration) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, identity.name.as_str());
@@ -163,29 +194,31 @@ fn leaf_params(identity: &Identity, days: u32) -> Result<CertificateParams, PkiE
     params.subject_alt_names = vec![SanType::URI(identity.uri().try_into()?)];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, days);
+    validity(&mut params, lifetime);
     Ok(params)
 }
 
-/// Issues a device certificate from a CSR. The device id comes from the
-/// CSR's common name and must be a valid name; the CSR's own signature is
-/// checked (proof that the requester holds the key).
-pub fn issue_device(dir: &Path, csr_path: &Path, days: u32) -> Result<(Name, String), PkiError> {
-    let bad = |reason: String| PkiError::BadCsr {
-        path: csr_path.to_owned(),
-        reason,
-    };
-    let pem_text = read(csr_path)?;
-    let csr =
-        CertificateSigningRequestParams::from_pem(&pem_text).map_err(|e| bad(e.to_string()))?;
+/// A certificate signing request whose signature has been checked.
+pub struct CheckedCsr {
+    /// The device id: the CSR's common name.
+    pub device: Name,
+    /// The requested key, DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    csr: CertificateSigningRequestParams,
+}
+
+/// Parses a CSR and checks its signature (the requester holds the key), its
+/// key type (P-256) and its common name (a valid device id).
+pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, String> {
+    let csr = CertificateSigningRequestParams::from_pem(pem_text).map_err(|e| e.to_string())?;
     let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem_text.as_bytes())
         .map(|d: rustls_pki_types::CertificateSigningRequestDer<'static>| d)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let (_, req) =
         x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
     req.verify_signature().map_err(|_| {
-        bad("its signature does not verify: the requester does not hold the key".into())
+        "its signature does not verify: the requester does not hold the key".to_string()
     })?;
     let cn = req
         .certification_request_info
@@ -193,27 +226,83 @@ pub fn issue_device(dir: &Path, csr_path: &Path, days: u32) -> Result<(Name, Str
         .iter_common_name()
         .next()
         .and_then(|c| c.as_str().ok())
-        .ok_or_else(|| bad("it has no common name (the device id)".into()))?;
-    let device = Name::new(cn).map_err(|e| bad(e.to_string()))?;
+        .ok_or_else(|| "it has no common name (the device id)".to_string())?;
+    let device = Name::new(cn).map_err(|e| e.to_string())?;
     if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
-        return Err(bad("the key is not ECDSA P-256".into()));
+        return Err("the key is not ECDSA P-256".into());
     }
+    Ok(CheckedCsr {
+        device,
+        spki_der: req.certification_request_info.subject_pki.raw.to_vec(),
+        csr,
+    })
+}
+
+/// Issues a device certificate for a checked CSR and records it.
+pub fn issue_for_csr(dir: &Path, csr: CheckedCsr, lifetime: Duration) -> Result<String, PkiError> {
     let ca = load_ca(dir)?;
-    let params = leaf_params(&Identity::device(device.clone()), days)?;
+    let params = leaf_params(&Identity::device(csr.device.clone()), lifetime)?;
     let cert = CertificateSigningRequestParams {
         params,
-        public_key: csr.public_key,
+        public_key: csr.csr.public_key,
     }
     .signed_by(&ca.cert, &ca.key)?;
-    Ok((device, cert.pem()))
+    record_issued(dir, &csr.device, &cert)?;
+    Ok(cert.pem())
+}
+
+/// Issues a device certificate from a CSR file (operator-approved path).
+pub fn issue_device(
+    dir: &Path,
+    csr_path: &Path,
+    lifetime: Duration,
+) -> Result<(Name, String), PkiError> {
+    let csr = check_csr(&read(csr_path)?).map_err(|reason| PkiError::BadCsr {
+        path: csr_path.to_owned(),
+        reason,
+    })?;
+    let device = csr.device.clone();
+    Ok((device, issue_for_csr(dir, csr, lifetime)?))
+}
+
+fn record_issued(dir: &Path, name: &Name, cert: &rcgen::Certificate) -> Result<(), PkiError> {
+    let serial = cert
+        .params()
+        .serial_number
+        .as_ref()
+        .map(|s| hex::encode(s.as_ref()))
+        .unwrap_or_default();
+    let issued = dir.join("issued").join(name.as_str());
+    std::fs::create_dir_all(&issued).map_err(|source| PkiError::Io {
+        op: "create",
+        path: issued.clone(),
+        source,
+    })?;
+    write_new(&issued.join(format!("{serial}.crt")), &cert.pem(), 0o644)?;
+    sync_dir(&issued)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| PkiError::Io {
+            op: "fsync",
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// Issues a consumer certificate with a new key. Returns (cert PEM, key PEM).
-pub fn issue_consumer(dir: &Path, name: &Name, days: u32) -> Result<(String, String), PkiError> {
+pub fn issue_consumer(
+    dir: &Path,
+    name: &Name,
+    lifetime: Duration,
+) -> Result<(String, String), PkiError> {
     let ca = load_ca(dir)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert =
-        leaf_params(&Identity::consumer(name.clone()), days)?.signed_by(&key, &ca.cert, &ca.key)?;
+    let cert = leaf_params(&Identity::consumer(name.clone()), lifetime)?
+        .signed_by(&key, &ca.cert, &ca.key)?;
+    record_issued(dir, name, &cert)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -228,3 +317,193 @@ pub fn write_issued(
     }
     write_new(cert_path, cert, 0o644)
 }
+
+/// Why an enrollment token was refused. Deliberately terse towards the
+/// camera; the ingest logs the detail.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("enrollment token is unknown or was already used; ask the operator for a new one (`sealcam-ingest device add`)")]
+    UnknownToken,
+    #[error(
+        "enrollment token expired; ask the operator for a new one (`sealcam-ingest device add`)"
+    )]
+    Expired,
+    #[error("device {0} is revoked; the operator must add it again")]
+    Revoked(Name),
+    #[error("the certificate request is not acceptable: {0}")]
+    BadCsr(String),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn token_path(dir: &Path, device: &Name) -> PathBuf {
+    dir.join("enroll").join(format!("{device}.token"))
+}
+
+/// Registers a device for enrollment: returns a one-time token valid for
+/// `ttl`. Only the token's SHA-256 is stored. Adding a revoked device again
+/// lifts the revocation for its future certificates.
+pub fn add_device(dir: &Path, device: &Name, ttl: Duration) -> Result<String, PkiError> {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let enroll = dir.join("enroll");
+    std::fs::create_dir_all(&enroll).map_err(|source| PkiError::Io {
+        op: "create",
+        path: enroll.clone(),
+        source,
+    })?;
+    let path = token_path(dir, device);
+    let tmp = enroll.join(format!(".{device}.token.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let record = format!(
+        "sha256={}\nexpires_unix={}\n",
+        hex::encode(Sha256::digest(token.as_bytes())),
+        unix_now() + ttl.as_secs()
+    );
+    write_new(&tmp, &record, 0o600)?;
+    std::fs::rename(&tmp, &path).map_err(|source| PkiError::Io {
+        op: "rename",
+        path: path.clone(),
+        source,
+    })?;
+    let _ = std::fs::remove_file(dir.join("revoked").join(device.as_str()));
+    sync_dir(&enroll)?;
+    Ok(token)
+}
+
+/// Consumes a device's enrollment token and issues its certificate. The
+/// token is removed before the certificate is issued: it can never be used
+/// twice, even across a crash.
+pub fn enroll(
+    dir: &Path,
+    csr_pem: &str,
+    token: &str,
+    lifetime: Duration,
+) -> Result<(Name, String), EnrollError> {
+    let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
+    let path = token_path(dir, &csr.device);
+    let record = std::fs::read_to_string(&path).map_err(|_| EnrollError::UnknownToken)?;
+    let mut sha = None;
+    let mut expires = None;
+    for line in record.lines() {
+        match line.split_once('=') {
+            Some(("sha256", v)) => sha = Some(v.to_owned()),
+            Some(("expires_unix", v)) => expires = v.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    let given = hex::encode(Sha256::digest(token.as_bytes()));
+    // Compare digests, not tokens: the comparison leaks nothing useful.
+    if sha.as_deref() != Some(given.as_str()) {
+        return Err(EnrollError::UnknownToken);
+    }
+    // Single use: consume first.
+    std::fs::remove_file(&path).map_err(|_| EnrollError::UnknownToken)?;
+    sync_dir(&dir.join("enroll"))?;
+    if expires.is_none_or(|e| e < unix_now()) {
+        return Err(EnrollError::Expired);
+    }
+    if is_revoked(dir, &csr.device) {
+        return Err(EnrollError::Revoked(csr.device));
+    }
+    let device = csr.device.clone();
+    Ok((device, issue_for_csr(dir, csr, lifetime)?))
+}
+
+pub fn is_revoked(dir: &Path, device: &Name) -> bool {
+    dir.join("revoked").join(device.as_str()).exists()
+}
+
+/// Revokes every certificate ever issued to `name` and rewrites the CRL.
+/// Returns how many certificates the CRL now lists for it.
+pub fn revoke(dir: &Path, name: &Name) -> Result<usize, PkiError> {
+    let revoked = dir.join("revoked");
+    std::fs::create_dir_all(&revoked).map_err(|source| PkiError::Io {
+        op: "create",
+        path: revoked.clone(),
+        source,
+    })?;
+    let marker = revoked.join(name.as_str());
+    if !marker.exists() {
+        write_new(&marker, &format!("revoked_unix={}\n", unix_now()), 0o644)?;
+    }
+    sync_dir(&revoked)?;
+    let count = std::fs::read_dir(dir.join("issued").join(name.as_str()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    write_crl(dir)?;
+    Ok(count)
+}
+
+/// Serial numbers (hex) of every certificate issued to a revoked identity.
+fn revoked_serials(dir: &Path) -> Result<Vec<(String, u64)>, PkiError> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("revoked")) else {
+        return Ok(out);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let when = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| {
+                t.trim()
+                    .strip_prefix("revoked_unix=")
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or_else(unix_now);
+        if let Ok(certs) = std::fs::read_dir(dir.join("issued").join(&name)) {
+            for c in certs.flatten() {
+                if let Some(serial) = c.file_name().to_string_lossy().strip_suffix(".crt") {
+                    out.push((serial.to_owned(), when));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes `<pki>/crl.pem` listing every revoked serial, signed by the CA.
+pub fn write_crl(dir: &Path) -> Result<(), PkiError> {
+    let ca = load_ca(dir)?;
+    let now = time_now();
+    let mut revoked_certs = Vec::new();
+    for (serial, when) in revoked_serials(dir)? {
+        let Ok(bytes) = hex::decode(&serial) else {
+            continue;
+        };
+        revoked_certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&bytes),
+            revocation_time: time::OffsetDateTime::from_unix_timestamp(when as i64).unwrap_or(now),
+            reason_code: Some(RevocationReason::CessationOfOperation),
+            invalidity_date: None,
+        });
+    }
+    let crl = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(5),
+        next_update: now + time::Duration::days(7),
+        crl_number: SerialNumber::from_slice(&unix_now().to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.cert, &ca.key)?;
+    let path = dir.join(CRL);
+    let tmp = dir.join(".crl.pem.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, &crl.pem()?, 0o644)?;
+    std::fs::rename(&tmp, &path).map_err(|source| PkiError::Io {
+        op: "rename",
+        path: path.clone(),
+        source,
+    })?;
+    sync_dir(dir)
+}
+
+pub const CRL: &str = "crl.pem";

@@ -5,26 +5,32 @@
 //! the peer as a device or a consumer. Devices may only `PUT` fragments of
 //! their own streams; consumers may only read. See `docs/protocol.md`.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
 use sealcam_format::{Name, SealedFragment};
 use sealcam_transport::{identity, pem, tls, Identity, Role, TransportError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::pki::{self, EnrollError};
 use crate::store::{PutOutcome, Store, StoreError};
 
 /// Largest fragment accepted in one upload.
@@ -48,10 +54,16 @@ pub enum ServerError {
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub fleet_ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    /// The enrollment endpoint (server-authenticated TLS, token in the body).
+    pub enroll_listen: Option<SocketAddr>,
+    /// The PKI directory: fleet CA, server certificate, issued certificates,
+    /// enrollment tokens, revocations and the CRL.
+    pub pki: PathBuf,
     pub data: PathBuf,
+    /// Lifetime of device certificates issued at enrollment and renewal.
+    pub device_cert_lifetime: Duration,
+    /// How often the CRL file is checked for changes.
+    pub crl_poll: Duration,
 }
 
 /// The authenticated peer of a connection.
@@ -65,6 +77,79 @@ struct Peer {
 #[derive(Clone)]
 struct AppState {
     store: Store,
+    pki: PathBuf,
+    device_cert_lifetime: Duration,
+}
+
+/// An authenticated connection, so that revocation can close it.
+struct OpenConnection {
+    serial: Vec<u8>,
+    identity: Identity,
+    close: Arc<Notify>,
+}
+
+/// Serial numbers listed in the CRLs.
+fn revoked_serials(
+    crls: &[rustls::pki_types::CertificateRevocationListDer<'_>],
+) -> HashSet<Vec<u8>> {
+    crls.iter()
+        .filter_map(|der| x509_parser::parse_x509_crl(der.as_ref()).ok())
+        .flat_map(|(_, crl)| {
+            crl.iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// What the accept loops share.
+struct Shared {
+    acceptor: RwLock<TlsAcceptor>,
+    /// Serials the CRL lists: checked again after the handshake, so that a
+    /// resumed TLS session cannot outlive a revocation.
+    revoked: RwLock<HashSet<Vec<u8>>>,
+    connections: Mutex<HashMap<u64, OpenConnection>>,
+    next_id: AtomicU64,
+    roots: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    crl_path: PathBuf,
+}
+
+impl Shared {
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.acceptor.read().ok().map(|a| a.clone())
+    }
+
+    /// Rebuilds the TLS config with the CRL as it is now on disk, then closes
+    /// every open connection whose certificate it revokes.
+    fn reload_crl(&self) -> Result<usize, ServerError> {
+        let crls = pem::load_crls(&self.crl_path)?;
+        let revoked = revoked_serials(&crls);
+        // A new config also starts a new session cache: no session resumed
+        // from before the change skips the revocation check.
+        let config = tls::ingest_server_config(
+            self.roots.clone(),
+            self.chain.clone(),
+            self.key.clone_key(),
+            crls,
+        )?;
+        if let Ok(mut a) = self.acceptor.write() {
+            *a = TlsAcceptor::from(Arc::new(config));
+        }
+        if let Ok(mut r) = self.revoked.write() {
+            r.clone_from(&revoked);
+        }
+        let mut closed = 0;
+        if let Ok(conns) = self.connections.lock() {
+            for c in conns.values().filter(|c| revoked.contains(&c.serial)) {
+                tracing::warn!(peer = %c.identity, "closing connection: its certificate was revoked");
+                c.close.notify_one();
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
 }
 
 /// A refusal: status plus one clear reason, sent as `{"error": "..."}`.
@@ -92,28 +177,47 @@ fn name(s: &str, what: &str) -> Result<Name, ApiError> {
 
 pub struct Server {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    enroll: Option<(TcpListener, TlsAcceptor)>,
+    shared: Arc<Shared>,
     app: Router,
+    enroll_app: Router,
+    crl_poll: Duration,
 }
 
 impl Server {
     pub async fn bind(cfg: &ServeConfig) -> Result<Self, ServerError> {
-        let roots = pem::load_roots(&cfg.fleet_ca)?;
-        let chain = pem::load_certs(&cfg.cert)?;
-        let key = pem::load_private_key(&cfg.key)?;
-        let tls = tls::ingest_server_config(roots, chain, key)?;
+        let roots = pem::load_roots(&cfg.pki.join(pki::CA_CERT))?;
+        let chain = pem::load_certs(&cfg.pki.join(pki::SERVER_CERT))?;
+        let key = pem::load_private_key(&cfg.pki.join(pki::SERVER_KEY))?;
+        let crl_path = cfg.pki.join(pki::CRL);
+        let crls = pem::load_crls(&crl_path)?;
+        let revoked = revoked_serials(&crls);
+        let tls = tls::ingest_server_config(roots.clone(), chain.clone(), key.clone_key(), crls)?;
         let store = Store::open(&cfg.data)?;
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let listener = bind(cfg.listen).await?;
+        let enroll = match cfg.enroll_listen {
+            Some(addr) => {
+                let config = tls::enrollment_server_config(chain.clone(), key.clone_key())?;
+                Some((bind(addr).await?, TlsAcceptor::from(Arc::new(config))))
+            }
+            None => None,
+        };
+        let state = AppState {
+            store,
+            pki: cfg.pki.clone(),
+            device_cert_lifetime: cfg.device_cert_lifetime,
+        };
         let app = Router::new()
             .route(
                 "/v1/fragments/{device}/{stream}/{sequence}",
                 put(put_fragment),
             )
+            .route("/v1/renew", post(renew))
             .route("/v1/streams", get(list_streams))
             .route(
                 "/v1/streams/{device}/{stream}/fragments",
@@ -125,11 +229,27 @@ impl Server {
             )
             .route("/v1/devices/{device}/certificate", get(get_device_cert))
             .layer(DefaultBodyLimit::max(MAX_FRAGMENT_BYTES))
-            .with_state(AppState { store });
+            .with_state(state.clone());
+        let enroll_app = Router::new()
+            .route("/v1/enroll", post(enroll_device))
+            .layer(DefaultBodyLimit::max(64 * 1024))
+            .with_state(state);
         Ok(Self {
             listener,
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            enroll,
+            shared: Arc::new(Shared {
+                acceptor: RwLock::new(TlsAcceptor::from(Arc::new(tls))),
+                revoked: RwLock::new(revoked),
+                connections: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                roots,
+                chain,
+                key,
+                crl_path,
+            }),
             app,
+            enroll_app,
+            crl_poll: cfg.crl_poll,
         })
     }
 
@@ -137,13 +257,34 @@ impl Server {
         self.listener.local_addr()
     }
 
+    pub fn enroll_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.enroll.as_ref().map(|(l, _)| l.local_addr())
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            enroll,
+            shared,
+            app,
+            enroll_app,
+            crl_poll,
+        } = self;
+        let mut tasks = Vec::new();
+        if let Some((enroll_listener, acceptor)) = enroll {
+            tasks.push(tokio::spawn(serve_enrollment(
+                enroll_listener,
+                acceptor,
+                enroll_app,
+            )));
+        }
+        tasks.push(tokio::spawn(watch_crl(shared.clone(), crl_poll)));
         tokio::pin!(shutdown);
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -152,16 +293,80 @@ impl Server {
                     }
                 },
             };
-            let acceptor = self.acceptor.clone();
-            let app = self.app.clone();
-            tokio::spawn(async move { handle_connection(acceptor, app, tcp, addr).await });
+            let Some(acceptor) = shared.acceptor() else {
+                break;
+            };
+            let (app, shared) = (app.clone(), shared.clone());
+            tokio::spawn(async move { handle_connection(acceptor, app, shared, tcp, addr).await });
         }
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Re-reads the CRL whenever the file changes.
+async fn watch_crl(shared: Arc<Shared>, every: Duration) {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(&shared.crl_path);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stamp(&shared.crl_path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match shared.reload_crl() {
+            Ok(closed) => tracing::info!(closed, "revocation list reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the revocation list; keeping the previous one")
+            }
+        }
+    }
+}
+
+async fn serve_enrollment(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "enrollment accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%addr, reason = %e, "enrollment TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(addr);
+                    app.clone().oneshot(req)
+                },
+            );
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
     }
 }
 
 async fn handle_connection(
     acceptor: TlsAcceptor,
     app: Router,
+    shared: Arc<Shared>,
     tcp: tokio::net::TcpStream,
     addr: SocketAddr,
 ) {
@@ -183,14 +388,39 @@ async fn handle_connection(
             return;
         }
     };
-    let identity = match Identity::from_cert_der(&cert_der) {
-        Ok(i) => i,
+    let (identity, serial) = match identity::summarize(&cert_der).map(|s| (s.identity, s.serial)) {
+        Ok((Some(i), serial)) => (i, serial),
+        Ok((None, _)) => {
+            tracing::warn!(%addr, reason = %TransportError::NoIdentity, "connection refused");
+            return;
+        }
         Err(e) => {
             tracing::warn!(%addr, reason = %e, "connection refused");
             return;
         }
     };
-    tracing::debug!(%addr, peer = %identity, "connection authenticated");
+    if shared
+        .revoked
+        .read()
+        .map(|r| r.contains(&serial))
+        .unwrap_or(false)
+    {
+        tracing::warn!(%addr, peer = %identity, reason = "certificate revoked", "connection refused");
+        return;
+    }
+    tracing::info!(%addr, peer = %identity, serial = %hex::encode(&serial), "connection authenticated");
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let close = Arc::new(Notify::new());
+    if let Ok(mut conns) = shared.connections.lock() {
+        conns.insert(
+            id,
+            OpenConnection {
+                serial,
+                identity: identity.clone(),
+                close: close.clone(),
+            },
+        );
+    }
     let peer = Peer {
         identity,
         cert_der: Arc::new(cert_der),
@@ -201,11 +431,16 @@ async fn handle_connection(
             req.extensions_mut().insert(peer.clone());
             app.clone().oneshot(req)
         });
-    if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
-        tracing::debug!(%addr, error = %e, "connection ended with an error");
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(%addr, error = %e, "connection ended with an error");
+        },
+        _ = close.notified() => {}
+    }
+    if let Ok(mut conns) = shared.connections.lock() {
+        conns.remove(&id);
     }
 }
 
@@ -444,4 +679,107 @@ async fn get_device_cert(
             )
         })?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
+}
+
+#[derive(Deserialize)]
+struct EnrollRequest {
+    token: String,
+    csr: String,
+}
+
+#[derive(Serialize)]
+struct CertificateResponse {
+    certificate: String,
+}
+
+/// `POST /v1/enroll` on the enrollment port: a one-time token and a CSR for
+/// a device certificate.
+async fn enroll_device(
+    State(state): State<AppState>,
+    Extension(addr): Extension<SocketAddr>,
+    Json(req): Json<EnrollRequest>,
+) -> Result<Json<CertificateResponse>, ApiError> {
+    let (pki_dir, lifetime) = (state.pki.clone(), state.device_cert_lifetime);
+    let result = tokio::task::spawn_blocking(move || {
+        pki::enroll(&pki_dir, &req.csr, req.token.trim(), lifetime)
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+    match result {
+        Ok((device, certificate)) => {
+            tracing::info!(%addr, %device, "device enrolled");
+            Ok(Json(CertificateResponse { certificate }))
+        }
+        Err(e) => {
+            tracing::warn!(%addr, reason = %e, "enrollment refused");
+            let status = match e {
+                EnrollError::UnknownToken | EnrollError::Expired => StatusCode::UNAUTHORIZED,
+                EnrollError::Revoked(_) => StatusCode::FORBIDDEN,
+                EnrollError::BadCsr(_) => StatusCode::BAD_REQUEST,
+                EnrollError::Pki(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError(status, e.to_string()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RenewRequest {
+    csr: String,
+}
+
+/// `POST /v1/renew`: a device with a valid certificate gets a fresh one for
+/// the same key and identity.
+async fn renew(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<RenewRequest>,
+) -> Result<Json<CertificateResponse>, ApiError> {
+    require(&peer, Role::Device, "renew certificates")?;
+    let refuse = |status: StatusCode, reason: String| {
+        tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "renewal refused");
+        ApiError(status, reason)
+    };
+    let csr = pki::check_csr(&req.csr)
+        .map_err(|r| refuse(StatusCode::BAD_REQUEST, format!("certificate request: {r}")))?;
+    if csr.device != peer.identity.name {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not renew the certificate of device {}",
+                peer.identity, csr.device
+            ),
+        ));
+    }
+    let current = identity::device_key_from_cert_der(&peer.cert_der)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let requested = sealcam_format::DeviceVerifyingKey::from_spki_der(&csr.spki_der)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if current != requested {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "the request's key does not match the key of the current certificate (the device key lives in the TPM and does not change)".into(),
+        ));
+    }
+    let (pki_dir, lifetime) = (state.pki.clone(), state.device_cert_lifetime);
+    let device = csr.device.clone();
+    if pki::is_revoked(&pki_dir, &device) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("device {device} is revoked"),
+        ));
+    }
+    let certificate =
+        tokio::task::spawn_blocking(move || pki::issue_for_csr(&pki_dir, csr, lifetime))
+            .await
+            .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "issuing a renewed certificate failed");
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not issue the certificate; try again".into(),
+                )
+            })?;
+    tracing::info!(peer = %peer.identity, "device certificate renewed");
+    Ok(Json(CertificateResponse { certificate }))
 }

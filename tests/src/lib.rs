@@ -63,45 +63,70 @@ pub fn text(b: &[u8]) -> String {
 pub struct Ingest {
     child: Child,
     pub addr: SocketAddr,
+    pub enroll_addr: SocketAddr,
     pub log: PathBuf,
     pub data: PathBuf,
 }
 
 impl Ingest {
     pub fn start(work: &Path, pki: &Path) -> Self {
+        Self::start_with(work, pki, &[])
+    }
+
+    /// Starts with extra `serve` arguments (e.g. `--device-cert-lifetime 6s`).
+    /// The enrollment endpoint always listens too, and the CRL is polled often.
+    pub fn start_with(work: &Path, pki: &Path, extra: &[&str]) -> Self {
         let log = work.join(format!("ingest-{}.log", std::process::id()));
         let data = work.join("ingest-data");
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(bin("sealcam-ingest"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--pki"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--enroll-listen",
+                "127.0.0.1:0",
+                "--crl-poll-ms",
+                "100",
+            ])
+            .arg("--pki")
             .arg(pki)
             .arg("--data")
             .arg(&data)
+            .args(extra)
             .env("SEALCAM_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected ingest output {line:?}; log: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .parse()
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut read = |prefix: &str| -> SocketAddr {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "unexpected ingest output {line:?}; log: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )
+                })
+                .parse()
+                .unwrap()
+        };
+        let addr = read("listening on ");
+        let enroll_addr = read("enrollment on ");
         Self {
             child,
             addr,
+            enroll_addr,
             log,
             data,
         }
+    }
+
+    pub fn enroll_url(&self) -> String {
+        format!("https://{}", self.enroll_addr)
     }
 
     pub fn url(&self) -> String {
@@ -166,6 +191,10 @@ impl World {
 
     pub fn start_ingest(&self) -> Ingest {
         Ingest::start(self.path(), &self.path().join("pki"))
+    }
+
+    pub fn start_ingest_with(&self, extra: &[&str]) -> Ingest {
+        Ingest::start_with(self.path(), &self.path().join("pki"), extra)
     }
 
     /// Writes a camera config `<device>.toml` with a development software key
@@ -309,6 +338,46 @@ drain_timeout_s = 3
             self.path(),
         )
     }
+}
+
+impl World {
+    /// `sealcam-ingest device add`: a one-time enrollment token.
+    pub fn device_add(&self, device: &str, ttl: &str) -> String {
+        let out = run_ok(
+            "sealcam-ingest",
+            &["device", "add", device, "--pki", "pki", "--token-ttl", ttl],
+            self.path(),
+        );
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// A blocking HTTPS client presenting `cert` with the key file `key`
+    /// (paths relative to the world), trusting the world's CA.
+    pub fn client_with_cert(&self, cert: &str, key: &str) -> reqwest::blocking::Client {
+        use sealcam_transport::{pem, tls};
+        let cfg = tls::consumer_client_config(
+            pem::load_roots(&self.path().join("pki/ca.crt")).unwrap(),
+            pem::load_certs(&self.path().join(cert)).unwrap(),
+            pem::load_private_key(&self.path().join(key)).unwrap(),
+        )
+        .unwrap();
+        reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(cfg)
+            .build()
+            .unwrap()
+    }
+}
+
+/// Waits up to `secs` for `cond`.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
 }
 
 impl Default for World {

@@ -12,16 +12,6 @@ fn client(config: rustls::ClientConfig) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn client_with_cert(w: &World, cert: &str, key: &str) -> reqwest::blocking::Client {
-    let cfg = tls::consumer_client_config(
-        pem::load_roots(&w.path().join("pki/ca.crt")).unwrap(),
-        pem::load_certs(&w.path().join(cert)).unwrap(),
-        pem::load_private_key(&w.path().join(key)).unwrap(),
-    )
-    .unwrap();
-    client(cfg)
-}
-
 #[test]
 fn client_without_certificate_is_refused() {
     let w = World::new();
@@ -63,7 +53,7 @@ fn certificate_from_another_ca_is_refused() {
         ],
         w.path(),
     );
-    let c = client_with_cert(&w, "other/mallory.crt", "other/mallory.key");
+    let c = w.client_with_cert("other/mallory.crt", "other/mallory.key");
     let result = c.get(format!("{}/v1/streams", ingest.url())).send();
     assert!(result.is_err() || !result.unwrap().status().is_success());
     let log = ingest.wait_for_log("invalid peer certificate");
@@ -90,7 +80,7 @@ fn device_may_not_write_another_devices_stream_or_read() {
     let body = std::fs::read(&stored[0]).unwrap();
 
     // cam2 replays cam1's fragment as if it were its own to write.
-    let cam2 = client_with_cert(&w, "cam2/device.crt", "cam2/device.key");
+    let cam2 = w.client_with_cert("cam2/device.crt", "cam2/device.key");
     let resp = cam2
         .put(format!("{}/v1/fragments/cam1/front/1", ingest.url()))
         .body(body.clone())

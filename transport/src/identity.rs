@@ -135,6 +135,8 @@ pub struct CertSummary {
     pub not_before: i64,
     pub not_after: i64,
     pub identity: Option<Identity>,
+    /// The serial number, big-endian bytes as encoded.
+    pub serial: Vec<u8>,
 }
 
 /// Summarises a DER certificate.
@@ -147,5 +149,6 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, TransportError> {
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         identity: Identity::from_cert_der(der).ok(),
+        serial: cert.raw_serial().to_vec(),
     })
 }

@@ -70,3 +70,41 @@ pub fn cert_to_pem(der: &[u8]) -> String {
     out.push_str("-----END CERTIFICATE-----\n");
     out
 }
+
+/// All CRLs in a PEM file; none if the file does not exist.
+pub fn load_crls(
+    path: &Path,
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, TransportError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(TransportError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::BadPem {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// The first certificate of a PEM string, DER.
+pub fn parse_first_cert(pem_text: &str) -> Result<Vec<u8>, TransportError> {
+    CertificateDer::pem_slice_iter(pem_text.as_bytes())
+        .next()
+        .ok_or(TransportError::NoPem {
+            path: "(response)".into(),
+            what: "certificate",
+            label: "CERTIFICATE",
+        })?
+        .map(|c| c.as_ref().to_vec())
+        .map_err(|e| TransportError::BadPem {
+            path: "(response)".into(),
+            reason: e.to_string(),
+        })
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -49,13 +49,17 @@ pub fn consumer_client_config(
 }
 
 /// Server config for the ingest: every client must present a certificate
-/// chained to the fleet CA.
+/// chained to the fleet CA and not listed in `crls`.
 pub fn ingest_server_config(
     fleet_ca: RootCertStore,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<ServerConfig, TransportError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(fleet_ca), provider())
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
         .build()
         .map_err(|e| TransportError::Verifier(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -64,4 +68,27 @@ pub fn ingest_server_config(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Server config for the ingest's enrollment endpoint: server-authenticated
+/// TLS 1.3 only, since a camera that enrolls has no certificate yet. The
+/// one-time token authenticates it.
+pub fn enrollment_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TransportError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13_ONLY)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Client config for enrollment: verifies the ingest, presents no certificate.
+pub fn enrollment_client_config(roots: RootCertStore) -> Result<ClientConfig, TransportError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(TLS13_ONLY)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

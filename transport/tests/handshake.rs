@@ -99,6 +99,7 @@ fn device_and_ingest_negotiate_tls13_with_post_quantum_hybrid() {
         p.roots.clone(),
         p.server_chain.clone(),
         p.server_key.clone_key(),
+        Vec::new(),
     )
     .unwrap();
     let mut client =
@@ -127,7 +128,8 @@ fn anonymous_client_handshake(
         .unwrap()
         .with_root_certificates(p.roots.clone())
         .with_no_client_auth();
-    let scfg = tls::ingest_server_config(p.roots, p.server_chain, p.server_key).unwrap();
+    let scfg =
+        tls::ingest_server_config(p.roots, p.server_chain, p.server_key, Vec::new()).unwrap();
     let mut client =
         ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut server = ServerConnection::new(Arc::new(scfg)).unwrap();

@@ -1,0 +1,238 @@
+//! Obtaining and renewing the device certificate.
+//!
+//! * Enrollment: `sealcamd provision --enroll URL --token T` sends the
+//!   TPM-signed CSR with a one-time token to the ingest's enrollment endpoint
+//!   (server-authenticated TLS; the camera has no certificate yet).
+//! * Renewal: the daemon renews at two thirds of the certificate's life, over
+//!   mutual TLS with its current certificate, for the same key. A camera that
+//!   was offline past expiry can no longer authenticate and must enroll again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sealcam_format::{DeviceVerifyingKey, Name};
+use sealcam_transport::identity::{self, CertSummary};
+use sealcam_transport::{pem, tls, ExternalSigner, Role};
+use serde::Deserialize;
+
+use crate::provision::{certificate_request, ProvisionError};
+use crate::uplink::Uplink;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("cannot reach the ingest at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the ingest refused: {0}")]
+    Refused(String),
+    #[error("the ingest returned an unusable certificate: {0}")]
+    Unusable(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Request(#[from] ProvisionError),
+    #[error(transparent)]
+    Transport(#[from] sealcam_transport::TransportError),
+}
+
+#[derive(Deserialize)]
+struct CertificateResponse {
+    certificate: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+async fn post_for_certificate(
+    client: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> Result<String, CertificateError> {
+    let resp =
+        client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| CertificateError::Unreachable {
+                url: url.to_owned(),
+                reason: sealcam_base::error_chain(&e),
+            })?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let reason = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or(text);
+        return Err(CertificateError::Refused(format!("{status}: {reason}")));
+    }
+    serde_json::from_str::<CertificateResponse>(&text)
+        .map(|r| r.certificate)
+        .map_err(|e| CertificateError::Unusable(e.to_string()))
+}
+
+/// Checks that a PEM certificate certifies `signer`'s key for `device`.
+fn check_issued(
+    pem_text: &str,
+    device: &Name,
+    signer: &dyn ExternalSigner,
+) -> Result<CertSummary, CertificateError> {
+    let der = pem::parse_first_cert(pem_text)?;
+    let key = identity::device_key_from_cert_der(&der)?;
+    if key != DeviceVerifyingKey(signer.verifying_key()) {
+        return Err(CertificateError::Unusable(
+            "it certifies another key than this device's".into(),
+        ));
+    }
+    let summary = identity::summarize(&der)?;
+    match &summary.identity {
+        Some(id) if id.role == Role::Device && id.name == *device => Ok(summary),
+        _ => Err(CertificateError::Unusable(format!(
+            "it does not name device {device}"
+        ))),
+    }
+}
+
+/// Writes the certificate durably, replacing the old one atomically.
+fn write_certificate(path: &Path, pem_text: &str) -> Result<(), CertificateError> {
+    let err = |source| CertificateError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = dir.join(".device.crt.tmp");
+    std::fs::write(&tmp, pem_text).map_err(err)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
+}
+
+/// Enrolls with a one-time token; writes the certificate to `cert_path`.
+pub async fn enroll(
+    url: &str,
+    token: &str,
+    ca: &Path,
+    device: &Name,
+    signer: Arc<dyn ExternalSigner>,
+    cert_path: &Path,
+) -> Result<CertSummary, CertificateError> {
+    let csr = certificate_request(device, signer.clone())?;
+    let config = tls::enrollment_client_config(pem::load_roots(ca)?)?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| CertificateError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let url = format!("{}/v1/enroll", url.trim_end_matches('/'));
+    let pem_text = post_for_certificate(
+        &client,
+        &url,
+        serde_json::json!({ "token": token, "csr": csr }),
+    )
+    .await?;
+    let summary = check_issued(&pem_text, device, signer.as_ref())?;
+    write_certificate(cert_path, &pem_text)?;
+    Ok(summary)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// When a certificate should be renewed: two thirds into its life.
+pub fn renew_at(c: &CertSummary) -> i64 {
+    c.not_before + (c.not_after - c.not_before) * 2 / 3
+}
+
+/// Renews the certificate at two thirds of its life, forever. Failures are
+/// retried with backoff; an expired certificate is reported once.
+pub async fn renew_forever(
+    cert_path: &Path,
+    device: &Name,
+    signer: Arc<dyn ExternalSigner>,
+    uplink: &Uplink,
+) -> std::convert::Infallible {
+    let mut retry = Duration::from_secs(5);
+    let mut expired_reported = false;
+    loop {
+        let summary = pem::load_certs(cert_path)
+            .map_err(CertificateError::from)
+            .and_then(|c| identity::summarize(&c[0]).map_err(CertificateError::from));
+        let summary = match summary {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the device certificate for renewal");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        };
+        let now = unix_now();
+        if now >= summary.not_after {
+            if !expired_reported {
+                tracing::error!(
+                    certificate = %cert_path.display(),
+                    "the device certificate has expired; the ingest will refuse this camera until it enrolls again (`sealcamd provision --enroll URL --token T`)"
+                );
+                expired_reported = true;
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            continue;
+        }
+        let due = renew_at(&summary);
+        if now < due {
+            let wait = Duration::from_secs((due - now).clamp(1, 3600) as u64);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        match renew_once(cert_path, device, signer.clone(), uplink).await {
+            Ok(new) => {
+                tracing::info!(not_after = new.not_after, "device certificate renewed");
+                retry = Duration::from_secs(5);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?retry, "certificate renewal failed");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(600));
+            }
+        }
+    }
+}
+
+async fn renew_once(
+    cert_path: &Path,
+    device: &Name,
+    signer: Arc<dyn ExternalSigner>,
+    uplink: &Uplink,
+) -> Result<CertSummary, CertificateError> {
+    let csr = certificate_request(device, signer.clone())?;
+    let url = format!("{}/v1/renew", uplink.base_url());
+    let pem_text =
+        post_for_certificate(&uplink.client(), &url, serde_json::json!({ "csr": csr })).await?;
+    let summary = check_issued(&pem_text, device, signer.as_ref())?;
+    write_certificate(cert_path, &pem_text)?;
+    uplink
+        .reload_certificate()
+        .map_err(|e| CertificateError::Unusable(e.to_string()))?;
+    Ok(summary)
+}
