@@ -108,3 +108,60 @@ fn device_may_not_write_another_devices_stream_or_read() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+/// curl, with keys in files, sees the same rules as sealcam's own clients.
+#[test]
+fn an_independent_client_sees_the_same_ca_rules() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    run_ok(
+        "sealcam-ingest",
+        &["ca", "init", "--dir", "other-pki"],
+        w.path(),
+    );
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "consumer",
+            "issue",
+            "--pki",
+            "other-pki",
+            "--name",
+            "mallory",
+            "--out-dir",
+            "other",
+        ],
+        w.path(),
+    );
+    let curl = |cert: &str, key: &str| {
+        std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--tlsv1.3",
+                "--cacert",
+                "pki/ca.crt",
+                "--cert",
+                cert,
+                "--key",
+                key,
+            ])
+            .arg(format!(
+                "https://localhost:{}/v1/streams",
+                ingest.addr.port()
+            ))
+            .current_dir(w.path())
+            .output()
+            .expect("curl is installed (scripts/install-deps installs it)")
+    };
+    let good = curl("consumer/alice.crt", "consumer/alice.key");
+    assert!(good.status.success(), "{}", text(&good.stderr));
+    assert_eq!(text(&good.stdout).trim(), "[]");
+    let bad = curl("other/mallory.crt", "other/mallory.key");
+    assert!(!bad.status.success());
+    let log = ingest.wait_for_log("UnknownIssuer");
+    assert!(
+        log.contains("invalid peer certificate: UnknownIssuer"),
+        "{log}"
+    );
+}

@@ -153,3 +153,50 @@ fn ingest_refuses_tls12() {
         "refused for the version, not the certificate: {err}"
     );
 }
+
+#[test]
+fn reconnecting_device_resumes_without_a_new_signature() {
+    use rustls::HandshakeKind;
+    use sealcam_transport::signer::CountingSigner;
+    let p = pki();
+    let signer = Arc::new(CountingSigner::new(Arc::new(SoftSigner(
+        p.device_key.clone(),
+    ))));
+    let ccfg = Arc::new(
+        tls::device_client_config(p.roots.clone(), p.device_chain.clone(), signer.clone()).unwrap(),
+    );
+    let scfg = Arc::new(
+        tls::ingest_server_config(p.roots, p.server_chain, p.server_key, Vec::new()).unwrap(),
+    );
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let mut client =
+            ClientConnection::new(ccfg.clone(), "localhost".try_into().unwrap()).unwrap();
+        let mut server = ServerConnection::new(scfg.clone()).unwrap();
+        handshake(&mut client, &mut server).unwrap();
+        // Let the client read the session tickets sent after the handshake.
+        let mut buf = Vec::new();
+        server.write_tls(&mut buf).unwrap();
+        client.read_tls(&mut buf.as_slice()).unwrap();
+        client.process_new_packets().unwrap();
+        kinds.push(client.handshake_kind());
+        // The resumed session still carries the device's identity.
+        let peer = server.peer_certificates().unwrap();
+        assert_eq!(
+            Identity::from_cert_der(peer[0].as_ref())
+                .unwrap()
+                .name
+                .as_str(),
+            "cam7"
+        );
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            Some(HandshakeKind::Full),
+            Some(HandshakeKind::Resumed),
+            Some(HandshakeKind::Resumed)
+        ]
+    );
+    assert_eq!(signer.count(), 1, "one TPM signature for three connections");
+}
