@@ -84,6 +84,9 @@ enum DeviceCommand {
         name: String,
         #[arg(long)]
         pki: PathBuf,
+        /// Streams the device may write (repeatable); none: any of its own.
+        #[arg(long = "stream")]
+        streams: Vec<String>,
         /// How long the token stays valid.
         #[arg(long, default_value = "1h", value_parser = pki::parse_lifetime)]
         token_ttl: Duration,
@@ -98,6 +101,9 @@ enum DeviceCommand {
         out: PathBuf,
         #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
         lifetime: Duration,
+        /// Streams the device may write (repeatable); none: any of its own.
+        #[arg(long = "stream")]
+        streams: Vec<String>,
     },
     /// Revoke every certificate of a device; a running ingest drops its connections.
     Revoke {
@@ -132,6 +138,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn names(list: &[String]) -> anyhow::Result<Vec<Name>> {
+    Ok(list
+        .iter()
+        .map(|s| Name::new(s))
+        .collect::<Result<_, _>>()?)
 }
 
 fn real_main() -> anyhow::Result<()> {
@@ -189,11 +202,12 @@ fn real_main() -> anyhow::Result<()> {
                 DeviceCommand::Add {
                     name,
                     pki: dir,
+                    streams,
                     token_ttl,
                 },
         } => {
             let name = Name::new(&name)?;
-            let token = pki::add_device(&dir, &name, token_ttl)?;
+            let token = pki::add_device(&dir, &name, &names(&streams)?, token_ttl)?;
             eprintln!(
                 "device {name} may enroll for {} s with this one-time token:",
                 token_ttl.as_secs()
@@ -220,9 +234,10 @@ fn real_main() -> anyhow::Result<()> {
                     csr,
                     out,
                     lifetime,
+                    streams,
                 },
         } => {
-            let (device, cert) = pki::issue_device(&dir, &csr, lifetime)?;
+            let (device, cert) = pki::issue_device(&dir, &csr, &names(&streams)?, lifetime)?;
             pki::write_issued(&out, &cert, None)?;
             println!(
                 "certificate for device {device} written to {}",

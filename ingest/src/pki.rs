@@ -191,7 +191,11 @@ fn leaf_params(identity: &Identity, lifetime: Duration) -> Result<CertificatePar
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, identity.name.as_str());
     params.distinguished_name = dn;
-    params.subject_alt_names = vec![SanType::URI(identity.uri().try_into()?)];
+    params.subject_alt_names = identity
+        .uris()
+        .into_iter()
+        .map(|u| u.try_into().map(SanType::URI))
+        .collect::<Result<_, _>>()?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     validity(&mut params, lifetime);
@@ -238,10 +242,18 @@ pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, String> {
     })
 }
 
-/// Issues a device certificate for a checked CSR and records it.
-pub fn issue_for_csr(dir: &Path, csr: CheckedCsr, lifetime: Duration) -> Result<String, PkiError> {
+/// Issues a device certificate for a checked CSR, allowed to write `streams`
+/// (empty: any of its own), and records it.
+pub fn issue_for_csr(
+    dir: &Path,
+    csr: CheckedCsr,
+    streams: &[Name],
+    lifetime: Duration,
+) -> Result<String, PkiError> {
     let ca = load_ca(dir)?;
-    let params = leaf_params(&Identity::device(csr.device.clone()), lifetime)?;
+    let mut identity = Identity::device(csr.device.clone());
+    identity.streams = streams.to_vec();
+    let params = leaf_params(&identity, lifetime)?;
     let cert = CertificateSigningRequestParams {
         params,
         public_key: csr.csr.public_key,
@@ -255,6 +267,7 @@ pub fn issue_for_csr(dir: &Path, csr: CheckedCsr, lifetime: Duration) -> Result<
 pub fn issue_device(
     dir: &Path,
     csr_path: &Path,
+    streams: &[Name],
     lifetime: Duration,
 ) -> Result<(Name, String), PkiError> {
     let csr = check_csr(&read(csr_path)?).map_err(|reason| PkiError::BadCsr {
@@ -262,7 +275,7 @@ pub fn issue_device(
         reason,
     })?;
     let device = csr.device.clone();
-    Ok((device, issue_for_csr(dir, csr, lifetime)?))
+    Ok((device, issue_for_csr(dir, csr, streams, lifetime)?))
 }
 
 fn record_issued(dir: &Path, name: &Name, cert: &rcgen::Certificate) -> Result<(), PkiError> {
@@ -350,7 +363,12 @@ fn token_path(dir: &Path, device: &Name) -> PathBuf {
 /// Registers a device for enrollment: returns a one-time token valid for
 /// `ttl`. Only the token's SHA-256 is stored. Adding a revoked device again
 /// lifts the revocation for its future certificates.
-pub fn add_device(dir: &Path, device: &Name, ttl: Duration) -> Result<String, PkiError> {
+pub fn add_device(
+    dir: &Path,
+    device: &Name,
+    streams: &[Name],
+    ttl: Duration,
+) -> Result<String, PkiError> {
     let token = hex::encode(rand::random::<[u8; 32]>());
     let enroll = dir.join("enroll");
     std::fs::create_dir_all(&enroll).map_err(|source| PkiError::Io {
@@ -361,10 +379,12 @@ pub fn add_device(dir: &Path, device: &Name, ttl: Duration) -> Result<String, Pk
     let path = token_path(dir, device);
     let tmp = enroll.join(format!(".{device}.token.tmp"));
     let _ = std::fs::remove_file(&tmp);
+    let streams: Vec<&str> = streams.iter().map(Name::as_str).collect();
     let record = format!(
-        "sha256={}\nexpires_unix={}\n",
+        "sha256={}\nexpires_unix={}\nstreams={}\n",
         hex::encode(Sha256::digest(token.as_bytes())),
-        unix_now() + ttl.as_secs()
+        unix_now() + ttl.as_secs(),
+        streams.join(",")
     );
     write_new(&tmp, &record, 0o600)?;
     std::fs::rename(&tmp, &path).map_err(|source| PkiError::Io {
@@ -391,10 +411,14 @@ pub fn enroll(
     let record = std::fs::read_to_string(&path).map_err(|_| EnrollError::UnknownToken)?;
     let mut sha = None;
     let mut expires = None;
+    let mut streams = Vec::new();
     for line in record.lines() {
         match line.split_once('=') {
             Some(("sha256", v)) => sha = Some(v.to_owned()),
             Some(("expires_unix", v)) => expires = v.parse::<u64>().ok(),
+            Some(("streams", v)) => {
+                streams = v.split(',').filter_map(|s| Name::new(s).ok()).collect()
+            }
             _ => {}
         }
     }
@@ -413,7 +437,7 @@ pub fn enroll(
         return Err(EnrollError::Revoked(csr.device));
     }
     let device = csr.device.clone();
-    Ok((device, issue_for_csr(dir, csr, lifetime)?))
+    Ok((device, issue_for_csr(dir, csr, &streams, lifetime)?))
 }
 
 pub fn is_revoked(dir: &Path, device: &Name) -> bool {

@@ -474,6 +474,16 @@ async fn put_fragment(
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "upload refused");
         return Err(ApiError(StatusCode::FORBIDDEN, reason));
     }
+    if !peer.identity.may_write(&stream) {
+        let allowed: Vec<&str> = peer.identity.streams.iter().map(Name::as_str).collect();
+        let reason = format!(
+            "{} may not write stream {stream}; its certificate allows: {}",
+            peer.identity,
+            allowed.join(", ")
+        );
+        tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "upload refused");
+        return Err(ApiError(StatusCode::FORBIDDEN, reason));
+    }
     let refuse = |status: StatusCode, reason: String| {
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "fragment refused");
         ApiError(status, reason)
@@ -763,6 +773,8 @@ async fn renew(
     }
     let (pki_dir, lifetime) = (state.pki.clone(), state.device_cert_lifetime);
     let device = csr.device.clone();
+    // The renewed certificate grants exactly what the current one does.
+    let streams = peer.identity.streams.clone();
     if pki::is_revoked(&pki_dir, &device) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
@@ -770,7 +782,7 @@ async fn renew(
         ));
     }
     let certificate =
-        tokio::task::spawn_blocking(move || pki::issue_for_csr(&pki_dir, csr, lifetime))
+        tokio::task::spawn_blocking(move || pki::issue_for_csr(&pki_dir, csr, &streams, lifetime))
             .await
             .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?
             .map_err(|e| {

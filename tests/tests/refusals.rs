@@ -165,3 +165,56 @@ fn an_independent_client_sees_the_same_ca_rules() {
         "{log}"
     );
 }
+
+#[test]
+fn device_bound_to_streams_writes_only_those() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.write_camera_config("cam1", &ingest.url(), 30, 1000);
+    run_ok(
+        "sealcamd",
+        &[
+            "provision",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--insecure-software-key",
+        ],
+        w.path(),
+    );
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "device",
+            "issue",
+            "--pki",
+            "pki",
+            "--csr",
+            "cam1/device.csr",
+            "--out",
+            "cam1/device.crt",
+            "--stream",
+            "front",
+        ],
+        w.path(),
+    );
+    // Its own stream "front" works end to end.
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    assert_eq!(fragment_files(&ingest.data).len(), 1);
+    // Another stream of its own does not.
+    let cam = w.client_with_cert("cam1/device.crt", "cam1/device.key");
+    let resp = cam
+        .put(format!("{}/v1/fragments/cam1/back/0", ingest.url()))
+        .body(vec![0u8; 16])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let log = ingest.wait_for_log("may not write stream back");
+    assert!(
+        log.contains("may not write stream back; its certificate allows: front"),
+        "{log}"
+    );
+}

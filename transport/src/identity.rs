@@ -14,6 +14,9 @@ use crate::TransportError;
 
 pub const DEVICE_URI_PREFIX: &str = "urn:sealcam:device:";
 pub const CONSUMER_URI_PREFIX: &str = "urn:sealcam:consumer:";
+/// A device certificate may also name the streams the device may write, one
+/// SAN URI each. None named: any stream of its own.
+pub const STREAM_URI_PREFIX: &str = "urn:sealcam:stream:";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -28,6 +31,8 @@ pub enum Role {
 pub struct Identity {
     pub role: Role,
     pub name: Name,
+    /// Streams a device may write; empty means any of its own.
+    pub streams: Vec<Name>,
 }
 
 impl Identity {
@@ -35,6 +40,7 @@ impl Identity {
         Self {
             role: Role::Device,
             name,
+            streams: Vec::new(),
         }
     }
 
@@ -42,7 +48,24 @@ impl Identity {
         Self {
             role: Role::Consumer,
             name,
+            streams: Vec::new(),
         }
+    }
+
+    /// Whether this identity may write `stream` (devices only).
+    pub fn may_write(&self, stream: &Name) -> bool {
+        self.role == Role::Device && (self.streams.is_empty() || self.streams.contains(stream))
+    }
+
+    /// The SAN URIs naming this identity and its streams.
+    pub fn uris(&self) -> Vec<String> {
+        let mut out = vec![self.uri()];
+        out.extend(
+            self.streams
+                .iter()
+                .map(|s| format!("{STREAM_URI_PREFIX}{s}")),
+        );
+        out
     }
 
     pub fn uri(&self) -> String {
@@ -62,8 +85,13 @@ impl Identity {
             .map_err(|e| TransportError::BadCertificate(e.to_string()))?
             .ok_or(TransportError::NoIdentity)?;
         let mut found = None;
+        let mut streams = Vec::new();
         for gn in &san.value.general_names {
             if let GeneralName::URI(uri) = gn {
+                if let Some(s) = uri.strip_prefix(STREAM_URI_PREFIX) {
+                    streams.push(Name::new(s).map_err(|_| TransportError::NoIdentity)?);
+                    continue;
+                }
                 let parsed = if let Some(id) = uri.strip_prefix(DEVICE_URI_PREFIX) {
                     Name::new(id).ok().map(Identity::device)
                 } else if let Some(id) = uri.strip_prefix(CONSUMER_URI_PREFIX) {
@@ -80,7 +108,13 @@ impl Identity {
                 }
             }
         }
-        found.ok_or(TransportError::NoIdentity)
+        let mut identity: Identity = found.ok_or(TransportError::NoIdentity)?;
+        if identity.role == Role::Consumer && !streams.is_empty() {
+            // Stream grants for consumers are not a thing certificates carry.
+            return Err(TransportError::NoIdentity);
+        }
+        identity.streams = streams;
+        Ok(identity)
     }
 }
 
