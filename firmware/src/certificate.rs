@@ -49,11 +49,23 @@ struct ErrorBody {
     error: String,
 }
 
+/// What the ingest answered to a certificate request.
+enum Answer {
+    Certificate(String),
+    /// Filed for an operator's approval of the key with this fingerprint.
+    Pending(String),
+}
+
+#[derive(Deserialize)]
+struct PendingResponse {
+    fingerprint: String,
+}
+
 async fn post_for_certificate(
     client: &reqwest::Client,
     url: &str,
     body: serde_json::Value,
-) -> Result<String, CertificateError> {
+) -> Result<Answer, CertificateError> {
     let resp =
         client
             .post(url)
@@ -66,6 +78,11 @@ async fn post_for_certificate(
             })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::ACCEPTED {
+        return serde_json::from_str::<PendingResponse>(&text)
+            .map(|p| Answer::Pending(p.fingerprint))
+            .map_err(|e| CertificateError::Unusable(e.to_string()));
+    }
     if !status.is_success() {
         let reason = serde_json::from_str::<ErrorBody>(&text)
             .map(|b| b.error)
@@ -73,8 +90,21 @@ async fn post_for_certificate(
         return Err(CertificateError::Refused(format!("{status}: {reason}")));
     }
     serde_json::from_str::<CertificateResponse>(&text)
-        .map(|r| r.certificate)
+        .map(|r| Answer::Certificate(r.certificate))
         .map_err(|e| CertificateError::Unusable(e.to_string()))
+}
+
+async fn expect_certificate(
+    client: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> Result<String, CertificateError> {
+    match post_for_certificate(client, url, body).await? {
+        Answer::Certificate(c) => Ok(c),
+        Answer::Pending(_) => Err(CertificateError::Unusable(
+            "the ingest filed the request instead of answering".into(),
+        )),
+    }
 }
 
 /// Checks that a PEM certificate certifies `signer`'s key for `device`.
@@ -121,33 +151,65 @@ fn write_certificate(path: &Path, pem_text: &str) -> Result<(), CertificateError
         .map_err(err)
 }
 
-/// Enrolls with a one-time token; writes the certificate to `cert_path`.
+/// How to enroll.
+pub struct Enrollment<'a> {
+    /// The ingest's enrollment endpoint, `https://host:port`.
+    pub url: &'a str,
+    /// One-time token from `sealcam-ingest device add`; without one, the
+    /// request waits for an operator's approval.
+    pub token: Option<&'a str>,
+    /// How long to wait for an approval.
+    pub wait: Duration,
+    /// The fleet CA that signed the ingest's certificate.
+    pub ca: &'a Path,
+}
+
+/// Enrolls; writes the certificate to `cert_path`.
 pub async fn enroll(
-    url: &str,
-    token: &str,
-    ca: &Path,
+    how: &Enrollment<'_>,
     device: &Name,
     signer: Arc<dyn ExternalSigner>,
     cert_path: &Path,
 ) -> Result<CertSummary, CertificateError> {
     let csr = certificate_request(device, signer.clone())?;
-    let config = tls::enrollment_client_config(pem::load_roots(ca)?)?;
+    let config = tls::enrollment_client_config(pem::load_roots(how.ca)?)?;
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| CertificateError::Unreachable {
-            url: url.to_owned(),
+            url: how.url.to_owned(),
             reason: e.to_string(),
         })?;
-    let url = format!("{}/v1/enroll", url.trim_end_matches('/'));
-    let pem_text = post_for_certificate(
-        &client,
-        &url,
-        serde_json::json!({ "token": token, "csr": csr }),
-    )
-    .await?;
+    let url = format!("{}/v1/enroll", how.url.trim_end_matches('/'));
+    let body = match how.token {
+        Some(token) => serde_json::json!({ "token": token, "csr": csr }),
+        None => serde_json::json!({ "csr": csr }),
+    };
+    let deadline = tokio::time::Instant::now() + how.wait;
+    let mut announced = false;
+    let pem_text = loop {
+        match post_for_certificate(&client, &url, body.clone()).await? {
+            Answer::Certificate(c) => break c,
+            Answer::Pending(fingerprint) => {
+                if !announced {
+                    tracing::info!(
+                        %fingerprint,
+                        "waiting for an operator: sealcam-ingest device approve {device} --fingerprint {fingerprint}"
+                    );
+                    announced = true;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(CertificateError::Refused(format!(
+                        "not approved within {:?}; the request stays filed: approve fingerprint {fingerprint} and run provision --enroll again",
+                        how.wait
+                    )));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     let summary = check_issued(&pem_text, device, signer.as_ref())?;
     write_certificate(cert_path, &pem_text)?;
     Ok(summary)
@@ -228,7 +290,7 @@ async fn renew_once(
     let csr = certificate_request(device, signer.clone())?;
     let url = format!("{}/v1/renew", uplink.base_url());
     let pem_text =
-        post_for_certificate(&uplink.client(), &url, serde_json::json!({ "csr": csr })).await?;
+        expect_certificate(&uplink.client(), &url, serde_json::json!({ "csr": csr })).await?;
     let summary = check_issued(&pem_text, device, signer.as_ref())?;
     write_certificate(cert_path, &pem_text)?;
     uplink

@@ -41,11 +41,15 @@ enum Command {
         #[arg(long)]
         csr_out: Option<PathBuf>,
         /// Enroll at this ingest enrollment URL (https://host:port) and store the certificate.
-        #[arg(long, requires = "token")]
+        #[arg(long)]
         enroll: Option<String>,
-        /// The one-time token from `sealcam-ingest device add`.
+        /// The one-time token from `sealcam-ingest device add`; without one,
+        /// the request waits for an operator's approval.
         #[arg(long, requires = "enroll")]
         token: Option<String>,
+        /// How long to wait for an operator's approval, in seconds.
+        #[arg(long, default_value_t = 600, requires = "enroll")]
+        wait_s: u64,
     },
     /// Print the device id, key, public key fingerprint and certificate.
     Identity {
@@ -110,6 +114,7 @@ fn real_main() -> anyhow::Result<()> {
             csr_out,
             enroll,
             token,
+            wait_s,
         } => {
             let cfg = Config::load(&config)?;
             let software = matches!(cfg.identity.key, KeySource::InsecureSoftware(_));
@@ -144,13 +149,17 @@ fn real_main() -> anyhow::Result<()> {
             );
             println!("fingerprint: {}", p.fingerprint);
             println!("csr:         {}", p.csr_path.display());
-            if let (Some(url), Some(token)) = (enroll, token) {
+            if let Some(url) = enroll {
                 let signer = p.signer.clone();
                 let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+                let how = sealcamd::certificate::Enrollment {
+                    url: &url,
+                    token: token.as_deref(),
+                    wait: std::time::Duration::from_secs(wait_s),
+                    ca: &cfg.upload.ca,
+                };
                 let cert = rt.block_on(sealcamd::certificate::enroll(
-                    &url,
-                    &token,
-                    &cfg.upload.ca,
+                    &how,
                     &cfg.device,
                     signer,
                     &cfg.identity.certificate,

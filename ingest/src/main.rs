@@ -105,6 +105,25 @@ enum DeviceCommand {
         #[arg(long = "stream")]
         streams: Vec<String>,
     },
+    /// List enrollment requests waiting for approval (cameras enrolled without a token).
+    Pending {
+        #[arg(long)]
+        pki: PathBuf,
+    },
+    /// Approve a waiting request, naming the key fingerprint the camera shows.
+    Approve {
+        name: String,
+        #[arg(long)]
+        pki: PathBuf,
+        /// The fingerprint `sealcamd identity` prints on the camera.
+        #[arg(long)]
+        fingerprint: String,
+        #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
+        lifetime: Duration,
+        /// Streams the device may write (repeatable); none: any of its own.
+        #[arg(long = "stream")]
+        streams: Vec<String>,
+    },
     /// Revoke every certificate of a device; a running ingest drops its connections.
     Revoke {
         name: String,
@@ -213,6 +232,34 @@ fn real_main() -> anyhow::Result<()> {
                 token_ttl.as_secs()
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Device {
+            command: DeviceCommand::Pending { pki: dir },
+        } => {
+            let pending = pki::pending_requests(&dir)?;
+            if pending.is_empty() {
+                println!("no enrollment requests are waiting");
+            }
+            for p in pending {
+                println!("{}\t{}", p.device, p.fingerprint);
+            }
+            Ok(())
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Approve {
+                    name,
+                    pki: dir,
+                    fingerprint,
+                    lifetime,
+                    streams,
+                },
+        } => {
+            let name = Name::new(&name)?;
+            pki::approve(&dir, &name, &fingerprint, &names(&streams)?, lifetime)?;
+            tracing::warn!(device = %name, %fingerprint, "AUDIT: enrollment approved");
+            println!("device {name} approved; it picks up its certificate at its next enrollment request");
             Ok(())
         }
         Command::Device {

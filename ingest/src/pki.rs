@@ -5,6 +5,8 @@
 //! <pki>/server.crt server.key   the ingest's TLS certificate (key 0600)
 //! <pki>/issued/<id>/<serial>.crt every certificate issued, for revocation
 //! <pki>/enroll/<device>.token    a pending enrollment: SHA-256 of the token, expiry
+//! <pki>/pending/<device>.csr     a CSR waiting for an operator's approval
+//! <pki>/approved/<device>.crt    the certificate an operator approved, for pickup
 //! <pki>/revoked/<device>         the device is revoked (contents: when)
 //! <pki>/crl.pem                  revocation list signed by the CA
 //! ```
@@ -531,3 +533,125 @@ pub fn write_crl(dir: &Path) -> Result<(), PkiError> {
 }
 
 pub const CRL: &str = "crl.pem";
+
+/// A CSR waiting for approval.
+#[derive(Debug)]
+pub struct PendingRequest {
+    pub device: Name,
+    /// SHA-256 of the requested public key (as `sealcamd identity` shows it).
+    pub fingerprint: String,
+}
+
+fn fingerprint_of(spki_der: &[u8]) -> String {
+    sealcam_format::DeviceVerifyingKey::from_spki_der(spki_der)
+        .map(|k| k.fingerprint())
+        .unwrap_or_default()
+}
+
+/// What became of an enrollment without a token.
+#[derive(Debug)]
+pub enum Approval {
+    /// Waiting for the operator, who must approve this fingerprint.
+    Pending { fingerprint: String },
+    /// Approved: the certificate.
+    Issued { device: Name, certificate: String },
+}
+
+/// Enrollment without a token: the first request files the CSR for an
+/// operator; once approved, the same request returns the certificate.
+pub fn request_approval(dir: &Path, csr_pem: &str) -> Result<Approval, EnrollError> {
+    let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
+    if is_revoked(dir, &csr.device) {
+        return Err(EnrollError::Revoked(csr.device));
+    }
+    let fingerprint = fingerprint_of(&csr.spki_der);
+    let approved = dir.join("approved").join(format!("{}.crt", csr.device));
+    if let Ok(pem_text) = std::fs::read_to_string(&approved) {
+        let matches = sealcam_transport::pem::parse_first_cert(&pem_text)
+            .ok()
+            .and_then(|der| sealcam_transport::identity::device_key_from_cert_der(&der).ok())
+            .is_some_and(|k| k.fingerprint() == fingerprint);
+        if matches {
+            return Ok(Approval::Issued {
+                device: csr.device,
+                certificate: pem_text,
+            });
+        }
+    }
+    let pending = dir.join("pending");
+    std::fs::create_dir_all(&pending).map_err(|source| PkiError::Io {
+        op: "create",
+        path: pending.clone(),
+        source,
+    })?;
+    let path = pending.join(format!("{}.csr", csr.device));
+    let tmp = pending.join(format!(".{}.csr.tmp", csr.device));
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, csr_pem, 0o644)?;
+    std::fs::rename(&tmp, &path).map_err(|source| PkiError::Io {
+        op: "rename",
+        path: path.clone(),
+        source,
+    })?;
+    sync_dir(&pending)?;
+    Ok(Approval::Pending { fingerprint })
+}
+
+/// The CSRs waiting for approval.
+pub fn pending_requests(dir: &Path) -> Result<Vec<PendingRequest>, PkiError> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("pending")) else {
+        return Ok(out);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".csr") {
+            continue;
+        }
+        if let Ok(csr) = check_csr(&read(&entry.path())?) {
+            out.push(PendingRequest {
+                fingerprint: fingerprint_of(&csr.spki_der),
+                device: csr.device,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.device.cmp(&b.device));
+    Ok(out)
+}
+
+/// Approves the pending CSR of `device` if its key has `fingerprint`.
+pub fn approve(
+    dir: &Path,
+    device: &Name,
+    fingerprint: &str,
+    streams: &[Name],
+    lifetime: Duration,
+) -> Result<(), PkiError> {
+    let path = dir.join("pending").join(format!("{device}.csr"));
+    let csr = check_csr(&read(&path)?).map_err(|reason| PkiError::BadCsr {
+        path: path.clone(),
+        reason,
+    })?;
+    let actual = fingerprint_of(&csr.spki_der);
+    if !actual.eq_ignore_ascii_case(fingerprint.trim()) {
+        return Err(PkiError::BadCsr {
+            path,
+            reason: format!(
+                "its key has fingerprint {actual}, not {fingerprint}: compare with `sealcamd identity` on the camera"
+            ),
+        });
+    }
+    let cert = issue_for_csr(dir, csr, streams, lifetime)?;
+    let approved = dir.join("approved");
+    std::fs::create_dir_all(&approved).map_err(|source| PkiError::Io {
+        op: "create",
+        path: approved.clone(),
+        source,
+    })?;
+    let out = approved.join(format!("{device}.crt"));
+    let _ = std::fs::remove_file(&out);
+    write_new(&out, &cert, 0o644)?;
+    sync_dir(&approved)?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}

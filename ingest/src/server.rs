@@ -693,7 +693,9 @@ async fn get_device_cert(
 
 #[derive(Deserialize)]
 struct EnrollRequest {
-    token: String,
+    /// One-time token; without one the request waits for an operator.
+    #[serde(default)]
+    token: Option<String>,
     csr: String,
 }
 
@@ -702,23 +704,42 @@ struct CertificateResponse {
     certificate: String,
 }
 
-/// `POST /v1/enroll` on the enrollment port: a one-time token and a CSR for
-/// a device certificate.
+/// `POST /v1/enroll` on the enrollment port: a CSR with a one-time token
+/// (answered with the certificate), or without one (filed for an operator's
+/// approval: `202` until approved, then the certificate).
 async fn enroll_device(
     State(state): State<AppState>,
     Extension(addr): Extension<SocketAddr>,
     Json(req): Json<EnrollRequest>,
-) -> Result<Json<CertificateResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (pki_dir, lifetime) = (state.pki.clone(), state.device_cert_lifetime);
-    let result = tokio::task::spawn_blocking(move || {
-        pki::enroll(&pki_dir, &req.csr, req.token.trim(), lifetime)
-    })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+    let result =
+        tokio::task::spawn_blocking(move || match req.token {
+            Some(token) => pki::enroll(&pki_dir, &req.csr, token.trim(), lifetime).map(
+                |(device, certificate)| pki::Approval::Issued {
+                    device,
+                    certificate,
+                },
+            ),
+            None => pki::request_approval(&pki_dir, &req.csr),
+        })
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
     match result {
-        Ok((device, certificate)) => {
+        Ok(pki::Approval::Issued {
+            device,
+            certificate,
+        }) => {
             tracing::info!(%addr, %device, "device enrolled");
-            Ok(Json(CertificateResponse { certificate }))
+            Ok(Json(CertificateResponse { certificate }).into_response())
+        }
+        Ok(pki::Approval::Pending { fingerprint }) => {
+            tracing::info!(%addr, %fingerprint, "enrollment request waits for approval (`sealcam-ingest device pending`)");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "status": "pending", "fingerprint": fingerprint })),
+            )
+                .into_response())
         }
         Err(e) => {
             tracing::warn!(%addr, reason = %e, "enrollment refused");

@@ -271,3 +271,79 @@ fn revocation_cuts_the_open_upload_and_refuses_new_handshakes() {
     let _ = camera.kill();
     let _ = camera.wait();
 }
+
+#[test]
+fn without_a_token_an_operator_approves_the_key_fingerprint() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.write_camera_config("cam1", &ingest.url(), 10, 1000);
+    let cfg_s = cfg.to_str().unwrap().to_owned();
+    let camera = Command::new(bin("sealcamd"))
+        .args([
+            "provision",
+            "--config",
+            &cfg_s,
+            "--insecure-software-key",
+            "--enroll",
+        ])
+        .arg(ingest.enroll_url())
+        .args(["--wait-s", "60"])
+        .current_dir(w.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listed = String::new();
+    assert!(wait_until(20, || {
+        listed = text(
+            &run_ok(
+                "sealcam-ingest",
+                &["device", "pending", "--pki", "pki"],
+                w.path(),
+            )
+            .stdout,
+        );
+        listed.starts_with("cam1\t")
+    }));
+    let fingerprint = listed.trim().split('\t').nth(1).unwrap().to_owned();
+    // The operator compares with the camera's own view of its key.
+    let id = text(&run_ok("sealcamd", &["identity", "--config", &cfg_s], w.path()).stdout);
+    assert!(id.contains(&fingerprint), "{id}");
+    // A wrong fingerprint approves nothing.
+    let out = run(
+        "sealcam-ingest",
+        &[
+            "device",
+            "approve",
+            "cam1",
+            "--pki",
+            "pki",
+            "--fingerprint",
+            &"0".repeat(64),
+        ],
+        w.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&fingerprint),
+        "{}",
+        text(&out.stderr)
+    );
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "device",
+            "approve",
+            "cam1",
+            "--pki",
+            "pki",
+            "--fingerprint",
+            &fingerprint,
+        ],
+        w.path(),
+    );
+    let out = camera.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("enrolled"));
+    run_ok("sealcamd", &["check", "--config", &cfg_s], w.path());
+}
