@@ -60,6 +60,9 @@ enum Command {
     Check {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
         config: PathBuf,
+        /// Root of the filesystem the board is detected from (tests use fake trees).
+        #[arg(long, default_value = "/", hide = true)]
+        sysroot: PathBuf,
     },
 }
 
@@ -177,8 +180,16 @@ fn real_main() -> anyhow::Result<()> {
             println!("{}", sealcamd::identity::report(&cfg)?);
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, sysroot } => {
             let cfg = Config::load(&config)?;
+            let board = sealcam_hal::board::Board::detect(&sysroot);
+            if board.is_camera_board() && matches!(cfg.identity.key, KeySource::InsecureSoftware(_))
+            {
+                anyhow::bail!(
+                    "{}: insecure_software_key is refused on a {board}: its device key belongs in the TPM (remove insecure_software_key and key, then run `sealcamd provision`)",
+                    config.display()
+                );
+            }
             sealcamd::daemon::load_identity(&cfg)?;
             println!(
                 "config {} is valid; device key and certificate match",

@@ -6,6 +6,7 @@
 //!   today; the TPM-held key joins it behind the same
 //!   [`sealcam_transport::ExternalSigner`] interface.
 
+pub mod board;
 pub mod capture;
 pub mod identity;
 pub mod tpm;

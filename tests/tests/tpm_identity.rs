@@ -128,3 +128,49 @@ fn missing_tpm_is_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn check_refuses_a_software_key_on_a_camera_board() {
+    let w = World::new();
+    let cfg = w.camera("cam1", "https://127.0.0.1:1", 10, 1000);
+    let cfg_s = cfg.to_str().unwrap();
+    // A PC: allowed (development).
+    let pc = w.path().join("pc-root");
+    std::fs::create_dir_all(&pc).unwrap();
+    run_ok(
+        "sealcamd",
+        &[
+            "check",
+            "--config",
+            cfg_s,
+            "--sysroot",
+            pc.to_str().unwrap(),
+        ],
+        w.path(),
+    );
+    // A Raspberry Pi 4: refused.
+    let pi = w.path().join("pi-root");
+    std::fs::create_dir_all(pi.join("proc/device-tree")).unwrap();
+    std::fs::write(
+        pi.join("proc/device-tree/model"),
+        b"Raspberry Pi 4 Model B Rev 1.5\0",
+    )
+    .unwrap();
+    let out = run(
+        "sealcamd",
+        &[
+            "check",
+            "--config",
+            cfg_s,
+            "--sysroot",
+            pi.to_str().unwrap(),
+        ],
+        w.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("refused on a Raspberry Pi 4"),
+        "{}",
+        text(&out.stderr)
+    );
+}
