@@ -162,6 +162,9 @@ pub struct Enrollment<'a> {
     pub wait: Duration,
     /// The fleet CA that signed the ingest's certificate.
     pub ca: &'a Path,
+    /// The TPM's endorsement-key certificate, sent so the fleet can record
+    /// (or require) a genuine TPM.
+    pub ek_certificate: Option<&'a [u8]>,
 }
 
 /// Enrolls; writes the certificate to `cert_path`.
@@ -183,10 +186,14 @@ pub async fn enroll(
             reason: e.to_string(),
         })?;
     let url = format!("{}/v1/enroll", how.url.trim_end_matches('/'));
-    let body = match how.token {
-        Some(token) => serde_json::json!({ "token": token, "csr": csr }),
-        None => serde_json::json!({ "csr": csr }),
-    };
+    let mut body = serde_json::json!({ "csr": csr });
+    if let Some(token) = how.token {
+        body["token"] = token.into();
+    }
+    if let Some(ek) = how.ek_certificate {
+        use base64::Engine as _;
+        body["ek_certificate"] = base64::engine::general_purpose::STANDARD.encode(ek).into();
+    }
     let deadline = tokio::time::Instant::now() + how.wait;
     let mut announced = false;
     let pem_text = loop {

@@ -6,6 +6,11 @@ use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_transport::identity::{self, CertSummary};
 use sealcam_transport::pem;
 
+use std::sync::Arc;
+
+use sealcam_hal::tpm::TpmKey;
+use sealcam_transport::ExternalSigner;
+
 use crate::config::{Config, KeySource};
 use crate::daemon::{open_key, DaemonError};
 
@@ -18,10 +23,21 @@ pub struct IdentityReport {
     pub certificate: Result<CertSummary, String>,
     /// Whether the certificate certifies this key.
     pub matches: bool,
+    /// The TPM's endorsement-key certificate, summarised (TPM keys only).
+    pub ek: Option<Result<CertSummary, String>>,
 }
 
 pub fn report(cfg: &Config) -> Result<IdentityReport, DaemonError> {
-    let key = open_key(&cfg.identity.key)?;
+    let (key, ek): (Arc<dyn ExternalSigner>, _) = match &cfg.identity.key {
+        KeySource::Tpm(t) => {
+            let key = TpmKey::open(t)?;
+            let ek = key
+                .ek_certificate()?
+                .map(|der| identity::summarize(&der).map_err(|e| e.to_string()));
+            (Arc::new(key), ek)
+        }
+        other => (open_key(other)?, None),
+    };
     let device_key = DeviceVerifyingKey(key.verifying_key());
     let path = &cfg.identity.certificate;
     let (certificate, matches) = match pem::load_certs(path) {
@@ -45,6 +61,7 @@ pub fn report(cfg: &Config) -> Result<IdentityReport, DaemonError> {
         fingerprint: device_key.fingerprint(),
         certificate,
         matches,
+        ek,
     })
 }
 
@@ -67,6 +84,11 @@ impl fmt::Display for IdentityReport {
             "fingerprint:  {} (SHA-256 of the public key)",
             self.fingerprint
         )?;
+        match &self.ek {
+            Some(Ok(ek)) => writeln!(f, "tpm ek cert:  {} (issuer {})", ek.subject, ek.issuer)?,
+            Some(Err(e)) => writeln!(f, "tpm ek cert:  unreadable ({e})")?,
+            None => {}
+        }
         match &self.certificate {
             Ok(c) => {
                 writeln!(f, "certificate:  {}", c.subject)?;

@@ -152,6 +152,16 @@ fn real_main() -> anyhow::Result<()> {
             );
             println!("fingerprint: {}", p.fingerprint);
             println!("csr:         {}", p.csr_path.display());
+            if matches!(cfg.identity.key, KeySource::Tpm(_)) {
+                println!(
+                    "ek cert:     {}",
+                    if p.ek_certificate.is_some() {
+                        "present (sent at enrollment)"
+                    } else {
+                        "none in this TPM"
+                    }
+                );
+            }
             if let Some(url) = enroll {
                 let signer = p.signer.clone();
                 let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -160,6 +170,7 @@ fn real_main() -> anyhow::Result<()> {
                     token: token.as_deref(),
                     wait: std::time::Duration::from_secs(wait_s),
                     ca: &cfg.upload.ca,
+                    ek_certificate: p.ek_certificate.as_deref(),
                 };
                 let cert = rt.block_on(sealcamd::certificate::enroll(
                     &how,

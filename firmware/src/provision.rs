@@ -38,6 +38,8 @@ pub enum ProvisionError {
 pub struct Provisioned {
     /// The device key, open, for enrollment right after provisioning.
     pub signer: Arc<dyn ExternalSigner>,
+    /// The TPM's endorsement-key certificate (DER), when it has one.
+    pub ek_certificate: Option<Vec<u8>>,
     pub device: Name,
     pub created: bool,
     pub key_description: String,
@@ -103,10 +105,13 @@ pub fn provision(
     force: bool,
     csr_out: Option<&Path>,
 ) -> Result<Provisioned, ProvisionError> {
+    let mut ek_certificate = None;
     let (signer, created): (Arc<dyn ExternalSigner>, bool) = match &cfg.identity.key {
         KeySource::Tpm(t) => {
             let created = matches!(tpm::provision(t, force)?, tpm::Provisioned::Created(_));
-            (Arc::new(TpmKey::open(t)?), created)
+            let key = TpmKey::open(t)?;
+            ek_certificate = key.ek_certificate()?;
+            (Arc::new(key), created)
         }
         KeySource::InsecureSoftware(path) => {
             if force {
@@ -140,6 +145,7 @@ pub fn provision(
     })?;
     Ok(Provisioned {
         signer: signer.clone(),
+        ek_certificate,
         device: cfg.device.clone(),
         created,
         key_description: signer.describe(),

@@ -310,6 +310,35 @@ enum Request {
         digest: [u8; 32],
         reply: mpsc::SyncSender<Result<p256::ecdsa::Signature, TpmError>>,
     },
+    EkCertificate {
+        reply: mpsc::SyncSender<Result<Option<Vec<u8>>, TpmError>>,
+    },
+}
+
+/// NV indices where TPM makers store endorsement-key certificates (TCG EK
+/// Credential Profile): ECC P-256, ECC P-384, RSA 2048.
+pub const EK_CERT_NV_INDICES: [u32; 3] = [0x01c0_000a, 0x01c0_0016, 0x01c0_0002];
+
+/// The TPM's endorsement-key certificate, if its maker stored one.
+fn read_ek_certificate(ctx: &mut Context) -> Result<Option<Vec<u8>>, TpmError> {
+    use tss_esapi::handles::NvIndexTpmHandle;
+    use tss_esapi::interface_types::resource_handles::NvAuth;
+    for index in EK_CERT_NV_INDICES {
+        let Ok(handle) = NvIndexTpmHandle::new(index) else {
+            continue;
+        };
+        match ctx.execute_with_nullauth_session(|c| {
+            tss_esapi::abstraction::nv::read_full(c, NvAuth::Owner, handle)
+        }) {
+            Ok(der) if !der.is_empty() => return Ok(Some(der)),
+            Ok(_) => {}
+            // Absent index: try the next.
+            Err(tss_esapi::Error::Tss2Error(rc))
+                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) => {}
+            Err(e) => return Err(cmd("read EK certificate")(e)),
+        }
+    }
+    Ok(None)
 }
 
 /// The device key in the TPM, usable from any thread.
@@ -362,6 +391,9 @@ impl Owner {
                 Request::Sign { digest, reply } => {
                     let _ = reply.send(self.sign(&digest));
                 }
+                Request::EkCertificate { reply } => {
+                    let _ = reply.send(read_ek_certificate(&mut self.ctx));
+                }
             }
         }
     }
@@ -388,19 +420,32 @@ impl TpmKey {
         self.cfg.handle
     }
 
-    /// Signs a SHA-256 digest inside the TPM.
-    pub fn sign_digest(&self, digest: [u8; 32]) -> Result<p256::ecdsa::Signature, TpmError> {
+    /// Sends a request to the owner thread and waits for its answer.
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(mpsc::SyncSender<Result<T, TpmError>>) -> Request,
+    ) -> Result<T, TpmError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.requests
             .lock()
             .map_err(|_| TpmError::Gone)?
-            .send(Request::Sign { digest, reply })
+            .send(make(reply))
             .map_err(|_| TpmError::Gone)?;
         match answer.recv_timeout(self.timeout) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(TpmError::Timeout(self.timeout)),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(TpmError::Gone),
         }
+    }
+
+    /// Signs a SHA-256 digest inside the TPM.
+    pub fn sign_digest(&self, digest: [u8; 32]) -> Result<p256::ecdsa::Signature, TpmError> {
+        self.ask(|reply| Request::Sign { digest, reply })
+    }
+
+    /// The endorsement-key certificate the TPM's maker stored, if any (DER).
+    pub fn ek_certificate(&self) -> Result<Option<Vec<u8>>, TpmError> {
+        self.ask(|reply| Request::EkCertificate { reply })
     }
 }
 

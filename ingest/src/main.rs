@@ -44,6 +44,10 @@ enum Command {
         /// How often to look for a changed revocation list, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         crl_poll_ms: u64,
+        /// Require enrolling cameras to show a TPM endorsement-key certificate
+        /// issued by one of the CA certificates in this PEM file.
+        #[arg(long)]
+        require_ek_ca: Option<PathBuf>,
     },
     /// The fleet CA.
     Ca {
@@ -175,7 +179,17 @@ fn real_main() -> anyhow::Result<()> {
             enroll_listen,
             device_cert_lifetime,
             crl_poll_ms,
+            require_ek_ca,
         } => {
+            let ek_policy = match require_ek_ca {
+                Some(path) => pki::EkPolicy {
+                    required_issuers: sealcam_transport::pem::load_certs(&path)?
+                        .into_iter()
+                        .map(|c| c.as_ref().to_vec())
+                        .collect(),
+                },
+                None => pki::EkPolicy::default(),
+            };
             let cfg = ServeConfig {
                 listen,
                 enroll_listen,
@@ -183,6 +197,7 @@ fn real_main() -> anyhow::Result<()> {
                 data,
                 device_cert_lifetime,
                 crl_poll: Duration::from_millis(crl_poll_ms.max(50)),
+                ek_policy,
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {

@@ -9,6 +9,7 @@
 //! <pki>/approved/<device>.crt    the certificate an operator approved, for pickup
 //! <pki>/revoked/<device>         the device is revoked (contents: when)
 //! <pki>/crl.pem                  revocation list signed by the CA
+//! <pki>/ek/<device>.der          the TPM endorsement-key certificate a device sent
 //! ```
 //!
 //! Device certificates are issued from a CSR made on the camera, so the
@@ -347,6 +348,8 @@ pub enum EnrollError {
     Revoked(Name),
     #[error("the certificate request is not acceptable: {0}")]
     BadCsr(String),
+    #[error("this fleet requires a genuine TPM: {0}")]
+    Ek(String),
     #[error(transparent)]
     Pki(#[from] PkiError),
 }
@@ -406,6 +409,7 @@ pub fn enroll(
     dir: &Path,
     csr_pem: &str,
     token: &str,
+    ek: (&EkPolicy, Option<&[u8]>),
     lifetime: Duration,
 ) -> Result<(Name, String), EnrollError> {
     let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
@@ -438,6 +442,7 @@ pub fn enroll(
     if is_revoked(dir, &csr.device) {
         return Err(EnrollError::Revoked(csr.device));
     }
+    ek.0.admit(dir, &csr.device, ek.1)?;
     let device = csr.device.clone();
     Ok((device, issue_for_csr(dir, csr, &streams, lifetime)?))
 }
@@ -559,11 +564,16 @@ pub enum Approval {
 
 /// Enrollment without a token: the first request files the CSR for an
 /// operator; once approved, the same request returns the certificate.
-pub fn request_approval(dir: &Path, csr_pem: &str) -> Result<Approval, EnrollError> {
+pub fn request_approval(
+    dir: &Path,
+    csr_pem: &str,
+    ek: (&EkPolicy, Option<&[u8]>),
+) -> Result<Approval, EnrollError> {
     let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
     if is_revoked(dir, &csr.device) {
         return Err(EnrollError::Revoked(csr.device));
     }
+    ek.0.admit(dir, &csr.device, ek.1)?;
     let fingerprint = fingerprint_of(&csr.spki_der);
     let approved = dir.join("approved").join(format!("{}.crt", csr.device));
     if let Ok(pem_text) = std::fs::read_to_string(&approved) {
@@ -654,4 +664,53 @@ pub fn approve(
     sync_dir(&approved)?;
     let _ = std::fs::remove_file(&path);
     Ok(())
+}
+
+/// Which TPM endorsement-key certificates a fleet accepts.
+#[derive(Clone, Debug, Default)]
+pub struct EkPolicy {
+    /// DER certificates of the TPM makers' EK-issuing CAs. Empty: an EK
+    /// certificate is optional, and recorded when present.
+    pub required_issuers: Vec<Vec<u8>>,
+}
+
+impl EkPolicy {
+    /// Checks an EK certificate (or its absence) against the policy, and
+    /// records it for the device.
+    pub fn admit(&self, dir: &Path, device: &Name, ek: Option<&[u8]>) -> Result<(), EnrollError> {
+        match ek {
+            None if self.required_issuers.is_empty() => return Ok(()),
+            None => {
+                return Err(EnrollError::Ek(
+                    "the camera sent no endorsement-key certificate (its TPM has none, or the camera is not using a TPM)".into(),
+                ))
+            }
+            Some(der) => {
+                if !self.required_issuers.is_empty()
+                    && !self
+                        .required_issuers
+                        .iter()
+                        .any(|ca| sealcam_transport::identity::verify_issued_by(der, ca).is_ok())
+                {
+                    return Err(EnrollError::Ek(
+                        "its endorsement-key certificate was not issued by an accepted TPM maker CA".into(),
+                    ));
+                }
+                let ek_dir = dir.join("ek");
+                std::fs::create_dir_all(&ek_dir).map_err(|source| PkiError::Io {
+                    op: "create",
+                    path: ek_dir.clone(),
+                    source,
+                })?;
+                let path = ek_dir.join(format!("{device}.der"));
+                std::fs::write(&path, der).map_err(|source| PkiError::Io {
+                    op: "write",
+                    path,
+                    source,
+                })?;
+                sync_dir(&ek_dir)?;
+            }
+        }
+        Ok(())
+    }
 }

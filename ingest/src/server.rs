@@ -19,6 +19,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
@@ -64,6 +65,8 @@ pub struct ServeConfig {
     pub device_cert_lifetime: Duration,
     /// How often the CRL file is checked for changes.
     pub crl_poll: Duration,
+    /// Which TPM endorsement-key certificates enrollment accepts.
+    pub ek_policy: pki::EkPolicy,
 }
 
 /// The authenticated peer of a connection.
@@ -79,6 +82,7 @@ struct AppState {
     store: Store,
     pki: PathBuf,
     device_cert_lifetime: Duration,
+    ek_policy: Arc<pki::EkPolicy>,
 }
 
 /// An authenticated connection, so that revocation can close it.
@@ -211,6 +215,7 @@ impl Server {
             store,
             pki: cfg.pki.clone(),
             device_cert_lifetime: cfg.device_cert_lifetime,
+            ek_policy: Arc::new(cfg.ek_policy.clone()),
         };
         let app = Router::new()
             .route(
@@ -697,6 +702,9 @@ struct EnrollRequest {
     #[serde(default)]
     token: Option<String>,
     csr: String,
+    /// The TPM's endorsement-key certificate, base64 DER, when it has one.
+    #[serde(default)]
+    ek_certificate: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -712,19 +720,39 @@ async fn enroll_device(
     Extension(addr): Extension<SocketAddr>,
     Json(req): Json<EnrollRequest>,
 ) -> Result<Response, ApiError> {
-    let (pki_dir, lifetime) = (state.pki.clone(), state.device_cert_lifetime);
-    let result =
-        tokio::task::spawn_blocking(move || match req.token {
-            Some(token) => pki::enroll(&pki_dir, &req.csr, token.trim(), lifetime).map(
+    let (pki_dir, lifetime, policy) = (
+        state.pki.clone(),
+        state.device_cert_lifetime,
+        state.ek_policy.clone(),
+    );
+    let ek = match req
+        .ek_certificate
+        .as_deref()
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+    {
+        Some(Ok(der)) => Some(der),
+        Some(Err(_)) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "ek_certificate is not base64".into(),
+            ));
+        }
+        None => None,
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let ek = (policy.as_ref(), ek.as_deref());
+        match req.token {
+            Some(token) => pki::enroll(&pki_dir, &req.csr, token.trim(), ek, lifetime).map(
                 |(device, certificate)| pki::Approval::Issued {
                     device,
                     certificate,
                 },
             ),
-            None => pki::request_approval(&pki_dir, &req.csr),
-        })
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+            None => pki::request_approval(&pki_dir, &req.csr, ek),
+        }
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
     match result {
         Ok(pki::Approval::Issued {
             device,
@@ -745,7 +773,7 @@ async fn enroll_device(
             tracing::warn!(%addr, reason = %e, "enrollment refused");
             let status = match e {
                 EnrollError::UnknownToken | EnrollError::Expired => StatusCode::UNAUTHORIZED,
-                EnrollError::Revoked(_) => StatusCode::FORBIDDEN,
+                EnrollError::Revoked(_) | EnrollError::Ek(_) => StatusCode::FORBIDDEN,
                 EnrollError::BadCsr(_) => StatusCode::BAD_REQUEST,
                 EnrollError::Pki(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };

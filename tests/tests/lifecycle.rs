@@ -347,3 +347,49 @@ fn without_a_token_an_operator_approves_the_key_fingerprint() {
     assert!(text(&out.stdout).contains("enrolled"));
     run_ok("sealcamd", &["check", "--config", &cfg_s], w.path());
 }
+
+#[test]
+fn a_fleet_can_require_a_genuine_tpm() {
+    let w = World::new();
+    let (tpm, ek_ca) =
+        Swtpm::start_with_ek(&w.path().join("tpm-state"), &w.path().join("tpm-maker-ca"));
+    let ingest = w.start_ingest_with(&["--require-ek-ca", ek_ca.to_str().unwrap()]);
+
+    // A TPM with a maker's EK certificate enrolls; the certificate is recorded.
+    let token = w.device_add("cam1", "1h");
+    let cfg = w.write_config(
+        "cam1",
+        &ingest.url(),
+        10,
+        1000,
+        &World::tpm_identity("cam1", &tpm.tcti()),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let out = ok(enroll(&w, cfg_s, &ingest.enroll_url(), &token, &[]));
+    assert!(
+        text(&out.stdout).contains("ek cert:     present"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(w.path().join("pki/ek/cam1.der").exists());
+    let id = text(&run_ok("sealcamd", &["identity", "--config", cfg_s], w.path()).stdout);
+    assert!(id.contains("tpm ek cert:"), "{id}");
+
+    // A TPM without one does not.
+    let plain = Swtpm::start(&w.path().join("plain-tpm"));
+    let token = w.device_add("cam2", "1h");
+    let cfg = w.write_config(
+        "cam2",
+        &ingest.url(),
+        10,
+        1000,
+        &World::tpm_identity("cam2", &plain.tcti()),
+    );
+    let out = enroll(&w, cfg.to_str().unwrap(), &ingest.enroll_url(), &token, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("requires a genuine TPM"),
+        "{}",
+        text(&out.stderr)
+    );
+}
