@@ -165,7 +165,8 @@ fn expired_certificate_is_refused_by_camera_and_ingest() {
         ],
         w.path(),
     );
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Certificates count whole seconds: wait well past the end.
+    std::thread::sleep(std::time::Duration::from_millis(4000));
     let out = run(
         "sealcamd",
         &["run", "--config", cfg.to_str().unwrap()],
