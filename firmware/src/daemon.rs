@@ -220,5 +220,6 @@ fn record(
     let closed = recorder.close();
     result?;
     closed?;
+    recorder.stopped_cleanly()?;
     Ok(())
 }

@@ -8,7 +8,11 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sealcam_format::{ConsumerPublicKey, FragmentSealer, Frame, Name, SealError, TrackConfig};
+use sealcam_format::manifest::MAX_GAPS;
+use sealcam_format::{
+    Closing, ConsumerPublicKey, DeclaredGap, FragmentSealer, Frame, GapReason, Name, SealError,
+    TrackConfig,
+};
 use sealcam_hal::capture::CapturedFrame;
 use sealcam_transport::{ExternalSigner, SignerError};
 
@@ -42,6 +46,7 @@ struct OpenFragment {
     track: Arc<TrackConfig>,
     first_pts_ns: u64,
     end_pts_ns: u64,
+    start_unix_ns: u64,
 }
 
 /// Counters for logs and, later, metrics.
@@ -64,8 +69,19 @@ pub struct Recorder {
     open: Option<OpenFragment>,
     /// (unix ns, pts ns) of the first frame: maps stream time to wall time.
     anchor: Option<(u64, u64)>,
+    /// Version of the owner-signed recipient set (0: development list).
+    recipient_set_version: u64,
+    /// The gap this run's start leaves after the previous run: its reason
+    /// and where the previous run's video ended.
+    startup_gap: Option<(GapReason, u64)>,
+    /// Gaps found while recording (clock jumps), for the next manifest.
+    gaps: Vec<DeclaredGap>,
     stats: RecorderStats,
 }
+
+/// A wall clock that moves this much more or less than the stream clock
+/// between two fragments has jumped.
+const CLOCK_JUMP_NS: u64 = 2_000_000_000;
 
 fn unix_now_ns() -> u64 {
     SystemTime::now()
@@ -84,9 +100,19 @@ impl Recorder {
         spool: Arc<Spool>,
     ) -> Result<Self, SpoolError> {
         let chain = spool.load_state()?;
+        let unclean = spool.mark_running()?;
+        let startup_gap = (chain.next_sequence > 0).then(|| {
+            let reason = if unclean {
+                GapReason::Crash
+            } else {
+                GapReason::Restart
+            };
+            (reason, chain.last_end_unix_ns)
+        });
         tracing::info!(
             next_sequence = chain.next_sequence,
             last_manifest = %chain.last_manifest,
+            previous_run = if unclean { "ended uncleanly" } else { "ended cleanly" },
             "manifest chain resumes"
         );
         Ok(Self {
@@ -99,8 +125,44 @@ impl Recorder {
             chain,
             open: None,
             anchor: None,
+            recipient_set_version: 0,
+            startup_gap,
+            gaps: Vec::new(),
             stats: RecorderStats::default(),
         })
+    }
+
+    /// Replaces the recipients from the next fragment on.
+    pub fn set_recipients(&mut self, recipients: Vec<ConsumerPublicKey>, version: u64) {
+        self.recipients = recipients;
+        self.recipient_set_version = version;
+    }
+
+    /// Marks a clean stop, after the last fragment is closed.
+    pub fn stopped_cleanly(&self) -> Result<(), SpoolError> {
+        self.spool.mark_stopped()
+    }
+
+    /// Checks the stream-to-wall-clock mapping against the wall clock; after
+    /// a jump, declares the span and maps from now on.
+    fn check_clock(&mut self, pts_ns: u64) {
+        let now = unix_now_ns();
+        let expected = self.wall_ns(pts_ns);
+        if now.abs_diff(expected) > CLOCK_JUMP_NS {
+            tracing::warn!(
+                expected,
+                now,
+                "wall clock jumped; declaring the gap and re-anchoring"
+            );
+            self.gaps.push(DeclaredGap {
+                reason: GapReason::ClockJump,
+                first_sequence: self.chain.next_sequence,
+                sequence_count: 0,
+                start_unix_ns: expected.min(now),
+                end_unix_ns: expected.max(now),
+            });
+            self.anchor = Some((now, pts_ns));
+        }
     }
 
     pub fn stats(&self) -> RecorderStats {
@@ -134,6 +196,7 @@ impl Recorder {
                 self.stats.frames_before_key_frame += 1;
                 return Ok(closed);
             }
+            self.check_clock(frame.pts_ns);
             let sequence = self.chain.next_sequence;
             let sealer = FragmentSealer::new(
                 self.device.clone(),
@@ -148,6 +211,7 @@ impl Recorder {
                 track: frame.track.clone(),
                 first_pts_ns: frame.pts_ns,
                 end_pts_ns: frame.pts_ns,
+                start_unix_ns: self.wall_ns(frame.pts_ns),
             });
         }
         if let Some(open) = self.open.as_mut() {
@@ -174,13 +238,35 @@ impl Recorder {
             return Ok(None);
         };
         let sequence = self.chain.next_sequence;
+        let start_unix_ns = open.start_unix_ns;
+        let end_unix_ns = self.wall_ns(open.end_pts_ns).max(start_unix_ns);
+        let spool_err = |source| RecordError::Spool { sequence, source };
+        let mut gaps = Vec::new();
+        if let Some((reason, since)) = self.startup_gap {
+            gaps.push(DeclaredGap {
+                reason,
+                first_sequence: sequence,
+                sequence_count: 0,
+                start_unix_ns: since.min(start_unix_ns),
+                end_unix_ns: start_unix_ns,
+            });
+        }
+        gaps.extend(self.gaps.iter().copied());
+        let pending = self.spool.pending_gaps().map_err(spool_err)?;
+        let room = MAX_GAPS.saturating_sub(gaps.len());
+        let declared_pending = pending.len().min(room);
+        gaps.extend(pending.into_iter().take(declared_pending));
         let unsigned = open
             .sealer
             .finish(
-                self.chain.last_manifest,
-                self.wall_ns(open.first_pts_ns),
-                self.wall_ns(open.end_pts_ns),
-                &self.recipients,
+                Closing {
+                    prev: self.chain.last_manifest,
+                    start_unix_ns,
+                    end_unix_ns,
+                    recipients: &self.recipients,
+                    recipient_set_version: self.recipient_set_version,
+                    gaps,
+                },
                 &mut rand::rngs::OsRng,
             )
             .map_err(|source| RecordError::Seal { sequence, source })?;
@@ -197,10 +283,13 @@ impl Recorder {
         self.chain = ChainState {
             next_sequence: sequence + 1,
             last_manifest: hash,
+            last_end_unix_ns: end_unix_ns,
         };
-        self.spool
-            .save_state(&self.chain)
-            .map_err(|source| RecordError::Spool { sequence, source })?;
+        self.spool.save_state(&self.chain).map_err(spool_err)?;
+        // Declared and durable: forget them.
+        self.startup_gap = None;
+        self.gaps.clear();
+        self.spool.clear_gaps(declared_pending).map_err(spool_err)?;
         self.stats.fragments += 1;
         tracing::debug!(
             sequence,
@@ -350,6 +439,7 @@ mod tests {
             rec.push(f).unwrap();
         }
         rec.close().unwrap();
+        rec.stopped_cleanly().unwrap();
         drop(rec);
         // A new process: the chain resumes from the spool's state.
         let mut rec = rig.recorder();
@@ -368,6 +458,57 @@ mod tests {
         );
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(report.verified.last().unwrap().sequence, 3);
+        // The restart is declared, signed, in the first fragment after it.
+        assert_eq!(report.declared.len(), 1);
+        assert_eq!(report.declared[0].gap.reason, GapReason::Restart);
+        assert_eq!(report.declared[0].declared_by, 2);
+    }
+
+    #[test]
+    fn an_unclean_stop_is_declared_as_a_crash() {
+        let rig = Rig::new();
+        let t = track();
+        let mut rec = rig.recorder();
+        for f in frames(0..10, 10, &t) {
+            rec.push(f).unwrap();
+        }
+        rec.close().unwrap();
+        // No stopped_cleanly(): the process died.
+        drop(rec);
+        let mut rec = rig.recorder();
+        for f in frames(100..110, 10, &t) {
+            rec.push(f).unwrap();
+        }
+        rec.close().unwrap();
+        let files = rig.spooled();
+        let m = SealedFragment::parse(&files[1]).unwrap().manifest;
+        assert_eq!(m.gaps.len(), 1);
+        assert_eq!(m.gaps[0].reason, GapReason::Crash);
+        assert_eq!(m.gaps[0].sequence_count, 0);
+    }
+
+    #[test]
+    fn pending_gaps_are_declared_once() {
+        let rig = Rig::new();
+        let t = track();
+        let gap = DeclaredGap {
+            reason: GapReason::RefusedByIngest,
+            first_sequence: 7,
+            sequence_count: 1,
+            start_unix_ns: 1,
+            end_unix_ns: 2,
+        };
+        rig.spool.declare_gap(&gap).unwrap();
+        let mut rec = rig.recorder();
+        for f in frames(0..20, 10, &t) {
+            rec.push(f).unwrap();
+        }
+        rec.close().unwrap();
+        let files = rig.spooled();
+        let first = SealedFragment::parse(&files[0]).unwrap().manifest;
+        let second = SealedFragment::parse(&files[1]).unwrap().manifest;
+        assert_eq!(first.gaps, vec![gap]);
+        assert!(second.gaps.is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! <spool>/<stream>/00000000000000000042.scf   one sealed fragment, complete
-//! <spool>/<stream>/chain.state                 next sequence and last manifest hash
+//! <spool>/<stream>/chain.state                 next sequence, last manifest hash and end time
+//! <spool>/<stream>/running                     a recorder is running (left behind by a crash)
+//! <spool>/<stream>/gaps.pending                gaps to declare in the next manifest
 //! <spool>/<stream>/.tmp-*                      being written; removed on start
 //! ```
 //!
@@ -16,10 +18,15 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use sealcam_format::{ManifestHash, Name, SealedFragment};
+use sealcam_format::{DeclaredGap, GapReason, ManifestHash, Name, SealedFragment};
 
 const SUFFIX: &str = "scf";
 const STATE_FILE: &str = "chain.state";
+/// Present while a recorder runs; found at start, it means the last run
+/// ended uncleanly.
+const RUNNING_FILE: &str = "running";
+/// Gaps waiting to be declared in the next manifest.
+const PENDING_GAPS_FILE: &str = "gaps.pending";
 
 /// What went wrong in the spool.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +56,8 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Sp
 pub struct ChainState {
     pub next_sequence: u64,
     pub last_manifest: ManifestHash,
+    /// Wall-clock end of the last fragment, for declaring the gap a restart leaves.
+    pub last_end_unix_ns: u64,
 }
 
 impl Default for ChainState {
@@ -56,6 +65,7 @@ impl Default for ChainState {
         Self {
             next_sequence: 0,
             last_manifest: ManifestHash::GENESIS,
+            last_end_unix_ns: 0,
         }
     }
 }
@@ -70,6 +80,8 @@ pub struct Spooled {
 /// The spool of one stream.
 pub struct Spool {
     dir: PathBuf,
+    /// Serialises updates of the pending-gaps file between recorder and uplink.
+    gaps_lock: std::sync::Mutex<()>,
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -109,7 +121,10 @@ impl Spool {
     pub fn open(root: &Path, stream: &Name) -> Result<Self, SpoolError> {
         let dir = root.join(stream.as_str());
         fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
-        let spool = Self { dir };
+        let spool = Self {
+            dir,
+            gaps_lock: std::sync::Mutex::new(()),
+        };
         for entry in fs::read_dir(&spool.dir).map_err(io(&spool.dir, "list"))? {
             let entry = entry.map_err(io(&spool.dir, "list"))?;
             let name = entry.file_name();
@@ -123,6 +138,78 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Marks a recorder as running. Returns whether the previous run ended
+    /// uncleanly (its marker is still there).
+    pub fn mark_running(&self) -> Result<bool, SpoolError> {
+        let path = self.dir.join(RUNNING_FILE);
+        let unclean = path.exists();
+        write_durably(
+            &self.dir,
+            RUNNING_FILE,
+            format!("pid={}\n", std::process::id()).as_bytes(),
+        )?;
+        Ok(unclean)
+    }
+
+    /// Marks a clean stop.
+    pub fn mark_stopped(&self) -> Result<(), SpoolError> {
+        let path = self.dir.join(RUNNING_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path, "remove")(e)),
+        }
+    }
+
+    /// Records a gap to declare in the next manifest (durably).
+    pub fn declare_gap(&self, gap: &DeclaredGap) -> Result<(), SpoolError> {
+        let _guard = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gaps = self.read_pending_gaps()?;
+        gaps.push(*gap);
+        self.write_pending_gaps(&gaps)
+    }
+
+    /// Gaps waiting for a manifest. They stay until [`Spool::clear_gaps`],
+    /// called once a manifest declaring them is spooled.
+    pub fn pending_gaps(&self) -> Result<Vec<DeclaredGap>, SpoolError> {
+        let _guard = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.read_pending_gaps()
+    }
+
+    /// Forgets the first `n` pending gaps (now declared).
+    pub fn clear_gaps(&self, n: usize) -> Result<(), SpoolError> {
+        let _guard = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let gaps = self.read_pending_gaps()?;
+        self.write_pending_gaps(&gaps[n.min(gaps.len())..])
+    }
+
+    fn read_pending_gaps(&self) -> Result<Vec<DeclaredGap>, SpoolError> {
+        let path = self.dir.join(PENDING_GAPS_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&path, "read")(e)),
+        };
+        Ok(text.lines().filter_map(parse_gap).collect())
+    }
+
+    fn write_pending_gaps(&self, gaps: &[DeclaredGap]) -> Result<(), SpoolError> {
+        let text: String = gaps
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {} {} {} {}\n",
+                    g.reason as u8,
+                    g.first_sequence,
+                    g.sequence_count,
+                    g.start_unix_ns,
+                    g.end_unix_ns
+                )
+            })
+            .collect();
+        write_durably(&self.dir, PENDING_GAPS_FILE, text.as_bytes()).map(|_| ())
     }
 
     fn file_name(sequence: u64) -> String {
@@ -175,8 +262,8 @@ impl Spool {
     /// Records where the chain stands.
     pub fn save_state(&self, state: &ChainState) -> Result<(), SpoolError> {
         let text = format!(
-            "next_sequence={}\nlast_manifest={}\n",
-            state.next_sequence, state.last_manifest
+            "next_sequence={}\nlast_manifest={}\nlast_end_unix_ns={}\n",
+            state.next_sequence, state.last_manifest, state.last_end_unix_ns
         );
         write_durably(&self.dir, STATE_FILE, text.as_bytes()).map(|_| ())
     }
@@ -200,6 +287,7 @@ impl Spool {
                     state = ChainState {
                         next_sequence: s.sequence + 1,
                         last_manifest: f.manifest_hash(),
+                        last_end_unix_ns: f.manifest.end_unix_ns,
                     };
                     break;
                 }
@@ -212,6 +300,32 @@ impl Spool {
     }
 }
 
+fn parse_gap(line: &str) -> Option<DeclaredGap> {
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let [reason, first_sequence, sequence_count, start_unix_ns, end_unix_ns] = v[..] else {
+        return None;
+    };
+    let reason = match reason {
+        1 => GapReason::Restart,
+        2 => GapReason::Crash,
+        3 => GapReason::SpoolEvicted,
+        4 => GapReason::SourceStalled,
+        5 => GapReason::ClockJump,
+        6 => GapReason::RefusedByIngest,
+        _ => return None,
+    };
+    Some(DeclaredGap {
+        reason,
+        first_sequence,
+        sequence_count,
+        start_unix_ns,
+        end_unix_ns,
+    })
+}
+
 fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
     let bad = |reason: &str| SpoolError::BadState {
         path: path.to_owned(),
@@ -219,6 +333,7 @@ fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
     };
     let mut next = None;
     let mut last = None;
+    let mut end = 0;
     for line in text.lines() {
         match line.split_once('=') {
             Some(("next_sequence", v)) => {
@@ -233,12 +348,18 @@ fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
                         .ok_or_else(|| bad("last_manifest is not 64 hex digits"))?,
                 )
             }
+            Some(("last_end_unix_ns", v)) => {
+                end = v
+                    .parse::<u64>()
+                    .map_err(|_| bad("last_end_unix_ns is not a number"))?
+            }
             _ => {}
         }
     }
     Ok(ChainState {
         next_sequence: next.ok_or_else(|| bad("next_sequence missing"))?,
         last_manifest: last.ok_or_else(|| bad("last_manifest missing"))?,
+        last_end_unix_ns: end,
     })
 }
 
@@ -261,6 +382,7 @@ mod tests {
         let st = ChainState {
             next_sequence: 3,
             last_manifest: ManifestHash([9; 32]),
+            last_end_unix_ns: 77,
         };
         spool.save_state(&st).unwrap();
         assert_eq!(spool.load_state().unwrap(), st);
@@ -279,6 +401,32 @@ mod tests {
         let spool = Spool::open(root.path(), &stream).unwrap();
         assert!(spool.pending().unwrap().is_empty());
         assert_eq!(fs::read_dir(spool.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn pending_gaps_survive_until_cleared() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), &Name::new("front").unwrap()).unwrap();
+        let g = |first| DeclaredGap {
+            reason: GapReason::RefusedByIngest,
+            first_sequence: first,
+            sequence_count: 1,
+            start_unix_ns: 5,
+            end_unix_ns: 9,
+        };
+        spool.declare_gap(&g(1)).unwrap();
+        spool.declare_gap(&g(2)).unwrap();
+        let again = Spool::open(root.path(), &Name::new("front").unwrap()).unwrap();
+        assert_eq!(again.pending_gaps().unwrap(), vec![g(1), g(2)]);
+        again.clear_gaps(1).unwrap();
+        assert_eq!(again.pending_gaps().unwrap(), vec![g(2)]);
+        assert!(!again.mark_running().unwrap());
+        assert!(
+            again.mark_running().unwrap(),
+            "a marker left behind means an unclean stop"
+        );
+        again.mark_stopped().unwrap();
+        assert!(!again.mark_running().unwrap());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use sealcam_format::Name;
+use sealcam_format::{DeclaredGap, GapReason, Name};
 use sealcam_transport::{pem, tls, ExternalSigner, TransportError};
 use serde::Deserialize;
 use tokio::sync::{watch, Notify};
@@ -249,6 +249,11 @@ impl Uplink {
                         }
                     }
                     Ok(Outcome::Rejected(reason)) => {
+                        // Consumers will miss this sequence number: say why,
+                        // signed, in the next manifest.
+                        if let Some(gap) = refused_gap(s) {
+                            self.spool.declare_gap(&gap)?;
+                        }
                         let to = self.spool.reject(s)?;
                         report.rejected += 1;
                         tracing::error!(sequence = s.sequence, %reason, kept_at = %to.display(), "ingest refused fragment for good");
@@ -288,6 +293,19 @@ impl Uplink {
 
 fn chain_err(e: &reqwest::Error) -> String {
     sealcam_base::error_chain(e)
+}
+
+/// The gap a refused fragment leaves, from its own manifest.
+fn refused_gap(s: &Spooled) -> Option<DeclaredGap> {
+    let bytes = std::fs::read(&s.path).ok()?;
+    let m = sealcam_format::SealedFragment::parse(&bytes).ok()?.manifest;
+    Some(DeclaredGap {
+        reason: GapReason::RefusedByIngest,
+        first_sequence: s.sequence,
+        sequence_count: 1,
+        start_unix_ns: m.start_unix_ns,
+        end_unix_ns: m.end_unix_ns,
+    })
 }
 
 /// What the uplink did.

@@ -25,9 +25,9 @@ pub mod verify;
 
 pub use fragment::{Record, RecordKind, SealedFragment};
 pub use keys::{ConsumerPublicKey, ConsumerSecretKey, DeviceVerifyingKey, KeyId};
-pub use manifest::{Manifest, ManifestHash, WrappedKey};
+pub use manifest::{DeclaredGap, GapReason, Manifest, ManifestHash, WrappedKey};
 pub use name::Name;
-pub use seal::{FragmentSealer, Frame, OpenedFragment, TrackConfig, UnsignedFragment};
+pub use seal::{Closing, FragmentSealer, Frame, OpenedFragment, TrackConfig, UnsignedFragment};
 
 /// The format version this crate writes and reads.
 pub const FORMAT_VERSION: u16 = 1;

@@ -59,10 +59,83 @@ pub struct WrappedKey {
     pub ciphertext: Vec<u8>,
 }
 
+/// The algorithms of format v1, named by one identifier in every manifest:
+/// AES-256-GCM for records; HPKE DHKEM(P-256, HKDF-SHA256), HKDF-SHA256,
+/// AES-256-GCM for data keys; ECDSA P-256 with SHA-256 for signatures;
+/// SHA-256 for hashes. A later suite changes all of them at once.
+pub const SUITE_V1: u16 = 1;
+
+/// Most gaps one manifest may declare.
+pub const MAX_GAPS: usize = 64;
+
+/// Why fragments or time are missing, as the device declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GapReason {
+    /// The daemon stopped cleanly and started again.
+    Restart = 1,
+    /// The daemon or the device stopped uncleanly (crash, kill, power loss);
+    /// the fragment being recorded was lost.
+    Crash = 2,
+    /// The spool was full and dropped fragments.
+    SpoolEvicted = 3,
+    /// The camera stopped delivering frames.
+    SourceStalled = 4,
+    /// The wall clock jumped; the time span is where no video can be.
+    ClockJump = 5,
+    /// The ingest refused the fragments for good.
+    RefusedByIngest = 6,
+}
+
+impl GapReason {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Restart,
+            2 => Self::Crash,
+            3 => Self::SpoolEvicted,
+            4 => Self::SourceStalled,
+            5 => Self::ClockJump,
+            6 => Self::RefusedByIngest,
+            _ => return None,
+        })
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Restart => "recorder restarted",
+            Self::Crash => "recorder interrupted (crash or power loss)",
+            Self::SpoolEvicted => "spool full: oldest fragments dropped",
+            Self::SourceStalled => "camera delivered no frames",
+            Self::ClockJump => "wall clock jumped",
+            Self::RefusedByIngest => "ingest refused the fragments",
+        }
+    }
+}
+
+/// A gap the device explains in a signed manifest: missing sequence numbers
+/// (`sequence_count` of them from `first_sequence`; none for a pure time
+/// gap) and the time span without video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeclaredGap {
+    pub reason: GapReason,
+    pub first_sequence: u64,
+    pub sequence_count: u64,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+}
+
+impl DeclaredGap {
+    /// Whether the gap declares `sequence` missing.
+    pub fn covers(&self, sequence: u64) -> bool {
+        sequence >= self.first_sequence && sequence - self.first_sequence < self.sequence_count
+    }
+}
+
 /// Everything the device signs about one fragment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     pub version: u16,
+    /// The algorithm suite, [`SUITE_V1`].
+    pub suite: u16,
     pub device: Name,
     pub stream: Name,
     /// Position of the fragment in its stream, from 0, without holes unless a
@@ -79,7 +152,12 @@ pub struct Manifest {
     pub payload_len: u64,
     /// SHA-256 over the sealed payload.
     pub payload_sha256: [u8; 32],
+    /// Version of the owner-signed recipient set the data key was wrapped
+    /// for; 0 for a development list from the camera's config.
+    pub recipient_set_version: u64,
     pub recipients: Vec<WrappedKey>,
+    /// Gaps before this fragment that the device explains.
+    pub gaps: Vec<DeclaredGap>,
 }
 
 impl Manifest {
@@ -87,6 +165,7 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.recipients.len() * 128);
         out.put_u16(self.version);
+        out.put_u16(self.suite);
         out.put_bytes16(self.device.as_str().as_bytes());
         out.put_bytes16(self.stream.as_str().as_bytes());
         out.put_u64(self.sequence);
@@ -96,11 +175,20 @@ impl Manifest {
         out.put_u32(self.frame_count);
         out.put_u64(self.payload_len);
         out.extend_from_slice(&self.payload_sha256);
+        out.put_u64(self.recipient_set_version);
         out.put_u16(self.recipients.len() as u16);
         for r in &self.recipients {
             out.extend_from_slice(&r.recipient.0);
             out.put_bytes16(&r.enc);
             out.put_bytes16(&r.ciphertext);
+        }
+        out.put_u16(self.gaps.len() as u16);
+        for g in &self.gaps {
+            out.put_u8(g.reason as u8);
+            out.put_u64(g.first_sequence);
+            out.put_u64(g.sequence_count);
+            out.put_u64(g.start_unix_ns);
+            out.put_u64(g.end_unix_ns);
         }
         out
     }
@@ -111,6 +199,17 @@ impl Manifest {
         let version = r.u16()?;
         if version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion(version));
+        }
+        let offset = r.position();
+        let suite = r.u16()?;
+        if suite != SUITE_V1 {
+            return Err(FormatError::Invalid {
+                what: "manifest",
+                offset,
+                reason: format!(
+                    "unknown algorithm suite {suite}; this build knows suite {SUITE_V1}"
+                ),
+            });
         }
         let name = |r: &mut Reader<'_>| -> Result<Name, FormatError> {
             let offset = r.position();
@@ -137,6 +236,7 @@ impl Manifest {
         let frame_count = r.u32()?;
         let payload_len = r.u64()?;
         let payload_sha256 = r.array()?;
+        let recipient_set_version = r.u64()?;
         let offset = r.position();
         let n = r.u16()? as usize;
         if n == 0 || n > MAX_RECIPIENTS {
@@ -154,9 +254,43 @@ impl Manifest {
                 ciphertext: r.bytes16()?.to_vec(),
             });
         }
+        let offset = r.position();
+        let n = r.u16()? as usize;
+        if n > MAX_GAPS {
+            return Err(FormatError::Invalid {
+                what: "manifest",
+                offset,
+                reason: format!("gap count {n} exceeds {MAX_GAPS}"),
+            });
+        }
+        let mut gaps = Vec::with_capacity(n);
+        for _ in 0..n {
+            let offset = r.position();
+            let reason = GapReason::from_u8(r.u8()?).ok_or(FormatError::Invalid {
+                what: "manifest",
+                offset,
+                reason: "unknown gap reason".into(),
+            })?;
+            let gap = DeclaredGap {
+                reason,
+                first_sequence: r.u64()?,
+                sequence_count: r.u64()?,
+                start_unix_ns: r.u64()?,
+                end_unix_ns: r.u64()?,
+            };
+            if gap.end_unix_ns < gap.start_unix_ns {
+                return Err(FormatError::Invalid {
+                    what: "manifest",
+                    offset,
+                    reason: "gap ends before it starts".into(),
+                });
+            }
+            gaps.push(gap);
+        }
         r.finish()?;
         Ok(Self {
             version,
+            suite,
             device,
             stream,
             sequence,
@@ -166,7 +300,9 @@ impl Manifest {
             frame_count,
             payload_len,
             payload_sha256,
+            recipient_set_version,
             recipients,
+            gaps,
         })
     }
 

@@ -10,7 +10,9 @@ use zeroize::Zeroizing;
 use crate::codec::{Reader, Writer};
 use crate::fragment::{assemble, Record, RecordKind, SealedFragment, FLAG_KEY_FRAME};
 use crate::keys::{ConsumerPublicKey, ConsumerSecretKey};
-use crate::manifest::{Manifest, ManifestHash, WrappedKey, MAX_RECIPIENTS};
+use crate::manifest::{
+    DeclaredGap, Manifest, ManifestHash, WrappedKey, MAX_GAPS, MAX_RECIPIENTS, SUITE_V1,
+};
 use crate::name::Name;
 use crate::{FormatError, SealError, FORMAT_VERSION};
 
@@ -229,12 +231,20 @@ impl FragmentSealer {
     /// Wraps the data key to every recipient, drops it, and builds the manifest.
     pub fn finish<R: RngCore + CryptoRng>(
         self,
-        prev: ManifestHash,
-        start_unix_ns: u64,
-        end_unix_ns: u64,
-        recipients: &[ConsumerPublicKey],
+        closing: Closing<'_>,
         rng: &mut R,
     ) -> Result<UnsignedFragment, SealError> {
+        let Closing {
+            prev,
+            start_unix_ns,
+            end_unix_ns,
+            recipients,
+            recipient_set_version,
+            gaps,
+        } = closing;
+        if gaps.len() > MAX_GAPS {
+            return Err(SealError::TooLarge("more than 64 declared gaps"));
+        }
         if recipients.is_empty() {
             return Err(SealError::NoRecipients);
         }
@@ -258,6 +268,7 @@ impl FragmentSealer {
         }
         let manifest = Manifest {
             version: FORMAT_VERSION,
+            suite: SUITE_V1,
             device: self.device.clone(),
             stream: self.stream.clone(),
             sequence: self.sequence,
@@ -267,7 +278,9 @@ impl FragmentSealer {
             frame_count: self.frame_count(),
             payload_len: self.payload.len() as u64,
             payload_sha256: Sha256::digest(&self.payload).into(),
+            recipient_set_version,
             recipients: wrapped,
+            gaps,
         };
         let body = manifest.encode();
         Ok(UnsignedFragment {
@@ -276,6 +289,38 @@ impl FragmentSealer {
             payload: self.payload,
         })
         // `self.key` and `self.cipher` are zeroized on drop here.
+    }
+}
+
+/// What closing a fragment needs besides its frames.
+pub struct Closing<'a> {
+    /// Hash of the previous manifest in the stream.
+    pub prev: ManifestHash,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub recipients: &'a [ConsumerPublicKey],
+    /// Version of the owner-signed recipient set (0: development list).
+    pub recipient_set_version: u64,
+    /// Gaps since the previous fragment that the device explains.
+    pub gaps: Vec<DeclaredGap>,
+}
+
+impl<'a> Closing<'a> {
+    /// A closing with no gaps and the development recipient list.
+    pub fn simple(
+        prev: ManifestHash,
+        start_unix_ns: u64,
+        end_unix_ns: u64,
+        recipients: &'a [ConsumerPublicKey],
+    ) -> Self {
+        Self {
+            prev,
+            start_unix_ns,
+            end_unix_ns,
+            recipients,
+            recipient_set_version: 0,
+            gaps: Vec::new(),
+        }
     }
 }
 
@@ -411,7 +456,10 @@ mod tests {
             s.push_frame(&f).unwrap();
         }
         let u = s
-            .finish(ManifestHash::GENESIS, 1_000, 2_000, recipients, &mut rng)
+            .finish(
+                Closing::simple(ManifestHash::GENESIS, 1_000, 2_000, recipients),
+                &mut rng,
+            )
             .unwrap();
         let sig: p256::ecdsa::Signature = device_key.sign(&u.signing_message());
         u.into_file(&sig.to_bytes().into())

@@ -1,10 +1,10 @@
 //! Verifying a run of fragments: signatures, payload hashes, chain links, gaps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::fragment::SealedFragment;
 use crate::keys::DeviceVerifyingKey;
-use crate::manifest::ManifestHash;
+use crate::manifest::{DeclaredGap, ManifestHash};
 use crate::name::Name;
 
 /// A fragment that failed a check, and why.
@@ -26,6 +26,7 @@ pub struct Gap {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     pub label: String,
+    pub recipient_set_version: u64,
     pub sequence: u64,
     pub frame_count: u32,
     pub start_unix_ns: u64,
@@ -34,19 +35,32 @@ pub struct Verified {
     pub prev: ManifestHash,
 }
 
+/// A gap the device explained, and the fragment whose manifest did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    pub gap: DeclaredGap,
+    pub declared_by: u64,
+}
+
 /// The outcome of [`verify_chain`].
 #[derive(Clone, Debug, Default)]
 pub struct ChainReport {
     /// Fragments that verified, in sequence order.
     pub verified: Vec<Verified>,
     pub failures: Vec<Failure>,
-    /// Undeclared gaps: sequence numbers absent with no signed explanation.
+    /// Undeclared gaps: sequence numbers absent with no signed explanation
+    /// (deleted or withheld by someone between the camera and here).
     pub gaps: Vec<Gap>,
+    /// Gaps the device explained in signed manifests.
+    pub declared: Vec<Declared>,
+    /// Versions of the owner-signed recipient sets the fragments used.
+    pub recipient_set_versions: BTreeSet<u64>,
     pub device: Option<Name>,
     pub stream: Option<Name>,
 }
 
 impl ChainReport {
+    /// No failure and no undeclared gap.
     pub fn is_ok(&self) -> bool {
         self.failures.is_empty() && self.gaps.is_empty()
     }
@@ -108,10 +122,18 @@ where
             )));
             continue;
         }
+        report
+            .recipient_set_versions
+            .insert(m.recipient_set_version);
+        report.declared.extend(m.gaps.iter().map(|g| Declared {
+            gap: *g,
+            declared_by: m.sequence,
+        }));
         by_seq.insert(
             m.sequence,
             Verified {
                 label: label.clone(),
+                recipient_set_version: m.recipient_set_version,
                 sequence: m.sequence,
                 frame_count: m.frame_count,
                 start_unix_ns: m.start_unix_ns,
@@ -135,21 +157,61 @@ where
                 });
             }
         } else {
-            report.gaps.push(Gap {
+            let missing = Gap {
                 first_missing: a.sequence + 1,
                 last_missing: b.sequence - 1,
-            });
+            };
+            report
+                .gaps
+                .extend(undeclared_parts(missing, &report.declared));
         }
     }
     report.verified = verified;
     report
 }
 
+/// The parts of a run of missing sequence numbers that no declared gap covers.
+fn undeclared_parts(missing: Gap, declared: &[Declared]) -> Vec<Gap> {
+    let mut covers: Vec<(u64, u64)> = declared
+        .iter()
+        .filter(|d| d.gap.sequence_count > 0)
+        .map(|d| {
+            let first = d.gap.first_sequence;
+            (first, first.saturating_add(d.gap.sequence_count - 1))
+        })
+        .collect();
+    covers.sort_unstable();
+    let mut out = Vec::new();
+    let mut next = missing.first_missing;
+    for (first, last) in covers {
+        if next > missing.last_missing {
+            break;
+        }
+        if last < next || first > missing.last_missing {
+            continue;
+        }
+        if first > next {
+            out.push(Gap {
+                first_missing: next,
+                last_missing: first - 1,
+            });
+        }
+        next = next.max(last.saturating_add(1));
+    }
+    if next <= missing.last_missing {
+        out.push(Gap {
+            first_missing: next,
+            last_missing: missing.last_missing,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::ConsumerSecretKey;
-    use crate::seal::{FragmentSealer, Frame, TrackConfig};
+    use crate::seal::{Closing, FragmentSealer, Frame, TrackConfig};
     use p256::ecdsa::signature::Signer;
 
     fn chain(n: u64) -> (Vec<Vec<u8>>, DeviceVerifyingKey) {
@@ -183,7 +245,10 @@ mod tests {
             })
             .unwrap();
             let u = s
-                .finish(prev, seq, seq + 1, &[consumer.public().clone()], &mut rng)
+                .finish(
+                    Closing::simple(prev, seq, seq + 1, &[consumer.public().clone()]),
+                    &mut rng,
+                )
                 .unwrap();
             prev = u.manifest_hash();
             let sig: p256::ecdsa::Signature = dk.sign(&u.signing_message());
@@ -221,6 +286,34 @@ mod tests {
                 last_missing: 2
             }]
         );
+    }
+
+    #[test]
+    fn declared_gaps_cover_exactly_what_they_declare() {
+        let d = |first, count| Declared {
+            gap: DeclaredGap {
+                reason: crate::manifest::GapReason::SpoolEvicted,
+                first_sequence: first,
+                sequence_count: count,
+                start_unix_ns: 0,
+                end_unix_ns: 0,
+            },
+            declared_by: 99,
+        };
+        let gap = |a, b| Gap {
+            first_missing: a,
+            last_missing: b,
+        };
+        assert!(undeclared_parts(gap(3, 5), &[d(3, 3)]).is_empty());
+        assert_eq!(
+            undeclared_parts(gap(3, 8), &[d(4, 2)]),
+            vec![gap(3, 3), gap(6, 8)]
+        );
+        assert_eq!(
+            undeclared_parts(gap(3, 8), &[d(7, 1), d(3, 2)]),
+            vec![gap(5, 6), gap(8, 8)]
+        );
+        assert_eq!(undeclared_parts(gap(3, 4), &[d(0, 0)]), vec![gap(3, 4)]);
     }
 
     #[test]

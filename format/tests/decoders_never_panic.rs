@@ -3,11 +3,39 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use sealcam_format::{KeyId, Manifest, ManifestHash, Name, SealedFragment, WrappedKey};
+use sealcam_format::{
+    DeclaredGap, GapReason, KeyId, Manifest, ManifestHash, Name, SealedFragment, WrappedKey,
+};
 
 fn name() -> impl Strategy<Value = Name> {
     "[A-Za-z0-9][A-Za-z0-9._-]{0,20}"
         .prop_map(|s| Name::new(&s).expect("strategy yields valid names"))
+}
+
+fn gap() -> impl Strategy<Value = DeclaredGap> {
+    (
+        1u8..=6,
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        0u64..1_000_000,
+    )
+        .prop_map(
+            |(reason, first_sequence, sequence_count, start, len)| DeclaredGap {
+                reason: [
+                    GapReason::Restart,
+                    GapReason::Crash,
+                    GapReason::SpoolEvicted,
+                    GapReason::SourceStalled,
+                    GapReason::ClockJump,
+                    GapReason::RefusedByIngest,
+                ][usize::from(reason - 1)],
+                first_sequence,
+                sequence_count,
+                start_unix_ns: start,
+                end_unix_ns: start.saturating_add(len),
+            },
+        )
 }
 
 fn manifest() -> impl Strategy<Value = Manifest> {
@@ -29,6 +57,8 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             ),
             1..4,
         ),
+        any::<u64>(),
+        prop::collection::vec(gap(), 0..4),
     )
         .prop_map(
             |(
@@ -42,8 +72,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 payload_len,
                 sha,
                 recips,
+                recipient_set_version,
+                gaps,
             )| Manifest {
                 version: 1,
+                suite: 1,
+                recipient_set_version,
+                gaps,
                 device,
                 stream,
                 sequence,

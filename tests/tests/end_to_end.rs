@@ -120,4 +120,7 @@ fn unreachable_server_keeps_fragments_and_they_upload_later() {
         report.contains("3 fragments (sequence 0..=2), 90 frames"),
         "{report}"
     );
+    // The daemon's restart is declared and signed; nothing is undeclared.
+    assert!(report.contains("recorder restarted"), "{report}");
+    assert!(report.contains("undeclared gaps: none"), "{report}");
 }

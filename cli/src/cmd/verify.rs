@@ -40,8 +40,39 @@ pub fn print_report(report: &ChainReport) -> bool {
         super::rfc3339(first.start_unix_ns),
         super::rfc3339(last.end_unix_ns)
     );
+    let versions: Vec<String> = report
+        .recipient_set_versions
+        .iter()
+        .map(|v| {
+            if *v == 0 {
+                "0 (development list)".to_owned()
+            } else {
+                v.to_string()
+            }
+        })
+        .collect();
+    println!("recipients: set version {}", versions.join(", "));
+    for d in &report.declared {
+        let g = &d.gap;
+        let seqs = if g.sequence_count == 0 {
+            "no fragment missing".to_owned()
+        } else {
+            format!(
+                "sequences {}..={} missing",
+                g.first_sequence,
+                g.first_sequence.saturating_add(g.sequence_count - 1)
+            )
+        };
+        println!(
+            "declared:  {} .. {}: {} ({seqs}; signed in fragment {})",
+            super::rfc3339(g.start_unix_ns),
+            super::rfc3339(g.end_unix_ns),
+            g.reason.describe(),
+            d.declared_by
+        );
+    }
     if report.gaps.is_empty() {
-        println!("gaps:      none");
+        println!("undeclared gaps: none");
     }
     for g in &report.gaps {
         println!(

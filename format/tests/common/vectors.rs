@@ -7,7 +7,8 @@
 use p256::ecdsa::signature::Signer;
 use rand::SeedableRng;
 use sealcam_format::{
-    ConsumerSecretKey, FragmentSealer, Frame, ManifestHash, Name, SealedFragment, TrackConfig,
+    Closing, ConsumerSecretKey, DeclaredGap, FragmentSealer, Frame, GapReason, ManifestHash, Name,
+    SealedFragment, TrackConfig,
 };
 use sha2::{Digest, Sha256};
 
@@ -74,10 +75,20 @@ pub fn generate() -> String {
     let prev = ManifestHash([0xab; 32]);
     let unsigned = sealer
         .finish(
-            prev,
-            1_790_000_000_000_000_000,
-            1_790_000_000_100_000_000,
-            &[consumer.public().clone()],
+            Closing {
+                prev,
+                start_unix_ns: 1_790_000_000_000_000_000,
+                end_unix_ns: 1_790_000_000_100_000_000,
+                recipients: &[consumer.public().clone()],
+                recipient_set_version: 3,
+                gaps: vec![DeclaredGap {
+                    reason: GapReason::Crash,
+                    first_sequence: 42,
+                    sequence_count: 0,
+                    start_unix_ns: 1_789_999_990_000_000_000,
+                    end_unix_ns: 1_790_000_000_000_000_000,
+                }],
+            },
             &mut rng,
         )
         .expect("finish");
