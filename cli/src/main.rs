@@ -26,6 +26,30 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Decrypt verified fragments to a playable MKV.
     Decrypt(cmd::decrypt::Args),
+    /// The owner key, which signs recipient sets.
+    Owner {
+        #[command(subcommand)]
+        command: OwnerCommand,
+    },
+    /// Owner-signed recipient sets: who may decrypt.
+    Recipients {
+        #[command(subcommand)]
+        command: RecipientsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OwnerCommand {
+    /// Make the owner key pair.
+    Init(cmd::owner::InitArgs),
+}
+
+#[derive(Subcommand)]
+enum RecipientsCommand {
+    /// Sign a recipient set with the owner key.
+    Sign(cmd::recipients::SignArgs),
+    /// Show a recipient set (and check its signature with --owner).
+    Show(cmd::recipients::ShowArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +58,15 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cmd::keygen::run(a).map(|()| true),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Decrypt(a) => cmd::decrypt::run(a).map(|()| true),
+        Command::Owner {
+            command: OwnerCommand::Init(a),
+        } => cmd::owner::init(a).map(|()| true),
+        Command::Recipients {
+            command: RecipientsCommand::Sign(a),
+        } => cmd::recipients::sign(a).map(|()| true),
+        Command::Recipients {
+            command: RecipientsCommand::Show(a),
+        } => cmd::recipients::show(a).map(|()| true),
         Command::Fetch(a) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(cmd::fetch::run(a)).map(|()| true),
             Err(e) => Err(e.into()),

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sealcam_format::{ConsumerPublicKey, Name};
+use p256::pkcs8::DecodePublicKey;
+use sealcam_format::{ConsumerPublicKey, DeviceVerifyingKey, Name};
 use sealcam_hal::capture::{CaptureSettings, Source};
 use sealcam_hal::tpm::{self, TpmConfig};
 use serde::Deserialize;
@@ -81,7 +82,12 @@ fn default_fragment_ms() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRecipients {
+    #[serde(default)]
     public_keys: Vec<PathBuf>,
+    #[serde(default)]
+    set: Option<PathBuf>,
+    #[serde(default)]
+    owner_public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,10 +138,22 @@ pub struct Config {
     pub stream: Name,
     pub capture: CaptureSettings,
     pub fragment_duration_ns: u64,
-    pub recipients: Vec<ConsumerPublicKey>,
+    pub recipients: RecipientSource,
     pub identity: IdentityConfig,
     pub spool_dir: PathBuf,
     pub upload: UploadConfig,
+}
+
+/// Whom the camera seals to.
+#[derive(Debug, Clone)]
+pub enum RecipientSource {
+    /// A recipient set signed by the owner, re-read when the file changes.
+    Signed {
+        set: PathBuf,
+        owner: DeviceVerifyingKey,
+    },
+    /// A fixed list of keys from the config (development; version 0).
+    Development(Vec<ConsumerPublicKey>),
 }
 
 #[derive(Debug, Clone)]
@@ -251,26 +269,51 @@ impl Config {
         let keyframe_interval =
             ((u64::from(c.framerate) * u64::from(ms)).div_ceil(1000)).max(1) as u32;
 
-        if raw.recipients.public_keys.is_empty() {
-            return Err(field(
-                "recipients.public_keys",
-                "no consumer keys: make one with `sealcam keygen` and list its .pub file here"
-                    .into(),
-            ));
-        }
-        let mut recipients = Vec::new();
-        for p in &raw.recipients.public_keys {
-            let p = resolve(p);
-            let pem = std::fs::read_to_string(&p).map_err(|e| {
-                field(
-                    "recipients.public_keys",
-                    format!("cannot read {}: {e}", p.display()),
-                )
-            })?;
-            let key = ConsumerPublicKey::from_pem(&pem)
-                .map_err(|e| field("recipients.public_keys", format!("{}: {e}", p.display())))?;
-            recipients.push(key);
-        }
+        let recipients = match (&raw.recipients.set, raw.recipients.public_keys.is_empty()) {
+            (Some(_), false) => {
+                return Err(field(
+                    "recipients",
+                    "give either set (signed by the owner) or public_keys (development), not both".into(),
+                ))
+            }
+            (Some(set), true) => {
+                let owner = raw.recipients.owner_public_key.as_ref().ok_or_else(|| {
+                    field(
+                        "recipients.owner_public_key",
+                        "required with recipients.set: the owner key that signs it (`sealcam owner init`)".into(),
+                    )
+                })?;
+                let owner = resolve(owner);
+                let pem = std::fs::read_to_string(&owner).map_err(|e| {
+                    field("recipients.owner_public_key", format!("cannot read {}: {e}", owner.display()))
+                })?;
+                let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
+                    field("recipients.owner_public_key", format!("{}: not a P-256 public key: {e}", owner.display()))
+                })?;
+                RecipientSource::Signed {
+                    set: resolve(set),
+                    owner: DeviceVerifyingKey(key),
+                }
+            }
+            (None, true) => {
+                return Err(field(
+                    "recipients",
+                    "no consumer keys: set recipients.set and recipients.owner_public_key (see `sealcam recipients sign`), or for development list .pub files from `sealcam keygen` in recipients.public_keys".into(),
+                ))
+            }
+            (None, false) => {
+                let mut keys = Vec::new();
+                for p in &raw.recipients.public_keys {
+                    let p = resolve(p);
+                    let pem = std::fs::read_to_string(&p)
+                        .map_err(|e| field("recipients.public_keys", format!("cannot read {}: {e}", p.display())))?;
+                    let key = ConsumerPublicKey::from_pem(&pem)
+                        .map_err(|e| field("recipients.public_keys", format!("{}: {e}", p.display())))?;
+                    keys.push(key);
+                }
+                RecipientSource::Development(keys)
+            }
+        };
 
         let id = &raw.identity;
         let key = match (id.insecure_software_key, &id.key) {

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::certificate;
 use crate::config::{Config, KeySource};
+use crate::recipients::{RecipientError, RecipientWatcher};
 use crate::recorder::{RecordError, Recorder, RecorderStats};
 use crate::spool::{Spool, SpoolError};
 use crate::uplink::{Uplink, UplinkError, UplinkReport};
@@ -41,6 +42,8 @@ pub enum DaemonError {
     CertificateExpired { path: String },
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Recipients(#[from] RecipientError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error(transparent)]
@@ -127,7 +130,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         cfg.device.clone(),
         cfg.stream.clone(),
         cfg.fragment_duration_ns,
-        cfg.recipients.clone(),
+        RecipientWatcher::start(cfg.recipients.clone(), spool.clone())?,
         signer,
         spool.clone(),
     )?;

@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod identity;
 pub mod provision;
+pub mod recipients;
 pub mod recorder;
 pub mod spool;
 pub mod uplink;

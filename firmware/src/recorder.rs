@@ -10,12 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sealcam_format::manifest::MAX_GAPS;
 use sealcam_format::{
-    Closing, ConsumerPublicKey, DeclaredGap, FragmentSealer, Frame, GapReason, Name, SealError,
-    TrackConfig,
+    Closing, DeclaredGap, FragmentSealer, Frame, GapReason, Name, SealError, TrackConfig,
 };
 use sealcam_hal::capture::CapturedFrame;
 use sealcam_transport::{ExternalSigner, SignerError};
 
+use crate::recipients::RecipientWatcher;
 use crate::spool::{ChainState, Spool, SpoolError};
 
 /// What stopped a fragment from being recorded.
@@ -62,15 +62,13 @@ pub struct Recorder {
     device: Name,
     stream: Name,
     fragment_duration_ns: u64,
-    recipients: Vec<ConsumerPublicKey>,
+    recipients: RecipientWatcher,
     signer: Arc<dyn ExternalSigner>,
     spool: Arc<Spool>,
     chain: ChainState,
     open: Option<OpenFragment>,
     /// (unix ns, pts ns) of the first frame: maps stream time to wall time.
     anchor: Option<(u64, u64)>,
-    /// Version of the owner-signed recipient set (0: development list).
-    recipient_set_version: u64,
     /// The gap this run's start leaves after the previous run: its reason
     /// and where the previous run's video ended.
     startup_gap: Option<(GapReason, u64)>,
@@ -95,7 +93,7 @@ impl Recorder {
         device: Name,
         stream: Name,
         fragment_duration_ns: u64,
-        recipients: Vec<ConsumerPublicKey>,
+        recipients: RecipientWatcher,
         signer: Arc<dyn ExternalSigner>,
         spool: Arc<Spool>,
     ) -> Result<Self, SpoolError> {
@@ -125,17 +123,10 @@ impl Recorder {
             chain,
             open: None,
             anchor: None,
-            recipient_set_version: 0,
             startup_gap,
             gaps: Vec::new(),
             stats: RecorderStats::default(),
         })
-    }
-
-    /// Replaces the recipients from the next fragment on.
-    pub fn set_recipients(&mut self, recipients: Vec<ConsumerPublicKey>, version: u64) {
-        self.recipients = recipients;
-        self.recipient_set_version = version;
     }
 
     /// Marks a clean stop, after the last fragment is closed.
@@ -197,6 +188,8 @@ impl Recorder {
                 return Ok(closed);
             }
             self.check_clock(frame.pts_ns);
+            // A new owner-signed recipient set takes effect here.
+            self.recipients.refresh();
             let sequence = self.chain.next_sequence;
             let sealer = FragmentSealer::new(
                 self.device.clone(),
@@ -263,8 +256,8 @@ impl Recorder {
                     prev: self.chain.last_manifest,
                     start_unix_ns,
                     end_unix_ns,
-                    recipients: &self.recipients,
-                    recipient_set_version: self.recipient_set_version,
+                    recipients: self.recipients.keys(),
+                    recipient_set_version: self.recipients.version(),
                     gaps,
                 },
                 &mut rand::rngs::OsRng,
@@ -374,11 +367,16 @@ mod tests {
         }
 
         fn recorder(&self) -> Recorder {
+            let watcher = RecipientWatcher::start(
+                crate::config::RecipientSource::Development(vec![self.consumer.public().clone()]),
+                self.spool.clone(),
+            )
+            .unwrap();
             Recorder::new(
                 Name::new("cam").unwrap(),
                 Name::new("front").unwrap(),
                 1_000_000_000,
-                vec![self.consumer.public().clone()],
+                watcher,
                 self.key.clone(),
                 self.spool.clone(),
             )

@@ -27,6 +27,8 @@ const STATE_FILE: &str = "chain.state";
 const RUNNING_FILE: &str = "running";
 /// Gaps waiting to be declared in the next manifest.
 const PENDING_GAPS_FILE: &str = "gaps.pending";
+/// The newest owner-signed recipient-set version accepted.
+const RECIPIENTS_FILE: &str = "recipients.version";
 
 /// What went wrong in the spool.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +163,29 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&path, "remove")(e)),
         }
+    }
+
+    /// The newest recipient-set version this camera accepted (0: none).
+    pub fn accepted_recipient_version(&self) -> Result<u64, SpoolError> {
+        let path = self.dir.join(RECIPIENTS_FILE);
+        match fs::read_to_string(&path) {
+            Ok(t) => t.trim().parse().map_err(|_| SpoolError::BadState {
+                path,
+                reason: "not a version number".into(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&path, "read")(e)),
+        }
+    }
+
+    /// Remembers a newly accepted recipient-set version (durably).
+    pub fn accept_recipient_version(&self, version: u64) -> Result<(), SpoolError> {
+        write_durably(
+            &self.dir,
+            RECIPIENTS_FILE,
+            format!("{version}\n").as_bytes(),
+        )
+        .map(|_| ())
     }
 
     /// Records a gap to declare in the next manifest (durably).

@@ -73,6 +73,18 @@ impl ConsumerPublicKey {
         self.id
     }
 
+    /// From an uncompressed (or compressed) SEC1 point.
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, SealError> {
+        p256::PublicKey::from_sec1_bytes(bytes)
+            .map(Self::from_p256)
+            .map_err(|_| SealError::Key("not a P-256 public key point".into()))
+    }
+
+    /// The uncompressed SEC1 encoding (65 bytes).
+    pub fn sec1(&self) -> p256::EncodedPoint {
+        self.key.to_encoded_point(false)
+    }
+
     /// Wraps `data_key` to this recipient. Returns (encapsulated key, ciphertext).
     pub(crate) fn wrap<R: RngCore + CryptoRng>(
         &self,

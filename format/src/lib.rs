@@ -20,6 +20,7 @@ pub mod keys;
 pub mod manifest;
 pub mod mkv;
 pub mod name;
+pub mod recipients;
 pub mod seal;
 pub mod verify;
 

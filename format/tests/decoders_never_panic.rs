@@ -138,3 +138,13 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn recipient_set_parser_never_panics(tail in prop::collection::vec(any::<u8>(), 0..800)) {
+        let mut bytes = sealcam_format::recipients::MAGIC.to_vec();
+        bytes.extend_from_slice(&tail);
+        let _ = sealcam_format::recipients::SignedRecipientSet::parse(&bytes);
+        let _ = sealcam_format::recipients::SignedRecipientSet::parse(&tail);
+    }
+}

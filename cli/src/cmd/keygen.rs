@@ -1,8 +1,5 @@
 //! `sealcam keygen`: a consumer key pair for decrypting video.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -21,20 +18,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pub_path = args.out.with_extension("pub");
     let private = key.to_pem()?;
     let public = key.public().to_pem()?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_path)
-        .with_context(|| {
-            format!(
-                "creating {} (an existing key is never overwritten)",
-                key_path.display()
-            )
-        })?;
-    f.write_all(private.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", key_path.display()))?;
+    super::write_private(&key_path, private.as_bytes())?;
     std::fs::write(&pub_path, public).with_context(|| format!("writing {}", pub_path.display()))?;
     println!("key id:      {}", key.public().id());
     println!(
