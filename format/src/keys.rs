@@ -149,27 +149,47 @@ impl ConsumerSecretKey {
         info: &[u8],
     ) -> Result<Zeroizing<[u8; 32]>, SealError> {
         let id = self.public.id;
+        let pt = Zeroizing::new(self.hpke_open(enc, ct, info, &id.0)?);
+        if pt.len() != 32 {
+            return Err(SealError::Unwrap(id));
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&pt);
+        Ok(out)
+    }
+
+    /// HPKE single-shot open (base mode, DHKEM(P-256, HKDF-SHA256),
+    /// HKDF-SHA256, AES-256-GCM) with this key. The data-key unwrapping uses
+    /// it; it is public so that it can be checked against RFC 9180's
+    /// known-answer vectors.
+    pub fn hpke_open(
+        &self,
+        enc: &[u8],
+        ct: &[u8],
+        info: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let id = self.public.id;
         let sk = <HpkeKem as Kem>::PrivateKey::from_bytes(&self.key.to_bytes())
             .map_err(|_| SealError::Unwrap(id))?;
         let enc =
             <HpkeKem as Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Unwrap(id))?;
-        let pt = Zeroizing::new(
-            hpke::single_shot_open::<AesGcm256, HkdfSha256, HpkeKem>(
-                &OpModeR::Base,
-                &sk,
-                &enc,
-                info,
-                ct,
-                &id.0,
-            )
-            .map_err(|_| SealError::Unwrap(id))?,
-        );
-        let mut out = Zeroizing::new([0u8; 32]);
-        if pt.len() != 32 {
-            return Err(SealError::Unwrap(id));
-        }
-        out.copy_from_slice(&pt);
-        Ok(out)
+        hpke::single_shot_open::<AesGcm256, HkdfSha256, HpkeKem>(
+            &OpModeR::Base,
+            &sk,
+            &enc,
+            info,
+            ct,
+            aad,
+        )
+        .map_err(|_| SealError::Unwrap(id))
+    }
+
+    /// From a raw 32-byte scalar.
+    pub fn from_scalar(bytes: &[u8]) -> Result<Self, SealError> {
+        p256::SecretKey::from_slice(bytes)
+            .map(Self::from_p256)
+            .map_err(|_| SealError::Key("not a P-256 private scalar".into()))
     }
 }
 
