@@ -73,6 +73,8 @@ struct RawStream {
     name: String,
     #[serde(default = "default_fragment_ms")]
     fragment_duration_ms: u32,
+    #[serde(default)]
+    pad_frames: bool,
 }
 
 fn default_fragment_ms() -> u32 {
@@ -138,6 +140,8 @@ pub struct Config {
     pub stream: Name,
     pub capture: CaptureSettings,
     pub fragment_duration_ns: u64,
+    /// Pad sealed frames to size buckets (hides frame sizes; costs bytes).
+    pub pad_frames: bool,
     pub recipients: RecipientSource,
     pub identity: IdentityConfig,
     pub spool_dir: PathBuf,
@@ -366,6 +370,7 @@ impl Config {
                 bitrate_kbps: c.bitrate_kbps,
             },
             fragment_duration_ns: u64::from(ms) * 1_000_000,
+            pad_frames: raw.stream.pad_frames,
             recipients,
             identity: IdentityConfig {
                 key,

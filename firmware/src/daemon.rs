@@ -134,6 +134,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         signer,
         spool.clone(),
     )?;
+    recorder.pad_frames(cfg.pad_frames);
     let pending = spool.pending()?.len();
     if pending > 0 {
         tracing::info!(

@@ -74,6 +74,8 @@ pub struct Recorder {
     startup_gap: Option<(GapReason, u64)>,
     /// Gaps found while recording (clock jumps), for the next manifest.
     gaps: Vec<DeclaredGap>,
+    /// Pad frames to size buckets.
+    pad: bool,
     stats: RecorderStats,
 }
 
@@ -125,8 +127,14 @@ impl Recorder {
             anchor: None,
             startup_gap,
             gaps: Vec::new(),
+            pad: false,
             stats: RecorderStats::default(),
         })
+    }
+
+    /// Pads the frames of every following fragment to size buckets.
+    pub fn pad_frames(&mut self, on: bool) {
+        self.pad = on;
     }
 
     /// Marks a clean stop, after the last fragment is closed.
@@ -199,6 +207,8 @@ impl Recorder {
                 &mut rand::rngs::OsRng,
             )
             .map_err(|source| RecordError::Seal { sequence, source })?;
+            let mut sealer = sealer;
+            sealer.pad_frames(self.pad);
             self.open = Some(OpenFragment {
                 sealer,
                 track: frame.track.clone(),

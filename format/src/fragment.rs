@@ -33,6 +33,10 @@ pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 /// Record flag: the frame is a key frame (decodable on its own).
 pub const FLAG_KEY_FRAME: u8 = 0x01;
 
+/// Record flag: the plaintext is `u32 length || frame || zero padding` up to
+/// a size bucket, so that frame sizes say less about motion in the scene.
+pub const FLAG_PADDED: u8 = 0x02;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
     /// The sealed [`crate::TrackConfig`]: codec, size, codec private data.

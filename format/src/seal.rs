@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
-use crate::fragment::{assemble, Record, RecordKind, SealedFragment, FLAG_KEY_FRAME};
+use crate::fragment::{assemble, Record, RecordKind, SealedFragment, FLAG_KEY_FRAME, FLAG_PADDED};
 use crate::keys::{ConsumerPublicKey, ConsumerSecretKey};
 use crate::manifest::{
     DeclaredGap, Manifest, ManifestHash, WrappedKey, MAX_GAPS, MAX_RECIPIENTS, SUITE_V1,
@@ -126,6 +126,28 @@ impl FragmentContext<'_> {
     }
 }
 
+/// The size a padded plaintext of `len` bytes grows to: the next of four
+/// buckets per doubling (256, 320, 384, 448, 512, 640, ...), at least 256
+/// bytes. At most a quarter more bytes, about an eighth on average.
+pub fn padded_len(len: usize) -> usize {
+    if len <= 256 {
+        return 256;
+    }
+    let top = usize::BITS - (len - 1).leading_zeros(); // len <= 2^top
+    let step = 1usize << (top - 3);
+    len.div_ceil(step) * step
+}
+
+fn unpad(mut pt: Vec<u8>) -> Option<Vec<u8>> {
+    let len = u32::from_be_bytes(pt.get(..4)?.try_into().ok()?) as usize;
+    if len > pt.len() - 4 {
+        return None;
+    }
+    pt.drain(..4);
+    pt.truncate(len);
+    Some(pt)
+}
+
 /// The nonce of record `index`: unique within a fragment, and every fragment
 /// has its own key.
 fn nonce(index: u32) -> [u8; 12] {
@@ -146,6 +168,7 @@ pub struct FragmentSealer {
     cipher: Aes256Gcm,
     payload: Vec<u8>,
     next_index: u32,
+    pad: bool,
 }
 
 impl FragmentSealer {
@@ -167,6 +190,7 @@ impl FragmentSealer {
             cipher,
             payload: Vec::new(),
             next_index: 0,
+            pad: false,
         };
         s.push_record(RecordKind::Track, 0, 0, 0, &track.encode())?;
         Ok(s)
@@ -182,14 +206,35 @@ impl FragmentSealer {
         self.payload.len()
     }
 
+    /// Pads every following frame to a size bucket (see [`padded_len`]).
+    pub fn pad_frames(&mut self, on: bool) {
+        self.pad = on;
+    }
+
     pub fn push_frame(&mut self, frame: &Frame) -> Result<(), SealError> {
-        let flags = if frame.key_frame { FLAG_KEY_FRAME } else { 0 };
+        let mut flags = if frame.key_frame { FLAG_KEY_FRAME } else { 0 };
+        if !self.pad {
+            return self.push_record(
+                RecordKind::Frame,
+                flags,
+                frame.pts_ns,
+                frame.duration_ns,
+                &frame.data,
+            );
+        }
+        flags |= FLAG_PADDED;
+        let len = u32::try_from(frame.data.len())
+            .map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
+        let mut padded = Vec::with_capacity(padded_len(frame.data.len() + 4));
+        padded.extend_from_slice(&len.to_be_bytes());
+        padded.extend_from_slice(&frame.data);
+        padded.resize(padded_len(frame.data.len() + 4), 0);
         self.push_record(
             RecordKind::Frame,
             flags,
             frame.pts_ns,
             frame.duration_ns,
-            &frame.data,
+            &padded,
         )
     }
 
@@ -397,7 +442,15 @@ impl SealedFragment<'_> {
                     pts_ns: rec.pts_ns,
                     duration_ns: rec.duration_ns,
                     key_frame: rec.is_key_frame(),
-                    data: pt,
+                    data: if rec.flags & FLAG_PADDED != 0 {
+                        unpad(pt).ok_or(FormatError::Invalid {
+                            what: "record",
+                            offset: rec.index as usize,
+                            reason: "padded frame with an impossible length".into(),
+                        })?
+                    } else {
+                        pt
+                    },
                 }),
             }
         }
@@ -479,6 +532,59 @@ mod tests {
             let opened = frag.open(k).unwrap();
             assert_eq!(opened.track, track());
             assert_eq!(opened.frames, frames(5));
+        }
+    }
+
+    #[test]
+    fn padding_hides_sizes_and_comes_off_again() {
+        let mut rng = rand::thread_rng();
+        let a = ConsumerSecretKey::generate(&mut rng);
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let mut s = FragmentSealer::new(
+            Name::new("c").unwrap(),
+            Name::new("s").unwrap(),
+            0,
+            &track(),
+            &mut rng,
+        )
+        .unwrap();
+        s.pad_frames(true);
+        let sizes = [1usize, 300, 301, 5000, 5001];
+        for (i, n) in sizes.iter().enumerate() {
+            s.push_frame(&Frame {
+                pts_ns: i as u64,
+                duration_ns: 1,
+                key_frame: i == 0,
+                data: vec![7; *n],
+            })
+            .unwrap();
+        }
+        let u = s
+            .finish(
+                Closing::simple(ManifestHash::GENESIS, 0, 1, &[a.public().clone()]),
+                &mut rng,
+            )
+            .unwrap();
+        let sig: p256::ecdsa::Signature = dk.sign(&u.signing_message());
+        let file = u.into_file(&sig.to_bytes().into());
+        let frag = SealedFragment::parse(&file).unwrap();
+        let ct: Vec<usize> = frag.records().unwrap()[1..]
+            .iter()
+            .map(|r| r.ciphertext.len())
+            .collect();
+        // 300 and 301 bytes look alike, as do 5000 and 5001.
+        assert_eq!(ct[1], ct[2]);
+        assert_eq!(ct[3], ct[4]);
+        let opened = frag.open(&a).unwrap();
+        let got: Vec<usize> = opened.frames.iter().map(|f| f.data.len()).collect();
+        assert_eq!(got, sizes);
+    }
+
+    #[test]
+    fn buckets_cost_at_most_a_quarter() {
+        for len in 1..100_000usize {
+            let p = padded_len(len);
+            assert!(p >= len && (len <= 256 || p * 4 <= len * 5), "{len} -> {p}");
         }
     }
 

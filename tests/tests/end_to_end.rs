@@ -124,3 +124,46 @@ fn unreachable_server_keeps_fragments_and_they_upload_later() {
     assert!(report.contains("recorder restarted"), "{report}");
     assert!(report.contains("undeclared gaps: none"), "{report}");
 }
+
+#[test]
+fn padded_frames_decrypt_to_the_same_clip() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.camera("cam1", &ingest.url(), 30, 1000);
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace(
+        "fragment_duration_ms = 1000",
+        "fragment_duration_ms = 1000\npad_frames = true",
+    );
+    std::fs::write(&cfg, text_cfg).unwrap();
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    w.fetch(&ingest, "cam1", "fetched");
+    run_ok(
+        "sealcam",
+        &[
+            "decrypt",
+            "fetched",
+            "--key",
+            "alice.key",
+            "--out",
+            "clip.mkv",
+        ],
+        w.path(),
+    );
+    assert_eq!(gst_count_frames(&w.path().join("clip.mkv")).0, 30);
+    // Every sealed frame has a bucket size.
+    let bytes = std::fs::read(&fragment_files(&ingest.data)[0]).unwrap();
+    let frag = SealedFragment::parse(&bytes).unwrap();
+    for r in &frag.records().unwrap()[1..] {
+        let plain = r.ciphertext.len() - 16;
+        assert_eq!(
+            plain,
+            sealcam_format::seal::padded_len(plain),
+            "record {} is not bucket-sized",
+            r.index
+        );
+    }
+}
