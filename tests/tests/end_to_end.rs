@@ -167,3 +167,42 @@ fn padded_frames_decrypt_to_the_same_clip() {
         );
     }
 }
+
+#[test]
+fn decrypt_writes_mp4_too() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.camera("cam1", &ingest.url(), 30, 1000);
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    w.fetch(&ingest, "cam1", "fetched");
+    run_ok(
+        "sealcam",
+        &[
+            "decrypt",
+            "fetched",
+            "--key",
+            "alice.key",
+            "--out",
+            "clip.mp4",
+            "--format",
+            "mp4",
+        ],
+        w.path(),
+    );
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(w.path().join("clip.mp4"))
+        .output()
+        .expect("ffprobe is installed (scripts/install-deps installs ffmpeg)");
+    assert_eq!(text(&out.stdout).trim(), "h264,30");
+}

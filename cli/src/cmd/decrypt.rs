@@ -16,9 +16,20 @@ pub struct Args {
     /// Consumer private key (from `sealcam keygen`).
     #[arg(long)]
     pub key: PathBuf,
-    /// Output file (Matroska, H.264).
+    /// Output file (H.264 in Matroska, or MP4 with --format mp4).
     #[arg(long)]
     pub out: PathBuf,
+    /// Container of the output.
+    #[arg(long, value_enum, default_value_t = Container::Mkv)]
+    pub format: Container,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Container {
+    /// Matroska, written directly, one Cluster per fragment.
+    Mkv,
+    /// MP4, remuxed from the Matroska output with GStreamer's mp4mux.
+    Mp4,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -93,8 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out)
-        .with_context(|| format!("renaming to {}", args.out.display()))?;
+    match args.format {
+        Container::Mkv => std::fs::rename(&tmp, &args.out)
+            .with_context(|| format!("renaming to {}", args.out.display()))?,
+        Container::Mp4 => {
+            let result = remux_to_mp4(&tmp, &args.out);
+            let _ = std::fs::remove_file(&tmp);
+            result?;
+        }
+    }
     println!(
         "decrypted {} fragments, {} frames to {}",
         report.verified.len(),
@@ -102,4 +120,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Remuxes a Matroska file to MP4 with GStreamer
+/// (`filesrc ! matroskademux ! h264parse ! mp4mux ! filesink`).
+fn remux_to_mp4(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().context("starting GStreamer")?;
+    let pipeline = gst::parse::launch(
+        "filesrc name=src ! matroskademux ! h264parse ! mp4mux ! filesink name=sink",
+    )
+    .context("building the MP4 remux pipeline (needs gstreamer1.0-plugins-good and -bad)")?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| anyhow::anyhow!("the remux pipeline is not a pipeline"))?;
+    let set = |name: &str, path: &std::path::Path| -> anyhow::Result<()> {
+        pipeline
+            .by_name(name)
+            .context("remux pipeline element missing")?
+            .set_property("location", path.display().to_string());
+        Ok(())
+    };
+    set("src", mkv)?;
+    set("sink", mp4)?;
+    let bus = pipeline.bus().context("remux pipeline has no bus")?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .context("starting the MP4 remux")?;
+    let outcome = loop {
+        let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(300),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) else {
+            break Err(anyhow::anyhow!("MP4 remux made no progress for 5 minutes"));
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => {
+                break Err(anyhow::anyhow!("MP4 remux failed: {}", e.error()))
+            }
+            _ => {}
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    outcome
 }
