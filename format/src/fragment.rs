@@ -1,47 +1,63 @@
-//! The sealed-fragment file: magic, manifest, signature, sealed records.
+//! The sealed-fragment file: a Matroska file whose video is opaque.
 //!
 //! ```text
-//! magic          8 bytes  89 53 43 46 0d 0a 1a 0a  ("\x89SCF\r\n\x1a\n")
-//! manifest_len   u32
-//! manifest       manifest_len bytes (see `Manifest::encode`)
-//! signature      64 bytes, ECDSA P-256 r || s over SIGNING_CONTEXT || manifest
-//! payload        manifest.payload_len bytes of records, to the end of the file
+//! EBML            DocType "matroska" (version 4, read version 2)
+//! Segment
+//!   Info          TimestampScale 1 ms, MuxingApp "sealcam"
+//!   Tracks        one video track, CodecID "V_SEALCAM/V1"
+//!   Attachments   one AttachedFile "manifest.sealcam"
+//!                 (application/vnd.sealcam.manifest):
+//!                 FileData = manifest body || 64-byte signature
+//!   Cluster       Timestamp 0, then one SimpleBlock per record:
+//!                 81 00 00 00 | kind u8 | AES-256-GCM ciphertext and tag
 //! ```
 //!
-//! A record is
-//!
-//! ```text
-//! kind u8 | flags u8 | pts_ns u64 | duration_ns u64 | ct_len u32 | ciphertext
-//! ```
+//! mkvinfo, ffprobe and mkvextract read the structure (and extract the
+//! manifest); the sealed content is opaque. The payload that the manifest's
+//! SHA-256 covers is the Cluster's body, byte for byte. Every element size is
+//! in its shortest form and every element is where the layout puts it, so a
+//! fragment has exactly one encoding.
 //!
 //! Record 0 is the sealed track configuration; records 1..=frame_count are
-//! the sealed frames in presentation order.
+//! the sealed frames in presentation order. Frame timing and flags travel
+//! inside the ciphertext: in the clear are only the fragment's time range
+//! (in the manifest) and the records' sizes.
 
 use sha2::{Digest, Sha256};
 
-use crate::codec::{Reader, Writer};
+use crate::codec::Reader;
+use crate::ebml::{element, id, read_element, uint};
 use crate::keys::DeviceVerifyingKey;
 use crate::manifest::{Manifest, ManifestHash};
 use crate::{FormatError, SealError};
 
-/// The first 8 bytes of every sealed fragment file.
-pub const MAGIC: &[u8; 8] = b"\x89SCF\r\n\x1a\n";
+/// The track's codec id: sealed sealcam records.
+pub const CODEC_ID: &str = "V_SEALCAM/V1";
+/// The attachment that carries the manifest and its signature.
+pub const MANIFEST_FILE_NAME: &str = "manifest.sealcam";
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.sealcam.manifest";
+const MANIFEST_DESCRIPTION: &str = "sealcam manifest and device signature";
 
 /// Largest manifest a reader accepts.
 pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 
-/// Record flag: the frame is a key frame (decodable on its own).
+/// Frame flag (inside the ciphertext): the frame is a key frame.
 pub const FLAG_KEY_FRAME: u8 = 0x01;
 
-/// Record flag: the plaintext is `u32 length || frame || zero padding` up to
-/// a size bucket, so that frame sizes say less about motion in the scene.
+/// Frame flag (inside the ciphertext): the frame bytes are
+/// `u32 length || frame || zero padding` up to a size bucket, so that frame
+/// sizes say less about motion in the scene.
 pub const FLAG_PADDED: u8 = 0x02;
+
+/// The four bytes before a record's kind in its SimpleBlock: track 1,
+/// relative timestamp 0, no flags. Real timing is sealed.
+const BLOCK_HEADER: [u8; 4] = [0x81, 0x00, 0x00, 0x00];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
     /// The sealed [`crate::TrackConfig`]: codec, size, codec private data.
     Track = 1,
-    /// One sealed video frame (an H.264 access unit).
+    /// One sealed video frame (an H.264 access unit) with its timing.
     Frame = 2,
 }
 
@@ -50,31 +66,95 @@ pub enum RecordKind {
 pub struct Record<'a> {
     pub index: u32,
     pub kind: RecordKind,
-    pub flags: u8,
-    pub pts_ns: u64,
-    pub duration_ns: u64,
     pub ciphertext: &'a [u8],
 }
 
-impl Record<'_> {
-    pub(crate) fn encode_header(
-        out: &mut Vec<u8>,
-        kind: RecordKind,
-        flags: u8,
-        pts_ns: u64,
-        duration_ns: u64,
-        ct_len: u32,
-    ) {
-        out.put_u8(kind as u8);
-        out.put_u8(flags);
-        out.put_u64(pts_ns);
-        out.put_u64(duration_ns);
-        out.put_u32(ct_len);
-    }
+/// Appends one record, as a SimpleBlock, to a Cluster body.
+pub(crate) fn put_record(cluster_body: &mut Vec<u8>, kind: RecordKind, ciphertext: &[u8]) {
+    let mut block = Vec::with_capacity(BLOCK_HEADER.len() + 1 + ciphertext.len());
+    block.extend_from_slice(&BLOCK_HEADER);
+    block.push(kind as u8);
+    block.extend_from_slice(ciphertext);
+    element(cluster_body, id::SIMPLE_BLOCK, &block);
+}
 
-    pub fn is_key_frame(&self) -> bool {
-        self.flags & FLAG_KEY_FRAME != 0
-    }
+/// The start of every Cluster body: its timestamp, 0.
+pub(crate) fn cluster_start() -> Vec<u8> {
+    let mut body = Vec::new();
+    uint(&mut body, id::TIMECODE, 0);
+    body
+}
+
+fn ebml_header() -> Vec<u8> {
+    let mut ebml = Vec::new();
+    uint(&mut ebml, id::EBML_VERSION, 1);
+    uint(&mut ebml, id::EBML_READ_VERSION, 1);
+    uint(&mut ebml, id::EBML_MAX_ID_LENGTH, 4);
+    uint(&mut ebml, id::EBML_MAX_SIZE_LENGTH, 8);
+    element(&mut ebml, id::DOC_TYPE, b"matroska");
+    uint(&mut ebml, id::DOC_TYPE_VERSION, 4);
+    uint(&mut ebml, id::DOC_TYPE_READ_VERSION, 2);
+    ebml
+}
+
+fn info() -> Vec<u8> {
+    let mut info = Vec::new();
+    uint(&mut info, id::TIMECODE_SCALE, 1_000_000);
+    element(&mut info, id::MUXING_APP, b"sealcam");
+    element(&mut info, id::WRITING_APP, b"sealcam sealed fragment v1");
+    info
+}
+
+fn tracks() -> Vec<u8> {
+    let mut entry = Vec::new();
+    uint(&mut entry, id::TRACK_NUMBER, 1);
+    uint(&mut entry, id::TRACK_UID, 1);
+    uint(&mut entry, id::TRACK_TYPE, 1);
+    uint(&mut entry, id::FLAG_LACING, 0);
+    element(&mut entry, id::CODEC_ID, CODEC_ID.as_bytes());
+    let mut tracks = Vec::new();
+    element(&mut tracks, id::TRACK_ENTRY, &entry);
+    tracks
+}
+
+fn attachments(manifest_body: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(manifest_body.len() + 64);
+    data.extend_from_slice(manifest_body);
+    data.extend_from_slice(signature);
+    let mut file = Vec::new();
+    element(
+        &mut file,
+        id::FILE_DESCRIPTION,
+        MANIFEST_DESCRIPTION.as_bytes(),
+    );
+    element(&mut file, id::FILE_NAME, MANIFEST_FILE_NAME.as_bytes());
+    element(
+        &mut file,
+        id::FILE_MEDIA_TYPE,
+        MANIFEST_MEDIA_TYPE.as_bytes(),
+    );
+    element(&mut file, id::FILE_DATA, &data);
+    uint(&mut file, id::FILE_UID, 1);
+    let mut att = Vec::new();
+    element(&mut att, id::ATTACHED_FILE, &file);
+    att
+}
+
+/// Assembles a fragment file from its parts.
+pub(crate) fn assemble(manifest_body: &[u8], signature: &[u8; 64], cluster_body: &[u8]) -> Vec<u8> {
+    let mut segment = Vec::with_capacity(manifest_body.len() + cluster_body.len() + 512);
+    element(&mut segment, id::INFO, &info());
+    element(&mut segment, id::TRACKS, &tracks());
+    element(
+        &mut segment,
+        id::ATTACHMENTS,
+        &attachments(manifest_body, signature),
+    );
+    element(&mut segment, id::CLUSTER, cluster_body);
+    let mut out = Vec::with_capacity(segment.len() + 64);
+    element(&mut out, id::EBML, &ebml_header());
+    element(&mut out, id::SEGMENT, &segment);
+    out
 }
 
 /// A parsed sealed fragment, borrowing the file's bytes.
@@ -84,35 +164,79 @@ pub struct SealedFragment<'a> {
     /// The encoded manifest body, exactly as signed.
     pub manifest_body: &'a [u8],
     pub signature: [u8; 64],
+    /// The Cluster's body: what the manifest's payload hash covers.
     pub payload: &'a [u8],
 }
 
+fn expect(what: &'static str, got: &[u8], want: &[u8], offset: usize) -> Result<(), FormatError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(FormatError::Invalid {
+            what,
+            offset,
+            reason: "not the element sealcam writes here".into(),
+        })
+    }
+}
+
 impl<'a> SealedFragment<'a> {
-    /// Parses the file layout and the manifest. Does not check the signature or
-    /// the payload hash: see [`SealedFragment::verify`].
+    /// Parses the container and the manifest. Does not check the signature
+    /// or the payload hash: see [`SealedFragment::verify`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes, "fragment");
-        if r.take(MAGIC.len()).ok() != Some(&MAGIC[..]) {
-            return Err(FormatError::BadMagic { expected: MAGIC });
-        }
-        let offset = r.position();
-        let manifest_len = r.u32()? as usize;
-        if manifest_len > MAX_MANIFEST_LEN {
-            return Err(FormatError::Invalid {
-                what: "fragment",
-                offset,
-                reason: format!("manifest length {manifest_len} exceeds {MAX_MANIFEST_LEN}"),
-            });
-        }
-        let manifest_body = r.take(manifest_len)?;
+        let ebml = read_element(&mut r, id::EBML).map_err(|e| match e {
+            FormatError::Invalid { offset: 0, .. } | FormatError::Truncated { offset: 0, .. } => {
+                FormatError::BadMagic {
+                    expected: b"\x1a\x45\xdf\xa3",
+                }
+            }
+            e => e,
+        })?;
+        expect("EBML header", ebml, &ebml_header(), 0)?;
+        let segment = read_element(&mut r, id::SEGMENT)?;
+        r.finish()?;
+        let mut s = Reader::new(segment, "segment");
+        let at = s.position();
+        expect("segment info", read_element(&mut s, id::INFO)?, &info(), at)?;
+        let at = s.position();
+        expect("tracks", read_element(&mut s, id::TRACKS)?, &tracks(), at)?;
+        let at = s.position();
+        let att = read_element(&mut s, id::ATTACHMENTS)?;
+        let (manifest_body, signature) = {
+            let mut a = Reader::new(att, "attachments");
+            let file = read_element(&mut a, id::ATTACHED_FILE)?;
+            a.finish()?;
+            let mut f = Reader::new(file, "attached manifest");
+            read_element(&mut f, id::FILE_DESCRIPTION)?;
+            read_element(&mut f, id::FILE_NAME)?;
+            read_element(&mut f, id::FILE_MEDIA_TYPE)?;
+            let data = read_element(&mut f, id::FILE_DATA)?;
+            if data.len() < 64 || data.len() - 64 > MAX_MANIFEST_LEN {
+                return Err(FormatError::Invalid {
+                    what: "attached manifest",
+                    offset: at,
+                    reason: format!("manifest and signature take {} bytes", data.len()),
+                });
+            }
+            let (body, sig) = data.split_at(data.len() - 64);
+            let mut signature = [0u8; 64];
+            signature.copy_from_slice(sig);
+            (body, signature)
+        };
+        expect(
+            "attachments",
+            att,
+            &attachments(manifest_body, &signature),
+            at,
+        )?;
+        let payload = read_element(&mut s, id::CLUSTER)?;
+        s.finish()?;
         let manifest = Manifest::decode(manifest_body)?;
-        let signature = r.array::<64>()?;
-        let payload_offset = r.position();
-        let payload = r.take(r.remaining())?;
         if payload.len() as u64 != manifest.payload_len {
             return Err(FormatError::Invalid {
                 what: "fragment",
-                offset: payload_offset,
+                offset: bytes.len() - payload.len(),
                 reason: format!(
                     "payload is {} bytes but the manifest says {}",
                     payload.len(),
@@ -146,21 +270,33 @@ impl<'a> SealedFragment<'a> {
     /// Splits the payload into records and checks their structure: one track
     /// record first, then exactly `frame_count` frame records.
     pub fn records(&self) -> Result<Vec<Record<'a>>, FormatError> {
-        let mut r = Reader::new(self.payload, "payload");
+        let mut r = Reader::new(self.payload, "cluster");
+        let at = r.position();
+        expect(
+            "cluster timestamp",
+            read_element(&mut r, id::TIMECODE)?,
+            &[0],
+            at,
+        )?;
         let mut out = Vec::new();
         let mut index: u32 = 0;
         while r.remaining() > 0 {
             let offset = r.position();
-            let kind = match r.u8()? {
+            let block = read_element(&mut r, id::SIMPLE_BLOCK)?;
+            let invalid = |reason: String| FormatError::Invalid {
+                what: "cluster",
+                offset,
+                reason,
+            };
+            if block.len() < BLOCK_HEADER.len() + 1 || block[..BLOCK_HEADER.len()] != BLOCK_HEADER {
+                return Err(invalid(format!(
+                    "block {index} does not have sealcam's block header"
+                )));
+            }
+            let kind = match block[BLOCK_HEADER.len()] {
                 1 => RecordKind::Track,
                 2 => RecordKind::Frame,
-                k => {
-                    return Err(FormatError::Invalid {
-                        what: "payload",
-                        offset,
-                        reason: format!("unknown record kind {k}"),
-                    })
-                }
+                k => return Err(invalid(format!("unknown record kind {k}"))),
             };
             let expected = if index == 0 {
                 RecordKind::Track
@@ -168,35 +304,23 @@ impl<'a> SealedFragment<'a> {
                 RecordKind::Frame
             };
             if kind != expected {
-                return Err(FormatError::Invalid {
-                    what: "payload",
-                    offset,
-                    reason: format!("record {index} is a {kind:?} record, expected {expected:?}"),
-                });
+                return Err(invalid(format!(
+                    "record {index} is a {kind:?} record, expected {expected:?}"
+                )));
             }
-            let flags = r.u8()?;
-            let pts_ns = r.u64()?;
-            let duration_ns = r.u64()?;
-            let ct_len = r.u32()? as usize;
-            let ciphertext = r.take(ct_len)?;
             out.push(Record {
                 index,
                 kind,
-                flags,
-                pts_ns,
-                duration_ns,
-                ciphertext,
+                ciphertext: &block[BLOCK_HEADER.len() + 1..],
             });
-            index = index.checked_add(1).ok_or(FormatError::Invalid {
-                what: "payload",
-                offset,
-                reason: "too many records".into(),
-            })?;
+            index = index
+                .checked_add(1)
+                .ok_or_else(|| invalid("too many records".into()))?;
         }
         let frames = out.len().saturating_sub(1);
         if out.is_empty() || frames != self.manifest.frame_count as usize {
             return Err(FormatError::Invalid {
-                what: "payload",
+                what: "cluster",
                 offset: r.position(),
                 reason: format!(
                     "payload holds {frames} frames but the manifest says {}",
@@ -206,15 +330,16 @@ impl<'a> SealedFragment<'a> {
         }
         Ok(out)
     }
-}
 
-/// Assembles a fragment file from its parts.
-pub(crate) fn assemble(manifest_body: &[u8], signature: &[u8; 64], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + 4 + manifest_body.len() + 64 + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.put_u32(manifest_body.len() as u32);
-    out.extend_from_slice(manifest_body);
-    out.extend_from_slice(signature);
-    out.extend_from_slice(payload);
-    out
+    /// Re-frames `records` (in the order given) under this fragment's
+    /// manifest and signature. For tools and tests that need to show what
+    /// reordering does; the result fails verification unless the order is
+    /// unchanged.
+    pub fn reassemble(&self, records: &[Record<'_>]) -> Vec<u8> {
+        let mut cluster = cluster_start();
+        for r in records {
+            put_record(&mut cluster, r.kind, r.ciphertext);
+        }
+        assemble(self.manifest_body, &self.signature, &cluster)
+    }
 }

@@ -15,6 +15,7 @@
 //! This crate does no I/O. The byte layout is specified in `docs/format.md`.
 
 mod codec;
+mod ebml;
 pub mod fragment;
 pub mod keys;
 pub mod manifest;

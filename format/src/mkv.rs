@@ -9,70 +9,12 @@
 
 use std::io::{self, Write};
 
+use crate::ebml::{element, id, put_id, uint};
 use crate::seal::{Frame, TrackConfig};
-
-mod id {
-    pub const EBML: u32 = 0x1A45_DFA3;
-    pub const EBML_VERSION: u32 = 0x4286;
-    pub const EBML_READ_VERSION: u32 = 0x42F7;
-    pub const EBML_MAX_ID_LENGTH: u32 = 0x42F2;
-    pub const EBML_MAX_SIZE_LENGTH: u32 = 0x42F3;
-    pub const DOC_TYPE: u32 = 0x4282;
-    pub const DOC_TYPE_VERSION: u32 = 0x4287;
-    pub const DOC_TYPE_READ_VERSION: u32 = 0x4285;
-    pub const SEGMENT: u32 = 0x1853_8067;
-    pub const INFO: u32 = 0x1549_A966;
-    pub const TIMECODE_SCALE: u32 = 0x2A_D7B1;
-    pub const MUXING_APP: u32 = 0x4D80;
-    pub const WRITING_APP: u32 = 0x5741;
-    pub const TRACKS: u32 = 0x1654_AE6B;
-    pub const TRACK_ENTRY: u32 = 0xAE;
-    pub const TRACK_NUMBER: u32 = 0xD7;
-    pub const TRACK_UID: u32 = 0x73C5;
-    pub const TRACK_TYPE: u32 = 0x83;
-    pub const FLAG_LACING: u32 = 0x9C;
-    pub const CODEC_ID: u32 = 0x86;
-    pub const CODEC_PRIVATE: u32 = 0x63A2;
-    pub const DEFAULT_DURATION: u32 = 0x23_E383;
-    pub const VIDEO: u32 = 0xE0;
-    pub const PIXEL_WIDTH: u32 = 0xB0;
-    pub const PIXEL_HEIGHT: u32 = 0xBA;
-    pub const CLUSTER: u32 = 0x1F43_B675;
-    pub const TIMECODE: u32 = 0xE7;
-    pub const SIMPLE_BLOCK: u32 = 0xA3;
-}
 
 const NS_PER_MS: u64 = 1_000_000;
 /// The "unknown size" marker, 8 bytes long.
 const UNKNOWN_SIZE: [u8; 8] = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-
-fn put_id(out: &mut Vec<u8>, id: u32) {
-    let bytes = id.to_be_bytes();
-    let skip = bytes.iter().position(|&b| b != 0).unwrap_or(3);
-    out.extend_from_slice(&bytes[skip..]);
-}
-
-fn put_size(out: &mut Vec<u8>, n: u64) {
-    // Smallest length L (1..=8) with n < 2^(7L) - 1 (all-ones means unknown).
-    let mut len = 1;
-    while len < 8 && n >= (1u64 << (7 * len)) - 1 {
-        len += 1;
-    }
-    let marked = n | (1u64 << (7 * len));
-    out.extend_from_slice(&marked.to_be_bytes()[8 - len..]);
-}
-
-fn element(out: &mut Vec<u8>, id: u32, body: &[u8]) {
-    put_id(out, id);
-    put_size(out, body.len() as u64);
-    out.extend_from_slice(body);
-}
-
-fn uint(out: &mut Vec<u8>, id: u32, v: u64) {
-    let bytes = v.to_be_bytes();
-    let skip = bytes.iter().position(|&b| b != 0).unwrap_or(7);
-    element(out, id, &bytes[skip..]);
-}
 
 /// Writes a Matroska stream fragment by fragment.
 pub struct MkvWriter<W: Write> {
@@ -188,6 +130,7 @@ impl<W: Write> MkvWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ebml::put_size;
 
     #[test]
     fn sizes_use_the_shortest_vint() {

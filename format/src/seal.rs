@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
-use crate::fragment::{assemble, Record, RecordKind, SealedFragment, FLAG_KEY_FRAME, FLAG_PADDED};
+use crate::fragment::{
+    assemble, cluster_start, put_record, RecordKind, SealedFragment, FLAG_KEY_FRAME, FLAG_PADDED,
+};
 use crate::keys::{ConsumerPublicKey, ConsumerSecretKey};
 use crate::manifest::{
     DeclaredGap, Manifest, ManifestHash, WrappedKey, MAX_GAPS, MAX_RECIPIENTS, SUITE_V1,
@@ -95,24 +97,17 @@ struct FragmentContext<'a> {
 }
 
 impl FragmentContext<'_> {
-    fn record_aad(
-        &self,
-        index: u32,
-        kind: RecordKind,
-        flags: u8,
-        pts_ns: u64,
-        duration_ns: u64,
-    ) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(RECORD_AAD_CONTEXT.len() + 180);
+    /// Authenticated data of record `index`: it cannot move to another
+    /// position, fragment, stream or device. (Its timing and flags are inside
+    /// the ciphertext, authenticated too.)
+    fn record_aad(&self, index: u32, kind: RecordKind) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(RECORD_AAD_CONTEXT.len() + 150);
         aad.extend_from_slice(RECORD_AAD_CONTEXT);
         aad.put_bytes16(self.device.as_str().as_bytes());
         aad.put_bytes16(self.stream.as_str().as_bytes());
         aad.put_u64(self.sequence);
         aad.put_u32(index);
         aad.put_u8(kind as u8);
-        aad.put_u8(flags);
-        aad.put_u64(pts_ns);
-        aad.put_u64(duration_ns);
         aad
     }
 
@@ -138,14 +133,29 @@ pub fn padded_len(len: usize) -> usize {
     len.div_ceil(step) * step
 }
 
-fn unpad(mut pt: Vec<u8>) -> Option<Vec<u8>> {
-    let len = u32::from_be_bytes(pt.get(..4)?.try_into().ok()?) as usize;
-    if len > pt.len() - 4 {
-        return None;
+/// Length of the sealed header before a frame's bytes.
+const FRAME_HEADER_LEN: usize = 1 + 8 + 8;
+
+/// Decodes a frame's plaintext (authenticated already).
+fn decode_frame(mut pt: Vec<u8>) -> Option<Frame> {
+    let flags = *pt.first()?;
+    let pts_ns = u64::from_be_bytes(pt.get(1..9)?.try_into().ok()?);
+    let duration_ns = u64::from_be_bytes(pt.get(9..17)?.try_into().ok()?);
+    pt.drain(..FRAME_HEADER_LEN);
+    if flags & FLAG_PADDED != 0 {
+        let len = u32::from_be_bytes(pt.get(..4)?.try_into().ok()?) as usize;
+        if len > pt.len() - 4 {
+            return None;
+        }
+        pt.drain(..4);
+        pt.truncate(len);
     }
-    pt.drain(..4);
-    pt.truncate(len);
-    Some(pt)
+    Some(Frame {
+        pts_ns,
+        duration_ns,
+        key_frame: flags & FLAG_KEY_FRAME != 0,
+        data: pt,
+    })
 }
 
 /// The nonce of record `index`: unique within a fragment, and every fragment
@@ -188,11 +198,11 @@ impl FragmentSealer {
             sequence,
             key,
             cipher,
-            payload: Vec::new(),
+            payload: cluster_start(),
             next_index: 0,
             pad: false,
         };
-        s.push_record(RecordKind::Track, 0, 0, 0, &track.encode())?;
+        s.push_record(RecordKind::Track, &track.encode())?;
         Ok(s)
     }
 
@@ -211,48 +221,40 @@ impl FragmentSealer {
         self.pad = on;
     }
 
+    /// Seals one frame: `flags u8 | pts_ns u64 | duration_ns u64 | bytes`,
+    /// where bytes are the frame, or with padding `u32 length | frame | zeros`.
     pub fn push_frame(&mut self, frame: &Frame) -> Result<(), SealError> {
         let mut flags = if frame.key_frame { FLAG_KEY_FRAME } else { 0 };
-        if !self.pad {
-            return self.push_record(
-                RecordKind::Frame,
-                flags,
-                frame.pts_ns,
-                frame.duration_ns,
-                &frame.data,
-            );
+        if self.pad {
+            flags |= FLAG_PADDED;
         }
-        flags |= FLAG_PADDED;
-        let len = u32::try_from(frame.data.len())
-            .map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
-        let mut padded = Vec::with_capacity(padded_len(frame.data.len() + 4));
-        padded.extend_from_slice(&len.to_be_bytes());
-        padded.extend_from_slice(&frame.data);
-        padded.resize(padded_len(frame.data.len() + 4), 0);
-        self.push_record(
-            RecordKind::Frame,
-            flags,
-            frame.pts_ns,
-            frame.duration_ns,
-            &padded,
-        )
+        let body = if self.pad {
+            padded_len(frame.data.len() + 4)
+        } else {
+            frame.data.len()
+        };
+        let mut plaintext = Vec::with_capacity(FRAME_HEADER_LEN + body);
+        plaintext.put_u8(flags);
+        plaintext.put_u64(frame.pts_ns);
+        plaintext.put_u64(frame.duration_ns);
+        if self.pad {
+            let len = u32::try_from(frame.data.len())
+                .map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
+            plaintext.put_u32(len);
+        }
+        plaintext.extend_from_slice(&frame.data);
+        plaintext.resize(FRAME_HEADER_LEN + body, 0);
+        self.push_record(RecordKind::Frame, &plaintext)
     }
 
-    fn push_record(
-        &mut self,
-        kind: RecordKind,
-        flags: u8,
-        pts_ns: u64,
-        duration_ns: u64,
-        plaintext: &[u8],
-    ) -> Result<(), SealError> {
+    fn push_record(&mut self, kind: RecordKind, plaintext: &[u8]) -> Result<(), SealError> {
         let index = self.next_index;
         let ctx = FragmentContext {
             device: &self.device,
             stream: &self.stream,
             sequence: self.sequence,
         };
-        let aad = ctx.record_aad(index, kind, flags, pts_ns, duration_ns);
+        let aad = ctx.record_aad(index, kind);
         let ct = self
             .cipher
             .encrypt(
@@ -263,10 +265,7 @@ impl FragmentSealer {
                 },
             )
             .map_err(|_| SealError::TooLarge("frame exceeds the AES-GCM message limit"))?;
-        let ct_len =
-            u32::try_from(ct.len()).map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
-        Record::encode_header(&mut self.payload, kind, flags, pts_ns, duration_ns, ct_len);
-        self.payload.extend_from_slice(&ct);
+        put_record(&mut self.payload, kind, &ct);
         self.next_index = index
             .checked_add(1)
             .ok_or(SealError::TooLarge("more than 2^32 frames in one fragment"))?;
@@ -426,7 +425,7 @@ impl SealedFragment<'_> {
         let mut track = None;
         let mut frames = Vec::with_capacity(records.len().saturating_sub(1));
         for rec in records {
-            let aad = ctx.record_aad(rec.index, rec.kind, rec.flags, rec.pts_ns, rec.duration_ns);
+            let aad = ctx.record_aad(rec.index, rec.kind);
             let pt = cipher
                 .decrypt(
                     Nonce::from_slice(&nonce(rec.index)),
@@ -438,20 +437,11 @@ impl SealedFragment<'_> {
                 .map_err(|_| SealError::RecordAuthentication { index: rec.index })?;
             match rec.kind {
                 RecordKind::Track => track = Some(TrackConfig::decode(&pt)?),
-                RecordKind::Frame => frames.push(Frame {
-                    pts_ns: rec.pts_ns,
-                    duration_ns: rec.duration_ns,
-                    key_frame: rec.is_key_frame(),
-                    data: if rec.flags & FLAG_PADDED != 0 {
-                        unpad(pt).ok_or(FormatError::Invalid {
-                            what: "record",
-                            offset: rec.index as usize,
-                            reason: "padded frame with an impossible length".into(),
-                        })?
-                    } else {
-                        pt
-                    },
-                }),
+                RecordKind::Frame => frames.push(decode_frame(pt).ok_or(FormatError::Invalid {
+                    what: "record",
+                    offset: rec.index as usize,
+                    reason: "frame header or padding is malformed".into(),
+                })?),
             }
         }
         let track = track.ok_or(FormatError::Invalid {
@@ -626,23 +616,20 @@ mod tests {
         let file = seal(1, &[a.public().clone()], &dk);
         let frag = SealedFragment::parse(&file).unwrap();
         let recs = frag.records().unwrap();
-        // Rebuild the payload with records 1 and 2 swapped.
-        let mut payload = Vec::new();
-        let order = [0usize, 2, 1, 3, 4, 5];
-        for &i in &order {
-            let r = &recs[i];
-            Record::encode_header(
-                &mut payload,
-                r.kind,
-                r.flags,
-                r.pts_ns,
-                r.duration_ns,
-                r.ciphertext.len() as u32,
-            );
-            payload.extend_from_slice(r.ciphertext);
-        }
-        let swapped = assemble(frag.manifest_body, &frag.signature, &payload);
+        // Records 1 and 2 swapped, under the same (re-signed) manifest: as if
+        // the device key itself had been used to reorder them.
+        let swapped_records = [0usize, 2, 1, 3, 4, 5].map(|i| recs[i].clone());
+        let reframed = frag.reassemble(&swapped_records);
+        let moved = SealedFragment::parse(&reframed).unwrap();
+        let mut m = moved.manifest.clone();
+        m.payload_sha256 = Sha256::digest(moved.payload).into();
+        let body = m.encode();
+        let sig: p256::ecdsa::Signature = dk.sign(&Manifest::signing_message(&body));
+        let swapped = assemble(&body, &sig.to_bytes().into(), moved.payload);
         let frag2 = SealedFragment::parse(&swapped).unwrap();
+        frag2
+            .verify(&DeviceVerifyingKey(*dk.verifying_key()))
+            .unwrap();
         let err = frag2.open(&a).unwrap_err();
         assert!(
             matches!(err, SealError::RecordAuthentication { index: 1 }),

@@ -158,7 +158,8 @@ fn padded_frames_decrypt_to_the_same_clip() {
     let bytes = std::fs::read(&fragment_files(&ingest.data)[0]).unwrap();
     let frag = SealedFragment::parse(&bytes).unwrap();
     for r in &frag.records().unwrap()[1..] {
-        let plain = r.ciphertext.len() - 16;
+        // Ciphertext = 17-byte sealed header + padded frame + 16-byte tag.
+        let plain = r.ciphertext.len() - 16 - 17;
         assert_eq!(
             plain,
             sealcam_format::seal::padded_len(plain),
@@ -205,4 +206,59 @@ fn decrypt_writes_mp4_too() {
         .output()
         .expect("ffprobe is installed (scripts/install-deps installs ffmpeg)");
     assert_eq!(text(&out.stdout).trim(), "h264,30");
+}
+
+/// Stored fragments are Matroska that standard tools parse (the video is opaque).
+#[test]
+fn stored_fragments_are_matroska_to_standard_tools() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.camera("cam1", &ingest.url(), 30, 1000);
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    let stored = fragment_files(&ingest.data);
+    let info = std::process::Command::new("mkvinfo")
+        .arg(&stored[0])
+        .output()
+        .expect("mkvinfo (mkvtoolnix)");
+    let info_text = text(&info.stdout);
+    assert!(info.status.success(), "{info_text}");
+    assert!(
+        info_text.contains("V_SEALCAM/V1") && info_text.contains("manifest.sealcam"),
+        "{info_text}"
+    );
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=format_name:stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&stored[0])
+        .output()
+        .expect("ffprobe (ffmpeg)");
+    assert!(probe.status.success(), "{}", text(&probe.stderr));
+    assert!(
+        text(&probe.stdout).contains("matroska"),
+        "{}",
+        text(&probe.stdout)
+    );
+    // mkvextract gets the manifest out, byte for byte.
+    let out = w.path().join("manifest.bin");
+    let ex = std::process::Command::new("mkvextract")
+        .arg(&stored[0])
+        .arg("attachments")
+        .arg(format!("1:{}", out.display()))
+        .output()
+        .expect("mkvextract (mkvtoolnix)");
+    assert!(ex.status.success(), "{}", text(&ex.stdout));
+    let bytes = std::fs::read(&stored[0]).unwrap();
+    let frag = SealedFragment::parse(&bytes).unwrap();
+    let extracted = std::fs::read(&out).unwrap();
+    assert_eq!(&extracted[..extracted.len() - 64], frag.manifest_body);
 }
