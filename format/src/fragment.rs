@@ -69,6 +69,17 @@ pub struct Record<'a> {
     pub ciphertext: &'a [u8],
 }
 
+/// Starts one record's SimpleBlock in a Cluster body, for a ciphertext of
+/// `ct_len` bytes that the caller appends; returns where the ciphertext starts.
+pub(crate) fn begin_record(cluster_body: &mut Vec<u8>, kind: RecordKind, ct_len: usize) -> usize {
+    cluster_body.reserve(ct_len + 16);
+    crate::ebml::put_id(cluster_body, id::SIMPLE_BLOCK);
+    crate::ebml::put_size(cluster_body, (BLOCK_HEADER.len() + 1 + ct_len) as u64);
+    cluster_body.extend_from_slice(&BLOCK_HEADER);
+    cluster_body.push(kind as u8);
+    cluster_body.len()
+}
+
 /// Appends one record, as a SimpleBlock, to a Cluster body.
 pub(crate) fn put_record(cluster_body: &mut Vec<u8>, kind: RecordKind, ciphertext: &[u8]) {
     let mut block = Vec::with_capacity(BLOCK_HEADER.len() + 1 + ciphertext.len());

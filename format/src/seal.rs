@@ -1,15 +1,14 @@
 //! Sealing frames into a fragment on the camera, and opening them with a
 //! consumer key.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
 use crate::fragment::{
-    assemble, cluster_start, put_record, RecordKind, SealedFragment, FLAG_KEY_FRAME, FLAG_PADDED,
+    assemble, begin_record, cluster_start, RecordKind, SealedFragment, FLAG_KEY_FRAME, FLAG_PADDED,
 };
 use crate::keys::{ConsumerPublicKey, ConsumerSecretKey};
 use crate::manifest::{
@@ -158,6 +157,17 @@ fn decode_frame(mut pt: Vec<u8>) -> Option<Frame> {
     })
 }
 
+/// Length of an AES-GCM tag.
+const TAG_LEN: usize = 16;
+
+/// The AES-256-GCM key of a fragment (AWS-LC: the same implementation the
+/// TLS stack uses; it wipes the key schedule when dropped).
+fn aead_key(key: &[u8; 32]) -> Result<LessSafeKey, SealError> {
+    UnboundKey::new(&AES_256_GCM, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| SealError::Key("AES-256-GCM key setup failed".into()))
+}
+
 /// The nonce of record `index`: unique within a fragment, and every fragment
 /// has its own key.
 fn nonce(index: u32) -> [u8; 12] {
@@ -175,7 +185,7 @@ pub struct FragmentSealer {
     stream: Name,
     sequence: u64,
     key: Zeroizing<[u8; 32]>,
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     payload: Vec<u8>,
     next_index: u32,
     pad: bool,
@@ -191,7 +201,7 @@ impl FragmentSealer {
     ) -> Result<Self, SealError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(key.as_mut());
-        let cipher = Aes256Gcm::new(key.as_ref().into());
+        let cipher = aead_key(&key)?;
         let mut s = Self {
             device,
             stream,
@@ -202,7 +212,10 @@ impl FragmentSealer {
             next_index: 0,
             pad: false,
         };
-        s.push_record(RecordKind::Track, &track.encode())?;
+        let config = track.encode();
+        s.push_record(RecordKind::Track, config.len(), |out| {
+            out.extend_from_slice(&config)
+        })?;
         Ok(s)
     }
 
@@ -233,21 +246,31 @@ impl FragmentSealer {
         } else {
             frame.data.len()
         };
-        let mut plaintext = Vec::with_capacity(FRAME_HEADER_LEN + body);
-        plaintext.put_u8(flags);
-        plaintext.put_u64(frame.pts_ns);
-        plaintext.put_u64(frame.duration_ns);
-        if self.pad {
-            let len = u32::try_from(frame.data.len())
-                .map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
-            plaintext.put_u32(len);
-        }
-        plaintext.extend_from_slice(&frame.data);
-        plaintext.resize(FRAME_HEADER_LEN + body, 0);
-        self.push_record(RecordKind::Frame, &plaintext)
+        let len = u32::try_from(frame.data.len())
+            .map_err(|_| SealError::TooLarge("frame larger than 4 GiB"))?;
+        let pad = self.pad;
+        self.push_record(RecordKind::Frame, FRAME_HEADER_LEN + body, |out| {
+            let start = out.len();
+            out.put_u8(flags);
+            out.put_u64(frame.pts_ns);
+            out.put_u64(frame.duration_ns);
+            if pad {
+                out.put_u32(len);
+            }
+            out.extend_from_slice(&frame.data);
+            out.resize(start + FRAME_HEADER_LEN + body, 0);
+        })
     }
 
-    fn push_record(&mut self, kind: RecordKind, plaintext: &[u8]) -> Result<(), SealError> {
+    /// Appends one record's SimpleBlock to the payload: the plaintext is
+    /// written by `write` straight into place (`len` bytes) and encrypted
+    /// there, so a frame is copied once.
+    fn push_record(
+        &mut self,
+        kind: RecordKind,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), SealError> {
         let index = self.next_index;
         let ctx = FragmentContext {
             device: &self.device,
@@ -255,17 +278,20 @@ impl FragmentSealer {
             sequence: self.sequence,
         };
         let aad = ctx.record_aad(index, kind);
-        let ct = self
+        let start = begin_record(&mut self.payload, kind, len + TAG_LEN);
+        write(&mut self.payload);
+        if self.payload.len() != start + len {
+            return Err(SealError::TooLarge("record plaintext length mismatch"));
+        }
+        let tag = self
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce(index)),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce(index)),
+                Aad::from(aad.as_slice()),
+                &mut self.payload[start..],
             )
             .map_err(|_| SealError::TooLarge("frame exceeds the AES-GCM message limit"))?;
-        put_record(&mut self.payload, kind, &ct);
+        self.payload.extend_from_slice(tag.as_ref());
         self.next_index = index
             .checked_add(1)
             .ok_or(SealError::TooLarge("more than 2^32 frames in one fragment"))?;
@@ -420,21 +446,22 @@ impl SealedFragment<'_> {
             sequence: self.manifest.sequence,
         };
         let data_key = key.unwrap_key(&wrapped.enc, &wrapped.ciphertext, &ctx.data_key_info())?;
-        let cipher = Aes256Gcm::new(data_key.as_ref().into());
+        let cipher = aead_key(&data_key)?;
         let records = self.records()?;
         let mut track = None;
         let mut frames = Vec::with_capacity(records.len().saturating_sub(1));
         for rec in records {
             let aad = ctx.record_aad(rec.index, rec.kind);
-            let pt = cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce(rec.index)),
-                    Payload {
-                        msg: rec.ciphertext,
-                        aad: &aad,
-                    },
+            let mut pt = rec.ciphertext.to_vec();
+            let len = cipher
+                .open_in_place(
+                    Nonce::assume_unique_for_key(nonce(rec.index)),
+                    Aad::from(aad.as_slice()),
+                    &mut pt,
                 )
-                .map_err(|_| SealError::RecordAuthentication { index: rec.index })?;
+                .map_err(|_| SealError::RecordAuthentication { index: rec.index })?
+                .len();
+            pt.truncate(len);
             match rec.kind {
                 RecordKind::Track => track = Some(TrackConfig::decode(&pt)?),
                 RecordKind::Frame => frames.push(decode_frame(pt).ok_or(FormatError::Invalid {
