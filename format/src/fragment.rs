@@ -23,8 +23,6 @@
 //! inside the ciphertext: in the clear are only the fragment's time range
 //! (in the manifest) and the records' sizes.
 
-use sha2::{Digest, Sha256};
-
 use crate::codec::Reader;
 use crate::ebml::{element, id, read_element, uint};
 use crate::keys::DeviceVerifyingKey;
@@ -271,7 +269,7 @@ impl<'a> SealedFragment<'a> {
     /// Checks the device signature and that the payload matches the manifest.
     pub fn verify(&self, device_key: &DeviceVerifyingKey) -> Result<(), SealError> {
         Manifest::verify_signature(self.manifest_body, &self.signature, device_key)?;
-        let digest: [u8; 32] = Sha256::digest(self.payload).into();
+        let digest = crate::payload_sha256(self.payload);
         if digest != self.manifest.payload_sha256 {
             return Err(SealError::PayloadHashMismatch);
         }

@@ -93,3 +93,11 @@ pub enum SealError {
     #[error("fragment too large: {0}")]
     TooLarge(&'static str),
 }
+
+/// SHA-256 of a payload (AWS-LC: SHA-NI / ARMv8 SHA2 where the CPU has them).
+pub fn payload_sha256(payload: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}

@@ -3,7 +3,6 @@
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use rand::{CryptoRng, RngCore};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
@@ -347,7 +346,7 @@ impl FragmentSealer {
             end_unix_ns: end_unix_ns.max(start_unix_ns),
             frame_count: self.frame_count(),
             payload_len: self.payload.len() as u64,
-            payload_sha256: Sha256::digest(&self.payload).into(),
+            payload_sha256: crate::payload_sha256(&self.payload),
             recipient_set_version,
             recipients: wrapped,
             gaps,
@@ -649,7 +648,7 @@ mod tests {
         let reframed = frag.reassemble(&swapped_records);
         let moved = SealedFragment::parse(&reframed).unwrap();
         let mut m = moved.manifest.clone();
-        m.payload_sha256 = Sha256::digest(moved.payload).into();
+        m.payload_sha256 = crate::payload_sha256(moved.payload);
         let body = m.encode();
         let sig: p256::ecdsa::Signature = dk.sign(&Manifest::signing_message(&body));
         let swapped = assemble(&body, &sig.to_bytes().into(), moved.payload);
