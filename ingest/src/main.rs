@@ -147,6 +147,9 @@ enum ConsumerCommand {
         /// Writes NAME.crt and NAME.key here.
         #[arg(long)]
         out_dir: PathBuf,
+        /// A stream this consumer may read, as DEVICE/STREAM (repeatable); none: every stream.
+        #[arg(long = "stream")]
+        streams: Vec<String>,
         #[arg(long, default_value = "365d", value_parser = pki::parse_lifetime)]
         lifetime: Duration,
     },
@@ -314,10 +317,18 @@ fn real_main() -> anyhow::Result<()> {
                     name,
                     out_dir,
                     lifetime,
+                    streams,
                 },
         } => {
             let name = Name::new(&name)?;
-            let (cert, key) = pki::issue_consumer(&dir, &name, lifetime)?;
+            let mut reads = Vec::new();
+            for s in &streams {
+                let (d, st) = s.split_once('/').with_context(|| {
+                    format!("--stream {s:?}: write DEVICE/STREAM, e.g. cam1/front")
+                })?;
+                reads.push((Name::new(d)?, Name::new(st)?));
+            }
+            let (cert, key) = pki::issue_consumer(&dir, &name, &reads, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let cert_path = out_dir.join(format!("{name}.crt"));

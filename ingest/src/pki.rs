@@ -312,12 +312,14 @@ fn sync_dir(dir: &Path) -> Result<(), PkiError> {
 pub fn issue_consumer(
     dir: &Path,
     name: &Name,
+    reads: &[(Name, Name)],
     lifetime: Duration,
 ) -> Result<(String, String), PkiError> {
     let ca = load_ca(dir)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert = leaf_params(&Identity::consumer(name.clone()), lifetime)?
-        .signed_by(&key, &ca.cert, &ca.key)?;
+    let mut identity = Identity::consumer(name.clone());
+    identity.reads = reads.to_vec();
+    let cert = leaf_params(&identity, lifetime)?.signed_by(&key, &ca.cert, &ca.key)?;
     record_issued(dir, name, &cert)?;
     Ok((cert.pem(), key.serialize_pem()))
 }

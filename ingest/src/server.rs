@@ -449,6 +449,24 @@ async fn handle_connection(
     }
 }
 
+/// Refuses a consumer that may not read `device`'s `stream`.
+fn require_read(peer: &Peer, device: &Name, stream: Option<&Name>) -> Result<(), ApiError> {
+    let ok = match stream {
+        Some(s) => peer.identity.may_read(device, s),
+        None => peer.identity.may_read_device(device),
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match stream {
+        Some(s) => format!("stream {device}/{s}"),
+        None => format!("device {device}"),
+    };
+    let reason = format!("{} may not read {what}", peer.identity);
+    tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "request refused");
+    Err(ApiError(StatusCode::FORBIDDEN, reason))
+}
+
 fn require(peer: &Peer, role: Role, action: &str) -> Result<(), ApiError> {
     if peer.identity.role == role {
         return Ok(());
@@ -588,12 +606,14 @@ async fn list_streams(
     Extension(peer): Extension<Peer>,
 ) -> Result<Json<Vec<StreamEntry>>, ApiError> {
     require(&peer, Role::Consumer, "read streams")?;
+    let who = peer.identity.clone();
     let streams = tokio::task::spawn_blocking(move || state.store.streams())
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
     Ok(Json(
         streams
             .into_iter()
+            .filter(|(d, s)| who.may_read(d, s))
             .map(|(d, s)| StreamEntry {
                 device: d.to_string(),
                 stream: s.to_string(),
@@ -628,6 +648,7 @@ async fn list_fragments(
     require(&peer, Role::Consumer, "read streams")?;
     let device = name(&device, "device")?;
     let stream = name(&stream, "stream")?;
+    require_read(&peer, &device, Some(&stream))?;
     let entries = tokio::task::spawn_blocking(move || -> Result<Vec<FragmentEntry>, StoreError> {
         let mut out = Vec::new();
         for seq in state.store.sequences(&device, &stream)? {
@@ -666,6 +687,7 @@ async fn get_fragment(
     require(&peer, Role::Consumer, "read streams")?;
     let device = name(&device, "device")?;
     let stream = name(&stream, "stream")?;
+    require_read(&peer, &device, Some(&stream))?;
     let bytes = tokio::task::spawn_blocking(move || state.store.get(&device, &stream, sequence))
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??
@@ -684,6 +706,7 @@ async fn get_device_cert(
 ) -> Result<Response, ApiError> {
     require(&peer, Role::Consumer, "read device certificates")?;
     let device = name(&device, "device")?;
+    require_read(&peer, &device, None)?;
     let pem = tokio::task::spawn_blocking(move || state.store.device_cert(&device))
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??

@@ -218,3 +218,67 @@ fn device_bound_to_streams_writes_only_those() {
         "{log}"
     );
 }
+
+#[test]
+fn consumer_reads_only_the_streams_it_was_granted() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    for cam in ["cam1", "cam2"] {
+        let cfg = w.camera(cam, &ingest.url(), 30, 1000);
+        run_ok(
+            "sealcamd",
+            &["run", "--config", cfg.to_str().unwrap()],
+            w.path(),
+        );
+    }
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "consumer",
+            "issue",
+            "--pki",
+            "pki",
+            "--name",
+            "carol",
+            "--out-dir",
+            "consumer",
+            "--stream",
+            "cam1/front",
+        ],
+        w.path(),
+    );
+    let carol = w.client_with_cert("consumer/carol.crt", "consumer/carol.key");
+    let list = carol
+        .get(format!("{}/v1/streams", ingest.url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(list.contains("cam1") && !list.contains("cam2"), "{list}");
+    let ok = carol
+        .get(format!(
+            "{}/v1/streams/cam1/front/fragments/0",
+            ingest.url()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let refused = carol
+        .get(format!(
+            "{}/v1/streams/cam2/front/fragments/0",
+            ingest.url()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let refused = carol
+        .get(format!("{}/v1/devices/cam2/certificate", ingest.url()))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let log = ingest.wait_for_log("may not read stream cam2/front");
+    assert!(
+        log.contains("consumer carol may not read stream cam2/front"),
+        "{log}"
+    );
+}

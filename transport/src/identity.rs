@@ -17,6 +17,9 @@ pub const CONSUMER_URI_PREFIX: &str = "urn:sealcam:consumer:";
 /// A device certificate may also name the streams the device may write, one
 /// SAN URI each. None named: any stream of its own.
 pub const STREAM_URI_PREFIX: &str = "urn:sealcam:stream:";
+/// A consumer certificate may name the streams it may read, one SAN URI
+/// each (`urn:sealcam:read:<device>/<stream>`). None named: every stream.
+pub const READ_URI_PREFIX: &str = "urn:sealcam:read:";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -33,6 +36,8 @@ pub struct Identity {
     pub name: Name,
     /// Streams a device may write; empty means any of its own.
     pub streams: Vec<Name>,
+    /// (device, stream) pairs a consumer may read; empty means all.
+    pub reads: Vec<(Name, Name)>,
 }
 
 impl Identity {
@@ -41,6 +46,7 @@ impl Identity {
             role: Role::Device,
             name,
             streams: Vec::new(),
+            reads: Vec::new(),
         }
     }
 
@@ -49,6 +55,7 @@ impl Identity {
             role: Role::Consumer,
             name,
             streams: Vec::new(),
+            reads: Vec::new(),
         }
     }
 
@@ -65,7 +72,24 @@ impl Identity {
                 .iter()
                 .map(|s| format!("{STREAM_URI_PREFIX}{s}")),
         );
+        out.extend(
+            self.reads
+                .iter()
+                .map(|(d, s)| format!("{READ_URI_PREFIX}{d}/{s}")),
+        );
         out
+    }
+
+    /// Whether this identity may read `device`'s `stream` (consumers only).
+    pub fn may_read(&self, device: &Name, stream: &Name) -> bool {
+        self.role == Role::Consumer
+            && (self.reads.is_empty() || self.reads.iter().any(|(d, s)| d == device && s == stream))
+    }
+
+    /// Whether this identity may read anything of `device` (its certificate).
+    pub fn may_read_device(&self, device: &Name) -> bool {
+        self.role == Role::Consumer
+            && (self.reads.is_empty() || self.reads.iter().any(|(d, _)| d == device))
     }
 
     pub fn uri(&self) -> String {
@@ -86,10 +110,19 @@ impl Identity {
             .ok_or(TransportError::NoIdentity)?;
         let mut found = None;
         let mut streams = Vec::new();
+        let mut reads = Vec::new();
         for gn in &san.value.general_names {
             if let GeneralName::URI(uri) = gn {
                 if let Some(s) = uri.strip_prefix(STREAM_URI_PREFIX) {
                     streams.push(Name::new(s).map_err(|_| TransportError::NoIdentity)?);
+                    continue;
+                }
+                if let Some(grant) = uri.strip_prefix(READ_URI_PREFIX) {
+                    let (d, s) = grant.split_once('/').ok_or(TransportError::NoIdentity)?;
+                    reads.push((
+                        Name::new(d).map_err(|_| TransportError::NoIdentity)?,
+                        Name::new(s).map_err(|_| TransportError::NoIdentity)?,
+                    ));
                     continue;
                 }
                 let parsed = if let Some(id) = uri.strip_prefix(DEVICE_URI_PREFIX) {
@@ -109,11 +142,14 @@ impl Identity {
             }
         }
         let mut identity: Identity = found.ok_or(TransportError::NoIdentity)?;
-        if identity.role == Role::Consumer && !streams.is_empty() {
-            // Stream grants for consumers are not a thing certificates carry.
+        // Write grants belong to devices, read grants to consumers.
+        if (identity.role == Role::Consumer && !streams.is_empty())
+            || (identity.role == Role::Device && !reads.is_empty())
+        {
             return Err(TransportError::NoIdentity);
         }
         identity.streams = streams;
+        identity.reads = reads;
         Ok(identity)
     }
 }
