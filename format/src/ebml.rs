@@ -71,6 +71,19 @@ pub(crate) fn uint(out: &mut Vec<u8>, id: u32, v: u64) {
     element(out, id, &bytes[skip..]);
 }
 
+/// The body of the EBML header of every Matroska file sealcam writes.
+pub(crate) fn matroska_header() -> Vec<u8> {
+    let mut ebml = Vec::new();
+    uint(&mut ebml, id::EBML_VERSION, 1);
+    uint(&mut ebml, id::EBML_READ_VERSION, 1);
+    uint(&mut ebml, id::EBML_MAX_ID_LENGTH, 4);
+    uint(&mut ebml, id::EBML_MAX_SIZE_LENGTH, 8);
+    element(&mut ebml, id::DOC_TYPE, b"matroska");
+    uint(&mut ebml, id::DOC_TYPE_VERSION, 4);
+    uint(&mut ebml, id::DOC_TYPE_READ_VERSION, 2);
+    ebml
+}
+
 /// Reads one element that must have ID `want`; returns its body. Sizes of
 /// unknown length are refused.
 pub(crate) fn read_element<'a>(r: &mut Reader<'a>, want: u32) -> Result<&'a [u8], FormatError> {

@@ -24,7 +24,7 @@
 //! (in the manifest) and the records' sizes.
 
 use crate::codec::Reader;
-use crate::ebml::{element, id, read_element, uint};
+use crate::ebml::{element, id, matroska_header, read_element, uint};
 use crate::keys::DeviceVerifyingKey;
 use crate::manifest::{Manifest, ManifestHash};
 use crate::{FormatError, SealError};
@@ -94,18 +94,6 @@ pub(crate) fn cluster_start() -> Vec<u8> {
     body
 }
 
-fn ebml_header() -> Vec<u8> {
-    let mut ebml = Vec::new();
-    uint(&mut ebml, id::EBML_VERSION, 1);
-    uint(&mut ebml, id::EBML_READ_VERSION, 1);
-    uint(&mut ebml, id::EBML_MAX_ID_LENGTH, 4);
-    uint(&mut ebml, id::EBML_MAX_SIZE_LENGTH, 8);
-    element(&mut ebml, id::DOC_TYPE, b"matroska");
-    uint(&mut ebml, id::DOC_TYPE_VERSION, 4);
-    uint(&mut ebml, id::DOC_TYPE_READ_VERSION, 2);
-    ebml
-}
-
 fn info() -> Vec<u8> {
     let mut info = Vec::new();
     uint(&mut info, id::TIMECODE_SCALE, 1_000_000);
@@ -161,7 +149,7 @@ pub(crate) fn assemble(manifest_body: &[u8], signature: &[u8; 64], cluster_body:
     );
     element(&mut segment, id::CLUSTER, cluster_body);
     let mut out = Vec::with_capacity(segment.len() + 64);
-    element(&mut out, id::EBML, &ebml_header());
+    element(&mut out, id::EBML, &matroska_header());
     element(&mut out, id::SEGMENT, &segment);
     out
 }
@@ -202,7 +190,7 @@ impl<'a> SealedFragment<'a> {
             }
             e => e,
         })?;
-        expect("EBML header", ebml, &ebml_header(), 0)?;
+        expect("EBML header", ebml, &matroska_header(), 0)?;
         let segment = read_element(&mut r, id::SEGMENT)?;
         r.finish()?;
         let mut s = Reader::new(segment, "segment");

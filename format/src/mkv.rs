@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 
-use crate::ebml::{element, id, put_id, uint};
+use crate::ebml::{element, id, matroska_header, put_id, uint};
 use crate::seal::{Frame, TrackConfig};
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -28,15 +28,7 @@ impl<W: Write> MkvWriter<W> {
     /// Writes the EBML header, the Segment start, SegmentInfo and Tracks.
     pub fn new(mut out: W, track: &TrackConfig) -> io::Result<Self> {
         let mut buf = Vec::with_capacity(256 + track.codec_private.len());
-        let mut ebml = Vec::new();
-        uint(&mut ebml, id::EBML_VERSION, 1);
-        uint(&mut ebml, id::EBML_READ_VERSION, 1);
-        uint(&mut ebml, id::EBML_MAX_ID_LENGTH, 4);
-        uint(&mut ebml, id::EBML_MAX_SIZE_LENGTH, 8);
-        element(&mut ebml, id::DOC_TYPE, b"matroska");
-        uint(&mut ebml, id::DOC_TYPE_VERSION, 4);
-        uint(&mut ebml, id::DOC_TYPE_READ_VERSION, 2);
-        element(&mut buf, id::EBML, &ebml);
+        element(&mut buf, id::EBML, &matroska_header());
 
         put_id(&mut buf, id::SEGMENT);
         buf.extend_from_slice(&UNKNOWN_SIZE);
