@@ -9,6 +9,8 @@ use p256::pkcs8::DecodePublicKey;
 use sealcam_format::{ConsumerPublicKey, DeviceVerifyingKey, Name};
 use sealcam_hal::capture::{CaptureSettings, Source};
 use sealcam_hal::tpm::{self, TpmConfig};
+
+use crate::spool::{FullPolicy, SpoolBounds};
 use serde::Deserialize;
 
 /// What is wrong with a config file.
@@ -117,6 +119,12 @@ fn default_handle() -> u32 {
 #[serde(deny_unknown_fields)]
 struct RawSpool {
     dir: PathBuf,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+    #[serde(default)]
+    max_age_s: Option<u64>,
+    #[serde(default)]
+    when_full: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +153,7 @@ pub struct Config {
     pub recipients: RecipientSource,
     pub identity: IdentityConfig,
     pub spool_dir: PathBuf,
+    pub spool_bounds: SpoolBounds,
     pub upload: UploadConfig,
 }
 
@@ -319,6 +328,29 @@ impl Config {
             }
         };
 
+        let spool_bounds = SpoolBounds {
+            max_bytes: raw
+                .spool
+                .max_bytes
+                .unwrap_or(crate::recorder::DEFAULT_SPOOL_BYTES),
+            max_age: raw.spool.max_age_s.map(std::time::Duration::from_secs),
+            when_full: match raw.spool.when_full.as_deref() {
+                None | Some("drop-oldest") => FullPolicy::DropOldest,
+                Some("stop-recording") => FullPolicy::StopRecording,
+                Some(other) => {
+                    return Err(field(
+                        "spool.when_full",
+                        format!("{other:?}: use \"drop-oldest\" or \"stop-recording\""),
+                    ))
+                }
+            },
+        };
+        if spool_bounds.max_bytes < 1 << 20 {
+            return Err(field(
+                "spool.max_bytes",
+                "must be at least 1 MiB (1048576)".into(),
+            ));
+        }
         let id = &raw.identity;
         let key = match (id.insecure_software_key, &id.key) {
             (true, Some(path)) => KeySource::InsecureSoftware(resolve(path)),
@@ -377,6 +409,7 @@ impl Config {
                 certificate: resolve(&raw.identity.certificate),
             },
             spool_dir: resolve(&raw.spool.dir),
+            spool_bounds,
             upload: UploadConfig {
                 url,
                 ca: resolve(&raw.upload.ca),

@@ -135,6 +135,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         spool.clone(),
     )?;
     recorder.pad_frames(cfg.pad_frames);
+    recorder.set_spool_bounds(cfg.spool_bounds);
     let pending = spool.pending()?.len();
     if pending > 0 {
         tracing::info!(

@@ -16,7 +16,10 @@ use sealcam_hal::capture::CapturedFrame;
 use sealcam_transport::{ExternalSigner, SignerError};
 
 use crate::recipients::RecipientWatcher;
-use crate::spool::{ChainState, Spool, SpoolError};
+use crate::spool::{Admission, ChainState, FullPolicy, Spool, SpoolBounds, SpoolError};
+
+/// The spool's default bound: 1 GiB.
+pub const DEFAULT_SPOOL_BYTES: u64 = 1 << 30;
 
 /// What stopped a fragment from being recorded.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,8 @@ pub struct RecorderStats {
     pub frames: u64,
     /// Frames dropped because no key frame had started a fragment yet.
     pub frames_before_key_frame: u64,
+    /// Fragments sealed but not spooled because the spool was full.
+    pub fragments_dropped: u64,
 }
 
 pub struct Recorder {
@@ -76,6 +81,8 @@ pub struct Recorder {
     gaps: Vec<DeclaredGap>,
     /// Pad frames to size buckets.
     pad: bool,
+    /// How much the spool may hold.
+    bounds: SpoolBounds,
     stats: RecorderStats,
 }
 
@@ -128,8 +135,18 @@ impl Recorder {
             startup_gap,
             gaps: Vec::new(),
             pad: false,
+            bounds: SpoolBounds {
+                max_bytes: DEFAULT_SPOOL_BYTES,
+                max_age: None,
+                when_full: FullPolicy::DropOldest,
+            },
             stats: RecorderStats::default(),
         })
+    }
+
+    /// Bounds the spool from the next fragment on.
+    pub fn set_spool_bounds(&mut self, bounds: SpoolBounds) {
+        self.bounds = bounds;
     }
 
     /// Pads the frames of every following fragment to size buckets.
@@ -280,15 +297,36 @@ impl Recorder {
         let hash = unsigned.manifest_hash();
         let frames = unsigned.manifest.frame_count;
         let bytes = unsigned.into_file(&signature.to_bytes().into());
-        self.spool
-            .put(sequence, &bytes)
-            .map_err(|source| RecordError::Spool { sequence, source })?;
+        let admitted = self
+            .spool
+            .make_room(&self.bounds, bytes.len() as u64)
+            .map_err(spool_err)?
+            == Admission::Admit;
+        if admitted {
+            self.spool.put(sequence, &bytes).map_err(spool_err)?;
+        } else {
+            // Full and keeping what it has: this fragment is dropped, and
+            // the next manifest says so (with what this one declared).
+            self.spool
+                .declare_gap(&DeclaredGap {
+                    reason: GapReason::SpoolEvicted,
+                    first_sequence: sequence,
+                    sequence_count: 1,
+                    start_unix_ns,
+                    end_unix_ns,
+                })
+                .map_err(spool_err)?;
+            self.stats.fragments_dropped += 1;
+        }
         self.chain = ChainState {
             next_sequence: sequence + 1,
             last_manifest: hash,
             last_end_unix_ns: end_unix_ns,
         };
         self.spool.save_state(&self.chain).map_err(spool_err)?;
+        if !admitted {
+            return Ok(None);
+        }
         // Declared and durable: forget them.
         self.startup_gap = None;
         self.gaps.clear();
@@ -493,6 +531,38 @@ mod tests {
         assert_eq!(m.gaps.len(), 1);
         assert_eq!(m.gaps[0].reason, GapReason::Crash);
         assert_eq!(m.gaps[0].sequence_count, 0);
+    }
+
+    #[test]
+    fn a_full_spool_drops_fragments_and_declares_them() {
+        let rig = Rig::new();
+        let t = track();
+        let mut rec = rig.recorder();
+        // Room for about two fragments of ten small frames.
+        rec.set_spool_bounds(SpoolBounds {
+            max_bytes: 2 * 1400,
+            max_age: None,
+            when_full: FullPolicy::DropOldest,
+        });
+        for f in frames(0..60, 10, &t) {
+            rec.push(f).unwrap();
+        }
+        rec.close().unwrap();
+        let files = rig.spooled();
+        assert!(files.len() < 6, "the spool stayed bounded");
+        let report = verify_chain(
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i.to_string(), b.as_slice())),
+            &DeviceVerifyingKey(rig.key.verifying_key()),
+        );
+        // Everything missing is declared, by the camera, as evicted.
+        assert!(report.gaps.is_empty(), "undeclared: {:?}", report.gaps);
+        assert!(report
+            .declared
+            .iter()
+            .any(|d| d.gap.reason == GapReason::SpoolEvicted));
     }
 
     #[test]

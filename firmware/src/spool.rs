@@ -79,9 +79,74 @@ pub struct Spooled {
     pub path: PathBuf,
 }
 
+/// What to do when the spool is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Drop the oldest fragments to make room (the default: keep the present).
+    DropOldest,
+    /// Keep what is spooled and drop new fragments.
+    StopRecording,
+}
+
+/// How much the spool may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpoolBounds {
+    pub max_bytes: u64,
+    pub max_age: Option<std::time::Duration>,
+    pub when_full: FullPolicy,
+}
+
+/// Whether a new fragment may be spooled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admit,
+    /// Full, and the policy keeps what is there: the new fragment is dropped.
+    Refuse,
+}
+
+/// The gaps that evicting `spooled` leaves: one per run of consecutive
+/// sequence numbers, with the time span from the fragments' manifests.
+fn gaps_of(spooled: &[Spooled]) -> Vec<DeclaredGap> {
+    let mut items: Vec<(u64, u64, u64)> = spooled
+        .iter()
+        .map(|s| {
+            let times = fs::read(&s.path)
+                .ok()
+                .and_then(|b| {
+                    SealedFragment::parse(&b)
+                        .ok()
+                        .map(|f| (f.manifest.start_unix_ns, f.manifest.end_unix_ns))
+                })
+                .unwrap_or((0, 0));
+            (s.sequence, times.0, times.1)
+        })
+        .collect();
+    items.sort_unstable();
+    let mut gaps: Vec<DeclaredGap> = Vec::new();
+    for (seq, start, end) in items {
+        match gaps.last_mut() {
+            Some(g) if g.first_sequence + g.sequence_count == seq => {
+                g.sequence_count += 1;
+                g.start_unix_ns = g.start_unix_ns.min(start);
+                g.end_unix_ns = g.end_unix_ns.max(end);
+            }
+            _ => gaps.push(DeclaredGap {
+                reason: GapReason::SpoolEvicted,
+                first_sequence: seq,
+                sequence_count: 1,
+                start_unix_ns: start,
+                end_unix_ns: end.max(start),
+            }),
+        }
+    }
+    gaps
+}
+
 /// The spool of one stream.
 pub struct Spool {
     dir: PathBuf,
+    /// Whether the last `make_room` found the spool full (log once per episode).
+    full: std::sync::atomic::AtomicBool,
     /// Serialises updates of the pending-gaps file between recorder and uplink.
     gaps_lock: std::sync::Mutex<()>,
 }
@@ -125,6 +190,7 @@ impl Spool {
         fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
         let spool = Self {
             dir,
+            full: std::sync::atomic::AtomicBool::new(false),
             gaps_lock: std::sync::Mutex::new(()),
         };
         for entry in fs::read_dir(&spool.dir).map_err(io(&spool.dir, "list"))? {
@@ -269,8 +335,80 @@ impl Spool {
 
     /// Deletes an uploaded fragment.
     pub fn remove(&self, s: &Spooled) -> Result<(), SpoolError> {
-        fs::remove_file(&s.path).map_err(io(&s.path, "remove"))?;
+        match fs::remove_file(&s.path) {
+            Ok(()) => {}
+            // Evicted while it was being uploaded: already gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&s.path, "remove")(e)),
+        }
         fsync_dir(&self.dir)
+    }
+
+    /// Makes room for a new fragment of `new_len` bytes within `bounds`:
+    /// evicts fragments past the age limit and, when full, the oldest ones
+    /// (or, with [`FullPolicy::StopRecording`], refuses the new one). Every
+    /// evicted fragment is declared as a gap first, durably.
+    pub fn make_room(&self, bounds: &SpoolBounds, new_len: u64) -> Result<Admission, SpoolError> {
+        let now = std::time::SystemTime::now();
+        let mut pending = Vec::new();
+        for s in self.pending()? {
+            match fs::metadata(&s.path) {
+                Ok(m) => pending.push((s, m.len(), m.modified().ok())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&s.path, "stat")(e)),
+            }
+        }
+        let mut total: u64 = pending.iter().map(|(_, len, _)| len).sum();
+        let mut evict = Vec::new();
+        let mut keep = Vec::new();
+        for (s, len, modified) in pending {
+            let too_old = match (bounds.max_age, modified) {
+                (Some(max), Some(t)) => now.duration_since(t).map(|age| age > max).unwrap_or(false),
+                _ => false,
+            };
+            if too_old {
+                total -= len;
+                evict.push(s);
+            } else {
+                keep.push((s, len));
+            }
+        }
+        let mut admission = Admission::Admit;
+        if total + new_len > bounds.max_bytes {
+            match bounds.when_full {
+                FullPolicy::DropOldest => {
+                    for (s, len) in keep {
+                        if total + new_len <= bounds.max_bytes {
+                            break;
+                        }
+                        total -= len;
+                        evict.push(s);
+                    }
+                }
+                FullPolicy::StopRecording => admission = Admission::Refuse,
+            }
+        }
+        if !evict.is_empty() {
+            for gap in gaps_of(&evict) {
+                self.declare_gap(&gap)?;
+            }
+            for s in &evict {
+                self.remove(s)?;
+            }
+        }
+        let full = !evict.is_empty() || admission == Admission::Refuse;
+        let was_full = self.full.swap(full, std::sync::atomic::Ordering::Relaxed);
+        if full && !was_full {
+            tracing::warn!(
+                evicted = evict.len(),
+                refused = admission == Admission::Refuse,
+                max_bytes = bounds.max_bytes,
+                "spool full: fragments are dropped and declared as gaps until the uplink catches up"
+            );
+        } else if !full && was_full {
+            tracing::info!("spool has room again");
+        }
+        Ok(admission)
     }
 
     /// Moves a fragment the server refused for good out of the queue.
@@ -452,6 +590,56 @@ mod tests {
         );
         again.mark_stopped().unwrap();
         assert!(!again.mark_running().unwrap());
+    }
+
+    #[test]
+    fn full_spool_drops_the_oldest_and_declares_them() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), &Name::new("front").unwrap()).unwrap();
+        for seq in 0..5 {
+            spool.put(seq, &[0u8; 100]).unwrap();
+        }
+        let bounds = SpoolBounds {
+            max_bytes: 350,
+            max_age: None,
+            when_full: FullPolicy::DropOldest,
+        };
+        assert_eq!(spool.make_room(&bounds, 100).unwrap(), Admission::Admit);
+        let left: Vec<u64> = spool
+            .pending()
+            .unwrap()
+            .iter()
+            .map(|s| s.sequence)
+            .collect();
+        assert_eq!(left, vec![3, 4]);
+        let gaps = spool.pending_gaps().unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(
+            (
+                gaps[0].reason,
+                gaps[0].first_sequence,
+                gaps[0].sequence_count
+            ),
+            (GapReason::SpoolEvicted, 0, 3)
+        );
+    }
+
+    #[test]
+    fn full_spool_can_refuse_new_fragments_instead() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), &Name::new("front").unwrap()).unwrap();
+        spool.put(0, &[0u8; 100]).unwrap();
+        let bounds = SpoolBounds {
+            max_bytes: 150,
+            max_age: None,
+            when_full: FullPolicy::StopRecording,
+        };
+        assert_eq!(spool.make_room(&bounds, 100).unwrap(), Admission::Refuse);
+        assert_eq!(spool.pending().unwrap().len(), 1);
+        assert!(
+            spool.pending_gaps().unwrap().is_empty(),
+            "the recorder declares the refused fragment"
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum Outcome {
     Stored,
     /// Refused for good (malformed, bad signature, conflicting bytes).
     Rejected(String),
+    /// No longer in the spool (evicted while waiting).
+    Gone,
 }
 
 /// A failed attempt that is worth retrying.
@@ -171,9 +173,12 @@ impl Uplink {
 
     /// One attempt to upload one spooled fragment.
     pub async fn upload(&self, s: &Spooled) -> Result<Outcome, Retryable> {
-        let file = tokio::fs::File::open(&s.path)
-            .await
-            .map_err(|e| Retryable(format!("cannot open {}: {e}", s.path.display())))?;
+        let file = match tokio::fs::File::open(&s.path).await {
+            Ok(f) => f,
+            // Evicted from a full spool meanwhile (and declared as a gap).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Gone),
+            Err(e) => return Err(Retryable(format!("cannot open {}: {e}", s.path.display()))),
+        };
         let len = file
             .metadata()
             .await
@@ -248,6 +253,7 @@ impl Uplink {
                             tracing::info!(previous_error = %err, "uplink recovered");
                         }
                     }
+                    Ok(Outcome::Gone) => {}
                     Ok(Outcome::Rejected(reason)) => {
                         // Consumers will miss this sequence number: say why,
                         // signed, in the next manifest.

@@ -103,7 +103,9 @@ impl GapReason {
         match self {
             Self::Restart => "recorder restarted",
             Self::Crash => "recorder interrupted (crash or power loss)",
-            Self::SpoolEvicted => "spool full: oldest fragments dropped",
+            Self::SpoolEvicted => {
+                "spool full or past its age limit: fragments dropped on the camera"
+            }
             Self::SourceStalled => "camera delivered no frames",
             Self::ClockJump => "wall clock jumped",
             Self::RefusedByIngest => "ingest refused the fragments",
