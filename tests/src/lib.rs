@@ -211,6 +211,18 @@ impl World {
         cfg
     }
 
+    /// A camera (as [`World::camera`], one-second fragments) that records
+    /// `frames` frames and uploads them to `ingest`. Returns its config.
+    pub fn record(&self, device: &str, ingest: &Ingest, frames: u32) -> PathBuf {
+        let cfg = self.camera(device, &ingest.url(), frames, 1000);
+        run_ok(
+            "sealcamd",
+            &["run", "--config", cfg.to_str().unwrap()],
+            self.path(),
+        );
+        cfg
+    }
+
     /// Like [`World::camera`], with the device key in the TPM at `tcti`.
     pub fn tpm_camera(
         &self,

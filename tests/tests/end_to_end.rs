@@ -179,12 +179,7 @@ fn padded_frames_decrypt_to_the_same_clip() {
 fn decrypt_writes_mp4_too() {
     let w = World::new();
     let ingest = w.start_ingest();
-    let cfg = w.camera("cam1", &ingest.url(), 30, 1000);
-    run_ok(
-        "sealcamd",
-        &["run", "--config", cfg.to_str().unwrap()],
-        w.path(),
-    );
+    w.record("cam1", &ingest, 30);
     w.fetch(&ingest, "cam1", "fetched");
     run_ok(
         "sealcam",
@@ -219,12 +214,7 @@ fn decrypt_writes_mp4_too() {
 fn stored_fragments_are_matroska_to_standard_tools() {
     let w = World::new();
     let ingest = w.start_ingest();
-    let cfg = w.camera("cam1", &ingest.url(), 30, 1000);
-    run_ok(
-        "sealcamd",
-        &["run", "--config", cfg.to_str().unwrap()],
-        w.path(),
-    );
+    w.record("cam1", &ingest, 30);
     let stored = fragment_files(&ingest.data);
     let info = std::process::Command::new("mkvinfo")
         .arg(&stored[0])

@@ -30,10 +30,8 @@ fn client_without_certificate_is_refused() {
     assert!(log.to_lowercase().contains("no certificate"), "{log}");
 }
 
-#[test]
-fn certificate_from_another_ca_is_refused() {
-    let w = World::new();
-    let ingest = w.start_ingest();
+/// A second fleet CA and a consumer of it: `other/mallory.{crt,key}`.
+fn mallory_from_another_fleet(w: &World) {
     run_ok(
         "sealcam-ingest",
         &["ca", "init", "--dir", "other-pki"],
@@ -53,6 +51,13 @@ fn certificate_from_another_ca_is_refused() {
         ],
         w.path(),
     );
+}
+
+#[test]
+fn certificate_from_another_ca_is_refused() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    mallory_from_another_fleet(&w);
     let c = w.client_with_cert("other/mallory.crt", "other/mallory.key");
     let result = c.get(format!("{}/v1/streams", ingest.url())).send();
     assert!(result.is_err() || !result.unwrap().status().is_success());
@@ -114,25 +119,7 @@ fn device_may_not_write_another_devices_stream_or_read() {
 fn an_independent_client_sees_the_same_ca_rules() {
     let w = World::new();
     let ingest = w.start_ingest();
-    run_ok(
-        "sealcam-ingest",
-        &["ca", "init", "--dir", "other-pki"],
-        w.path(),
-    );
-    run_ok(
-        "sealcam-ingest",
-        &[
-            "consumer",
-            "issue",
-            "--pki",
-            "other-pki",
-            "--name",
-            "mallory",
-            "--out-dir",
-            "other",
-        ],
-        w.path(),
-    );
+    mallory_from_another_fleet(&w);
     let curl = |cert: &str, key: &str| {
         std::process::Command::new("curl")
             .args([

@@ -10,12 +10,7 @@ use sealcam_system_tests::*;
 fn recorded() -> (World, Vec<PathBuf>) {
     let w = World::new();
     let ingest = w.start_ingest();
-    let cfg = w.camera("cam1", &ingest.url(), 120, 1000);
-    run_ok(
-        "sealcamd",
-        &["run", "--config", cfg.to_str().unwrap()],
-        w.path(),
-    );
+    w.record("cam1", &ingest, 120);
     w.fetch(&ingest, "cam1", "fetched");
     let files = fragment_files(&w.path().join("fetched"));
     assert_eq!(files.len(), 4, "{files:?}");
