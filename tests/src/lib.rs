@@ -331,24 +331,35 @@ drain_timeout_s = 3
 
     /// `sealcam fetch` of `<device>/front` into `out`.
     pub fn fetch(&self, ingest: &Ingest, device: &str, out: &str) -> Output {
-        run_ok(
-            "sealcam",
-            &[
-                "fetch",
-                "--server",
-                &ingest.url(),
-                "--ca",
-                "pki/ca.crt",
-                "--cert",
-                "consumer/alice.crt",
-                "--tls-key",
-                "consumer/alice.key",
-                &format!("{device}/front"),
-                "--out",
-                out,
-            ],
-            self.path(),
-        )
+        let out = self.fetch_with(ingest, device, out, &[]);
+        assert!(
+            out.status.success(),
+            "sealcam fetch failed: {}",
+            text(&out.stderr)
+        );
+        out
+    }
+
+    /// `sealcam fetch` with extra arguments (e.g. `--from 1h`); may fail.
+    pub fn fetch_with(&self, ingest: &Ingest, device: &str, out: &str, extra: &[&str]) -> Output {
+        let url = ingest.url();
+        let stream = format!("{device}/front");
+        let mut args = vec![
+            "fetch",
+            "--server",
+            &url,
+            "--ca",
+            "pki/ca.crt",
+            "--cert",
+            "consumer/alice.crt",
+            "--tls-key",
+            "consumer/alice.key",
+            &stream,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        run("sealcam", &args, self.path())
     }
 }
 

@@ -264,47 +264,10 @@ fn fetch_selects_fragments_by_time_range() {
     let w = World::new();
     let ingest = w.start_ingest();
     w.record("cam1", &ingest, 60);
-    let fetch = |extra: &[&str], out: &str| {
-        let url = ingest.url();
-        let mut args = vec![
-            "fetch",
-            "--server",
-            &url,
-            "--ca",
-            "pki/ca.crt",
-            "--cert",
-            "consumer/alice.crt",
-            "--tls-key",
-            "consumer/alice.key",
-            "cam1/front",
-            "--out",
-            out,
-        ];
-        args.extend_from_slice(extra);
-        text(&run_ok("sealcam", &args, w.path()).stdout)
-    };
+    let fetch = |extra: &[&str], out: &str| text(&w.fetch_with(&ingest, "cam1", out, extra).stdout);
     assert!(fetch(&["--from", "1h"], "recent").contains("fetched 2 fragments"));
     assert!(fetch(&["--to", "2000-01-01T00:00:00Z"], "ancient").contains("fetched 0 fragments"));
-    let out = run(
-        "sealcam",
-        &[
-            "fetch",
-            "--server",
-            &ingest.url(),
-            "--ca",
-            "pki/ca.crt",
-            "--cert",
-            "consumer/alice.crt",
-            "--tls-key",
-            "consumer/alice.key",
-            "cam1/front",
-            "--out",
-            "x",
-            "--from",
-            "yesterday",
-        ],
-        w.path(),
-    );
+    let out = w.fetch_with(&ingest, "cam1", "x", &["--from", "yesterday"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("neither an RFC 3339 time"),
