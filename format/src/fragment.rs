@@ -328,6 +328,18 @@ impl<'a> SealedFragment<'a> {
         Ok(out)
     }
 
+    /// The manifest as it is attached: the encoded body, then the 64-byte
+    /// signature. With [`SealedFragment::payload`] it is all a fragment
+    /// holds; [`join`] puts the two back together. The wrapped data keys
+    /// live here, so storing it apart from the payload lets a store destroy
+    /// the keys without touching the ciphertext.
+    pub fn signed_manifest(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.manifest_body.len() + 64);
+        out.extend_from_slice(self.manifest_body);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
     /// Re-frames `records` (in the order given) under this fragment's
     /// manifest and signature. For tools and tests that need to show what
     /// reordering does; the result fails verification unless the order is
@@ -339,4 +351,55 @@ impl<'a> SealedFragment<'a> {
         }
         assemble(self.manifest_body, &self.signature, &cluster)
     }
+}
+
+/// A signed manifest on its own (see [`SealedFragment::signed_manifest`]).
+#[derive(Debug)]
+pub struct SignedManifest<'a> {
+    pub manifest: Manifest,
+    pub body: &'a [u8],
+    pub signature: [u8; 64],
+}
+
+impl<'a> SignedManifest<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        if bytes.len() < 64 || bytes.len() - 64 > MAX_MANIFEST_LEN {
+            return Err(FormatError::Invalid {
+                what: "signed manifest",
+                offset: 0,
+                reason: format!(
+                    "{} bytes; a manifest and its signature take 64 to {} bytes",
+                    bytes.len(),
+                    MAX_MANIFEST_LEN + 64
+                ),
+            });
+        }
+        let (body, sig) = bytes.split_at(bytes.len() - 64);
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(sig);
+        Ok(Self {
+            manifest: Manifest::decode(body)?,
+            body,
+            signature,
+        })
+    }
+
+    pub fn manifest_hash(&self) -> ManifestHash {
+        ManifestHash::of_body(self.body)
+    }
+
+    pub fn verify(&self, device_key: &DeviceVerifyingKey) -> Result<(), SealError> {
+        Manifest::verify_signature(self.body, &self.signature, device_key)
+    }
+}
+
+/// Rebuilds the fragment file from a signed manifest and its payload: the
+/// exact bytes the device sent, since the encoding is canonical. Fails if
+/// the two do not make a well-formed fragment (a payload of another length,
+/// say); the payload hash is checked by [`SealedFragment::verify`].
+pub fn join(signed_manifest: &[u8], payload: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let m = SignedManifest::parse(signed_manifest)?;
+    let bytes = assemble(m.body, &m.signature, payload);
+    SealedFragment::parse(&bytes)?;
+    Ok(bytes)
 }

@@ -25,7 +25,7 @@ pub mod recipients;
 pub mod seal;
 pub mod verify;
 
-pub use fragment::{Record, RecordKind, SealedFragment};
+pub use fragment::{Record, RecordKind, SealedFragment, SignedManifest};
 pub use keys::{ConsumerPublicKey, ConsumerSecretKey, DeviceVerifyingKey, KeyId};
 pub use manifest::{DeclaredGap, GapReason, Manifest, ManifestHash, WrappedKey};
 pub use name::Name;

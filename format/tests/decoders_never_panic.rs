@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use sealcam_format::{
     Closing, ConsumerSecretKey, DeclaredGap, DeviceVerifyingKey, FragmentSealer, Frame, GapReason,
-    KeyId, Manifest, ManifestHash, Name, SealedFragment, TrackConfig, WrappedKey,
+    KeyId, Manifest, ManifestHash, Name, SealedFragment, SignedManifest, TrackConfig, WrappedKey,
 };
 
 fn name() -> impl Strategy<Value = Name> {
@@ -243,6 +243,31 @@ fn sealed() -> (Vec<u8>, DeviceVerifyingKey) {
 }
 
 proptest! {
+    #[test]
+    fn split_then_join_gives_back_the_same_bytes(cut in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let (file, key) = sealed();
+        let f = SealedFragment::parse(&file).unwrap();
+        let signed = f.signed_manifest();
+        let m = SignedManifest::parse(&signed).unwrap();
+        prop_assert!(m.verify(&key).is_ok());
+        prop_assert_eq!(m.manifest_hash(), f.manifest_hash());
+        prop_assert_eq!(sealcam_format::fragment::join(&signed, f.payload).unwrap(), file.clone());
+        // A changed key object never joins into a fragment that verifies.
+        let mut bad = signed.clone();
+        let i = cut.index(bad.len());
+        bad[i] ^= flip;
+        let accepted = sealcam_format::fragment::join(&bad, f.payload)
+            .ok()
+            .and_then(|b| SealedFragment::parse(&b).ok().map(|g| g.verify(&key).is_ok()))
+            .unwrap_or(false);
+        prop_assert!(!accepted);
+    }
+
+    #[test]
+    fn signed_manifest_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = SignedManifest::parse(&bytes);
+    }
+
     #[test]
     fn recipient_set_parser_never_panics(tail in prop::collection::vec(any::<u8>(), 0..800)) {
         let mut bytes = sealcam_format::recipients::MAGIC.to_vec();
