@@ -2,14 +2,17 @@
 //!
 //! * [`pki`]: the development fleet PKI: CA, server certificate, device
 //!   certificates from CSRs, consumer certificates.
-//! * [`store`]: durable, create-only storage of sealed fragments in a local
-//!   directory, keyed by (device, stream, sequence).
+//! * [`config`]: the configuration file.
+//! * [`store`]: create-only storage of sealed fragments through
+//!   `object_store` (a local directory or an S3-compatible bucket), keys
+//!   apart from ciphertext.
 //! * [`server`]: the mutual-TLS HTTP service: devices upload their own
 //!   streams, consumers read; every fragment is checked before it is stored.
 //!
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.
 
+pub mod config;
 pub mod pki;
 pub mod server;
 pub mod store;

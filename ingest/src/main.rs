@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcam_format::Name;
+use sealcam_ingest::config::{IngestConfig, Span};
 use sealcam_ingest::pki;
 use sealcam_ingest::server::{ServeConfig, Server};
+use sealcam_ingest::store::StorageConfig;
 
 #[derive(Parser)]
 #[command(
@@ -27,27 +29,13 @@ struct Cli {
 enum Command {
     /// Serve devices and consumers over mutual TLS.
     Serve {
-        #[arg(long, default_value = "0.0.0.0:8443")]
-        listen: SocketAddr,
-        /// Directory with ca.crt, server.crt and server.key.
-        #[arg(long, default_value = "/etc/sealcam-ingest/pki")]
-        pki: PathBuf,
-        /// Where fragments are stored.
-        #[arg(long, default_value = "/var/lib/sealcam-ingest")]
-        data: PathBuf,
-        /// Also serve enrollment (cameras with a one-time token) here.
-        #[arg(long)]
-        enroll_listen: Option<SocketAddr>,
-        /// Lifetime of device certificates issued at enrollment and renewal.
-        #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
-        device_cert_lifetime: Duration,
-        /// How often to look for a changed revocation list, in milliseconds.
-        #[arg(long, default_value_t = 1000)]
-        crl_poll_ms: u64,
-        /// Require enrolling cameras to show a TPM endorsement-key certificate
-        /// issued by one of the CA certificates in this PEM file.
-        #[arg(long)]
-        require_ek_ca: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Check the configuration and probe the storage, then exit.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// The fleet CA.
     Ca {
@@ -64,6 +52,72 @@ enum Command {
         #[command(subcommand)]
         command: ConsumerCommand,
     },
+}
+
+/// The configuration file, and flags that override single fields of it.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The configuration file (see docs/config.md); without it, defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Overrides `listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Overrides `pki`: the directory with ca.crt, server.crt and server.key.
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Overrides `[storage]` with a local directory.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Overrides `enroll_listen`.
+    #[arg(long)]
+    enroll_listen: Option<SocketAddr>,
+    /// Overrides `metrics_listen`.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Overrides `devices.cert_lifetime`.
+    #[arg(long, value_parser = pki::parse_lifetime)]
+    device_cert_lifetime: Option<Duration>,
+    /// Overrides `devices.crl_poll`, in milliseconds.
+    #[arg(long)]
+    crl_poll_ms: Option<u64>,
+    /// Overrides `devices.require_ek_ca`.
+    #[arg(long)]
+    require_ek_ca: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn resolve(self) -> anyhow::Result<IngestConfig> {
+        let mut c = match &self.config {
+            Some(path) => IngestConfig::load(path)?,
+            None => IngestConfig::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.pki {
+            c.pki = v;
+        }
+        if let Some(v) = self.data {
+            c.storage = StorageConfig::local(v);
+        }
+        if let Some(v) = self.enroll_listen {
+            c.enroll_listen = Some(v);
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics_listen = Some(v);
+        }
+        if let Some(v) = self.device_cert_lifetime {
+            c.devices.cert_lifetime = Span(v);
+        }
+        if let Some(v) = self.crl_poll_ms {
+            c.devices.crl_poll = Span(Duration::from_millis(v.max(50)));
+        }
+        if let Some(v) = self.require_ek_ca {
+            c.devices.require_ek_ca = Some(v);
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand)]
@@ -175,38 +229,13 @@ fn names(list: &[String]) -> anyhow::Result<Vec<Name>> {
 
 fn real_main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve {
-            listen,
-            pki: dir,
-            data,
-            enroll_listen,
-            device_cert_lifetime,
-            crl_poll_ms,
-            require_ek_ca,
-        } => {
-            let ek_policy = match require_ek_ca {
-                Some(path) => pki::EkPolicy {
-                    required_issuers: sealcam_transport::pem::load_certs(&path)?
-                        .into_iter()
-                        .map(|c| c.as_ref().to_vec())
-                        .collect(),
-                },
-                None => pki::EkPolicy::default(),
-            };
-            let cfg = ServeConfig {
-                listen,
-                enroll_listen,
-                pki: dir,
-                data,
-                device_cert_lifetime,
-                crl_poll: Duration::from_millis(crl_poll_ms.max(50)),
-                ek_policy,
-            };
+        Command::Serve { config } => {
+            let cfg = ServeConfig::from_config(config.resolve()?)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
                 let server = Server::bind(&cfg).await?;
                 let addr = server.local_addr()?;
-                tracing::info!(%addr, data = %cfg.data.display(), "sealcam-ingest listening");
+                tracing::info!(%addr, storage = %cfg.storage, "sealcam-ingest listening");
                 println!("listening on {addr}");
                 if let Some(enroll) = server.enroll_addr() {
                     let enroll = enroll?;
@@ -218,6 +247,16 @@ fn real_main() -> anyhow::Result<()> {
                 tracing::info!("sealcam-ingest stopped");
                 Ok(())
             })
+        }
+        Command::Check { config } => {
+            let cfg = ServeConfig::from_config(config.resolve()?)?;
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(sealcam_ingest::server::check(&cfg))?;
+            println!(
+                "configuration valid; PKI and storage ({}) usable",
+                cfg.storage
+            );
+            Ok(())
         }
         Command::Ca {
             command:

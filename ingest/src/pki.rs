@@ -108,14 +108,16 @@ pub fn parse_lifetime(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a lifetime; write e.g. 30d, 12h, 10m or 90s"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("{s:?}: a lifetime ends in s, m, h or d")),
     };
-    Ok(Duration::from_secs(secs))
+    n.checked_mul(unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn time_now() -> time::OffsetDateTime {

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
+use futures_util::{StreamExt, TryStreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
@@ -31,8 +32,9 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::config::IngestConfig;
 use crate::pki::{self, EnrollError};
-use crate::store::{PutOutcome, Store, StoreError};
+use crate::store::{self, PutOutcome, StorageConfig, Store, StoreError};
 
 /// Largest fragment accepted in one upload.
 pub const MAX_FRAGMENT_BYTES: usize = 64 * 1024 * 1024;
@@ -60,7 +62,7 @@ pub struct ServeConfig {
     /// The PKI directory: fleet CA, server certificate, issued certificates,
     /// enrollment tokens, revocations and the CRL.
     pub pki: PathBuf,
-    pub data: PathBuf,
+    pub storage: StorageConfig,
     /// Lifetime of device certificates issued at enrollment and renewal.
     pub device_cert_lifetime: Duration,
     /// How often the CRL file is checked for changes.
@@ -69,17 +71,60 @@ pub struct ServeConfig {
     pub ek_policy: pki::EkPolicy,
 }
 
+impl ServeConfig {
+    /// Resolves a configuration file's contents (reads the EK CA file).
+    pub fn from_config(c: IngestConfig) -> Result<Self, ServerError> {
+        let ek_policy = match &c.devices.require_ek_ca {
+            Some(path) => pki::EkPolicy {
+                required_issuers: pem::load_certs(path)?
+                    .into_iter()
+                    .map(|c| c.as_ref().to_vec())
+                    .collect(),
+            },
+            None => pki::EkPolicy::default(),
+        };
+        Ok(Self {
+            listen: c.listen,
+            enroll_listen: c.enroll_listen,
+            pki: c.pki,
+            storage: c.storage,
+            device_cert_lifetime: c.devices.cert_lifetime.0,
+            crl_poll: c.devices.crl_poll.0,
+            ek_policy,
+        })
+    }
+}
+
+/// Checks that the PKI files load and the storage answers: what `serve`
+/// needs before it can accept a connection.
+pub async fn check(cfg: &ServeConfig) -> Result<(), ServerError> {
+    let roots = pem::load_roots(&cfg.pki.join(pki::CA_CERT))?;
+    let chain = pem::load_certs(&cfg.pki.join(pki::SERVER_CERT))?;
+    let key = pem::load_private_key(&cfg.pki.join(pki::SERVER_KEY))?;
+    let crls = pem::load_crls(&cfg.pki.join(pki::CRL))?;
+    tls::ingest_server_config(roots, chain, key, crls)?;
+    Store::open(&cfg.storage)?.probe().await?;
+    Ok(())
+}
+
 /// The authenticated peer of a connection.
 #[derive(Clone, Debug)]
 struct Peer {
     identity: Identity,
     cert_der: Arc<Vec<u8>>,
+    /// The certificate's serial number, hex.
+    serial: Arc<str>,
     addr: SocketAddr,
 }
+
+/// One wake-up per stream that someone follows.
+type Arrivals = HashMap<(Name, Name), Arc<Notify>>;
 
 #[derive(Clone)]
 struct AppState {
     store: Store,
+    /// Woken when a fragment of the stream is stored here, for followers.
+    arrivals: Arc<Mutex<Arrivals>>,
     pki: PathBuf,
     device_cert_lifetime: Duration,
     ek_policy: Arc<pki::EkPolicy>,
@@ -197,7 +242,7 @@ impl Server {
         let crls = pem::load_crls(&crl_path)?;
         let revoked = revoked_serials(&crls);
         let tls = tls::ingest_server_config(roots.clone(), chain.clone(), key.clone_key(), crls)?;
-        let store = Store::open(&cfg.data)?;
+        let store = Store::open(&cfg.storage)?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -213,6 +258,7 @@ impl Server {
         };
         let state = AppState {
             store,
+            arrivals: Arc::default(),
             pki: cfg.pki.clone(),
             device_cert_lifetime: cfg.device_cert_lifetime,
             ek_policy: Arc::new(cfg.ek_policy.clone()),
@@ -415,6 +461,7 @@ async fn handle_connection(
     }
     tracing::info!(%addr, peer = %identity, serial = %hex::encode(&serial), "connection authenticated");
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let serial_for_peer = serial.clone();
     let close = Arc::new(Notify::new());
     if let Ok(mut conns) = shared.connections.lock() {
         conns.insert(
@@ -429,6 +476,7 @@ async fn handle_connection(
     let peer = Peer {
         identity,
         cert_der: Arc::new(cert_der),
+        serial: hex::encode(&serial_for_peer).into(),
         addr,
     };
     let service =
@@ -530,48 +578,27 @@ async fn put_fragment(
     frag.records()
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let hash = frag.manifest_hash();
-    let prev = m.prev;
     let frames = m.frame_count;
-    let body_for_store = body.clone();
-
-    let store = state.store.clone();
-    let cert_pem = pem::cert_to_pem(&peer.cert_der);
-    let (d, s) = (device.clone(), stream.clone());
-    let outcome = tokio::task::spawn_blocking(move || -> Result<Result<PutOutcome, String>, StoreError> {
-        // Chain continuity with the neighbours already stored.
-        if let Some(before) = sequence.checked_sub(1) {
-            if let Some(bytes) = store.get(&d, &s, before)? {
-                if let Ok(b) = SealedFragment::parse(&bytes) {
-                    if b.manifest_hash() != prev {
-                        return Ok(Err(format!(
-                            "chain broken: fragment {sequence} names previous manifest {prev} but stored fragment {before} has {}",
-                            b.manifest_hash()
-                        )));
-                    }
-                }
+    let outcome = match check_chain(&state.store, &frag).await? {
+        Err(reason) => Err(reason),
+        Ok(()) => {
+            let cert_pem = pem::cert_to_pem(&peer.cert_der);
+            state
+                .store
+                .put_device_cert(&device, &peer.serial, &cert_pem)
+                .await?;
+            match state.store.put_fragment(&frag).await {
+                Ok(o) => Ok(o),
+                Err(StoreError::Conflict { .. }) => Err(format!(
+                    "sequence {sequence} is already stored with different content"
+                )),
+                Err(e) => return Err(e.into()),
             }
         }
-        if let Some(bytes) = store.get(&d, &s, sequence + 1)? {
-            if let Ok(a) = SealedFragment::parse(&bytes) {
-                if a.manifest.prev != hash {
-                    return Ok(Err(format!(
-                        "chain broken: stored fragment {} does not follow this fragment {sequence}",
-                        sequence + 1
-                    )));
-                }
-            }
-        }
-        store.put_device_cert(&d, &cert_pem)?;
-        match store.put(&d, &s, sequence, &body_for_store) {
-            Ok(o) => Ok(Ok(o)),
-            Err(StoreError::Conflict { .. }) => Ok(Err(format!(
-                "sequence {sequence} is already stored with different content"
-            ))),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage task failed".into()))??;
+    };
+    if matches!(outcome, Ok(PutOutcome::Stored)) {
+        state.arrived(&device, &stream);
+    }
     match outcome {
         Ok(o) => {
             let (status, word) = match o {
@@ -595,6 +622,59 @@ async fn put_fragment(
     }
 }
 
+/// Chain continuity with the neighbours already stored: `Ok(Err(reason))`
+/// when the fragment does not fit.
+async fn check_chain(
+    store: &Store,
+    frag: &SealedFragment<'_>,
+) -> Result<Result<(), String>, StoreError> {
+    let m = &frag.manifest;
+    let (d, s, sequence) = (&m.device, &m.stream, m.sequence);
+    if let Some(before) = sequence.checked_sub(1) {
+        if let Some(bytes) = store.signed_manifest(d, s, before).await? {
+            let b = store::parse_signed_manifest(d, s, before, &bytes)?;
+            if b.manifest_hash() != m.prev {
+                return Ok(Err(format!(
+                    "chain broken: fragment {sequence} names previous manifest {} but stored fragment {before} has {}",
+                    m.prev,
+                    b.manifest_hash()
+                )));
+            }
+        }
+    }
+    if let Some(after) = sequence.checked_add(1) {
+        if let Some(bytes) = store.signed_manifest(d, s, after).await? {
+            let a = store::parse_signed_manifest(d, s, after, &bytes)?;
+            if a.manifest.prev != frag.manifest_hash() {
+                return Ok(Err(format!(
+                    "chain broken: stored fragment {after} does not follow this fragment {sequence}"
+                )));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+impl AppState {
+    fn arrivals_of(&self, device: &Name, stream: &Name) -> Arc<Notify> {
+        match self.arrivals.lock() {
+            Ok(mut a) => a
+                .entry((device.clone(), stream.clone()))
+                .or_default()
+                .clone(),
+            Err(_) => Arc::new(Notify::new()),
+        }
+    }
+
+    fn arrived(&self, device: &Name, stream: &Name) {
+        if let Ok(a) = self.arrivals.lock() {
+            if let Some(n) = a.get(&(device.clone(), stream.clone())) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct StreamEntry {
     device: String,
@@ -607,9 +687,7 @@ async fn list_streams(
 ) -> Result<Json<Vec<StreamEntry>>, ApiError> {
     require(&peer, Role::Consumer, "read streams")?;
     let who = peer.identity.clone();
-    let streams = tokio::task::spawn_blocking(move || state.store.streams())
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
+    let streams = state.store.streams().await?;
     Ok(Json(
         streams
             .into_iter()
@@ -628,7 +706,19 @@ struct FragmentQuery {
     from_ns: Option<u64>,
     /// Only fragments that start before this time (Unix ns).
     to_ns: Option<u64>,
+    /// Only fragments with a sequence number above this one.
+    after: Option<u64>,
+    /// Long poll: if nothing matches, wait up to this many seconds (at most
+    /// [`MAX_WAIT_S`]) for a fragment that does.
+    wait_s: Option<u64>,
 }
+
+/// Longest long poll of the fragment list.
+pub const MAX_WAIT_S: u64 = 60;
+
+/// How often a long poll looks at the storage for fragments stored by
+/// other instances.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Serialize)]
 struct FragmentEntry {
@@ -636,7 +726,47 @@ struct FragmentEntry {
     start_unix_ns: u64,
     end_unix_ns: u64,
     frame_count: u32,
-    bytes: usize,
+    bytes: u64,
+}
+
+async fn matching_fragments(
+    store: &Store,
+    device: &Name,
+    stream: &Name,
+    q: &FragmentQuery,
+) -> Result<Vec<FragmentEntry>, StoreError> {
+    let sequences: Vec<u64> = store
+        .sequences(device, stream)
+        .await?
+        .into_iter()
+        .filter(|&seq| q.after.is_none_or(|a| seq > a))
+        .collect();
+    let manifests: Vec<(u64, Option<bytes::Bytes>)> = futures_util::stream::iter(sequences)
+        .map(|seq| async move {
+            Ok::<_, StoreError>((seq, store.signed_manifest(device, stream, seq).await?))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for (seq, bytes) in manifests {
+        // Deleted since the listing.
+        let Some(bytes) = bytes else { continue };
+        let m = store::parse_signed_manifest(device, stream, seq, &bytes)?.manifest;
+        if q.from_ns.is_some_and(|from| m.end_unix_ns < from)
+            || q.to_ns.is_some_and(|to| m.start_unix_ns > to)
+        {
+            continue;
+        }
+        out.push(FragmentEntry {
+            sequence: seq,
+            start_unix_ns: m.start_unix_ns,
+            end_unix_ns: m.end_unix_ns,
+            frame_count: m.frame_count,
+            bytes: m.payload_len,
+        });
+    }
+    Ok(out)
 }
 
 async fn list_fragments(
@@ -649,34 +779,25 @@ async fn list_fragments(
     let device = name(&device, "device")?;
     let stream = name(&stream, "stream")?;
     require_read(&peer, &device, Some(&stream))?;
-    let entries = tokio::task::spawn_blocking(move || -> Result<Vec<FragmentEntry>, StoreError> {
-        let mut out = Vec::new();
-        for seq in state.store.sequences(&device, &stream)? {
-            let Some(bytes) = state.store.get(&device, &stream, seq)? else {
-                continue;
-            };
-            let Ok(f) = SealedFragment::parse(&bytes) else {
-                continue;
-            };
-            let m = &f.manifest;
-            if q.from_ns.is_some_and(|from| m.end_unix_ns < from)
-                || q.to_ns.is_some_and(|to| m.start_unix_ns > to)
-            {
-                continue;
-            }
-            out.push(FragmentEntry {
-                sequence: seq,
-                start_unix_ns: m.start_unix_ns,
-                end_unix_ns: m.end_unix_ns,
-                frame_count: m.frame_count,
-                bytes: bytes.len(),
-            });
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.wait_s.unwrap_or(0).min(MAX_WAIT_S));
+    let arrivals = state.arrivals_of(&device, &stream);
+    loop {
+        // Armed before looking, so an arrival between the look and the
+        // wait is not missed.
+        let arrived = arrivals.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        let entries = matching_fragments(&state.store, &device, &stream, &q).await?;
+        if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(entries));
         }
-        Ok(out)
-    })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
-    Ok(Json(entries))
+        tokio::select! {
+            _ = arrived => {}
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 async fn get_fragment(
@@ -688,9 +809,10 @@ async fn get_fragment(
     let device = name(&device, "device")?;
     let stream = name(&stream, "stream")?;
     require_read(&peer, &device, Some(&stream))?;
-    let bytes = tokio::task::spawn_blocking(move || state.store.get(&device, &stream, sequence))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??
+    let bytes = state
+        .store
+        .fragment(&device, &stream, sequence)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
     Ok((
         [(header::CONTENT_TYPE, "application/vnd.sealcam.fragment")],
@@ -707,15 +829,12 @@ async fn get_device_cert(
     require(&peer, Role::Consumer, "read device certificates")?;
     let device = name(&device, "device")?;
     require_read(&peer, &device, None)?;
-    let pem = tokio::task::spawn_blocking(move || state.store.device_cert(&device))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "no certificate stored for that device".into(),
-            )
-        })?;
+    let pem = state.store.device_cert(&device).await?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "no certificate stored for that device".into(),
+        )
+    })?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 

@@ -1,239 +1,523 @@
-//! Durable, create-only storage of sealed fragments in a local directory.
+//! Storage of sealed fragments through `object_store`: a local directory (the
+//! default, zero setup) or any S3-compatible bucket (for fleets).
 //!
 //! ```text
-//! <data>/devices/<device>/device.crt                       the device's certificate (PEM)
-//! <data>/devices/<device>/streams/<stream>/<seq:020>.scf   one sealed fragment
+//! devices/<device>/certs/<serial>.pem            device certificates, for verifiers
+//! streams/<device>/<stream>/keys/<seq:020>       signed manifest: names the fragment and
+//!                                                holds its wrapped data keys
+//! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
+//! audit/<instance>/<epoch:020>/<segment:010>     the audit trail (see `audit.rs`)
 //! ```
 //!
-//! A fragment is written to a temp file, fsynced, then hard-linked to its
-//! final name, which fails if the name exists: two writers can never clobber
-//! each other, and a stored fragment is never changed.
+//! A fragment is stored as two objects so that its keys can be destroyed
+//! apart from its ciphertext (deletion by key destruction, `retention.rs`).
+//! Every object is written create-only (`If-None-Match: *` on S3, a hard link
+//! on a local disk), so several ingest instances can share one bucket: a
+//! repeat of the same bytes is recognised, different bytes for a stored
+//! sequence are refused, nothing is ever overwritten. A fragment counts as
+//! stored once its key object exists; the data object is written first.
+//! The local backend fsyncs each file and its directory before a put returns.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use sealcam_format::Name;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use sealcam_format::{Name, SealedFragment, SignedManifest};
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage {path}: {op} failed: {source}")]
-    Io {
+    #[error("storage ({store}): {op} {path} failed: {source}")]
+    Backend {
+        store: String,
         op: &'static str,
-        path: PathBuf,
+        path: String,
         #[source]
-        source: std::io::Error,
+        source: Box<object_store::Error>,
     },
+    #[error("cannot open storage {store}: {reason}")]
+    Open { store: String, reason: String },
     #[error("fragment {device}/{stream}/{sequence} is already stored with different content")]
     Conflict {
         device: Name,
         stream: Name,
         sequence: u64,
     },
+    #[error("stored object {path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        op,
-        path: path.to_owned(),
-        source,
+/// Where fragments go: `[storage]` in the ingest's config.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// A directory on a local disk.
+    Local(LocalConfig),
+    /// A bucket on any S3-compatible object store.
+    S3(S3Config),
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// For stores other than AWS: `https://minio.example:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allows an `http://` endpoint (a store on loopback or a private link).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Otherwise from `AWS_ACCESS_KEY_ID`, the instance profile, etc.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// A file holding the secret key (kept out of the config file).
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl StorageConfig {
+    pub fn local(path: impl Into<PathBuf>) -> Self {
+        Self::Local(LocalConfig { path: path.into() })
+    }
+}
+
+impl fmt::Display for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(l) => write!(f, "local directory {}", l.path.display()),
+            Self::S3(s) => match &s.endpoint {
+                Some(e) => write!(f, "S3 bucket {} at {e}", s.bucket),
+                None => write!(f, "S3 bucket {}", s.bucket),
+            },
+        }
     }
 }
 
 /// How a put ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum PutOutcome {
     Stored,
     /// The same bytes were stored before: nothing written.
     AlreadyStored,
 }
 
-/// The local fragment store.
-#[derive(Clone, Debug)]
+/// An object listed under a prefix.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: String,
+    pub last_modified_unix_s: i64,
+    pub size: u64,
+}
+
+/// The fragment store. Cheap to clone.
+#[derive(Clone)]
 pub struct Store {
-    root: PathBuf,
+    objects: Arc<dyn ObjectStore>,
+    describe: Arc<str>,
+    /// Device certificates already written by this process.
+    certs_written: Arc<Mutex<HashSet<String>>>,
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync directory", dir))
-}
-
-fn names_in(dir: &Path) -> Result<Vec<Name>, StoreError> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io("list", dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io("list", dir))?;
-        if let Some(n) = entry.file_name().to_str().and_then(|s| Name::new(s).ok()) {
-            out.push(n);
-        }
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe)
     }
-    out.sort();
-    Ok(out)
+}
+
+fn seq_name(sequence: u64) -> String {
+    format!("{sequence:020}")
+}
+
+fn stream_prefix(device: &Name, stream: &Name) -> String {
+    format!("streams/{device}/{stream}")
+}
+
+fn key_path(device: &Name, stream: &Name, sequence: u64) -> String {
+    format!(
+        "{}/keys/{}",
+        stream_prefix(device, stream),
+        seq_name(sequence)
+    )
+}
+
+fn data_path(device: &Name, stream: &Name, sequence: u64) -> String {
+    format!(
+        "{}/data/{}",
+        stream_prefix(device, stream),
+        seq_name(sequence)
+    )
 }
 
 impl Store {
-    pub fn open(root: &Path) -> Result<Self, StoreError> {
-        let devices = root.join("devices");
-        fs::create_dir_all(&devices).map_err(io("create", &devices))?;
+    pub fn open(config: &StorageConfig) -> Result<Self, StoreError> {
+        let describe = config.to_string();
+        let open_err = |reason: String| StoreError::Open {
+            store: describe.clone(),
+            reason,
+        };
+        let objects: Arc<dyn ObjectStore> = match config {
+            StorageConfig::Local(l) => {
+                std::fs::create_dir_all(&l.path).map_err(|e| open_err(e.to_string()))?;
+                Arc::new(
+                    LocalFileSystem::new_with_prefix(&l.path)
+                        .map_err(|e| open_err(e.to_string()))?
+                        .with_fsync(true)
+                        .with_automatic_cleanup(true),
+                )
+            }
+            StorageConfig::S3(s) => {
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(&s.bucket)
+                    .with_allow_http(s.allow_http);
+                if let Some(e) = &s.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(r) = &s.region {
+                    b = b.with_region(r);
+                }
+                if let Some(k) = &s.access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(f) = &s.secret_access_key_file {
+                    let secret = std::fs::read_to_string(f).map_err(|e| {
+                        open_err(format!("secret_access_key_file {}: {e}", f.display()))
+                    })?;
+                    b = b.with_secret_access_key(secret.trim());
+                }
+                Arc::new(b.build().map_err(|e| open_err(e.to_string()))?)
+            }
+        };
         Ok(Self {
-            root: root.to_owned(),
+            objects,
+            describe: describe.into(),
+            certs_written: Arc::default(),
         })
     }
 
-    fn device_dir(&self, device: &Name) -> PathBuf {
-        self.root.join("devices").join(device.as_str())
+    fn err(&self, op: &'static str, path: &str) -> impl FnOnce(object_store::Error) -> StoreError {
+        let (store, path) = (self.describe.to_string(), path.to_owned());
+        move |source| StoreError::Backend {
+            store,
+            op,
+            path,
+            source: Box::new(source),
+        }
     }
 
-    fn stream_dir(&self, device: &Name, stream: &Name) -> PathBuf {
-        self.device_dir(device)
-            .join("streams")
-            .join(stream.as_str())
+    /// Writes `bytes` at `path` unless something is there already. Returns
+    /// whether it wrote.
+    pub async fn put_new(&self, path: &str, bytes: Bytes) -> Result<bool, StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .objects
+            .put_opts(&ObjectPath::from(path), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.err("write", path)(e)),
+        }
     }
 
-    fn fragment_path(&self, device: &Name, stream: &Name, sequence: u64) -> PathBuf {
-        self.stream_dir(device, stream)
-            .join(format!("{sequence:020}.scf"))
+    /// The object at `path`, or `None` if there is none.
+    pub async fn read(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
+        let got = match self.objects.get(&ObjectPath::from(path)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err("read", path)(e)),
+        };
+        match got.bytes().await {
+            Ok(b) => Ok(Some(b)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("read", path)(e)),
+        }
     }
 
-    pub fn get(
+    /// Deletes `path`; deleting what is not there is not an error.
+    pub async fn remove(&self, path: &str) -> Result<(), StoreError> {
+        match self.objects.delete(&ObjectPath::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", path)(e)),
+        }
+    }
+
+    /// Every object under `prefix`, sorted by path.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let p = ObjectPath::from(prefix);
+        let mut out: Vec<Listed> = self
+            .objects
+            .list(Some(&p))
+            .map_ok(|m| Listed {
+                path: m.location.to_string(),
+                last_modified_unix_s: m.last_modified.timestamp(),
+                size: m.size,
+            })
+            .try_collect()
+            .await
+            .map_err(self.err("list", prefix))?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The names one level below `prefix` ("directories").
+    async fn children(&self, prefix: &str) -> Result<Vec<Name>, StoreError> {
+        let p = ObjectPath::from(prefix);
+        let listed = self
+            .objects
+            .list_with_delimiter(Some(&p))
+            .await
+            .map_err(self.err("list", prefix))?;
+        let mut out: Vec<Name> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|c| c.filename().and_then(|n| Name::new(n).ok()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Writes a probe object, reads it back and deletes it: the storage is
+    /// reachable, writable and readable.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let path = format!("probe/{}-{}", std::process::id(), rand::random::<u64>());
+        self.put_new(&path, Bytes::from_static(b"probe")).await?;
+        let back = self.read(&path).await?;
+        self.remove(&path).await?;
+        match back.as_deref() {
+            Some(b"probe") => Ok(()),
+            _ => Err(StoreError::Damaged {
+                path,
+                reason: "the probe object did not read back as written".into(),
+            }),
+        }
+    }
+
+    /// Stores a verified fragment, create-only. Idempotent for the same bytes.
+    pub async fn put_fragment(
+        &self,
+        fragment: &SealedFragment<'_>,
+    ) -> Result<PutOutcome, StoreError> {
+        let m = &fragment.manifest;
+        let (d, s, seq) = (&m.device, &m.stream, m.sequence);
+        let conflict = || StoreError::Conflict {
+            device: d.clone(),
+            stream: s.clone(),
+            sequence: seq,
+        };
+        let payload = Bytes::copy_from_slice(fragment.payload);
+        let data = data_path(d, s, seq);
+        if !self.put_new(&data, payload.clone()).await? {
+            match self.read(&data).await? {
+                Some(existing) if existing == payload => {}
+                Some(_) => return Err(conflict()),
+                // Deleted between the two calls: write it again.
+                None => {
+                    self.put_new(&data, payload).await?;
+                }
+            }
+        }
+        let signed = Bytes::from(fragment.signed_manifest());
+        let key = key_path(d, s, seq);
+        if self.put_new(&key, signed.clone()).await? {
+            return Ok(PutOutcome::Stored);
+        }
+        match self.read(&key).await? {
+            Some(existing) if existing == signed => Ok(PutOutcome::AlreadyStored),
+            Some(_) => Err(conflict()),
+            None => {
+                self.put_new(&key, signed).await?;
+                Ok(PutOutcome::Stored)
+            }
+        }
+    }
+
+    /// A stored fragment's signed manifest (its key object).
+    pub async fn signed_manifest(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequence: u64,
+    ) -> Result<Option<Bytes>, StoreError> {
+        self.read(&key_path(device, stream, sequence)).await
+    }
+
+    /// A stored fragment, as the device sent it.
+    pub async fn fragment(
         &self,
         device: &Name,
         stream: &Name,
         sequence: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.fragment_path(device, stream, sequence);
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", &path)(e)),
-        }
-    }
-
-    /// Stores a fragment durably, create-only. Idempotent for the same bytes.
-    pub fn put(
-        &self,
-        device: &Name,
-        stream: &Name,
-        sequence: u64,
-        bytes: &[u8],
-    ) -> Result<PutOutcome, StoreError> {
-        let dir = self.stream_dir(device, stream);
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let path = self.fragment_path(device, stream, sequence);
-        if let Some(existing) = self.get(device, stream, sequence)? {
-            return self.compare(existing, bytes, device, stream, sequence);
-        }
-        let tmp = dir.join(format!(".tmp-{sequence}-{}", std::process::id()));
-        let write = || -> Result<(), StoreError> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io("create", &tmp))?;
-            f.write_all(bytes).map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))
+        let Some(signed) = self.signed_manifest(device, stream, sequence).await? else {
+            return Ok(None);
         };
-        let result = write().and_then(|()| match fs::hard_link(&tmp, &path) {
-            Ok(()) => Ok(PutOutcome::Stored),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // Another writer won the race: same bytes or a conflict.
-                let existing = fs::read(&path).map_err(io("read", &path))?;
-                self.compare(existing, bytes, device, stream, sequence)
-            }
-            Err(e) => Err(io("link", &path)(e)),
-        });
-        let _ = fs::remove_file(&tmp);
-        let outcome = result?;
-        fsync_dir(&dir)?;
-        Ok(outcome)
+        let path = data_path(device, stream, sequence);
+        let Some(payload) = self.read(&path).await? else {
+            return Ok(None);
+        };
+        sealcam_format::fragment::join(&signed, &payload)
+            .map(Some)
+            .map_err(|e| StoreError::Damaged {
+                path,
+                reason: e.to_string(),
+            })
     }
 
-    fn compare(
+    /// Sequence numbers stored for a stream (those with a key object), ascending.
+    pub async fn sequences(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
+        self.sequences_in(&format!("{}/keys", stream_prefix(device, stream)))
+            .await
+    }
+
+    /// Sequence numbers with a data object, ascending (for cleanup).
+    pub async fn data_sequences(
         &self,
-        existing: Vec<u8>,
-        bytes: &[u8],
         device: &Name,
         stream: &Name,
-        sequence: u64,
-    ) -> Result<PutOutcome, StoreError> {
-        if existing == bytes {
-            Ok(PutOutcome::AlreadyStored)
-        } else {
-            Err(StoreError::Conflict {
-                device: device.clone(),
-                stream: stream.clone(),
-                sequence,
+    ) -> Result<Vec<(u64, i64)>, StoreError> {
+        let prefix = format!("{}/data", stream_prefix(device, stream));
+        Ok(self
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|l| {
+                let seq = l.path.rsplit('/').next()?.parse::<u64>().ok()?;
+                Some((seq, l.last_modified_unix_s))
             })
-        }
+            .collect())
     }
 
-    /// Keeps the device's certificate beside its streams, for verifiers.
-    pub fn put_device_cert(&self, device: &Name, pem: &str) -> Result<(), StoreError> {
-        let dir = self.device_dir(device);
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let path = dir.join("device.crt");
-        if fs::read_to_string(&path).ok().as_deref() == Some(pem) {
+    async fn sequences_in(&self, prefix: &str) -> Result<Vec<u64>, StoreError> {
+        let mut out: Vec<u64> = self
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|l| l.path.rsplit('/').next()?.parse::<u64>().ok())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Destroys fragments: every key object first, then the ciphertext. Once
+    /// the first step is done, no copy of the ciphertext left anywhere can be
+    /// decrypted, even by a consumer.
+    pub async fn delete_fragments(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequences: &[u64],
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = sequences
+            .iter()
+            .map(|&s| key_path(device, stream, s))
+            .collect();
+        let data: Vec<String> = sequences
+            .iter()
+            .map(|&s| data_path(device, stream, s))
+            .collect();
+        for paths in [keys, data] {
+            futures_util::stream::iter(paths)
+                .map(|p| async move { self.remove(&p).await })
+                .buffer_unordered(16)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes ciphertext objects directly (for data left without keys).
+    pub async fn delete_data(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequences: &[u64],
+    ) -> Result<(), StoreError> {
+        for &s in sequences {
+            self.remove(&data_path(device, stream, s)).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a device's certificate for verifiers, once per certificate.
+    pub async fn put_device_cert(
+        &self,
+        device: &Name,
+        serial_hex: &str,
+        pem: &str,
+    ) -> Result<(), StoreError> {
+        let path = format!("devices/{device}/certs/{serial_hex}.pem");
+        if self
+            .certs_written
+            .lock()
+            .map(|w| w.contains(&path))
+            .unwrap_or(false)
+        {
             return Ok(());
         }
-        let tmp = dir.join(format!(".tmp-device.crt-{}", std::process::id()));
-        fs::write(&tmp, pem).map_err(io("write", &tmp))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io("fsync", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        fsync_dir(&dir)
-    }
-
-    pub fn device_cert(&self, device: &Name) -> Result<Option<String>, StoreError> {
-        let path = self.device_dir(device).join("device.crt");
-        match fs::read_to_string(&path) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("read", &path)(e)),
+        self.put_new(&path, Bytes::from(pem.to_owned())).await?;
+        if let Ok(mut w) = self.certs_written.lock() {
+            w.insert(path);
         }
+        Ok(())
     }
 
-    /// Every (device, stream) with at least a directory.
-    pub fn streams(&self) -> Result<Vec<(Name, Name)>, StoreError> {
+    /// The device's most recently stored certificate (renewals keep the key).
+    pub async fn device_cert(&self, device: &Name) -> Result<Option<String>, StoreError> {
+        let listed = self.list(&format!("devices/{device}/certs")).await?;
+        let Some(newest) = listed
+            .iter()
+            .filter(|l| l.path.ends_with(".pem"))
+            .max_by_key(|l| (l.last_modified_unix_s, l.path.clone()))
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .read(&newest.path)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Every (device, stream) with anything stored.
+    pub async fn streams(&self) -> Result<Vec<(Name, Name)>, StoreError> {
         let mut out = Vec::new();
-        for device in names_in(&self.root.join("devices"))? {
-            for stream in names_in(&self.device_dir(&device).join("streams"))? {
+        for device in self.children("streams").await? {
+            for stream in self.children(&format!("streams/{device}")).await? {
                 out.push((device.clone(), stream));
             }
         }
         Ok(out)
     }
+}
 
-    /// Sequence numbers stored for a stream, ascending.
-    pub fn sequences(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
-        let dir = self.stream_dir(device, stream);
-        let mut out = Vec::new();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io("list", &dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io("list", &dir))?;
-            if let Some(seq) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".scf"))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                out.push(seq);
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
-    }
+/// Parses a stored key object, naming the object in the error.
+pub fn parse_signed_manifest<'a>(
+    device: &Name,
+    stream: &Name,
+    sequence: u64,
+    bytes: &'a [u8],
+) -> Result<SignedManifest<'a>, StoreError> {
+    SignedManifest::parse(bytes).map_err(|e| StoreError::Damaged {
+        path: key_path(device, stream, sequence),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -241,21 +525,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_only_and_idempotent() {
+    fn config_names_its_backend() {
+        let c: StorageConfig = toml::from_str("kind = \"local\"\npath = \"/x\"").unwrap();
+        assert_eq!(c, StorageConfig::local("/x"));
+        let c: StorageConfig = toml::from_str(
+            "kind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://h:1\"\nallow_http = true",
+        )
+        .unwrap();
+        assert_eq!(c.to_string(), "S3 bucket b at http://h:1");
+        let bad = toml::from_str::<StorageConfig>("kind = \"s3\"\nbucket = \"b\"\nbucket_typo = 1");
+        assert!(bad.is_err());
+    }
+
+    #[tokio::test]
+    async fn objects_are_create_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (d, s) = (Name::new("cam").unwrap(), Name::new("front").unwrap());
-        assert_eq!(store.put(&d, &s, 1, b"abc").unwrap(), PutOutcome::Stored);
-        assert_eq!(
-            store.put(&d, &s, 1, b"abc").unwrap(),
-            PutOutcome::AlreadyStored
-        );
-        assert!(matches!(
-            store.put(&d, &s, 1, b"abd"),
-            Err(StoreError::Conflict { .. })
-        ));
-        assert_eq!(store.get(&d, &s, 1).unwrap().unwrap(), b"abc");
-        assert_eq!(store.sequences(&d, &s).unwrap(), vec![1]);
-        assert_eq!(store.streams().unwrap(), vec![(d, s)]);
+        let store = Store::open(&StorageConfig::local(dir.path())).unwrap();
+        assert!(store
+            .put_new("a/b", Bytes::from_static(b"1"))
+            .await
+            .unwrap());
+        assert!(!store
+            .put_new("a/b", Bytes::from_static(b"2"))
+            .await
+            .unwrap());
+        assert_eq!(store.read("a/b").await.unwrap().unwrap(), &b"1"[..]);
+        assert!(store.read("a/c").await.unwrap().is_none());
+        store.remove("a/b").await.unwrap();
+        store.remove("a/b").await.unwrap();
+        assert!(store.read("a/b").await.unwrap().is_none());
+        store.probe().await.unwrap();
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod s3;
 pub mod swtpm;
 
 /// Path of a workspace binary built beside the tests.
@@ -76,8 +77,27 @@ impl Ingest {
     /// Starts with extra `serve` arguments (e.g. `--device-cert-lifetime 6s`).
     /// The enrollment endpoint always listens too, and the CRL is polled often.
     pub fn start_with(work: &Path, pki: &Path, extra: &[&str]) -> Self {
-        let log = work.join(format!("ingest-{}.log", std::process::id()));
         let data = work.join("ingest-data");
+        let mut args: Vec<std::ffi::OsString> = vec!["--data".into(), data.clone().into()];
+        args.extend(extra.iter().map(Into::into));
+        Self::spawn(work, pki, &args, data)
+    }
+
+    /// Starts with the config file `config`; `data` is where its storage
+    /// keeps objects on this machine (for tests that look at them).
+    pub fn start_with_config(work: &Path, pki: &Path, config: &Path, data: &Path) -> Self {
+        Self::spawn(
+            work,
+            pki,
+            &["--config".into(), config.into()],
+            data.to_owned(),
+        )
+    }
+
+    fn spawn(work: &Path, pki: &Path, args: &[std::ffi::OsString], data: PathBuf) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = work.join(format!("ingest-{}-{n}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(bin("sealcam-ingest"))
             .args([
@@ -91,9 +111,7 @@ impl Ingest {
             ])
             .arg("--pki")
             .arg(pki)
-            .arg("--data")
-            .arg(&data)
-            .args(extra)
+            .args(args)
             .env("SEALCAM_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -453,18 +471,66 @@ pub fn gst_count_frames(path: &Path) -> (usize, i32, i32) {
 }
 
 /// Every sealed fragment file under a directory tree.
-pub fn fragment_files(root: &Path) -> Vec<PathBuf> {
+/// Every object file the ingest stored under `root` (a local storage
+/// directory): key objects, ciphertext objects, certificates, audit trail.
+pub fn stored_object_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "scf") {
+            } else {
                 out.push(p);
             }
         }
+    }
+    out.sort();
+    out
+}
+
+/// The fragments under `root`: a camera's spooled `.scf` files as they are,
+/// and an ingest's stored fragments each rebuilt from its key object and its
+/// ciphertext object into a `.scf` file in a fresh directory beside `root`
+/// (the stored objects themselves stay as they are).
+pub fn fragment_files(root: &Path) -> Vec<PathBuf> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out_dir = root.with_file_name(format!("joined-{n}"));
+    let mut out = Vec::new();
+    for key in stored_object_files(root) {
+        if key.extension().is_some_and(|x| x == "scf") {
+            out.push(key);
+            continue;
+        }
+        let Some(keys_dir) = key.parent().filter(|p| p.ends_with("keys")) else {
+            continue;
+        };
+        let stream_dir = keys_dir.parent().unwrap();
+        let seq = key.file_name().unwrap();
+        let Ok(payload) = std::fs::read(stream_dir.join("data").join(seq)) else {
+            continue;
+        };
+        let joined =
+            sealcam_format::fragment::join(&std::fs::read(&key).unwrap(), &payload).unwrap();
+        let name = format!(
+            "{}-{}-{}.scf",
+            stream_dir
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy(),
+            stream_dir.file_name().unwrap().to_string_lossy(),
+            seq.to_string_lossy()
+        );
+        std::fs::create_dir_all(&out_dir).unwrap();
+        std::fs::write(out_dir.join(&name), joined).unwrap();
+        out.push(out_dir.join(name));
     }
     out.sort();
     out

@@ -57,6 +57,11 @@ fn camera_to_decrypted_clip() {
         "expected about 3 one-second fragments, got {}",
         stored.len()
     );
+    // What the ingest wrote to its disk, object by object.
+    let objects: Vec<Vec<u8>> = stored_object_files(&ingest.data)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
     for path in &stored {
         let bytes = std::fs::read(path).unwrap();
         let fragment = SealedFragment::parse(&bytes).unwrap();
@@ -82,6 +87,10 @@ fn camera_to_decrypted_clip() {
                 !contains(&bytes, window),
                 "plaintext frame bytes found in {}",
                 path.display()
+            );
+            assert!(
+                !objects.iter().any(|o| contains(o, window)),
+                "plaintext frame bytes found in a stored object"
             );
         }
     }

@@ -1,0 +1,286 @@
+//! The ingest's configuration file (`/etc/sealcam-ingest/ingest.toml`).
+//!
+//! Every field is optional; `docs/config.md` documents them. Unknown fields
+//! are refused, so a typo is an error rather than a silently ignored line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::pki::parse_lifetime;
+use crate::store::StorageConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// A duration written as `90s`, `10m`, `12h` or `30d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_lifetime(&s)
+            .map(Span)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The mutual-TLS API for devices and consumers.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Enrollment (server-authenticated TLS, one-time tokens); off if absent.
+    #[serde(default)]
+    pub enroll_listen: Option<SocketAddr>,
+    /// Prometheus metrics, `/healthz` and `/readyz` (plain HTTP); off if absent.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The PKI directory: fleet CA, server certificate, CRL, audit key.
+    #[serde(default = "default_pki")]
+    pub pki: PathBuf,
+    #[serde(default = "default_storage")]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub devices: DevicesConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+
+fn default_pki() -> PathBuf {
+    PathBuf::from("/etc/sealcam-ingest/pki")
+}
+
+fn default_storage() -> StorageConfig {
+    StorageConfig::local("/var/lib/sealcam-ingest")
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Lifetime of certificates issued at enrollment and renewal.
+    #[serde(default = "default_cert_lifetime")]
+    pub cert_lifetime: Span,
+    /// How often the CRL file is checked for changes.
+    #[serde(default = "default_crl_poll")]
+    pub crl_poll: Span,
+    /// Enrollment requires a TPM endorsement-key certificate issued by one
+    /// of the CA certificates in this PEM file.
+    #[serde(default)]
+    pub require_ek_ca: Option<PathBuf>,
+}
+
+fn default_cert_lifetime() -> Span {
+    Span(Duration::from_secs(30 * 86_400))
+}
+
+fn default_crl_poll() -> Span {
+    Span(Duration::from_secs(1))
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            cert_lifetime: default_cert_lifetime(),
+            crl_poll: default_crl_poll(),
+            require_ek_ca: None,
+        }
+    }
+}
+
+/// How long fragments are kept. Without a rule, forever.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// For every stream without a rule of its own.
+    #[serde(default)]
+    pub default: Option<Span>,
+    /// `"DEVICE/STREAM" = "7d"`, or `"DEVICE/*"` for all of a device's streams.
+    #[serde(default)]
+    pub streams: BTreeMap<String, Span>,
+    /// How often expired fragments are looked for.
+    #[serde(default)]
+    pub sweep_interval: Option<Span>,
+}
+
+impl RetentionConfig {
+    pub const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
+
+    /// The retention period of a stream, if it has one.
+    pub fn period(&self, device: &str, stream: &str) -> Option<Duration> {
+        self.streams
+            .get(&format!("{device}/{stream}"))
+            .or_else(|| self.streams.get(&format!("{device}/*")))
+            .or(self.default.as_ref())
+            .map(|s| s.0)
+    }
+
+    pub fn sweep_every(&self) -> Duration {
+        self.sweep_interval
+            .map_or(Self::DEFAULT_SWEEP, |s| s.0.max(Duration::from_secs(1)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none() && self.streams.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// This instance's name in the audit trail; the host name if absent.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Records are written to storage in batches at most this far apart.
+    #[serde(default)]
+    pub flush_interval: Option<Span>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest fragment accepted, in bytes.
+    #[serde(default = "default_max_fragment")]
+    pub max_fragment_bytes: usize,
+    /// Uploads one device may have in progress at once.
+    #[serde(default = "default_concurrent")]
+    pub uploads_per_device: usize,
+    /// A request body must arrive completely within this time.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Span,
+}
+
+fn default_max_fragment() -> usize {
+    64 * 1024 * 1024
+}
+fn default_concurrent() -> usize {
+    4
+}
+fn default_body_timeout() -> Span {
+    Span(Duration::from_secs(60))
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_fragment_bytes: default_max_fragment(),
+            uploads_per_device: default_concurrent(),
+            body_timeout: default_body_timeout(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        for key in cfg.retention.streams.keys() {
+            let ok = key.split_once('/').is_some_and(|(d, s)| {
+                sealcam_format::Name::new(d).is_ok()
+                    && (s == "*" || sealcam_format::Name::new(s).is_ok())
+            });
+            if !ok {
+                return Err(format!(
+                    "retention.streams: {key:?} is not DEVICE/STREAM or DEVICE/*"
+                ));
+            }
+        }
+        if cfg.limits.uploads_per_device == 0 {
+            return Err("limits.uploads_per_device must be at least 1".into());
+        }
+        Ok(cfg)
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            enroll_listen: None,
+            metrics_listen: None,
+            pki: default_pki(),
+            storage: default_storage(),
+            devices: DevicesConfig::default(),
+            retention: RetentionConfig::default(),
+            audit: AuditConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = IngestConfig::parse("").unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.storage, default_storage());
+        assert!(c.retention.is_empty());
+    }
+
+    #[test]
+    fn retention_rules_pick_the_most_specific() {
+        let c = IngestConfig::parse(
+            "[retention]\ndefault = \"30d\"\n[retention.streams]\n\"cam1/front\" = \"7d\"\n\"cam2/*\" = \"1h\"\n",
+        )
+        .unwrap();
+        let r = &c.retention;
+        assert_eq!(
+            r.period("cam1", "front"),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            r.period("cam1", "back"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(r.period("cam2", "x"), Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, needle) in [
+            ("listne = \"0.0.0.0:1\"", "unknown field"),
+            ("[retention]\ndefault = \"7 days\"", "lifetime"),
+            ("[retention.streams]\n\"../x\" = \"1d\"", "DEVICE/STREAM"),
+            ("[storage]\nkind = \"ftp\"", "ftp"),
+            ("[limits]\nuploads_per_device = 0", "at least 1"),
+        ] {
+            let e = IngestConfig::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+}
