@@ -2,6 +2,7 @@
 //!
 //! * [`pki`]: the development fleet PKI: CA, server certificate, device
 //!   certificates from CSRs, consumer certificates.
+//! * [`audit`]: the tamper-evident audit trail of every call.
 //! * [`config`]: the configuration file.
 //! * [`store`]: create-only storage of sealed fragments through
 //!   `object_store` (a local directory or an S3-compatible bucket), keys
@@ -12,6 +13,7 @@
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.
 
+pub mod audit;
 pub mod config;
 pub mod pki;
 pub mod server;

@@ -37,6 +37,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// The audit trail: verify its chains, show who did what.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The fleet CA.
     Ca {
         #[command(subcommand)]
@@ -118,6 +123,29 @@ impl ConfigArgs {
         }
         Ok(c)
     }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every chain of the audit trail: hashes, numbering, signatures.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List audit records, oldest first.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only records about this stream (DEVICE/STREAM) or device.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only records of this actor (e.g. consumer:alice).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only records of this action (upload, read, list, connect, delete, ...).
+        #[arg(long)]
+        action: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -258,6 +286,7 @@ fn real_main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit { command } => audit_command(command),
         Command::Ca {
             command:
                 CaCommand::Init {
@@ -381,4 +410,80 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+    use sealcam_ingest::audit;
+    let (config, filter) = match command {
+        AuditCommand::Verify { config } => (config, None),
+        AuditCommand::Show {
+            config,
+            stream,
+            actor,
+            action,
+        } => (config, Some((stream, actor, action))),
+    };
+    let cfg = config.resolve()?;
+    let store = sealcam_ingest::store::Store::open(&cfg.storage)?;
+    let key = audit::load_verifying_key(&cfg.pki.join(audit::AUDIT_PUB))?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let (chains, records) = rt.block_on(audit::read_all(&store, &key))?;
+    let Some((stream, actor, action)) = filter else {
+        let mut bad = 0;
+        for c in &chains {
+            println!(
+                "chain {} epoch {}: {} records in {} segments, {} .. {}: {}",
+                c.instance,
+                c.epoch,
+                c.records,
+                c.segments,
+                c.first_time.as_deref().unwrap_or("-"),
+                c.last_time.as_deref().unwrap_or("-"),
+                if c.problems.is_empty() {
+                    "ok"
+                } else {
+                    "FAILED"
+                }
+            );
+            for p in &c.problems {
+                println!("  {p}");
+            }
+            bad += usize::from(!c.problems.is_empty());
+        }
+        if chains.is_empty() {
+            println!("no audit records in {}", cfg.storage);
+        }
+        if bad > 0 {
+            anyhow::bail!("{bad} of {} audit chains failed verification", chains.len());
+        }
+        return Ok(());
+    };
+    for r in records.iter().filter(|r| {
+        stream.as_deref().is_none_or(|s| {
+            r.target
+                .as_deref()
+                .is_some_and(|t| t == s || t.starts_with(&format!("{s}/")))
+        }) && actor.as_deref().is_none_or(|a| r.actor == a)
+            && action.as_deref().is_none_or(|a| r.action == a)
+    }) {
+        println!(
+            "{}  {:<20} {:<16} {:<28} {:<22} {:<8} {}",
+            r.time,
+            r.actor,
+            r.action,
+            r.target.as_deref().unwrap_or("-"),
+            r.addr.as_deref().unwrap_or("-"),
+            r.result,
+            r.detail.as_deref().unwrap_or("")
+        );
+    }
+    for c in chains.iter().filter(|c| !c.problems.is_empty()) {
+        eprintln!(
+            "warning: audit chain {} epoch {} failed verification: {}",
+            c.instance,
+            c.epoch,
+            c.problems.join("; ")
+        );
+    }
+    Ok(())
 }

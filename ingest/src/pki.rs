@@ -49,6 +49,8 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("CSR {path} is not acceptable: {reason}")]
     BadCsr { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Audit(String),
 }
 
 pub const CA_CERT: &str = "ca.crt";
@@ -56,7 +58,7 @@ pub const CA_KEY: &str = "ca.key";
 pub const SERVER_CERT: &str = "server.crt";
 pub const SERVER_KEY: &str = "server.key";
 
-fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+pub(crate) fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     let io = |op, source| PkiError::Io {
         op,
         path: path.to_owned(),
@@ -173,6 +175,7 @@ pub fn init(dir: &Path, server_names: &[String], server_ips: &[IpAddr]) -> Resul
     write_new(&dir.join(CA_CERT), &ca_cert.pem(), 0o644)?;
     write_new(&dir.join(SERVER_KEY), &server_key.serialize_pem(), 0o600)?;
     write_new(&dir.join(SERVER_CERT), &server_cert.pem(), 0o644)?;
+    crate::audit::ensure_key(dir).map_err(|e| PkiError::Audit(e.to_string()))?;
     Ok(())
 }
 

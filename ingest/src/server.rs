@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::audit::{self, AuditError, AuditLog, Event};
 use crate::config::IngestConfig;
 use crate::pki::{self, EnrollError};
 use crate::store::{self, PutOutcome, StorageConfig, Store, StoreError};
@@ -51,6 +52,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// Where the ingest listens and what it uses.
@@ -69,6 +72,9 @@ pub struct ServeConfig {
     pub crl_poll: Duration,
     /// Which TPM endorsement-key certificates enrollment accepts.
     pub ek_policy: pki::EkPolicy,
+    /// This instance's name in the audit trail.
+    pub audit_instance: String,
+    pub audit_flush: Duration,
 }
 
 impl ServeConfig {
@@ -91,6 +97,10 @@ impl ServeConfig {
             device_cert_lifetime: c.devices.cert_lifetime.0,
             crl_poll: c.devices.crl_poll.0,
             ek_policy,
+            audit_instance: c.audit.instance.unwrap_or_else(audit::host_name),
+            audit_flush: c.audit.flush_interval.map_or(Duration::from_secs(1), |s| {
+                s.0.max(Duration::from_millis(10))
+            }),
         })
     }
 }
@@ -163,6 +173,7 @@ struct Shared {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     crl_path: PathBuf,
+    audit: AuditLog,
 }
 
 impl Shared {
@@ -183,6 +194,24 @@ impl Shared {
             self.key.clone_key(),
             crls,
         )?;
+        let newly: Vec<String> = match self.revoked.read() {
+            Ok(old) => revoked
+                .iter()
+                .filter(|s| !old.contains(*s))
+                .map(hex::encode)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for serial in newly {
+            self.audit.record(Event {
+                actor: "operator".into(),
+                action: "revoke".into(),
+                target: Some(format!("certificate {serial}")),
+                result: "ok".into(),
+                detail: Some("listed in the revocation list".into()),
+                ..Event::default()
+            });
+        }
         if let Ok(mut a) = self.acceptor.write() {
             *a = TlsAcceptor::from(Arc::new(config));
         }
@@ -204,10 +233,87 @@ impl Shared {
 /// A refusal: status plus one clear reason, sent as `{"error": "..."}`.
 struct ApiError(StatusCode, String);
 
+/// The reason of a refusal, kept on the response for the audit trail.
+#[derive(Clone)]
+struct Reason(String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(serde_json::json!({ "error": &self.1 }))).into_response();
+        r.extensions_mut().insert(Reason(self.1));
+        r
     }
+}
+
+fn actor(identity: &Identity) -> String {
+    match identity.role {
+        Role::Device => format!("device:{}", identity.name),
+        Role::Consumer => format!("consumer:{}", identity.name),
+    }
+}
+
+/// The audited action and target of an API request, from its route.
+fn describe(method: &axum::http::Method, path: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let post = *method == axum::http::Method::POST;
+    match (method.as_str(), parts.as_slice()) {
+        ("PUT", ["v1", "fragments", d, s, n]) => ("upload".into(), Some(format!("{d}/{s}/{n}"))),
+        ("GET", ["v1", "streams"]) => ("list".into(), None),
+        ("GET", ["v1", "streams", d, s, "fragments"]) => ("list".into(), Some(format!("{d}/{s}"))),
+        ("GET", ["v1", "streams", d, s, "fragments", n]) => {
+            ("read".into(), Some(format!("{d}/{s}/{n}")))
+        }
+        ("GET", ["v1", "devices", d, "certificate"]) => {
+            ("read-certificate".into(), Some((*d).to_owned()))
+        }
+        (_, ["v1", "renew"]) if post => ("renew".into(), None),
+        (_, ["v1", "enroll"]) if post => ("enroll".into(), None),
+        _ => {
+            let shown: String = path.chars().take(200).collect();
+            ("request".into(), Some(format!("{method} {shown}")))
+        }
+    }
+}
+
+/// Records every API call, accepted or refused, with who made it.
+async fn audit_request(
+    State(audit): State<AuditLog>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (who, addr) = match req.extensions().get::<Peer>() {
+        Some(p) => (actor(&p.identity), Some(p.addr.to_string())),
+        None => (
+            "anonymous".to_owned(),
+            req.extensions()
+                .get::<SocketAddr>()
+                .map(ToString::to_string),
+        ),
+    };
+    let (action, target) = describe(req.method(), req.uri().path());
+    let response = next.run(req).await;
+    let status = response.status();
+    let result = if status.is_success() {
+        "ok"
+    } else if status.is_client_error() {
+        "refused"
+    } else {
+        "error"
+    };
+    let detail = response
+        .extensions()
+        .get::<Reason>()
+        .map(|r| r.0.clone())
+        .or_else(|| (status != StatusCode::OK).then(|| status.to_string()));
+    audit.record(Event {
+        actor: who,
+        action,
+        target,
+        addr,
+        result: result.into(),
+        detail,
+    });
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -231,6 +337,7 @@ pub struct Server {
     app: Router,
     enroll_app: Router,
     crl_poll: Duration,
+    audit_task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -243,6 +350,16 @@ impl Server {
         let revoked = revoked_serials(&crls);
         let tls = tls::ingest_server_config(roots.clone(), chain.clone(), key.clone_key(), crls)?;
         let store = Store::open(&cfg.storage)?;
+        if !cfg.pki.join(audit::AUDIT_KEY).exists() {
+            tracing::warn!(pki = %cfg.pki.display(), "no audit key in the PKI directory; creating one (instances that share a bucket must share it: copy audit.key to each)");
+            audit::ensure_key(&cfg.pki)?;
+        }
+        let (audit_log, audit_task) = AuditLog::start(
+            store.clone(),
+            &cfg.pki,
+            &cfg.audit_instance,
+            cfg.audit_flush,
+        )?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -280,10 +397,18 @@ impl Server {
             )
             .route("/v1/devices/{device}/certificate", get(get_device_cert))
             .layer(DefaultBodyLimit::max(MAX_FRAGMENT_BYTES))
+            .layer(axum::middleware::from_fn_with_state(
+                audit_log.clone(),
+                audit_request,
+            ))
             .with_state(state.clone());
         let enroll_app = Router::new()
             .route("/v1/enroll", post(enroll_device))
             .layer(DefaultBodyLimit::max(64 * 1024))
+            .layer(axum::middleware::from_fn_with_state(
+                audit_log.clone(),
+                audit_request,
+            ))
             .with_state(state);
         Ok(Self {
             listener,
@@ -297,10 +422,12 @@ impl Server {
                 chain,
                 key,
                 crl_path,
+                audit: audit_log,
             }),
             app,
             enroll_app,
             crl_poll: cfg.crl_poll,
+            audit_task,
         })
     }
 
@@ -321,6 +448,7 @@ impl Server {
             app,
             enroll_app,
             crl_poll,
+            audit_task,
         } = self;
         let mut tasks = Vec::new();
         if let Some((enroll_listener, acceptor)) = enroll {
@@ -353,6 +481,11 @@ impl Server {
         for t in tasks {
             t.abort();
         }
+        if let Err(e) = shared.audit.flush().await {
+            tracing::error!(error = %e, "the audit trail could not be flushed at shutdown");
+        }
+        drop(shared);
+        audit_task.abort();
     }
 }
 
@@ -421,14 +554,26 @@ async fn handle_connection(
     tcp: tokio::net::TcpStream,
     addr: SocketAddr,
 ) {
+    let refused = |who: String, reason: String| {
+        shared.audit.record(Event {
+            actor: who,
+            action: "connect".into(),
+            addr: Some(addr.to_string()),
+            result: "refused".into(),
+            detail: Some(reason),
+            ..Event::default()
+        });
+    };
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::warn!(%addr, reason = %e, "TLS handshake refused");
+            refused("anonymous".into(), e.to_string());
             return;
         }
         Err(_) => {
             tracing::warn!(%addr, reason = "handshake timed out", "TLS handshake refused");
+            refused("anonymous".into(), "handshake timed out".into());
             return;
         }
     };
@@ -436,6 +581,7 @@ async fn handle_connection(
         Some(c) => c.as_ref().to_vec(),
         None => {
             tracing::warn!(%addr, reason = "no client certificate", "connection refused");
+            refused("anonymous".into(), "no client certificate".into());
             return;
         }
     };
@@ -443,10 +589,12 @@ async fn handle_connection(
         Ok((Some(i), serial)) => (i, serial),
         Ok((None, _)) => {
             tracing::warn!(%addr, reason = %TransportError::NoIdentity, "connection refused");
+            refused("anonymous".into(), TransportError::NoIdentity.to_string());
             return;
         }
         Err(e) => {
             tracing::warn!(%addr, reason = %e, "connection refused");
+            refused("anonymous".into(), e.to_string());
             return;
         }
     };
@@ -457,9 +605,18 @@ async fn handle_connection(
         .unwrap_or(false)
     {
         tracing::warn!(%addr, peer = %identity, reason = "certificate revoked", "connection refused");
+        refused(actor(&identity), "certificate revoked".into());
         return;
     }
     tracing::info!(%addr, peer = %identity, serial = %hex::encode(&serial), "connection authenticated");
+    shared.audit.record(Event {
+        actor: actor(&identity),
+        action: "connect".into(),
+        addr: Some(addr.to_string()),
+        result: "ok".into(),
+        detail: Some(format!("certificate serial {}", hex::encode(&serial))),
+        ..Event::default()
+    });
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let serial_for_peer = serial.clone();
     let close = Arc::new(Notify::new());
@@ -901,7 +1058,10 @@ async fn enroll_device(
             certificate,
         }) => {
             tracing::info!(%addr, %device, "device enrolled");
-            Ok(Json(CertificateResponse { certificate }).into_response())
+            let mut r = Json(CertificateResponse { certificate }).into_response();
+            r.extensions_mut()
+                .insert(Reason(format!("certificate issued for device {device}")));
+            Ok(r)
         }
         Ok(pki::Approval::Pending { fingerprint }) => {
             tracing::info!(%addr, %fingerprint, "enrollment request waits for approval (`sealcam-ingest device pending`)");

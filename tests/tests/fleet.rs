@@ -92,3 +92,103 @@ fn two_ingests_on_one_bucket_serve_one_chain_without_duplicates() {
     }
     assert_eq!(objects_under(&a, "keys"), 4);
 }
+
+/// `sealcam-ingest audit ...` against the shared bucket.
+fn audit(w: &World, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", "ingest.toml", "--pki", "pki"]);
+    run("sealcam-ingest", &all, w.path())
+}
+
+#[test]
+fn audit_trail_records_who_read_what_across_instances_and_detects_tampering() {
+    let w = World::new();
+    let (s3, a, b) = two_ingests(&w);
+    w.record("cam1", &a, 30);
+    // alice reads through B; bob, who may read only cam2, is refused on A.
+    w.fetch(&b, "cam1", "fetched");
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "consumer",
+            "issue",
+            "--pki",
+            "pki",
+            "--name",
+            "bob",
+            "--out-dir",
+            "consumer",
+            "--stream",
+            "cam2/front",
+        ],
+        w.path(),
+    );
+    let bob = w.client_with_cert("consumer/bob.crt", "consumer/bob.key");
+    let resp = bob
+        .get(format!("{}/v1/streams/cam1/front/fragments/0", a.url()))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+
+    // Both instances' records reach the bucket (flushed every second).
+    let show = |args: &[&str]| text(&audit(&w, args).stdout);
+    assert!(wait_until(15, || {
+        let s = show(&["show", "--stream", "cam1/front"]);
+        s.contains("consumer:bob") && s.contains("consumer:alice")
+    }));
+    let reads = show(&["show", "--stream", "cam1/front", "--action", "read"]);
+    let alice = reads
+        .lines()
+        .find(|l| l.contains("consumer:alice"))
+        .unwrap_or_else(|| panic!("{reads}"));
+    assert!(
+        alice.contains("cam1/front/0") && alice.contains(" ok "),
+        "{alice}"
+    );
+    let bob_line = reads
+        .lines()
+        .find(|l| l.contains("consumer:bob"))
+        .unwrap_or_else(|| panic!("{reads}"));
+    assert!(
+        bob_line.contains("refused") && bob_line.contains("may not read"),
+        "{bob_line}"
+    );
+    let uploads = show(&["show", "--actor", "device:cam1", "--action", "upload"]);
+    assert_eq!(uploads.lines().count(), 1, "{uploads}");
+
+    let out = audit(&w, &["verify"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(
+        report.matches(": ok").count(),
+        2,
+        "one chain per instance: {report}"
+    );
+
+    // Someone with write access to the bucket rewrites history.
+    drop((a, b));
+    let segment = stored_object_files(&s3.root.join(BUCKET))
+        .into_iter()
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && std::fs::read_to_string(p)
+                    .unwrap()
+                    .contains("consumer:alice")
+        })
+        .unwrap();
+    let edited = std::fs::read_to_string(&segment)
+        .unwrap()
+        .replace("consumer:alice", "consumer:mallory");
+    std::fs::write(&segment, edited).unwrap();
+    let out = audit(&w, &["verify"]);
+    assert!(!out.status.success());
+    let report = text(&out.stdout);
+    // The next record no longer follows it, or (if it was the segment's
+    // last) the seal no longer matches.
+    assert!(
+        report.contains("FAILED")
+            && (report.contains("does not follow") || report.contains("seal does not match")),
+        "{report}"
+    );
+}
