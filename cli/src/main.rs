@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("sealcam: error: {e:#}");
+            eprintln!("sealcam: error: {}", sealcam_base::error_chain(e.as_ref()));
             ExitCode::from(2)
         }
     }

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sealcamd: error: {e:#}");
+            eprintln!("sealcamd: error: {}", sealcam_base::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 //! * [`store`]: create-only storage of sealed fragments through
 //!   `object_store` (a local directory or an S3-compatible bucket), keys
 //!   apart from ciphertext.
+//! * [`retention`]: expiry and deletion by destroying keys first.
 //! * [`server`]: the mutual-TLS HTTP service: devices upload their own
 //!   streams, consumers read; every fragment is checked before it is stored.
 //!
@@ -16,5 +17,6 @@
 pub mod audit;
 pub mod config;
 pub mod pki;
+pub mod retention;
 pub mod server;
 pub mod store;

@@ -37,6 +37,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Streams: delete one (keys destroyed first).
+    Stream {
+        #[command(subcommand)]
+        command: StreamCommand,
+    },
     /// The audit trail: verify its chains, show who did what.
     Audit {
         #[command(subcommand)]
@@ -123,6 +128,22 @@ impl ConfigArgs {
         }
         Ok(c)
     }
+}
+
+#[derive(Subcommand)]
+enum StreamCommand {
+    /// Destroy every stored fragment of DEVICE/STREAM: the wrapped keys
+    /// first (no copy of the video can be decrypted after that), then the
+    /// ciphertext. Recorded in the audit trail.
+    Delete {
+        /// DEVICE/STREAM
+        stream: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Who asks (recorded in the audit trail as operator:NAME).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,7 +263,10 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sealcam-ingest: error: {e:#}");
+            eprintln!(
+                "sealcam-ingest: error: {}",
+                sealcam_base::error_chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -287,6 +311,14 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit_command(command),
+        Command::Stream {
+            command:
+                StreamCommand::Delete {
+                    stream,
+                    config,
+                    operator,
+                },
+        } => delete_stream(&stream, config, &operator),
         Command::Ca {
             command:
                 CaCommand::Init {
@@ -485,5 +517,31 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             c.problems.join("; ")
         );
     }
+    Ok(())
+}
+
+fn delete_stream(stream: &str, config: ConfigArgs, operator: &str) -> anyhow::Result<()> {
+    use sealcam_ingest::{audit, retention, store::Store};
+    let (device, stream) = stream
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("{stream:?}: write DEVICE/STREAM"))?;
+    let (device, stream) = (Name::new(device)?, Name::new(stream)?);
+    let cfg = config.resolve()?;
+    let operator = Name::new(operator)
+        .map(|n| format!("operator:{n}"))
+        .unwrap_or_else(|_| "operator".into());
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let n = rt.block_on(async {
+        let store = Store::open(&cfg.storage)?;
+        let instance = format!("{}-cli", audit::host_name());
+        let (log, task) =
+            audit::AuditLog::start(store.clone(), &cfg.pki, &instance, Duration::from_secs(1))?;
+        let n = retention::delete_stream(&store, &log, &operator, &device, &stream).await?;
+        log.flush().await?;
+        drop(log);
+        let _ = task.await;
+        anyhow::Ok(n)
+    })?;
+    println!("{device}/{stream}: {n} fragments destroyed (keys first, then ciphertext)");
     Ok(())
 }

@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::audit::{self, AuditError, AuditLog, Event};
-use crate::config::IngestConfig;
+use crate::config::{IngestConfig, RetentionConfig};
 use crate::pki::{self, EnrollError};
 use crate::store::{self, PutOutcome, StorageConfig, Store, StoreError};
 
@@ -75,6 +75,7 @@ pub struct ServeConfig {
     /// This instance's name in the audit trail.
     pub audit_instance: String,
     pub audit_flush: Duration,
+    pub retention: RetentionConfig,
 }
 
 impl ServeConfig {
@@ -101,6 +102,7 @@ impl ServeConfig {
             audit_flush: c.audit.flush_interval.map_or(Duration::from_secs(1), |s| {
                 s.0.max(Duration::from_millis(10))
             }),
+            retention: c.retention,
         })
     }
 }
@@ -338,6 +340,8 @@ pub struct Server {
     enroll_app: Router,
     crl_poll: Duration,
     audit_task: tokio::task::JoinHandle<()>,
+    store: Store,
+    retention: RetentionConfig,
 }
 
 impl Server {
@@ -373,6 +377,7 @@ impl Server {
             }
             None => None,
         };
+        let state_store = store.clone();
         let state = AppState {
             store,
             arrivals: Arc::default(),
@@ -428,6 +433,8 @@ impl Server {
             enroll_app,
             crl_poll: cfg.crl_poll,
             audit_task,
+            store: state_store,
+            retention: cfg.retention.clone(),
         })
     }
 
@@ -449,6 +456,8 @@ impl Server {
             enroll_app,
             crl_poll,
             audit_task,
+            store,
+            retention,
         } = self;
         let mut tasks = Vec::new();
         if let Some((enroll_listener, acceptor)) = enroll {
@@ -459,6 +468,13 @@ impl Server {
             )));
         }
         tasks.push(tokio::spawn(watch_crl(shared.clone(), crl_poll)));
+        if !retention.is_empty() {
+            tasks.push(tokio::spawn(crate::retention::run(
+                store,
+                shared.audit.clone(),
+                retention,
+            )));
+        }
         tokio::pin!(shutdown);
         loop {
             let (tcp, addr) = tokio::select! {

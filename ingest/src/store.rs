@@ -416,44 +416,47 @@ impl Store {
         Ok(out)
     }
 
-    /// Destroys fragments: every key object first, then the ciphertext. Once
-    /// the first step is done, no copy of the ciphertext left anywhere can be
-    /// decrypted, even by a consumer.
-    pub async fn delete_fragments(
+    async fn remove_all(&self, paths: Vec<String>) -> Result<(), StoreError> {
+        futures_util::stream::iter(paths)
+            .map(|p| async move { self.remove(&p).await })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
+    /// Destroys fragments' key objects (their wrapped data keys). Once done,
+    /// no copy of their ciphertext left anywhere can be decrypted, even by a
+    /// consumer; `retention.rs` does this first, then removes the ciphertext.
+    pub async fn delete_keys(
         &self,
         device: &Name,
         stream: &Name,
         sequences: &[u64],
     ) -> Result<(), StoreError> {
-        let keys: Vec<String> = sequences
-            .iter()
-            .map(|&s| key_path(device, stream, s))
-            .collect();
-        let data: Vec<String> = sequences
-            .iter()
-            .map(|&s| data_path(device, stream, s))
-            .collect();
-        for paths in [keys, data] {
-            futures_util::stream::iter(paths)
-                .map(|p| async move { self.remove(&p).await })
-                .buffer_unordered(16)
-                .try_collect::<Vec<()>>()
-                .await?;
-        }
-        Ok(())
+        self.remove_all(
+            sequences
+                .iter()
+                .map(|&s| key_path(device, stream, s))
+                .collect(),
+        )
+        .await
     }
 
-    /// Removes ciphertext objects directly (for data left without keys).
+    /// Removes ciphertext objects.
     pub async fn delete_data(
         &self,
         device: &Name,
         stream: &Name,
         sequences: &[u64],
     ) -> Result<(), StoreError> {
-        for &s in sequences {
-            self.remove(&data_path(device, stream, s)).await?;
-        }
-        Ok(())
+        self.remove_all(
+            sequences
+                .iter()
+                .map(|&s| data_path(device, stream, s))
+                .collect(),
+        )
+        .await
     }
 
     /// Keeps a device's certificate for verifiers, once per certificate.
