@@ -1,8 +1,9 @@
 //! The sealcam consumer and admin CLI.
 //!
 //! Each subcommand is a module under [`cmd`] that owns its arguments and its
-//! `run()`. Fragments fetched from the ingest live in a plain directory
+//! `run()`; [`api`] is the ingest's consumer API. Fragments fetched from the ingest live in a plain directory
 //! ([`fragdir`]) so that verification and decryption work offline.
 
+pub mod api;
 pub mod cmd;
 pub mod fragdir;

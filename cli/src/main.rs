@@ -9,7 +9,7 @@ use sealcam::cmd;
 #[command(
     name = "sealcam",
     version,
-    about = "sealcam consumer CLI: keys, fetch, verify, decrypt"
+    about = "sealcam consumer CLI: keys, fetch, follow, verify, decrypt"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,6 +22,8 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Download a stream's sealed fragments.
     Fetch(cmd::fetch::Args),
+    /// Follow a stream live: verify, decrypt, write a growing MKV or play it.
+    Follow(cmd::follow::Args),
     /// Check signatures, hashes and the chain; report gaps.
     Verify(cmd::verify::Args),
     /// Decrypt verified fragments to a playable MKV.
@@ -69,6 +71,10 @@ fn main() -> ExitCode {
         } => cmd::recipients::show(a).map(|()| true),
         Command::Fetch(a) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(cmd::fetch::run(a)).map(|()| true),
+            Err(e) => Err(e.into()),
+        },
+        Command::Follow(a) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(cmd::follow::run(a)).map(|()| true),
             Err(e) => Err(e.into()),
         },
     };

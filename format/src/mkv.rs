@@ -109,6 +109,11 @@ impl<W: Write> MkvWriter<W> {
         self.out.write_all(&out)
     }
 
+    /// Pushes what is written so far to the output (for live output).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn frames_written(&self) -> u64 {
         self.frames_written
     }

@@ -192,3 +192,74 @@ fn audit_trail_records_who_read_what_across_instances_and_detects_tampering() {
         "{report}"
     );
 }
+
+/// `sealcam follow` with the given output arguments, in the background.
+fn follow(w: &World, ingest: &Ingest, output: &[&str]) -> std::process::Child {
+    let url = ingest.url();
+    let mut args = vec![
+        "follow",
+        "cam1/front",
+        "--server",
+        &url,
+        "--ca",
+        "pki/ca.crt",
+        "--cert",
+        "consumer/alice.crt",
+        "--tls-key",
+        "consumer/alice.key",
+        "--key",
+        "alice.key",
+        "--fragments",
+        "3",
+    ];
+    args.extend_from_slice(output);
+    std::process::Command::new(bin("sealcam"))
+        .args(&args)
+        .current_dir(w.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a child up to `secs`, killing it if it takes longer.
+fn finish(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let done = wait_until(secs, || child.try_wait().unwrap().is_some());
+    if !done {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(done, "still running after {secs} s: {}", text(&out.stderr));
+    out
+}
+
+#[test]
+fn a_consumer_follows_live_on_one_instance_while_the_camera_uploads_to_another() {
+    let w = World::new();
+    let (_s3, a, b) = two_ingests(&w);
+    // The camera is known (its certificate stored) before anyone follows.
+    w.record("cam1", &b, 30);
+    let watcher = follow(&w, &a, &["--out", "live.mkv"]);
+    let player = follow(&w, &a, &["--play", "--sink", "fakesink sync=false"]);
+    // Give both time to make their first long poll, then record 3 more.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let cfg = w.path().join("cam1.toml");
+    w.write_camera_config("cam1", &b.url(), 90, 1000);
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    for child in [watcher, player] {
+        let out = finish(child, 60);
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        // The newest fragment at the start (0), then 1 and 2 live; the
+        // restart the camera declared is not a gap in sequence numbers.
+        assert!(err.contains("fragment 0: 30 frames"), "{err}");
+        assert!(err.contains("fragment 2: 30 frames"), "{err}");
+        assert!(err.contains("followed 3 fragments"), "{err}");
+        assert!(!err.contains("NOT declared"), "{err}");
+    }
+    assert_eq!(gst_count_frames(&w.path().join("live.mkv")).0, 90);
+}

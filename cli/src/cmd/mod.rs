@@ -2,6 +2,7 @@
 
 pub mod decrypt;
 pub mod fetch;
+pub mod follow;
 pub mod keygen;
 pub mod owner;
 pub mod recipients;

@@ -1,0 +1,121 @@
+//! The ingest's consumer API, as the CLI uses it (see `docs/protocol.md`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use sealcam_format::Name;
+use sealcam_transport::{pem, tls};
+use serde::Deserialize;
+
+/// How to reach the ingest as a consumer.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Ingest base URL, https://host:port
+    #[arg(long)]
+    pub server: String,
+    /// Fleet CA certificate (verifies the ingest and the device certificate).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Consumer TLS certificate (from `sealcam-ingest consumer issue`).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Consumer TLS key.
+    #[arg(long)]
+    pub tls_key: PathBuf,
+}
+
+/// One listed fragment.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Entry {
+    pub sequence: u64,
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+/// Splits `DEVICE/STREAM`.
+pub fn parse_stream(s: &str) -> anyhow::Result<(Name, Name)> {
+    let (device, stream) = s
+        .split_once('/')
+        .context("the stream is given as DEVICE/STREAM, e.g. cam1/front")?;
+    Ok((Name::new(device)?, Name::new(stream)?))
+}
+
+impl Api {
+    pub fn connect(args: &ServerArgs) -> anyhow::Result<Self> {
+        let roots = pem::load_roots(&args.ca)?;
+        let chain = pem::load_certs(&args.cert)?;
+        let key = pem::load_private_key(&args.tls_key)?;
+        let config = tls::consumer_client_config(roots, chain, key)?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            client,
+            base: args.server.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the ingest at {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let url = resp.url().clone();
+        let body = resp.text().await.unwrap_or_default();
+        bail!("{url}: ingest answered {status}: {body}")
+    }
+
+    /// Fragments of a stream matching `query` (`from_ns`, `to_ns`, `after`, `wait_s`).
+    pub async fn list(
+        &self,
+        device: &Name,
+        stream: &Name,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Vec<Entry>> {
+        Ok(self
+            .get(&format!("/v1/streams/{device}/{stream}/fragments"), query)
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn fragment(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequence: u64,
+    ) -> anyhow::Result<Bytes> {
+        Ok(self
+            .get(
+                &format!("/v1/streams/{device}/{stream}/fragments/{sequence}"),
+                &[],
+            )
+            .await?
+            .bytes()
+            .await?)
+    }
+
+    /// The device's certificate, PEM.
+    pub async fn device_cert(&self, device: &Name) -> anyhow::Result<String> {
+        Ok(self
+            .get(&format!("/v1/devices/{device}/certificate"), &[])
+            .await?
+            .text()
+            .await?)
+    }
+}

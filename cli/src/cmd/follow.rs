@@ -1,0 +1,332 @@
+//! `sealcam follow`: a stream live, verified and decrypted, as a growing
+//! MKV (a file, or stdout for `ffplay -`) or in a window.
+//!
+//! It long-polls the ingest for fragments after the last one it has, checks
+//! each one's signature under the device certificate (itself checked
+//! against the fleet CA) and its place in the hash chain, reports gaps
+//! (declared by the camera or not), and decrypts with the consumer key.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sealcam_format::mkv::MkvWriter;
+use sealcam_format::{ConsumerSecretKey, ManifestHash, SealedFragment, TrackConfig};
+use sealcam_transport::{identity, pem, Role};
+
+use crate::api::{parse_stream, Api, ServerArgs};
+
+/// Longest wait of one long poll, in seconds (the ingest caps it too).
+const POLL_S: u64 = 25;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The stream, as DEVICE/STREAM.
+    pub stream: String,
+    /// Consumer private key (from `sealcam keygen`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Write the growing MKV here; `-` is stdout (`sealcam follow ... --out - | ffplay -`).
+    #[arg(long, required_unless_present = "play")]
+    pub out: Option<PathBuf>,
+    /// Show the video in a window (GStreamer).
+    #[arg(long, conflicts_with = "out")]
+    pub play: bool,
+    /// The GStreamer video sink of --play.
+    #[arg(long, default_value = "autovideosink")]
+    pub sink: String,
+    /// Start after this sequence number instead of at the newest fragment.
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Stop after this many fragments (default: until interrupted).
+    #[arg(long)]
+    pub fragments: Option<u64>,
+}
+
+type Output = Box<dyn Write + Send>;
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let (device, stream) = parse_stream(&args.stream)?;
+    let api = Api::connect(&args.server)?;
+    let consumer = ConsumerSecretKey::from_pem(
+        &std::fs::read_to_string(&args.key)
+            .with_context(|| format!("reading consumer key {}", args.key.display()))?,
+    )
+    .with_context(|| format!("consumer key {}", args.key.display()))?;
+
+    // The device certificate: issued by the fleet CA, naming this device.
+    let cert_der = pem::parse_first_cert(&api.device_cert(&device).await?)?;
+    let ca = pem::load_certs(&args.server.ca)?;
+    let ca_der = ca.first().context("the CA file holds no certificate")?;
+    identity::verify_issued_by(&cert_der, ca_der.as_ref())
+        .context("the device certificate the ingest gave is not issued by the fleet CA")?;
+    match identity::summarize(&cert_der)?.identity {
+        Some(i) if i.role == Role::Device && i.name == device => {}
+        _ => bail!("the certificate the ingest gave for {device} does not name that device"),
+    }
+    let device_key = identity::device_key_from_cert_der(&cert_der)?;
+
+    let mut after = match args.after {
+        Some(a) => Some(a),
+        // Live: start with the newest fragment, or at the beginning.
+        None => api
+            .list(&device, &stream, &[])
+            .await?
+            .last()
+            .and_then(|e| e.sequence.checked_sub(1)),
+    };
+    let mut out = Sink::new(&args)?;
+    let mut prev: Option<(u64, ManifestHash)> = None;
+    let mut shown = 0u64;
+    let stop = sealcam_base::stop_signal();
+    tokio::pin!(stop);
+    let mut failures = 0u32;
+    'follow: loop {
+        let mut query = vec![("wait_s", POLL_S.to_string())];
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        let listed = tokio::select! {
+            _ = &mut stop => break,
+            r = api.list(&device, &stream, &query) => r,
+        };
+        let entries = match listed {
+            Ok(e) => {
+                failures = 0;
+                e
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    eprintln!("warning: {e:#}; retrying");
+                }
+                let wait = Duration::from_secs(u64::from(failures.min(5)));
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        for e in entries {
+            let bytes = api.fragment(&device, &stream, e.sequence).await?;
+            let frag = SealedFragment::parse(&bytes)
+                .with_context(|| format!("fragment {} is malformed", e.sequence))?;
+            let m = &frag.manifest;
+            if m.device != device || m.stream != stream || m.sequence != e.sequence {
+                bail!(
+                    "the ingest answered for fragment {} with another fragment",
+                    e.sequence
+                );
+            }
+            frag.verify(&device_key)
+                .with_context(|| format!("fragment {} fails verification", e.sequence))?;
+            if let Some((ps, ph)) = prev {
+                if e.sequence == ps + 1 && m.prev != ph {
+                    bail!(
+                        "the chain is broken at fragment {}: it does not follow {ps}",
+                        e.sequence
+                    );
+                }
+                if e.sequence > ps + 1 {
+                    report_gap(ps + 1, e.sequence - 1, &frag);
+                }
+            }
+            let opened = frag
+                .open(&consumer)
+                .with_context(|| format!("fragment {}", e.sequence))?;
+            out.write(&opened.track, &opened.frames, e.sequence)?;
+            let behind_ms = now_unix_ns().saturating_sub(m.end_unix_ns) / 1_000_000;
+            eprintln!(
+                "fragment {}: {} frames, {} ms behind the camera",
+                e.sequence, m.frame_count, behind_ms
+            );
+            prev = Some((e.sequence, frag.manifest_hash()));
+            after = Some(e.sequence);
+            shown += 1;
+            if args.fragments.is_some_and(|n| shown >= n) {
+                break 'follow;
+            }
+        }
+    }
+    out.finish()?;
+    eprintln!("followed {shown} fragments of {device}/{stream}");
+    Ok(())
+}
+
+fn now_unix_ns() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
+}
+
+fn report_gap(first: u64, last: u64, next: &SealedFragment<'_>) {
+    let declared = next.manifest.gaps.iter().find(|g| {
+        g.first_sequence <= first && g.first_sequence.saturating_add(g.sequence_count) > last
+    });
+    match declared {
+        Some(g) => eprintln!(
+            "gap: sequences {first}..={last} missing, declared by the camera ({})",
+            g.reason.describe()
+        ),
+        None => eprintln!(
+            "warning: sequences {first}..={last} missing and NOT declared by the camera (withheld or deleted in between)"
+        ),
+    }
+}
+
+/// Where decrypted video goes.
+struct Sink {
+    target: Target,
+    writer: Option<(MkvWriter<Output>, TrackConfig)>,
+}
+
+enum Target {
+    /// Not yet opened: the MKV header needs the first fragment's track.
+    Pending(Option<Output>),
+    Opened,
+    Play(play::Player),
+}
+
+impl Sink {
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        let target = if args.play {
+            Target::Play(play::Player::start(&args.sink)?)
+        } else {
+            let out: Output = match args.out.as_deref() {
+                Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout()),
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => bail!("give --out FILE, --out - (stdout) or --play"),
+            };
+            Target::Pending(Some(out))
+        };
+        Ok(Self {
+            target,
+            writer: None,
+        })
+    }
+
+    fn write(
+        &mut self,
+        track: &TrackConfig,
+        frames: &[sealcam_format::Frame],
+        sequence: u64,
+    ) -> anyhow::Result<()> {
+        if self.writer.is_none() {
+            let out: Output = match &mut self.target {
+                Target::Pending(o) => o.take().context("output already in use")?,
+                Target::Play(p) => Box::new(p.writer()),
+                Target::Opened => bail!("output already in use"),
+            };
+            if matches!(self.target, Target::Pending(_)) {
+                self.target = Target::Opened;
+            }
+            self.writer = Some((MkvWriter::new(out, track)?, track.clone()));
+        }
+        let Some((w, first)) = self.writer.as_mut() else {
+            bail!("no output");
+        };
+        if first != track {
+            bail!(
+                "the camera's video changes at fragment {sequence} ({}x{} to {}x{}); follow again from there",
+                first.width,
+                first.height,
+                track.width,
+                track.height
+            );
+        }
+        w.write_fragment(frames)?;
+        w.flush().context("writing the output")?;
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        if let Some((w, _)) = self.writer {
+            w.finish()?;
+        }
+        if let Target::Play(p) = self.target {
+            p.finish()?;
+        }
+        Ok(())
+    }
+}
+
+mod play {
+    //! Shows a growing MKV byte stream with GStreamer:
+    //! `appsrc ! matroskademux ! h264parse ! avdec_h264 ! videoconvert ! SINK`.
+
+    use anyhow::Context;
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use gstreamer_app as gst_app;
+
+    pub struct Player {
+        pipeline: gst::Pipeline,
+        src: gst_app::AppSrc,
+    }
+
+    /// Feeds bytes to the player's appsrc.
+    pub struct Feed(gst_app::AppSrc);
+
+    impl std::io::Write for Feed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .push_buffer(gst::Buffer::from_slice(buf.to_vec()))
+                .map_err(|e| std::io::Error::other(format!("the player stopped: {e:?}")))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Player {
+        pub fn start(sink: &str) -> anyhow::Result<Self> {
+            gst::init().context("starting GStreamer")?;
+            let desc = format!(
+                "appsrc name=src is-live=true block=true max-bytes=67108864 caps=video/x-matroska \
+                 ! matroskademux ! h264parse ! avdec_h264 ! videoconvert ! {sink}"
+            );
+            let pipeline = gst::parse::launch(&desc)
+                .with_context(|| format!("building the player ({desc}); needs gstreamer1.0-libav and the sink's plugin"))?
+                .downcast::<gst::Pipeline>()
+                .map_err(|_| anyhow::anyhow!("the player is not a pipeline"))?;
+            let src = pipeline
+                .by_name("src")
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                .context("the player has no appsrc")?;
+            pipeline
+                .set_state(gst::State::Playing)
+                .context("starting the player")?;
+            Ok(Self { pipeline, src })
+        }
+
+        pub fn writer(&self) -> Feed {
+            Feed(self.src.clone())
+        }
+
+        /// Ends the stream and waits (up to 10 s) for the sink to show it all.
+        pub fn finish(self) -> anyhow::Result<()> {
+            let _ = self.src.end_of_stream();
+            let bus = self.pipeline.bus().context("the player has no bus")?;
+            let result = match bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(10),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            ) {
+                Some(msg) => match msg.view() {
+                    gst::MessageView::Error(e) => {
+                        Err(anyhow::anyhow!("the player failed: {}", e.error()))
+                    }
+                    _ => Ok(()),
+                },
+                None => Ok(()),
+            };
+            let _ = self.pipeline.set_state(gst::State::Null);
+            result
+        }
+    }
+}
