@@ -167,9 +167,24 @@ pub struct LimitsConfig {
     /// Uploads one device may have in progress at once.
     #[serde(default = "default_concurrent")]
     pub uploads_per_device: usize,
-    /// A request body must arrive completely within this time.
+    /// Sustained uploads per second one device may make.
+    #[serde(default = "default_rate")]
+    pub uploads_per_second: f64,
+    /// Uploads one device may make at once above the rate (a backlog after
+    /// an outage drains at this burst, then at the rate).
+    #[serde(default = "default_burst")]
+    pub upload_burst: u32,
+    /// A request's headers, and then its body, must each arrive completely
+    /// within this time (slow senders are cut off).
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Span,
+}
+
+fn default_rate() -> f64 {
+    20.0
+}
+fn default_burst() -> u32 {
+    200
 }
 
 fn default_max_fragment() -> usize {
@@ -187,6 +202,8 @@ impl Default for LimitsConfig {
         Self {
             max_fragment_bytes: default_max_fragment(),
             uploads_per_device: default_concurrent(),
+            uploads_per_second: default_rate(),
+            upload_burst: default_burst(),
             body_timeout: default_body_timeout(),
         }
     }
@@ -219,6 +236,10 @@ impl IngestConfig {
         }
         if cfg.limits.uploads_per_device == 0 {
             return Err("limits.uploads_per_device must be at least 1".into());
+        }
+        let rate = cfg.limits.uploads_per_second;
+        if rate.is_nan() || rate <= 0.0 {
+            return Err("limits.uploads_per_second must be above 0".into());
         }
         Ok(cfg)
     }

@@ -7,6 +7,8 @@
 //! * [`store`]: create-only storage of sealed fragments through
 //!   `object_store` (a local directory or an S3-compatible bucket), keys
 //!   apart from ciphertext.
+//! * [`limits`]: per-device upload limits.
+//! * [`metrics`]: Prometheus metrics, health and readiness.
 //! * [`retention`]: expiry and deletion by destroying keys first.
 //! * [`server`]: the mutual-TLS HTTP service: devices upload their own
 //!   streams, consumers read; every fragment is checked before it is stored.
@@ -16,6 +18,8 @@
 
 pub mod audit;
 pub mod config;
+pub mod limits;
+pub mod metrics;
 pub mod pki;
 pub mod retention;
 pub mod server;

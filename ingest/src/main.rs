@@ -294,6 +294,11 @@ fn real_main() -> anyhow::Result<()> {
                     tracing::info!(%enroll, "enrollment endpoint listening");
                     println!("enrollment on {enroll}");
                 }
+                if let Some(ops) = server.ops_addr() {
+                    let ops = ops?;
+                    tracing::info!(metrics = %sealcam_ingest::metrics::describe(ops), "operations listener (metrics, /healthz, /readyz)");
+                    println!("metrics on {ops}");
+                }
                 std::io::stdout().flush()?;
                 server.serve(sealcam_base::stop_signal()).await;
                 tracing::info!("sealcam-ingest stopped");

@@ -33,7 +33,9 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::audit::{self, AuditError, AuditLog, Event};
-use crate::config::{IngestConfig, RetentionConfig};
+use crate::config::{IngestConfig, LimitsConfig, RetentionConfig};
+use crate::limits::{self, Limiter};
+use crate::metrics::Metrics;
 use crate::pki::{self, EnrollError};
 use crate::store::{self, PutOutcome, StorageConfig, Store, StoreError};
 
@@ -76,6 +78,9 @@ pub struct ServeConfig {
     pub audit_instance: String,
     pub audit_flush: Duration,
     pub retention: RetentionConfig,
+    pub limits: LimitsConfig,
+    /// Prometheus metrics, `/healthz` and `/readyz`, plain HTTP.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -103,6 +108,8 @@ impl ServeConfig {
                 s.0.max(Duration::from_millis(10))
             }),
             retention: c.retention,
+            limits: c.limits,
+            metrics_listen: c.metrics_listen,
         })
     }
 }
@@ -134,6 +141,10 @@ type Arrivals = HashMap<(Name, Name), Arc<Notify>>;
 
 #[derive(Clone)]
 struct AppState {
+    metrics: Arc<Metrics>,
+    limiter: Arc<Limiter>,
+    max_fragment_bytes: usize,
+    body_timeout: Duration,
     store: Store,
     /// Woken when a fragment of the stream is stored here, for followers.
     arrivals: Arc<Mutex<Arrivals>>,
@@ -176,6 +187,11 @@ struct Shared {
     key: PrivateKeyDer<'static>,
     crl_path: PathBuf,
     audit: AuditLog,
+    /// A request's headers must arrive within this.
+    header_timeout: Duration,
+    /// Set when the ingest stops: connections finish what they do and close.
+    stopping: tokio::sync::watch::Sender<bool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -233,16 +249,75 @@ impl Shared {
 }
 
 /// A refusal: status plus one clear reason, sent as `{"error": "..."}`.
-struct ApiError(StatusCode, String);
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    reason: String,
+    retry_after: Option<Duration>,
+}
 
-/// The reason of a refusal, kept on the response for the audit trail.
+/// The documented error code of a refusal (`docs/protocol.md`).
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "malformed",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not-found",
+        405 => "method-not-allowed",
+        408 => "timeout",
+        409 => "conflict",
+        411 => "length-required",
+        413 => "too-large",
+        429 => "too-many-requests",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "refused",
+    }
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code_for(status),
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+}
+
+/// The reason of a refusal (or a note on a success), kept on the response
+/// for the audit trail and the metrics.
 #[derive(Clone)]
-struct Reason(String);
+struct Reason {
+    code: &'static str,
+    text: String,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.0, Json(serde_json::json!({ "error": &self.1 }))).into_response();
-        r.extensions_mut().insert(Reason(self.1));
+        let body = Json(serde_json::json!({ "error": &self.reason, "code": self.code }));
+        let mut r = (self.status, body).into_response();
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up (RFC 9110).
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        r.extensions_mut().insert(Reason {
+            code: self.code,
+            text: self.reason,
+        });
         r
     }
 }
@@ -278,8 +353,15 @@ fn describe(method: &axum::http::Method, path: &str) -> (String, Option<String>)
 }
 
 /// Records every API call, accepted or refused, with who made it.
+/// What the per-request middleware reports to.
+#[derive(Clone)]
+struct Observers {
+    audit: AuditLog,
+    metrics: Arc<Metrics>,
+}
+
 async fn audit_request(
-    State(audit): State<AuditLog>,
+    State(Observers { audit, metrics }): State<Observers>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -293,7 +375,11 @@ async fn audit_request(
         ),
     };
     let (action, target) = describe(req.method(), req.uri().path());
+    let started = std::time::Instant::now();
     let response = next.run(req).await;
+    if action == "upload" {
+        metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
+    }
     let status = response.status();
     let result = if status.is_success() {
         "ok"
@@ -302,10 +388,16 @@ async fn audit_request(
     } else {
         "error"
     };
-    let detail = response
-        .extensions()
-        .get::<Reason>()
-        .map(|r| r.0.clone())
+    let reason = response.extensions().get::<Reason>();
+    if !status.is_success() {
+        let code = reason.map_or_else(|| code_for(status), |r| r.code);
+        metrics.refused(&action, code);
+        if status.is_server_error() {
+            metrics.storage_errors.inc();
+        }
+    }
+    let detail = reason
+        .map(|r| r.text.clone())
         .or_else(|| (status != StatusCode::OK).then(|| status.to_string()));
     audit.record(Event {
         actor: who,
@@ -321,15 +413,15 @@ async fn audit_request(
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage error");
-        ApiError(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "storage error; try again".into(),
+            "storage error; try again",
         )
     }
 }
 
 fn name(s: &str, what: &str) -> Result<Name, ApiError> {
-    Name::new(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+    Name::new(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
 }
 
 pub struct Server {
@@ -342,7 +434,12 @@ pub struct Server {
     audit_task: tokio::task::JoinHandle<()>,
     store: Store,
     retention: RetentionConfig,
+    ops: Option<TcpListener>,
+    metrics: Arc<Metrics>,
 }
+
+/// How long a stopping ingest waits for requests in progress to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 impl Server {
     pub async fn bind(cfg: &ServeConfig) -> Result<Self, ServerError> {
@@ -378,7 +475,20 @@ impl Server {
             None => None,
         };
         let state_store = store.clone();
+        let metrics = Arc::new(Metrics::new());
+        let ops = match cfg.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let observers = Observers {
+            audit: audit_log.clone(),
+            metrics: metrics.clone(),
+        };
         let state = AppState {
+            metrics: metrics.clone(),
+            limiter: Arc::new(Limiter::new(&cfg.limits)),
+            max_fragment_bytes: cfg.limits.max_fragment_bytes,
+            body_timeout: cfg.limits.body_timeout.0,
             store,
             arrivals: Arc::default(),
             pki: cfg.pki.clone(),
@@ -401,9 +511,9 @@ impl Server {
                 get(get_fragment),
             )
             .route("/v1/devices/{device}/certificate", get(get_device_cert))
-            .layer(DefaultBodyLimit::max(MAX_FRAGMENT_BYTES))
+            .layer(DefaultBodyLimit::max(cfg.limits.max_fragment_bytes))
             .layer(axum::middleware::from_fn_with_state(
-                audit_log.clone(),
+                observers.clone(),
                 audit_request,
             ))
             .with_state(state.clone());
@@ -411,7 +521,7 @@ impl Server {
             .route("/v1/enroll", post(enroll_device))
             .layer(DefaultBodyLimit::max(64 * 1024))
             .layer(axum::middleware::from_fn_with_state(
-                audit_log.clone(),
+                observers,
                 audit_request,
             ))
             .with_state(state);
@@ -428,6 +538,9 @@ impl Server {
                 key,
                 crl_path,
                 audit: audit_log,
+                header_timeout: cfg.limits.body_timeout.0,
+                stopping: tokio::sync::watch::channel(false).0,
+                metrics: metrics.clone(),
             }),
             app,
             enroll_app,
@@ -435,11 +548,18 @@ impl Server {
             audit_task,
             store: state_store,
             retention: cfg.retention.clone(),
+            ops,
+            metrics,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The operations listener (metrics, health), if configured.
+    pub fn ops_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.ops.as_ref().map(TcpListener::local_addr)
     }
 
     pub fn enroll_addr(&self) -> Option<std::io::Result<SocketAddr>> {
@@ -458,8 +578,18 @@ impl Server {
             audit_task,
             store,
             retention,
+            ops,
+            metrics,
         } = self;
         let mut tasks = Vec::new();
+        if let Some(ops) = ops {
+            tasks.push(tokio::spawn(crate::metrics::serve_ops(
+                ops,
+                metrics,
+                store.clone(),
+            )));
+        }
+        let connections = tokio_util::task::TaskTracker::new();
         if let Some((enroll_listener, acceptor)) = enroll {
             tasks.push(tokio::spawn(serve_enrollment(
                 enroll_listener,
@@ -492,7 +622,27 @@ impl Server {
                 break;
             };
             let (app, shared) = (app.clone(), shared.clone());
-            tokio::spawn(async move { handle_connection(acceptor, app, shared, tcp, addr).await });
+            connections
+                .spawn(async move { handle_connection(acceptor, app, shared, tcp, addr).await });
+        }
+        // Stop taking requests; let those in progress (uploads above all)
+        // finish and be answered.
+        drop(listener);
+        let _ = shared.stopping.send(true);
+        connections.close();
+        let open = connections.len();
+        if open > 0 {
+            tracing::info!(open, "stopping: waiting for requests in progress");
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = connections.len(),
+                "stopping: connections still busy after {} s are cut",
+                SHUTDOWN_GRACE.as_secs()
+            );
         }
         for t in tasks {
             t.abort();
@@ -646,6 +796,7 @@ async fn handle_connection(
             },
         );
     }
+    let peer_role = identity.role;
     let peer = Peer {
         identity,
         cert_der: Arc::new(cert_der),
@@ -657,14 +808,40 @@ async fn handle_connection(
             req.extensions_mut().insert(peer.clone());
             app.clone().oneshot(req)
         });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let role = match peer_role {
+        Role::Device => "device",
+        Role::Consumer => "consumer",
+    };
+    let gauge = shared.metrics.role_gauge(role);
+    gauge.inc();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.header_timeout);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::select! {
-        r = conn => if let Err(e) = r {
-            tracing::debug!(%addr, error = %e, "connection ended with an error");
-        },
-        _ = close.notified() => {}
+    tokio::pin!(conn);
+    let mut stopping = shared.stopping.subscribe();
+    if *stopping.borrow() {
+        conn.as_mut().graceful_shutdown();
     }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%addr, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = close.notified() => break,
+            changed = stopping.changed(), if !*stopping.borrow() => {
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    gauge.dec();
     if let Ok(mut conns) = shared.connections.lock() {
         conns.remove(&id);
     }
@@ -685,7 +862,7 @@ fn require_read(peer: &Peer, device: &Name, stream: Option<&Name>) -> Result<(),
     };
     let reason = format!("{} may not read {what}", peer.identity);
     tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "request refused");
-    Err(ApiError(StatusCode::FORBIDDEN, reason))
+    Err(ApiError::new(StatusCode::FORBIDDEN, reason))
 }
 
 fn require(peer: &Peer, role: Role, action: &str) -> Result<(), ApiError> {
@@ -694,7 +871,55 @@ fn require(peer: &Peer, role: Role, action: &str) -> Result<(), ApiError> {
     }
     let reason = format!("{} may not {action}", peer.identity);
     tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "request refused");
-    Err(ApiError(StatusCode::FORBIDDEN, reason))
+    Err(ApiError::new(StatusCode::FORBIDDEN, reason))
+}
+
+/// Reads an upload's body: at most the configured size, completely within
+/// the body timeout (a sender that stalls is cut off).
+async fn read_body(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, (StatusCode, String)> {
+    let limit = state.max_fragment_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the fragment is larger than this ingest's limit of {limit} bytes"),
+        ));
+    }
+    match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the fragment is larger than this ingest's limit of {limit} bytes"),
+                ))
+            } else {
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the body could not be read: {}",
+                        sealcam_base::error_chain(&e)
+                    ),
+                ))
+            }
+        }
+        Ok(Ok(b)) => Ok(b),
+    }
 }
 
 #[derive(Serialize)]
@@ -708,7 +933,8 @@ async fn put_fragment(
     State(state): State<AppState>,
     Extension(peer): Extension<Peer>,
     Path((device, stream, sequence)): Path<(String, String, u64)>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<PutResponse>), ApiError> {
     require(&peer, Role::Device, "upload fragments")?;
     let device = name(&device, "device")?;
@@ -716,7 +942,7 @@ async fn put_fragment(
     if device != peer.identity.name {
         let reason = format!("{} may not write streams of device {device}", peer.identity);
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "upload refused");
-        return Err(ApiError(StatusCode::FORBIDDEN, reason));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, reason));
     }
     if !peer.identity.may_write(&stream) {
         let allowed: Vec<&str> = peer.identity.streams.iter().map(Name::as_str).collect();
@@ -726,12 +952,33 @@ async fn put_fragment(
             allowed.join(", ")
         );
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "upload refused");
-        return Err(ApiError(StatusCode::FORBIDDEN, reason));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, reason));
     }
     let refuse = |status: StatusCode, reason: String| {
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "fragment refused");
-        ApiError(status, reason)
+        ApiError::new(status, reason)
     };
+    let _slot = state.limiter.admit(&device).map_err(|r| match r {
+        limits::Refusal::Busy { limit } => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{limit} uploads of this device are in progress already; wait for one to finish"
+            ),
+        )
+        .with_code("too-many-uploads"),
+        limits::Refusal::Rate { retry_after } => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "over this device's upload rate; retry after {} ms",
+                retry_after.as_millis()
+            ),
+        )
+        .with_code("rate-limited")
+        .retry_after(retry_after),
+    })?;
+    let body = read_body(&state, &headers, body)
+        .await
+        .map_err(|(status, reason)| refuse(status, reason))?;
     let frag =
         SealedFragment::parse(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let m = &frag.manifest;
@@ -769,8 +1016,25 @@ async fn put_fragment(
             }
         }
     };
-    if matches!(outcome, Ok(PutOutcome::Stored)) {
-        state.arrived(&device, &stream);
+    match outcome {
+        Ok(PutOutcome::Stored) => {
+            state.arrived(&device, &stream);
+            state.metrics.fragment_bytes.inc_by(body.len() as u64);
+        }
+        Ok(PutOutcome::AlreadyStored) | Err(_) => {}
+    }
+    if let Ok(o) = &outcome {
+        let outcome = match o {
+            PutOutcome::Stored => "stored",
+            PutOutcome::AlreadyStored => "already-stored",
+        };
+        state
+            .metrics
+            .fragments
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
     match outcome {
         Ok(o) => {
@@ -790,7 +1054,7 @@ async fn put_fragment(
         }
         Err(reason) => {
             tracing::error!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "SECURITY: conflicting fragment refused");
-            Err(ApiError(StatusCode::CONFLICT, reason))
+            Err(ApiError::new(StatusCode::CONFLICT, reason))
         }
     }
 }
@@ -982,11 +1246,12 @@ async fn get_fragment(
     let device = name(&device, "device")?;
     let stream = name(&stream, "stream")?;
     require_read(&peer, &device, Some(&stream))?;
+    state.metrics.reads.inc();
     let bytes = state
         .store
         .fragment(&device, &stream, sequence)
         .await?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
     Ok((
         [(header::CONTENT_TYPE, "application/vnd.sealcam.fragment")],
         bytes,
@@ -1003,9 +1268,9 @@ async fn get_device_cert(
     let device = name(&device, "device")?;
     require_read(&peer, &device, None)?;
     let pem = state.store.device_cert(&device).await?.ok_or_else(|| {
-        ApiError(
+        ApiError::new(
             StatusCode::NOT_FOUND,
-            "no certificate stored for that device".into(),
+            "no certificate stored for that device",
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
@@ -1047,9 +1312,9 @@ async fn enroll_device(
     {
         Some(Ok(der)) => Some(der),
         Some(Err(_)) => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "ek_certificate is not base64".into(),
+                "ek_certificate is not base64",
             ));
         }
         None => None,
@@ -1067,7 +1332,7 @@ async fn enroll_device(
         }
     })
     .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "task failed"))?;
     match result {
         Ok(pki::Approval::Issued {
             device,
@@ -1075,8 +1340,10 @@ async fn enroll_device(
         }) => {
             tracing::info!(%addr, %device, "device enrolled");
             let mut r = Json(CertificateResponse { certificate }).into_response();
-            r.extensions_mut()
-                .insert(Reason(format!("certificate issued for device {device}")));
+            r.extensions_mut().insert(Reason {
+                code: "ok",
+                text: format!("certificate issued for device {device}"),
+            });
             Ok(r)
         }
         Ok(pki::Approval::Pending { fingerprint }) => {
@@ -1095,7 +1362,7 @@ async fn enroll_device(
                 EnrollError::BadCsr(_) => StatusCode::BAD_REQUEST,
                 EnrollError::Pki(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            Err(ApiError(status, e.to_string()))
+            Err(ApiError::new(status, e.to_string()))
         }
     }
 }
@@ -1115,7 +1382,7 @@ async fn renew(
     require(&peer, Role::Device, "renew certificates")?;
     let refuse = |status: StatusCode, reason: String| {
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "renewal refused");
-        ApiError(status, reason)
+        ApiError::new(status, reason)
     };
     let csr = pki::check_csr(&req.csr)
         .map_err(|r| refuse(StatusCode::BAD_REQUEST, format!("certificate request: {r}")))?;
@@ -1151,12 +1418,12 @@ async fn renew(
     let certificate =
         tokio::task::spawn_blocking(move || pki::issue_for_csr(&pki_dir, csr, &streams, lifetime))
             .await
-            .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "task failed"))?
             .map_err(|e| {
                 tracing::error!(error = %e, "issuing a renewed certificate failed");
-                ApiError(
+                ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "could not issue the certificate; try again".into(),
+                    "could not issue the certificate; try again",
                 )
             })?;
     tracing::info!(peer = %peer.identity, "device certificate renewed");

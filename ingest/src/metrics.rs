@@ -1,0 +1,186 @@
+//! Prometheus metrics, and the operations listener that serves them with
+//! `/healthz` and `/readyz` (plain HTTP, meant for a private interface).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `stored` or `already-stored`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The audited action: `upload`, `read`, `connect`, ...
+    pub action: String,
+    /// The documented error code (`docs/protocol.md`).
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    /// `device` or `consumer`.
+    pub role: String,
+}
+
+/// Every metric the ingest exports.
+pub struct Metrics {
+    registry: Registry,
+    pub fragments: Family<OutcomeLabels, Counter>,
+    pub fragment_bytes: Counter,
+    pub refusals: Family<RefusalLabels, Counter>,
+    pub ack_seconds: Histogram,
+    pub storage_errors: Counter,
+    pub connections: Family<RoleLabels, Gauge>,
+    pub reads: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sealcam_ingest");
+        let fragments = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "fragments",
+            "Fragment uploads accepted, by outcome",
+            fragments.clone(),
+        );
+        let fragment_bytes = Counter::default();
+        registry.register(
+            "fragment_bytes",
+            "Bytes of fragments newly stored",
+            fragment_bytes.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests and connections refused, by action and error code",
+            refusals.clone(),
+        );
+        let ack_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "upload_ack_seconds",
+            "Time from an upload's request to its answer (stored durably or refused)",
+            ack_seconds.clone(),
+        );
+        let storage_errors = Counter::default();
+        registry.register(
+            "storage_errors",
+            "Requests that failed on a storage error",
+            storage_errors.clone(),
+        );
+        let connections = Family::<RoleLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Authenticated connections open now, by role",
+            connections.clone(),
+        );
+        let reads = Counter::default();
+        registry.register(
+            "fragment_reads",
+            "Fragments served to consumers",
+            reads.clone(),
+        );
+        Self {
+            registry,
+            fragments,
+            fragment_bytes,
+            refusals,
+            ack_seconds,
+            storage_errors,
+            connections,
+            reads,
+        }
+    }
+
+    pub fn refused(&self, action: &str, code: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                action: action.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn role_gauge(&self, role: &str) -> Gauge {
+        self.connections
+            .get_or_create(&RoleLabels {
+                role: role.to_owned(),
+            })
+            .clone()
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone)]
+struct Ops {
+    metrics: Arc<Metrics>,
+    store: Store,
+}
+
+async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ops.metrics.encode(),
+    )
+}
+
+/// Ready when the storage answers a write, a read and a delete in time.
+async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
+    match tokio::time::timeout(Duration::from_secs(5), ops.store.probe()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage: no answer within 5 s\n".to_owned(),
+        ),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until dropped.
+pub async fn serve_ops(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, store: Store) {
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Ops { metrics, store });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the operations listener stopped");
+    }
+}
+
+/// The address the operations listener is bound to, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/metrics")
+}
