@@ -272,6 +272,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Tells a supervising process (or a test) where the ingest listens. A
+/// closed stdout is not an error: the addresses are in the log too.
+fn announce(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 fn names(list: &[String]) -> anyhow::Result<Vec<Name>> {
     Ok(list
         .iter()
@@ -288,18 +295,17 @@ fn real_main() -> anyhow::Result<()> {
                 let server = Server::bind(&cfg).await?;
                 let addr = server.local_addr()?;
                 tracing::info!(%addr, storage = %cfg.storage, "sealcam-ingest listening");
-                println!("listening on {addr}");
+                announce(format_args!("listening on {addr}"));
                 if let Some(enroll) = server.enroll_addr() {
                     let enroll = enroll?;
                     tracing::info!(%enroll, "enrollment endpoint listening");
-                    println!("enrollment on {enroll}");
+                    announce(format_args!("enrollment on {enroll}"));
                 }
                 if let Some(ops) = server.ops_addr() {
                     let ops = ops?;
                     tracing::info!(metrics = %sealcam_ingest::metrics::describe(ops), "operations listener (metrics, /healthz, /readyz)");
-                    println!("metrics on {ops}");
+                    announce(format_args!("metrics on {ops}"));
                 }
-                std::io::stdout().flush()?;
                 server.serve(sealcam_base::stop_signal()).await;
                 tracing::info!("sealcam-ingest stopped");
                 Ok(())

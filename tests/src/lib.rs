@@ -67,6 +67,8 @@ pub struct Ingest {
     pub enroll_addr: SocketAddr,
     pub log: PathBuf,
     pub data: PathBuf,
+    /// Kept open, so that what the ingest prints later never meets a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Ingest {
@@ -140,6 +142,7 @@ impl Ingest {
             enroll_addr,
             log,
             data,
+            _stdout: stdout,
         }
     }
 
@@ -407,6 +410,55 @@ impl World {
             .build()
             .unwrap()
     }
+}
+
+/// A raw TLS connection to the ingest as the holder of `cert`/`key`, for
+/// tests that need to send malformed or slow HTTP.
+pub type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+impl World {
+    pub fn raw_tls(&self, ingest: &Ingest, cert: &str, key: &str) -> RawTls {
+        use sealcam_transport::{pem, tls};
+        let cfg = tls::consumer_client_config(
+            pem::load_roots(&self.path().join("pki/ca.crt")).unwrap(),
+            pem::load_certs(&self.path().join(cert)).unwrap(),
+            pem::load_private_key(&self.path().join(key)).unwrap(),
+        )
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let tcp = std::net::TcpStream::connect(ingest.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        rustls::StreamOwned::new(conn, tcp)
+    }
+}
+
+/// Reads an HTTP/1.1 response's status line and headers (and as much of
+/// the body as has arrived) until the server closes or `secs` pass.
+pub fn read_response(stream: &mut RawTls) -> String {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A plain-HTTP GET (the ingest's operations listener).
+pub fn http_get(url: &str) -> reqwest::blocking::Response {
+    // reqwest sets up TLS even for http:// URLs; give it a provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::blocking::get(url).unwrap()
 }
 
 /// Waits up to `secs` for `cond`.
