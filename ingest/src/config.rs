@@ -292,6 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c =
+            IngestConfig::parse(include_str!("../../configs/sealcam-ingest.example.toml")).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert_eq!(
+            c.retention.period("lobby-cam", "x"),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         for (text, needle) in [
             ("listne = \"0.0.0.0:1\"", "unknown field"),

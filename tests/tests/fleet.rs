@@ -263,3 +263,34 @@ fn a_consumer_follows_live_on_one_instance_while_the_camera_uploads_to_another()
     }
     assert_eq!(gst_count_frames(&w.path().join("live.mkv")).0, 90);
 }
+
+#[test]
+fn check_probes_the_bucket_and_names_what_is_wrong() {
+    let w = World::new();
+    let s3 = S3Server::start(&w.path().join("s3"), BUCKET);
+    let good = s3.storage_config(BUCKET, &w.path().join("s3.secret"));
+    std::fs::write(w.path().join("good.toml"), &good).unwrap();
+    let out = run_ok(
+        "sealcam-ingest",
+        &["check", "--config", "good.toml", "--pki", "pki"],
+        w.path(),
+    );
+    assert!(text(&out.stdout).contains("storage (S3 bucket fleet at http://127.0.0.1:"));
+
+    std::fs::write(
+        w.path().join("bad.toml"),
+        good.replace(sealcam_system_tests::s3::ACCESS_KEY, "someone-else"),
+    )
+    .unwrap();
+    let out = run(
+        "sealcam-ingest",
+        &["check", "--config", "bad.toml", "--pki", "pki"],
+        w.path(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("S3 bucket fleet") && err.contains("probe/"),
+        "{err}"
+    );
+}
