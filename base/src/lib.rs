@@ -3,16 +3,19 @@
 use std::io::IsTerminal;
 
 /// Logs to stderr, filtered by `SEALCAM_LOG` (e.g. `info`, `sealcamd=debug`),
-/// else by `default_filter`; colour only on a terminal.
+/// else by `default_filter`; colour only on a terminal. With
+/// `SEALCAM_LOG_FORMAT=json`, one JSON object per line (for log pipelines).
 pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SEALCAM_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// Completes on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).

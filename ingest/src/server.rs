@@ -1145,6 +1145,10 @@ struct FragmentQuery {
     to_ns: Option<u64>,
     /// Only fragments with a sequence number above this one.
     after: Option<u64>,
+    /// Only fragments with a sequence number at least this.
+    from_seq: Option<u64>,
+    /// Only fragments with a sequence number at most this.
+    to_seq: Option<u64>,
     /// Long poll: if nothing matches, wait up to this many seconds (at most
     /// [`MAX_WAIT_S`]) for a fragment that does.
     wait_s: Option<u64>,
@@ -1176,7 +1180,11 @@ async fn matching_fragments(
         .sequences(device, stream)
         .await?
         .into_iter()
-        .filter(|&seq| q.after.is_none_or(|a| seq > a))
+        .filter(|&seq| {
+            q.after.is_none_or(|a| seq > a)
+                && q.from_seq.is_none_or(|f| seq >= f)
+                && q.to_seq.is_none_or(|t| seq <= t)
+        })
         .collect();
     let manifests: Vec<(u64, Option<bytes::Bytes>)> = futures_util::stream::iter(sequences)
         .map(|seq| async move {

@@ -146,6 +146,18 @@ impl Ingest {
         }
     }
 
+    /// Sends SIGTERM (what systemd sends to stop the service).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn enroll_url(&self) -> String {
         format!("https://{}", self.enroll_addr)
     }

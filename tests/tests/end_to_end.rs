@@ -269,13 +269,16 @@ fn stored_fragments_are_matroska_to_standard_tools() {
 }
 
 #[test]
-fn fetch_selects_fragments_by_time_range() {
+fn fetch_selects_fragments_by_time_or_sequence_range() {
     let w = World::new();
     let ingest = w.start_ingest();
-    w.record("cam1", &ingest, 60);
+    w.record("cam1", &ingest, 90);
     let fetch = |extra: &[&str], out: &str| text(&w.fetch_with(&ingest, "cam1", out, extra).stdout);
-    assert!(fetch(&["--from", "1h"], "recent").contains("fetched 2 fragments"));
+    assert!(fetch(&["--from", "1h"], "recent").contains("fetched 3 fragments"));
     assert!(fetch(&["--to", "2000-01-01T00:00:00Z"], "ancient").contains("fetched 0 fragments"));
+    assert!(fetch(&["--from-seq", "1", "--to-seq", "1"], "middle").contains("fetched 1 fragments"));
+    assert!(w.path().join("middle/00000000000000000001.scf").exists());
+    assert!(fetch(&["--from-seq", "1"], "tail").contains("fetched 2 fragments"));
     let out = w.fetch_with(&ingest, "cam1", "x", &["--from", "yesterday"]);
     assert!(!out.status.success());
     assert!(

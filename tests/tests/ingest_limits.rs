@@ -255,3 +255,39 @@ fn health_and_readiness_answer() {
         assert!(m.contains(name), "{name} missing: {m}");
     }
 }
+
+#[test]
+fn a_stopping_ingest_finishes_the_upload_in_progress() {
+    let (w, mut ingest, fragments, _metrics) = setup("");
+    let device = w.client_with_cert("cam1/device.crt", "cam1/device.key");
+    // Start re-sending fragment 1, stop halfway through its body...
+    let mut raw = w.raw_tls(&ingest, "cam1/device.crt", "cam1/device.key");
+    write!(
+        raw,
+        "PUT /v1/fragments/cam1/front/1 HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+        fragments[1].len()
+    )
+    .unwrap();
+    raw.write_all(&fragments[1][..100]).unwrap();
+    raw.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...and the ingest is told to stop.
+    ingest.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    // No new connection is taken...
+    assert!(device
+        .get(format!("{}/v1/streams", ingest.url()))
+        .send()
+        .is_err());
+    // ...but the upload in progress completes and is answered.
+    raw.write_all(&fragments[1][100..]).unwrap();
+    raw.flush().unwrap();
+    let answer = read_response(&mut raw);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("already-stored"), "{answer}");
+    assert!(
+        wait_until(10, || ingest.exited()),
+        "the ingest did not exit"
+    );
+    assert!(ingest.log_text().contains("sealcam-ingest stopped"));
+}

@@ -21,6 +21,12 @@ pub struct Args {
     /// End of the range: RFC 3339 time, or a duration ago.
     #[arg(long)]
     pub to: Option<String>,
+    /// First sequence number to fetch.
+    #[arg(long)]
+    pub from_seq: Option<u64>,
+    /// Last sequence number to fetch.
+    #[arg(long)]
+    pub to_seq: Option<u64>,
     /// Directory to write fragments and the device certificate into.
     #[arg(long)]
     pub out: PathBuf,
@@ -63,6 +69,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(t) = &args.to {
         query.push(("to_ns", parse_time(t)?.to_string()));
+    }
+    if let Some(n) = args.from_seq {
+        query.push(("from_seq", n.to_string()));
+    }
+    if let Some(n) = args.to_seq {
+        query.push(("to_seq", n.to_string()));
     }
     let entries = api.list(&device, &stream, &query).await?;
     std::fs::create_dir_all(&args.out)

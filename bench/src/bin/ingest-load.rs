@@ -1,0 +1,150 @@
+//! ingest-load: simulated cameras uploading real sealed fragments over
+//! mutual TLS, each on its own connection, reporting acknowledgement
+//! latency and throughput. Used by `scripts/bench` against sealcam-ingest
+//! and, with the same bodies, against nginx.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use p256::pkcs8::DecodePrivateKey;
+use sealcam_bench::{summarize, Camera};
+use sealcam_format::{ConsumerPublicKey, Name};
+use sealcam_transport::{pem, tls};
+
+#[derive(Parser)]
+struct Args {
+    /// Upload URL with {device}, {stream} and {seq} placeholders.
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    ca: PathBuf,
+    /// The device certificate and its (software) key.
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+    /// The device id the certificate names.
+    #[arg(long)]
+    device: String,
+    /// A consumer public key to seal to.
+    #[arg(long)]
+    recipient: PathBuf,
+    /// Simulated cameras, each with its own stream and connection.
+    #[arg(long, default_value_t = 10)]
+    cameras: usize,
+    /// Time between a camera's uploads; 0: as fast as answers come.
+    #[arg(long, default_value_t = 2000)]
+    interval_ms: u64,
+    #[arg(long, default_value_t = 20)]
+    duration_s: u64,
+    /// Size of each fragment (a 2 s fragment at 500 kbit/s is 125000).
+    #[arg(long, default_value_t = 125_000)]
+    fragment_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(&args.key).context("reading the device key")?,
+    )
+    .context("the device key is not a PKCS#8 P-256 key")?;
+    let recipient = ConsumerPublicKey::from_pem(&std::fs::read_to_string(&args.recipient)?)?;
+    let config = tls::consumer_client_config(
+        pem::load_roots(&args.ca)?,
+        pem::load_certs(&args.cert)?,
+        pem::load_private_key(&args.key)?,
+    )?;
+    let device = Name::new(&args.device)?;
+    let deadline = Instant::now() + Duration::from_secs(args.duration_s);
+    let interval = Duration::from_millis(args.interval_ms);
+    let args = Arc::new(args);
+    let mut tasks = Vec::new();
+    for i in 0..args.cameras {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(config.clone())
+            .pool_max_idle_per_host(1)
+            .build()?;
+        let mut cam = Camera::new(
+            device.clone(),
+            Name::new(&format!("s{i}"))?,
+            signing.clone(),
+            recipient.clone(),
+            args.fragment_bytes,
+        );
+        let args = args.clone();
+        // Spread the cameras over one interval, as real ones drift apart.
+        let offset = interval.mul_f64(i as f64 / args.cameras as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut errors, mut bytes) = (0u64, 0u64);
+            tokio::time::sleep(offset).await;
+            let mut next = Instant::now();
+            while Instant::now() < deadline {
+                let (seq, body) = match cam.next_fragment() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("sealing failed: {e}");
+                        errors += 1;
+                        break;
+                    }
+                };
+                let url = args
+                    .url
+                    .replace("{device}", cam.device().as_str())
+                    .replace("{stream}", cam.stream().as_str())
+                    .replace("{seq}", &seq.to_string());
+                let len = body.len() as u64;
+                let started = Instant::now();
+                match client.put(&url).body(body).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        latencies.push(started.elapsed());
+                        bytes += len;
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("{url}: {}", r.status());
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("{url}: {e}");
+                        }
+                    }
+                }
+                next += interval;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            (latencies, errors, bytes)
+        }));
+    }
+    let started = Instant::now();
+    let (mut all, mut errors, mut bytes) = (Vec::new(), 0u64, 0u64);
+    for t in tasks {
+        let (l, e, b) = t.await?;
+        all.extend(l);
+        errors += e;
+        bytes += b;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    match summarize(all) {
+        Some(s) => println!(
+            "uploads={} errors={errors} bytes={bytes} seconds={secs:.1} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+            s.count,
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            ms(s.max)
+        ),
+        None => println!("uploads=0 errors={errors} bytes=0 seconds={secs:.1}"),
+    }
+    Ok(())
+}
