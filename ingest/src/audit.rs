@@ -523,14 +523,18 @@ mod tests {
     use super::*;
     use crate::store::StorageConfig;
 
-    async fn setup() -> (tempfile::TempDir, Store, VerifyingKey) {
+    /// A store, the audit key, and a log writing chain "a" (flushed only
+    /// when asked).
+    async fn setup() -> (tempfile::TempDir, Store, VerifyingKey, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
         let pki = dir.path().join("pki");
         std::fs::create_dir_all(&pki).unwrap();
         ensure_key(&pki).unwrap();
         let store = Store::open(&StorageConfig::local(dir.path().join("data"))).unwrap();
         let key = load_verifying_key(&pki.join(AUDIT_PUB)).unwrap();
-        (dir, store, key)
+        let (log, _task) =
+            AuditLog::start(store.clone(), &pki, "a", Duration::from_secs(3600)).unwrap();
+        (dir, store, key, log)
     }
 
     fn event(i: u32) -> Event {
@@ -546,14 +550,7 @@ mod tests {
 
     #[tokio::test]
     async fn chain_verifies_and_any_change_is_found() {
-        let (dir, store, key) = setup().await;
-        let (log, _task) = AuditLog::start(
-            store.clone(),
-            &dir.path().join("pki"),
-            "a",
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let (_dir, store, key, log) = setup().await;
         for i in 0..3 {
             log.record(event(i));
         }
@@ -596,14 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_segment_signed_by_another_key_is_refused() {
-        let (dir, store, _) = setup().await;
-        let (log, _task) = AuditLog::start(
-            store.clone(),
-            &dir.path().join("pki"),
-            "a",
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let (_dir, store, _, log) = setup().await;
         log.record(event(0));
         log.flush().await.unwrap();
         let other = SigningKey::random(&mut rand::rngs::OsRng);

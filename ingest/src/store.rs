@@ -434,13 +434,8 @@ impl Store {
         stream: &Name,
         sequences: &[u64],
     ) -> Result<(), StoreError> {
-        self.remove_all(
-            sequences
-                .iter()
-                .map(|&s| key_path(device, stream, s))
-                .collect(),
-        )
-        .await
+        let paths = sequences.iter().map(|&s| key_path(device, stream, s));
+        self.remove_all(paths.collect()).await
     }
 
     /// Removes ciphertext objects.
@@ -450,13 +445,8 @@ impl Store {
         stream: &Name,
         sequences: &[u64],
     ) -> Result<(), StoreError> {
-        self.remove_all(
-            sequences
-                .iter()
-                .map(|&s| data_path(device, stream, s))
-                .collect(),
-        )
-        .await
+        let paths = sequences.iter().map(|&s| data_path(device, stream, s));
+        self.remove_all(paths.collect()).await
     }
 
     /// Keeps a device's certificate for verifiers, once per certificate.

@@ -407,6 +407,29 @@ impl World {
         text(&out.stdout).trim().to_owned()
     }
 
+    /// Issues consumer `name` a TLS certificate granting `streams`
+    /// (DEVICE/STREAM) and returns a client presenting it.
+    pub fn consumer(&self, name: &str, streams: &[&str]) -> reqwest::blocking::Client {
+        let mut args = vec![
+            "consumer",
+            "issue",
+            "--pki",
+            "pki",
+            "--name",
+            name,
+            "--out-dir",
+            "consumer",
+        ];
+        for s in streams {
+            args.extend_from_slice(&["--stream", s]);
+        }
+        run_ok("sealcam-ingest", &args, self.path());
+        self.client_with_cert(
+            &format!("consumer/{name}.crt"),
+            &format!("consumer/{name}.key"),
+        )
+    }
+
     /// A blocking HTTPS client presenting `cert` with the key file `key`
     /// (paths relative to the world), trusting the world's CA.
     pub fn client_with_cert(&self, cert: &str, key: &str) -> reqwest::blocking::Client {

@@ -108,23 +108,7 @@ fn audit_trail_records_who_read_what_across_instances_and_detects_tampering() {
     w.record("cam1", &a, 30);
     // alice reads through B; bob, who may read only cam2, is refused on A.
     w.fetch(&b, "cam1", "fetched");
-    run_ok(
-        "sealcam-ingest",
-        &[
-            "consumer",
-            "issue",
-            "--pki",
-            "pki",
-            "--name",
-            "bob",
-            "--out-dir",
-            "consumer",
-            "--stream",
-            "cam2/front",
-        ],
-        w.path(),
-    );
-    let bob = w.client_with_cert("consumer/bob.crt", "consumer/bob.key");
+    let bob = w.consumer("bob", &["cam2/front"]);
     let resp = bob
         .get(format!("{}/v1/streams/cam1/front/fragments/0", a.url()))
         .send()

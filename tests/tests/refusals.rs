@@ -218,23 +218,7 @@ fn consumer_reads_only_the_streams_it_was_granted() {
             w.path(),
         );
     }
-    run_ok(
-        "sealcam-ingest",
-        &[
-            "consumer",
-            "issue",
-            "--pki",
-            "pki",
-            "--name",
-            "carol",
-            "--out-dir",
-            "consumer",
-            "--stream",
-            "cam1/front",
-        ],
-        w.path(),
-    );
-    let carol = w.client_with_cert("consumer/carol.crt", "consumer/carol.key");
+    let carol = w.consumer("carol", &["cam1/front"]);
     let list = carol
         .get(format!("{}/v1/streams", ingest.url()))
         .send()
