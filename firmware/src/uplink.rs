@@ -56,7 +56,7 @@ pub enum Outcome {
 /// A failed attempt that is worth retrying.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Retryable(String);
+pub struct Retryable(String, Option<Duration>);
 
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -76,6 +76,9 @@ pub struct Uplink {
 }
 
 /// Capped exponential backoff with full jitter.
+/// The longest `Retry-After` honoured; a longer one is capped here.
+const MAX_RETRY_AFTER_S: u64 = 300;
+
 struct Backoff {
     next: Duration,
 }
@@ -177,12 +180,17 @@ impl Uplink {
             Ok(f) => f,
             // Evicted from a full spool meanwhile (and declared as a gap).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Gone),
-            Err(e) => return Err(Retryable(format!("cannot open {}: {e}", s.path.display()))),
+            Err(e) => {
+                return Err(Retryable(
+                    format!("cannot open {}: {e}", s.path.display()),
+                    None,
+                ))
+            }
         };
         let len = file
             .metadata()
             .await
-            .map_err(|e| Retryable(format!("cannot stat {}: {e}", s.path.display())))?
+            .map_err(|e| Retryable(format!("cannot stat {}: {e}", s.path.display()), None))?
             .len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
         let resp = self
@@ -194,23 +202,36 @@ impl Uplink {
             .send()
             .await
             .map_err(|e| {
-                Retryable(format!(
-                    "cannot reach the ingest at {}: {}; check upload.url and that sealcam-ingest is running",
-                    self.base,
-                    chain_err(&e)
-                ))
+                Retryable(
+                    format!(
+                        "cannot reach the ingest at {}: {}; check upload.url and that sealcam-ingest is running",
+                        self.base,
+                        chain_err(&e)
+                    ),
+                    None,
+                )
             })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(Outcome::Stored);
         }
+        // 429 and 503 may say when to come back (seconds; RFC 9110).
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_S)));
         let text = resp.text().await.unwrap_or_default();
         let reason = serde_json::from_str::<ErrorBody>(&text)
             .map(|b| b.error)
             .unwrap_or(text);
         match status.as_u16() {
             400 | 409 | 413 | 422 => Ok(Outcome::Rejected(format!("{status}: {reason}"))),
-            _ => Err(Retryable(format!("ingest answered {status}: {reason}"))),
+            _ => Err(Retryable(
+                format!("ingest answered {status}: {reason}"),
+                retry_after,
+            )),
         }
     }
 
@@ -264,21 +285,24 @@ impl Uplink {
                         report.rejected += 1;
                         tracing::error!(sequence = s.sequence, %reason, kept_at = %to.display(), "ingest refused fragment for good");
                     }
-                    Err(Retryable(err)) => {
+                    Err(Retryable(err, asked)) => {
                         if failing.is_none() {
                             tracing::warn!(error = %err, "upload failed; fragments stay in the spool and are retried with backoff");
                         } else {
                             tracing::debug!(error = %err, "upload retry failed");
                         }
                         failing = Some(err);
-                        retry_after = Some(backoff.step());
+                        // The ingest's Retry-After is a floor, never a
+                        // reason to come back sooner than the backoff says.
+                        retry_after = Some(backoff.step().max(asked.unwrap_or_default()));
                         break;
                     }
                 }
             }
-            if let Some(wait) = retry_after {
+            if let Some(mut wait) = retry_after {
                 if let Some(d) = deadline {
-                    if tokio::time::Instant::now() + wait > d {
+                    let now = tokio::time::Instant::now();
+                    if now >= d {
                         let remaining = self.spool.pending()?.len();
                         return Err(UplinkError::Undrained {
                             remaining,
@@ -287,10 +311,15 @@ impl Uplink {
                             last_error: failing.unwrap_or_default(),
                         });
                     }
+                    // One last try at the deadline rather than none.
+                    wait = wait.min(d - now);
                 }
+                // Once capture has ended, `done` stays true (and its sender
+                // may be gone): only the timer wakes us then.
+                let capturing = !*done.borrow();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = done.changed() => {}
+                    _ = done.changed(), if capturing => {}
                 }
             }
         }

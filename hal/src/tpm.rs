@@ -156,7 +156,30 @@ fn template(unique: [u8; 32]) -> Result<Public, TpmError> {
 }
 
 /// The key at `handle`, if any.
+/// Whether the TPM has an object (persistent key, NV index) at `raw`.
+///
+/// Asked with TPM2_GetCapability before `Esys_TR_FromTPMPublic`, because the
+/// latter's failure path for an absent handle has corrupted the heap of
+/// tpm2-tss 3.2 (seen as "double free or corruption" at context close).
+fn handle_exists(ctx: &mut Context, raw: u32) -> Result<bool, TpmError> {
+    let (data, _) = ctx
+        .execute_without_session(|c| {
+            c.get_capability(tss_esapi::constants::CapabilityType::Handles, raw, 1)
+        })
+        .map_err(cmd("list handles"))?;
+    Ok(match data {
+        tss_esapi::structures::CapabilityData::Handles(list) => list
+            .into_inner()
+            .into_iter()
+            .any(|h| tss_esapi::tss2_esys::TPM2_HANDLE::from(h) == raw),
+        _ => false,
+    })
+}
+
 fn find_key(ctx: &mut Context, handle: u32) -> Result<Option<KeyHandle>, TpmError> {
+    if !handle_exists(ctx, handle)? {
+        return Ok(None);
+    }
     let tpm_handle = TpmHandle::Persistent(persistent(handle)?);
     match ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)) {
         Ok(obj) => Ok(Some(KeyHandle::from(obj))),
@@ -327,6 +350,9 @@ fn read_ek_certificate(ctx: &mut Context) -> Result<Option<Vec<u8>>, TpmError> {
         let Ok(handle) = NvIndexTpmHandle::new(index) else {
             continue;
         };
+        if !handle_exists(ctx, index)? {
+            continue;
+        }
         match ctx.execute_with_nullauth_session(|c| {
             tss_esapi::abstraction::nv::read_full(c, NvAuth::Owner, handle)
         }) {
@@ -347,6 +373,27 @@ pub struct TpmKey {
     public: VerifyingKey,
     cfg: TpmConfig,
     timeout: Duration,
+    /// Signalled by the owner thread once it has closed its TPM context.
+    closed: Mutex<mpsc::Receiver<()>>,
+}
+
+/// How long dropping a [`TpmKey`] waits for the TPM context to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl Drop for TpmKey {
+    /// Ends the owner thread and waits until it has closed the TPM context.
+    /// Left to itself, that close could overlap with the process's exit,
+    /// where the TSS's crypto library tears down its own state: a race that
+    /// has aborted a process with "double free or corruption".
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.requests.lock() {
+            // Replacing the only sender ends the owner's request loop.
+            *tx = mpsc::channel().0;
+        }
+        if let Ok(closed) = self.closed.lock() {
+            let _ = closed.recv_timeout(CLOSE_WAIT);
+        }
+    }
 }
 
 /// The state the TPM thread owns.
@@ -404,15 +451,21 @@ impl TpmKey {
     pub fn open(cfg: &TpmConfig) -> Result<Self, TpmError> {
         let (owner, public) = Owner::connect(cfg)?;
         let (tx, rx) = mpsc::channel();
+        let (closed_tx, closed_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("tpm".into())
-            .spawn(move || owner.run(rx))
+            .spawn(move || {
+                // `run` owns the context and closes it when it returns.
+                owner.run(rx);
+                let _ = closed_tx.send(());
+            })
             .map_err(|_| TpmError::Gone)?;
         Ok(Self {
             requests: Mutex::new(tx),
             public,
             cfg: cfg.clone(),
             timeout: DEFAULT_TIMEOUT,
+            closed: Mutex::new(closed_rx),
         })
     }
 

@@ -291,3 +291,37 @@ fn a_stopping_ingest_finishes_the_upload_in_progress() {
     );
     assert!(ingest.log_text().contains("sealcam-ingest stopped"));
 }
+
+#[test]
+fn a_camera_told_to_wait_comes_back_and_nothing_is_lost() {
+    let w = World::new();
+    let config = w.path().join("ingest.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nuploads_per_second = 0.5\nupload_burst = 1\n",
+    )
+    .unwrap();
+    let ingest = w.start_ingest_with(&["--config", config.to_str().unwrap()]);
+    let cfg = w.camera("cam1", &ingest.url(), 90, 1000);
+    let text_cfg = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("drain_timeout_s = 3", "drain_timeout_s = 30");
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("429"),
+        "the camera was never told to wait: {log}"
+    );
+    w.fetch(&ingest, "cam1", "fetched");
+    let report = text(&run_ok("sealcam", &["verify", "fetched"], w.path()).stdout);
+    assert!(
+        report.contains("3 fragments (sequence 0..=2), 90 frames")
+            && report.contains("undeclared gaps: none"),
+        "{report}"
+    );
+}
