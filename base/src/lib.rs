@@ -50,3 +50,45 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Talking to systemd (`Type=notify` units). Every call is a no-op when the
+/// program was not started by systemd (no `NOTIFY_SOCKET`).
+pub mod service {
+    use std::time::Duration;
+
+    use sd_notify::NotifyState;
+
+    fn send(state: &[NotifyState<'_>]) {
+        if let Err(e) = sd_notify::notify(false, state) {
+            tracing::debug!(error = %e, "cannot notify systemd");
+        }
+    }
+
+    /// Start-up is complete.
+    pub fn ready() {
+        send(&[NotifyState::Ready]);
+    }
+
+    /// Shutting down.
+    pub fn stopping() {
+        send(&[NotifyState::Stopping]);
+    }
+
+    /// A one-line status for `systemctl status`.
+    pub fn status(text: &str) {
+        send(&[NotifyState::Status(text)]);
+    }
+
+    /// The watchdog period systemd expects keep-alives within, if any
+    /// (`WatchdogSec=`).
+    pub fn watchdog_period() -> Option<Duration> {
+        let mut usec = 0;
+        (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
+            .then(|| Duration::from_micros(usec))
+    }
+
+    /// One keep-alive.
+    pub fn watchdog_ping() {
+        send(&[NotifyState::Watchdog]);
+    }
+}

@@ -19,6 +19,7 @@ use crate::recipients::{RecipientError, RecipientWatcher};
 use crate::recorder::{RecordError, Recorder, RecorderStats};
 use crate::spool::{Spool, SpoolError};
 use crate::uplink::{Uplink, UplinkError, UplinkReport};
+use crate::watchdog::Heartbeat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -149,6 +150,8 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     let capture_settings = cfg.capture.clone();
     let capture_wake = wake.clone();
     let capture_stop = stop.clone();
+    let heartbeat = Heartbeat::new();
+    let capture_heartbeat = heartbeat.clone();
     let capture = std::thread::Builder::new()
         .name("capture".into())
         .spawn(move || {
@@ -157,6 +160,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
                 &mut recorder,
                 &capture_wake,
                 &capture_stop,
+                &capture_heartbeat,
             );
             capture_wake.notify_one();
             let _ = done_tx.send(true);
@@ -176,10 +180,19 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         &uplink,
     );
     tokio::pin!(renewal);
+    let watchdog = async {
+        match sealcam_base::service::watchdog_period() {
+            Some(period) => crate::watchdog::feed(heartbeat, period).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(watchdog);
     let uplink_result = tokio::select! {
         r = uplink.run(wake, done_rx, drain) => r,
         never = &mut renewal => match never {},
+        never = &mut watchdog => match never {},
     };
+    sealcam_base::service::stopping();
     let recorded = tokio::task::spawn_blocking(move || capture.join())
         .await
         .map_err(|_| DaemonError::CaptureThread)?
@@ -198,9 +211,11 @@ fn record(
     recorder: &mut Recorder,
     wake: &Notify,
     stop: &AtomicBool,
+    heartbeat: &Heartbeat,
 ) -> Result<(), DaemonError> {
     let mut capture = Capture::start(settings)?;
     tracing::info!(?settings, "capture started");
+    sealcam_base::service::ready();
     let result: Result<(), DaemonError> = loop {
         if stop.load(Ordering::Relaxed) {
             tracing::info!("stop requested; sealing the open fragment");
@@ -208,8 +223,11 @@ fn record(
         }
         match capture.next(Duration::from_millis(200)) {
             Ok(Some(CaptureEvent::Frame(f))) => match recorder.push(f) {
-                Ok(Some(_)) => wake.notify_one(),
-                Ok(None) => {}
+                Ok(Some(_)) => {
+                    heartbeat.beat();
+                    wake.notify_one();
+                }
+                Ok(None) => heartbeat.beat(),
                 Err(e) => break Err(e.into()),
             },
             Ok(Some(CaptureEvent::EndOfStream)) => {

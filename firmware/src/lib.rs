@@ -14,6 +14,7 @@
 //! * [`uplink`]: uploads spooled fragments over mutual TLS, with backoff.
 //! * [`provision`]: creates the device key and its certificate request.
 //! * [`daemon`]: wires the parts together and runs them until told to stop.
+//! * [`watchdog`]: systemd's watchdog, fed only while frames flow.
 
 pub mod certificate;
 pub mod config;
@@ -24,3 +25,4 @@ pub mod recipients;
 pub mod recorder;
 pub mod spool;
 pub mod uplink;
+pub mod watchdog;

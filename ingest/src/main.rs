@@ -306,7 +306,13 @@ fn real_main() -> anyhow::Result<()> {
                     tracing::info!(metrics = %sealcam_ingest::metrics::describe(ops), "operations listener (metrics, /healthz, /readyz)");
                     announce(format_args!("metrics on {ops}"));
                 }
-                server.serve(sealcam_base::stop_signal()).await;
+                sealcam_base::service::ready();
+                server
+                    .serve(async {
+                        sealcam_base::stop_signal().await;
+                        sealcam_base::service::stopping();
+                    })
+                    .await;
                 tracing::info!("sealcam-ingest stopped");
                 Ok(())
             })

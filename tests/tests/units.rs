@@ -1,0 +1,125 @@
+//! The systemd units: locked down, and the daemons speak systemd's notify
+//! protocol (readiness, a watchdog fed only while frames flow).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sealcam_system_tests::*;
+
+fn unit(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../systemd")
+        .join(name)
+}
+
+/// `systemd-analyze security --offline=true`'s overall exposure (0 to 10).
+fn exposure(name: &str) -> f64 {
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit(name))
+        .output()
+        .expect("systemd-analyze (the systemd package; scripts/install-deps)");
+    let report = text(&out.stdout);
+    report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {report}{}", text(&out.stderr)))
+}
+
+#[test]
+fn both_units_expose_at_most_2_0() {
+    for name in ["sealcamd.service", "sealcam-ingest.service"] {
+        let score = exposure(name);
+        assert!(score <= 2.0, "{name}: exposure {score}");
+        let text = std::fs::read_to_string(unit(name)).unwrap();
+        for line in [
+            "Type=notify",
+            "DevicePolicy=closed",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=\n",
+        ] {
+            assert!(text.contains(line), "{name} lacks {line:?}");
+        }
+    }
+    let camera = std::fs::read_to_string(unit("sealcamd.service")).unwrap();
+    for line in [
+        "WatchdogSec=",
+        "SupplementaryGroups=video tss",
+        "DeviceAllow=char-video4linux rw",
+        "DeviceAllow=/dev/tpmrm0 rw",
+        "StateDirectory=sealcam",
+    ] {
+        assert!(camera.contains(line), "sealcamd.service lacks {line:?}");
+    }
+}
+
+#[test]
+fn sealcamd_is_ready_and_feeds_the_watchdog_only_while_frames_flow() {
+    let w = World::new();
+    // Nothing listens here: after the 2 s of capture, sealcamd spends its
+    // 3 s drain timeout retrying, with no frames flowing.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = w.camera("cam1", &format!("https://127.0.0.1:{port}"), 60, 1000);
+    let socket_path = w.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    // As systemd does: WATCHDOG_PID names the service's own process.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\""])
+        .arg(bin("sealcamd"))
+        .arg(&cfg)
+        .current_dir(w.path())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "600000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut messages: Vec<(Duration, String)> = Vec::new();
+    let mut buf = [0u8; 512];
+    let exited = loop {
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push((
+                started.elapsed(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "sealcamd did not exit"
+        );
+    };
+    let said = |what: &str| messages.iter().filter(|(_, m)| m.contains(what)).count();
+    assert_eq!(said("READY=1"), 1, "{messages:?}");
+    assert!(said("WATCHDOG=1") >= 2, "{messages:?}");
+    assert_eq!(said("STOPPING=1"), 1, "{messages:?}");
+    // The keep-alives stopped with the frames, long before the exit.
+    let last = messages
+        .iter()
+        .rev()
+        .find(|(_, m)| m.contains("WATCHDOG=1"))
+        .map(|(t, _)| *t)
+        .unwrap();
+    assert!(
+        exited.saturating_sub(last) >= Duration::from_millis(1500),
+        "last keep-alive at {last:?}, exit at {exited:?}: {messages:?}"
+    );
+    let err = text(&child.wait_with_output().unwrap().stderr);
+    assert!(err.contains("withholding the watchdog keep-alive"), "{err}");
+}
