@@ -60,6 +60,16 @@ struct RawCamera {
     framerate: u32,
     #[serde(default = "default_bitrate")]
     bitrate_kbps: u32,
+    /// No frame for this long: the capture graph is rebuilt.
+    #[serde(default = "default_stall_timeout")]
+    stall_timeout_ms: u32,
+    /// Test source only: "stall-after:N" or "error-after:N" frames, once.
+    #[serde(default)]
+    test_fault: Option<String>,
+}
+
+fn default_stall_timeout() -> u32 {
+    5000
 }
 
 fn default_pattern() -> String {
@@ -147,6 +157,8 @@ pub struct Config {
     pub device: Name,
     pub stream: Name,
     pub capture: CaptureSettings,
+    /// No frame for this long: the capture graph is rebuilt.
+    pub stall_timeout: std::time::Duration,
     pub fragment_duration_ns: u64,
     /// Pad sealed frames to size buckets (hides frame sizes; costs bytes).
     pub pad_frames: bool,
@@ -232,11 +244,23 @@ impl Config {
             "test" => Source::TestPattern {
                 pattern: c.pattern.clone(),
                 num_buffers: c.num_buffers,
+                fault: c
+                    .test_fault
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| field("camera.test_fault", e))?,
             },
             "v4l2" => {
                 if c.num_buffers.is_some() {
                     return Err(field(
                         "camera.num_buffers",
+                        "only applies to source = \"test\"".into(),
+                    ));
+                }
+                if c.test_fault.is_some() {
+                    return Err(field(
+                        "camera.test_fault",
                         "only applies to source = \"test\"".into(),
                     ));
                 }
@@ -264,6 +288,12 @@ impl Config {
             return Err(field(
                 "camera.framerate",
                 format!("{} is outside 1..=240", c.framerate),
+            ));
+        }
+        if !(500..=600_000).contains(&c.stall_timeout_ms) {
+            return Err(field(
+                "camera.stall_timeout_ms",
+                format!("{} is outside 500..=600000", c.stall_timeout_ms),
             ));
         }
         if !(64..=100_000).contains(&c.bitrate_kbps) {
@@ -401,6 +431,7 @@ impl Config {
                 keyframe_interval,
                 bitrate_kbps: c.bitrate_kbps,
             },
+            stall_timeout: std::time::Duration::from_millis(c.stall_timeout_ms.into()),
             fragment_duration_ns: u64::from(ms) * 1_000_000,
             pad_frames: raw.stream.pad_frames,
             recipients,

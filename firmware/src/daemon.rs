@@ -148,6 +148,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     let wake = Arc::new(Notify::new());
     let (done_tx, done_rx) = watch::channel(false);
     let capture_settings = cfg.capture.clone();
+    let stall_timeout = cfg.stall_timeout;
     let capture_wake = wake.clone();
     let capture_stop = stop.clone();
     let heartbeat = Heartbeat::new();
@@ -157,6 +158,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         .spawn(move || {
             let result = record(
                 &capture_settings,
+                stall_timeout,
                 &mut recorder,
                 &capture_wake,
                 &capture_stop,
@@ -205,44 +207,173 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     })
 }
 
-/// The capture loop: frames into the recorder until the end or a stop.
+/// How long to wait before rebuilding a failed capture graph: doubling
+/// from one second up to thirty.
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
+/// Why capture stopped for now.
+enum Interruption {
+    /// No frame within the stall timeout.
+    Stalled(Duration),
+    /// An element failed, or a live camera ended its stream.
+    Failed(String),
+}
+
+/// Whether a failure to start capture may go away by itself (a camera
+/// unplugged, busy or not yet there), as opposed to a missing plugin or an
+/// impossible graph, which need a person.
+fn may_recover(e: &CaptureError) -> bool {
+    matches!(
+        e,
+        CaptureError::NoCamera { .. } | CaptureError::Start(_) | CaptureError::Element { .. }
+    )
+}
+
+/// The capture loop: frames into the recorder until the end or a stop. A
+/// capture graph that stalls or fails is torn down and rebuilt with
+/// backoff; the recorder declares the time without frames in the next
+/// manifest.
 fn record(
     settings: &sealcam_hal::capture::CaptureSettings,
+    stall_timeout: Duration,
     recorder: &mut Recorder,
     wake: &Notify,
     stop: &AtomicBool,
     heartbeat: &Heartbeat,
 ) -> Result<(), DaemonError> {
-    let mut capture = Capture::start(settings)?;
-    tracing::info!(?settings, "capture started");
-    sealcam_base::service::ready();
-    let result: Result<(), DaemonError> = loop {
-        if stop.load(Ordering::Relaxed) {
-            tracing::info!("stop requested; sealing the open fragment");
-            break Ok(());
-        }
-        match capture.next(Duration::from_millis(200)) {
-            Ok(Some(CaptureEvent::Frame(f))) => match recorder.push(f) {
-                Ok(Some(_)) => {
-                    heartbeat.beat();
-                    wake.notify_one();
-                }
-                Ok(None) => heartbeat.beat(),
-                Err(e) => break Err(e.into()),
-            },
-            Ok(Some(CaptureEvent::EndOfStream)) => {
-                tracing::info!("source ended");
-                break Ok(());
-            }
-            Ok(None) => {}
-            Err(e) => break Err(e.into()),
-        }
-    };
-    capture.shutdown();
+    let result = run_captures(settings, stall_timeout, recorder, wake, stop, heartbeat);
     // Whatever was captured is sealed and spooled, even after an error.
     let closed = recorder.close();
     result?;
     closed?;
     recorder.stopped_cleanly()?;
     Ok(())
+}
+
+fn run_captures(
+    settings: &sealcam_hal::capture::CaptureSettings,
+    stall_timeout: Duration,
+    recorder: &mut Recorder,
+    wake: &Notify,
+    stop: &AtomicBool,
+    heartbeat: &Heartbeat,
+) -> Result<(), DaemonError> {
+    let bounded = matches!(
+        settings.source,
+        sealcam_hal::capture::Source::TestPattern {
+            num_buffers: Some(_),
+            ..
+        }
+    );
+    let mut settings = settings.clone();
+    let mut backoff = RESTART_FIRST;
+    let mut ready = false;
+    let mut restarts = 0u32;
+    loop {
+        let interruption = match Capture::start(&settings) {
+            Ok(mut capture) => {
+                tracing::info!(?settings, restarts, "capture started");
+                if !ready {
+                    sealcam_base::service::ready();
+                    ready = true;
+                }
+                let outcome = capture_until_interrupted(
+                    &mut capture,
+                    stall_timeout,
+                    bounded,
+                    recorder,
+                    wake,
+                    stop,
+                    heartbeat,
+                    &mut backoff,
+                );
+                capture.shutdown();
+                match outcome? {
+                    None => return Ok(()),
+                    Some(i) => i,
+                }
+            }
+            Err(e) if may_recover(&e) => Interruption::Failed(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
+        // An injected test fault fires once per run.
+        if let sealcam_hal::capture::Source::TestPattern { fault, .. } = &mut settings.source {
+            *fault = None;
+        }
+        if let Some(closed) = recorder.source_interrupted()? {
+            tracing::debug!(sequence = closed, "sealed the fragment cut short");
+            wake.notify_one();
+        }
+        restarts += 1;
+        match &interruption {
+            Interruption::Stalled(after) => tracing::warn!(
+                after_ms = after.as_millis() as u64,
+                retry_in_ms = backoff.as_millis() as u64,
+                "camera delivered no frame; rebuilding the capture graph (the gap is declared in the next manifest)"
+            ),
+            Interruption::Failed(why) => tracing::warn!(
+                error = %why,
+                retry_in_ms = backoff.as_millis() as u64,
+                "capture failed; rebuilding the capture graph (the gap is declared in the next manifest)"
+            ),
+        }
+        // Wait out the backoff, but answer a stop at once.
+        let until = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(RESTART_MAX);
+    }
+}
+
+/// Feeds frames from one capture graph into the recorder. `Ok(None)`: the
+/// run is over (a stop, or the end of a bounded test source).
+#[allow(clippy::too_many_arguments)]
+fn capture_until_interrupted(
+    capture: &mut Capture,
+    stall_timeout: Duration,
+    bounded: bool,
+    recorder: &mut Recorder,
+    wake: &Notify,
+    stop: &AtomicBool,
+    heartbeat: &Heartbeat,
+    backoff: &mut Duration,
+) -> Result<Option<Interruption>, DaemonError> {
+    let mut last_frame = std::time::Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("stop requested; sealing the open fragment");
+            return Ok(None);
+        }
+        match capture.next(Duration::from_millis(200)) {
+            Ok(Some(CaptureEvent::Frame(f))) => {
+                last_frame = std::time::Instant::now();
+                *backoff = RESTART_FIRST;
+                if recorder.push(f)?.is_some() {
+                    wake.notify_one();
+                }
+                heartbeat.beat();
+            }
+            Ok(Some(CaptureEvent::EndOfStream)) if bounded => {
+                tracing::info!("source ended");
+                return Ok(None);
+            }
+            Ok(Some(CaptureEvent::EndOfStream)) => {
+                return Ok(Some(Interruption::Failed(
+                    "the camera ended its stream".into(),
+                )))
+            }
+            Ok(None) => {
+                let quiet = last_frame.elapsed();
+                if quiet >= stall_timeout {
+                    return Ok(Some(Interruption::Stalled(quiet)));
+                }
+            }
+            Err(e) => return Ok(Some(Interruption::Failed(e.to_string()))),
+        }
+    }
 }

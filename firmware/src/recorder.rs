@@ -77,6 +77,9 @@ pub struct Recorder {
     /// The gap this run's start leaves after the previous run: its reason
     /// and where the previous run's video ended.
     startup_gap: Option<(GapReason, u64)>,
+    /// Capture stopped at this wall time (a stall or a camera error); the
+    /// next fragment declares the span up to its start.
+    interrupted_since: Option<u64>,
     /// Gaps found while recording (clock jumps), for the next manifest.
     gaps: Vec<DeclaredGap>,
     /// Pad frames to size buckets.
@@ -133,6 +136,7 @@ impl Recorder {
             open: None,
             anchor: None,
             startup_gap,
+            interrupted_since: None,
             gaps: Vec::new(),
             pad: false,
             bounds: SpoolBounds {
@@ -252,6 +256,22 @@ impl Recorder {
         Ok(closed)
     }
 
+    /// Capture stopped (the camera stalled, failed or went away) and will be
+    /// restarted: seals what the open fragment holds, and has the next
+    /// fragment declare the time without frames as a `SourceStalled` gap.
+    /// The restarted graph's timestamps start afresh; they are re-anchored
+    /// to the wall clock at the next frame.
+    pub fn source_interrupted(&mut self) -> Result<Option<u64>, RecordError> {
+        let since = match &self.open {
+            Some(o) => self.wall_ns(o.end_pts_ns),
+            None => self.interrupted_since.unwrap_or_else(unix_now_ns),
+        };
+        let closed = self.close()?;
+        self.interrupted_since.get_or_insert(since);
+        self.anchor = None;
+        Ok(closed)
+    }
+
     /// Closes the open fragment, if any: wraps its key, signs, spools.
     pub fn close(&mut self) -> Result<Option<u64>, RecordError> {
         let Some(open) = self.open.take() else {
@@ -265,6 +285,15 @@ impl Recorder {
         if let Some((reason, since)) = self.startup_gap {
             gaps.push(DeclaredGap {
                 reason,
+                first_sequence: sequence,
+                sequence_count: 0,
+                start_unix_ns: since.min(start_unix_ns),
+                end_unix_ns: start_unix_ns,
+            });
+        }
+        if let Some(since) = self.interrupted_since {
+            gaps.push(DeclaredGap {
+                reason: GapReason::SourceStalled,
                 first_sequence: sequence,
                 sequence_count: 0,
                 start_unix_ns: since.min(start_unix_ns),
@@ -329,6 +358,7 @@ impl Recorder {
         }
         // Declared and durable: forget them.
         self.startup_gap = None;
+        self.interrupted_since = None;
         self.gaps.clear();
         self.spool.clear_gaps(declared_pending).map_err(spool_err)?;
         self.stats.fragments += 1;

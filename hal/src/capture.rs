@@ -29,9 +29,85 @@ pub enum Source {
     TestPattern {
         pattern: String,
         num_buffers: Option<u32>,
+        /// A fault to inject, for tests of the daemon's recovery.
+        fault: Option<TestFault>,
     },
     /// A V4L2 camera (`v4l2src`).
     V4l2 { device: PathBuf },
+}
+
+/// A fault the test source injects after some frames, through a pad probe
+/// on its output: the same thing a real camera does when it hangs or fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestFault {
+    pub after_frames: u32,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Frames stop arriving; the graph stays up (a hung camera or driver).
+    Stall,
+    /// The source posts an error (a camera unplugged mid-stream).
+    Error,
+}
+
+impl std::str::FromStr for TestFault {
+    type Err = String;
+
+    /// `stall-after:N` or `error-after:N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: write stall-after:N or error-after:N");
+        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
+        let kind = match kind {
+            "stall-after" => FaultKind::Stall,
+            "error-after" => FaultKind::Error,
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            after_frames: n.parse().map_err(|_| bad())?,
+            kind,
+        })
+    }
+}
+
+/// Adds `fault` to `source`'s output.
+fn inject(source: &gst::Element, fault: TestFault) -> Result<(), CaptureError> {
+    let pad = source
+        .static_pad("src")
+        .ok_or_else(|| CaptureError::Build("the test source has no src pad".into()))?;
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    let weak = source.downgrade();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                // A hung camera does not end its stream either.
+                let hung = fault.kind == FaultKind::Stall
+                    && seen.load(std::sync::atomic::Ordering::Relaxed) >= fault.after_frames;
+                return if hung && e.type_() == gst::EventType::Eos {
+                    gst::PadProbeReturn::Drop
+                } else {
+                    gst::PadProbeReturn::Ok
+                };
+            }
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n < fault.after_frames {
+                return gst::PadProbeReturn::Ok;
+            }
+            if fault.kind == FaultKind::Error && n == fault.after_frames {
+                if let Some(src) = weak.upgrade() {
+                    gst::element_error!(
+                        src,
+                        gst::ResourceError::Read,
+                        ["injected fault: the camera went away"]
+                    );
+                }
+            }
+            gst::PadProbeReturn::Drop
+        },
+    );
+    Ok(())
 }
 
 /// Everything the capture graph is built from.
@@ -132,12 +208,16 @@ impl Capture {
             Source::TestPattern {
                 pattern,
                 num_buffers,
+                fault,
             } => {
                 let s = make("videotestsrc")?;
                 s.set_property("is-live", true);
                 s.set_property_from_str("pattern", pattern);
                 if let Some(n) = num_buffers {
                     s.set_property("num-buffers", i32::try_from(*n).unwrap_or(i32::MAX));
+                }
+                if let Some(f) = fault {
+                    inject(&s, *f)?;
                 }
                 s
             }
@@ -266,6 +346,9 @@ impl Capture {
         let timeout =
             gst::ClockTime::from_nseconds(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
         let Some(sample) = self.sink.try_pull_sample(timeout) else {
+            // An error posted while we waited explains the silence or the
+            // end better than either.
+            self.pop_bus_error()?;
             if self.sink.is_eos() {
                 return Ok(Some(CaptureEvent::EndOfStream));
             }
@@ -361,6 +444,7 @@ mod tests {
             source: Source::TestPattern {
                 pattern: "smpte".into(),
                 num_buffers: Some(n),
+                fault: None,
             },
             width: 160,
             height: 120,
@@ -393,6 +477,38 @@ mod tests {
         assert_eq!(frames[0].track.width, 160);
         assert!(!frames[0].track.codec_private.is_empty());
         assert!(frames.windows(2).all(|w| w[1].pts_ns > w[0].pts_ns));
+    }
+
+    fn with_fault(n: u32, fault: &str) -> CaptureSettings {
+        let mut s = settings(n);
+        s.source = Source::TestPattern {
+            pattern: "smpte".into(),
+            num_buffers: Some(n),
+            fault: Some(fault.parse().unwrap()),
+        };
+        s
+    }
+
+    #[test]
+    fn an_injected_stall_stops_frames_and_an_injected_error_is_reported() {
+        let mut cap = Capture::start(&with_fault(60, "stall-after:10")).unwrap();
+        let mut frames = 0;
+        while let Some(CaptureEvent::Frame(_)) = cap.next(Duration::from_secs(2)).unwrap() {
+            frames += 1;
+        }
+        assert_eq!(frames, 10);
+
+        let mut cap = Capture::start(&with_fault(60, "error-after:10")).unwrap();
+        let err = loop {
+            match cap.next(Duration::from_secs(2)) {
+                Ok(Some(CaptureEvent::Frame(_))) => {}
+                Ok(other) => panic!("expected an error, got {other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("injected fault"), "{err}");
+        assert!("stall-after:x".parse::<TestFault>().is_err());
+        assert!("sleep-after:3".parse::<TestFault>().is_err());
     }
 
     #[test]
