@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use p256::ecdsa::signature::Verifier;
 use sha2::{Digest, Sha256};
 
 use crate::codec::{Reader, Writer};
@@ -322,11 +321,16 @@ impl Manifest {
         signature: &[u8; 64],
         key: &DeviceVerifyingKey,
     ) -> Result<(), SealError> {
-        let sig =
-            p256::ecdsa::Signature::from_slice(signature).map_err(|_| SealError::BadSignature)?;
-        key.0
-            .verify(&Self::signing_message(body), &sig)
-            .map_err(|_| SealError::BadSignature)
+        // AWS-LC's P-256 verification: several times faster than the
+        // portable implementation, which matters on the ingest (one
+        // verification per fragment received).
+        let point = key.0.to_encoded_point(false);
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            point.as_bytes(),
+        )
+        .verify(&Self::signing_message(body), signature)
+        .map_err(|_| SealError::BadSignature)
     }
 
     /// Key ids of the recipients, comma-separated, for messages.

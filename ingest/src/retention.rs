@@ -277,7 +277,10 @@ mod tests {
                     .windows(r.ciphertext.len())
                     .any(|w| w == r.ciphertext.as_slice()));
             }
-            store.put_fragment(&f).await.unwrap();
+            store
+                .put_fragment(&f, &bytes::Bytes::from(bytes.clone()))
+                .await
+                .unwrap();
             prev = f.manifest_hash();
         }
         let rules =

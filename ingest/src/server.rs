@@ -1007,7 +1007,7 @@ async fn put_fragment(
                 .store
                 .put_device_cert(&device, &peer.serial, &cert_pem)
                 .await?;
-            match state.store.put_fragment(&frag).await {
+            match state.store.put_fragment(&frag, &body).await {
                 Ok(o) => Ok(o),
                 Err(StoreError::Conflict { .. }) => Err(format!(
                     "sequence {sequence} is already stored with different content"

@@ -310,10 +310,13 @@ impl Store {
         }
     }
 
-    /// Stores a verified fragment, create-only. Idempotent for the same bytes.
+    /// Stores a verified fragment, create-only. Idempotent for the same
+    /// bytes. `body` is the buffer `fragment` was parsed from, so that the
+    /// payload is stored without a copy.
     pub async fn put_fragment(
         &self,
         fragment: &SealedFragment<'_>,
+        body: &Bytes,
     ) -> Result<PutOutcome, StoreError> {
         let m = &fragment.manifest;
         let (d, s, seq) = (&m.device, &m.stream, m.sequence);
@@ -322,7 +325,8 @@ impl Store {
             stream: s.clone(),
             sequence: seq,
         };
-        let payload = Bytes::copy_from_slice(fragment.payload);
+        let payload = subslice(body, fragment.payload)
+            .unwrap_or_else(|| Bytes::copy_from_slice(fragment.payload));
         let data = data_path(d, s, seq);
         if !self.put_new(&data, payload.clone()).await? {
             match self.read(&data).await? {
@@ -500,6 +504,13 @@ impl Store {
     }
 }
 
+/// `part` as a zero-copy slice of `whole`, if it lies within it.
+fn subslice(whole: &Bytes, part: &[u8]) -> Option<Bytes> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then(|| whole.slice(start..end))
+}
+
 /// Parses a stored key object, naming the object in the error.
 pub fn parse_signed_manifest<'a>(
     device: &Name,
@@ -528,6 +539,16 @@ mod tests {
         assert_eq!(c.to_string(), "S3 bucket b at http://h:1");
         let bad = toml::from_str::<StorageConfig>("kind = \"s3\"\nbucket = \"b\"\nbucket_typo = 1");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn subslices_share_the_buffer_and_strangers_do_not() {
+        let whole = Bytes::from_static(b"0123456789");
+        let part = subslice(&whole, &whole[3..7]).unwrap();
+        assert_eq!(&part[..], b"3456");
+        assert_eq!(part.as_ptr(), whole[3..].as_ptr());
+        let other = b"3456".to_vec();
+        assert!(subslice(&whole, &other).is_none());
     }
 
     #[tokio::test]
