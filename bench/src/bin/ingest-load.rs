@@ -79,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
         // Spread the cameras over one interval, as real ones drift apart.
         let offset = interval.mul_f64(i as f64 / args.cameras as f64);
         tasks.push(tokio::spawn(async move {
+            // The first upload of each camera also opens its connection
+            // (TLS handshake, client certificate): reported apart.
             let mut latencies = Vec::new();
+            let mut first = None;
             let (mut errors, mut bytes) = (0u64, 0u64);
             tokio::time::sleep(offset).await;
             let mut next = Instant::now();
@@ -101,7 +104,11 @@ async fn main() -> anyhow::Result<()> {
                 let started = Instant::now();
                 match client.put(&url).body(body).send().await {
                     Ok(r) if r.status().is_success() => {
-                        latencies.push(started.elapsed());
+                        if first.is_none() {
+                            first = Some(started.elapsed());
+                        } else {
+                            latencies.push(started.elapsed());
+                        }
                         bytes += len;
                     }
                     Ok(r) => {
@@ -122,19 +129,29 @@ async fn main() -> anyhow::Result<()> {
                     tokio::time::sleep(wait).await;
                 }
             }
-            (latencies, errors, bytes)
+            (latencies, first, errors, bytes)
         }));
     }
     let started = Instant::now();
-    let (mut all, mut errors, mut bytes) = (Vec::new(), 0u64, 0u64);
+    let (mut all, mut firsts, mut errors, mut bytes) = (Vec::new(), Vec::new(), 0u64, 0u64);
     for t in tasks {
-        let (l, e, b) = t.await?;
+        let (l, f, e, b) = t.await?;
         all.extend(l);
+        firsts.extend(f);
         errors += e;
         bytes += b;
     }
     let secs = started.elapsed().as_secs_f64();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if let Some(f) = summarize(firsts) {
+        println!(
+            "first uploads, with connection setup: count={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+            f.count,
+            ms(f.p50),
+            ms(f.p99),
+            ms(f.max)
+        );
+    }
     match summarize(all) {
         Some(s) => println!(
             "uploads={} errors={errors} bytes={bytes} seconds={secs:.1} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1}",
