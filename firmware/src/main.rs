@@ -56,6 +56,8 @@ enum Command {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
         config: PathBuf,
     },
+    /// List the cameras on this machine, with the formats, sizes and rates they offer.
+    Cameras,
     /// Check the config, the device key and its certificate, then exit.
     Check {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
@@ -183,6 +185,23 @@ fn real_main() -> anyhow::Result<()> {
                     cfg.identity.certificate.display(),
                     cert.not_after
                 );
+            }
+            Ok(())
+        }
+        Command::Cameras => {
+            let cameras = sealcam_hal::capture::list_cameras()?;
+            if cameras.is_empty() {
+                println!("no cameras found (V4L2 cameras appear as /dev/video*: is the camera connected and its driver loaded?)");
+            }
+            for c in cameras {
+                println!(
+                    "{}  {}",
+                    c.device.as_deref().unwrap_or("(no device node)"),
+                    c.name
+                );
+                for f in c.formats {
+                    println!("    {f}");
+                }
             }
             Ok(())
         }
