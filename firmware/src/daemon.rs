@@ -294,7 +294,10 @@ fn run_captures(
                     Some(i) => i,
                 }
             }
-            Err(e) if may_recover(&e) => Interruption::Failed(e.to_string()),
+            // Once capture has run, a camera that went away is waited for;
+            // at the first start, a missing or unusable camera is a setup
+            // problem, reported at once (systemd restarts the service).
+            Err(e) if ready && may_recover(&e) => Interruption::Failed(e.to_string()),
             Err(e) => return Err(e.into()),
         };
         // An injected test fault fires once per run.

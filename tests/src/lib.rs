@@ -33,14 +33,51 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// Runs a binary to completion, returning its output.
+/// The longest any single program run of a test may take: a program that
+/// hangs fails its test instead of stalling the whole suite.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs a binary to completion (at most [`RUN_TIMEOUT`]), returning its output.
 pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
-    Command::new(bin(name))
+    use std::io::Read;
+    let mut child = Command::new(bin(name))
         .args(args)
         .current_dir(cwd)
         .env("SEALCAM_LOG", "info")
-        .output()
-        .expect("spawn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} {args:?} did not finish within {} s; stderr: {}",
+                RUN_TIMEOUT.as_secs(),
+                text(&stderr.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
 }
 
 /// Runs a binary and asserts it succeeded.
@@ -494,6 +531,23 @@ pub fn http_get(url: &str) -> reqwest::blocking::Response {
     // reqwest sets up TLS even for http:// URLs; give it a provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::blocking::get(url).unwrap()
+}
+
+/// `sealcam decrypt DIR --key alice.key --out OUT` in the world; must succeed.
+pub fn decrypt_ok(w: &World, dir: &str, out: &str) -> Output {
+    run_ok(
+        "sealcam",
+        &["decrypt", dir, "--key", "alice.key", "--out", out],
+        w.path(),
+    )
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 /// Waits up to `secs` for `cond`.

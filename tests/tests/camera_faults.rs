@@ -48,18 +48,7 @@ fn a_stalled_camera_is_restarted_and_the_gap_is_declared() {
         log.contains("camera delivered no frame; rebuilding"),
         "{log}"
     );
-    run_ok(
-        "sealcam",
-        &[
-            "decrypt",
-            "fetched",
-            "--key",
-            "alice.key",
-            "--out",
-            "clip.mkv",
-        ],
-        w.path(),
-    );
+    decrypt_ok(&w, "fetched", "clip.mkv");
     assert_eq!(gst_count_frames(&w.path().join("clip.mkv")).0, 105);
 }
 

@@ -31,18 +31,7 @@ fn camera_to_decrypted_clip() {
     assert!(report.contains(&format!("{FRAMES} frames")), "{report}");
     assert!(report.contains("result:    OK"), "{report}");
 
-    run_ok(
-        "sealcam",
-        &[
-            "decrypt",
-            "fetched",
-            "--key",
-            "alice.key",
-            "--out",
-            "clip.mkv",
-        ],
-        w.path(),
-    );
+    decrypt_ok(&w, "fetched", "clip.mkv");
     let (frames, width, height) = gst_count_frames(&w.path().join("clip.mkv"));
     assert_eq!(frames, FRAMES as usize);
     assert_eq!((width, height), (320, 240));
@@ -100,11 +89,7 @@ fn camera_to_decrypted_clip() {
 fn unreachable_server_keeps_fragments_and_they_upload_later() {
     let w = World::new();
     // A port with nothing listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let cfg = w.camera("cam1", &format!("https://127.0.0.1:{port}"), 60, 1000);
     let out = run(
         "sealcamd",
@@ -156,18 +141,7 @@ fn padded_frames_decrypt_to_the_same_clip() {
         w.path(),
     );
     w.fetch(&ingest, "cam1", "fetched");
-    run_ok(
-        "sealcam",
-        &[
-            "decrypt",
-            "fetched",
-            "--key",
-            "alice.key",
-            "--out",
-            "clip.mkv",
-        ],
-        w.path(),
-    );
+    decrypt_ok(&w, "fetched", "clip.mkv");
     assert_eq!(gst_count_frames(&w.path().join("clip.mkv")).0, 30);
     // Every sealed frame has a bucket size.
     let bytes = std::fs::read(&fragment_files(&ingest.data)[0]).unwrap();

@@ -85,18 +85,7 @@ fn camera_follows_the_owner_signed_set() {
         "{}",
         text(&out.stderr)
     );
-    run_ok(
-        "sealcam",
-        &[
-            "decrypt",
-            "fetched",
-            "--key",
-            "alice.key",
-            "--out",
-            "alice.mkv",
-        ],
-        w.path(),
-    );
+    decrypt_ok(&w, "fetched", "alice.mkv");
 
     // A rollback to version 1 is refused, even though the owner signed it.
     sign(&w, "owner.key", 1, &["alice.pub"], "recipients.rset");

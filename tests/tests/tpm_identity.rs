@@ -44,18 +44,7 @@ fn tpm_camera_uploads_and_its_fragments_verify() {
         "{}",
         text(&out.stdout)
     );
-    run_ok(
-        "sealcam",
-        &[
-            "decrypt",
-            "fetched",
-            "--key",
-            "alice.key",
-            "--out",
-            "clip.mkv",
-        ],
-        w.path(),
-    );
+    decrypt_ok(&w, "fetched", "clip.mkv");
     assert_eq!(gst_count_frames(&w.path().join("clip.mkv")).0, 60);
 }
 

@@ -64,11 +64,7 @@ fn sealcamd_is_ready_and_feeds_the_watchdog_only_while_frames_flow() {
     let w = World::new();
     // Nothing listens here: after the 2 s of capture, sealcamd spends its
     // 3 s drain timeout retrying, with no frames flowing.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let cfg = w.camera("cam1", &format!("https://127.0.0.1:{port}"), 60, 1000);
     let socket_path = w.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
