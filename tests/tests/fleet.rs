@@ -225,7 +225,13 @@ fn a_consumer_follows_live_on_one_instance_while_the_camera_uploads_to_another()
     w.record("cam1", &b, 30);
     let watcher = follow(&w, &a, &["--out", "live.mkv"]);
     let player = follow(&w, &a, &["--play", "--sink", "fakesink sync=false"]);
-    // Give both time to make their first long poll, then record 3 more.
+    // Both connect (even on a loaded machine), then get a moment for their
+    // first long poll; then the camera records 3 more.
+    assert!(wait_until(30, || a
+        .log_text()
+        .matches("peer=consumer alice")
+        .count()
+        >= 2));
     std::thread::sleep(std::time::Duration::from_secs(1));
     let cfg = w.path().join("cam1.toml");
     w.write_camera_config("cam1", &b.url(), 90, 1000);
