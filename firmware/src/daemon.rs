@@ -147,24 +147,21 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
 
     let wake = Arc::new(Notify::new());
     let (done_tx, done_rx) = watch::channel(false);
-    let capture_settings = cfg.capture.clone();
-    let stall_timeout = cfg.stall_timeout;
-    let capture_wake = wake.clone();
-    let capture_stop = stop.clone();
     let heartbeat = Heartbeat::new();
-    let capture_heartbeat = heartbeat.clone();
+    let mut capture_loop = CaptureLoop {
+        settings: cfg.capture.clone(),
+        stall_timeout: cfg.stall_timeout,
+        bounded: cfg.is_bounded(),
+        wake: wake.clone(),
+        stop: stop.clone(),
+        heartbeat: heartbeat.clone(),
+        backoff: RESTART_FIRST,
+    };
     let capture = std::thread::Builder::new()
         .name("capture".into())
         .spawn(move || {
-            let result = record(
-                &capture_settings,
-                stall_timeout,
-                &mut recorder,
-                &capture_wake,
-                &capture_stop,
-                &capture_heartbeat,
-            );
-            capture_wake.notify_one();
+            let result = capture_loop.record(&mut recorder);
+            capture_loop.wake.notify_one();
             let _ = done_tx.send(true);
             result.map(|()| recorder.stats())
         })
@@ -230,153 +227,138 @@ fn may_recover(e: &CaptureError) -> bool {
     )
 }
 
-/// The capture loop: frames into the recorder until the end or a stop. A
-/// capture graph that stalls or fails is torn down and rebuilt with
-/// backoff; the recorder declares the time without frames in the next
-/// manifest.
-fn record(
-    settings: &sealcam_hal::capture::CaptureSettings,
+/// The capture side of the daemon, on a thread of its own.
+struct CaptureLoop {
+    settings: sealcam_hal::capture::CaptureSettings,
+    /// No frame for this long: the graph is rebuilt.
     stall_timeout: Duration,
-    recorder: &mut Recorder,
-    wake: &Notify,
-    stop: &AtomicBool,
-    heartbeat: &Heartbeat,
-) -> Result<(), DaemonError> {
-    let result = run_captures(settings, stall_timeout, recorder, wake, stop, heartbeat);
-    // Whatever was captured is sealed and spooled, even after an error.
-    let closed = recorder.close();
-    result?;
-    closed?;
-    recorder.stopped_cleanly()?;
-    Ok(())
-}
-
-fn run_captures(
-    settings: &sealcam_hal::capture::CaptureSettings,
-    stall_timeout: Duration,
-    recorder: &mut Recorder,
-    wake: &Notify,
-    stop: &AtomicBool,
-    heartbeat: &Heartbeat,
-) -> Result<(), DaemonError> {
-    let bounded = matches!(
-        settings.source,
-        sealcam_hal::capture::Source::TestPattern {
-            num_buffers: Some(_),
-            ..
-        }
-    );
-    let mut settings = settings.clone();
-    let mut backoff = RESTART_FIRST;
-    let mut ready = false;
-    let mut restarts = 0u32;
-    loop {
-        let interruption = match Capture::start(&settings) {
-            Ok(mut capture) => {
-                tracing::info!(?settings, restarts, "capture started");
-                if !ready {
-                    sealcam_base::service::ready();
-                    ready = true;
-                }
-                let outcome = capture_until_interrupted(
-                    &mut capture,
-                    stall_timeout,
-                    bounded,
-                    recorder,
-                    wake,
-                    stop,
-                    heartbeat,
-                    &mut backoff,
-                );
-                capture.shutdown();
-                match outcome? {
-                    None => return Ok(()),
-                    Some(i) => i,
-                }
-            }
-            // Once capture has run, a camera that went away is waited for;
-            // at the first start, a missing or unusable camera is a setup
-            // problem, reported at once (systemd restarts the service).
-            Err(e) if ready && may_recover(&e) => Interruption::Failed(e.to_string()),
-            Err(e) => return Err(e.into()),
-        };
-        // An injected test fault fires once per run.
-        if let sealcam_hal::capture::Source::TestPattern { fault, .. } = &mut settings.source {
-            *fault = None;
-        }
-        if let Some(closed) = recorder.source_interrupted()? {
-            tracing::debug!(sequence = closed, "sealed the fragment cut short");
-            wake.notify_one();
-        }
-        restarts += 1;
-        match &interruption {
-            Interruption::Stalled(after) => tracing::warn!(
-                after_ms = after.as_millis() as u64,
-                retry_in_ms = backoff.as_millis() as u64,
-                "camera delivered no frame; rebuilding the capture graph (the gap is declared in the next manifest)"
-            ),
-            Interruption::Failed(why) => tracing::warn!(
-                error = %why,
-                retry_in_ms = backoff.as_millis() as u64,
-                "capture failed; rebuilding the capture graph (the gap is declared in the next manifest)"
-            ),
-        }
-        // Wait out the backoff, but answer a stop at once.
-        let until = std::time::Instant::now() + backoff;
-        while std::time::Instant::now() < until {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        backoff = (backoff * 2).min(RESTART_MAX);
-    }
-}
-
-/// Feeds frames from one capture graph into the recorder. `Ok(None)`: the
-/// run is over (a stop, or the end of a bounded test source).
-#[allow(clippy::too_many_arguments)]
-fn capture_until_interrupted(
-    capture: &mut Capture,
-    stall_timeout: Duration,
+    /// A test source with `num_buffers`: its end is the end of the run.
     bounded: bool,
-    recorder: &mut Recorder,
-    wake: &Notify,
-    stop: &AtomicBool,
-    heartbeat: &Heartbeat,
-    backoff: &mut Duration,
-) -> Result<Option<Interruption>, DaemonError> {
-    let mut last_frame = std::time::Instant::now();
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            tracing::info!("stop requested; sealing the open fragment");
-            return Ok(None);
-        }
-        match capture.next(Duration::from_millis(200)) {
-            Ok(Some(CaptureEvent::Frame(f))) => {
-                last_frame = std::time::Instant::now();
-                *backoff = RESTART_FIRST;
-                if recorder.push(f)?.is_some() {
-                    wake.notify_one();
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    heartbeat: Arc<Heartbeat>,
+    /// The wait before the next rebuild.
+    backoff: Duration,
+}
+
+impl CaptureLoop {
+    /// Frames into the recorder until the end or a stop. A capture graph
+    /// that stalls or fails is torn down and rebuilt with backoff; the
+    /// recorder declares the time without frames in the next manifest.
+    /// Whatever was captured is sealed and spooled, even after an error.
+    fn record(&mut self, recorder: &mut Recorder) -> Result<(), DaemonError> {
+        let result = self.run(recorder);
+        let closed = recorder.close();
+        result?;
+        closed?;
+        recorder.stopped_cleanly()?;
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn run(&mut self, recorder: &mut Recorder) -> Result<(), DaemonError> {
+        let mut started = false;
+        let mut restarts = 0u32;
+        loop {
+            let interruption = match Capture::start(&self.settings) {
+                Ok(mut capture) => {
+                    tracing::info!(settings = ?self.settings, restarts, "capture started");
+                    if !started {
+                        sealcam_base::service::ready();
+                        started = true;
+                    }
+                    let outcome = self.feed(&mut capture, recorder);
+                    capture.shutdown();
+                    match outcome? {
+                        None => return Ok(()),
+                        Some(i) => i,
+                    }
                 }
-                heartbeat.beat();
+                // Once capture has run, a camera that went away is waited
+                // for; at the first start, a missing or unusable camera is a
+                // setup problem, reported at once (systemd restarts the
+                // service).
+                Err(e) if started && may_recover(&e) => Interruption::Failed(e.to_string()),
+                Err(e) => return Err(e.into()),
+            };
+            // An injected test fault fires once per run.
+            if let sealcam_hal::capture::Source::TestPattern { fault, .. } =
+                &mut self.settings.source
+            {
+                *fault = None;
             }
-            Ok(Some(CaptureEvent::EndOfStream)) if bounded => {
-                tracing::info!("source ended");
+            if let Some(closed) = recorder.source_interrupted()? {
+                tracing::debug!(sequence = closed, "sealed the fragment cut short");
+                self.wake.notify_one();
+            }
+            restarts += 1;
+            let retry_in_ms = self.backoff.as_millis() as u64;
+            match &interruption {
+                Interruption::Stalled(after) => tracing::warn!(
+                    after_ms = after.as_millis() as u64,
+                    retry_in_ms,
+                    "camera delivered no frame; rebuilding the capture graph (the gap is declared in the next manifest)"
+                ),
+                Interruption::Failed(why) => tracing::warn!(
+                    error = %why,
+                    retry_in_ms,
+                    "capture failed; rebuilding the capture graph (the gap is declared in the next manifest)"
+                ),
+            }
+            // Wait out the backoff, but answer a stop at once.
+            let until = std::time::Instant::now() + self.backoff;
+            while std::time::Instant::now() < until {
+                if self.stopped() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            self.backoff = (self.backoff * 2).min(RESTART_MAX);
+        }
+    }
+
+    /// Feeds frames from one capture graph into the recorder. `Ok(None)`:
+    /// the run is over (a stop, or the end of a bounded test source).
+    fn feed(
+        &mut self,
+        capture: &mut Capture,
+        recorder: &mut Recorder,
+    ) -> Result<Option<Interruption>, DaemonError> {
+        let mut last_frame = std::time::Instant::now();
+        loop {
+            if self.stopped() {
+                tracing::info!("stop requested; sealing the open fragment");
                 return Ok(None);
             }
-            Ok(Some(CaptureEvent::EndOfStream)) => {
-                return Ok(Some(Interruption::Failed(
-                    "the camera ended its stream".into(),
-                )))
-            }
-            Ok(None) => {
-                let quiet = last_frame.elapsed();
-                if quiet >= stall_timeout {
-                    return Ok(Some(Interruption::Stalled(quiet)));
+            match capture.next(Duration::from_millis(200)) {
+                Ok(Some(CaptureEvent::Frame(f))) => {
+                    last_frame = std::time::Instant::now();
+                    self.backoff = RESTART_FIRST;
+                    if recorder.push(f)?.is_some() {
+                        self.wake.notify_one();
+                    }
+                    self.heartbeat.beat();
                 }
+                Ok(Some(CaptureEvent::EndOfStream)) if self.bounded => {
+                    tracing::info!("source ended");
+                    return Ok(None);
+                }
+                Ok(Some(CaptureEvent::EndOfStream)) => {
+                    return Ok(Some(Interruption::Failed(
+                        "the camera ended its stream".into(),
+                    )))
+                }
+                Ok(None) => {
+                    let quiet = last_frame.elapsed();
+                    if quiet >= self.stall_timeout {
+                        return Ok(Some(Interruption::Stalled(quiet)));
+                    }
+                }
+                Err(e) => return Ok(Some(Interruption::Failed(e.to_string()))),
             }
-            Err(e) => return Ok(Some(Interruption::Failed(e.to_string()))),
         }
     }
 }

@@ -50,6 +50,8 @@ pub enum AuditError {
     Store(#[from] StoreError),
     #[error("the audit writer has stopped")]
     Stopped,
+    #[error("the audit trail could not be written: {0}")]
+    Write(String),
     #[error("invalid audit instance name {0:?}: use A-Z a-z 0-9 . _ -")]
     Instance(String),
 }
@@ -247,12 +249,7 @@ impl AuditLog {
             .map_err(|_| AuditError::Stopped)?;
         rx.await
             .map_err(|_| AuditError::Stopped)?
-            .map_err(|reason| {
-                AuditError::Store(StoreError::Open {
-                    store: "audit trail".into(),
-                    reason,
-                })
-            })
+            .map_err(AuditError::Write)
     }
 }
 

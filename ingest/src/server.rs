@@ -39,9 +39,6 @@ use crate::metrics::Metrics;
 use crate::pki::{self, EnrollError};
 use crate::store::{self, PutOutcome, StorageConfig, Store, StoreError};
 
-/// Largest fragment accepted in one upload.
-pub const MAX_FRAGMENT_BYTES: usize = 64 * 1024 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -901,9 +898,7 @@ async fn read_body(
             ),
         )),
         Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
+            if is_over_limit(&e) {
                 Err((
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the fragment is larger than this ingest's limit of {limit} bytes"),
@@ -920,6 +915,12 @@ async fn read_body(
         }
         Ok(Ok(b)) => Ok(b),
     }
+}
+
+/// Whether reading a body failed because it exceeded the limit (a body
+/// without `Content-Length`, or one longer than it said).
+fn is_over_limit(e: &axum::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
 }
 
 #[derive(Serialize)]
@@ -1002,10 +1003,9 @@ async fn put_fragment(
     let outcome = match check_chain(&state.store, &frag).await? {
         Err(reason) => Err(reason),
         Ok(()) => {
-            let cert_pem = pem::cert_to_pem(&peer.cert_der);
             state
                 .store
-                .put_device_cert(&device, &peer.serial, &cert_pem)
+                .put_device_cert(&device, &peer.serial, &peer.cert_der)
                 .await?;
             match state.store.put_fragment(&frag, &body).await {
                 Ok(o) => Ok(o),
@@ -1017,31 +1017,22 @@ async fn put_fragment(
         }
     };
     match outcome {
-        Ok(PutOutcome::Stored) => {
-            state.arrived(&device, &stream);
-            state.metrics.fragment_bytes.inc_by(body.len() as u64);
-        }
-        Ok(PutOutcome::AlreadyStored) | Err(_) => {}
-    }
-    if let Ok(o) = &outcome {
-        let outcome = match o {
-            PutOutcome::Stored => "stored",
-            PutOutcome::AlreadyStored => "already-stored",
-        };
-        state
-            .metrics
-            .fragments
-            .get_or_create(&crate::metrics::OutcomeLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
-    }
-    match outcome {
         Ok(o) => {
             let (status, word) = match o {
-                PutOutcome::Stored => (StatusCode::CREATED, "stored"),
+                PutOutcome::Stored => {
+                    state.arrived(&device, &stream);
+                    state.metrics.fragment_bytes.inc_by(body.len() as u64);
+                    (StatusCode::CREATED, "stored")
+                }
                 PutOutcome::AlreadyStored => (StatusCode::OK, "already-stored"),
             };
+            state
+                .metrics
+                .fragments
+                .get_or_create(&crate::metrics::OutcomeLabels {
+                    outcome: word.into(),
+                })
+                .inc();
             tracing::info!(peer = %peer.identity, %stream, sequence, frames, status = word, "fragment accepted");
             Ok((
                 status,
@@ -1436,4 +1427,22 @@ async fn renew(
             })?;
     tracing::info!(peer = %peer.identity, "device certificate renewed");
     Ok(Json(CertificateResponse { certificate }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_told_from_other_read_errors() {
+        let e = axum::body::to_bytes(axum::body::Body::from(vec![0u8; 10]), 5)
+            .await
+            .unwrap_err();
+        assert!(is_over_limit(&e));
+        assert!(
+            axum::body::to_bytes(axum::body::Body::from(vec![0u8; 5]), 5)
+                .await
+                .is_ok()
+        );
+    }
 }

@@ -121,7 +121,6 @@ pub enum PutOutcome {
 pub struct Listed {
     pub path: String,
     pub last_modified_unix_s: i64,
-    pub size: u64,
 }
 
 /// The fragment store. Cheap to clone.
@@ -137,6 +136,11 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe)
     }
+}
+
+/// The sequence number a fragment object is named by.
+fn sequence_of(l: &Listed) -> Option<u64> {
+    l.path.rsplit('/').next()?.parse().ok()
 }
 
 fn seq_name(sequence: u64) -> String {
@@ -268,7 +272,6 @@ impl Store {
             .map_ok(|m| Listed {
                 path: m.location.to_string(),
                 last_modified_unix_s: m.last_modified.timestamp(),
-                size: m.size,
             })
             .try_collect()
             .await
@@ -387,8 +390,14 @@ impl Store {
 
     /// Sequence numbers stored for a stream (those with a key object), ascending.
     pub async fn sequences(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
-        self.sequences_in(&format!("{}/keys", stream_prefix(device, stream)))
-            .await
+        let prefix = format!("{}/keys", stream_prefix(device, stream));
+        // `list` sorts by path, and sequence names are zero-padded.
+        Ok(self
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(sequence_of)
+            .collect())
     }
 
     /// Sequence numbers with a data object, ascending (for cleanup).
@@ -402,22 +411,8 @@ impl Store {
             .list(&prefix)
             .await?
             .into_iter()
-            .filter_map(|l| {
-                let seq = l.path.rsplit('/').next()?.parse::<u64>().ok()?;
-                Some((seq, l.last_modified_unix_s))
-            })
+            .filter_map(|l| Some((sequence_of(&l)?, l.last_modified_unix_s)))
             .collect())
-    }
-
-    async fn sequences_in(&self, prefix: &str) -> Result<Vec<u64>, StoreError> {
-        let mut out: Vec<u64> = self
-            .list(prefix)
-            .await?
-            .iter()
-            .filter_map(|l| l.path.rsplit('/').next()?.parse::<u64>().ok())
-            .collect();
-        out.sort_unstable();
-        Ok(out)
     }
 
     async fn remove_all(&self, paths: Vec<String>) -> Result<(), StoreError> {
@@ -458,7 +453,7 @@ impl Store {
         &self,
         device: &Name,
         serial_hex: &str,
-        pem: &str,
+        cert_der: &[u8],
     ) -> Result<(), StoreError> {
         let path = format!("devices/{device}/certs/{serial_hex}.pem");
         if self
@@ -469,7 +464,8 @@ impl Store {
         {
             return Ok(());
         }
-        self.put_new(&path, Bytes::from(pem.to_owned())).await?;
+        let pem = sealcam_transport::pem::cert_to_pem(cert_der);
+        self.put_new(&path, Bytes::from(pem)).await?;
         if let Ok(mut w) = self.certs_written.lock() {
             w.insert(path);
         }

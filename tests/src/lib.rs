@@ -412,22 +412,11 @@ drain_timeout_s = 3
 
     /// `sealcam fetch` with extra arguments (e.g. `--from 1h`); may fail.
     pub fn fetch_with(&self, ingest: &Ingest, device: &str, out: &str, extra: &[&str]) -> Output {
-        let url = ingest.url();
+        let server = alice_at(ingest);
         let stream = format!("{device}/front");
-        let mut args = vec![
-            "fetch",
-            "--server",
-            &url,
-            "--ca",
-            "pki/ca.crt",
-            "--cert",
-            "consumer/alice.crt",
-            "--tls-key",
-            "consumer/alice.key",
-            &stream,
-            "--out",
-            out,
-        ];
+        let mut args = vec!["fetch"];
+        args.extend(server.iter().map(String::as_str));
+        args.extend_from_slice(&[&stream, "--out", out]);
         args.extend_from_slice(extra);
         run("sealcam", &args, self.path())
     }
@@ -531,6 +520,22 @@ pub fn http_get(url: &str) -> reqwest::blocking::Response {
     // reqwest sets up TLS even for http:// URLs; give it a provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::blocking::get(url).unwrap()
+}
+
+/// The `sealcam` arguments that reach `ingest` as the consumer alice.
+pub fn alice_at(ingest: &Ingest) -> Vec<String> {
+    [
+        "--server",
+        &ingest.url(),
+        "--ca",
+        "pki/ca.crt",
+        "--cert",
+        "consumer/alice.crt",
+        "--tls-key",
+        "consumer/alice.key",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `sealcam decrypt DIR --key alice.key --out OUT` in the world; must succeed.

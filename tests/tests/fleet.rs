@@ -179,23 +179,10 @@ fn audit_trail_records_who_read_what_across_instances_and_detects_tampering() {
 
 /// `sealcam follow` with the given output arguments, in the background.
 fn follow(w: &World, ingest: &Ingest, output: &[&str]) -> std::process::Child {
-    let url = ingest.url();
-    let mut args = vec![
-        "follow",
-        "cam1/front",
-        "--server",
-        &url,
-        "--ca",
-        "pki/ca.crt",
-        "--cert",
-        "consumer/alice.crt",
-        "--tls-key",
-        "consumer/alice.key",
-        "--key",
-        "alice.key",
-        "--fragments",
-        "3",
-    ];
+    let server = alice_at(ingest);
+    let mut args = vec!["follow", "cam1/front"];
+    args.extend(server.iter().map(String::as_str));
+    args.extend_from_slice(&["--key", "alice.key", "--fragments", "3"]);
     args.extend_from_slice(output);
     std::process::Command::new(bin("sealcam"))
         .args(&args)

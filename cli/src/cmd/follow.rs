@@ -177,35 +177,35 @@ fn report_gap(first: u64, last: u64, next: &SealedFragment<'_>) {
 
 /// Where decrypted video goes.
 struct Sink {
-    target: Target,
+    /// The output, until the first fragment's track lets the MKV header
+    /// be written.
+    pending: Option<Output>,
     writer: Option<(MkvWriter<Output>, TrackConfig)>,
-}
-
-enum Target {
-    /// Not yet opened: the MKV header needs the first fragment's track.
-    Pending(Option<Output>),
-    Opened,
-    Play(play::Player),
+    player: Option<play::Player>,
 }
 
 impl Sink {
     fn new(args: &Args) -> anyhow::Result<Self> {
-        let target = if args.play {
-            Target::Play(play::Player::start(&args.sink)?)
+        let mut player = None;
+        let out: Output = if args.play {
+            let p = play::Player::start(&args.sink)?;
+            let feed = Box::new(p.writer());
+            player = Some(p);
+            feed
         } else {
-            let out: Output = match args.out.as_deref() {
+            match args.out.as_deref() {
                 Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout()),
                 Some(p) => Box::new(
                     std::fs::File::create(p)
                         .with_context(|| format!("creating {}", p.display()))?,
                 ),
                 None => bail!("give --out FILE, --out - (stdout) or --play"),
-            };
-            Target::Pending(Some(out))
+            }
         };
         Ok(Self {
-            target,
+            pending: Some(out),
             writer: None,
+            player,
         })
     }
 
@@ -215,19 +215,13 @@ impl Sink {
         frames: &[sealcam_format::Frame],
         sequence: u64,
     ) -> anyhow::Result<()> {
-        if self.writer.is_none() {
-            let out: Output = match &mut self.target {
-                Target::Pending(o) => o.take().context("output already in use")?,
-                Target::Play(p) => Box::new(p.writer()),
-                Target::Opened => bail!("output already in use"),
-            };
-            if matches!(self.target, Target::Pending(_)) {
-                self.target = Target::Opened;
+        let (w, first) = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let out = self.pending.take().context("the output is gone")?;
+                self.writer
+                    .insert((MkvWriter::new(out, track)?, track.clone()))
             }
-            self.writer = Some((MkvWriter::new(out, track)?, track.clone()));
-        }
-        let Some((w, first)) = self.writer.as_mut() else {
-            bail!("no output");
         };
         if first != track {
             bail!(
@@ -247,7 +241,7 @@ impl Sink {
         if let Some((w, _)) = self.writer {
             w.finish()?;
         }
-        if let Target::Play(p) = self.target {
+        if let Some(p) = self.player {
             p.finish()?;
         }
         Ok(())
