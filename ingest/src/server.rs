@@ -923,23 +923,19 @@ fn is_over_limit(e: &axum::Error) -> bool {
     std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
 }
 
-#[derive(Serialize)]
-struct PutResponse {
-    status: &'static str,
+/// The checks made before an upload's body is read: who may write the
+/// stream, and whether the device is within its limits. The slot it returns
+/// holds the device's place among its concurrent uploads.
+fn admit_upload(
+    state: &AppState,
+    peer: &Peer,
+    device: &str,
+    stream: &str,
     sequence: u64,
-    manifest: String,
-}
-
-async fn put_fragment(
-    State(state): State<AppState>,
-    Extension(peer): Extension<Peer>,
-    Path((device, stream, sequence)): Path<(String, String, u64)>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Body,
-) -> Result<(StatusCode, Json<PutResponse>), ApiError> {
-    require(&peer, Role::Device, "upload fragments")?;
-    let device = name(&device, "device")?;
-    let stream = name(&stream, "stream")?;
+) -> Result<(Name, Name, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    require(peer, Role::Device, "upload fragments")?;
+    let device = name(device, "device")?;
+    let stream = name(stream, "stream")?;
     if device != peer.identity.name {
         let reason = format!("{} may not write streams of device {device}", peer.identity);
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "upload refused");
@@ -959,7 +955,7 @@ async fn put_fragment(
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "fragment refused");
         ApiError::new(status, reason)
     };
-    let _slot = state.limiter.admit(&device).map_err(|r| match r {
+    let slot = state.limiter.admit(&device).map_err(|r| match r {
         limits::Refusal::Busy { limit } => refuse(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -977,6 +973,60 @@ async fn put_fragment(
         .with_code("rate-limited")
         .retry_after(retry_after),
     })?;
+    Ok((device, stream, slot))
+}
+
+/// Reads and drops the body of an upload refused before it was read, so the
+/// sender, still writing, gets to read the refusal (and its `Retry-After`)
+/// instead of a reset connection. Bounded like any body: at most the size
+/// limit, within the body timeout. A client that asked `Expect:
+/// 100-continue` has not sent its body and is not asked for it.
+async fn discard_body(state: &AppState, headers: &axum::http::HeaderMap, body: axum::body::Body) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let limit = state.max_fragment_bytes as u64;
+    let drain = async move {
+        let mut body = body;
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(state.body_timeout, drain).await;
+}
+
+#[derive(Serialize)]
+struct PutResponse {
+    status: &'static str,
+    sequence: u64,
+    manifest: String,
+}
+
+async fn put_fragment(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path((device, stream, sequence)): Path<(String, String, u64)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<PutResponse>), ApiError> {
+    let (device, stream, _slot) = match admit_upload(&state, &peer, &device, &stream, sequence) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            discard_body(&state, &headers, body).await;
+            return Err(refusal);
+        }
+    };
+    let refuse = |status: StatusCode, reason: String| {
+        tracing::warn!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "fragment refused");
+        ApiError::new(status, reason)
+    };
     let body = read_body(&state, &headers, body)
         .await
         .map_err(|(status, reason)| refuse(status, reason))?;

@@ -220,6 +220,15 @@ fn a_device_over_its_limits_is_told_to_wait_and_others_are_not_disturbed() {
     assert!((1..=5).contains(&retry_after), "{retry_after}");
     let (status, code, _) = refusal(resp);
     assert_eq!((status, code.as_str()), (429, "rate-limited"));
+    // However much the refused sender is still writing, it gets to read
+    // the answer rather than a reset connection.
+    let (status, code, _) = refusal(put(
+        &w,
+        &ingest,
+        "/v1/fragments/cam1/front/2",
+        vec![0; 16 << 20],
+    ));
+    assert_eq!((status, code.as_str()), (429, "rate-limited"));
 
     // Another camera uploads undisturbed meanwhile.
     w.record("cam2", &ingest, 30);
@@ -231,7 +240,7 @@ fn a_device_over_its_limits_is_told_to_wait_and_others_are_not_disturbed() {
         counted.contains(r#"code="too-many-uploads"} 1"#),
         "{counted}"
     );
-    assert!(counted.contains(r#"code="rate-limited"} 1"#), "{counted}");
+    assert!(counted.contains(r#"code="rate-limited"} 2"#), "{counted}");
     let stored = metric(&metrics, "sealcam_ingest_fragments_total");
     assert!(stored.contains(r#"outcome="stored"} 3"#), "{stored}");
     stored_unchanged(&w, &ingest, &fragments);
