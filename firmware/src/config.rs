@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use p256::pkcs8::DecodePublicKey;
 use sealcam_format::{ConsumerPublicKey, DeviceVerifyingKey, Name};
-use sealcam_hal::capture::{CaptureSettings, Source};
+use sealcam_hal::board::{Board, PROFILE_NAMES};
+use sealcam_hal::pipeline::{CameraFormat, CaptureSettings, Encoder, Source, SpeedPreset};
 use sealcam_hal::tpm::{self, TpmConfig};
 
 use crate::spool::{FullPolicy, SpoolBounds};
@@ -47,19 +48,38 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCamera {
-    /// "test" (videotestsrc) or "v4l2".
-    source: String,
+    /// The board profile: "auto" (detect) or a name from `board::PROFILE_NAMES`.
+    #[serde(default)]
+    profile: Option<String>,
+    /// "v4l2", "libcamera", "argus" or "test"; default from the profile.
+    #[serde(default)]
+    source: Option<String>,
     #[serde(default)]
     device: Option<PathBuf>,
+    /// libcamera: which camera (default: the first).
+    #[serde(default)]
+    camera_name: Option<String>,
+    /// Argus: which CSI sensor.
+    #[serde(default)]
+    sensor_id: Option<u32>,
+    /// v4l2 and test: "raw", "mjpeg" or "h264" (passed through).
+    #[serde(default)]
+    format: Option<String>,
+    /// "x264", "openh264", "v4l2" or "nvv4l2"; default from the profile.
+    #[serde(default)]
+    encoder: Option<String>,
     #[serde(default = "default_pattern")]
     pattern: String,
     #[serde(default)]
     num_buffers: Option<u32>,
-    width: u32,
-    height: u32,
-    framerate: u32,
-    #[serde(default = "default_bitrate")]
-    bitrate_kbps: u32,
+    #[serde(default)]
+    width: Option<u32>,
+    #[serde(default)]
+    height: Option<u32>,
+    #[serde(default)]
+    framerate: Option<u32>,
+    #[serde(default)]
+    bitrate_kbps: Option<u32>,
     /// No frame for this long: the capture graph is rebuilt.
     #[serde(default = "default_stall_timeout")]
     stall_timeout_ms: u32,
@@ -74,9 +94,6 @@ fn default_stall_timeout() -> u32 {
 
 fn default_pattern() -> String {
     "smpte".into()
-}
-fn default_bitrate() -> u32 {
-    2000
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +173,8 @@ pub struct Config {
     pub path: PathBuf,
     pub device: Name,
     pub stream: Name,
+    /// The board profile the capture graph and defaults come from.
+    pub board: Board,
     pub capture: CaptureSettings,
     /// No frame for this long: the capture graph is rebuilt.
     pub stall_timeout: std::time::Duration,
@@ -207,20 +226,104 @@ pub struct UploadConfig {
     pub drain_timeout: std::time::Duration,
 }
 
+/// The prefix of environment overrides: `SEALCAMD_CAMERA__WIDTH=640` sets
+/// `width` in `[camera]`, `SEALCAMD_DEVICE_ID=cam7` the top-level
+/// `device_id`. Levels are separated by a double underscore; names are
+/// lowercased. A value is read as a TOML value when it is one (`640`,
+/// `true`, `["a.pub"]`) and as a string otherwise.
+pub const ENV_PREFIX: &str = "SEALCAMD_";
+
+/// Applies the `SEALCAMD_` variables among `env` to `table`, returning
+/// their names in order.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, String> {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+        .collect();
+    vars.sort();
+    let mut applied = Vec::new();
+    for (var, value) in vars {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(format!(
+                "{var}: write SEALCAMD_SECTION__KEY (for example SEALCAMD_CAMERA__WIDTH)"
+            ));
+        }
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let (key, sections) = path.split_last().ok_or_else(|| format!("{var}: no key"))?;
+        let mut at = &mut *table;
+        for section in sections {
+            let entry = at
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = entry.as_table_mut().ok_or_else(|| {
+                format!("{var}: {section} is a value in the config, not a section")
+            })?;
+        }
+        at.insert(key.clone(), parsed);
+        applied.push(var);
+    }
+    Ok(applied)
+}
+
 impl Config {
+    /// Reads the config at `path` for this machine: the board detected from
+    /// `/`, and the `SEALCAMD_` environment overrides applied.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_on(path, Path::new("/"))
+    }
+
+    /// [`Config::load`] with the board detected below `root`.
+    pub fn load_on(path: &Path, root: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, std::env::vars(), Board::detect(root))
     }
 
+    /// The config in `text` as on a generic machine, without overrides.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Self::parse_with(path, text, std::iter::empty(), Board::Generic)
+    }
+
+    /// The config in `text`, with the overrides among `env` applied and
+    /// `detected` as the board for `profile = "auto"`.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        detected: Board,
+    ) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim().replace('\n', " "),
-        })?;
+            message,
+        };
+        let one_line = |e: toml::de::Error| e.to_string().trim().replace('\n', " ");
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(one_line(e)))?;
+        let applied = apply_env_overrides(&mut table, env).map_err(parse_error)?;
+        let raw: RawConfig = if applied.is_empty() {
+            // From the text, so that errors point at a line.
+            toml::from_str(text).map_err(|e| parse_error(one_line(e)))?
+        } else {
+            tracing::info!(overrides = %applied.join(", "), "config overridden from the environment");
+            toml::Value::Table(table).try_into().map_err(|e| {
+                parse_error(format!(
+                    "{} (with the environment overrides {})",
+                    one_line(e),
+                    applied.join(", ")
+                ))
+            })?
+        };
         let field = |field: &'static str, message: String| ConfigError::Field {
             path: path.to_owned(),
             field,
@@ -240,10 +343,69 @@ impl Config {
             Name::new(&raw.stream.name).map_err(|e| field("stream.name", e.to_string()))?;
 
         let c = &raw.camera;
-        let source = match c.source.as_str() {
+        let board = match c.profile.as_deref() {
+            None | Some("auto") => detected,
+            Some(name) => Board::from_name(name).ok_or_else(|| {
+                field(
+                    "camera.profile",
+                    format!("unknown profile {name:?}; use one of {PROFILE_NAMES}"),
+                )
+            })?,
+        };
+        let defaults = board.defaults();
+        let format = match c.format.as_deref() {
+            None => CameraFormat::Raw,
+            Some(f) => CameraFormat::from_name(f).ok_or_else(|| {
+                field(
+                    "camera.format",
+                    format!("unknown format {f:?}; use \"raw\", \"mjpeg\" or \"h264\""),
+                )
+            })?,
+        };
+        let source_name = c.source.as_deref().unwrap_or(defaults.source.name());
+        let only_for = |set: bool, name: &'static str, sources: &str| {
+            if set {
+                Err(field(name, format!("only applies to source = {sources}")))
+            } else {
+                Ok(())
+            }
+        };
+        let test = source_name == "test";
+        only_for(
+            c.num_buffers.is_some() && !test,
+            "camera.num_buffers",
+            "\"test\"",
+        )?;
+        only_for(
+            c.test_fault.is_some() && !test,
+            "camera.test_fault",
+            "\"test\"",
+        )?;
+        only_for(
+            c.device.is_some() && source_name != "v4l2",
+            "camera.device",
+            "\"v4l2\"",
+        )?;
+        only_for(
+            c.camera_name.is_some() && source_name != "libcamera",
+            "camera.camera_name",
+            "\"libcamera\"",
+        )?;
+        only_for(
+            c.sensor_id.is_some() && source_name != "argus",
+            "camera.sensor_id",
+            "\"argus\"",
+        )?;
+        only_for(
+            c.format.is_some() && !test && source_name != "v4l2",
+            "camera.format",
+            "\"v4l2\" or \"test\"",
+        )?;
+        let source = match source_name {
             "test" => Source::TestPattern {
                 pattern: c.pattern.clone(),
                 num_buffers: c.num_buffers,
+                format,
                 fault: c
                     .test_fault
                     .as_deref()
@@ -251,43 +413,75 @@ impl Config {
                     .transpose()
                     .map_err(|e| field("camera.test_fault", e))?,
             },
-            "v4l2" => {
-                if c.num_buffers.is_some() {
-                    return Err(field(
-                        "camera.num_buffers",
-                        "only applies to source = \"test\"".into(),
-                    ));
-                }
-                if c.test_fault.is_some() {
-                    return Err(field(
-                        "camera.test_fault",
-                        "only applies to source = \"test\"".into(),
-                    ));
-                }
-                Source::V4l2 {
-                    device: c
-                        .device
-                        .clone()
-                        .unwrap_or_else(|| PathBuf::from("/dev/video0")),
-                }
-            }
-            other => {
+            "v4l2" => Source::V4l2 {
+                device: c
+                    .device
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/dev/video0")),
+                format,
+            },
+            "libcamera" => Source::Libcamera {
+                camera_name: c.camera_name.clone(),
+            },
+            "argus" => Source::Argus {
+                sensor_id: c.sensor_id.unwrap_or(0),
+            },
+            other => return Err(field(
+                "camera.source",
+                format!(
+                    "unknown source {other:?}; use \"v4l2\", \"libcamera\", \"argus\" or \"test\""
+                ),
+            )),
+        };
+        let encoder = match c.encoder.as_deref() {
+            None => defaults.encoder,
+            Some("x264") => match defaults.encoder {
+                e @ Encoder::X264 { .. } => e,
+                _ => Encoder::X264 {
+                    speed_preset: SpeedPreset::Superfast,
+                },
+            },
+            Some("openh264") => Encoder::OpenH264,
+            Some("v4l2") => Encoder::V4l2,
+            Some("nvv4l2") => Encoder::Nvv4l2,
+            Some(other) => {
                 return Err(field(
-                    "camera.source",
-                    format!("unknown source {other:?}; use \"test\" or \"v4l2\""),
+                    "camera.encoder",
+                    format!("unknown encoder {other:?}; use \"x264\", \"openh264\", \"v4l2\" (Raspberry Pi 4) or \"nvv4l2\" (Jetson)"),
                 ))
             }
         };
-        if !(16..=7680).contains(&c.width) || !(16..=4320).contains(&c.height) {
+        if format == CameraFormat::H264 && c.encoder.is_some() {
             return Err(field(
-                "camera.width/height",
-                format!("{}x{} is outside 16x16 .. 7680x4320", c.width, c.height),
+                "camera.encoder",
+                "the camera delivers H.264 itself (format = \"h264\"): it is passed through, not encoded; remove encoder".into(),
             ));
         }
-        if !(1..=240).contains(&c.framerate) {
+        if matches!(source, Source::Argus { .. })
+            && !matches!(board, Board::Jetson | Board::JetsonOrinNano)
+        {
+            return Err(field(
+                "camera.source",
+                format!(
+                    "\"argus\" is the Jetson camera stack; this is profile {}",
+                    board.name()
+                ),
+            ));
+        }
+        let width = c.width.unwrap_or(defaults.width);
+        let height = c.height.unwrap_or(defaults.height);
+        let framerate = c.framerate.unwrap_or(defaults.framerate);
+        let bitrate_kbps = c.bitrate_kbps.unwrap_or(defaults.bitrate_kbps);
+        if !(16..=7680).contains(&width) || !(16..=4320).contains(&height) {
+            return Err(field(
+                "camera.width/height",
+                format!("{width}x{height} is outside 16x16 .. 7680x4320"),
+            ));
+        }
+        if !(1..=240).contains(&framerate) {
             return Err(field(
                 "camera.framerate",
-                format!("{} is outside 1..=240", c.framerate),
+                format!("{framerate} is outside 1..=240"),
             ));
         }
         if !(500..=600_000).contains(&c.stall_timeout_ms) {
@@ -296,10 +490,10 @@ impl Config {
                 format!("{} is outside 500..=600000", c.stall_timeout_ms),
             ));
         }
-        if !(64..=100_000).contains(&c.bitrate_kbps) {
+        if !(64..=100_000).contains(&bitrate_kbps) {
             return Err(field(
                 "camera.bitrate_kbps",
-                format!("{} is outside 64..=100000", c.bitrate_kbps),
+                format!("{bitrate_kbps} is outside 64..=100000"),
             ));
         }
         let ms = raw.stream.fragment_duration_ms;
@@ -310,7 +504,7 @@ impl Config {
             ));
         }
         let keyframe_interval =
-            ((u64::from(c.framerate) * u64::from(ms)).div_ceil(1000)).max(1) as u32;
+            ((u64::from(framerate) * u64::from(ms)).div_ceil(1000)).max(1) as u32;
 
         let recipients = match (&raw.recipients.set, raw.recipients.public_keys.is_empty()) {
             (Some(_), false) => {
@@ -422,14 +616,16 @@ impl Config {
             path: path.to_owned(),
             device,
             stream,
+            board,
             capture: CaptureSettings {
                 source,
-                width: c.width,
-                height: c.height,
-                framerate_num: c.framerate,
+                encoder,
+                width,
+                height,
+                framerate_num: framerate,
                 framerate_den: 1,
                 keyframe_interval,
-                bitrate_kbps: c.bitrate_kbps,
+                bitrate_kbps,
             },
             stall_timeout: std::time::Duration::from_millis(c.stall_timeout_ms.into()),
             fragment_duration_ns: u64::from(ms) * 1_000_000,
@@ -557,5 +753,125 @@ ca = "ca.crt"
                 .to_string();
             assert!(err.contains(field), "{err}");
         }
+    }
+
+    fn parse_on(text: &str, env: &[(&str, &str)], board: Board) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path());
+        Config::parse_with(
+            &dir.path().join("c.toml"),
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            board,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// GOOD without a camera source or picture: all from the profile.
+    fn bare() -> String {
+        GOOD.replace(
+            "source = \"test\"\nwidth = 320\nheight = 240\nframerate = 30\n",
+            "",
+        )
+    }
+
+    #[test]
+    fn the_board_profile_chooses_source_encoder_and_picture() {
+        let pi4 = parse_on(&bare(), &[], Board::RaspberryPi4).unwrap();
+        assert_eq!(pi4.board, Board::RaspberryPi4);
+        assert_eq!(pi4.capture.source, Source::Libcamera { camera_name: None });
+        assert_eq!(pi4.capture.encoder, Encoder::V4l2);
+        assert_eq!((pi4.capture.width, pi4.capture.height), (1920, 1080));
+        assert_eq!(pi4.capture.keyframe_interval, 60);
+
+        let pi5 = parse_on(&bare(), &[], Board::RaspberryPi5).unwrap();
+        assert_eq!(
+            pi5.capture.encoder,
+            Encoder::X264 {
+                speed_preset: SpeedPreset::Ultrafast
+            }
+        );
+        let jetson = parse_on(&bare(), &[], Board::Jetson).unwrap();
+        assert_eq!(jetson.capture.source, Source::Argus { sensor_id: 0 });
+        assert_eq!(jetson.capture.encoder, Encoder::Nvv4l2);
+
+        // A profile named in the config wins over the detected board.
+        let forced = bare().replace("[camera]\n", "[camera]\nprofile = \"rpi5\"\n");
+        let c = parse_on(&forced, &[], Board::Jetson).unwrap();
+        assert_eq!(c.board, Board::RaspberryPi5);
+        let c = parse_on(&forced.replace("rpi5", "pi9"), &[], Board::Generic).unwrap_err();
+        assert!(c.contains("camera.profile") && c.contains("rpi4"), "{c}");
+
+        // A USB camera on a Pi 4: v4l2, still the hardware encoder.
+        let usb = bare().replace(
+            "[camera]\n",
+            "[camera]\nsource = \"v4l2\"\nformat = \"mjpeg\"\n",
+        );
+        let c = parse_on(&usb, &[], Board::RaspberryPi4).unwrap();
+        assert_eq!(
+            c.capture.source,
+            Source::V4l2 {
+                device: "/dev/video0".into(),
+                format: CameraFormat::Mjpeg
+            }
+        );
+        assert_eq!(c.capture.encoder, Encoder::V4l2);
+    }
+
+    #[test]
+    fn options_that_do_not_fit_the_source_are_refused() {
+        for (camera, field) in [
+            ("source = \"argus\"", "camera.source"),
+            (
+                "source = \"libcamera\"\ndevice = \"/dev/video2\"",
+                "camera.device",
+            ),
+            ("source = \"v4l2\"\nsensor_id = 1", "camera.sensor_id"),
+            ("source = \"libcamera\"\nformat = \"h264\"", "camera.format"),
+            (
+                "source = \"v4l2\"\nformat = \"h264\"\nencoder = \"x264\"",
+                "camera.encoder",
+            ),
+            ("encoder = \"nvenc\"", "camera.encoder"),
+            ("format = \"yuyv\"", "camera.format"),
+        ] {
+            let text = bare().replace("[camera]\n", &format!("[camera]\n{camera}\n"));
+            let err = parse_on(&text, &[], Board::Generic).unwrap_err();
+            assert!(err.contains(field), "{camera}: {err}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_set_fields_by_section() {
+        let c = parse_on(
+            GOOD,
+            &[
+                ("SEALCAMD_CAMERA__WIDTH", "640"),
+                ("SEALCAMD_UPLOAD__URL", "https://ingest.example:9443"),
+                ("SEALCAMD_DEVICE_ID", "cam7"),
+                ("SEALCAMD_SPOOL__MAX_BYTES", "2097152"),
+                ("SEALCAM_LOG", "debug"),
+                ("PATH", "/usr/bin"),
+            ],
+            Board::Generic,
+        )
+        .unwrap();
+        assert_eq!(c.capture.width, 640);
+        assert_eq!(c.upload.url, "https://ingest.example:9443");
+        assert_eq!(c.device.as_str(), "cam7");
+        assert_eq!(c.spool_bounds.max_bytes, 2 << 20);
+
+        let err = parse_on(GOOD, &[("SEALCAMD_CAMERA__WIDHT", "640")], Board::Generic).unwrap_err();
+        assert!(
+            err.contains("widht") && err.contains("SEALCAMD_CAMERA__WIDHT"),
+            "{err}"
+        );
+        let err =
+            parse_on(GOOD, &[("SEALCAMD_CAMERA__WIDTH", "wide")], Board::Generic).unwrap_err();
+        assert!(err.contains("SEALCAMD_CAMERA__WIDTH"), "{err}");
+        let err = parse_on(GOOD, &[("SEALCAMD_DEVICE_ID__X", "1")], Board::Generic).unwrap_err();
+        assert!(err.contains("not a section"), "{err}");
+        let err = parse_on(GOOD, &[("SEALCAMD_CAMERA____X", "1")], Board::Generic).unwrap_err();
+        assert!(err.contains("SEALCAMD_SECTION__KEY"), "{err}");
     }
 }

@@ -145,6 +145,11 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         );
     }
 
+    tracing::info!(
+        board = %cfg.board,
+        graph = %sealcam_hal::pipeline::describe(&sealcam_hal::pipeline::plan(&cfg.capture)),
+        "capture graph"
+    );
     let wake = Arc::new(Notify::new());
     let (done_tx, done_rx) = watch::channel(false);
     let heartbeat = Heartbeat::new();

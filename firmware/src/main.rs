@@ -211,7 +211,7 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { config, sysroot } => {
-            let cfg = Config::load(&config)?;
+            let cfg = Config::load_on(&config, &sysroot)?;
             let board = sealcam_hal::board::Board::detect(&sysroot);
             if board.is_camera_board() && matches!(cfg.identity.key, KeySource::InsecureSoftware(_))
             {

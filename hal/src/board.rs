@@ -1,20 +1,60 @@
-//! Which board this is, from what the kernel and vendor files say.
+//! Which board this is, from what the kernel and vendor files say, and
+//! what capture graph and picture it gets by default.
 //!
 //! Read from `<root>/proc/device-tree/model` and `<root>/etc/nv_tegra_release`;
-//! `root` is `/` in production and a fake tree in tests.
+//! `root` is `/` in production and a fake tree in tests. The config can
+//! always name the profile instead (`camera.profile`).
 
 use std::fmt;
 use std::path::Path;
 
+use crate::pipeline::{Encoder, SpeedPreset};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
+    /// Raspberry Pi 4 (and Compute Module 4): hardware H.264 encoder.
     RaspberryPi4,
+    /// Raspberry Pi 5: no hardware H.264 encoder.
     RaspberryPi5,
-    /// NVIDIA Jetson (Orin, Xavier, Nano).
+    /// NVIDIA Jetson with NVENC (Orin NX, AGX Orin, Xavier, Nano).
     Jetson,
+    /// NVIDIA Jetson Orin Nano: the one Jetson without NVENC.
+    JetsonOrinNano,
     /// Anything else: a PC, a VM, an unknown board.
     Generic,
 }
+
+/// The kind of camera a board is usually fitted with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    V4l2,
+    Libcamera,
+    Argus,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::V4l2 => "v4l2",
+            SourceKind::Libcamera => "libcamera",
+            SourceKind::Argus => "argus",
+        }
+    }
+}
+
+/// What a board's profile chooses when the config does not say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    pub source: SourceKind,
+    pub encoder: Encoder,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub bitrate_kbps: u32,
+}
+
+/// The profile names the config accepts, with `auto` (detect).
+pub const PROFILE_NAMES: &str = "auto, rpi4, rpi5, jetson, jetson-orin-nano, generic";
 
 impl Board {
     /// Whether this is a camera board we ship for: there, a device key in a
@@ -25,9 +65,6 @@ impl Board {
 
     /// Detects the board below `root`.
     pub fn detect(root: &Path) -> Self {
-        if root.join("etc/nv_tegra_release").exists() {
-            return Board::Jetson;
-        }
         let model = std::fs::read(root.join("proc/device-tree/model")).unwrap_or_default();
         // The device-tree string ends with a NUL.
         let model = String::from_utf8_lossy(&model);
@@ -38,10 +75,82 @@ impl Board {
             || model.starts_with("Raspberry Pi Compute Module 4")
         {
             Board::RaspberryPi4
-        } else if model.contains("Jetson") {
+        } else if model.contains("Orin Nano") {
+            Board::JetsonOrinNano
+        } else if model.contains("Jetson") || root.join("etc/nv_tegra_release").exists() {
             Board::Jetson
         } else {
             Board::Generic
+        }
+    }
+
+    /// The profile named in a config (`rpi4`, ...); `None` for an unknown name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "rpi4" => Board::RaspberryPi4,
+            "rpi5" => Board::RaspberryPi5,
+            "jetson" => Board::Jetson,
+            "jetson-orin-nano" => Board::JetsonOrinNano,
+            "generic" => Board::Generic,
+            _ => return None,
+        })
+    }
+
+    /// The profile's name in a config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::RaspberryPi4 => "rpi4",
+            Board::RaspberryPi5 => "rpi5",
+            Board::Jetson => "jetson",
+            Board::JetsonOrinNano => "jetson-orin-nano",
+            Board::Generic => "generic",
+        }
+    }
+
+    /// The camera, encoder and picture the board gets unless the config
+    /// says otherwise. Sizes and bitrates are what the board encodes at
+    /// 30 frames per second with room to spare for sealing and upload.
+    pub fn defaults(self) -> Defaults {
+        let d = |source, encoder, width, height, bitrate_kbps| Defaults {
+            source,
+            encoder,
+            width,
+            height,
+            framerate: 30,
+            bitrate_kbps,
+        };
+        match self {
+            Board::RaspberryPi4 => d(SourceKind::Libcamera, Encoder::V4l2, 1920, 1080, 4000),
+            // x264 ultrafast at 720p30 takes about one of the Pi 5's four
+            // Cortex-A76 cores; 1080p needs about twice that.
+            Board::RaspberryPi5 => d(
+                SourceKind::Libcamera,
+                Encoder::X264 {
+                    speed_preset: SpeedPreset::Ultrafast,
+                },
+                1280,
+                720,
+                2500,
+            ),
+            Board::Jetson => d(SourceKind::Argus, Encoder::Nvv4l2, 1920, 1080, 4000),
+            Board::JetsonOrinNano => d(
+                SourceKind::Argus,
+                Encoder::X264 {
+                    speed_preset: SpeedPreset::Ultrafast,
+                },
+                1920,
+                1080,
+                4000,
+            ),
+            Board::Generic => d(
+                SourceKind::V4l2,
+                Encoder::X264 {
+                    speed_preset: SpeedPreset::Superfast,
+                },
+                1280,
+                720,
+                2000,
+            ),
         }
     }
 }
@@ -52,6 +161,7 @@ impl fmt::Display for Board {
             Board::RaspberryPi4 => "Raspberry Pi 4",
             Board::RaspberryPi5 => "Raspberry Pi 5",
             Board::Jetson => "NVIDIA Jetson",
+            Board::JetsonOrinNano => "NVIDIA Jetson Orin Nano",
             Board::Generic => "generic",
         })
     }
@@ -76,7 +186,7 @@ mod tests {
 
     #[test]
     fn detects_the_boards_from_their_trees() {
-        let cases: [(Option<&[u8]>, bool, Board); 5] = [
+        let cases: [(Option<&[u8]>, bool, Board); 6] = [
             (
                 Some(b"Raspberry Pi 4 Model B Rev 1.5\0"),
                 false,
@@ -89,6 +199,11 @@ mod tests {
             ),
             (
                 Some(b"NVIDIA Jetson Orin Nano Developer Kit\0"),
+                true,
+                Board::JetsonOrinNano,
+            ),
+            (
+                Some(b"NVIDIA Jetson AGX Orin Developer Kit\0"),
                 false,
                 Board::Jetson,
             ),
@@ -99,5 +214,26 @@ mod tests {
             let t = tree(model, tegra);
             assert_eq!(Board::detect(t.path()), want);
         }
+    }
+
+    #[test]
+    fn every_profile_has_a_name_and_hardware_encoders_only_where_the_board_has_one() {
+        for board in [
+            Board::RaspberryPi4,
+            Board::RaspberryPi5,
+            Board::Jetson,
+            Board::JetsonOrinNano,
+            Board::Generic,
+        ] {
+            assert_eq!(Board::from_name(board.name()), Some(board));
+            assert!(PROFILE_NAMES.contains(board.name()));
+            let hardware = matches!(board.defaults().encoder, Encoder::V4l2 | Encoder::Nvv4l2);
+            assert_eq!(
+                hardware,
+                matches!(board, Board::RaspberryPi4 | Board::Jetson),
+                "{board}"
+            );
+        }
+        assert_eq!(Board::from_name("pi4"), None);
     }
 }

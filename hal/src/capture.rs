@@ -21,55 +21,10 @@ use gstreamer_app as gst_app;
 use sealcam_format::seal::CODEC_H264_AVC;
 use sealcam_format::TrackConfig;
 
-/// Where frames come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// GStreamer's `videotestsrc`, live. `num_buffers` ends the stream after
-    /// that many frames (for tests and demos).
-    TestPattern {
-        pattern: String,
-        num_buffers: Option<u32>,
-        /// A fault to inject, for tests of the daemon's recovery.
-        fault: Option<TestFault>,
-    },
-    /// A V4L2 camera (`v4l2src`).
-    V4l2 { device: PathBuf },
-}
-
-/// A fault the test source injects after some frames, through a pad probe
-/// on its output: the same thing a real camera does when it hangs or fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TestFault {
-    pub after_frames: u32,
-    pub kind: FaultKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// Frames stop arriving; the graph stays up (a hung camera or driver).
-    Stall,
-    /// The source posts an error (a camera unplugged mid-stream).
-    Error,
-}
-
-impl std::str::FromStr for TestFault {
-    type Err = String;
-
-    /// `stall-after:N` or `error-after:N`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: write stall-after:N or error-after:N");
-        let (kind, n) = s.split_once(':').ok_or_else(bad)?;
-        let kind = match kind {
-            "stall-after" => FaultKind::Stall,
-            "error-after" => FaultKind::Error,
-            _ => return Err(bad()),
-        };
-        Ok(Self {
-            after_frames: n.parse().map_err(|_| bad())?,
-            kind,
-        })
-    }
-}
+pub use crate::pipeline::{
+    CameraFormat, CaptureSettings, Encoder, FaultKind, Source, SpeedPreset, TestFault,
+};
+use crate::pipeline::{MissingElement, Step};
 
 /// Adds `fault` to `source`'s output.
 fn inject(source: &gst::Element, fault: TestFault) -> Result<(), CaptureError> {
@@ -110,30 +65,13 @@ fn inject(source: &gst::Element, fault: TestFault) -> Result<(), CaptureError> {
     Ok(())
 }
 
-/// Everything the capture graph is built from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CaptureSettings {
-    pub source: Source,
-    pub width: u32,
-    pub height: u32,
-    pub framerate_num: u32,
-    pub framerate_den: u32,
-    /// Key-frame interval in frames: the fragment duration times the rate.
-    pub keyframe_interval: u32,
-    pub bitrate_kbps: u32,
-}
-
 /// What went wrong in the capture graph.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("GStreamer could not start: {0}")]
     Init(String),
-    #[error("GStreamer element '{element}' is missing; install the Debian package {package} (plugin '{plugin}')")]
-    MissingElement {
-        element: &'static str,
-        plugin: &'static str,
-        package: &'static str,
-    },
+    #[error("{}", lines(.0))]
+    MissingElements(Vec<MissingElement>),
     #[error("camera {device} does not exist; check camera.device in the config (list cameras with `v4l2-ctl --list-devices`)")]
     NoCamera { device: PathBuf },
     #[error("could not assemble the capture graph: {0}")]
@@ -217,117 +155,89 @@ pub struct Capture {
     frame_ns: u64,
 }
 
-fn make(factory: &'static str) -> Result<gst::Element, CaptureError> {
-    gst::ElementFactory::make(factory).build().map_err(|_| {
-        let (plugin, package) = match factory {
-            "videotestsrc" | "videoconvert" | "capsfilter" | "appsink" => (
-                "videotestsrc/videoconvertscale/coreelements/app",
-                "gstreamer1.0-plugins-base",
-            ),
-            "v4l2src" => ("video4linux2", "gstreamer1.0-plugins-good"),
-            "x264enc" => ("x264", "gstreamer1.0-plugins-ugly"),
-            "h264parse" => ("videoparsersbad", "gstreamer1.0-plugins-bad"),
-            _ => ("unknown", "gstreamer1.0-plugins-good"),
+fn lines(missing: &[MissingElement]) -> String {
+    missing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The elements of `settings`' graph this system lacks (empty when it has
+/// them all). Initialises GStreamer.
+pub fn check_elements(settings: &CaptureSettings) -> Result<Vec<MissingElement>, CaptureError> {
+    gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+    Ok(crate::pipeline::missing_elements(
+        &crate::pipeline::plan(settings),
+        |f| gst::ElementFactory::find(f).is_some(),
+    ))
+}
+
+/// Makes one element of the plan, its properties set.
+fn make(step: &Step) -> Result<gst::Element, CaptureError> {
+    let element = gst::ElementFactory::make(step.factory)
+        .build()
+        .map_err(|_| {
+            CaptureError::MissingElements(crate::pipeline::missing_elements(
+                std::slice::from_ref(step),
+                |_| false,
+            ))
+        })?;
+    for (name, value) in &step.properties {
+        let Some(spec) = element.find_property(name) else {
+            return Err(CaptureError::Build(format!(
+                "{} has no property '{name}' (is the plugin too old?)",
+                step.factory
+            )));
         };
-        CaptureError::MissingElement {
-            element: factory,
-            plugin,
-            package,
-        }
-    })
+        // set_property_from_str aborts on a value it cannot parse; parse it
+        // first, so a bad value is an error instead.
+        let parsed = gst::glib::Value::deserialize(value, spec.value_type()).map_err(|_| {
+            CaptureError::Build(format!(
+                "{}: '{value}' is not a valid value for '{name}'",
+                step.factory
+            ))
+        })?;
+        element.set_property_from_value(name, &parsed);
+    }
+    Ok(element)
 }
 
 impl Capture {
     /// Builds the graph and sets it playing.
     pub fn start(settings: &CaptureSettings) -> Result<Self, CaptureError> {
-        gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+        let missing = check_elements(settings)?;
+        if !missing.is_empty() {
+            return Err(CaptureError::MissingElements(missing));
+        }
+        if let Source::V4l2 { device, .. } = &settings.source {
+            if !device.exists() {
+                return Err(CaptureError::NoCamera {
+                    device: device.clone(),
+                });
+            }
+        }
         let build = |e: gst::glib::BoolError| CaptureError::Build(e.to_string());
-
-        let source = match &settings.source {
-            Source::TestPattern {
-                pattern,
-                num_buffers,
-                fault,
-            } => {
-                let s = make("videotestsrc")?;
-                s.set_property("is-live", true);
-                s.set_property_from_str("pattern", pattern);
-                if let Some(n) = num_buffers {
-                    s.set_property("num-buffers", i32::try_from(*n).unwrap_or(i32::MAX));
-                }
-                if let Some(f) = fault {
-                    inject(&s, *f)?;
-                }
-                s
-            }
-            Source::V4l2 { device } => {
-                if !device.exists() {
-                    return Err(CaptureError::NoCamera {
-                        device: device.clone(),
-                    });
-                }
-                let s = make("v4l2src")?;
-                s.set_property("device", device.display().to_string());
-                s
-            }
-        };
-        let raw_caps = gst::Caps::builder("video/x-raw")
-            .field("width", i32::try_from(settings.width).unwrap_or(i32::MAX))
-            .field("height", i32::try_from(settings.height).unwrap_or(i32::MAX))
-            .field(
-                "framerate",
-                gst::Fraction::new(
-                    i32::try_from(settings.framerate_num).unwrap_or(i32::MAX),
-                    i32::try_from(settings.framerate_den).unwrap_or(1),
-                ),
-            )
-            .build();
-        let raw_filter = make("capsfilter")?;
-        raw_filter.set_property("caps", &raw_caps);
-        let convert = make("videoconvert")?;
-        // 4:2:0 8-bit, the format every hardware decoder plays.
-        let i420 = make("capsfilter")?;
-        i420.set_property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .build(),
-        );
-        let encoder = make("x264enc")?;
-        encoder.set_property("key-int-max", settings.keyframe_interval);
-        encoder.set_property("bframes", 0u32);
-        encoder.set_property("bitrate", settings.bitrate_kbps);
-        encoder.set_property_from_str("tune", "zerolatency");
-        encoder.set_property_from_str("speed-preset", "superfast");
-        let parse = make("h264parse")?;
-        let avc_filter = make("capsfilter")?;
-        avc_filter.set_property(
-            "caps",
-            gst::Caps::builder("video/x-h264")
-                .field("stream-format", "avc")
-                .field("alignment", "au")
-                .build(),
-        );
-        let sink = make("appsink")?
-            .dynamic_cast::<gst_app::AppSink>()
-            .map_err(|_| CaptureError::Build("appsink is not an AppSink".into()))?;
+        let plan = crate::pipeline::plan(settings);
+        tracing::debug!(graph = %crate::pipeline::describe(&plan), "building the capture graph");
+        let elements = plan.iter().map(make).collect::<Result<Vec<_>, _>>()?;
+        if let (Source::TestPattern { fault: Some(f), .. }, Some(source)) =
+            (&settings.source, elements.first())
+        {
+            inject(source, *f)?;
+        }
+        let sink = elements
+            .last()
+            .cloned()
+            .and_then(|e| e.dynamic_cast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| CaptureError::Build("the graph does not end in an appsink".into()))?;
         sink.set_property("sync", false);
         sink.set_max_buffers(120);
         sink.set_drop(false);
 
         let pipeline = gst::Pipeline::with_name("sealcam-capture");
-        let chain = [
-            &source,
-            &raw_filter,
-            &convert,
-            &i420,
-            &encoder,
-            &parse,
-            &avc_filter,
-            sink.upcast_ref(),
-        ];
-        pipeline.add_many(chain).map_err(build)?;
-        gst::Element::link_many(chain).map_err(build)?;
+        pipeline.add_many(&elements).map_err(build)?;
+        gst::Element::link_many(&elements).map_err(build)?;
 
         let bus = pipeline
             .bus()
@@ -483,7 +393,11 @@ mod tests {
             source: Source::TestPattern {
                 pattern: "smpte".into(),
                 num_buffers: Some(n),
+                format: CameraFormat::Raw,
                 fault: None,
+            },
+            encoder: Encoder::X264 {
+                speed_preset: SpeedPreset::Superfast,
             },
             width: 160,
             height: 120,
@@ -494,9 +408,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn test_source_delivers_every_frame_with_key_frames_on_interval() {
-        let mut cap = Capture::start(&settings(45)).unwrap();
+    fn capture_all(settings: &CaptureSettings) -> Vec<CapturedFrame> {
+        let mut cap = Capture::start(settings).unwrap();
         let mut frames = Vec::new();
         loop {
             match cap.next(Duration::from_secs(5)).unwrap() {
@@ -505,17 +418,87 @@ mod tests {
                 None => panic!("capture stalled"),
             }
         }
-        assert_eq!(frames.len(), 45);
-        let keys: Vec<usize> = frames
+        frames
+    }
+
+    fn key_frames(frames: &[CapturedFrame]) -> Vec<usize> {
+        frames
             .iter()
             .enumerate()
             .filter(|(_, f)| f.key_frame)
             .map(|(i, _)| i)
-            .collect();
-        assert_eq!(keys, vec![0, 15, 30]);
+            .collect()
+    }
+
+    #[test]
+    fn test_source_delivers_every_frame_with_key_frames_on_interval() {
+        let frames = capture_all(&settings(45));
+        assert_eq!(frames.len(), 45);
+        assert_eq!(key_frames(&frames), vec![0, 15, 30]);
         assert_eq!(frames[0].track.width, 160);
         assert!(!frames[0].track.codec_private.is_empty());
         assert!(frames.windows(2).all(|w| w[1].pts_ns > w[0].pts_ns));
+    }
+
+    #[test]
+    fn openh264_puts_key_frames_on_the_interval_too() {
+        let mut s = settings(45);
+        s.encoder = Encoder::OpenH264;
+        let frames = capture_all(&s);
+        assert_eq!(frames.len(), 45);
+        assert_eq!(key_frames(&frames), vec![0, 15, 30]);
+        assert_eq!(frames[0].track.height, 120);
+    }
+
+    #[test]
+    fn an_mjpeg_camera_is_decoded_and_encoded_and_an_h264_camera_passed_through() {
+        for format in [CameraFormat::Mjpeg, CameraFormat::H264] {
+            let mut s = settings(30);
+            s.source = Source::TestPattern {
+                pattern: "ball".into(),
+                num_buffers: Some(30),
+                format,
+                fault: None,
+            };
+            // The pass-through must not depend on an encoder here.
+            s.encoder = Encoder::Nvv4l2;
+            if format == CameraFormat::Mjpeg {
+                s.encoder = Encoder::OpenH264;
+            }
+            let frames = capture_all(&s);
+            assert_eq!(frames.len(), 30, "{format:?}");
+            assert_eq!(key_frames(&frames), vec![0, 15], "{format:?}");
+            assert_eq!((frames[0].track.width, frames[0].track.height), (160, 120));
+        }
+    }
+
+    #[test]
+    fn a_missing_element_is_named_with_its_packages_before_anything_starts() {
+        let mut s = settings(1);
+        s.encoder = Encoder::Nvv4l2;
+        // This machine has no Jetson plugins.
+        let err = Capture::start(&s).err().unwrap().to_string();
+        assert!(err.contains("'nvvidconv'"), "{err}");
+        assert!(err.contains("'nvv4l2h264enc'"), "{err}");
+        assert!(err.contains("nvidia-l4t-gstreamer"), "{err}");
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert_eq!(check_elements(&settings(1)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_bad_property_value_is_an_error_not_an_abort() {
+        let mut s = settings(1);
+        s.source = Source::TestPattern {
+            pattern: "no-such-pattern".into(),
+            num_buffers: Some(1),
+            format: CameraFormat::Raw,
+            fault: None,
+        };
+        let err = Capture::start(&s).err().unwrap().to_string();
+        assert!(
+            err.contains("no-such-pattern") && err.contains("pattern"),
+            "{err}"
+        );
     }
 
     fn with_fault(n: u32, fault: &str) -> CaptureSettings {
@@ -523,6 +506,7 @@ mod tests {
         s.source = Source::TestPattern {
             pattern: "smpte".into(),
             num_buffers: Some(n),
+            format: CameraFormat::Raw,
             fault: Some(fault.parse().unwrap()),
         };
         s
@@ -564,6 +548,7 @@ mod tests {
         let mut s = settings(1);
         s.source = Source::V4l2 {
             device: "/dev/video-nonexistent".into(),
+            format: CameraFormat::Raw,
         };
         let err = Capture::start(&s).err().unwrap();
         assert!(err.to_string().contains("/dev/video-nonexistent"), "{err}");

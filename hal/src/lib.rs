@@ -9,4 +9,5 @@
 pub mod board;
 pub mod capture;
 pub mod identity;
+pub mod pipeline;
 pub mod tpm;
