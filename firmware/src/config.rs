@@ -426,12 +426,14 @@ impl Config {
             "argus" => Source::Argus {
                 sensor_id: c.sensor_id.unwrap_or(0),
             },
-            other => return Err(field(
-                "camera.source",
-                format!(
+            other => {
+                return Err(field(
+                    "camera.source",
+                    format!(
                     "unknown source {other:?}; use \"v4l2\", \"libcamera\", \"argus\" or \"test\""
                 ),
-            )),
+                ))
+            }
         };
         let encoder = match c.encoder.as_deref() {
             None => defaults.encoder,
@@ -873,5 +875,84 @@ ca = "ca.crt"
         assert!(err.contains("not a section"), "{err}");
         let err = parse_on(GOOD, &[("SEALCAMD_CAMERA____X", "1")], Board::Generic).unwrap_err();
         assert!(err.contains("SEALCAMD_SECTION__KEY"), "{err}");
+    }
+
+    /// Every board config in `configs/boards/`, parsed as on its board,
+    /// with `/etc/sealcam` moved into a directory holding an owner key.
+    fn board_configs() -> Vec<(String, Config)> {
+        let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/boards");
+        let etc = tempfile::tempdir().unwrap();
+        let owner = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
+            owner.verifying_key(),
+            p256::pkcs8::LineEnding::LF,
+        )
+        .unwrap();
+        std::fs::write(etc.path().join("owner.pub"), pem).unwrap();
+        let mut configs = Vec::new();
+        for entry in std::fs::read_dir(&boards).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("/etc/sealcam/", &format!("{}/", etc.path().display()));
+            let c = Config::parse_with(&path, &text, std::iter::empty(), Board::Generic)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            configs.push((name, c));
+        }
+        configs.sort_by(|a, b| a.0.cmp(&b.0));
+        configs
+    }
+
+    #[test]
+    fn every_board_config_parses_validates_and_plans_its_graph() {
+        let configs = board_configs();
+        let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["jetson-orin", "qemu-vivid", "rpi4", "rpi5", "usb-uvc"]
+        );
+        for (name, c) in &configs {
+            assert_eq!(
+                c.identity.key,
+                KeySource::Tpm(TpmConfig {
+                    tcti: tpm::DEFAULT_TCTI.into(),
+                    handle: tpm::DEFAULT_HANDLE
+                }),
+                "{name}"
+            );
+            assert!(
+                matches!(c.recipients, RecipientSource::Signed { .. }),
+                "{name}"
+            );
+            let graph = sealcam_hal::pipeline::describe(&sealcam_hal::pipeline::plan(&c.capture));
+            let (board, parts): (Board, &[&str]) = match name.as_str() {
+                "rpi4" => (Board::RaspberryPi4, &["libcamerasrc", "v4l2h264enc"]),
+                "rpi5" => (Board::RaspberryPi5, &["libcamerasrc", "x264enc"]),
+                "jetson-orin" => (Board::Jetson, &["nvarguscamerasrc", "nvv4l2h264enc"]),
+                "usb-uvc" => (
+                    Board::Generic,
+                    &["v4l2src", "image/jpeg", "jpegdec", "x264enc"],
+                ),
+                "qemu-vivid" => (Board::Generic, &["v4l2src device=/dev/video0", "x264enc"]),
+                other => panic!("no expectations for {other}"),
+            };
+            assert_eq!(c.board, board, "{name}");
+            for part in parts {
+                assert!(graph.contains(part), "{name}: {part} not in {graph}");
+            }
+            // Two-second fragments: a key frame every two seconds.
+            assert_eq!(
+                c.capture.keyframe_interval,
+                2 * c.capture.framerate_num,
+                "{name}"
+            );
+        }
+        // The QEMU guest has exactly the plugins this machine has.
+        let (_, qemu) = &configs[1];
+        assert_eq!(
+            sealcam_hal::capture::check_elements(&qemu.capture).unwrap(),
+            vec![]
+        );
     }
 }
