@@ -890,8 +890,12 @@ ca = "ca.crt"
         .unwrap();
         std::fs::write(etc.path().join("owner.pub"), pem).unwrap();
         let mut configs = Vec::new();
-        for entry in std::fs::read_dir(&boards).unwrap() {
-            let path = entry.unwrap().path();
+        let example = boards.join("../sealcamd.example.toml");
+        let files = std::fs::read_dir(&boards)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .chain([example]);
+        for path in files {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path)
                 .unwrap()
@@ -910,7 +914,14 @@ ca = "ca.crt"
         let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["jetson-orin", "qemu-vivid", "rpi4", "rpi5", "usb-uvc"]
+            [
+                "jetson-orin",
+                "qemu-vivid",
+                "rpi4",
+                "rpi5",
+                "sealcamd.example",
+                "usb-uvc"
+            ]
         );
         for (name, c) in &configs {
             assert_eq!(
@@ -934,7 +945,9 @@ ca = "ca.crt"
                     Board::Generic,
                     &["v4l2src", "image/jpeg", "jpegdec", "x264enc"],
                 ),
-                "qemu-vivid" => (Board::Generic, &["v4l2src device=/dev/video0", "x264enc"]),
+                "qemu-vivid" | "sealcamd.example" => {
+                    (Board::Generic, &["v4l2src device=/dev/video0", "x264enc"])
+                }
                 other => panic!("no expectations for {other}"),
             };
             assert_eq!(c.board, board, "{name}");
