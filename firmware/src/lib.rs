@@ -13,10 +13,12 @@
 //! * [`spool`]: the crash-safe on-disk queue of sealed fragments.
 //! * [`uplink`]: uploads spooled fragments over mutual TLS, with backoff.
 //! * [`provision`]: creates the device key and its certificate request.
+//! * [`check`]: `sealcamd check`, every dependency probed with its fix.
 //! * [`daemon`]: wires the parts together and runs them until told to stop.
 //! * [`watchdog`]: systemd's watchdog, fed only while frames flow.
 
 pub mod certificate;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod identity;

@@ -58,13 +58,16 @@ enum Command {
     },
     /// List the cameras on this machine, with the formats, sizes and rates they offer.
     Cameras,
-    /// Check the config, the device key and its certificate, then exit.
+    /// Probe the config, board, capture graph, camera, device key, spool and ingest; print a report.
     Check {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
         config: PathBuf,
         /// Root of the filesystem the board is detected from (tests use fake trees).
         #[arg(long, default_value = "/", hide = true)]
         sysroot: PathBuf,
+        /// Skip the probe of the ingest (a camera on the bench, without its network).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -210,21 +213,23 @@ fn real_main() -> anyhow::Result<()> {
             println!("{}", sealcamd::identity::report(&cfg)?);
             Ok(())
         }
-        Command::Check { config, sysroot } => {
+        Command::Check {
+            config,
+            sysroot,
+            offline,
+        } => {
             let cfg = Config::load_on(&config, &sysroot)?;
-            let board = sealcam_hal::board::Board::detect(&sysroot);
-            if board.is_camera_board() && matches!(cfg.identity.key, KeySource::InsecureSoftware(_))
-            {
-                anyhow::bail!(
-                    "{}: insecure_software_key is refused on a {board}: its device key belongs in the TPM (remove insecure_software_key and key, then run `sealcamd provision`)",
-                    config.display()
-                );
+            let detected = sealcam_hal::board::Board::detect(&sysroot);
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let probes = rt.block_on(sealcamd::check::run(&cfg, detected, !offline));
+            for p in &probes {
+                println!("{p}");
             }
-            sealcamd::daemon::load_identity(&cfg)?;
-            println!(
-                "config {} is valid; device key and certificate match",
-                config.display()
-            );
+            let failed = probes.iter().filter(|p| p.failed()).count();
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} checks failed", probes.len());
+            }
+            println!("all {} checks passed", probes.len());
             Ok(())
         }
     }

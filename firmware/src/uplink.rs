@@ -112,7 +112,7 @@ impl Uplink {
         stream: Name,
         spool: Arc<Spool>,
     ) -> Result<Self, UplinkError> {
-        let client = Self::build_client(&cfg.ca, certificate, signer.clone())?;
+        let client = Self::device_client(&cfg.ca, certificate, signer.clone())?;
         Ok(Self {
             client: std::sync::RwLock::new(client),
             ca: cfg.ca.clone(),
@@ -125,7 +125,9 @@ impl Uplink {
         })
     }
 
-    fn build_client(
+    /// A mutual-TLS client that presents `certificate` and signs with the
+    /// device key, trusting only the fleet CA in `ca`.
+    pub fn device_client(
         ca: &std::path::Path,
         certificate: &std::path::Path,
         signer: Arc<dyn ExternalSigner>,
@@ -159,7 +161,7 @@ impl Uplink {
 
     /// Re-reads the device certificate (after renewal) for new connections.
     pub fn reload_certificate(&self) -> Result<(), UplinkError> {
-        let client = Self::build_client(&self.ca, &self.certificate, self.signer.clone())?;
+        let client = Self::device_client(&self.ca, &self.certificate, self.signer.clone())?;
         match self.client.write() {
             Ok(mut c) => *c = client,
             Err(poisoned) => *poisoned.into_inner() = client,

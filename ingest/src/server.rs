@@ -341,6 +341,7 @@ fn describe(method: &axum::http::Method, path: &str) -> (String, Option<String>)
             ("read-certificate".into(), Some((*d).to_owned()))
         }
         (_, ["v1", "renew"]) if post => ("renew".into(), None),
+        (_, ["v1", "whoami"]) => ("whoami".into(), None),
         (_, ["v1", "enroll"]) if post => ("enroll".into(), None),
         _ => {
             let shown: String = path.chars().take(200).collect();
@@ -498,6 +499,7 @@ impl Server {
                 put(put_fragment),
             )
             .route("/v1/renew", post(renew))
+            .route("/v1/whoami", get(whoami))
             .route("/v1/streams", get(list_streams))
             .route(
                 "/v1/streams/{device}/{stream}/fragments",
@@ -1157,6 +1159,33 @@ impl AppState {
 struct StreamEntry {
     device: String,
     stream: String,
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    role: &'static str,
+    name: String,
+    /// Devices: the streams the certificate allows (empty: any of its own).
+    streams: Vec<String>,
+    /// Consumers: the `device/stream` pairs the certificate may read (empty: all).
+    reads: Vec<String>,
+    serial: String,
+}
+
+/// Who the ingest takes the caller for: a device or a consumer checks its
+/// certificate is accepted, and what it grants, without side effects.
+async fn whoami(Extension(peer): Extension<Peer>) -> Json<WhoAmI> {
+    let id = &peer.identity;
+    Json(WhoAmI {
+        role: match id.role {
+            Role::Device => "device",
+            Role::Consumer => "consumer",
+        },
+        name: id.name.to_string(),
+        streams: id.streams.iter().map(ToString::to_string).collect(),
+        reads: id.reads.iter().map(|(d, s)| format!("{d}/{s}")).collect(),
+        serial: peer.serial.to_string(),
+    })
 }
 
 async fn list_streams(

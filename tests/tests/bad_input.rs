@@ -19,14 +19,14 @@ fn missing_config_field() {
     let cfg = w.camera("cam1", "https://127.0.0.1:1", 10, 1000);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("width = 320\n", "");
+        .replace("name = \"front\"\n", "");
     std::fs::write(&cfg, text).unwrap();
     let out = run(
         "sealcamd",
         &["run", "--config", cfg.to_str().unwrap()],
         w.path(),
     );
-    assert_clear_failure(&out, &["missing field `width`"]);
+    assert_clear_failure(&out, &["missing field `name`"]);
 }
 
 #[test]
