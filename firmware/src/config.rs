@@ -43,6 +43,16 @@ struct RawConfig {
     identity: RawIdentity,
     spool: RawSpool,
     upload: RawUpload,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// Loopback address of the Prometheus endpoint; none: off.
+    #[serde(default)]
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +196,8 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub spool_bounds: SpoolBounds,
     pub upload: UploadConfig,
+    /// Where the Prometheus endpoint listens (loopback only); `None`: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Whom the camera seals to.
@@ -614,6 +626,25 @@ impl Config {
             ));
         }
 
+        let metrics_listen = match &raw.metrics.listen {
+            None => None,
+            Some(text) => {
+                let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+                    field(
+                        "metrics.listen",
+                        format!("{text:?} is not an address; write 127.0.0.1:9464"),
+                    )
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(field(
+                        "metrics.listen",
+                        format!("{addr} is not a loopback address: the endpoint has no authentication; bind 127.0.0.1 or [::1] and scrape through an agent or tunnel"),
+                    ));
+                }
+                Some(addr)
+            }
+        };
+
         Ok(Self {
             path: path.to_owned(),
             device,
@@ -644,6 +675,7 @@ impl Config {
                 ca: resolve(&raw.upload.ca),
                 drain_timeout: std::time::Duration::from_secs(raw.upload.drain_timeout_s.into()),
             },
+            metrics_listen,
         })
     }
 

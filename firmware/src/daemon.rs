@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::certificate;
 use crate::config::{Config, KeySource};
+use crate::metrics::DeviceMetrics;
 use crate::recipients::{RecipientError, RecipientWatcher};
 use crate::recorder::{RecordError, Recorder, RecorderStats};
 use crate::spool::{Spool, SpoolError};
@@ -53,6 +54,21 @@ pub enum DaemonError {
     Uplink(#[from] UplinkError),
     #[error("capture thread ended abnormally")]
     CaptureThread,
+    #[error("cannot serve metrics on {addr}: {source}; change metrics.listen or free the port")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a run did.
@@ -118,6 +134,22 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     let counted = Arc::new(CountingSigner::new(load_identity(&cfg)?));
     let signer: Arc<dyn ExternalSigner> = counted.clone();
     let spool = Arc::new(Spool::open(&cfg.spool_dir, &cfg.stream)?);
+    let metrics = Arc::new(DeviceMetrics::new());
+    metrics.observe(spool.clone(), counted.clone());
+    let _metrics_endpoint = match cfg.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Metrics { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!(metrics = %format!("http://{bound}/metrics"), "metrics endpoint listening");
+            Some(AbortOnDrop(tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+            ))))
+        }
+    };
     let uplink = Uplink::new(
         &cfg.upload,
         &cfg.identity.certificate,
@@ -125,7 +157,8 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         cfg.device.clone(),
         cfg.stream.clone(),
         spool.clone(),
-    )?;
+    )?
+    .with_metrics(metrics.clone());
     let signer_for_renewal = signer.clone();
     let mut recorder = Recorder::new(
         cfg.device.clone(),
@@ -136,6 +169,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         spool.clone(),
     )?;
     recorder.pad_frames(cfg.pad_frames);
+    recorder.set_metrics(metrics.clone());
     recorder.set_spool_bounds(cfg.spool_bounds);
     let pending = spool.pending()?.len();
     if pending > 0 {
@@ -161,6 +195,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         stop: stop.clone(),
         heartbeat: heartbeat.clone(),
         backoff: RESTART_FIRST,
+        metrics: metrics.clone(),
     };
     let capture = std::thread::Builder::new()
         .name("capture".into())
@@ -244,6 +279,7 @@ struct CaptureLoop {
     heartbeat: Arc<Heartbeat>,
     /// The wait before the next rebuild.
     backoff: Duration,
+    metrics: Arc<DeviceMetrics>,
 }
 
 impl CaptureLoop {
@@ -300,6 +336,7 @@ impl CaptureLoop {
                 self.wake.notify_one();
             }
             restarts += 1;
+            self.metrics.pipeline_restarts.inc();
             let retry_in_ms = self.backoff.as_millis() as u64;
             match &interruption {
                 Interruption::Stalled(after) => tracing::warn!(

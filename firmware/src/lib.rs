@@ -15,6 +15,7 @@
 //! * [`provision`]: creates the device key and its certificate request.
 //! * [`check`]: `sealcamd check`, every dependency probed with its fix.
 //! * [`daemon`]: wires the parts together and runs them until told to stop.
+//! * [`metrics`]: Prometheus metrics on a loopback endpoint (off by default).
 //! * [`watchdog`]: systemd's watchdog, fed only while frames flow.
 
 pub mod certificate;
@@ -22,6 +23,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod identity;
+pub mod metrics;
 pub mod provision;
 pub mod recipients;
 pub mod recorder;

@@ -15,6 +15,7 @@ use sealcam_format::{
 use sealcam_hal::capture::CapturedFrame;
 use sealcam_transport::{ExternalSigner, SignerError};
 
+use crate::metrics::DeviceMetrics;
 use crate::recipients::RecipientWatcher;
 use crate::spool::{Admission, ChainState, FullPolicy, Spool, SpoolBounds, SpoolError};
 
@@ -87,6 +88,7 @@ pub struct Recorder {
     /// How much the spool may hold.
     bounds: SpoolBounds,
     stats: RecorderStats,
+    metrics: Arc<DeviceMetrics>,
 }
 
 /// A wall clock that moves this much more or less than the stream clock
@@ -145,12 +147,18 @@ impl Recorder {
                 when_full: FullPolicy::DropOldest,
             },
             stats: RecorderStats::default(),
+            metrics: Arc::default(),
         })
     }
 
     /// Bounds the spool from the next fragment on.
     pub fn set_spool_bounds(&mut self, bounds: SpoolBounds) {
         self.bounds = bounds;
+    }
+
+    /// Where frames and fragments are counted for the metrics endpoint.
+    pub fn set_metrics(&mut self, metrics: Arc<DeviceMetrics>) {
+        self.metrics = metrics;
     }
 
     /// Pads the frames of every following fragment to size buckets.
@@ -198,6 +206,7 @@ impl Recorder {
 
     /// Adds a frame. Returns the sequence number of a fragment this closed.
     pub fn push(&mut self, frame: CapturedFrame) -> Result<Option<u64>, RecordError> {
+        self.metrics.frames_captured.inc();
         self.anchor
             .get_or_insert_with(|| (unix_now_ns(), frame.pts_ns));
         let mut closed = None;
@@ -214,6 +223,7 @@ impl Recorder {
         if self.open.is_none() {
             if !frame.key_frame {
                 self.stats.frames_before_key_frame += 1;
+                self.metrics.frames_dropped.inc();
                 return Ok(closed);
             }
             self.check_clock(frame.pts_ns);
@@ -346,6 +356,8 @@ impl Recorder {
                 })
                 .map_err(spool_err)?;
             self.stats.fragments_dropped += 1;
+            self.metrics.fragments_dropped.inc();
+            self.metrics.frames_dropped.inc_by(u64::from(frames));
         }
         self.chain = ChainState {
             next_sequence: sequence + 1,
@@ -362,6 +374,7 @@ impl Recorder {
         self.gaps.clear();
         self.spool.clear_gaps(declared_pending).map_err(spool_err)?;
         self.stats.fragments += 1;
+        self.metrics.fragments_sealed.inc();
         tracing::debug!(
             sequence,
             frames,

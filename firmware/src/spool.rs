@@ -147,6 +147,8 @@ pub struct Spool {
     dir: PathBuf,
     /// Whether the last `make_room` found the spool full (log once per episode).
     full: std::sync::atomic::AtomicBool,
+    /// Fragments evicted to make room, since the spool was opened.
+    evicted: std::sync::atomic::AtomicU64,
     /// Serialises updates of the pending-gaps file between recorder and uplink.
     gaps_lock: std::sync::Mutex<()>,
 }
@@ -191,6 +193,7 @@ impl Spool {
         let spool = Self {
             dir,
             full: std::sync::atomic::AtomicBool::new(false),
+            evicted: std::sync::atomic::AtomicU64::new(0),
             gaps_lock: std::sync::Mutex::new(()),
         };
         for entry in fs::read_dir(&spool.dir).map_err(io(&spool.dir, "list"))? {
@@ -395,6 +398,8 @@ impl Spool {
             for s in &evict {
                 self.remove(s)?;
             }
+            self.evicted
+                .fetch_add(evict.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         let full = !evict.is_empty() || admission == Admission::Refuse;
         let was_full = self.full.swap(full, std::sync::atomic::Ordering::Relaxed);
@@ -409,6 +414,11 @@ impl Spool {
             tracing::info!("spool has room again");
         }
         Ok(admission)
+    }
+
+    /// Fragments evicted to make room since the spool was opened.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Moves a fragment the server refused for good out of the queue.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{watch, Notify};
 
 use crate::config::UploadConfig;
+use crate::metrics::DeviceMetrics;
 use crate::spool::{Spool, SpoolError, Spooled};
 
 /// Why the uplink could not be set up or finish.
@@ -73,6 +74,7 @@ pub struct Uplink {
     device: Name,
     stream: Name,
     spool: Arc<Spool>,
+    metrics: Arc<DeviceMetrics>,
 }
 
 /// Capped exponential backoff with full jitter.
@@ -122,6 +124,7 @@ impl Uplink {
             device,
             stream,
             spool,
+            metrics: Arc::default(),
         })
     }
 
@@ -144,6 +147,12 @@ impl Uplink {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| UplinkError::Client(chain_err(&e)))
+    }
+
+    /// Where uploads are counted and timed for the metrics endpoint.
+    pub fn with_metrics(mut self, metrics: Arc<DeviceMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The mutual-TLS client as it is now.
@@ -267,8 +276,13 @@ impl Uplink {
             }
             let mut retry_after = None;
             for s in &pending {
+                let sent = std::time::Instant::now();
                 match self.upload(s).await {
                     Ok(Outcome::Stored) => {
+                        self.metrics
+                            .upload_seconds
+                            .observe(sent.elapsed().as_secs_f64());
+                        self.metrics.fragments_uploaded.inc();
                         self.spool.remove(s)?;
                         report.uploaded += 1;
                         backoff.reset();
@@ -285,9 +299,11 @@ impl Uplink {
                         }
                         let to = self.spool.reject(s)?;
                         report.rejected += 1;
+                        self.metrics.fragments_rejected.inc();
                         tracing::error!(sequence = s.sequence, %reason, kept_at = %to.display(), "ingest refused fragment for good");
                     }
                     Err(Retryable(err, asked)) => {
+                        self.metrics.upload_failures.inc();
                         if failing.is_none() {
                             tracing::warn!(error = %err, "upload failed; fragments stay in the spool and are retried with backoff");
                         } else {

@@ -138,16 +138,16 @@ impl Ingest {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = work.join(format!("ingest-{}-{n}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap();
+        // Any free port, unless the test chose one.
+        let listen = if args.iter().any(|a| a == "--listen") {
+            vec![]
+        } else {
+            vec!["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(bin("sealcam-ingest"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--enroll-listen",
-                "127.0.0.1:0",
-                "--crl-poll-ms",
-                "100",
-            ])
+            .arg("serve")
+            .args(listen)
+            .args(["--enroll-listen", "127.0.0.1:0", "--crl-poll-ms", "100"])
             .arg("--pki")
             .arg(pki)
             .args(args)
@@ -517,9 +517,14 @@ pub fn read_response(stream: &mut RawTls) -> String {
 
 /// A plain-HTTP GET (the ingest's operations listener).
 pub fn http_get(url: &str) -> reqwest::blocking::Response {
+    try_http_get(url).unwrap()
+}
+
+/// A plain-HTTP GET that may fail (a listener not up yet).
+pub fn try_http_get(url: &str) -> reqwest::Result<reqwest::blocking::Response> {
     // reqwest sets up TLS even for http:// URLs; give it a provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::blocking::get(url).unwrap()
+    reqwest::blocking::get(url)
 }
 
 /// The `sealcam` arguments that reach `ingest` as the consumer alice.
