@@ -2,19 +2,130 @@
 
 use std::io::IsTerminal;
 
-/// Logs to stderr, filtered by `SEALCAM_LOG` (e.g. `info`, `sealcamd=debug`),
-/// else by `default_filter`; colour only on a terminal. With
-/// `SEALCAM_LOG_FORMAT=json`, one JSON object per line (for log pipelines).
+/// Logs filtered by `SEALCAM_LOG` (e.g. `info`, `sealcamd=debug`), else by
+/// `default_filter`:
+///
+/// * under systemd, when stderr is the journal (`JOURNAL_STREAM`), straight
+///   to journald with every event field as a journal field
+///   (`SEALCAM_SEQUENCE=12`, `SEALCAM_ERROR=...`), so `journalctl
+///   SEALCAM_SEQUENCE=12` finds them;
+/// * else to stderr, colour only on a terminal;
+/// * with `SEALCAM_LOG_FORMAT=json`, one JSON object per line on stderr
+///   (for log pipelines), even under systemd.
+///
+/// Also installs a panic hook that logs the panic (message and location)
+/// before the process ends.
 pub fn init_logging(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("SEALCAM_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
+    };
+    install_panic_hook();
+    let format = std::env::var("SEALCAM_LOG_FORMAT").ok();
+    if format.is_none() && stderr_is_journal() {
+        if let Ok(journal) = tracing_journald::layer() {
+            let journal = journal.with_field_prefix(Some("SEALCAM".into()));
+            tracing_subscriber::registry()
+                .with(filter())
+                .with(journal)
+                .init();
+            return;
+        }
+    }
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr);
-    if std::env::var("SEALCAM_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    if format.is_some_and(|f| f == "json") {
         builder.json().init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Whether stderr is the journal stream systemd connected
+/// (`JOURNAL_STREAM=<device>:<inode>` names it).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2")
+        .map(|m| names_stream(&stream, m.dev(), m.ino()))
+        .unwrap_or(false)
+}
+
+/// Whether a `JOURNAL_STREAM` value names the file with `dev` and `ino`.
+fn names_stream(value: &str, dev: u64, ino: u64) -> bool {
+    value
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
+/// Logs a panic (message and location) through `tracing` before the
+/// default hook prints it, so it reaches the journal with the other logs.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = %message, %location, "panicked: this is a bug; please report it with this line");
+        default(info);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_stream_names_a_device_and_inode() {
+        assert!(names_stream("8:123456", 8, 123456));
+        assert!(!names_stream("8:123456", 8, 123457));
+        assert!(!names_stream("8-123456", 8, 123456));
+        assert!(!names_stream("", 0, 0));
+    }
+
+    #[test]
+    fn a_panic_is_logged_before_the_process_would_end() {
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        install_panic_hook();
+        let caught = tracing::subscriber::with_default(subscriber, || {
+            std::panic::catch_unwind(|| panic!("the frame queue is corrupt"))
+        });
+        let _ = std::panic::take_hook();
+        assert!(caught.is_err());
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("ERROR"), "{logged}");
+        assert!(logged.contains("the frame queue is corrupt"), "{logged}");
+        assert!(logged.contains("base/src/lib.rs"), "{logged}");
     }
 }
 
