@@ -146,6 +146,42 @@ pub fn list_cameras() -> Result<Vec<CameraInfo>, CaptureError> {
     Ok(cameras)
 }
 
+/// Lets a hot-path log line through at most once per period, and says how
+/// many were held back since the last one.
+#[derive(Debug)]
+struct Throttle {
+    period: Duration,
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(held back since the last one)` when a line may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.period)
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// How often a per-frame problem may be logged.
+const HOT_LOG_PERIOD: Duration = Duration::from_secs(10);
+
 /// A running capture graph.
 pub struct Capture {
     pipeline: gst::Pipeline,
@@ -153,6 +189,8 @@ pub struct Capture {
     bus: gst::Bus,
     caps: Option<(gst::Caps, Arc<TrackConfig>)>,
     frame_ns: u64,
+    /// Per-frame problems are logged at most every few seconds.
+    hot_log: Throttle,
 }
 
 fn lines(missing: &[MissingElement]) -> String {
@@ -244,12 +282,13 @@ impl Capture {
             .ok_or_else(|| CaptureError::Build("pipeline has no bus".into()))?;
         let frame_ns = 1_000_000_000u64 * u64::from(settings.framerate_den.max(1))
             / u64::from(settings.framerate_num.max(1));
-        let capture = Self {
+        let mut capture = Self {
             pipeline,
             sink,
             bus,
             caps: None,
             frame_ns,
+            hot_log: Throttle::new(HOT_LOG_PERIOD),
         };
         if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {
             // The bus usually says why; prefer its message.
@@ -261,7 +300,7 @@ impl Capture {
     }
 
     /// Drains pending bus messages; an error message becomes an error.
-    fn pop_bus_error(&self) -> Result<bool, CaptureError> {
+    fn pop_bus_error(&mut self) -> Result<bool, CaptureError> {
         let mut eos = false;
         while let Some(msg) = self.bus.pop_filtered(&[
             gst::MessageType::Error,
@@ -280,7 +319,9 @@ impl Capture {
                     });
                 }
                 gst::MessageView::Warning(w) => {
-                    tracing::warn!(error = %w.error(), "capture warning");
+                    if let Some(held_back) = self.hot_log.allow() {
+                        tracing::warn!(error = %w.error(), held_back, "capture warning");
+                    }
                 }
                 gst::MessageView::Eos(_) => eos = true,
                 _ => {}
@@ -308,7 +349,12 @@ impl Capture {
             return Ok(None);
         };
         let Some(pts) = buffer.pts() else {
-            tracing::warn!("encoder produced a frame without a timestamp; dropping it");
+            if let Some(held_back) = self.hot_log.allow() {
+                tracing::warn!(
+                    held_back,
+                    "encoder produced a frame without a timestamp; dropping it"
+                );
+            }
             return Ok(None);
         };
         let map = buffer
@@ -532,6 +578,17 @@ mod tests {
         assert!(err.to_string().contains("injected fault"), "{err}");
         assert!("stall-after:x".parse::<TestFault>().is_err());
         assert!("sleep-after:3".parse::<TestFault>().is_err());
+    }
+
+    #[test]
+    fn the_throttle_lets_one_line_through_per_period_and_counts_the_rest() {
+        let mut t = Throttle::new(Duration::from_millis(200));
+        assert_eq!(t.allow(), Some(0));
+        assert_eq!(t.allow(), None);
+        assert_eq!(t.allow(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(t.allow(), Some(2));
+        assert_eq!(t.allow(), None);
     }
 
     #[test]

@@ -293,6 +293,19 @@ impl World {
         cfg
     }
 
+    /// Starts `sealcamd run` with `cfg` in the background, output discarded.
+    pub fn spawn_camera(&self, cfg: &Path) -> std::process::Child {
+        Command::new(bin("sealcamd"))
+            .arg("run")
+            .arg("--config")
+            .arg(cfg)
+            .current_dir(self.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Like [`World::camera`], with the device key in the TPM at `tcti`.
     pub fn tpm_camera(
         &self,

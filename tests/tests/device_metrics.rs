@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 
 use sealcam_system_tests::*;
 
@@ -53,13 +52,7 @@ fn every_device_metric_moves() {
         )
         + &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
     std::fs::write(&cfg, text).unwrap();
-    let mut camera = Command::new(bin("sealcamd"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .current_dir(w.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut camera = w.spawn_camera(&cfg);
     let url = format!("http://127.0.0.1:{metrics_port}/metrics");
 
     // Ingest down: capture, sealing, restarts, failed uploads, a full spool.

@@ -238,13 +238,7 @@ fn revocation_cuts_the_open_upload_and_refuses_new_handshakes() {
     let ingest = w.start_ingest();
     // 30 s of video: still streaming when it is revoked.
     let cfg = w.camera("cam1", &ingest.url(), 900, 1000);
-    let mut camera = Command::new(bin("sealcamd"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .current_dir(w.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut camera = w.spawn_camera(&cfg);
     assert!(
         wait_until(20, || fragment_files(&ingest.data).len() >= 2),
         "no uploads"
