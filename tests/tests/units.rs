@@ -15,27 +15,30 @@ fn unit(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// `systemd-analyze security --offline=true`'s overall exposure (0 to 10).
-fn exposure(name: &str) -> f64 {
+/// `systemd-analyze security --offline=true`'s overall exposure (0 to 10)
+/// of the unit file at `path`, and what it warned about.
+fn exposure(path: &Path) -> (f64, String) {
     let out = std::process::Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
-        .arg(unit(name))
+        .arg(path)
         .output()
         .expect("systemd-analyze (the systemd package; scripts/install-deps)");
     let report = text(&out.stdout);
-    report
+    let warnings = text(&out.stderr);
+    let score = report
         .lines()
         .find_map(|l| l.split("Overall exposure level for ").nth(1))
         .and_then(|rest| rest.split(": ").nth(1))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in: {report}{}", text(&out.stderr)))
+        .unwrap_or_else(|| panic!("no exposure level in: {report}{warnings}"));
+    (score, warnings)
 }
 
 #[test]
 fn both_units_expose_at_most_2_0() {
     for name in ["sealcamd.service", "sealcam-ingest.service"] {
-        let score = exposure(name);
+        let (score, _) = exposure(&unit(name));
         assert!(score <= 2.0, "{name}: exposure {score}");
         let text = std::fs::read_to_string(unit(name)).unwrap();
         for line in [
@@ -56,6 +59,25 @@ fn both_units_expose_at_most_2_0() {
         "StateDirectory=sealcam",
     ] {
         assert!(camera.contains(line), "sealcamd.service lacks {line:?}");
+    }
+}
+
+#[test]
+fn board_drop_ins_parse_and_keep_the_unit_locked_down() {
+    let base = std::fs::read_to_string(unit("sealcamd.service")).unwrap();
+    for board in ["raspberrypi.conf", "jetson.conf"] {
+        let drop_in = std::fs::read_to_string(unit("boards").join(board)).unwrap();
+        // Sections may repeat in one file; systemd merges them as it merges
+        // a drop-in.
+        let dir = tempfile::tempdir().unwrap();
+        let merged = dir.path().join("sealcamd.service");
+        std::fs::write(&merged, format!("{base}\n{drop_in}")).unwrap();
+        let (score, warnings) = exposure(&merged);
+        assert!(
+            !warnings.contains("Unknown") && !warnings.contains("Failed to parse"),
+            "{board}: {warnings}"
+        );
+        assert!(score <= 2.0, "{board}: exposure {score}");
     }
 }
 
