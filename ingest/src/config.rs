@@ -70,11 +70,11 @@ fn default_listen() -> SocketAddr {
 }
 
 fn default_pki() -> PathBuf {
-    PathBuf::from("/etc/sealcam-ingest/pki")
+    PathBuf::from("/var/lib/sealcam-ingest/pki")
 }
 
 fn default_storage() -> StorageConfig {
-    StorageConfig::local("/var/lib/sealcam-ingest")
+    StorageConfig::local("/var/lib/sealcam-ingest/data")
 }
 
 #[derive(Clone, Debug, Deserialize)]
