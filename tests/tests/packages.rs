@@ -1,5 +1,5 @@
-//! The amd64 Debian packages (`scripts/package --arch amd64`, run by
-//! `scripts/test` first): installed for real into a throwaway root with
+//! The Debian packages (`scripts/package`, run by `scripts/test` first).
+//! The amd64 ones are installed for real into a throwaway root with
 //! dpkg, maintainer scripts included, then checked for their files,
 //! owners and modes, the absence of key material, and units that
 //! `systemd-analyze verify` accepts inside that root.
@@ -13,11 +13,17 @@ use std::process::Command;
 use sealcam_system_tests::*;
 
 fn debs() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debian/amd64");
+    debs_for("amd64")
+}
+
+fn debs_for(arch: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/debian")
+        .join(arch);
     let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| {
             panic!(
-                "{}: {e}; build the packages with scripts/package --arch amd64",
+                "{}: {e}; build the packages with scripts/package --arch {arch}",
                 dir.display()
             )
         })
@@ -230,6 +236,37 @@ fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
             out.status.success() && out.stderr.is_empty(),
             "{unit}: {}",
             text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_arm64_packages_hold_aarch64_programs_linked_against_arm64_libraries() {
+    let debs = debs_for("arm64");
+    let names: Vec<String> = debs.iter().map(|d| field(d, "Package")).collect();
+    assert_eq!(names, ["sealcam", "sealcam-ingest", "sealcamd"], "{debs:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for (deb, name) in debs.iter().zip(&names) {
+        assert_eq!(field(deb, "Architecture"), "arm64", "{deb:?}");
+        let out = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let elf = std::fs::read(dir.path().join("usr/bin").join(name)).unwrap();
+        // ELF, 64-bit, little-endian, e_machine 183 (EM_AARCH64).
+        assert_eq!(&elf[..4], b"\x7fELF", "{name}");
+        assert_eq!((elf[4], elf[5]), (2, 1), "{name}");
+        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 183, "{name}");
+    }
+    // dpkg-shlibdeps found the arm64 libraries the daemon links.
+    let depends = field(&debs[2], "Depends");
+    for dep in ["libgstreamer1.0-0", "libtss2-esys", "libc6"] {
+        assert!(
+            depends.contains(dep),
+            "sealcamd arm64 lacks {dep}: {depends}"
         );
     }
 }
