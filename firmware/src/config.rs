@@ -923,10 +923,12 @@ ca = "ca.crt"
         std::fs::write(etc.path().join("owner.pub"), pem).unwrap();
         let mut configs = Vec::new();
         let example = boards.join("../sealcamd.example.toml");
+        let yocto = boards
+            .join("../../yocto-layer/meta-sealcam/recipes-sealcam/sealcam/files/sealcamd.toml");
         let files = std::fs::read_dir(&boards)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .chain([example]);
+            .chain([example, yocto]);
         for path in files {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path)
@@ -951,6 +953,8 @@ ca = "ca.crt"
                 "qemu-vivid",
                 "rpi4",
                 "rpi5",
+                // The Yocto layer's default.
+                "sealcamd",
                 "sealcamd.example",
                 "usb-uvc"
             ]
@@ -977,7 +981,7 @@ ca = "ca.crt"
                     Board::Generic,
                     &["v4l2src", "image/jpeg", "jpegdec", "x264enc"],
                 ),
-                "qemu-vivid" | "sealcamd.example" => {
+                "qemu-vivid" | "sealcamd.example" | "sealcamd" => {
                     (Board::Generic, &["v4l2src device=/dev/video0", "x264enc"])
                 }
                 other => panic!("no expectations for {other}"),

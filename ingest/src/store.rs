@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
+#[cfg(feature = "s3")]
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -184,6 +185,13 @@ impl Store {
                         .with_automatic_cleanup(true),
                 )
             }
+            #[cfg(not(feature = "s3"))]
+            StorageConfig::S3(_) => {
+                return Err(open_err(
+                    "this sealcam-ingest was built without S3 support (cargo feature s3, Yocto PACKAGECONFIG s3); use kind = \"local\" or a build with it".into(),
+                ))
+            }
+            #[cfg(feature = "s3")]
             StorageConfig::S3(s) => {
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(&s.bucket)
