@@ -244,7 +244,10 @@ fn make(step: &Step) -> Result<gst::Element, CaptureError> {
 impl Capture {
     /// Builds the graph and sets it playing.
     pub fn start(settings: &CaptureSettings) -> Result<Self, CaptureError> {
-        let missing = check_elements(settings)?;
+        gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+        let plan = crate::pipeline::plan(settings);
+        let missing =
+            crate::pipeline::missing_elements(&plan, |f| gst::ElementFactory::find(f).is_some());
         if !missing.is_empty() {
             return Err(CaptureError::MissingElements(missing));
         }
@@ -256,7 +259,6 @@ impl Capture {
             }
         }
         let build = |e: gst::glib::BoolError| CaptureError::Build(e.to_string());
-        let plan = crate::pipeline::plan(settings);
         tracing::debug!(graph = %crate::pipeline::describe(&plan), "building the capture graph");
         let elements = plan.iter().map(make).collect::<Result<Vec<_>, _>>()?;
         if let (Source::TestPattern { fault: Some(f), .. }, Some(source)) =
