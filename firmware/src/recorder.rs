@@ -85,6 +85,11 @@ pub struct Recorder {
     gaps: Vec<DeclaredGap>,
     /// Pad frames to size buckets.
     pad: bool,
+    /// Payload bytes of the last fragment: the next one reserves about as
+    /// much up front instead of growing (and copying) as frames arrive.
+    last_payload_len: usize,
+    /// The last fragment's payload buffer, for the next one.
+    spare_buffer: Option<Vec<u8>>,
     /// How much the spool may hold.
     bounds: SpoolBounds,
     stats: RecorderStats,
@@ -141,6 +146,8 @@ impl Recorder {
             interrupted_since: None,
             gaps: Vec::new(),
             pad: false,
+            last_payload_len: 0,
+            spare_buffer: None,
             bounds: SpoolBounds {
                 max_bytes: DEFAULT_SPOOL_BYTES,
                 max_age: None,
@@ -240,6 +247,10 @@ impl Recorder {
             .map_err(|source| RecordError::Seal { sequence, source })?;
             let mut sealer = sealer;
             sealer.pad_frames(self.pad);
+            if let Some(buffer) = self.spare_buffer.take() {
+                sealer.reuse_buffer(buffer);
+            }
+            sealer.reserve(self.last_payload_len + self.last_payload_len / 8);
             self.open = Some(OpenFragment {
                 sealer,
                 track: frame.track.clone(),
@@ -335,15 +346,22 @@ impl Recorder {
             .map_err(|source| RecordError::Sign { sequence, source })?;
         let hash = unsigned.manifest_hash();
         let frames = unsigned.manifest.frame_count;
-        let bytes = unsigned.into_file(&signature.to_bytes().into());
+        self.last_payload_len = usize::try_from(unsigned.manifest.payload_len).unwrap_or(0);
+        let file = unsigned.sign(&signature.to_bytes().into());
+        let file_len = file.len();
         let admitted = self
             .spool
-            .make_room(&self.bounds, bytes.len() as u64)
+            .make_room(&self.bounds, file_len as u64)
             .map_err(spool_err)?
             == Admission::Admit;
         if admitted {
-            self.spool.put(sequence, &bytes).map_err(spool_err)?;
-        } else {
+            self.spool
+                .put_parts(sequence, &file.parts())
+                .map_err(spool_err)?;
+        }
+        // The payload buffer (ciphertext only) serves the next fragment.
+        self.spare_buffer = Some(file.into_buffer());
+        if !admitted {
             // Full and keeping what it has: this fragment is dropped, and
             // the next manifest says so (with what this one declared).
             self.spool
@@ -378,7 +396,7 @@ impl Recorder {
         tracing::debug!(
             sequence,
             frames,
-            bytes = bytes.len(),
+            bytes = file_len,
             "fragment sealed and spooled"
         );
         Ok(Some(sequence))

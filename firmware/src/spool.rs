@@ -161,6 +161,11 @@ fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
 
 /// Writes `bytes` to `path` durably via a temp file and a rename.
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
+    write_parts_durably(dir, name, &[bytes])
+}
+
+/// Writes `parts`, in order, as one file: see [`write_durably`].
+fn write_parts_durably(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<PathBuf, SpoolError> {
     let tmp = dir.join(format!(".tmp-{name}"));
     let path = dir.join(name);
     let mut f = OpenOptions::new()
@@ -170,8 +175,9 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, SpoolE
         .mode(0o600)
         .open(&tmp)
         .map_err(io(&tmp, "create"))?;
-    let written = f
-        .write_all(bytes)
+    let written = parts
+        .iter()
+        .try_for_each(|part| f.write_all(part))
         .map_err(io(&tmp, "write"))
         .and_then(|_| f.sync_all().map_err(io(&tmp, "fsync")));
     if let Err(e) = written {
@@ -312,7 +318,15 @@ impl Spool {
 
     /// Stores a sealed fragment durably.
     pub fn put(&self, sequence: u64, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
-        write_durably(&self.dir, &Self::file_name(sequence), bytes)
+        self.put_parts(sequence, &[bytes])
+    }
+
+    /// Spools a fragment given as consecutive parts (a [`FragmentFile`]'s),
+    /// without joining them in memory first.
+    ///
+    /// [`FragmentFile`]: sealcam_format::FragmentFile
+    pub fn put_parts(&self, sequence: u64, parts: &[&[u8]]) -> Result<PathBuf, SpoolError> {
+        write_parts_durably(&self.dir, &Self::file_name(sequence), parts)
     }
 
     /// Fragments waiting for upload, oldest first.

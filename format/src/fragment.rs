@@ -139,19 +139,33 @@ fn attachments(manifest_body: &[u8], signature: &[u8; 64]) -> Vec<u8> {
 
 /// Assembles a fragment file from its parts.
 pub(crate) fn assemble(manifest_body: &[u8], signature: &[u8; 64], cluster_body: &[u8]) -> Vec<u8> {
-    let mut segment = Vec::with_capacity(manifest_body.len() + cluster_body.len() + 512);
-    element(&mut segment, id::INFO, &info());
-    element(&mut segment, id::TRACKS, &tracks());
+    let head = file_head(manifest_body, signature, cluster_body.len());
+    let mut out = Vec::with_capacity(head.len() + cluster_body.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(cluster_body);
+    out
+}
+
+/// Everything of a fragment file before the Cluster's body, which follows it
+/// to the end of the file: the payload (nearly all of the file) never has
+/// to be copied to make the file.
+pub(crate) fn file_head(manifest_body: &[u8], signature: &[u8; 64], cluster_len: usize) -> Vec<u8> {
+    let mut segment_head = Vec::with_capacity(manifest_body.len() + 512);
+    element(&mut segment_head, id::INFO, &info());
+    element(&mut segment_head, id::TRACKS, &tracks());
     element(
-        &mut segment,
+        &mut segment_head,
         id::ATTACHMENTS,
         &attachments(manifest_body, signature),
     );
-    element(&mut segment, id::CLUSTER, cluster_body);
-    let mut out = Vec::with_capacity(segment.len() + 64);
-    element(&mut out, id::EBML, &matroska_header());
-    element(&mut out, id::SEGMENT, &segment);
-    out
+    crate::ebml::put_id(&mut segment_head, id::CLUSTER);
+    crate::ebml::put_size(&mut segment_head, cluster_len as u64);
+    let mut head = Vec::with_capacity(segment_head.len() + 64);
+    element(&mut head, id::EBML, &matroska_header());
+    crate::ebml::put_id(&mut head, id::SEGMENT);
+    crate::ebml::put_size(&mut head, (segment_head.len() + cluster_len) as u64);
+    head.extend_from_slice(&segment_head);
+    head
 }
 
 /// A parsed sealed fragment, borrowing the file's bytes.
@@ -257,8 +271,10 @@ impl<'a> SealedFragment<'a> {
     /// Checks the device signature and that the payload matches the manifest.
     pub fn verify(&self, device_key: &DeviceVerifyingKey) -> Result<(), SealError> {
         Manifest::verify_signature(self.manifest_body, &self.signature, device_key)?;
-        let digest = crate::payload_sha256(self.payload);
-        if digest != self.manifest.payload_sha256 {
+        // The manifest decoder admits known suites only, so `None` cannot
+        // happen; it would still be a mismatch, never a pass.
+        let digest = crate::suite::payload_hash(self.manifest.suite, self.payload);
+        if digest != Some(self.manifest.payload_hash) {
             return Err(SealError::PayloadHashMismatch);
         }
         Ok(())

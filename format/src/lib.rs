@@ -9,7 +9,8 @@
 //! * the data key is wrapped with HPKE (RFC 9180, DHKEM(P-256, HKDF-SHA256),
 //!   HKDF-SHA256, AES-256-GCM) to every consumer key ([`keys`]);
 //! * a [`manifest::Manifest`] names the fragment, chains to the previous
-//!   manifest by hash, commits to the sealed payload by SHA-256, and is signed
+//!   manifest by hash, commits to the sealed payload by the suite's payload
+//!   hash (BLAKE3 in suite 2, SHA-256 in suite 1; [`suite`]), and is signed
 //!   with the device key (ECDSA P-256).
 //!
 //! This crate does no I/O. The byte layout is specified in `docs/format.md`.
@@ -23,13 +24,16 @@ pub mod mkv;
 pub mod name;
 pub mod recipients;
 pub mod seal;
+pub mod suite;
 pub mod verify;
 
 pub use fragment::{Record, RecordKind, SealedFragment, SignedManifest};
 pub use keys::{ConsumerPublicKey, ConsumerSecretKey, DeviceVerifyingKey, KeyId};
 pub use manifest::{DeclaredGap, GapReason, Manifest, ManifestHash, WrappedKey};
 pub use name::Name;
-pub use seal::{Closing, FragmentSealer, Frame, OpenedFragment, TrackConfig, UnsignedFragment};
+pub use seal::{
+    Closing, FragmentFile, FragmentSealer, Frame, OpenedFragment, TrackConfig, UnsignedFragment,
+};
 
 /// The format version this crate writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
@@ -69,7 +73,7 @@ pub enum SealError {
     #[error("manifest signature does not verify with the device key")]
     BadSignature,
     /// The payload does not hash to the value the manifest committed to.
-    #[error("sealed payload does not match the manifest's SHA-256 (content was altered)")]
+    #[error("sealed payload does not match the manifest's payload hash (content was altered)")]
     PayloadHashMismatch,
     /// The key given is not among the fragment's recipients.
     #[error("key {given} is not a recipient of this fragment; recipients are: {recipients}")]
@@ -92,12 +96,4 @@ pub enum SealError {
     /// Too many frames or bytes for one fragment.
     #[error("fragment too large: {0}")]
     TooLarge(&'static str),
-}
-
-/// SHA-256 of a payload (AWS-LC: SHA-NI / ARMv8 SHA2 where the CPU has them).
-pub fn payload_sha256(payload: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }

@@ -58,11 +58,7 @@ pub struct WrappedKey {
     pub ciphertext: Vec<u8>,
 }
 
-/// The algorithms of format v1, named by one identifier in every manifest:
-/// AES-256-GCM for records; HPKE DHKEM(P-256, HKDF-SHA256), HKDF-SHA256,
-/// AES-256-GCM for data keys; ECDSA P-256 with SHA-256 for signatures;
-/// SHA-256 for hashes. A later suite changes all of them at once.
-pub const SUITE_V1: u16 = 1;
+pub use crate::suite::{SUITE_V1, SUITE_V2};
 
 /// Most gaps one manifest may declare.
 pub const MAX_GAPS: usize = 64;
@@ -135,7 +131,7 @@ impl DeclaredGap {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     pub version: u16,
-    /// The algorithm suite, [`SUITE_V1`].
+    /// The algorithm suite ([`crate::suite`]).
     pub suite: u16,
     pub device: Name,
     pub stream: Name,
@@ -151,8 +147,9 @@ pub struct Manifest {
     pub frame_count: u32,
     /// Length of the sealed payload that follows the manifest in the file.
     pub payload_len: u64,
-    /// SHA-256 over the sealed payload.
-    pub payload_sha256: [u8; 32],
+    /// The suite's payload hash over the sealed payload: SHA-256 in suite 1,
+    /// BLAKE3-256 in suite 2.
+    pub payload_hash: [u8; 32],
     /// Version of the owner-signed recipient set the data key was wrapped
     /// for; 0 for a development list from the camera's config.
     pub recipient_set_version: u64,
@@ -175,7 +172,7 @@ impl Manifest {
         out.put_u64(self.end_unix_ns);
         out.put_u32(self.frame_count);
         out.put_u64(self.payload_len);
-        out.extend_from_slice(&self.payload_sha256);
+        out.extend_from_slice(&self.payload_hash);
         out.put_u64(self.recipient_set_version);
         out.put_u16(self.recipients.len() as u16);
         for r in &self.recipients {
@@ -203,12 +200,13 @@ impl Manifest {
         }
         let offset = r.position();
         let suite = r.u16()?;
-        if suite != SUITE_V1 {
+        if !crate::suite::is_known(suite) {
             return Err(FormatError::Invalid {
                 what: "manifest",
                 offset,
                 reason: format!(
-                    "unknown algorithm suite {suite}; this build knows suite {SUITE_V1}"
+                    "unknown algorithm suite {suite}; this build knows suites {:?}",
+                    crate::suite::KNOWN_SUITES
                 ),
             });
         }
@@ -236,7 +234,7 @@ impl Manifest {
         }
         let frame_count = r.u32()?;
         let payload_len = r.u64()?;
-        let payload_sha256 = r.array()?;
+        let payload_hash = r.array()?;
         let recipient_set_version = r.u64()?;
         let offset = r.position();
         let n = r.u16()? as usize;
@@ -300,7 +298,7 @@ impl Manifest {
             end_unix_ns,
             frame_count,
             payload_len,
-            payload_sha256,
+            payload_hash,
             recipient_set_version,
             recipients,
             gaps,

@@ -49,7 +49,10 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         0u64..1_000_000,
         any::<u32>(),
         any::<u64>(),
-        any::<[u8; 32]>(),
+        (
+            prop::sample::select(sealcam_format::suite::KNOWN_SUITES.to_vec()),
+            any::<[u8; 32]>(),
+        ),
         prop::collection::vec(
             (
                 any::<[u8; 8]>(),
@@ -71,13 +74,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 len,
                 frame_count,
                 payload_len,
-                sha,
+                (suite, sha),
                 recips,
                 recipient_set_version,
                 gaps,
             )| Manifest {
                 version: 1,
-                suite: 1,
+                suite,
                 recipient_set_version,
                 gaps,
                 device,
@@ -88,7 +91,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 end_unix_ns: start.saturating_add(len),
                 frame_count,
                 payload_len,
-                payload_sha256: sha,
+                payload_hash: sha,
                 recipients: recips
                     .into_iter()
                     .map(|(id, enc, ciphertext)| WrappedKey {

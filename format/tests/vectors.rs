@@ -20,10 +20,24 @@ fn regenerated_vectors_match_the_published_ones() {
 }
 
 #[test]
-fn published_fragment_verifies_and_opens() {
-    let v: serde_json::Value = serde_json::from_str(PUBLISHED).unwrap();
+fn published_fragments_of_every_suite_verify_and_open() {
+    let all: serde_json::Value = serde_json::from_str(PUBLISHED).unwrap();
+    let vectors = all["vectors"].as_array().unwrap();
+    let mut suites: Vec<u64> = vectors
+        .iter()
+        .map(|v| v["suite"].as_u64().unwrap())
+        .collect();
+    suites.sort();
+    assert_eq!(suites, [1, 2], "one vector per known suite");
+    for v in vectors {
+        published_fragment_verifies_and_opens(v);
+    }
+}
+
+fn published_fragment_verifies_and_opens(v: &serde_json::Value) {
     let file = hex::decode(v["outputs"]["fragment"].as_str().unwrap()).unwrap();
     let frag = SealedFragment::parse(&file).unwrap();
+    assert_eq!(u64::from(frag.manifest.suite), v["suite"].as_u64().unwrap());
     let pk = hex::decode(v["inputs"]["device_public_key_sec1"].as_str().unwrap()).unwrap();
     frag.verify(&DeviceVerifyingKey::from_sec1(&pk).unwrap())
         .unwrap();

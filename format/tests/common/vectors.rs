@@ -7,8 +7,8 @@
 use p256::ecdsa::signature::Signer;
 use rand::SeedableRng;
 use sealcam_format::{
-    Closing, ConsumerSecretKey, DeclaredGap, FragmentSealer, Frame, GapReason, ManifestHash, Name,
-    SealedFragment, TrackConfig,
+    suite, Closing, ConsumerSecretKey, DeclaredGap, FragmentSealer, Frame, GapReason, ManifestHash,
+    Name, SealedFragment, TrackConfig,
 };
 use sha2::{Digest, Sha256};
 
@@ -23,8 +23,19 @@ fn secret(hex_str: &str) -> p256::SecretKey {
     p256::SecretKey::from_slice(&bytes).expect("fixed scalar")
 }
 
-/// Builds the vectors as pretty JSON.
+/// Builds the vectors, one per suite, as pretty JSON.
 pub fn generate() -> String {
+    let json = serde_json::json!({
+        "description": "sealcam sealed-fragment format v1 test vectors, one per algorithm suite; see docs/format.md",
+        "vectors": [one(suite::SUITE_V2), one(suite::SUITE_V1)],
+    });
+    let mut s = serde_json::to_string_pretty(&json).expect("json");
+    s.push('\n');
+    s
+}
+
+/// The vector of one suite: the same inputs and random draws for each.
+fn one(suite: u16) -> serde_json::Value {
     let mut rng = rand_chacha::ChaCha20Rng::from_seed(RNG_SEED);
     let device = p256::ecdsa::SigningKey::from(secret(DEVICE_KEY_HEX));
     let consumer_pem = {
@@ -61,11 +72,12 @@ pub fn generate() -> String {
             ],
         })
         .collect();
-    let mut sealer = FragmentSealer::new(
+    let mut sealer = FragmentSealer::with_suite(
         Name::new("cam-0001").expect("name"),
         Name::new("front").expect("name"),
         42,
         &track,
+        suite,
         &mut rng,
     )
     .expect("sealer");
@@ -97,8 +109,8 @@ pub fn generate() -> String {
     let file = unsigned.into_file(&sig.to_bytes().into());
     let parsed = SealedFragment::parse(&file).expect("parse");
 
-    let json = serde_json::json!({
-        "description": "sealcam sealed-fragment format v1 test vector; see docs/format.md",
+    serde_json::json!({
+        "suite": suite,
         "inputs": {
             "device_private_key_scalar": DEVICE_KEY_HEX,
             "device_public_key_sec1": hex::encode(device.verifying_key().to_encoded_point(false).as_bytes()),
@@ -124,11 +136,8 @@ pub fn generate() -> String {
             "manifest_hash": parsed.manifest_hash().to_string(),
             "signing_message_sha256": hex::encode(Sha256::digest(&message)),
             "signature": hex::encode(parsed.signature),
-            "payload_sha256": hex::encode(parsed.manifest.payload_sha256),
+            "payload_hash": hex::encode(parsed.manifest.payload_hash),
             "fragment": hex::encode(&file),
         }
-    });
-    let mut s = serde_json::to_string_pretty(&json).expect("json");
-    s.push('\n');
-    s
+    })
 }
