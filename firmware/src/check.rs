@@ -320,21 +320,7 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
 /// What a failed connection most likely means, from the error chain.
 fn explain_connect_error(url: &str, e: &reqwest::Error) -> String {
     let chain = sealcam_base::error_chain(e);
-    let fix = if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") {
-        "upload.ca is not the CA that signed the ingest's certificate"
-    } else if chain.contains("CertificateRevoked") || chain.contains("revoked") {
-        "the ingest revoked this camera's certificate; ask the operator, then enroll again"
-    } else if chain.contains("BadCertificate")
-        || chain.contains("UnknownCA")
-        || chain.contains("CertificateExpired")
-        || chain.contains("certificate")
-    {
-        "the ingest refused this camera's certificate (another fleet, expired or revoked); enroll again"
-    } else if e.is_timeout() {
-        "nothing answered in time: check upload.url, the network and firewalls"
-    } else {
-        "check upload.url, that sealcam-ingest runs there, and the network"
-    };
+    let fix = crate::uplink::connect_fix(e);
     format!("cannot reach {url}: {chain}\nfix: {fix}")
 }
 

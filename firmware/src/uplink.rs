@@ -208,16 +208,20 @@ impl Uplink {
             .client()
             .put(self.url(s.sequence))
             .header(reqwest::header::CONTENT_LENGTH, len)
-            .header(reqwest::header::CONTENT_TYPE, "application/vnd.sealcam.fragment")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/vnd.sealcam.fragment",
+            )
             .body(body)
             .send()
             .await
             .map_err(|e| {
                 Retryable(
                     format!(
-                        "cannot reach the ingest at {}: {}; check upload.url and that sealcam-ingest is running",
+                        "cannot reach the ingest at {}: {}; fix: {}",
                         self.base,
-                        chain_err(&e)
+                        chain_err(&e),
+                        connect_fix(&e)
                     ),
                     None,
                 )
@@ -346,6 +350,27 @@ impl Uplink {
 
 fn chain_err(e: &reqwest::Error) -> String {
     sealcam_base::error_chain(e)
+}
+
+/// What a failed connection to the ingest most likely means and what to do,
+/// from the error chain: for the log and for `sealcamd check`.
+pub(crate) fn connect_fix(e: &reqwest::Error) -> &'static str {
+    let chain = sealcam_base::error_chain(e);
+    if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") {
+        "upload.ca is not the CA that signed the ingest's certificate"
+    } else if chain.contains("CertificateRevoked") || chain.contains("revoked") {
+        "the ingest revoked this camera's certificate; ask the operator, then enroll again"
+    } else if chain.contains("BadCertificate")
+        || chain.contains("UnknownCA")
+        || chain.contains("CertificateExpired")
+        || chain.contains("certificate")
+    {
+        "the ingest refused this camera's certificate (another fleet, expired or revoked); enroll again"
+    } else if e.is_timeout() {
+        "nothing answered in time: check upload.url, the network and firewalls"
+    } else {
+        "check upload.url, that sealcam-ingest runs there, and the network"
+    }
 }
 
 /// The gap a refused fragment leaves, from its own manifest.

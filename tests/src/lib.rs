@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod qemu;
 pub mod s3;
 pub mod swtpm;
 
@@ -234,9 +235,17 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
+        Self::with_ca_args(&[])
+    }
+
+    /// A world whose `sealcam-ingest ca init` gets `extra` arguments (more
+    /// names or addresses in the ingest's server certificate).
+    pub fn with_ca_args(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let w = Self { dir };
-        run_ok("sealcam-ingest", &["ca", "init", "--dir", "pki"], w.path());
+        let mut args = vec!["ca", "init", "--dir", "pki"];
+        args.extend_from_slice(extra);
+        run_ok("sealcam-ingest", &args, w.path());
         run_ok("sealcam", &["keygen", "--out", "alice"], w.path());
         run_ok(
             "sealcam-ingest",

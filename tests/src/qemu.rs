@@ -1,0 +1,359 @@
+//! QEMU test machines: the packaged firmware on a booted Debian with systemd,
+//! the vivid virtual camera and a TPM (swtpm attached as `tpm-tis`).
+//!
+//! `scripts/qemu-image` builds the image (cached); each [`Machine`] boots it
+//! through a copy-on-write overlay, so every test starts from the same disk.
+//! Networking is QEMU's user network with `restrict=on`: the guest reaches
+//! nothing but the forwards given to [`Machine::boot`]. A QMP socket controls
+//! the machine; the serial console is kept in a log that is printed when a
+//! test fails.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The guest address that the forwards listen on (QEMU's user network).
+pub const HOST_ALIAS: &str = "10.0.2.100";
+
+/// The image directory (vmlinuz, initrd.img, rootfs.img), built once per
+/// test process by `scripts/qemu-image`.
+pub fn image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = Command::new("bash")
+            .arg(repo.join("scripts/qemu-image"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("bash runs scripts/qemu-image");
+        assert!(out.status.success(), "scripts/qemu-image failed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let dir = PathBuf::from(stdout.lines().last().expect("the image directory").trim());
+        assert!(
+            dir.join("rootfs.img").exists(),
+            "no image in {}",
+            dir.display()
+        );
+        dir
+    })
+}
+
+/// A guest port forwarded to a host loopback port.
+pub struct Forward {
+    pub guest_port: u16,
+    pub host_port: u16,
+}
+
+/// A running test machine. Killed on drop; its console log is printed if
+/// the test is failing.
+pub struct Machine {
+    qemu: Child,
+    swtpm: Child,
+    pub dir: PathBuf,
+    pub console: PathBuf,
+    qmp: BufReader<UnixStream>,
+    qga: PathBuf,
+    /// One machine at a time: TCG emulation of two guests would starve both.
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+impl Machine {
+    /// Boots a fresh overlay of the image with `seed` (a directory) as the
+    /// seed disk, its state under `dir`.
+    pub fn boot(dir: &Path, seed: &Path, forwards: &[Forward]) -> Self {
+        let image = image();
+        // A test that failed while holding the lock poisons it; the next
+        // machine is still fine to boot.
+        let guard = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::fs::create_dir_all(dir).unwrap();
+        let overlay = dir.join("disk.qcow2");
+        let status = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(image.join("rootfs.img"))
+            .arg(&overlay)
+            .status()
+            .unwrap();
+        assert!(status.success(), "qemu-img create failed");
+        let seed_img = dir.join("seed.img");
+        let status = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "SEALSEED", "-d"])
+            .arg(seed)
+            .arg(&seed_img)
+            .arg("16M")
+            .status()
+            .unwrap();
+        assert!(status.success(), "mkfs.ext4 of the seed disk failed");
+
+        let tpm_dir = dir.join("tpm");
+        std::fs::create_dir_all(&tpm_dir).unwrap();
+        let tpm_sock = dir.join("swtpm.sock");
+        let swtpm = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--tpmstate"])
+            .arg(format!("dir={}", tpm_dir.display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", tpm_sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("swtpm is installed (scripts/install-deps)");
+        assert!(
+            crate::wait_until(10, || tpm_sock.exists()),
+            "swtpm did not create its socket"
+        );
+
+        let mut netdev = "user,id=net0,restrict=on".to_owned();
+        for f in forwards {
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:{HOST_ALIAS}:{}-cmd:socat STDIO TCP:127.0.0.1:{}",
+                f.guest_port, f.host_port
+            ));
+        }
+        let qmp_sock = dir.join("qmp.sock");
+        let qga_sock = dir.join("qga.sock");
+        let console = dir.join("console.log");
+        // TCG by default: KVM guests hang at boot on these machines.
+        let accel = std::env::var("SEALCAM_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
+        let qemu = Command::new("qemu-system-x86_64")
+            .args([
+                "-machine", "q35", "-accel", &accel, "-m", "1024", "-smp", "2",
+            ])
+            .args(["-display", "none"])
+            .arg("-kernel")
+            .arg(image.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(image.join("initrd.img"))
+            .args([
+                "-append",
+                "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=1 \
+                 systemd.journald.forward_to_console=1",
+            ])
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=virtio,format=raw,readonly=on",
+                seed_img.display()
+            ))
+            .args([
+                "-netdev",
+                &netdev,
+                "-device",
+                "virtio-net-pci,netdev=net0,id=nic0",
+            ])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=qga0,path={},server=on,wait=off",
+                qga_sock.display()
+            ))
+            .args(["-device", "virtio-serial"])
+            .args([
+                "-device",
+                "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+            ])
+            .arg("-chardev")
+            .arg(format!("socket,id=chrtpm,path={}", tpm_sock.display()))
+            .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
+            .args(["-device", "tpm-tis,tpmdev=tpm0"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_sock.display()))
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("qemu.stderr")).unwrap())
+            .spawn()
+            .expect("qemu-system-x86_64 is installed (scripts/qemu-image installs it)");
+        assert!(
+            crate::wait_until(10, || qmp_sock.exists()),
+            "qemu did not open its QMP socket"
+        );
+        let stream = UnixStream::connect(&qmp_sock).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut m = Self {
+            qemu,
+            swtpm,
+            dir: dir.to_owned(),
+            qga: qga_sock,
+            _one_at_a_time: guard,
+            console,
+            qmp: BufReader::new(stream),
+        };
+        let mut greeting = String::new();
+        m.qmp.read_line(&mut greeting).unwrap();
+        assert!(
+            greeting.contains("QMP"),
+            "unexpected QMP greeting {greeting:?}"
+        );
+        m.qmp("qmp_capabilities", serde_json::json!({}));
+        m
+    }
+
+    /// Runs a QMP command and returns its `return` value.
+    pub fn qmp(&mut self, command: &str, arguments: serde_json::Value) -> serde_json::Value {
+        let msg = serde_json::json!({"execute": command, "arguments": arguments});
+        let stream = self.qmp.get_mut();
+        writeln!(stream, "{msg}").unwrap();
+        loop {
+            let mut line = String::new();
+            self.qmp.read_line(&mut line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if let Some(r) = v.get("return") {
+                return r.clone();
+            }
+            if let Some(e) = v.get("error") {
+                panic!("QMP {command} failed: {e}");
+            }
+            // An asynchronous event: not the answer.
+        }
+    }
+
+    /// Runs `program args` in the guest through the guest agent, as root,
+    /// and returns (exit code, stdout, stderr). Waits for the agent (it
+    /// starts late in boot) and for the program, up to `secs` in all.
+    pub fn guest_exec(&self, program: &str, args: &[&str], secs: u64) -> (i64, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut agent = loop {
+            if let Some(a) = self.agent() {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "the guest agent did not answer");
+            std::thread::sleep(Duration::from_secs(1));
+        };
+        let pid = agent
+            .call(
+                "guest-exec",
+                serde_json::json!({"path": program, "arg": args, "capture-output": true}),
+            )
+            .and_then(|r| r["pid"].as_i64())
+            .expect("guest-exec answers with a pid");
+        loop {
+            let st = agent
+                .call("guest-exec-status", serde_json::json!({"pid": pid}))
+                .expect("guest-exec-status answers");
+            if st["exited"].as_bool() == Some(true) {
+                let field = |k: &str| {
+                    st[k]
+                        .as_str()
+                        .and_then(|b| {
+                            use base64::Engine;
+                            base64::engine::general_purpose::STANDARD.decode(b).ok()
+                        })
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                };
+                return (
+                    st["exitcode"].as_i64().unwrap_or(-1),
+                    field("out-data"),
+                    field("err-data"),
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{program} {args:?} did not finish in the guest within {secs} s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// A connection to the guest agent, synchronised, or `None` while it is
+    /// not running yet.
+    fn agent(&self) -> Option<Agent> {
+        let stream = UnixStream::connect(&self.qga).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut agent = Agent {
+            stream: BufReader::new(stream),
+        };
+        static SYNC: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+        let id = SYNC.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // guest-sync: answers come back in order, so everything before the
+        // echo of this id (left over from an earlier client) is skipped.
+        agent.send("guest-sync", serde_json::json!({"id": id}))?;
+        loop {
+            let v = agent.receive()?;
+            if v.get("return").and_then(|r| r.as_i64()) == Some(id) {
+                return Some(agent);
+            }
+        }
+    }
+
+    /// What the guest printed on its serial console so far.
+    pub fn console_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits up to `secs` for `needle` on the console; panics (with the
+    /// console) if it does not come.
+    pub fn wait_for_console(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.console_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("the guest did not print {needle:?} within {secs} s");
+    }
+}
+
+/// A guest-agent connection (JSON lines over virtio-serial).
+struct Agent {
+    stream: BufReader<UnixStream>,
+}
+
+impl Agent {
+    fn send(&mut self, command: &str, arguments: serde_json::Value) -> Option<()> {
+        let msg = serde_json::json!({"execute": command, "arguments": arguments});
+        writeln!(self.stream.get_mut(), "{msg}").ok()
+    }
+
+    /// The next message, or `None` when the agent is silent or gone.
+    fn receive(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let mut line = Vec::new();
+            self.stream.read_until(b'\n', &mut line).ok()?;
+            if line.is_empty() {
+                return None;
+            }
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Runs a command; its `return` value, or `None` on an error answer.
+    fn call(&mut self, command: &str, arguments: serde_json::Value) -> Option<serde_json::Value> {
+        self.send(command, arguments)?;
+        let v = self.receive()?;
+        v.get("return").cloned()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+        let _ = self.swtpm.kill();
+        let _ = self.swtpm.wait();
+        if std::thread::panicking() {
+            let console = self.console_text();
+            let tail: Vec<&str> = console.lines().rev().take(200).collect();
+            eprintln!(
+                "---- guest console ({}), last {} lines ----",
+                self.console.display(),
+                tail.len()
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            eprintln!("---- end of guest console ----");
+        }
+    }
+}

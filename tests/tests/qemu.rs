@@ -1,0 +1,338 @@
+//! System tests in QEMU (issue 9): the packaged sealcamd, installed by dpkg
+//! into a Debian 12 image, boots under systemd with the vivid virtual camera
+//! at /dev/video0 and swtpm as the TPM at /dev/tpmrm0, and streams to the
+//! ingest on this host through QEMU's restricted user network.
+//!
+//! The image is built (and cached) by `scripts/qemu-image`; it needs root
+//! (debootstrap, chroot), which `scripts/test` has.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use sealcam_format::SealedFragment;
+use sealcam_system_tests::qemu::{Forward, Machine, HOST_ALIAS};
+use sealcam_system_tests::*;
+
+/// Guest ports of the two forwards: uploads and enrollment.
+const UPLOAD_PORT: u16 = 8443;
+const ENROLL_PORT: u16 = 8444;
+
+/// A world whose ingest certificate also names the guest's address for it,
+/// a signed recipient set for alice, a running ingest, and the seed disk's
+/// contents with a fresh enrollment token.
+fn fleet() -> (World, Ingest) {
+    let w = World::with_ca_args(&["--server-ip", "127.0.0.1", "--server-ip", HOST_ALIAS]);
+    run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
+    run_ok(
+        "sealcam",
+        &[
+            "recipients",
+            "sign",
+            "--owner-key",
+            "owner.key",
+            "--version",
+            "1",
+            "--out",
+            "recipients.rset",
+            "--add",
+            "alice.pub",
+        ],
+        w.path(),
+    );
+    let ingest = w.start_ingest();
+    (w, ingest)
+}
+
+fn write_seed(w: &World, seed: &Path) {
+    std::fs::create_dir_all(seed).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(
+        repo.join("configs/boards/qemu-vivid.toml"),
+        seed.join("sealcamd.toml"),
+    )
+    .unwrap();
+    std::fs::copy(w.path().join("pki/ca.crt"), seed.join("fleet-ca.crt")).unwrap();
+    std::fs::copy(w.path().join("owner.pub"), seed.join("owner.pub")).unwrap();
+    std::fs::copy(
+        w.path().join("recipients.rset"),
+        seed.join("recipients.rset"),
+    )
+    .unwrap();
+    let token = w.device_add("qemu-cam", "1h");
+    std::fs::write(seed.join("token"), token).unwrap();
+    std::fs::write(
+        seed.join("enroll-url"),
+        format!("https://{HOST_ALIAS}:{ENROLL_PORT}"),
+    )
+    .unwrap();
+}
+
+fn boot(w: &World, ingest: &Ingest) -> Machine {
+    let seed = w.path().join("seed");
+    write_seed(w, &seed);
+    Machine::boot(
+        &w.path().join("vm"),
+        &seed,
+        &[
+            Forward {
+                guest_port: UPLOAD_PORT,
+                host_port: ingest.addr.port(),
+            },
+            Forward {
+                guest_port: ENROLL_PORT,
+                host_port: ingest.enroll_addr.port(),
+            },
+        ],
+    )
+}
+
+/// Frames in the stored fragments, by their manifests.
+fn stored_frames(ingest: &Ingest) -> u64 {
+    fragment_files(&ingest.data)
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            u64::from(SealedFragment::parse(&bytes).unwrap().manifest.frame_count)
+        })
+        .sum()
+}
+
+/// Boots the machine and waits until it has provisioned itself and
+/// `fragments` fragments have arrived.
+fn streaming(w: &World, ingest: &Ingest, fragments: usize) -> Machine {
+    let vm = boot(w, ingest);
+    vm.wait_for_console("sealcam-seed: provisioned", 300);
+    wait_for_fragments(ingest, fragments);
+    vm
+}
+
+/// Fragments the ingest has stored (their key objects, or whole files).
+fn stored_count(ingest: &Ingest) -> usize {
+    stored_object_files(&ingest.data)
+        .iter()
+        .filter(|p| {
+            p.parent().is_some_and(|d| d.ends_with("keys"))
+                || p.extension().is_some_and(|x| x == "scf")
+        })
+        .count()
+}
+
+fn wait_for_fragments(ingest: &Ingest, at_least: usize) {
+    assert!(
+        wait_until(300, || stored_count(ingest) >= at_least),
+        "only {} of {at_least} fragments arrived from the guest; ingest log:\n{}",
+        stored_count(ingest),
+        ingest.log_text()
+    );
+}
+
+/// Fetches the stream as alice and returns `sealcam verify`'s report, which
+/// must say OK.
+fn verify(w: &World, ingest: &Ingest) -> String {
+    w.fetch(ingest, "qemu-cam", "fetched");
+    let out = run(
+        "sealcam",
+        &["verify", "fetched", "--ca", "pki/ca.crt"],
+        w.path(),
+    );
+    let report = text(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("result:    OK"),
+        "{report}{}",
+        text(&out.stderr)
+    );
+    report
+}
+
+/// How often systemd has restarted sealcamd in the guest.
+fn restarts(vm: &Machine) -> u64 {
+    let (code, out, err) = vm.guest_exec(
+        "/bin/systemctl",
+        &[
+            "show",
+            "--property=NRestarts",
+            "--value",
+            "sealcamd.service",
+        ],
+        60,
+    );
+    assert_eq!(code, 0, "systemctl show failed: {err}");
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("NRestarts {out:?}"))
+}
+
+fn in_guest(vm: &Machine, program: &str, args: &[&str]) -> String {
+    let (code, out, err) = vm.guest_exec(program, args, 120);
+    assert_eq!(
+        code, 0,
+        "{program} {args:?} failed in the guest: {out}{err}"
+    );
+    out
+}
+
+#[test]
+fn smoke_packaged_camera_provisions_enrolls_and_streams() {
+    let (w, ingest) = fleet();
+    let vm = streaming(&w, &ingest, 4);
+    // Installed by dpkg, started by systemd as its own user.
+    let unit = in_guest(
+        &vm,
+        "/bin/systemctl",
+        &["show", "--property=ActiveState,User", "sealcamd.service"],
+    );
+    assert!(unit.contains("ActiveState=active"), "{unit}");
+    assert!(unit.contains("User=sealcam"), "{unit}");
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    let frames = stored_frames(&ingest);
+    assert!(report.contains(&format!("{frames} frames")), "{report}");
+    assert!(report.contains("undeclared gaps: none"), "{report}");
+    decrypt_ok(&w, "fetched", "clip.mkv");
+    let (decoded, width, height) = gst_count_frames(&w.path().join("clip.mkv"));
+    assert_eq!(decoded as u64, frames);
+    assert_eq!((width, height), (640, 360));
+}
+
+#[test]
+fn network_loss_of_30_s_loses_and_duplicates_nothing() {
+    let (w, ingest) = fleet();
+    let mut vm = streaming(&w, &ingest, 2);
+    vm.qmp("set_link", serde_json::json!({"name": "nic0", "up": false}));
+    // What was in flight settles; then nothing may arrive.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let during = stored_count(&ingest);
+    std::thread::sleep(std::time::Duration::from_secs(27));
+    assert_eq!(
+        stored_count(&ingest),
+        during,
+        "fragments arrived while the link was down"
+    );
+    vm.qmp("set_link", serde_json::json!({"name": "nic0", "up": true}));
+    // The backlog (about 15 two-second fragments) drains, and live goes on.
+    wait_for_fragments(&ingest, during + 18);
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    assert!(!report.contains("declared:"), "{report}");
+    assert!(report.contains("undeclared gaps: none"), "{report}");
+}
+
+#[test]
+fn power_cut_resumes_and_declares_only_the_fragment_in_progress() {
+    let (w, ingest) = fleet();
+    let mut vm = streaming(&w, &ingest, 3);
+    vm.qmp("system_reset", serde_json::json!({}));
+    vm.wait_for_console("sealcam-seed: already provisioned", 300);
+    let after_reset = stored_count(&ingest);
+    wait_for_fragments(&ingest, after_reset + 3);
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    assert!(
+        report.contains("recorder interrupted (crash or power loss)"),
+        "{report}"
+    );
+    assert!(report.contains("undeclared gaps: none"), "{report}");
+}
+
+#[test]
+fn camera_stream_errors_are_survived_and_declared() {
+    let (w, ingest) = fleet();
+    let vm = streaming(&w, &ingest, 2);
+    // vivid drops every buffer: the camera delivers nothing.
+    in_guest(
+        &vm,
+        "/usr/bin/v4l2-ctl",
+        &[
+            "-d",
+            "/dev/video0",
+            "-c",
+            "percentage_of_dropped_buffers=100",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(15));
+    in_guest(
+        &vm,
+        "/usr/bin/v4l2-ctl",
+        &["-d", "/dev/video0", "-c", "percentage_of_dropped_buffers=0"],
+    );
+    let after = stored_count(&ingest);
+    wait_for_fragments(&ingest, after + 3);
+    // Recovered inside the daemon, without systemd restarting it.
+    assert_eq!(restarts(&vm), 0);
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    assert!(report.contains("camera delivered no frames"), "{report}");
+    assert!(report.contains("undeclared gaps: none"), "{report}");
+}
+
+#[test]
+fn a_frozen_daemon_is_restarted_by_the_watchdog() {
+    let (w, ingest) = fleet();
+    let vm = streaming(&w, &ingest, 2);
+    in_guest(
+        &vm,
+        "/bin/systemctl",
+        &["kill", "--signal=SIGSTOP", "sealcamd.service"],
+    );
+    // WatchdogSec=30s: systemd aborts the frozen process and starts it again.
+    assert!(
+        wait_until(150, || restarts(&vm) >= 1),
+        "systemd did not restart the frozen daemon"
+    );
+    let after = stored_count(&ingest);
+    wait_for_fragments(&ingest, after + 2);
+    let journal = in_guest(
+        &vm,
+        "/bin/journalctl",
+        &["--no-pager", "-u", "sealcamd.service"],
+    );
+    assert!(journal.contains("Watchdog timeout"), "{journal}");
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    assert!(report.contains("undeclared gaps: none"), "{report}");
+}
+
+#[test]
+fn a_revoked_camera_is_refused_says_so_and_keeps_spooling() {
+    let (w, ingest) = fleet();
+    let vm = streaming(&w, &ingest, 2);
+    run_ok(
+        "sealcam-ingest",
+        &["device", "revoke", "qemu-cam", "--pki", "pki"],
+        w.path(),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let at_revocation = stored_count(&ingest);
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    assert_eq!(
+        stored_count(&ingest),
+        at_revocation,
+        "the ingest stored fragments of a revoked camera"
+    );
+    let journal = in_guest(
+        &vm,
+        "/bin/journalctl",
+        &["--no-pager", "-o", "verbose", "-u", "sealcamd.service"],
+    );
+    assert!(
+        journal.contains("the ingest revoked this camera's certificate"),
+        "{journal}"
+    );
+    // Still recording into its spool, and not crash-looping.
+    assert_eq!(restarts(&vm), 0);
+    let spooled = in_guest(
+        &vm,
+        "/usr/bin/find",
+        &["/var/lib/sealcam/spool", "-name", "*.scf"],
+    );
+    assert!(
+        spooled.lines().count() >= 10,
+        "the camera stopped spooling after revocation: {spooled}"
+    );
+}
