@@ -1,5 +1,6 @@
 //! QEMU test machines: the packaged firmware on a booted Debian with systemd,
-//! the vivid virtual camera and a TPM (swtpm attached as `tpm-tis`).
+//! the vivid virtual camera and a TPM (amd64: swtpm on the host attached as
+//! `tpm-tis`; arm64: swtpm in the guest behind the kernel's vTPM proxy).
 //!
 //! `scripts/qemu-image` builds the image (cached); each [`Machine`] boots it
 //! through a copy-on-write overlay, so every test starts from the same disk.
@@ -12,33 +13,57 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The guest address that the forwards listen on (QEMU's user network).
 pub const HOST_ALIAS: &str = "10.0.2.100";
 
-/// The image directory (vmlinuz, initrd.img, rootfs.img), built once per
-/// test process by `scripts/qemu-image`.
-pub fn image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = Command::new("bash")
-            .arg(repo.join("scripts/qemu-image"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("bash runs scripts/qemu-image");
-        assert!(out.status.success(), "scripts/qemu-image failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let dir = PathBuf::from(stdout.lines().last().expect("the image directory").trim());
-        assert!(
-            dir.join("rootfs.img").exists(),
-            "no image in {}",
-            dir.display()
-        );
-        dir
-    })
+/// The machine's architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// x86-64, `q35`.
+    Amd64,
+    /// aarch64, `virt` with a device tree.
+    Arm64,
+}
+
+impl Arch {
+    fn debian(self) -> &'static str {
+        match self {
+            Self::Amd64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
+/// The image directory (vmlinuz, initrd.img, rootfs.img) of `arch`, built
+/// once per test process by `scripts/qemu-image`.
+pub fn image(arch: Arch) -> PathBuf {
+    static IMAGES: Mutex<Vec<(Arch, PathBuf)>> = Mutex::new(Vec::new());
+    let mut images = IMAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, dir)) = images.iter().find(|(a, _)| *a == arch) {
+        return dir.clone();
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/qemu-image"))
+        .args(["--arch", arch.debian()])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash runs scripts/qemu-image");
+    assert!(out.status.success(), "scripts/qemu-image failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = PathBuf::from(stdout.lines().last().expect("the image directory").trim());
+    assert!(
+        dir.join("rootfs.img").exists(),
+        "no image in {}",
+        dir.display()
+    );
+    images.push((arch, dir.clone()));
+    dir
 }
 
 /// A guest port forwarded to a host loopback port.
@@ -51,11 +76,12 @@ pub struct Forward {
 /// the test is failing.
 pub struct Machine {
     qemu: Child,
-    swtpm: Child,
+    swtpm: Option<Child>,
     pub dir: PathBuf,
     pub console: PathBuf,
     qmp: BufReader<UnixStream>,
     qga: PathBuf,
+    image: PathBuf,
     /// One machine at a time: TCG emulation of two guests would starve both.
     _one_at_a_time: MutexGuard<'static, ()>,
 }
@@ -63,10 +89,10 @@ pub struct Machine {
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Machine {
-    /// Boots a fresh overlay of the image with `seed` (a directory) as the
-    /// seed disk, its state under `dir`.
-    pub fn boot(dir: &Path, seed: &Path, forwards: &[Forward]) -> Self {
-        let image = image();
+    /// Boots a fresh overlay of the image of `arch` with `seed` (a
+    /// directory) as the seed disk, its state under `dir`.
+    pub fn boot(arch: Arch, dir: &Path, seed: &Path, forwards: &[Forward]) -> Self {
+        let image = image(arch);
         // A test that failed while holding the lock poisons it; the next
         // machine is still fine to boot.
         let guard = ONE_AT_A_TIME
@@ -91,22 +117,29 @@ impl Machine {
             .unwrap();
         assert!(status.success(), "mkfs.ext4 of the seed disk failed");
 
-        let tpm_dir = dir.join("tpm");
-        std::fs::create_dir_all(&tpm_dir).unwrap();
+        // amd64: swtpm on the host, attached as `tpm-tis`. arm64: Debian's
+        // kernel there has no driver for QEMU's memory-mapped TPM, so the
+        // image runs swtpm in the guest behind the kernel's vTPM proxy
+        // (tests/qemu/sealcam-vtpm.service).
         let tpm_sock = dir.join("swtpm.sock");
-        let swtpm = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--tpmstate"])
-            .arg(format!("dir={}", tpm_dir.display()))
-            .arg("--ctrl")
-            .arg(format!("type=unixio,path={}", tpm_sock.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("swtpm is installed (scripts/install-deps)");
-        assert!(
-            crate::wait_until(10, || tpm_sock.exists()),
-            "swtpm did not create its socket"
-        );
+        let swtpm = (arch == Arch::Amd64).then(|| {
+            let tpm_dir = dir.join("tpm");
+            std::fs::create_dir_all(&tpm_dir).unwrap();
+            let child = Command::new("swtpm")
+                .args(["socket", "--tpm2", "--tpmstate"])
+                .arg(format!("dir={}", tpm_dir.display()))
+                .arg("--ctrl")
+                .arg(format!("type=unixio,path={}", tpm_sock.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("swtpm is installed (scripts/install-deps)");
+            assert!(
+                crate::wait_until(10, || tpm_sock.exists()),
+                "swtpm did not create its socket"
+            );
+            child
+        });
 
         let mut netdev = "user,id=net0,restrict=on".to_owned();
         for f in forwards {
@@ -120,20 +153,34 @@ impl Machine {
         let console = dir.join("console.log");
         // TCG by default: KVM guests hang at boot on these machines.
         let accel = std::env::var("SEALCAM_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        let qemu = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine", "q35", "-accel", &accel, "-m", "1024", "-smp", "2",
-            ])
+        let (program, machine, console_dev) = match arch {
+            Arch::Amd64 => ("qemu-system-x86_64", "q35", "ttyS0"),
+            Arch::Arm64 => ("qemu-system-aarch64", "virt", "ttyAMA0"),
+        };
+        let mut qemu = Command::new(program);
+        qemu.args([
+            "-machine", machine, "-accel", &accel, "-m", "1024", "-smp", "2",
+        ]);
+        if arch == Arch::Arm64 {
+            qemu.args(["-cpu", "cortex-a72"]);
+        }
+        if swtpm.is_some() {
+            qemu.arg("-chardev")
+                .arg(format!("socket,id=chrtpm,path={}", tpm_sock.display()))
+                .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
+                .args(["-device", "tpm-tis,tpmdev=tpm0"]);
+        }
+        let qemu = qemu
             .args(["-display", "none"])
             .arg("-kernel")
             .arg(image.join("vmlinuz"))
             .arg("-initrd")
             .arg(image.join("initrd.img"))
-            .args([
-                "-append",
-                "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=1 \
-                 systemd.journald.forward_to_console=1",
-            ])
+            .arg("-append")
+            .arg(format!(
+                "root=/dev/vda rw console={console_dev} panic=-1 systemd.show_status=1 \
+                 systemd.journald.forward_to_console=1"
+            ))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
             .arg("-drive")
@@ -157,10 +204,6 @@ impl Machine {
                 "-device",
                 "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
             ])
-            .arg("-chardev")
-            .arg(format!("socket,id=chrtpm,path={}", tpm_sock.display()))
-            .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
-            .args(["-device", "tpm-tis,tpmdev=tpm0"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_sock.display()))
             .arg("-serial")
@@ -168,7 +211,7 @@ impl Machine {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("qemu.stderr")).unwrap())
             .spawn()
-            .expect("qemu-system-x86_64 is installed (scripts/qemu-image installs it)");
+            .expect("qemu-system is installed (scripts/qemu-image installs it)");
         assert!(
             crate::wait_until(10, || qmp_sock.exists()),
             "qemu did not open its QMP socket"
@@ -182,6 +225,7 @@ impl Machine {
             swtpm,
             dir: dir.to_owned(),
             qga: qga_sock,
+            image: image.clone(),
             _one_at_a_time: guard,
             console,
             qmp: BufReader::new(stream),
@@ -340,9 +384,26 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();
-        let _ = self.swtpm.kill();
-        let _ = self.swtpm.wait();
+        if let Some(swtpm) = self.swtpm.as_mut() {
+            let _ = swtpm.kill();
+            let _ = swtpm.wait();
+        }
         if std::thread::panicking() {
+            // Kept beyond the test's temporary directory.
+            let test_dir = self
+                .dir
+                .parent()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let kept = self
+                .image
+                .parent()
+                .map(|d| d.join(format!("failed-console{test_dir}.log")));
+            if let Some(kept) = &kept {
+                let _ = std::fs::copy(&self.console, kept);
+                eprintln!("guest console kept at {}", kept.display());
+            }
             let console = self.console_text();
             let tail: Vec<&str> = console.lines().rev().take(200).collect();
             eprintln!(

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use sealcam_format::SealedFragment;
-use sealcam_system_tests::qemu::{Forward, Machine, HOST_ALIAS};
+use sealcam_system_tests::qemu::{Arch, Forward, Machine, HOST_ALIAS};
 use sealcam_system_tests::*;
 
 /// Guest ports of the two forwards: uploads and enrollment.
@@ -68,10 +68,11 @@ fn write_seed(w: &World, seed: &Path) {
     .unwrap();
 }
 
-fn boot(w: &World, ingest: &Ingest) -> Machine {
+fn boot(arch: Arch, w: &World, ingest: &Ingest) -> Machine {
     let seed = w.path().join("seed");
     write_seed(w, &seed);
     Machine::boot(
+        arch,
         &w.path().join("vm"),
         &seed,
         &[
@@ -101,8 +102,12 @@ fn stored_frames(ingest: &Ingest) -> u64 {
 /// Boots the machine and waits until it has provisioned itself and
 /// `fragments` fragments have arrived.
 fn streaming(w: &World, ingest: &Ingest, fragments: usize) -> Machine {
-    let vm = boot(w, ingest);
-    vm.wait_for_console("sealcam-seed: provisioned", 300);
+    streaming_on(Arch::Amd64, w, ingest, fragments)
+}
+
+fn streaming_on(arch: Arch, w: &World, ingest: &Ingest, fragments: usize) -> Machine {
+    let vm = boot(arch, w, ingest);
+    vm.wait_for_console("sealcam-seed: provisioned", 600);
     wait_for_fragments(ingest, fragments);
     vm
 }
@@ -174,8 +179,19 @@ fn in_guest(vm: &Machine, program: &str, args: &[&str]) -> String {
 
 #[test]
 fn smoke_packaged_camera_provisions_enrolls_and_streams() {
+    smoke(Arch::Amd64);
+}
+
+/// The arm64 package on an emulated aarch64 board (`virt`, Cortex-A72, the
+/// TPM in the device tree).
+#[test]
+fn smoke_arm64_packaged_camera_provisions_enrolls_and_streams() {
+    smoke(Arch::Arm64);
+}
+
+fn smoke(arch: Arch) {
     let (w, ingest) = fleet();
-    let vm = streaming(&w, &ingest, 4);
+    let vm = streaming_on(arch, &w, &ingest, 4);
     // Installed by dpkg, started by systemd as its own user.
     let unit = in_guest(
         &vm,
