@@ -85,10 +85,8 @@ pub struct Recorder {
     gaps: Vec<DeclaredGap>,
     /// Pad frames to size buckets.
     pad: bool,
-    /// Payload bytes of the last fragment: the next one reserves about as
-    /// much up front instead of growing (and copying) as frames arrive.
-    last_payload_len: usize,
-    /// The last fragment's payload buffer, for the next one.
+    /// The last fragment's payload buffer (still holding its bytes, so its
+    /// length says how big the next fragment is likely to be).
     spare_buffer: Option<Vec<u8>>,
     /// How much the spool may hold.
     bounds: SpoolBounds,
@@ -146,7 +144,6 @@ impl Recorder {
             interrupted_since: None,
             gaps: Vec::new(),
             pad: false,
-            last_payload_len: 0,
             spare_buffer: None,
             bounds: SpoolBounds {
                 max_bytes: DEFAULT_SPOOL_BYTES,
@@ -248,9 +245,12 @@ impl Recorder {
             let mut sealer = sealer;
             sealer.pad_frames(self.pad);
             if let Some(buffer) = self.spare_buffer.take() {
+                // About the last fragment's size up front, with an eighth to
+                // spare, instead of growing (and copying) as frames arrive.
+                let expected = buffer.len();
                 sealer.reuse_buffer(buffer);
+                sealer.reserve(expected + expected / 8);
             }
-            sealer.reserve(self.last_payload_len + self.last_payload_len / 8);
             self.open = Some(OpenFragment {
                 sealer,
                 track: frame.track.clone(),
@@ -346,7 +346,6 @@ impl Recorder {
             .map_err(|source| RecordError::Sign { sequence, source })?;
         let hash = unsigned.manifest_hash();
         let frames = unsigned.manifest.frame_count;
-        self.last_payload_len = usize::try_from(unsigned.manifest.payload_len).unwrap_or(0);
         let file = unsigned.sign(&signature.to_bytes().into());
         let file_len = file.len();
         let admitted = self

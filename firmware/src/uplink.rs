@@ -216,12 +216,12 @@ impl Uplink {
             .send()
             .await
             .map_err(|e| {
+                let chain = chain_err(&e);
+                let fix = connect_fix(&chain, e.is_timeout());
                 Retryable(
                     format!(
-                        "cannot reach the ingest at {}: {}; fix: {}",
-                        self.base,
-                        chain_err(&e),
-                        connect_fix(&e)
+                        "cannot reach the ingest at {}: {chain}; fix: {fix}",
+                        self.base
                     ),
                     None,
                 )
@@ -353,9 +353,8 @@ fn chain_err(e: &reqwest::Error) -> String {
 }
 
 /// What a failed connection to the ingest most likely means and what to do,
-/// from the error chain: for the log and for `sealcamd check`.
-pub(crate) fn connect_fix(e: &reqwest::Error) -> &'static str {
-    let chain = sealcam_base::error_chain(e);
+/// from its error chain: for the log and for `sealcamd check`.
+pub(crate) fn connect_fix(chain: &str, timed_out: bool) -> &'static str {
     if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") {
         "upload.ca is not the CA that signed the ingest's certificate"
     } else if chain.contains("CertificateRevoked") || chain.contains("revoked") {
@@ -366,7 +365,7 @@ pub(crate) fn connect_fix(e: &reqwest::Error) -> &'static str {
         || chain.contains("certificate")
     {
         "the ingest refused this camera's certificate (another fleet, expired or revoked); enroll again"
-    } else if e.is_timeout() {
+    } else if timed_out {
         "nothing answered in time: check upload.url, the network and firewalls"
     } else {
         "check upload.url, that sealcam-ingest runs there, and the network"

@@ -58,7 +58,7 @@ pub struct WrappedKey {
     pub ciphertext: Vec<u8>,
 }
 
-pub use crate::suite::{SUITE_V1, SUITE_V2};
+pub use crate::suite::SUITE_V1;
 
 /// Most gaps one manifest may declare.
 pub const MAX_GAPS: usize = 64;

@@ -276,12 +276,13 @@ impl Machine {
                 "guest-exec",
                 serde_json::json!({"path": program, "arg": args, "capture-output": true}),
             )
-            .and_then(|r| r["pid"].as_i64())
+            .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))["pid"]
+            .as_i64()
             .expect("guest-exec answers with a pid");
         loop {
             let st = agent
                 .call("guest-exec-status", serde_json::json!({"pid": pid}))
-                .expect("guest-exec-status answers");
+                .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
             if st["exited"].as_bool() == Some(true) {
                 let field = |k: &str| {
                     st[k]
@@ -372,11 +373,21 @@ impl Agent {
         }
     }
 
-    /// Runs a command; its `return` value, or `None` on an error answer.
-    fn call(&mut self, command: &str, arguments: serde_json::Value) -> Option<serde_json::Value> {
-        self.send(command, arguments)?;
-        let v = self.receive()?;
-        v.get("return").cloned()
+    /// Runs a command: its `return` value, or what went wrong (the agent's
+    /// own error, or silence).
+    fn call(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        self.send(command, arguments)
+            .ok_or_else(|| format!("{command}: cannot write to the guest agent"))?;
+        let v = self
+            .receive()
+            .ok_or_else(|| format!("{command}: no answer from the guest agent"))?;
+        v.get("return")
+            .cloned()
+            .ok_or_else(|| format!("{command}: the guest agent answered {v}"))
     }
 }
 
