@@ -171,10 +171,16 @@ struct RawUpload {
     ca: PathBuf,
     #[serde(default = "default_drain_timeout")]
     drain_timeout_s: u32,
+    #[serde(default = "default_live")]
+    live: bool,
 }
 
 fn default_drain_timeout() -> u32 {
     30
+}
+
+fn default_live() -> bool {
+    true
 }
 
 /// A validated configuration.
@@ -236,6 +242,9 @@ pub struct UploadConfig {
     /// How long a bounded run (test source with `num_buffers`) keeps trying
     /// to upload before it exits, leaving the rest in the spool.
     pub drain_timeout: std::time::Duration,
+    /// Whether the fragment being recorded is uploaded while it is recorded
+    /// (otherwise each fragment is uploaded from the spool once it closes).
+    pub live: bool,
 }
 
 /// The prefix of environment overrides: `SEALCAMD_CAMERA__WIDTH=640` sets
@@ -674,6 +683,7 @@ impl Config {
                 url,
                 ca: resolve(&raw.upload.ca),
                 drain_timeout: std::time::Duration::from_secs(raw.upload.drain_timeout_s.into()),
+                live: raw.upload.live,
             },
             metrics_listen,
         })

@@ -170,6 +170,11 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     )?;
     recorder.pad_frames(cfg.pad_frames);
     recorder.set_metrics(metrics.clone());
+    let live = cfg.upload.live.then(|| {
+        let (feed, live) = crate::live::channel();
+        recorder.set_live(feed);
+        live
+    });
     recorder.set_spool_bounds(cfg.spool_bounds);
     let pending = spool.pending()?.len();
     if pending > 0 {
@@ -227,7 +232,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     };
     tokio::pin!(watchdog);
     let uplink_result = tokio::select! {
-        r = uplink.run(wake, done_rx, drain) => r,
+        r = uplink.run(live, wake, done_rx, drain) => r,
         never = &mut renewal => match never {},
         never = &mut watchdog => match never {},
     };

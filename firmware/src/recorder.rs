@@ -15,6 +15,7 @@ use sealcam_format::{
 use sealcam_hal::capture::CapturedFrame;
 use sealcam_transport::{ExternalSigner, SignerError};
 
+use crate::live::LiveFeed;
 use crate::metrics::DeviceMetrics;
 use crate::recipients::RecipientWatcher;
 use crate::spool::{Admission, ChainState, FullPolicy, Spool, SpoolBounds, SpoolError};
@@ -92,6 +93,11 @@ pub struct Recorder {
     bounds: SpoolBounds,
     stats: RecorderStats,
     metrics: Arc<DeviceMetrics>,
+    /// Where sealed bytes go as they are sealed (the uplink's live path).
+    live: Option<LiveFeed>,
+    /// The spool failed to store a fragment and has not stored one since
+    /// (logged once per episode).
+    spool_failing: bool,
 }
 
 /// A wall clock that moves this much more or less than the stream clock
@@ -115,7 +121,12 @@ impl Recorder {
         spool: Arc<Spool>,
     ) -> Result<Self, SpoolError> {
         let chain = spool.load_state()?;
-        let unclean = spool.mark_running()?;
+        // A full or failing disk must not stop the camera: without the
+        // marker, a crash in this run is declared as a restart.
+        let unclean = spool.mark_running().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot mark the recorder as running");
+            spool.last_run_unclean()
+        });
         let startup_gap = (chain.next_sequence > 0).then(|| {
             let reason = if unclean {
                 GapReason::Crash
@@ -152,7 +163,14 @@ impl Recorder {
             },
             stats: RecorderStats::default(),
             metrics: Arc::default(),
+            live: None,
+            spool_failing: false,
         })
+    }
+
+    /// Hands every sealed record to the uplink as it is sealed.
+    pub fn set_live(&mut self, feed: LiveFeed) {
+        self.live = Some(feed);
     }
 
     /// Bounds the spool from the next fragment on.
@@ -258,6 +276,9 @@ impl Recorder {
                 end_pts_ns: frame.pts_ns,
                 start_unix_ns: self.wall_ns(frame.pts_ns),
             });
+            if let Some(live) = self.live.as_mut() {
+                live.begin(sequence);
+            }
         }
         if let Some(open) = self.open.as_mut() {
             let sequence = self.chain.next_sequence;
@@ -269,6 +290,9 @@ impl Recorder {
                     data: frame.data,
                 })
                 .map_err(|source| RecordError::Seal { sequence, source })?;
+            if let Some(live) = self.live.as_mut() {
+                live.payload(sequence, open.sealer.payload());
+            }
             open.end_pts_ns = open
                 .end_pts_ns
                 .max(frame.pts_ns.saturating_add(frame.duration_ns));
@@ -346,20 +370,32 @@ impl Recorder {
             .map_err(|source| RecordError::Sign { sequence, source })?;
         let hash = unsigned.manifest_hash();
         let frames = unsigned.manifest.frame_count;
-        let file = unsigned.sign(&signature.to_bytes().into());
+        let signature: [u8; 64] = signature.to_bytes().into();
+        let tail = self.live.is_some().then(|| {
+            sealcam_format::fragment::streamed_tail(&unsigned.signed_manifest(&signature))
+        });
+        let file = unsigned.sign(&signature);
         let file_len = file.len();
-        let admitted = self
+        let stored = self
             .spool
             .make_room(&self.bounds, file_len as u64)
-            .map_err(spool_err)?
-            == Admission::Admit;
-        if admitted {
-            self.spool
-                .put_parts(sequence, &file.parts())
-                .map_err(spool_err)?;
-        }
+            .and_then(|admission| match admission {
+                Admission::Admit => self.spool.put_parts(sequence, &file.parts()).map(Some),
+                Admission::Refuse => Ok(None),
+            });
         // The payload buffer (ciphertext only) serves the next fragment.
         self.spare_buffer = Some(file.into_buffer());
+        let admitted = match stored {
+            Ok(stored) => stored.is_some(),
+            Err(e) => {
+                self.spool_failed(sequence, hash, (start_unix_ns, end_unix_ns), frames, &e);
+                return Ok(None);
+            }
+        };
+        if self.spool_failing {
+            self.spool_failing = false;
+            tracing::info!(sequence, "the spool stores fragments again; the ones it could not store are declared in this fragment's successor");
+        }
         if !admitted {
             // Full and keeping what it has: this fragment is dropped, and
             // the next manifest says so (with what this one declared).
@@ -372,18 +408,22 @@ impl Recorder {
                     end_unix_ns,
                 })
                 .map_err(spool_err)?;
-            self.stats.fragments_dropped += 1;
-            self.metrics.fragments_dropped.inc();
-            self.metrics.frames_dropped.inc_by(u64::from(frames));
+            self.count_dropped(frames);
         }
-        self.chain = ChainState {
-            next_sequence: sequence + 1,
-            last_manifest: hash,
-            last_end_unix_ns: end_unix_ns,
-        };
-        self.spool.save_state(&self.chain).map_err(spool_err)?;
+        if let Err(e) = self.advance(sequence, hash, end_unix_ns) {
+            // The fragment is spooled, and the next start finds the chain
+            // from it (see `Spool::load_state`).
+            tracing::warn!(sequence, error = %e, "chain state not saved");
+        }
         if !admitted {
+            if let Some(live) = self.live.as_mut() {
+                live.abandon();
+            }
             return Ok(None);
+        }
+        // Spooled, and the chain state saved: the live upload may finish.
+        if let (Some(live), Some(tail)) = (self.live.as_mut(), tail) {
+            live.end(sequence, tail);
         }
         // Declared and durable: forget them.
         self.startup_gap = None;
@@ -399,6 +439,78 @@ impl Recorder {
             "fragment sealed and spooled"
         );
         Ok(Some(sequence))
+    }
+
+    /// The spool could not store fragment `sequence` (disk full or failing):
+    /// the fragment is dropped, the next one that is stored declares it,
+    /// and capture goes on. Logged once per episode.
+    fn spool_failed(
+        &mut self,
+        sequence: u64,
+        hash: sealcam_format::ManifestHash,
+        (start_unix_ns, end_unix_ns): (u64, u64),
+        frames: u32,
+        error: &SpoolError,
+    ) {
+        if let Some(live) = self.live.as_mut() {
+            live.abandon();
+        }
+        if !self.spool_failing {
+            self.spool_failing = true;
+            tracing::error!(
+                sequence,
+                %error,
+                "cannot store fragments in the spool: they are dropped and declared as a gap until it can again; free space on its filesystem or replace the card"
+            );
+        }
+        // Declared in memory: the disk is what failed. A crash before the
+        // next stored fragment loses this declaration, and the crash gap
+        // then covers the time.
+        match self.gaps.iter_mut().find(|g| {
+            g.reason == GapReason::SpoolWriteFailed
+                && g.first_sequence + g.sequence_count == sequence
+        }) {
+            Some(g) => {
+                g.sequence_count += 1;
+                g.end_unix_ns = g.end_unix_ns.max(end_unix_ns);
+            }
+            None => self.gaps.push(DeclaredGap {
+                reason: GapReason::SpoolWriteFailed,
+                first_sequence: sequence,
+                sequence_count: 1,
+                start_unix_ns,
+                end_unix_ns,
+            }),
+        }
+        self.count_dropped(frames);
+        // Best effort: the same disk is likely to refuse this too. If it
+        // does, the next start resumes from the last fragment it stored.
+        if let Err(e) = self.advance(sequence, hash, end_unix_ns) {
+            tracing::debug!(error = %e, "chain state not saved");
+        }
+    }
+
+    /// A sealed fragment was not spooled.
+    fn count_dropped(&mut self, frames: u32) {
+        self.stats.fragments_dropped += 1;
+        self.metrics.fragments_dropped.inc();
+        self.metrics.frames_dropped.inc_by(u64::from(frames));
+    }
+
+    /// The chain moves past fragment `sequence` (stored or not), and the
+    /// spool saves where it stands.
+    fn advance(
+        &mut self,
+        sequence: u64,
+        hash: sealcam_format::ManifestHash,
+        end_unix_ns: u64,
+    ) -> Result<(), SpoolError> {
+        self.chain = ChainState {
+            next_sequence: sequence + 1,
+            last_manifest: hash,
+            last_end_unix_ns: end_unix_ns,
+        };
+        self.spool.save_state(&self.chain)
     }
 }
 

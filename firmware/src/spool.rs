@@ -220,14 +220,18 @@ impl Spool {
     /// Marks a recorder as running. Returns whether the previous run ended
     /// uncleanly (its marker is still there).
     pub fn mark_running(&self) -> Result<bool, SpoolError> {
-        let path = self.dir.join(RUNNING_FILE);
-        let unclean = path.exists();
+        let unclean = self.last_run_unclean();
         write_durably(
             &self.dir,
             RUNNING_FILE,
             format!("pid={}\n", std::process::id()).as_bytes(),
         )?;
         Ok(unclean)
+    }
+
+    /// Whether the last run left its running marker behind (it ended uncleanly).
+    pub fn last_run_unclean(&self) -> bool {
+        self.dir.join(RUNNING_FILE).exists()
     }
 
     /// Marks a clean stop.
@@ -327,6 +331,14 @@ impl Spool {
     /// [`FragmentFile`]: sealcam_format::FragmentFile
     pub fn put_parts(&self, sequence: u64, parts: &[&[u8]]) -> Result<PathBuf, SpoolError> {
         write_parts_durably(&self.dir, &Self::file_name(sequence), parts)
+    }
+
+    /// Where fragment `sequence` is (or would be) spooled.
+    pub fn spooled(&self, sequence: u64) -> Spooled {
+        Spooled {
+            sequence,
+            path: self.dir.join(Self::file_name(sequence)),
+        }
     }
 
     /// Fragments waiting for upload, oldest first.
@@ -502,6 +514,7 @@ fn parse_gap(line: &str) -> Option<DeclaredGap> {
         4 => GapReason::SourceStalled,
         5 => GapReason::ClockJump,
         6 => GapReason::RefusedByIngest,
+        7 => GapReason::SpoolWriteFailed,
         _ => return None,
     };
     Some(DeclaredGap {

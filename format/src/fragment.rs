@@ -419,3 +419,44 @@ pub fn join(signed_manifest: &[u8], payload: &[u8]) -> Result<Vec<u8>, FormatErr
     SealedFragment::parse(&bytes)?;
     Ok(bytes)
 }
+
+/// Bytes after the signed manifest in a streamed upload: its length.
+const STREAMED_TRAILER_LEN: usize = 4;
+
+/// The end of a fragment sent as it is recorded (`application/vnd.sealcam.fragment-stream`):
+/// the payload goes first, as each record is sealed, and then this: the
+/// signed manifest and its length (`u32`). See `docs/protocol.md`.
+pub fn streamed_tail(signed_manifest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(signed_manifest.len() + STREAMED_TRAILER_LEN);
+    out.extend_from_slice(signed_manifest);
+    // A signed manifest is far below 4 GiB (at most 256 recipients and 64 gaps).
+    out.extend_from_slice(&(signed_manifest.len() as u32).to_be_bytes());
+    out
+}
+
+/// Splits a streamed upload (`payload ‖ signed manifest ‖ u32 length`) into
+/// its signed manifest and payload, as [`join`] takes them.
+pub fn split_streamed(body: &[u8]) -> Result<(&[u8], &[u8]), FormatError> {
+    let truncated = |needed: usize| FormatError::Truncated {
+        what: "streamed fragment",
+        offset: 0,
+        needed,
+        available: body.len(),
+    };
+    let Some(at) = body.len().checked_sub(STREAMED_TRAILER_LEN) else {
+        return Err(truncated(STREAMED_TRAILER_LEN));
+    };
+    let mut len = [0u8; STREAMED_TRAILER_LEN];
+    len.copy_from_slice(&body[at..]);
+    let len = u32::from_be_bytes(len) as usize;
+    let Some(payload_end) = at.checked_sub(len) else {
+        return Err(truncated(len + STREAMED_TRAILER_LEN));
+    };
+    Ok((&body[payload_end..at], &body[..payload_end]))
+}
+
+/// Rebuilds the fragment file from a streamed upload (see [`split_streamed`]).
+pub fn join_streamed(body: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let (signed_manifest, payload) = split_streamed(body)?;
+    join(signed_manifest, payload)
+}

@@ -79,6 +79,9 @@ pub enum GapReason {
     ClockJump = 5,
     /// The ingest refused the fragments for good.
     RefusedByIngest = 6,
+    /// The camera could not write the fragments to its spool (its disk was
+    /// full or failing).
+    SpoolWriteFailed = 7,
 }
 
 impl GapReason {
@@ -90,6 +93,7 @@ impl GapReason {
             4 => Self::SourceStalled,
             5 => Self::ClockJump,
             6 => Self::RefusedByIngest,
+            7 => Self::SpoolWriteFailed,
             _ => return None,
         })
     }
@@ -104,6 +108,9 @@ impl GapReason {
             Self::SourceStalled => "camera delivered no frames",
             Self::ClockJump => "wall clock jumped",
             Self::RefusedByIngest => "ingest refused the fragments",
+            Self::SpoolWriteFailed => {
+                "camera's disk full or failing: fragments could not be stored"
+            }
         }
     }
 }

@@ -259,6 +259,12 @@ impl FragmentSealer {
         self.payload.len()
     }
 
+    /// The payload sealed so far. It only grows: bytes once here never
+    /// change, so an uplink can send them while the fragment is recorded.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
     /// Builds the payload in `buffer` (emptied first; typically the last
     /// fragment's, from [`FragmentFile::into_buffer`]) so that steady
     /// recording allocates no new memory per fragment.
@@ -464,6 +470,15 @@ impl UnsignedFragment {
 
     pub fn manifest_hash(&self) -> ManifestHash {
         ManifestHash::of_body(&self.body)
+    }
+
+    /// The manifest as it is attached, given the signature: the key object
+    /// (see [`SealedFragment::signed_manifest`]).
+    pub fn signed_manifest(&self, signature: &[u8; 64]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + signature.len());
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(signature);
+        out
     }
 
     /// The fragment file, given the signature (r || s), as its two parts.

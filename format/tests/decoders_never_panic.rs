@@ -15,7 +15,7 @@ fn name() -> impl Strategy<Value = Name> {
 
 fn gap() -> impl Strategy<Value = DeclaredGap> {
     (
-        1u8..=6,
+        1u8..=7,
         any::<u64>(),
         any::<u64>(),
         any::<u64>(),
@@ -30,6 +30,7 @@ fn gap() -> impl Strategy<Value = DeclaredGap> {
                     GapReason::SourceStalled,
                     GapReason::ClockJump,
                     GapReason::RefusedByIngest,
+                    GapReason::SpoolWriteFailed,
                 ][usize::from(reason - 1)],
                 first_sequence,
                 sequence_count,
@@ -264,6 +265,35 @@ proptest! {
             .and_then(|b| SealedFragment::parse(&b).ok().map(|g| g.verify(&key).is_ok()))
             .unwrap_or(false);
         prop_assert!(!accepted);
+    }
+
+    #[test]
+    fn a_streamed_upload_joins_into_the_same_fragment_and_a_changed_one_never_verifies(
+        cut in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        use sealcam_format::fragment::{join_streamed, split_streamed, streamed_tail};
+        let (file, key) = sealed();
+        let f = SealedFragment::parse(&file).unwrap();
+        let mut body = f.payload.to_vec();
+        body.extend_from_slice(&streamed_tail(&f.signed_manifest()));
+        prop_assert_eq!(join_streamed(&body).unwrap(), file.clone());
+        let (signed, payload) = split_streamed(&body).unwrap();
+        let expected = f.signed_manifest();
+        prop_assert_eq!(signed, expected.as_slice());
+        prop_assert_eq!(payload, f.payload);
+        let i = cut.index(body.len());
+        body[i] ^= flip;
+        let accepted = join_streamed(&body)
+            .ok()
+            .and_then(|b| SealedFragment::parse(&b).ok().map(|g| g.verify(&key).is_ok()))
+            .unwrap_or(false);
+        prop_assert!(!accepted);
+    }
+
+    #[test]
+    fn streamed_upload_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = sealcam_format::fragment::join_streamed(&bytes);
     }
 
     #[test]

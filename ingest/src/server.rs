@@ -818,6 +818,14 @@ async fn handle_connection(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(shared.header_timeout);
+    // Cameras multiplex their live fragment and their backlog on one
+    // HTTP/2 connection; the window follows the link's bandwidth-delay
+    // product so that one upload can fill a long, fat link.
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .adaptive_window(true)
+        .max_concurrent_streams(64);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
     let mut stopping = shared.stopping.subscribe();
@@ -871,6 +879,17 @@ fn require(peer: &Peer, role: Role, action: &str) -> Result<(), ApiError> {
     let reason = format!("{} may not {action}", peer.identity);
     tracing::warn!(addr = %peer.addr, peer = %peer.identity, %reason, "request refused");
     Err(ApiError::new(StatusCode::FORBIDDEN, reason))
+}
+
+/// The media type of a fragment uploaded while it was recorded: its payload
+/// as sealed, then the signed manifest and its length.
+pub const STREAMED_FRAGMENT_TYPE: &str = "application/vnd.sealcam.fragment-stream";
+
+fn is_streamed(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(STREAMED_FRAGMENT_TYPE))
 }
 
 /// Reads an upload's body: at most the configured size, completely within
@@ -1032,6 +1051,15 @@ async fn put_fragment(
     let body = read_body(&state, &headers, body)
         .await
         .map_err(|(status, reason)| refuse(status, reason))?;
+    // A fragment sent while it was recorded: payload first, manifest last.
+    let body = if is_streamed(&headers) {
+        Bytes::from(
+            sealcam_format::fragment::join_streamed(&body)
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?,
+        )
+    } else {
+        body
+    };
     let frag =
         SealedFragment::parse(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let m = &frag.manifest;

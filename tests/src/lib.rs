@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod faultproxy;
 pub mod qemu;
 pub mod s3;
 pub mod swtpm;

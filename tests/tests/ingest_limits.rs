@@ -19,7 +19,16 @@ fn setup(limits: &str) -> (World, Ingest, Vec<Vec<u8>>, String) {
     )
     .unwrap();
     let ingest = w.start_ingest_with(&["--config", config.to_str().unwrap()]);
-    w.record("cam1", &ingest, 60);
+    // One upload per closed fragment, so that the camera spends exactly
+    // two of its tokens and makes no upload beside another.
+    let cfg = w.camera("cam1", &ingest.url(), 60, 1000);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("[upload]\n", "[upload]\nlive = false\n")).unwrap();
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
     w.fetch(&ingest, "cam1", "fetched");
     let fragments: Vec<Vec<u8>> = fragment_files(&w.path().join("fetched"))
         .iter()

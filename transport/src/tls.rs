@@ -30,10 +30,14 @@ pub fn device_client_config(
     chain: Vec<CertificateDer<'static>>,
     signer: Arc<dyn ExternalSigner>,
 ) -> Result<ClientConfig, TransportError> {
-    Ok(ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(TLS13_ONLY)?
         .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(DeviceCertResolver::new(chain, signer))))
+        .with_client_cert_resolver(Arc::new(DeviceCertResolver::new(chain, signer)));
+    // HTTP/2 first: the live fragment and the backlog share one connection
+    // (one handshake, so one TPM signature, per reconnect).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Client config for a consumer holding its TLS key in a file.
@@ -66,7 +70,7 @@ pub fn ingest_server_config(
         .with_protocol_versions(TLS13_ONLY)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
