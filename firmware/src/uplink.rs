@@ -503,9 +503,8 @@ impl Uplink {
                 link.succeeded();
                 // Consumers will miss this sequence number: say why,
                 // signed, in the next manifest.
-                if let Some(gap) = refused_gap(&s) {
-                    self.spool.declare_gap(&gap)?;
-                }
+                self.spool
+                    .declare_gap(&gap_of(&s, GapReason::RefusedByIngest))?;
                 let to = self.spool.reject(&s)?;
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 self.metrics.fragments_rejected.inc();
@@ -513,13 +512,8 @@ impl Uplink {
             }
             Ok(Outcome::Damaged(why)) => {
                 tracing::error!(sequence, file = %s.path.display(), %why, "spooled fragment is damaged (the disk corrupted it); removed and declared as a gap");
-                self.spool.declare_gap(&DeclaredGap {
-                    reason: GapReason::SpoolWriteFailed,
-                    first_sequence: sequence,
-                    sequence_count: 1,
-                    start_unix_ns: 0,
-                    end_unix_ns: 0,
-                })?;
+                self.spool
+                    .declare_gap(&gap_of(&s, GapReason::SpoolWriteFailed))?;
                 self.spool.remove(&s)?;
             }
             Err(Retryable(err, asked, busy)) => {
@@ -819,17 +813,24 @@ pub(crate) fn connect_fix(chain: &str, timed_out: bool) -> &'static str {
     }
 }
 
-/// The gap a refused fragment leaves, from its own manifest.
-fn refused_gap(s: &Spooled) -> Option<DeclaredGap> {
-    let bytes = std::fs::read(&s.path).ok()?;
-    let m = sealcam_format::SealedFragment::parse(&bytes).ok()?.manifest;
-    Some(DeclaredGap {
-        reason: GapReason::RefusedByIngest,
+/// The gap a spooled fragment that will not be stored leaves, with its
+/// time span from its own manifest where that still parses.
+fn gap_of(s: &Spooled, reason: GapReason) -> DeclaredGap {
+    let (start_unix_ns, end_unix_ns) = std::fs::read(&s.path)
+        .ok()
+        .and_then(|b| {
+            SealedFragment::parse(&b)
+                .ok()
+                .map(|f| (f.manifest.start_unix_ns, f.manifest.end_unix_ns))
+        })
+        .unwrap_or((0, 0));
+    DeclaredGap {
+        reason,
         first_sequence: s.sequence,
         sequence_count: 1,
-        start_unix_ns: m.start_unix_ns,
-        end_unix_ns: m.end_unix_ns,
-    })
+        start_unix_ns,
+        end_unix_ns,
+    }
 }
 
 #[cfg(test)]

@@ -449,3 +449,57 @@ fn a_throttled_link_keeps_live_current_while_the_backlog_drains() {
     let report = verify(&w, &ingest, "cam1");
     assert!(!report.contains("declared:"), "{report}");
 }
+
+#[test]
+fn a_fragment_damaged_in_the_spool_is_declared_and_never_sent() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let proxy = FaultProxy::start(ingest.addr);
+    let cfg = camera(
+        &w,
+        "cam1",
+        &proxy.url(),
+        90,
+        &[("drain_timeout_s = 90", "drain_timeout_s = 2")],
+    );
+    // Recorded while the link is down: three fragments wait in the spool.
+    proxy.blackhole();
+    let log = w.path().join("cam1-0.log");
+    let out = spawn_logged(&w, &cfg, &log).wait().unwrap();
+    assert!(!out.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    let files = spooled(&w, "cam1");
+    assert_eq!(files.len(), 3, "{files:?}");
+    // The card flips a bit in the middle one's ciphertext.
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x10;
+    std::fs::write(&files[1], bytes).unwrap();
+
+    proxy.pass();
+    let log = w.path().join("cam1-1.log");
+    let daemon = wait_exit(spawn_logged(&w, &camera_again(&cfg), &log), 120, &log);
+    assert!(daemon.contains("spooled fragment is damaged"), "{daemon}");
+    assert_eq!(stored(&ingest, "cam1"), [0, 2, 3, 4, 5]);
+    let report = verify(&w, &ingest, "cam1");
+    assert!(
+        report.contains("disk full or failing") && report.contains("sequences 1..=1 missing"),
+        "{report}"
+    );
+    // Sent nothing the ingest had to refuse.
+    assert!(
+        !ingest.log_text().contains("fragment refused"),
+        "{}",
+        ingest.log_text()
+    );
+}
+
+/// The same camera config, for a run that drains for longer.
+fn camera_again(cfg: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    std::fs::write(
+        cfg,
+        text.replace("drain_timeout_s = 2", "drain_timeout_s = 90"),
+    )
+    .unwrap();
+    cfg.to_owned()
+}
