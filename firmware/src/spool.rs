@@ -79,6 +79,21 @@ pub struct Spooled {
     pub path: PathBuf,
 }
 
+impl Spooled {
+    /// The wall-clock span its manifest names, where the file still parses
+    /// (`(0, 0)` otherwise): for declaring it as a gap.
+    pub fn time_span(&self) -> (u64, u64) {
+        fs::read(&self.path)
+            .ok()
+            .and_then(|b| {
+                SealedFragment::parse(&b)
+                    .ok()
+                    .map(|f| (f.manifest.start_unix_ns, f.manifest.end_unix_ns))
+            })
+            .unwrap_or((0, 0))
+    }
+}
+
 /// What to do when the spool is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FullPolicy {
@@ -110,14 +125,7 @@ fn gaps_of(spooled: &[Spooled]) -> Vec<DeclaredGap> {
     let mut items: Vec<(u64, u64, u64)> = spooled
         .iter()
         .map(|s| {
-            let times = fs::read(&s.path)
-                .ok()
-                .and_then(|b| {
-                    SealedFragment::parse(&b)
-                        .ok()
-                        .map(|f| (f.manifest.start_unix_ns, f.manifest.end_unix_ns))
-                })
-                .unwrap_or((0, 0));
+            let times = s.time_span();
             (s.sequence, times.0, times.1)
         })
         .collect();

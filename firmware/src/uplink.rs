@@ -816,14 +816,7 @@ pub(crate) fn connect_fix(chain: &str, timed_out: bool) -> &'static str {
 /// The gap a spooled fragment that will not be stored leaves, with its
 /// time span from its own manifest where that still parses.
 fn gap_of(s: &Spooled, reason: GapReason) -> DeclaredGap {
-    let (start_unix_ns, end_unix_ns) = std::fs::read(&s.path)
-        .ok()
-        .and_then(|b| {
-            SealedFragment::parse(&b)
-                .ok()
-                .map(|f| (f.manifest.start_unix_ns, f.manifest.end_unix_ns))
-        })
-        .unwrap_or((0, 0));
+    let (start_unix_ns, end_unix_ns) = s.time_span();
     DeclaredGap {
         reason,
         first_sequence: s.sequence,

@@ -64,6 +64,14 @@ fn camera(w: &World, device: &str, url: &str, frames: u32, edit: &[(&str, &str)]
     cfg
 }
 
+/// A world with an ingest and a fault proxy in front of it.
+fn linked() -> (World, Ingest, FaultProxy) {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let proxy = FaultProxy::start(ingest.addr);
+    (w, ingest, proxy)
+}
+
 /// Starts `sealcamd run` with its log in `<device>-<n>.log`.
 fn spawn_logged(w: &World, cfg: &Path, log: &Path) -> Child {
     Command::new(bin("sealcamd"))
@@ -164,9 +172,7 @@ fn assert_contiguous(seqs: &[u64]) {
 #[test]
 fn twenty_random_cuts_and_blackholes_lose_nothing_and_store_nothing_twice() {
     let mut rng = Rng::new("cuts");
-    let w = World::new();
-    let ingest = w.start_ingest();
-    let proxy = FaultProxy::start(ingest.addr);
+    let (w, ingest, proxy) = linked();
     // Two minutes at 30 fps.
     let cfg = camera(&w, "cam1", &proxy.url(), 3600, &[]);
     let log = w.path().join("cam1.log");
@@ -284,9 +290,7 @@ fn a_daemon_killed_ten_times_uploads_nothing_corrupt_and_declares_each_loss() {
 
 #[test]
 fn a_long_outage_evicts_the_oldest_declares_them_and_uploads_the_rest() {
-    let w = World::new();
-    let ingest = w.start_ingest();
-    let proxy = FaultProxy::start(ingest.addr);
+    let (w, ingest, proxy) = linked();
     // 1 MiB of spool at about 2 Mbit/s: a little over four seconds of video.
     let cfg = camera(
         &w,
@@ -349,9 +353,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_is_reported_once_declared_and_recovered_from_without_a_restart() {
-    let w = World::new();
-    let ingest = w.start_ingest();
-    let proxy = FaultProxy::start(ingest.addr);
+    let (w, ingest, proxy) = linked();
     let cfg = camera(&w, "cam1", &proxy.url(), 900, &[]);
     let disk = SmallDisk::mount(&w.path().join("cam1/spool"), 4 << 20);
     // The disk fills (while the link is down, so nothing drains it) ...
@@ -395,9 +397,7 @@ fn a_full_disk_is_reported_once_declared_and_recovered_from_without_a_restart() 
 
 #[test]
 fn a_throttled_link_keeps_live_current_while_the_backlog_drains() {
-    let w = World::new();
-    let ingest = w.start_ingest();
-    let proxy = FaultProxy::start(ingest.addr);
+    let (w, ingest, proxy) = linked();
     // Noise at 500 kbit/s: the bitrate the link must carry for live.
     let cfg = camera(
         &w,
@@ -452,9 +452,7 @@ fn a_throttled_link_keeps_live_current_while_the_backlog_drains() {
 
 #[test]
 fn a_fragment_damaged_in_the_spool_is_declared_and_never_sent() {
-    let w = World::new();
-    let ingest = w.start_ingest();
-    let proxy = FaultProxy::start(ingest.addr);
+    let (w, ingest, proxy) = linked();
     let cfg = camera(
         &w,
         "cam1",
