@@ -701,34 +701,39 @@ impl Uplink {
                 .into_iter()
                 .filter(|s| !live.is_claimed(s.sequence) && !sending.contains(&s.sequence))
                 .collect();
-            if pending.is_empty() && in_flight.is_empty() && live_ended && *done.borrow() {
-                return Ok(());
-            }
-            if let Some(d) = deadline {
-                if Instant::now() >= d && in_flight.is_empty() && live_ended {
-                    let remaining = self.spool.pending()?.len();
-                    if remaining == 0 {
-                        return Ok(());
-                    }
-                    return Err(UplinkError::Undrained {
-                        remaining,
-                        dir: self.spool.dir().display().to_string(),
-                        waited: drain_timeout,
-                        last_error: link.last_error(),
-                    });
+            let draining = *done.borrow();
+            let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
+            if draining
+                && in_flight.is_empty()
+                && live_ended
+                && (pending.is_empty() || past_deadline)
+            {
+                let remaining = self.spool.pending()?.len();
+                if remaining == 0 {
+                    return Ok(());
                 }
+                return Err(UplinkError::Undrained {
+                    remaining,
+                    dir: self.spool.dir().display().to_string(),
+                    waited: drain_timeout,
+                    last_error: link.last_error(),
+                });
             }
-            let state = if in_flight.is_empty() {
-                let capturing = !*done.borrow();
+            // Draining with nothing left to send, or past the deadline: only
+            // what is in flight, and the live lane's last upload, may finish.
+            let idle = draining && (pending.is_empty() || past_deadline);
+            let state = if idle || !in_flight.is_empty() {
+                link.state()
+            } else {
+                let capturing = !draining;
                 tokio::select! {
                     s = link.ready(deadline) => s,
                     // Capture ended during a backoff: the drain deadline starts now.
                     _ = done.changed(), if capturing => continue,
                 }
-            } else {
-                link.state()
             };
             let room = match state {
+                _ if idle => 0,
                 LinkState::Streaming if live.queued_bytes() <= LIVE_BEHIND_BYTES => {
                     link.backlog_room()
                 }
@@ -736,7 +741,11 @@ impl Uplink {
                 LinkState::Connecting => 1,
                 _ => 0,
             };
-            if state == LinkState::Connecting && in_flight.is_empty() && pending.is_empty() {
+            if !draining
+                && state == LinkState::Connecting
+                && in_flight.is_empty()
+                && pending.is_empty()
+            {
                 match self.probe().await {
                     Ok(()) => link.succeeded(),
                     Err(Retryable(err, asked, _)) => {
