@@ -149,8 +149,12 @@ pub enum LinkState {
 struct LinkInner {
     state: LinkState,
     backoff: Backoff,
-    /// The error of the outage in progress, if any (logged once).
+    /// The error of the outage in progress, if any.
     failing: Option<String>,
+    /// What the outage's last warning said went wrong ([`failure_kind`]):
+    /// a warning is logged once per kind, so a cut link that then refuses
+    /// the camera's certificate says both, and nothing more.
+    warned: Option<String>,
 }
 
 /// The link's state machine, shared by the live and backlog lanes.
@@ -170,6 +174,7 @@ impl Link {
                 state: LinkState::Connecting,
                 backoff: Backoff::new(),
                 failing: None,
+                warned: None,
             }),
             changed: Notify::new(),
             live,
@@ -208,6 +213,7 @@ impl Link {
         if l.state != LinkState::Streaming {
             l.state = LinkState::Streaming;
             l.backoff.reset();
+            l.warned = None;
             match l.failing.take() {
                 Some(err) => tracing::info!(previous_error = %err, "uplink recovered"),
                 None => tracing::info!("uplink connected"),
@@ -231,8 +237,13 @@ impl Link {
         // The ingest's Retry-After is a floor, never a reason to come back
         // sooner than the backoff says.
         let wait = l.backoff.step().max(asked.unwrap_or_default());
+        let kind = failure_kind(err);
         if l.failing.is_none() {
             tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload failed; fragments stay in the spool and are retried with backoff");
+            l.warned = Some(kind.to_owned());
+        } else if l.warned.as_deref() != Some(kind) {
+            tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload still failing, now for another reason; fragments stay in the spool");
+            l.warned = Some(kind.to_owned());
         } else {
             tracing::debug!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload retry failed");
         }
@@ -802,6 +813,16 @@ fn chain_err(e: &reqwest::Error) -> String {
     sealcam_base::error_chain(e)
 }
 
+/// What kind of failure an uplink error is, for rate-limited logging: the
+/// fix of an unreachable ingest, or the status of a refusal. Errors of one
+/// kind differ only in detail (a sequence number, a socket error).
+fn failure_kind(err: &str) -> &str {
+    match err.rsplit_once("; fix: ") {
+        Some((_, fix)) => fix,
+        None => err.split_once(": ").map_or(err, |(head, _)| head),
+    }
+}
+
 /// What a failed connection to the ingest most likely means and what to do,
 /// from its error chain: for the log and for `sealcamd check`.
 pub(crate) fn connect_fix(chain: &str, timed_out: bool) -> &'static str {
@@ -853,6 +874,22 @@ mod tests {
         assert_eq!(*caps.last().unwrap_or(&Duration::ZERO), Backoff::MAX);
         b.reset();
         assert_eq!(b.next, Backoff::FIRST);
+    }
+
+    #[test]
+    fn failures_of_one_kind_differ_only_in_detail() {
+        let cut =
+            "cannot reach the ingest at https://i:8443: connection reset; fix: check upload.url";
+        let closed =
+            "cannot reach the ingest at https://i:8443: connection closed; fix: check upload.url";
+        let revoked = "cannot reach the ingest at https://i:8443: received fatal alert: CertificateRevoked; fix: the ingest revoked this camera's certificate";
+        assert_eq!(failure_kind(cut), failure_kind(closed));
+        assert_ne!(failure_kind(cut), failure_kind(revoked));
+        assert_eq!(
+            failure_kind("ingest answered 503 Service Unavailable: storage down"),
+            "ingest answered 503 Service Unavailable"
+        );
+        assert_eq!(failure_kind("cut"), "cut");
     }
 
     #[tokio::test]

@@ -238,7 +238,16 @@ fn revocation_cuts_the_open_upload_and_refuses_new_handshakes() {
     let ingest = w.start_ingest();
     // 30 s of video: still streaming when it is revoked.
     let cfg = w.camera("cam1", &ingest.url(), 900, 1000);
-    let mut camera = w.spawn_camera(&cfg);
+    let camera_log = w.path().join("camera.log");
+    let mut camera = Command::new(bin("sealcamd"))
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .current_dir(w.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&camera_log).unwrap())
+        .spawn()
+        .unwrap();
     assert!(
         wait_until(20, || fragment_files(&ingest.data).len() >= 2),
         "no uploads"
@@ -263,8 +272,18 @@ fn revocation_cuts_the_open_upload_and_refuses_new_handshakes() {
     .is_empty()));
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(fragment_files(&ingest.data).len(), stored);
+    // The camera says why, though the cut connection failed first.
+    let said_why = wait_until(15, || {
+        std::fs::read_to_string(&camera_log)
+            .is_ok_and(|l| l.contains("the ingest revoked this camera's certificate"))
+    });
     let _ = camera.kill();
     let _ = camera.wait();
+    assert!(
+        said_why,
+        "{}",
+        std::fs::read_to_string(&camera_log).unwrap_or_default()
+    );
 }
 
 #[test]
