@@ -421,8 +421,16 @@ fn a_throttled_link_keeps_live_current_while_the_backlog_drains() {
     // Once the camera is back (its backoff has run out) ...
     assert!(wait_until(40, || !objects(&ingest, "cam1", "keys").is_empty()));
     // (the first fragment back is the oldest; live resumes at the next
-    // fragment the camera starts)
-    std::thread::sleep(Duration::from_secs(2));
+    // fragment the camera starts, and is stored ahead of the backlog)
+    let backlog = |seqs: &[u64]| {
+        let newest = seqs.last().copied().unwrap_or(0);
+        (newest + 1).saturating_sub(seqs.len() as u64)
+    };
+    assert!(
+        wait_until(15, || backlog(&objects(&ingest, "cam1", "keys")) > 0),
+        "live never overtook the backlog: stored {:?}",
+        objects(&ingest, "cam1", "keys")
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let seqs = objects(&ingest, "cam1", "keys");
@@ -430,7 +438,7 @@ fn a_throttled_link_keeps_live_current_while_the_backlog_drains() {
         // Fragment k closes about k + 1 s after the first frame.
         let recording = started.elapsed().as_secs().saturating_sub(2);
         behind.push(recording.saturating_sub(newest));
-        backlog_left.push((newest + 1).saturating_sub(seqs.len() as u64));
+        backlog_left.push(backlog(&seqs));
         std::thread::sleep(Duration::from_secs(1));
     }
     proxy.pass();
