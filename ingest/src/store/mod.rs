@@ -16,7 +16,8 @@
 //! repeat of the same bytes is recognised, different bytes for a stored
 //! sequence are refused, nothing is ever overwritten. A fragment counts as
 //! stored once its key object exists; the data object is written first.
-//! The local backend fsyncs each file and its directory before a put returns.
+//! The local backend fsyncs each file and its directory before a put returns
+//! (`local.rs` writes; `LocalFileSystem` reads, lists and deletes).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -32,6 +33,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sealcam_format::{Name, SealedFragment, SignedManifest};
 use serde::Deserialize;
+
+mod local;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,6 +131,8 @@ pub struct Listed {
 #[derive(Clone)]
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory: puts go to `local.rs`.
+    local: Option<Arc<LocalFileSystem>>,
     describe: Arc<str>,
     /// Device certificates already written by this process.
     certs_written: Arc<Mutex<HashSet<String>>>,
@@ -175,15 +180,18 @@ impl Store {
             store: describe.clone(),
             reason,
         };
+        let mut local = None;
         let objects: Arc<dyn ObjectStore> = match config {
             StorageConfig::Local(l) => {
                 std::fs::create_dir_all(&l.path).map_err(|e| open_err(e.to_string()))?;
-                Arc::new(
+                let fs = Arc::new(
                     LocalFileSystem::new_with_prefix(&l.path)
                         .map_err(|e| open_err(e.to_string()))?
                         .with_fsync(true)
                         .with_automatic_cleanup(true),
-                )
+                );
+                local = Some(fs.clone());
+                fs
             }
             #[cfg(not(feature = "s3"))]
             StorageConfig::S3(_) => {
@@ -216,6 +224,7 @@ impl Store {
         };
         Ok(Self {
             objects,
+            local,
             describe: describe.into(),
             certs_written: Arc::default(),
         })
@@ -234,6 +243,20 @@ impl Store {
     /// Writes `bytes` at `path` unless something is there already. Returns
     /// whether it wrote.
     pub async fn put_new(&self, path: &str, bytes: Bytes) -> Result<bool, StoreError> {
+        if let Some(fs) = &self.local {
+            let dest = fs
+                .path_to_filesystem(&ObjectPath::from(path))
+                .map_err(self.err("write", path))?;
+            let written = tokio::task::spawn_blocking(move || local::create_new(&dest, &bytes))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            return written.map_err(|e| {
+                self.err("write", path)(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })
+            });
+        }
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
