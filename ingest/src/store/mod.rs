@@ -180,8 +180,7 @@ impl Store {
             store: describe.clone(),
             reason,
         };
-        let mut local = None;
-        let objects: Arc<dyn ObjectStore> = match config {
+        let (objects, local): (Arc<dyn ObjectStore>, _) = match config {
             StorageConfig::Local(l) => {
                 std::fs::create_dir_all(&l.path).map_err(|e| open_err(e.to_string()))?;
                 let fs = Arc::new(
@@ -190,8 +189,7 @@ impl Store {
                         .with_fsync(true)
                         .with_automatic_cleanup(true),
                 );
-                local = Some(fs.clone());
-                fs
+                (fs.clone(), Some(fs))
             }
             #[cfg(not(feature = "s3"))]
             StorageConfig::S3(_) => {
@@ -219,7 +217,10 @@ impl Store {
                     })?;
                     b = b.with_secret_access_key(secret.trim());
                 }
-                Arc::new(b.build().map_err(|e| open_err(e.to_string()))?)
+                (
+                    Arc::new(b.build().map_err(|e| open_err(e.to_string()))?),
+                    None,
+                )
             }
         };
         Ok(Self {
