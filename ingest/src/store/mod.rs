@@ -241,6 +241,42 @@ impl Store {
         }
     }
 
+    /// On the local backend, writes `first` then `second` as new objects,
+    /// durably, and returns whether both were written. `false` (always, on
+    /// other backends) leaves the caller to write each with [`Self::put_new`]:
+    /// one of them exists, and any written is complete.
+    async fn put_new_both(
+        &self,
+        first: &str,
+        first_bytes: &Bytes,
+        second: &str,
+        second_bytes: &Bytes,
+    ) -> Result<bool, StoreError> {
+        let Some(fs) = &self.local else {
+            return Ok(false);
+        };
+        let dest = |path: &str| {
+            fs.path_to_filesystem(&ObjectPath::from(path))
+                .map_err(self.err("write", path))
+        };
+        let (a, b) = (dest(first)?, dest(second)?);
+        let (a_bytes, b_bytes) = (first_bytes.clone(), second_bytes.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            local::create_new_all(&[(a.as_path(), &a_bytes[..]), (b.as_path(), &b_bytes[..])])
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match written {
+            Ok(n) => Ok(n == 2),
+            Err(e) => Err(self.err("write", &format!("{first} and {second}"))(
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            )),
+        }
+    }
+
     /// Writes `bytes` at `path` unless something is there already. Returns
     /// whether it wrote.
     pub async fn put_new(&self, path: &str, bytes: Bytes) -> Result<bool, StoreError> {
@@ -363,6 +399,14 @@ impl Store {
         let payload = subslice(body, fragment.payload)
             .unwrap_or_else(|| Bytes::copy_from_slice(fragment.payload));
         let data = data_path(d, s, seq);
+        let signed = Bytes::from(fragment.signed_manifest());
+        let key = key_path(d, s, seq);
+        // On a local disk both objects are written with one sync of their
+        // data and one of their directories. Where either exists, the general
+        // way below compares what is there.
+        if self.put_new_both(&data, &payload, &key, &signed).await? {
+            return Ok(PutOutcome::Stored);
+        }
         if !self.put_new(&data, payload.clone()).await? {
             match self.read(&data).await? {
                 Some(existing) if existing == payload => {}
@@ -373,8 +417,6 @@ impl Store {
                 }
             }
         }
-        let signed = Bytes::from(fragment.signed_manifest());
-        let key = key_path(d, s, seq);
         if self.put_new(&key, signed.clone()).await? {
             return Ok(PutOutcome::Stored);
         }
