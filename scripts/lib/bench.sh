@@ -11,6 +11,16 @@ if [ -z "${SEALCAM_BENCH_TABLE:-}" ]; then
 fi
 export SEALCAM_BENCH_TABLE
 
+# took: for the log, how long the step before took (since the last call, or
+# since this file was sourced).
+bench_step_started=$(date +%s)
+took() {
+  local now
+  now=$(date +%s)
+  echo "   (took $((now - bench_step_started)) s)"
+  bench_step_started=$now
+}
+
 # row FIGURE RESULT GOAL VERDICT: one row of the table, echoed as it comes.
 row() {
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$SEALCAM_BENCH_TABLE"
