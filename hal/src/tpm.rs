@@ -190,6 +190,13 @@ fn find_key(ctx: &mut Context, handle: u32) -> Result<Option<KeyHandle>, TpmErro
     }
 }
 
+/// Whether `e` is a response code that is not the TPM's own: one from a
+/// lower layer of the TSS (TCTI, resource manager), which tss-esapi does
+/// not decode.
+fn unanswered(e: &tss_esapi::Error) -> bool {
+    matches!(e, tss_esapi::Error::Tss2Error(rc) if rc.kind().is_none())
+}
+
 fn left_pad32(v: &[u8]) -> Option<[u8; 32]> {
     if v.len() > 32 {
         return None;
@@ -406,7 +413,19 @@ struct Owner {
 impl Owner {
     fn connect(cfg: &TpmConfig) -> Result<(Self, VerifyingKey), TpmError> {
         let mut ctx = open_context(&cfg.tcti)?;
-        let key = find_key(&mut ctx, cfg.handle)?.ok_or(TpmError::NoKey { handle: cfg.handle })?;
+        let key = match find_key(&mut ctx, cfg.handle) {
+            // No TPM response code to the first command: the connection
+            // failed (a TCTI or resource-manager error, say while the TPM
+            // or its simulator restarts), not the TPM. That is a failure to
+            // open, which callers may retry.
+            Err(TpmError::Command { source, .. }) if unanswered(&source) => {
+                return Err(TpmError::Open {
+                    tcti: cfg.tcti.clone(),
+                    source,
+                })
+            }
+            found => found?.ok_or(TpmError::NoKey { handle: cfg.handle })?,
+        };
         let public = public_key(&mut ctx, key, cfg.handle)?;
         Ok((
             Self {

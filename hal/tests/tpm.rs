@@ -26,16 +26,20 @@ fn key_of(p: Provisioned) -> p256::ecdsa::VerifyingKey {
 }
 
 /// Opens the key, retrying while a previous owner thread still holds the
-/// simulator's single connection.
+/// simulator's single connection (the connection is refused, or breaks at
+/// the first command: both are `TpmError::Open`). A loaded machine can take
+/// seconds to let go.
 fn open(cfg: &TpmConfig) -> TpmKey {
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
         match TpmKey::open(cfg) {
             Ok(k) => return k,
-            Err(TpmError::Open { .. }) => std::thread::sleep(Duration::from_millis(100)),
+            Err(TpmError::Open { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Err(e) => panic!("{e}"),
         }
     }
-    panic!("could not open the TPM key");
 }
 
 fn signs(key: &TpmKey) {
