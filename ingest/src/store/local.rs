@@ -31,17 +31,10 @@ use std::sync::OnceLock;
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
-/// Writes `bytes` as the new file `dest`, durably: the data, the file and
-/// the directory entry are on disk when this returns `Ok(true)`. Returns
-/// `Ok(false)`, writing nothing, if `dest` exists. Missing directories are
-/// made, and each new one's parent synced.
-pub fn create_new(dest: &Path, bytes: &[u8]) -> io::Result<bool> {
-    Ok(create_new_all(&[(dest, bytes)])? == 1)
-}
-
 /// Writes each of `objects` as a new file, durably, publishing them in the
 /// order given, and returns how many it published: all of them, or up to the
 /// first whose name exists (that one and those after it are not written).
+/// Missing directories are made, and each new one's parent synced.
 /// Every file's data is on disk before any is named, and the names are on
 /// disk when this returns. A journaling filesystem (ext4, XFS) makes the
 /// names durable in the order they were made, so after a crash a later
@@ -227,6 +220,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    fn create_new(dest: &Path, bytes: &[u8]) -> io::Result<bool> {
+        Ok(create_new_all(&[(dest, bytes)])? == 1)
+    }
 
     #[test]
     fn writes_once_and_never_over() {

@@ -241,58 +241,53 @@ impl Store {
         }
     }
 
-    /// On the local backend, writes `first` then `second` as new objects,
-    /// durably, and returns whether both were written. `false` (always, on
-    /// other backends) leaves the caller to write each with [`Self::put_new`]:
-    /// one of them exists, and any written is complete.
-    async fn put_new_both(
-        &self,
-        first: &str,
-        first_bytes: &Bytes,
-        second: &str,
-        second_bytes: &Bytes,
-    ) -> Result<bool, StoreError> {
+    /// On the local backend, writes `objects` as new files, in order, up to
+    /// the first that exists (`local::create_new_all`), and returns how many
+    /// it wrote; `None` on other backends.
+    async fn put_new_local(&self, objects: &[(&str, &Bytes)]) -> Result<Option<usize>, StoreError> {
         let Some(fs) = &self.local else {
-            return Ok(false);
+            return Ok(None);
         };
-        let dest = |path: &str| {
-            fs.path_to_filesystem(&ObjectPath::from(path))
-                .map_err(self.err("write", path))
-        };
-        let (a, b) = (dest(first)?, dest(second)?);
-        let (a_bytes, b_bytes) = (first_bytes.clone(), second_bytes.clone());
+        let mut files = Vec::with_capacity(objects.len());
+        for (path, bytes) in objects {
+            let dest = fs
+                .path_to_filesystem(&ObjectPath::from(*path))
+                .map_err(self.err("write", path))?;
+            files.push((dest, (*bytes).clone()));
+        }
         let written = tokio::task::spawn_blocking(move || {
-            local::create_new_all(&[(a.as_path(), &a_bytes[..]), (b.as_path(), &b_bytes[..])])
+            let files: Vec<_> = files.iter().map(|(d, b)| (d.as_path(), &b[..])).collect();
+            local::create_new_all(&files)
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match written {
-            Ok(n) => Ok(n == 2),
-            Err(e) => Err(self.err("write", &format!("{first} and {second}"))(
-                object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                },
-            )),
-        }
+        written.map(Some).map_err(|e| {
+            let paths: Vec<&str> = objects.iter().map(|(p, _)| *p).collect();
+            self.err("write", &paths.join(" and "))(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        })
+    }
+
+    /// On the local backend, writes `first` then `second` as new objects,
+    /// durably, with one sync of their data and one of their directories,
+    /// and returns whether both were written. `false` (always, on other
+    /// backends) leaves the caller to write each with [`Self::put_new`]: one
+    /// of them exists, and any written is complete.
+    async fn put_new_both(
+        &self,
+        first: (&str, &Bytes),
+        second: (&str, &Bytes),
+    ) -> Result<bool, StoreError> {
+        Ok(self.put_new_local(&[first, second]).await? == Some(2))
     }
 
     /// Writes `bytes` at `path` unless something is there already. Returns
     /// whether it wrote.
     pub async fn put_new(&self, path: &str, bytes: Bytes) -> Result<bool, StoreError> {
-        if let Some(fs) = &self.local {
-            let dest = fs
-                .path_to_filesystem(&ObjectPath::from(path))
-                .map_err(self.err("write", path))?;
-            let written = tokio::task::spawn_blocking(move || local::create_new(&dest, &bytes))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            return written.map_err(|e| {
-                self.err("write", path)(object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                })
-            });
+        if let Some(n) = self.put_new_local(&[(path, &bytes)]).await? {
+            return Ok(n == 1);
         }
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -404,7 +399,10 @@ impl Store {
         // On a local disk both objects are written with one sync of their
         // data and one of their directories. Where either exists, the general
         // way below compares what is there.
-        if self.put_new_both(&data, &payload, &key, &signed).await? {
+        if self
+            .put_new_both((&data, &payload), (&key, &signed))
+            .await?
+        {
             return Ok(PutOutcome::Stored);
         }
         if !self.put_new(&data, payload.clone()).await? {
