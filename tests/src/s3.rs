@@ -50,8 +50,8 @@ impl S3Server {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start {}: {e}; scripts/install-deps installs it \
-                     (cargo install s3s-fs@0.14.1 --features binary --locked --root .tools)",
+                    "cannot start {}: {e}; scripts/install-deps builds it \
+                     (s3s-fs 0.14.1) and links it into .tools/bin",
                     binary.display()
                 )
             });
