@@ -263,6 +263,37 @@ impl<'a> SealedFragment<'a> {
         })
     }
 
+    /// The fragment made of a signed manifest and its payload, parsed where
+    /// they lie: what [`SealedFragment::parse`] makes of [`join`]'s result,
+    /// without building it. Fails where [`join`] fails.
+    pub fn from_parts(signed_manifest: &'a [u8], payload: &'a [u8]) -> Result<Self, FormatError> {
+        let m = SignedManifest::parse(signed_manifest)?;
+        if payload.len() as u64 != m.manifest.payload_len {
+            return Err(FormatError::Invalid {
+                what: "fragment",
+                offset: 0,
+                reason: format!(
+                    "payload is {} bytes but the manifest says {}",
+                    payload.len(),
+                    m.manifest.payload_len
+                ),
+            });
+        }
+        Ok(Self {
+            manifest: m.manifest,
+            manifest_body: m.body,
+            signature: m.signature,
+            payload,
+        })
+    }
+
+    /// A streamed upload (see [`split_streamed`]) parsed where it lies:
+    /// the payload and manifest borrow from `body`.
+    pub fn parse_streamed(body: &'a [u8]) -> Result<Self, FormatError> {
+        let (signed_manifest, payload) = split_streamed(body)?;
+        Self::from_parts(signed_manifest, payload)
+    }
+
     /// Hash of this fragment's manifest body, named by the next fragment.
     pub fn manifest_hash(&self) -> ManifestHash {
         ManifestHash::of_body(self.manifest_body)

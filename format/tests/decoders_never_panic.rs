@@ -294,6 +294,42 @@ proptest! {
     #[test]
     fn streamed_upload_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let _ = sealcam_format::fragment::join_streamed(&bytes);
+        let _ = SealedFragment::parse_streamed(&bytes);
+    }
+
+    /// Parsing a streamed upload where it lies accepts exactly what joining
+    /// it into a fragment file and parsing that accepts, with the same
+    /// result, however the upload was changed or cut.
+    #[test]
+    fn a_streamed_upload_parsed_in_place_is_the_joined_fragment(
+        at in any::<prop::sample::Index>(),
+        flip in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+        shorten in any::<bool>(),
+    ) {
+        use sealcam_format::fragment::{join_streamed, streamed_tail};
+        let (file, _) = sealed();
+        let f = SealedFragment::parse(&file).unwrap();
+        let mut body = f.payload.to_vec();
+        body.extend_from_slice(&streamed_tail(&f.signed_manifest()));
+        let i = at.index(body.len());
+        body[i] ^= flip;
+        if shorten {
+            body.truncate(cut.index(body.len()));
+        }
+        let joined = join_streamed(&body);
+        let in_place = SealedFragment::parse_streamed(&body);
+        match (&joined, &in_place) {
+            (Ok(file), Ok(g)) => {
+                let j = SealedFragment::parse(file).unwrap();
+                prop_assert_eq!(j.manifest_body, g.manifest_body);
+                prop_assert_eq!(j.signature, g.signature);
+                prop_assert_eq!(j.payload, g.payload);
+                prop_assert_eq!(j.manifest_hash(), g.manifest_hash());
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "join: {:?}, in place: {:?}", joined.is_ok(), in_place.is_ok()),
+        }
     }
 
     #[test]

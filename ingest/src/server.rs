@@ -1051,17 +1051,15 @@ async fn put_fragment(
     let body = read_body(&state, &headers, body)
         .await
         .map_err(|(status, reason)| refuse(status, reason))?;
-    // A fragment sent while it was recorded: payload first, manifest last.
-    let body = if is_streamed(&headers) {
-        Bytes::from(
-            sealcam_format::fragment::join_streamed(&body)
-                .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?,
-        )
+    // A fragment sent while it was recorded (payload first, manifest last)
+    // is parsed where it lies, like a whole one: the payload is stored from
+    // the body it arrived in, without a copy.
+    let frag = if is_streamed(&headers) {
+        SealedFragment::parse_streamed(&body)
     } else {
-        body
-    };
-    let frag =
-        SealedFragment::parse(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+        SealedFragment::parse(&body)
+    }
+    .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let m = &frag.manifest;
     if m.device != device || m.stream != stream || m.sequence != sequence {
         return Err(refuse(
@@ -1101,7 +1099,9 @@ async fn put_fragment(
             let (status, word) = match o {
                 PutOutcome::Stored => {
                     state.arrived(&device, &stream);
-                    state.metrics.fragment_bytes.inc_by(body.len() as u64);
+                    // What is stored: the payload and the signed manifest.
+                    let stored = frag.payload.len() + frag.manifest_body.len() + 64;
+                    state.metrics.fragment_bytes.inc_by(stored as u64);
                     (StatusCode::CREATED, "stored")
                 }
                 PutOutcome::AlreadyStored => (StatusCode::OK, "already-stored"),
@@ -1138,26 +1138,30 @@ async fn check_chain(
 ) -> Result<Result<(), String>, StoreError> {
     let m = &frag.manifest;
     let (d, s, sequence) = (&m.device, &m.stream, m.sequence);
-    if let Some(before) = sequence.checked_sub(1) {
-        if let Some(bytes) = store.signed_manifest(d, s, before).await? {
-            let b = store::parse_signed_manifest(d, s, before, &bytes)?;
-            if b.manifest_hash() != m.prev {
-                return Ok(Err(format!(
-                    "chain broken: fragment {sequence} names previous manifest {} but stored fragment {before} has {}",
-                    m.prev,
-                    b.manifest_hash()
-                )));
-            }
+    let before = sequence.checked_sub(1);
+    let after = sequence.checked_add(1);
+    // Both neighbours at once (on a local disk, one blocking hand-off).
+    let wanted: Vec<u64> = before.into_iter().chain(after).collect();
+    let mut found = store.signed_manifests(d, s, &wanted).await?.into_iter();
+    // Taken in the order asked, and only for those that were asked for.
+    let before = before.and_then(|seq| Some((seq, found.next()??)));
+    let after = after.and_then(|seq| Some((seq, found.next()??)));
+    if let Some((before, bytes)) = before {
+        let b = store::parse_signed_manifest(d, s, before, &bytes)?;
+        if b.manifest_hash() != m.prev {
+            return Ok(Err(format!(
+                "chain broken: fragment {sequence} names previous manifest {} but stored fragment {before} has {}",
+                m.prev,
+                b.manifest_hash()
+            )));
         }
     }
-    if let Some(after) = sequence.checked_add(1) {
-        if let Some(bytes) = store.signed_manifest(d, s, after).await? {
-            let a = store::parse_signed_manifest(d, s, after, &bytes)?;
-            if a.manifest.prev != frag.manifest_hash() {
-                return Ok(Err(format!(
-                    "chain broken: stored fragment {after} does not follow this fragment {sequence}"
-                )));
-            }
+    if let Some((after, bytes)) = after {
+        let a = store::parse_signed_manifest(d, s, after, &bytes)?;
+        if a.manifest.prev != frag.manifest_hash() {
+            return Ok(Err(format!(
+                "chain broken: stored fragment {after} does not follow this fragment {sequence}"
+            )));
         }
     }
     Ok(Ok(()))

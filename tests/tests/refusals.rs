@@ -253,3 +253,70 @@ fn consumer_reads_only_the_streams_it_was_granted() {
         "{log}"
     );
 }
+
+/// The fragments of one recording of cam1 (sequence 0, 1, 2), uploaded to
+/// a fresh ingest and fetched back; each recording starts a new chain.
+fn one_recording(w: &World, out: &str) -> Vec<Vec<u8>> {
+    let _ = std::fs::remove_dir_all(w.path().join("ingest-data"));
+    let _ = std::fs::remove_dir_all(w.path().join("cam1/spool"));
+    let ingest = w.start_ingest();
+    let cfg = if w.path().join("cam1.toml").exists() {
+        w.write_camera_config("cam1", &ingest.url(), 90, 1000)
+    } else {
+        w.camera("cam1", &ingest.url(), 90, 1000)
+    };
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    w.fetch(&ingest, "cam1", out);
+    let files = fragment_files(&w.path().join(out));
+    assert_eq!(files.len(), 3, "{files:?}");
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+/// A fragment that does not continue the chain stored around it is refused
+/// as a conflict, whichever neighbour it breaks with (the one before, or
+/// the one after: a fragment 0 meeting a stored 1), and what is stored
+/// stays; the fragments that fit are stored.
+#[test]
+fn a_fragment_that_breaks_the_stored_chain_is_refused() {
+    let w = World::new();
+    // Two recordings by the same device key: two chains, same sequences.
+    let a = one_recording(&w, "a");
+    let b = one_recording(&w, "b");
+    std::fs::remove_dir_all(w.path().join("ingest-data")).unwrap();
+    let ingest = w.start_ingest();
+    let device = w.client_with_cert("cam1/device.crt", "cam1/device.key");
+    let put = |seq: usize, bytes: &[u8]| {
+        let resp = device
+            .put(format!("{}/v1/fragments/cam1/front/{seq}", ingest.url()))
+            .body(bytes.to_vec())
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().unwrap())
+    };
+    assert_eq!(put(1, &a[1]).0, 201);
+    let (status, body) = put(0, &b[0]);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("stored fragment 1 does not follow this fragment 0"),
+        "{body}"
+    );
+    let (status, body) = put(2, &b[2]);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("fragment 2 names previous manifest"),
+        "{body}"
+    );
+    assert_eq!(put(0, &a[0]).0, 201);
+    assert_eq!(put(2, &a[2]).0, 201);
+    w.fetch(&ingest, "cam1", "stored");
+    let stored: Vec<Vec<u8>> = fragment_files(&w.path().join("stored"))
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert_eq!(stored, a);
+}

@@ -318,6 +318,46 @@ impl Store {
         }
     }
 
+    /// The objects at `paths`, each `None` if there is none. On the local
+    /// backend all are read in one blocking hand-off (one upload's chain
+    /// check reads two), elsewhere one after the other.
+    pub async fn read_all(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let Some(fs) = &self.local else {
+            let mut out = Vec::with_capacity(paths.len());
+            for path in paths {
+                out.push(self.read(path).await?);
+            }
+            return Ok(out);
+        };
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            files.push(
+                fs.path_to_filesystem(&ObjectPath::from(path.as_str()))
+                    .map_err(self.err("read", path))?,
+            );
+        }
+        let read = tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, file)| match std::fs::read(file) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err((i, e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap_or_else(|e| Err((0, std::io::Error::other(e))));
+        read.map_err(|(i, e)| {
+            let path = paths.get(i).map_or("", String::as_str);
+            self.err("read", path)(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        })
+    }
+
     /// Deletes `path`; deleting what is not there is not an error.
     pub async fn remove(&self, path: &str) -> Result<(), StoreError> {
         match self.objects.delete(&ObjectPath::from(path)).await {
@@ -426,6 +466,21 @@ impl Store {
                 Ok(PutOutcome::Stored)
             }
         }
+    }
+
+    /// The signed manifests (key objects) of the stored fragments among
+    /// `sequences` of a stream, in that order: `None` where there is none.
+    pub async fn signed_manifests(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequences: &[u64],
+    ) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let paths: Vec<String> = sequences
+            .iter()
+            .map(|&seq| key_path(device, stream, seq))
+            .collect();
+        self.read_all(&paths).await
     }
 
     /// A stored fragment's signed manifest (its key object).
@@ -637,5 +692,38 @@ mod tests {
         store.remove("a/b").await.unwrap();
         assert!(store.read("a/b").await.unwrap().is_none());
         store.probe().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn read_all_answers_in_order_as_read_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StorageConfig::local(dir.path())).unwrap();
+        store
+            .put_new("k/2", Bytes::from_static(b"two"))
+            .await
+            .unwrap();
+        store
+            .put_new("k/4", Bytes::from_static(b"four"))
+            .await
+            .unwrap();
+        let paths: Vec<String> = ["k/4", "k/3", "k/2"].map(String::from).to_vec();
+        let all = store.read_all(&paths).await.unwrap();
+        let mut one_by_one = Vec::new();
+        for p in &paths {
+            one_by_one.push(store.read(p).await.unwrap());
+        }
+        assert_eq!(all, one_by_one);
+        assert_eq!(
+            all,
+            [
+                Some(Bytes::from_static(b"four")),
+                None,
+                Some(Bytes::from_static(b"two"))
+            ]
+        );
+        assert!(store.read_all(&[]).await.unwrap().is_empty());
+        // A path that cannot be read (a directory) is an error naming it.
+        let e = store.read_all(&["k".to_owned()]).await.unwrap_err();
+        assert!(e.to_string().contains('k'), "{e}");
     }
 }
