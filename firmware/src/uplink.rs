@@ -109,9 +109,8 @@ const LIVE_BEHIND_BYTES: usize = 256 << 10;
 /// The longest `Retry-After` honoured; a longer one is capped here.
 const MAX_RETRY_AFTER_S: u64 = 300;
 
-/// The media types of the two kinds of upload.
-const FRAGMENT_TYPE: &str = "application/vnd.sealcam.fragment";
-const STREAMED_TYPE: &str = "application/vnd.sealcam.fragment-stream";
+// The media types of the two kinds of upload.
+use sealcam_format::fragment::{MEDIA_TYPE as FRAGMENT_TYPE, STREAMED_MEDIA_TYPE as STREAMED_TYPE};
 
 /// Capped exponential backoff with full jitter.
 struct Backoff {

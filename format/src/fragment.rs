@@ -451,6 +451,13 @@ pub fn join(signed_manifest: &[u8], payload: &[u8]) -> Result<Vec<u8>, FormatErr
     Ok(bytes)
 }
 
+/// The media type of a fragment file uploaded whole.
+pub const MEDIA_TYPE: &str = "application/vnd.sealcam.fragment";
+
+/// The media type of a fragment uploaded while it is recorded: its payload
+/// as sealed, then the signed manifest and its length ([`streamed_tail`]).
+pub const STREAMED_MEDIA_TYPE: &str = "application/vnd.sealcam.fragment-stream";
+
 /// Bytes after the signed manifest in a streamed upload: its length.
 const STREAMED_TRAILER_LEN: usize = 4;
 

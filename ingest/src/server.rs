@@ -881,15 +881,14 @@ fn require(peer: &Peer, role: Role, action: &str) -> Result<(), ApiError> {
     Err(ApiError::new(StatusCode::FORBIDDEN, reason))
 }
 
-/// The media type of a fragment uploaded while it was recorded: its payload
-/// as sealed, then the signed manifest and its length.
-pub const STREAMED_FRAGMENT_TYPE: &str = "application/vnd.sealcam.fragment-stream";
-
 fn is_streamed(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(STREAMED_FRAGMENT_TYPE))
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case(sealcam_format::fragment::STREAMED_MEDIA_TYPE)
+        })
 }
 
 /// Reads an upload's body: at most the configured size, completely within

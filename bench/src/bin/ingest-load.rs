@@ -43,6 +43,24 @@ struct Args {
     /// Size of each fragment (a 2 s fragment at 500 kbit/s is 125000).
     #[arg(long, default_value_t = 125_000)]
     fragment_bytes: usize,
+    /// Upload as sealcamd uploads the fragment it is recording (payload,
+    /// then the signed manifest; `application/vnd.sealcam.fragment-stream`)
+    /// rather than as a whole fragment file (its backlog).
+    #[arg(long)]
+    streamed: bool,
+}
+
+/// The upload of `file` (a fragment file): its media type and body.
+fn upload(file: Vec<u8>, streamed: bool) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    use sealcam_format::fragment::{streamed_tail, MEDIA_TYPE, STREAMED_MEDIA_TYPE};
+    if !streamed {
+        return Ok((MEDIA_TYPE, file));
+    }
+    let f = sealcam_format::SealedFragment::parse(&file)?;
+    let mut body = Vec::with_capacity(file.len());
+    body.extend_from_slice(f.payload);
+    body.extend_from_slice(&streamed_tail(&f.signed_manifest()));
+    Ok((STREAMED_MEDIA_TYPE, body))
 }
 
 #[tokio::main]
@@ -87,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(offset).await;
             let mut next = Instant::now();
             while Instant::now() < deadline {
-                let (seq, body) = match cam.next_fragment() {
+                let made = cam
+                    .next_fragment()
+                    .and_then(|(seq, file)| Ok((seq, upload(file, args.streamed)?)));
+                let (seq, (media_type, body)) = match made {
                     Ok(f) => f,
                     Err(e) => {
                         eprintln!("sealing failed: {e}");
@@ -102,7 +123,11 @@ async fn main() -> anyhow::Result<()> {
                     .replace("{seq}", &seq.to_string());
                 let len = body.len() as u64;
                 let started = Instant::now();
-                match client.put(&url).body(body).send().await {
+                let put = client
+                    .put(&url)
+                    .header(reqwest::header::CONTENT_TYPE, media_type)
+                    .body(body);
+                match put.send().await {
                     Ok(r) if r.status().is_success() => {
                         if first.is_none() {
                             first = Some(started.elapsed());
