@@ -31,6 +31,7 @@ use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use rand::Rng;
+use sealcam_format::fragment::{MEDIA_TYPE, STREAMED_MEDIA_TYPE};
 use sealcam_format::{DeclaredGap, DeviceVerifyingKey, GapReason, Name, SealedFragment};
 use sealcam_transport::{pem, tls, ExternalSigner, TransportError};
 use serde::Deserialize;
@@ -108,9 +109,6 @@ const LIVE_BEHIND_BYTES: usize = 256 << 10;
 
 /// The longest `Retry-After` honoured; a longer one is capped here.
 const MAX_RETRY_AFTER_S: u64 = 300;
-
-// The media types of the two kinds of upload.
-use sealcam_format::fragment::{MEDIA_TYPE as FRAGMENT_TYPE, STREAMED_MEDIA_TYPE as STREAMED_TYPE};
 
 /// Capped exponential backoff with full jitter.
 struct Backoff {
@@ -453,7 +451,7 @@ impl Uplink {
         let resp = self
             .client()
             .put(self.url(s.sequence))
-            .header(reqwest::header::CONTENT_TYPE, FRAGMENT_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
             .body(bytes)
             .send()
             .await;
@@ -615,7 +613,7 @@ impl Uplink {
                     let request = self
                         .client()
                         .put(self.url(sequence))
-                        .header(reqwest::header::CONTENT_TYPE, STREAMED_TYPE)
+                        .header(reqwest::header::CONTENT_TYPE, STREAMED_MEDIA_TYPE)
                         .body(body)
                         .send();
                     current = Some(Current {

@@ -1099,7 +1099,8 @@ async fn put_fragment(
                 PutOutcome::Stored => {
                     state.arrived(&device, &stream);
                     // What is stored: the payload and the signed manifest.
-                    let stored = frag.payload.len() + frag.manifest_body.len() + 64;
+                    let stored =
+                        frag.payload.len() + frag.manifest_body.len() + frag.signature.len();
                     state.metrics.fragment_bytes.inc_by(stored as u64);
                     (StatusCode::CREATED, "stored")
                 }
