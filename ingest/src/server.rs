@@ -690,15 +690,16 @@ async fn serve_enrollment(listener: TcpListener, acceptor: TlsAcceptor, app: Rou
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::warn!(%addr, reason = %e, "enrollment TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let accept = acceptor.accept(tcp).into_fallible();
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err((e, tcp))) => {
+                    tracing::warn!(%addr, reason = %e, "enrollment TLS handshake refused");
+                    linger_close(tcp).await;
+                    return;
+                }
+                Err(_) => return,
+            };
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(addr);
@@ -710,6 +711,30 @@ async fn serve_enrollment(listener: TcpListener, acceptor: TlsAcceptor, app: Rou
                 .await;
         });
     }
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a refused client may go on sending before its connection is cut.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes a connection whose handshake was refused so that the client reads
+/// the alert that says why. The alert is written; a client that sent on at
+/// once (TLS 1.3 lets it send right after its Finished) has bytes the server
+/// never read, and closing over unread bytes resets the connection, which
+/// makes the client's kernel drop the alert unread: it sees "connection
+/// reset" and cannot say it was revoked. So our side is shut (FIN after the
+/// alert) and what still comes is read and discarded until the client closes
+/// or [`LINGER`] passes, as nginx's `lingering_close` does.
+async fn linger_close(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 async fn handle_connection(
@@ -729,11 +754,13 @@ async fn handle_connection(
             ..Event::default()
         });
     };
-    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+    let accept = acceptor.accept(tcp).into_fallible();
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             tracing::warn!(%addr, reason = %e, "TLS handshake refused");
             refused("anonymous".into(), e.to_string());
+            linger_close(tcp).await;
             return;
         }
         Err(_) => {

@@ -320,3 +320,23 @@ fn a_fragment_that_breaks_the_stored_chain_is_refused() {
         .collect();
     assert_eq!(stored, a);
 }
+
+/// A client the handshake refuses learns why from the TLS alert, even when
+/// it sends at once: the ingest lets what was sent drain before it closes,
+/// so the alert is not lost to a reset.
+#[test]
+fn a_refused_client_that_sends_at_once_still_reads_the_alert() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    mallory_from_another_fleet(&w);
+    let c = w.client_with_cert("other/mallory.crt", "other/mallory.key");
+    for _ in 0..5 {
+        let err = c
+            .post(format!("{}/v1/streams", ingest.url()))
+            .body(vec![0u8; 8 << 20])
+            .send()
+            .expect_err("the ingest accepted a certificate of another fleet");
+        let chain = format!("{err:?}");
+        assert!(chain.to_lowercase().contains("alert"), "{chain}");
+    }
+}
