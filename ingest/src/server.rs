@@ -690,15 +690,12 @@ async fn serve_enrollment(listener: TcpListener, acceptor: TlsAcceptor, app: Rou
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let accept = acceptor.accept(tcp).into_fallible();
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err((e, tcp))) => {
-                    tracing::warn!(%addr, reason = %e, "enrollment TLS handshake refused");
-                    linger_close(tcp).await;
+            let tls = match handshake(&acceptor, tcp).await {
+                Ok(tls) => tls,
+                Err(reason) => {
+                    tracing::warn!(%addr, %reason, "enrollment TLS handshake refused");
                     return;
                 }
-                Err(_) => return,
             };
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -718,6 +715,24 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a refused client may go on sending before its connection is cut.
 const LINGER: Duration = Duration::from_secs(2);
+
+/// The TLS handshake of a new connection, within [`HANDSHAKE_TIMEOUT`]; on
+/// refusal, the reason, after the connection is closed so that the client
+/// reads the alert ([`linger_close`]).
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, String> {
+    let accept = acceptor.accept(tcp).into_fallible();
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err((e, tcp))) => {
+            linger_close(tcp).await;
+            Err(e.to_string())
+        }
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
 
 /// Closes a connection whose handshake was refused so that the client reads
 /// the alert that says why. The alert is written; a client that sent on at
@@ -754,18 +769,11 @@ async fn handle_connection(
             ..Event::default()
         });
     };
-    let accept = acceptor.accept(tcp).into_fallible();
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err((e, tcp))) => {
-            tracing::warn!(%addr, reason = %e, "TLS handshake refused");
-            refused("anonymous".into(), e.to_string());
-            linger_close(tcp).await;
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(%addr, reason = "handshake timed out", "TLS handshake refused");
-            refused("anonymous".into(), "handshake timed out".into());
+    let tls = match handshake(&acceptor, tcp).await {
+        Ok(tls) => tls,
+        Err(reason) => {
+            tracing::warn!(%addr, %reason, "TLS handshake refused");
+            refused("anonymous".into(), reason);
             return;
         }
     };
