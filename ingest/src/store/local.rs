@@ -14,34 +14,105 @@
 //! FUSE filesystems), a staging file named `<name>#<digits>` is used, which
 //! `LocalFileSystem` never lists.
 //!
-//! [`create_new_all`] writes several objects that are published in order
-//! (a fragment's data, then its key object) with one sync of all their data
-//! and one of all their directories, instead of two syncs for each: on a
-//! journaling filesystem each sync of a changed file or directory commits the
-//! journal, and those commits, not the copying, are most of the cost of a
-//! durable write (`docs/benchmarks.md`).
+//! On a journaling filesystem each sync of a changed file or directory
+//! commits the journal, and those commits, not the copying, are most of the
+//! cost of a durable write (`docs/benchmarks.md`). So writes are made in
+//! batches: the [`Writer`] is one thread that takes every write waiting for
+//! it, writes all their files, syncs all their data, names them all, and
+//! syncs each of their directories once. Uploads that arrive together share
+//! their journal commits (group commit), and an upload waits for at most
+//! the batch before its own.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{mpsc, OnceLock};
 
+use bytes::Bytes;
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
-/// Writes each of `objects` as a new file, durably, publishing them in the
-/// order given, and returns how many it published: all of them, or up to the
-/// first whose name exists (that one and those after it are not written).
-/// Missing directories are made, and each new one's parent synced.
-/// Every file's data is on disk before any is named, and the names are on
-/// disk when this returns. A journaling filesystem (ext4, XFS) makes the
-/// names durable in the order they were made, so after a crash a later
-/// object is never there without the earlier ones; on one that does not, the
-/// caller's retry of the unacknowledged write repairs it.
-pub fn create_new_all(objects: &[(&Path, &[u8])]) -> io::Result<usize> {
-    create_new_all_as(objects, Naming::Unnamed)
+/// A batch ends at this many writes, or at the first write that takes it
+/// past [`MAX_BATCH_BYTES`], so that no upload waits behind an unbounded one.
+const MAX_BATCH_WRITES: usize = 64;
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// One write: objects published in order, up to the first whose name exists.
+struct Job {
+    objects: Vec<(PathBuf, Bytes)>,
+    done: tokio::sync::oneshot::Sender<io::Result<usize>>,
+}
+
+/// The local backend's writer thread (see the module's documentation). It
+/// stops when the last handle to it is dropped, after the writes it has.
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub fn start() -> io::Result<Self> {
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(&queue))?;
+        Ok(Self { jobs })
+    }
+
+    /// Writes each of `objects` as a new file, durably, publishing them in the
+    /// order given, and returns how many it published: all of them, or up to the
+    /// first whose name exists (that one and those after it are not written).
+    /// Missing directories are made, and each new one's parent synced.
+    /// Every file's data is on disk before any is named, and the names are on
+    /// disk when this returns. A journaling filesystem (ext4, XFS) makes the
+    /// names durable in the order they were made, so after a crash a later
+    /// object is never there without the earlier ones; on one that does not, the
+    /// caller's retry of the unacknowledged write repairs it.
+    /// The write is made in the writer's next batch.
+    pub async fn create_new_all(&self, objects: Vec<(PathBuf, Bytes)>) -> io::Result<usize> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let stopped = || io::Error::other("the local store's writer thread has stopped");
+        self.jobs
+            .send(Job { objects, done })
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+}
+
+fn run(queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut bytes = job_bytes(&first);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(job) => {
+                    bytes += job_bytes(&job);
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let objects: Vec<Vec<(&Path, &[u8])>> = batch
+            .iter()
+            .map(|j| {
+                j.objects
+                    .iter()
+                    .map(|(p, b)| (p.as_path(), &b[..]))
+                    .collect()
+            })
+            .collect();
+        let results = write_batch(&objects, Naming::Unnamed);
+        drop(objects);
+        for (job, result) in batch.into_iter().zip(results) {
+            // The upload may have gone (its client hung up): nothing to tell.
+            let _ = job.done.send(result);
+        }
+    }
+}
+
+fn job_bytes(job: &Job) -> usize {
+    job.objects.iter().map(|(_, b)| b.len()).sum()
 }
 
 /// How new files are made before they are linked into place.
@@ -53,27 +124,112 @@ enum Naming {
     Staged,
 }
 
-fn create_new_all_as(objects: &[(&Path, &[u8])], naming: Naming) -> io::Result<usize> {
-    let mut written = Vec::with_capacity(objects.len());
-    for (dest, bytes) in objects {
-        written.push(Unnamed::write(dest, bytes, naming)?);
-    }
-    for file in &written {
-        file.file.sync_data()?;
-    }
-    let mut published = 0;
-    let mut dirs: Vec<&Unnamed> = Vec::with_capacity(written.len());
-    for file in &written {
-        if !file.link()? {
-            break;
+/// [`Writer::create_new_all`] for each of `writes` at once, with one result each:
+/// the data of all their files is synced before any is named, and each
+/// directory they name files in is synced once, after all are named. A
+/// write that fails does not stop the others.
+fn write_batch(writes: &[Vec<(&Path, &[u8])>], naming: Naming) -> Vec<io::Result<usize>> {
+    let mut written: Vec<io::Result<Vec<Unnamed>>> = writes
+        .iter()
+        .map(|objects| {
+            objects
+                .iter()
+                .map(|(dest, bytes)| Unnamed::write(dest, bytes, naming))
+                .collect()
+        })
+        .collect();
+    sync_data(&mut written);
+    // Each write's names, in order; the directories named into, each with
+    // the writes that named files in it.
+    let mut published: Vec<io::Result<usize>> = Vec::with_capacity(written.len());
+    let mut dirs: Vec<(&Path, &OwnedFd, Vec<usize>)> = Vec::new();
+    for (i, files) in written.iter().enumerate() {
+        let files = match files {
+            Ok(files) => files,
+            Err(e) => {
+                published.push(Err(copy_error(e)));
+                continue;
+            }
+        };
+        let mut count = Ok(0);
+        for file in files {
+            match file.link() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    count = Err(e);
+                    break;
+                }
+            }
+            count = count.map(|n| n + 1);
+            let dir = file.dest.parent().unwrap_or(Path::new("."));
+            match dirs.iter_mut().find(|(d, _, _)| *d == dir) {
+                Some((_, _, users)) => users.push(i),
+                None => dirs.push((dir, &file.dir, vec![i])),
+            }
         }
-        published += 1;
-        dirs.push(file);
+        published.push(count);
     }
-    for file in dirs {
-        rustix::fs::fsync(&file.dir)?;
+    for (_, fd, users) in dirs {
+        if let Err(e) = rustix::fs::fsync(fd) {
+            let e = io::Error::from(e);
+            for i in users {
+                published[i] = Err(copy_error(&e));
+            }
+        }
     }
-    Ok(published)
+    published
+}
+
+/// Makes the data of every file written durable: one `syncfs` per
+/// filesystem they are on, which writes back all their data and commits the
+/// journal once. A `fdatasync` of each instead commits once per file, since a
+/// file's blocks are allocated only when its data is written back; `syncfs`
+/// also writes what other programs left unsynced on the same filesystem
+/// (`docs/deploy.md`: the data directory is best on its own). A write whose
+/// filesystem could not be synced fails (Linux reports writeback errors to
+/// `syncfs` since 5.8).
+fn sync_data(written: &mut [io::Result<Vec<Unnamed>>]) {
+    let mut filesystems: Vec<(rustix::fs::Dev, &File)> = Vec::new();
+    let mut on: Vec<Vec<rustix::fs::Dev>> = Vec::with_capacity(written.len());
+    for files in written.iter_mut() {
+        let mut devices = Vec::new();
+        if let Ok(all) = files {
+            for f in all.iter() {
+                match rustix::fs::fstat(&f.file) {
+                    Ok(st) => devices.push(st.st_dev),
+                    Err(e) => {
+                        *files = Err(e.into());
+                        break;
+                    }
+                }
+            }
+        }
+        on.push(devices);
+    }
+    for (files, devices) in written.iter().zip(&on) {
+        if let Ok(all) = files {
+            for (f, &dev) in all.iter().zip(devices) {
+                if !filesystems.iter().any(|(d, _)| *d == dev) {
+                    filesystems.push((dev, &f.file));
+                }
+            }
+        }
+    }
+    let failed: Vec<(rustix::fs::Dev, io::Error)> = filesystems
+        .into_iter()
+        .filter_map(|(dev, f)| rustix::fs::syncfs(f).err().map(|e| (dev, e.into())))
+        .collect();
+    for (files, devices) in written.iter_mut().zip(&on) {
+        if let Some((_, e)) = failed.iter().find(|(d, _)| devices.contains(d)) {
+            *files = Err(copy_error(e));
+        }
+    }
+}
+
+/// The same error again, for each write it failed.
+fn copy_error(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
 }
 
 /// A new file's data, written but not yet under its name.
@@ -221,6 +377,14 @@ mod tests {
 
     use super::*;
 
+    fn create_new_all_as(objects: &[(&Path, &[u8])], naming: Naming) -> io::Result<usize> {
+        write_batch(&[objects.to_vec()], naming).pop().unwrap()
+    }
+
+    fn create_new_all(objects: &[(&Path, &[u8])]) -> io::Result<usize> {
+        create_new_all_as(objects, Naming::Unnamed)
+    }
+
     fn create_new(dest: &Path, bytes: &[u8]) -> io::Result<bool> {
         Ok(create_new_all(&[(dest, bytes)])? == 1)
     }
@@ -291,5 +455,74 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("a"), b"").unwrap();
         assert!(create_new(&tmp.path().join("a/object"), b"x").is_err());
+    }
+
+    #[test]
+    fn each_write_of_a_batch_has_its_own_result() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = |rel: &str| tmp.path().join(rel);
+        std::fs::write(p("blocker"), b"").unwrap();
+        std::fs::create_dir(p("taken")).unwrap();
+        std::fs::write(p("taken/1"), b"old").unwrap();
+        let (a, b, bad, taken, again) = (
+            p("s/data/1"),
+            p("s/keys/1"),
+            p("blocker/1"),
+            p("taken/1"),
+            p("s/data/1"),
+        );
+        let results = write_batch(
+            &[
+                vec![(a.as_path(), &b"a"[..]), (b.as_path(), &b"b"[..])],
+                vec![(bad.as_path(), &b"x"[..])],
+                vec![(taken.as_path(), &b"new"[..])],
+                // The same name as the first write, in the same batch: the
+                // first one made wins, as between two batches.
+                vec![(again.as_path(), &b"other"[..])],
+            ],
+            Naming::Unnamed,
+        );
+        let results: Vec<_> = results
+            .into_iter()
+            .map(|r| r.map_err(|e| e.kind()))
+            .collect();
+        assert_eq!(results[0], Ok(2));
+        assert!(results[1].is_err(), "{:?}", results[1]);
+        assert_eq!(results[2], Ok(0));
+        assert_eq!(results[3], Ok(0));
+        assert_eq!(std::fs::read(&a).unwrap(), b"a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"b");
+        assert_eq!(std::fs::read(&taken).unwrap(), b"old");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_writes_concurrent_uploads_once_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = std::sync::Arc::new(Writer::start().unwrap());
+        let mut tasks = Vec::new();
+        // 40 objects, each asked for twice at once, with different bytes.
+        for i in 0..80u32 {
+            let (writer, dest) = (writer.clone(), tmp.path().join(format!("s/{}", i % 40)));
+            tasks.push(tokio::spawn(async move {
+                let bytes = Bytes::from(format!("{i}"));
+                (i, writer.create_new_all(vec![(dest, bytes)]).await.unwrap())
+            }));
+        }
+        let mut winners = std::collections::HashMap::new();
+        for t in tasks {
+            let (i, written) = t.await.unwrap();
+            if written == 1 {
+                assert!(
+                    winners.insert(i % 40, i).is_none(),
+                    "object {} written twice",
+                    i % 40
+                );
+            }
+        }
+        assert_eq!(winners.len(), 40);
+        for (object, i) in winners {
+            let stored = std::fs::read(tmp.path().join(format!("s/{object}"))).unwrap();
+            assert_eq!(stored, format!("{i}").as_bytes());
+        }
     }
 }

@@ -16,8 +16,9 @@
 //! repeat of the same bytes is recognised, different bytes for a stored
 //! sequence are refused, nothing is ever overwritten. A fragment counts as
 //! stored once its key object exists; the data object is written first.
-//! The local backend fsyncs each file and its directory before a put returns
-//! (`local.rs` writes; `LocalFileSystem` reads, lists and deletes).
+//! The local backend has each file's data and its directory on disk before a
+//! put returns (`local.rs` writes, in batches that share their syncs;
+//! `LocalFileSystem` reads, lists and deletes).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -131,8 +132,9 @@ pub struct Listed {
 #[derive(Clone)]
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
-    /// The same store when it is a local directory: puts go to `local.rs`.
-    local: Option<Arc<LocalFileSystem>>,
+    /// The same store when it is a local directory: puts go to its writer
+    /// (`local.rs`).
+    local: Option<(Arc<LocalFileSystem>, Arc<local::Writer>)>,
     describe: Arc<str>,
     /// Device certificates already written by this process.
     certs_written: Arc<Mutex<HashSet<String>>>,
@@ -189,7 +191,9 @@ impl Store {
                         .with_fsync(true)
                         .with_automatic_cleanup(true),
                 );
-                (fs.clone(), Some(fs))
+                let writer = local::Writer::start()
+                    .map_err(|e| open_err(format!("starting its writer thread: {e}")))?;
+                (fs.clone(), Some((fs, Arc::new(writer))))
             }
             #[cfg(not(feature = "s3"))]
             StorageConfig::S3(_) => {
@@ -245,7 +249,7 @@ impl Store {
     /// the first that exists (`local::create_new_all`), and returns how many
     /// it wrote; `None` on other backends.
     async fn put_new_local(&self, objects: &[(&str, &Bytes)]) -> Result<Option<usize>, StoreError> {
-        let Some(fs) = &self.local else {
+        let Some((fs, writer)) = &self.local else {
             return Ok(None);
         };
         let mut files = Vec::with_capacity(objects.len());
@@ -255,13 +259,7 @@ impl Store {
                 .map_err(self.err("write", path))?;
             files.push((dest, (*bytes).clone()));
         }
-        let written = tokio::task::spawn_blocking(move || {
-            let files: Vec<_> = files.iter().map(|(d, b)| (d.as_path(), &b[..])).collect();
-            local::create_new_all(&files)
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        written.map(Some).map_err(|e| {
+        writer.create_new_all(files).await.map(Some).map_err(|e| {
             let paths: Vec<&str> = objects.iter().map(|(p, _)| *p).collect();
             self.err("write", &paths.join(" and "))(object_store::Error::Generic {
                 store: "LocalFileSystem",
@@ -322,7 +320,7 @@ impl Store {
     /// backend all are read in one blocking hand-off (one upload's chain
     /// check reads two), elsewhere one after the other.
     pub async fn read_all(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let Some(fs) = &self.local else {
+        let Some((fs, _)) = &self.local else {
             let mut out = Vec::with_capacity(paths.len());
             for path in paths {
                 out.push(self.read(path).await?);
