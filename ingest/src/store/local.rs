@@ -1,5 +1,6 @@
 //! Create-only, durable writes of new objects to a local directory: the
-//! write path of the local backend. Reads, listings and deletes go through
+//! write path of the local backend, with the small reads an upload makes
+//! before its write. Other reads, listings and deletes go through
 //! `object_store`'s `LocalFileSystem`, which maps object paths to the same
 //! files.
 //!
@@ -17,7 +18,7 @@
 //! On a journaling filesystem each sync of a changed file or directory
 //! commits the journal, and those commits, not the copying, are most of the
 //! cost of a durable write (`docs/benchmarks.md`). So writes are made in
-//! batches: the [`Writer`] is one thread that takes every write waiting for
+//! batches: the [`Disk`] is one thread that takes every write waiting for
 //! it, writes all their files, syncs all their data, names them all, and
 //! syncs each of their directories once. Uploads that arrive together share
 //! their journal commits (group commit), and an upload waits for at most
@@ -39,23 +40,38 @@ use rustix::io::Errno;
 const MAX_BATCH_WRITES: usize = 64;
 const MAX_BATCH_BYTES: usize = 64 << 20;
 
-/// One write: objects published in order, up to the first whose name exists.
-struct Job {
-    objects: Vec<(PathBuf, Bytes)>,
-    done: tokio::sync::oneshot::Sender<io::Result<usize>>,
+type Reply<T> = tokio::sync::oneshot::Sender<T>;
+/// What a read found at each path, or the first path it could not read.
+type ReadResult = Result<Vec<Option<Bytes>>, (usize, io::Error)>;
+
+enum Job {
+    /// Objects published in order, up to the first whose name exists.
+    Write {
+        objects: Vec<(PathBuf, Bytes)>,
+        done: Reply<io::Result<usize>>,
+    },
+    /// Small files read whole, for the checks an upload makes before it is
+    /// written (its chain neighbours).
+    Read {
+        paths: Vec<PathBuf>,
+        done: Reply<ReadResult>,
+    },
 }
 
-/// The local backend's writer thread (see the module's documentation). It
-/// stops when the last handle to it is dropped, after the writes it has.
-pub struct Writer {
+/// The local backend's disk thread (see the module's documentation): it
+/// makes the writes, and the small reads uploads make on their way to a
+/// write, so that an upload hands its work to another thread once per step
+/// and the thread is mostly awake already when it does. It stops when the
+/// last handle to it is dropped, after the jobs it has.
+pub struct Disk {
     jobs: mpsc::Sender<Job>,
 }
 
-impl Writer {
+impl Disk {
     pub fn start() -> io::Result<Self> {
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
-            .name("store-writer".into())
+            .name("store-disk".into())
             .spawn(move || run(&queue))?;
         Ok(Self { jobs })
     }
@@ -69,50 +85,78 @@ impl Writer {
     /// names durable in the order they were made, so after a crash a later
     /// object is never there without the earlier ones; on one that does not, the
     /// caller's retry of the unacknowledged write repairs it.
-    /// The write is made in the writer's next batch.
+    /// The write is made in the thread's next batch.
     pub async fn create_new_all(&self, objects: Vec<(PathBuf, Bytes)>) -> io::Result<usize> {
         let (done, result) = tokio::sync::oneshot::channel();
-        let stopped = || io::Error::other("the local store's writer thread has stopped");
         self.jobs
-            .send(Job { objects, done })
+            .send(Job::Write { objects, done })
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
     }
+
+    /// The whole of each file at `paths`, `None` where there is none; or
+    /// the index of the first that could not be read, and why. Answered
+    /// before the writes of the batch it arrives with are made, so a read
+    /// waits at most for the batch being written.
+    pub async fn read_all(&self, paths: Vec<PathBuf>) -> ReadResult {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Read { paths, done })
+            .map_err(|_| (0, stopped()))?;
+        result.await.map_err(|_| (0, stopped()))?
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the local store's disk thread has stopped")
 }
 
 fn run(queue: &mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
-        let mut bytes = job_bytes(&first);
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(job) => {
-                    bytes += job_bytes(&job);
-                    batch.push(job);
+        let mut writes = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                // The upload may have gone (its client hung up): nothing to
+                // tell, here and below.
+                Job::Read { paths, done } => {
+                    let _ = done.send(read_all(&paths));
                 }
-                Err(_) => break,
+                Job::Write { objects, done } => {
+                    bytes += objects.iter().map(|(_, b)| b.len()).sum::<usize>();
+                    writes.push((objects, done));
+                }
+            }
+            if writes.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+                next = queue.try_recv().ok();
             }
         }
-        let objects: Vec<Vec<(&Path, &[u8])>> = batch
+        if writes.is_empty() {
+            continue;
+        }
+        let objects: Vec<Vec<(&Path, &[u8])>> = writes
             .iter()
-            .map(|j| {
-                j.objects
-                    .iter()
-                    .map(|(p, b)| (p.as_path(), &b[..]))
-                    .collect()
-            })
+            .map(|(objects, _)| objects.iter().map(|(p, b)| (p.as_path(), &b[..])).collect())
             .collect();
         let results = write_batch(&objects, Naming::Unnamed);
         drop(objects);
-        for (job, result) in batch.into_iter().zip(results) {
-            // The upload may have gone (its client hung up): nothing to tell.
-            let _ = job.done.send(result);
+        for ((_, done), result) in writes.into_iter().zip(results) {
+            let _ = done.send(result);
         }
     }
 }
 
-fn job_bytes(job: &Job) -> usize {
-    job.objects.iter().map(|(_, b)| b.len()).sum()
+fn read_all(paths: &[PathBuf]) -> ReadResult {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| match std::fs::read(path) {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err((i, e)),
+        })
+        .collect()
 }
 
 /// How new files are made before they are linked into place.
@@ -124,7 +168,7 @@ enum Naming {
     Staged,
 }
 
-/// [`Writer::create_new_all`] for each of `writes` at once, with one result each:
+/// [`Disk::create_new_all`] for each of `writes` at once, with one result each:
 /// the data of all their files is synced before any is named, and each
 /// directory they name files in is synced once, after all are named. A
 /// write that fails does not stop the others.
@@ -496,16 +540,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_writes_concurrent_uploads_once_each() {
+    async fn the_disk_thread_writes_concurrent_uploads_once_each_and_reads_them() {
         let tmp = tempfile::tempdir().unwrap();
-        let writer = std::sync::Arc::new(Writer::start().unwrap());
+        let disk = std::sync::Arc::new(Disk::start().unwrap());
+        let path = |object: u32| tmp.path().join(format!("s/{object}"));
         let mut tasks = Vec::new();
-        // 40 objects, each asked for twice at once, with different bytes.
+        // 40 objects, each asked for twice at once, with different bytes,
+        // and read meanwhile: each read finds nothing or a whole object.
         for i in 0..80u32 {
-            let (writer, dest) = (writer.clone(), tmp.path().join(format!("s/{}", i % 40)));
+            let (disk, dest) = (disk.clone(), path(i % 40));
             tasks.push(tokio::spawn(async move {
+                let seen = disk.read_all(vec![dest.clone()]).await.unwrap();
+                if let Some(Some(bytes)) = seen.first() {
+                    assert!(
+                        bytes == &Bytes::from(format!("{}", i % 40))
+                            || bytes == &Bytes::from(format!("{}", i % 40 + 40))
+                    );
+                }
                 let bytes = Bytes::from(format!("{i}"));
-                (i, writer.create_new_all(vec![(dest, bytes)]).await.unwrap())
+                (i, disk.create_new_all(vec![(dest, bytes)]).await.unwrap())
             }));
         }
         let mut winners = std::collections::HashMap::new();
@@ -520,8 +573,12 @@ mod tests {
             }
         }
         assert_eq!(winners.len(), 40);
+        let mut paths: Vec<_> = (0..40).map(path).collect();
+        paths.push(path(99));
+        let read = disk.read_all(paths).await.unwrap();
+        assert_eq!(read[40], None);
         for (object, i) in winners {
-            let stored = std::fs::read(tmp.path().join(format!("s/{object}"))).unwrap();
+            let stored = read[object as usize].clone().unwrap();
             assert_eq!(stored, format!("{i}").as_bytes());
         }
     }

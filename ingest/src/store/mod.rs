@@ -132,9 +132,9 @@ pub struct Listed {
 #[derive(Clone)]
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
-    /// The same store when it is a local directory: puts go to its writer
-    /// (`local.rs`).
-    local: Option<(Arc<LocalFileSystem>, Arc<local::Writer>)>,
+    /// The same store when it is a local directory: puts, and the reads of
+    /// uploads, go to its disk thread (`local.rs`).
+    local: Option<(Arc<LocalFileSystem>, Arc<local::Disk>)>,
     describe: Arc<str>,
     /// Device certificates already written by this process.
     certs_written: Arc<Mutex<HashSet<String>>>,
@@ -191,9 +191,9 @@ impl Store {
                         .with_fsync(true)
                         .with_automatic_cleanup(true),
                 );
-                let writer = local::Writer::start()
-                    .map_err(|e| open_err(format!("starting its writer thread: {e}")))?;
-                (fs.clone(), Some((fs, Arc::new(writer))))
+                let disk = local::Disk::start()
+                    .map_err(|e| open_err(format!("starting its disk thread: {e}")))?;
+                (fs.clone(), Some((fs, Arc::new(disk))))
             }
             #[cfg(not(feature = "s3"))]
             StorageConfig::S3(_) => {
@@ -249,7 +249,7 @@ impl Store {
     /// the first that exists (`local::create_new_all`), and returns how many
     /// it wrote; `None` on other backends.
     async fn put_new_local(&self, objects: &[(&str, &Bytes)]) -> Result<Option<usize>, StoreError> {
-        let Some((fs, writer)) = &self.local else {
+        let Some((fs, disk)) = &self.local else {
             return Ok(None);
         };
         let mut files = Vec::with_capacity(objects.len());
@@ -259,7 +259,7 @@ impl Store {
                 .map_err(self.err("write", path))?;
             files.push((dest, (*bytes).clone()));
         }
-        writer.create_new_all(files).await.map(Some).map_err(|e| {
+        disk.create_new_all(files).await.map(Some).map_err(|e| {
             let paths: Vec<&str> = objects.iter().map(|(p, _)| *p).collect();
             self.err("write", &paths.join(" and "))(object_store::Error::Generic {
                 store: "LocalFileSystem",
@@ -316,11 +316,12 @@ impl Store {
         }
     }
 
-    /// The objects at `paths`, each `None` if there is none. On the local
-    /// backend all are read in one blocking hand-off (one upload's chain
-    /// check reads two), elsewhere one after the other.
+    /// The objects at `paths`, each `None` if there is none: the small reads
+    /// an upload makes before it is written (its chain neighbours). On the
+    /// local backend all are read in one job of its disk thread, elsewhere
+    /// one after the other.
     pub async fn read_all(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let Some((fs, _)) = &self.local else {
+        let Some((fs, disk)) = &self.local else {
             let mut out = Vec::with_capacity(paths.len());
             for path in paths {
                 out.push(self.read(path).await?);
@@ -334,20 +335,7 @@ impl Store {
                     .map_err(self.err("read", path))?,
             );
         }
-        let read = tokio::task::spawn_blocking(move || {
-            files
-                .iter()
-                .enumerate()
-                .map(|(i, file)| match std::fs::read(file) {
-                    Ok(b) => Ok(Some(Bytes::from(b))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err((i, e)),
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .unwrap_or_else(|e| Err((0, std::io::Error::other(e))));
-        read.map_err(|(i, e)| {
+        disk.read_all(files).await.map_err(|(i, e)| {
             let path = paths.get(i).map_or("", String::as_str);
             self.err("read", path)(object_store::Error::Generic {
                 store: "LocalFileSystem",
