@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// On the local backend, writes `objects` as new files, in order, up to
-    /// the first that exists (`local::create_new_all`), and returns how many
+    /// the first that exists (`local::Disk::create_new_all`), and returns how many
     /// it wrote; `None` on other backends.
     async fn put_new_local(&self, objects: &[(&str, &Bytes)]) -> Result<Option<usize>, StoreError> {
         let Some((fs, disk)) = &self.local else {
