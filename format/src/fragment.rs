@@ -25,7 +25,7 @@
 
 use crate::codec::Reader;
 use crate::ebml::{element, id, matroska_header, read_element, uint};
-use crate::keys::DeviceVerifyingKey;
+use crate::keys::{DeviceVerifier, DeviceVerifyingKey};
 use crate::manifest::{Manifest, ManifestHash};
 use crate::{FormatError, SealError};
 
@@ -301,6 +301,11 @@ impl<'a> SealedFragment<'a> {
 
     /// Checks the device signature and that the payload matches the manifest.
     pub fn verify(&self, device_key: &DeviceVerifyingKey) -> Result<(), SealError> {
+        self.verify_with(&device_key.verifier()?)
+    }
+
+    /// [`Self::verify`] with a key prepared once for many fragments.
+    pub fn verify_with(&self, device_key: &DeviceVerifier) -> Result<(), SealError> {
         Manifest::verify_signature(self.manifest_body, &self.signature, device_key)?;
         // The manifest decoder admits known suites only, so `None` cannot
         // happen; it would still be a mismatch, never a pass.
@@ -436,6 +441,11 @@ impl<'a> SignedManifest<'a> {
     }
 
     pub fn verify(&self, device_key: &DeviceVerifyingKey) -> Result<(), SealError> {
+        self.verify_with(&device_key.verifier()?)
+    }
+
+    /// [`Self::verify`] with a key prepared once for many manifests.
+    pub fn verify_with(&self, device_key: &DeviceVerifier) -> Result<(), SealError> {
         Manifest::verify_signature(self.body, &self.signature, device_key)
     }
 }

@@ -216,6 +216,39 @@ impl DeviceVerifyingKey {
     pub fn fingerprint(&self) -> String {
         hex::encode(Sha256::digest(self.0.to_encoded_point(false).as_bytes()))
     }
+
+    /// The key made ready to verify many signatures (see [`DeviceVerifier`]).
+    pub fn verifier(&self) -> Result<DeviceVerifier, SealError> {
+        aws_lc_rs::signature::ParsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            self.0.to_encoded_point(false).as_bytes(),
+        )
+        .map(DeviceVerifier)
+        .map_err(|e| SealError::Key(format!("device key rejected by AWS-LC: {e}")))
+    }
+}
+
+/// A device key decoded and checked once, for verifying its manifest
+/// signatures with AWS-LC's P-256 (several times faster than the portable
+/// implementation). Verifying with a [`DeviceVerifyingKey`] makes one of
+/// these each time; whoever verifies many signatures of one device (the
+/// ingest, per connection; a chain check) keeps one instead.
+#[derive(Clone)]
+pub struct DeviceVerifier(aws_lc_rs::signature::ParsedPublicKey);
+
+impl DeviceVerifier {
+    /// Checks an ECDSA P-256 / SHA-256 signature (64 bytes, r || s) of `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<(), SealError> {
+        self.0
+            .verify_sig(message, signature)
+            .map_err(|_| SealError::BadSignature)
+    }
+}
+
+impl std::fmt::Debug for DeviceVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DeviceVerifier").finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -242,5 +275,24 @@ mod tests {
         assert_eq!(*sk.unwrap_key(&enc, &ct, b"info").unwrap(), key);
         assert!(sk.unwrap_key(&enc, &ct, b"other info").is_err());
         assert!(other.unwrap_key(&enc, &ct, b"info").is_err());
+    }
+
+    #[test]
+    fn a_prepared_verifier_accepts_its_keys_signatures_only() {
+        use p256::ecdsa::signature::Signer;
+        let mut rng = rand::thread_rng();
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let other = p256::ecdsa::SigningKey::random(&mut rng);
+        let verifier = DeviceVerifyingKey(*dk.verifying_key()).verifier().unwrap();
+        let sig = |k: &p256::ecdsa::SigningKey, m: &[u8]| -> [u8; 64] {
+            let s: p256::ecdsa::Signature = k.sign(m);
+            s.to_bytes().into()
+        };
+        assert!(verifier.verify(b"message", &sig(&dk, b"message")).is_ok());
+        assert!(verifier.verify(b"massage", &sig(&dk, b"message")).is_err());
+        assert!(verifier
+            .verify(b"message", &sig(&other, b"message"))
+            .is_err());
+        assert!(verifier.verify(b"message", &[0; 64]).is_err());
     }
 }

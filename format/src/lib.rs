@@ -28,7 +28,7 @@ pub mod suite;
 pub mod verify;
 
 pub use fragment::{Record, RecordKind, SealedFragment, SignedManifest};
-pub use keys::{ConsumerPublicKey, ConsumerSecretKey, DeviceVerifyingKey, KeyId};
+pub use keys::{ConsumerPublicKey, ConsumerSecretKey, DeviceVerifier, DeviceVerifyingKey, KeyId};
 pub use manifest::{DeclaredGap, GapReason, Manifest, ManifestHash, WrappedKey};
 pub use name::Name;
 pub use seal::{

@@ -5,7 +5,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::codec::{Reader, Writer};
-use crate::keys::{DeviceVerifyingKey, KeyId};
+use crate::keys::{DeviceVerifier, KeyId};
 use crate::name::Name;
 use crate::{FormatError, SealError, FORMAT_VERSION};
 
@@ -320,22 +320,14 @@ impl Manifest {
         m
     }
 
-    /// Checks an ECDSA P-256 / SHA-256 signature (64 bytes, r || s) over `body`.
+    /// Checks the device's ECDSA P-256 / SHA-256 signature (64 bytes,
+    /// r || s) over `body`.
     pub fn verify_signature(
         body: &[u8],
         signature: &[u8; 64],
-        key: &DeviceVerifyingKey,
+        key: &DeviceVerifier,
     ) -> Result<(), SealError> {
-        // AWS-LC's P-256 verification: several times faster than the
-        // portable implementation, which matters on the ingest (one
-        // verification per fragment received).
-        let point = key.0.to_encoded_point(false);
-        aws_lc_rs::signature::UnparsedPublicKey::new(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-            point.as_bytes(),
-        )
-        .verify(&Self::signing_message(body), signature)
-        .map_err(|_| SealError::BadSignature)
+        key.verify(&Self::signing_message(body), signature)
     }
 
     /// Key ids of the recipients, comma-separated, for messages.

@@ -78,6 +78,8 @@ where
 {
     let mut report = ChainReport::default();
     let mut by_seq: BTreeMap<u64, Verified> = BTreeMap::new();
+    // Decoded and checked once for all the fragments.
+    let verifier = device_key.verifier().map_err(|e| e.to_string());
     for (label, bytes) in fragments {
         let fail = |reason: String| Failure {
             label: label.clone(),
@@ -90,8 +92,12 @@ where
                 continue;
             }
         };
-        if let Err(e) = frag.verify(device_key) {
-            report.failures.push(fail(e.to_string()));
+        let verified = match &verifier {
+            Ok(v) => frag.verify_with(v).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        if let Err(e) = verified {
+            report.failures.push(fail(e));
             continue;
         }
         if let Err(e) = frag.records() {
