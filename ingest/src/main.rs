@@ -14,6 +14,13 @@ use sealcam_ingest::pki;
 use sealcam_ingest::server::{ServeConfig, Server};
 use sealcam_ingest::store::StorageConfig;
 
+/// mimalloc instead of glibc's malloc: each upload allocates and frees
+/// buffers of its body's size on whichever runtime thread runs it, and
+/// glibc's per-arena locking, chunk coalescing and trimming of them were
+/// about 7 % of the ingest's CPU under load (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sealcam-ingest",
