@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -24,7 +24,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
-use sealcam_format::{Name, SealedFragment};
+use sealcam_format::{DeviceVerifier, Name, SealedFragment};
 use sealcam_transport::{identity, pem, tls, Identity, Role, TransportError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -128,6 +128,9 @@ pub async fn check(cfg: &ServeConfig) -> Result<(), ServerError> {
 struct Peer {
     identity: Identity,
     cert_der: Arc<Vec<u8>>,
+    /// The certificate's key, ready to verify manifests: made at the
+    /// connection's first upload and kept for the others.
+    verifier: Arc<OnceLock<Result<DeviceVerifier, String>>>,
     /// The certificate's serial number, hex.
     serial: Arc<str>,
     addr: SocketAddr,
@@ -834,6 +837,7 @@ async fn handle_connection(
     let peer = Peer {
         identity,
         cert_der: Arc::new(cert_der),
+        verifier: Arc::default(),
         serial: hex::encode(&serial_for_peer).into(),
         addr,
     };
@@ -1104,29 +1108,31 @@ async fn put_fragment(
             ),
         ));
     }
-    let key = identity::device_key_from_cert_der(&peer.cert_der)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
-    frag.verify(&key)
+    let key = peer
+        .verifier
+        .get_or_init(|| {
+            identity::device_key_from_cert_der(&peer.cert_der)
+                .map_err(|e| e.to_string())
+                .and_then(|k| k.verifier().map_err(|e| e.to_string()))
+        })
+        .as_ref()
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.clone()))?;
+    frag.verify_with(key)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     frag.records()
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
     let hash = frag.manifest_hash();
     let frames = m.frame_count;
-    let outcome = match check_chain(&state.store, &frag).await? {
-        Err(reason) => Err(reason),
-        Ok(()) => {
-            state
-                .store
-                .put_device_cert(&device, &peer.serial, &peer.cert_der)
-                .await?;
-            match state.store.put_fragment(&frag, &body).await {
-                Ok(o) => Ok(o),
-                Err(StoreError::Conflict { .. }) => Err(format!(
-                    "sequence {sequence} is already stored with different content"
-                )),
-                Err(e) => return Err(e.into()),
-            }
-        }
+    state
+        .store
+        .put_device_cert(&device, &peer.serial, &peer.cert_der)
+        .await?;
+    let outcome = match state.store.put_fragment_in_chain(&frag, &body).await {
+        Ok(o) => o,
+        Err(StoreError::Conflict { .. }) => Err(format!(
+            "sequence {sequence} is already stored with different content"
+        )),
+        Err(e) => return Err(e.into()),
     };
     match outcome {
         Ok(o) => {
@@ -1163,43 +1169,6 @@ async fn put_fragment(
             Err(ApiError::new(StatusCode::CONFLICT, reason))
         }
     }
-}
-
-/// Chain continuity with the neighbours already stored: `Ok(Err(reason))`
-/// when the fragment does not fit.
-async fn check_chain(
-    store: &Store,
-    frag: &SealedFragment<'_>,
-) -> Result<Result<(), String>, StoreError> {
-    let m = &frag.manifest;
-    let (d, s, sequence) = (&m.device, &m.stream, m.sequence);
-    let before = sequence.checked_sub(1);
-    let after = sequence.checked_add(1);
-    // Both neighbours at once (on a local disk, one blocking hand-off).
-    let wanted: Vec<u64> = before.into_iter().chain(after).collect();
-    let mut found = store.signed_manifests(d, s, &wanted).await?.into_iter();
-    // Taken in the order asked, and only for those that were asked for.
-    let before = before.and_then(|seq| Some((seq, found.next()??)));
-    let after = after.and_then(|seq| Some((seq, found.next()??)));
-    if let Some((before, bytes)) = before {
-        let b = store::parse_signed_manifest(d, s, before, &bytes)?;
-        if b.manifest_hash() != m.prev {
-            return Ok(Err(format!(
-                "chain broken: fragment {sequence} names previous manifest {} but stored fragment {before} has {}",
-                m.prev,
-                b.manifest_hash()
-            )));
-        }
-    }
-    if let Some((after, bytes)) = after {
-        let a = store::parse_signed_manifest(d, s, after, &bytes)?;
-        if a.manifest.prev != frag.manifest_hash() {
-            return Ok(Err(format!(
-                "chain broken: stored fragment {after} does not follow this fragment {sequence}"
-            )));
-        }
-    }
-    Ok(Ok(()))
 }
 
 impl AppState {

@@ -35,6 +35,8 @@ use bytes::Bytes;
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
+use super::ChainRefusal;
+
 /// A batch ends at this many writes, or at the first write that takes it
 /// past [`MAX_BATCH_BYTES`], so that no upload waits behind an unbounded one.
 const MAX_BATCH_WRITES: usize = 64;
@@ -43,15 +45,23 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 type Reply<T> = tokio::sync::oneshot::Sender<T>;
 /// What a read found at each path, or the first path it could not read.
 type ReadResult = Result<Vec<Option<Bytes>>, (usize, io::Error)>;
+/// A write's condition, decided on the disk thread from what is at the
+/// paths it names (`None` where nothing is): the write is made only if it
+/// says `Ok`.
+pub type Check = Box<dyn FnOnce(Vec<Option<Bytes>>) -> Result<(), ChainRefusal> + Send>;
+/// How many objects a write published, or why its check refused it.
+type Checked = Result<usize, ChainRefusal>;
 
 enum Job {
-    /// Objects published in order, up to the first whose name exists.
+    /// Objects published in order, up to the first whose name exists; if
+    /// it has a check, only when the check passes on what is at `reads`.
     Write {
+        reads: Vec<PathBuf>,
+        check: Option<Check>,
         objects: Vec<(PathBuf, Bytes)>,
-        done: Reply<io::Result<usize>>,
+        done: Reply<io::Result<Checked>>,
     },
-    /// Small files read whole, for the checks an upload makes before it is
-    /// written (its chain neighbours).
+    /// Small files read whole.
     Read {
         paths: Vec<PathBuf>,
         done: Reply<ReadResult>,
@@ -87,9 +97,41 @@ impl Disk {
     /// caller's retry of the unacknowledged write repairs it.
     /// The write is made in the thread's next batch.
     pub async fn create_new_all(&self, objects: Vec<(PathBuf, Bytes)>) -> io::Result<usize> {
+        match self.write(Vec::new(), None, objects).await? {
+            Ok(n) => Ok(n),
+            // Only a check refuses, and there is none.
+            Err(_) => Err(io::Error::other("a write without a check was refused")),
+        }
+    }
+
+    /// [`Self::create_new_all`] if `check` passes on what is at `reads`
+    /// (read on the disk thread just before, and seeing the writes queued
+    /// ahead of this one as made), or why it did not: the check and the
+    /// write are one step, so no other write of this store comes between
+    /// them. An upload hands its work to the thread once for both.
+    pub async fn create_new_all_if(
+        &self,
+        reads: Vec<PathBuf>,
+        check: Check,
+        objects: Vec<(PathBuf, Bytes)>,
+    ) -> io::Result<Checked> {
+        self.write(reads, Some(check), objects).await
+    }
+
+    async fn write(
+        &self,
+        reads: Vec<PathBuf>,
+        check: Option<Check>,
+        objects: Vec<(PathBuf, Bytes)>,
+    ) -> io::Result<Checked> {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job::Write { objects, done })
+            .send(Job::Write {
+                reads,
+                check,
+                objects,
+                done,
+            })
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
     }
@@ -111,9 +153,12 @@ fn stopped() -> io::Error {
     io::Error::other("the local store's disk thread has stopped")
 }
 
+/// A write taken into the batch: its objects, and whom to tell.
+type Queued = (Vec<(PathBuf, Bytes)>, Reply<io::Result<Checked>>);
+
 fn run(queue: &mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
-        let mut writes = Vec::new();
+        let mut writes: Vec<Queued> = Vec::new();
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(job) = next.take() {
@@ -123,9 +168,30 @@ fn run(queue: &mpsc::Receiver<Job>) {
                 Job::Read { paths, done } => {
                     let _ = done.send(read_all(&paths));
                 }
-                Job::Write { objects, done } => {
-                    bytes += objects.iter().map(|(_, b)| b.len()).sum::<usize>();
-                    writes.push((objects, done));
+                Job::Write {
+                    reads,
+                    check,
+                    objects,
+                    done,
+                } => {
+                    // Checked against the disk and the writes ahead of it in
+                    // this batch, as if those were made already.
+                    let refused = match check {
+                        None => None,
+                        Some(check) => match read_through(&reads, &writes) {
+                            Err((_, e)) => Some(Err(e)),
+                            Ok(found) => check(found).err().map(|r| Ok(Err(r))),
+                        },
+                    };
+                    match refused {
+                        Some(answer) => {
+                            let _ = done.send(answer);
+                        }
+                        None => {
+                            bytes += objects.iter().map(|(_, b)| b.len()).sum::<usize>();
+                            writes.push((objects, done));
+                        }
+                    }
                 }
             }
             if writes.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
@@ -142,21 +208,46 @@ fn run(queue: &mpsc::Receiver<Job>) {
         let results = write_batch(&objects, Naming::Unnamed);
         drop(objects);
         for ((_, done), result) in writes.into_iter().zip(results) {
-            let _ = done.send(result);
+            let _ = done.send(result.map(Ok));
         }
     }
+}
+
+/// [`read_all`], where an object queued in `writes` is taken as written
+/// (the last queued, if several name it). A queued write may still fail; a
+/// check that relied on it then decided on a write that was asked for, by
+/// an upload that is told it failed and sends it again.
+fn read_through(paths: &[PathBuf], writes: &[Queued]) -> ReadResult {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let queued = writes
+                .iter()
+                .flat_map(|(objects, _)| objects)
+                .rfind(|(p, _)| p == path);
+            match queued {
+                Some((_, b)) => Ok(Some(b.clone())),
+                None => read_one(path).map_err(|e| (i, e)),
+            }
+        })
+        .collect()
 }
 
 fn read_all(paths: &[PathBuf]) -> ReadResult {
     paths
         .iter()
         .enumerate()
-        .map(|(i, path)| match std::fs::read(path) {
-            Ok(b) => Ok(Some(Bytes::from(b))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err((i, e)),
-        })
+        .map(|(i, path)| read_one(path).map_err(|e| (i, e)))
         .collect()
+}
+
+fn read_one(path: &Path) -> io::Result<Option<Bytes>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(Bytes::from(b))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// How new files are made before they are linked into place.
@@ -537,6 +628,89 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"a");
         assert_eq!(std::fs::read(&b).unwrap(), b"b");
         assert_eq!(std::fs::read(&taken).unwrap(), b"old");
+    }
+
+    /// A check that passes only where nothing is at any of its paths.
+    fn nothing_there() -> Check {
+        Box::new(
+            |found: Vec<Option<Bytes>>| match found.iter().flatten().next() {
+                Some(b) => Err(ChainRefusal::Broken(format!(
+                    "found {}",
+                    String::from_utf8_lossy(b)
+                ))),
+                None => Ok(()),
+            },
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checked_write_is_made_only_if_its_check_passes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::start().unwrap();
+        let (a, b) = (tmp.path().join("s/a"), tmp.path().join("s/b"));
+        let written = disk
+            .create_new_all_if(
+                vec![b.clone()],
+                nothing_there(),
+                vec![(a.clone(), "a".into())],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(written, Ok(1)), "{written:?}");
+        let refused = disk
+            .create_new_all_if(
+                vec![a.clone()],
+                nothing_there(),
+                vec![(b.clone(), "b".into())],
+            )
+            .await
+            .unwrap();
+        match refused {
+            Err(ChainRefusal::Broken(why)) => assert_eq!(why, "found a"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!b.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_see_every_write_before_them_even_in_their_own_batch() {
+        // Pairs of writes that exclude each other, sent at once: each is
+        // checked against the other's name. Read, then written, as two
+        // steps, both could pass; here exactly one of each pair is made.
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = std::sync::Arc::new(Disk::start().unwrap());
+        let mut tasks = Vec::new();
+        for pair in 0..60 {
+            for side in ["x", "y"] {
+                let other = if side == "x" { "y" } else { "x" };
+                let disk = disk.clone();
+                let (dest, theirs) = (
+                    tmp.path().join(format!("{pair}/{side}")),
+                    tmp.path().join(format!("{pair}/{other}")),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let objects = vec![(dest, Bytes::from(side))];
+                    disk.create_new_all_if(vec![theirs], nothing_there(), objects)
+                        .await
+                        .unwrap()
+                }));
+            }
+        }
+        let mut made = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(1) => made += 1,
+                Err(ChainRefusal::Broken(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(made, 60);
+        for pair in 0..60 {
+            let names = std::fs::read_dir(tmp.path().join(pair.to_string()))
+                .unwrap()
+                .count();
+            assert_eq!(names, 1, "pair {pair}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use sealcam_format::{Name, SealedFragment, SignedManifest};
+use sealcam_format::{ManifestHash, Name, SealedFragment, SignedManifest};
 use serde::Deserialize;
 
 mod local;
@@ -113,6 +113,72 @@ impl fmt::Display for StorageConfig {
     }
 }
 
+/// Why a fragment may not be stored where its chain puts it.
+#[derive(Debug)]
+pub enum ChainRefusal {
+    /// It does not fit a stored neighbour: why, for the device.
+    Broken(String),
+    /// A stored neighbour is not a readable manifest.
+    Damaged(StoreError),
+}
+
+/// A fragment's place in its stream's hash chain: what its stored
+/// neighbours, if any, must say for it to be stored.
+struct Link {
+    device: Name,
+    stream: Name,
+    sequence: u64,
+    /// The manifest hash it names as its predecessor's.
+    prev: ManifestHash,
+    /// Its own manifest hash, which its successor names.
+    hash: ManifestHash,
+}
+
+impl Link {
+    fn of(frag: &SealedFragment<'_>) -> Self {
+        let m = &frag.manifest;
+        Self {
+            device: m.device.clone(),
+            stream: m.stream.clone(),
+            sequence: m.sequence,
+            prev: m.prev,
+            hash: frag.manifest_hash(),
+        }
+    }
+
+    /// The sequence numbers of its neighbours: before it, then after it.
+    fn neighbours(&self) -> Vec<u64> {
+        let s = self.sequence;
+        s.checked_sub(1)
+            .into_iter()
+            .chain(s.checked_add(1))
+            .collect()
+    }
+
+    /// Checks it against the key objects found at [`Self::neighbours`].
+    fn check(&self, found: Vec<Option<Bytes>>) -> Result<(), ChainRefusal> {
+        let (d, s, sequence) = (&self.device, &self.stream, self.sequence);
+        for (neighbour, bytes) in self.neighbours().into_iter().zip(found) {
+            let Some(bytes) = bytes else { continue };
+            let stored =
+                parse_signed_manifest(d, s, neighbour, &bytes).map_err(ChainRefusal::Damaged)?;
+            if neighbour < sequence && stored.manifest_hash() != self.prev {
+                return Err(ChainRefusal::Broken(format!(
+                    "chain broken: fragment {sequence} names previous manifest {} but stored fragment {neighbour} has {}",
+                    self.prev,
+                    stored.manifest_hash()
+                )));
+            }
+            if neighbour > sequence && stored.manifest.prev != self.hash {
+                return Err(ChainRefusal::Broken(format!(
+                    "chain broken: stored fragment {neighbour} does not follow this fragment {sequence}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a put ended.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum PutOutcome {
@@ -128,13 +194,34 @@ pub struct Listed {
     pub last_modified_unix_s: i64,
 }
 
+/// The local backend's own write path beside `object_store`'s.
+struct Local {
+    fs: Arc<LocalFileSystem>,
+    disk: local::Disk,
+    /// The directory, as `fs` resolves it.
+    root: PathBuf,
+}
+
+/// Whether `path` is made of plain names only (`A-Z a-z 0-9 . _ -`, none
+/// starting with a dot), as every object the ingest names itself is: such
+/// an object's file is its path under the store's directory.
+fn is_plain(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        !segment.is_empty()
+            && !segment.starts_with('.')
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    })
+}
+
 /// The fragment store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
     /// The same store when it is a local directory: puts, and the reads of
     /// uploads, go to its disk thread (`local.rs`).
-    local: Option<(Arc<LocalFileSystem>, Arc<local::Disk>)>,
+    local: Option<Arc<Local>>,
     describe: Arc<str>,
     /// Device certificates already written by this process.
     certs_written: Arc<Mutex<HashSet<String>>>,
@@ -193,7 +280,9 @@ impl Store {
                 );
                 let disk = local::Disk::start()
                     .map_err(|e| open_err(format!("starting its disk thread: {e}")))?;
-                (fs.clone(), Some((fs, Arc::new(disk))))
+                // What LocalFileSystem resolves its prefix to.
+                let root = std::fs::canonicalize(&l.path).map_err(|e| open_err(e.to_string()))?;
+                (fs.clone(), Some(Arc::new(Local { fs, disk, root })))
             }
             #[cfg(not(feature = "s3"))]
             StorageConfig::S3(_) => {
@@ -245,27 +334,68 @@ impl Store {
         }
     }
 
+    /// A fragment's two objects: the data path and the key path, and the
+    /// payload (from `body`, without a copy where it lies there) and the
+    /// signed manifest.
+    fn fragment_objects(
+        &self,
+        fragment: &SealedFragment<'_>,
+        body: &Bytes,
+    ) -> (String, String, Bytes, Bytes) {
+        let m = &fragment.manifest;
+        let (d, s, seq) = (&m.device, &m.stream, m.sequence);
+        let payload = subslice(body, fragment.payload)
+            .unwrap_or_else(|| Bytes::copy_from_slice(fragment.payload));
+        let signed = Bytes::from(fragment.signed_manifest());
+        (data_path(d, s, seq), key_path(d, s, seq), payload, signed)
+    }
+
+    /// The file of object `path` in the local directory: directly where the
+    /// path is plain (`object_store` maps paths through a URL, about 2 % of
+    /// the ingest's CPU under load), through `object_store` otherwise.
+    fn local_path(
+        &self,
+        local: &Local,
+        path: &str,
+        op: &'static str,
+    ) -> Result<PathBuf, StoreError> {
+        if is_plain(path) {
+            return Ok(local.root.join(path));
+        }
+        local
+            .fs
+            .path_to_filesystem(&ObjectPath::from(path))
+            .map_err(self.err(op, path))
+    }
+
+    /// An error of the local disk thread, as the store reports errors.
+    fn local_err(&self, op: &'static str, path: &str, e: std::io::Error) -> StoreError {
+        self.err(op, path)(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        })
+    }
+
     /// On the local backend, writes `objects` as new files, in order, up to
     /// the first that exists (`local::Disk::create_new_all`), and returns how many
     /// it wrote; `None` on other backends.
     async fn put_new_local(&self, objects: &[(&str, &Bytes)]) -> Result<Option<usize>, StoreError> {
-        let Some((fs, disk)) = &self.local else {
+        let Some(local) = &self.local else {
             return Ok(None);
         };
         let mut files = Vec::with_capacity(objects.len());
         for (path, bytes) in objects {
-            let dest = fs
-                .path_to_filesystem(&ObjectPath::from(*path))
-                .map_err(self.err("write", path))?;
-            files.push((dest, (*bytes).clone()));
+            files.push((self.local_path(local, path, "write")?, (*bytes).clone()));
         }
-        disk.create_new_all(files).await.map(Some).map_err(|e| {
-            let paths: Vec<&str> = objects.iter().map(|(p, _)| *p).collect();
-            self.err("write", &paths.join(" and "))(object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(e),
+        local
+            .disk
+            .create_new_all(files)
+            .await
+            .map(Some)
+            .map_err(|e| {
+                let paths: Vec<&str> = objects.iter().map(|(p, _)| *p).collect();
+                self.local_err("write", &paths.join(" and "), e)
             })
-        })
     }
 
     /// On the local backend, writes `first` then `second` as new objects,
@@ -321,26 +451,20 @@ impl Store {
     /// local backend all are read in one job of its disk thread, elsewhere
     /// one after the other.
     pub async fn read_all(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let Some((fs, disk)) = &self.local else {
+        let Some(local) = &self.local else {
             let mut out = Vec::with_capacity(paths.len());
             for path in paths {
                 out.push(self.read(path).await?);
             }
             return Ok(out);
         };
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            files.push(
-                fs.path_to_filesystem(&ObjectPath::from(path.as_str()))
-                    .map_err(self.err("read", path))?,
-            );
-        }
-        disk.read_all(files).await.map_err(|(i, e)| {
+        let files = paths
+            .iter()
+            .map(|p| self.local_path(local, p, "read"))
+            .collect::<Result<Vec<_>, _>>()?;
+        local.disk.read_all(files).await.map_err(|(i, e)| {
             let path = paths.get(i).map_or("", String::as_str);
-            self.err("read", path)(object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(e),
-            })
+            self.local_err("read", path, e)
         })
     }
 
@@ -417,11 +541,7 @@ impl Store {
             stream: s.clone(),
             sequence: seq,
         };
-        let payload = subslice(body, fragment.payload)
-            .unwrap_or_else(|| Bytes::copy_from_slice(fragment.payload));
-        let data = data_path(d, s, seq);
-        let signed = Bytes::from(fragment.signed_manifest());
-        let key = key_path(d, s, seq);
+        let (data, key, payload, signed) = self.fragment_objects(fragment, body);
         // On a local disk both objects are written with one sync of their
         // data and one of their directories. Where either exists, the general
         // way below compares what is there.
@@ -454,19 +574,54 @@ impl Store {
         }
     }
 
-    /// The signed manifests (key objects) of the stored fragments among
-    /// `sequences` of a stream, in that order: `None` where there is none.
-    pub async fn signed_manifests(
+    /// Stores a fragment as [`Self::put_fragment`] does, if it fits the
+    /// hash chain of the fragments stored before and after it (`Err`: why
+    /// it does not). On the local backend the check and the write are one
+    /// step of its disk thread, so two uploads cannot both pass a check that
+    /// the other's write would fail; on others the neighbours are read first
+    /// (two instances writing neighbours of one stream at once can each miss
+    /// the other's, which `sealcam verify` reports as a break in the chain).
+    pub async fn put_fragment_in_chain(
         &self,
-        device: &Name,
-        stream: &Name,
-        sequences: &[u64],
-    ) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let paths: Vec<String> = sequences
-            .iter()
-            .map(|&seq| key_path(device, stream, seq))
+        fragment: &SealedFragment<'_>,
+        body: &Bytes,
+    ) -> Result<Result<PutOutcome, String>, StoreError> {
+        let link = Link::of(fragment);
+        let paths: Vec<String> = link
+            .neighbours()
+            .into_iter()
+            .map(|seq| key_path(&link.device, &link.stream, seq))
             .collect();
-        self.read_all(&paths).await
+        let refused = |r: ChainRefusal| match r {
+            ChainRefusal::Broken(reason) => Ok(Err(reason)),
+            ChainRefusal::Damaged(e) => Err(e),
+        };
+        if let Some(local) = &self.local {
+            let (data, key, payload, signed) = self.fragment_objects(fragment, body);
+            let reads = paths
+                .iter()
+                .map(|p| self.local_path(local, p, "read"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let objects = vec![
+                (self.local_path(local, &data, "write")?, payload),
+                (self.local_path(local, &key, "write")?, signed),
+            ];
+            let written = local
+                .disk
+                .create_new_all_if(reads, Box::new(move |found| link.check(found)), objects)
+                .await
+                .map_err(|e| self.local_err("write", &format!("{data} and {key}"), e))?;
+            return match written {
+                Err(r) => refused(r),
+                Ok(2) => Ok(Ok(PutOutcome::Stored)),
+                // One of them is there already: compared the general way.
+                Ok(_) => self.put_fragment(fragment, body).await.map(Ok),
+            };
+        }
+        if let Err(r) = link.check(self.read_all(&paths).await?) {
+            return refused(r);
+        }
+        self.put_fragment(fragment, body).await.map(Ok)
     }
 
     /// A stored fragment's signed manifest (its key object).
@@ -658,6 +813,47 @@ mod tests {
         assert_eq!(part.as_ptr(), whole[3..].as_ptr());
         let other = b"3456".to_vec();
         assert!(subslice(&whole, &other).is_none());
+    }
+
+    #[test]
+    fn plain_paths_map_to_the_files_object_store_maps_them_to() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+        // A directory named through a symlink and a "..": both resolve it.
+        let named = dir.path().join("link/../link");
+        let store = Store::open(&StorageConfig::local(&named)).unwrap();
+        let local = store.local.clone().unwrap();
+        let (d, s) = (
+            Name::new("cam-1").unwrap(),
+            Name::new("front.door_2").unwrap(),
+        );
+        let plain = [
+            key_path(&d, &s, 7),
+            data_path(&d, &s, u64::MAX),
+            "devices/cam-1/certs/0a1b.pem".to_owned(),
+            "audit/ingest-a/00000000000000000001/0000000002.jsonl".to_owned(),
+        ];
+        for path in &plain {
+            assert!(is_plain(path), "{path}");
+            let expected = local
+                .fs
+                .path_to_filesystem(&ObjectPath::from(path.as_str()))
+                .unwrap();
+            assert_eq!(store.local_path(&local, path, "read").unwrap(), expected);
+        }
+        for odd in [
+            "a//b",
+            ".hidden/x",
+            "a/..",
+            "a/b c",
+            "a/%41",
+            "a/#1",
+            "",
+            "a/",
+        ] {
+            assert!(!is_plain(odd), "{odd:?}");
+        }
     }
 
     #[tokio::test]
