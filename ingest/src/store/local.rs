@@ -22,16 +22,12 @@
 //! it, writes all their files, syncs all their data, names them all, and
 //! syncs each of their directories once. Uploads that arrive together share
 //! their journal commits (group commit), and an upload waits for at most
-//! the batch before its own. When more writes are waiting once a batch is
-//! named, its directories are not synced on their own: the next batch's
-//! `syncfs`, which commits the journal with every name made so far, makes
-//! them durable with that batch's data, and the batch is acknowledged then
-//! (one commit per batch fewer under load; an idle thread syncs at once).
+//! the batch before its own.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, OnceLock};
 
@@ -161,26 +157,7 @@ fn stopped() -> io::Error {
 type Queued = (Vec<(PathBuf, Bytes)>, Reply<io::Result<Checked>>);
 
 fn run(queue: &mpsc::Receiver<Job>) {
-    // The batch before, named but with its names not yet durable: under
-    // load, the next batch's `syncfs` makes them so with its own data (one
-    // journal commit for both); when no write is waiting, its directories
-    // are synced at once.
-    let mut named: Option<(Named, Vec<Reply<io::Result<Checked>>>)> = None;
-    loop {
-        let first = match (queue.try_recv(), named.take()) {
-            (Ok(job), before) => {
-                named = before;
-                job
-            }
-            (Err(_), Some((before, replies))) => {
-                answer(replies, before.make_durable());
-                continue;
-            }
-            (Err(_), None) => match queue.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-        };
+    while let Ok(first) = queue.recv() {
         let mut writes: Vec<Queued> = Vec::new();
         let mut bytes = 0;
         let mut next = Some(first);
@@ -228,21 +205,11 @@ fn run(queue: &mpsc::Receiver<Job>) {
             .iter()
             .map(|(objects, _)| objects.iter().map(|(p, b)| (p.as_path(), &b[..])).collect())
             .collect();
-        let before = named.take();
-        let (this, synced) =
-            write_and_name(&objects, Naming::Unnamed, before.as_ref().map(|b| &b.0));
+        let results = write_batch(&objects, Naming::Unnamed);
         drop(objects);
-        if let Some((before, replies)) = before {
-            answer(replies, before.durable_after(&synced));
+        for ((_, done), result) in writes.into_iter().zip(results) {
+            let _ = done.send(result.map(Ok));
         }
-        named = Some((this, writes.into_iter().map(|(_, done)| done).collect()));
-    }
-}
-
-/// Tells each write of a batch how it ended.
-fn answer(replies: Vec<Reply<io::Result<Checked>>>, results: Vec<io::Result<usize>>) {
-    for (done, result) in replies.into_iter().zip(results) {
-        let _ = done.send(result.map(Ok));
     }
 }
 
@@ -296,34 +263,8 @@ enum Naming {
 /// the data of all their files is synced before any is named, and each
 /// directory they name files in is synced once, after all are named. A
 /// write that fails does not stop the others.
-#[cfg(test)]
 fn write_batch(writes: &[Vec<(&Path, &[u8])>], naming: Naming) -> Vec<io::Result<usize>> {
-    write_and_name(writes, naming, None).0.make_durable()
-}
-
-/// A filesystem, and whether its `syncfs` failed.
-type Synced = Vec<(rustix::fs::Dev, Option<io::Error>)>;
-
-/// A batch's files, named, whose names may not be durable yet.
-struct Named {
-    files: Vec<io::Result<Vec<Unnamed>>>,
-    /// Each write's result so far: how many of its objects it named.
-    results: Vec<io::Result<usize>>,
-    /// Each directory named into: its filesystem, the file (write, object)
-    /// whose handle on it is kept, and the writes that named files in it.
-    dirs: Vec<(rustix::fs::Dev, (usize, usize), Vec<usize>)>,
-}
-
-/// Writes the files of each of `writes`, makes their data durable with one
-/// `syncfs` per filesystem (also of the filesystems `before` named files
-/// on: their names are durable with it), and names them, each write's in
-/// order up to the first whose name exists.
-fn write_and_name(
-    writes: &[Vec<(&Path, &[u8])>],
-    naming: Naming,
-    before: Option<&Named>,
-) -> (Named, Synced) {
-    let mut files: Vec<io::Result<Vec<Unnamed>>> = writes
+    let mut written: Vec<io::Result<Vec<Unnamed>>> = writes
         .iter()
         .map(|objects| {
             objects
@@ -332,32 +273,21 @@ fn write_and_name(
                 .collect()
         })
         .collect();
-    let synced = sync_filesystems(&files, before);
-    for all in files.iter_mut() {
-        let failed = all.as_ref().ok().and_then(|all| {
-            all.iter().find_map(|f| {
-                synced
-                    .iter()
-                    .find(|(dev, e)| *dev == f.dev && e.is_some())
-                    .and_then(|(_, e)| e.as_ref())
-            })
-        });
-        if let Some(e) = failed {
-            *all = Err(copy_error(e));
-        }
-    }
-    let mut results: Vec<io::Result<usize>> = Vec::with_capacity(files.len());
-    let mut dirs: Vec<(rustix::fs::Dev, (usize, usize), Vec<usize>)> = Vec::new();
-    for (i, all) in files.iter().enumerate() {
-        let all = match all {
-            Ok(all) => all,
+    sync_data(&mut written);
+    // Each write's names, in order; the directories named into, each with
+    // the writes that named files in it.
+    let mut published: Vec<io::Result<usize>> = Vec::with_capacity(written.len());
+    let mut dirs: Vec<(&Path, &OwnedFd, Vec<usize>)> = Vec::new();
+    for (i, files) in written.iter().enumerate() {
+        let files = match files {
+            Ok(files) => files,
             Err(e) => {
-                results.push(Err(copy_error(e)));
+                published.push(Err(copy_error(e)));
                 continue;
             }
         };
         let mut count = Ok(0);
-        for (j, file) in all.iter().enumerate() {
+        for file in files {
             match file.link() {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -367,114 +297,69 @@ fn write_and_name(
                 }
             }
             count = count.map(|n| n + 1);
-            let dir = file.dest.parent();
-            let same_dir = |&(_, (k, l), _): &(_, (usize, usize), _)| {
-                files[k]
-                    .as_ref()
-                    .ok()
-                    .and_then(|f| f.get(l))
-                    .map(|f| f.dest.parent())
-                    == Some(dir)
-            };
-            match dirs.iter_mut().find(|d| same_dir(d)) {
+            let dir = file.dest.parent().unwrap_or(Path::new("."));
+            match dirs.iter_mut().find(|(d, _, _)| *d == dir) {
                 Some((_, _, users)) => users.push(i),
-                None => dirs.push((file.dev, (i, j), vec![i])),
+                None => dirs.push((dir, &file.dir, vec![i])),
             }
         }
-        results.push(count);
+        published.push(count);
     }
-    let named = Named {
-        files,
-        results,
-        dirs,
-    };
-    (named, synced)
-}
-
-impl Named {
-    /// The directory handle kept for `at`.
-    fn dir(&self, (i, j): (usize, usize)) -> Option<&OwnedFd> {
-        self.files.get(i)?.as_ref().ok()?.get(j).map(|f| &f.dir)
-    }
-
-    /// Syncs each directory named into, and returns each write's result.
-    fn make_durable(mut self) -> Vec<io::Result<usize>> {
-        let failed: Vec<(io::Error, Vec<usize>)> = self
-            .dirs
-            .iter()
-            .filter_map(|(_, at, users)| {
-                let fd = self.dir(*at)?;
-                rustix::fs::fsync(fd)
-                    .err()
-                    .map(|e| (io::Error::from(e), users.clone()))
-            })
-            .collect();
-        for (e, users) in failed {
-            self.fail(&e, &users);
-        }
-        self.results
-    }
-
-    /// Each write's result, its names made durable by the `syncfs` of
-    /// the filesystems in `synced` (a directory on a filesystem not there
-    /// is synced now).
-    fn durable_after(mut self, synced: &Synced) -> Vec<io::Result<usize>> {
-        let mut failed: Vec<(io::Error, Vec<usize>)> = Vec::new();
-        for (dev, at, users) in &self.dirs {
-            let error = match synced.iter().find(|(d, _)| d == dev) {
-                Some((_, None)) => continue,
-                Some((_, Some(e))) => copy_error(e),
-                None => match self.dir(*at).map(rustix::fs::fsync) {
-                    None | Some(Ok(())) => continue,
-                    Some(Err(e)) => e.into(),
-                },
-            };
-            failed.push((error, users.clone()));
-        }
-        for (e, users) in failed {
-            self.fail(&e, &users);
-        }
-        self.results
-    }
-
-    fn fail(&mut self, e: &io::Error, writes: &[usize]) {
-        for &i in writes {
-            if let Some(r) = self.results.get_mut(i) {
-                *r = Err(copy_error(e));
+    for (_, fd, users) in dirs {
+        if let Err(e) = rustix::fs::fsync(fd) {
+            let e = io::Error::from(e);
+            for i in users {
+                published[i] = Err(copy_error(&e));
             }
         }
     }
+    published
 }
 
-/// Makes the data of every file written durable, and the names made in
-/// `before`: one `syncfs` per filesystem they are on, which writes back
-/// all their data and commits the journal once. A `fdatasync` of each
-/// instead commits once per file, since a file's blocks are allocated only
-/// when its data is written back; `syncfs` also writes what other programs
-/// left unsynced on the same filesystem (`docs/deploy.md`: the data
-/// directory is best on its own). A write whose filesystem could not be
-/// synced fails (Linux reports writeback errors to `syncfs` since 5.8).
-fn sync_filesystems(written: &[io::Result<Vec<Unnamed>>], before: Option<&Named>) -> Synced {
-    let mut filesystems: Vec<(rustix::fs::Dev, rustix::fd::BorrowedFd<'_>)> = Vec::new();
-    let files = written
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|f| (f.dev, f.file.as_fd()));
-    let dirs = before.into_iter().flat_map(|b| {
-        b.dirs
-            .iter()
-            .filter_map(|(dev, at, _)| Some((*dev, b.dir(*at)?.as_fd())))
-    });
-    for (dev, fd) in files.chain(dirs) {
-        if !filesystems.iter().any(|(d, _)| *d == dev) {
-            filesystems.push((dev, fd));
+/// Makes the data of every file written durable: one `syncfs` per
+/// filesystem they are on, which writes back all their data and commits the
+/// journal once. A `fdatasync` of each instead commits once per file, since a
+/// file's blocks are allocated only when its data is written back; `syncfs`
+/// also writes what other programs left unsynced on the same filesystem
+/// (`docs/deploy.md`: the data directory is best on its own). A write whose
+/// filesystem could not be synced fails (Linux reports writeback errors to
+/// `syncfs` since 5.8).
+fn sync_data(written: &mut [io::Result<Vec<Unnamed>>]) {
+    let mut filesystems: Vec<(rustix::fs::Dev, &File)> = Vec::new();
+    let mut on: Vec<Vec<rustix::fs::Dev>> = Vec::with_capacity(written.len());
+    for files in written.iter_mut() {
+        let mut devices = Vec::new();
+        if let Ok(all) = files {
+            for f in all.iter() {
+                match rustix::fs::fstat(&f.file) {
+                    Ok(st) => devices.push(st.st_dev),
+                    Err(e) => {
+                        *files = Err(e.into());
+                        break;
+                    }
+                }
+            }
+        }
+        on.push(devices);
+    }
+    for (files, devices) in written.iter().zip(&on) {
+        if let Ok(all) = files {
+            for (f, &dev) in all.iter().zip(devices) {
+                if !filesystems.iter().any(|(d, _)| *d == dev) {
+                    filesystems.push((dev, &f.file));
+                }
+            }
         }
     }
-    filesystems
+    let failed: Vec<(rustix::fs::Dev, io::Error)> = filesystems
         .into_iter()
-        .map(|(dev, fd)| (dev, rustix::fs::syncfs(fd).err().map(io::Error::from)))
-        .collect()
+        .filter_map(|(dev, f)| rustix::fs::syncfs(f).err().map(|e| (dev, e.into())))
+        .collect();
+    for (files, devices) in written.iter_mut().zip(&on) {
+        if let Some((_, e)) = failed.iter().find(|(d, _)| devices.contains(d)) {
+            *files = Err(copy_error(e));
+        }
+    }
 }
 
 /// The same error again, for each write it failed.
@@ -490,8 +375,6 @@ struct Unnamed {
     /// The staging file's path where the file could not be made unnamed.
     staged: Option<PathBuf>,
     dest: PathBuf,
-    /// The filesystem it is on.
-    dev: rustix::fs::Dev,
 }
 
 impl Unnamed {
@@ -506,8 +389,6 @@ impl Unnamed {
             }
         };
         let dir = open_dir_making_it(dir)?;
-        // The file is made in this directory, on its filesystem.
-        let dev = rustix::fs::fstat(&dir)?.st_dev;
         // An unnamed file is named through /proc; without it (a minimal
         // container) the staged way.
         let naming = match naming {
@@ -541,7 +422,6 @@ impl Unnamed {
             name,
             staged,
             dest: dest.to_owned(),
-            dev,
         };
         unnamed.file.write_all(bytes)?;
         Ok(unnamed)
@@ -748,47 +628,6 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"a");
         assert_eq!(std::fs::read(&b).unwrap(), b"b");
         assert_eq!(std::fs::read(&taken).unwrap(), b"old");
-    }
-
-    #[test]
-    fn a_batch_is_acknowledged_by_the_sync_that_makes_its_names_durable() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = |rel: &str| tmp.path().join(rel);
-        let (a, b, c) = (p("s/data/1"), p("t/keys/1"), p("u/data/1"));
-        let one = |dest: &PathBuf, bytes: &'static [u8]| -> Vec<Vec<(PathBuf, &[u8])>> {
-            vec![vec![(dest.clone(), bytes)]]
-        };
-        fn as_refs<'a>(w: &'a [Vec<(PathBuf, &'a [u8])>]) -> Vec<Vec<(&'a Path, &'a [u8])>> {
-            w.iter()
-                .map(|o| o.iter().map(|(p, b)| (p.as_path(), *b)).collect())
-                .collect()
-        }
-        let (first_w, second_w, third_w) = (one(&a, b"a"), one(&b, b"b"), one(&c, b"c"));
-        let (first, _) = write_and_name(&as_refs(&first_w), Naming::Unnamed, None);
-        assert_eq!(
-            std::fs::read(&a).unwrap(),
-            b"a",
-            "named before it is acknowledged"
-        );
-        // The next batch syncs the filesystem the first named its file on.
-        let (second, synced) = write_and_name(&as_refs(&second_w), Naming::Unnamed, Some(&first));
-        let dev = first.dirs[0].0;
-        assert!(
-            matches!(synced.as_slice(), [(d, None)] if *d == dev),
-            "{synced:?}"
-        );
-        let ok = |r: Vec<io::Result<usize>>| r.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>();
-        assert_eq!(ok(first.durable_after(&synced)), [1]);
-        // A filesystem the sync did not reach: its directory is synced there
-        // and then; one whose sync failed fails the writes named on it.
-        assert_eq!(ok(second.durable_after(&Vec::new())), [1]);
-        let (third, _) = write_and_name(&as_refs(&third_w), Naming::Unnamed, None);
-        let failed = vec![(dev, Some(io::Error::other("writeback failed")))];
-        let results = third.durable_after(&failed);
-        assert!(
-            matches!(&results[..], [Err(e)] if e.to_string() == "writeback failed"),
-            "{results:?}"
-        );
     }
 
     /// A check that passes only where nothing is at any of its paths.
