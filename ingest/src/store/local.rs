@@ -43,8 +43,6 @@ const MAX_BATCH_WRITES: usize = 64;
 const MAX_BATCH_BYTES: usize = 64 << 20;
 
 type Reply<T> = tokio::sync::oneshot::Sender<T>;
-/// What a read found at each path, or the first path it could not read.
-type ReadResult = Result<Vec<Option<Bytes>>, (usize, io::Error)>;
 /// A write's condition, decided on the disk thread from what is at the
 /// paths it names (`None` where nothing is): the write is made only if it
 /// says `Ok`.
@@ -52,26 +50,19 @@ pub type Check = Box<dyn FnOnce(Vec<Option<Bytes>>) -> Result<(), ChainRefusal> 
 /// How many objects a write published, or why its check refused it.
 type Checked = Result<usize, ChainRefusal>;
 
-enum Job {
-    /// Objects published in order, up to the first whose name exists; if
-    /// it has a check, only when the check passes on what is at `reads`.
-    Write {
-        reads: Vec<PathBuf>,
-        check: Option<Check>,
-        objects: Vec<(PathBuf, Bytes)>,
-        done: Reply<io::Result<Checked>>,
-    },
-    /// Small files read whole.
-    Read {
-        paths: Vec<PathBuf>,
-        done: Reply<ReadResult>,
-    },
+/// Objects to publish in order, up to the first whose name exists; if the
+/// job has a check, only when the check passes on what is at `reads`.
+struct Job {
+    reads: Vec<PathBuf>,
+    check: Option<Check>,
+    objects: Vec<(PathBuf, Bytes)>,
+    done: Reply<io::Result<Checked>>,
 }
 
 /// The local backend's disk thread (see the module's documentation): it
-/// makes the writes, and the small reads uploads make on their way to a
-/// write, so that an upload hands its work to another thread once per step
-/// and the thread is mostly awake already when it does. It stops when the
+/// makes the writes, and the small reads of their checks, so that an upload
+/// hands its work to another thread once and the thread is mostly awake
+/// already when it does. It stops when the
 /// last handle to it is dropped, after the jobs it has.
 pub struct Disk {
     jobs: mpsc::Sender<Job>,
@@ -126,7 +117,7 @@ impl Disk {
     ) -> io::Result<Checked> {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job::Write {
+            .send(Job {
                 reads,
                 check,
                 objects,
@@ -134,18 +125,6 @@ impl Disk {
             })
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
-    }
-
-    /// The whole of each file at `paths`, `None` where there is none; or
-    /// the index of the first that could not be read, and why. Answered
-    /// before the writes of the batch it arrives with are made, so a read
-    /// waits at most for the batch being written.
-    pub async fn read_all(&self, paths: Vec<PathBuf>) -> ReadResult {
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Job::Read { paths, done })
-            .map_err(|_| (0, stopped()))?;
-        result.await.map_err(|_| (0, stopped()))?
     }
 }
 
@@ -162,36 +141,30 @@ fn run(queue: &mpsc::Receiver<Job>) {
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            match job {
+            let Job {
+                reads,
+                check,
+                objects,
+                done,
+            } = job;
+            // Checked against the disk and the writes ahead of it in this
+            // batch, as if those were made already.
+            let refused = match check {
+                None => None,
+                Some(check) => match read_through(&reads, &writes) {
+                    Err(e) => Some(Err(e)),
+                    Ok(found) => check(found).err().map(|r| Ok(Err(r))),
+                },
+            };
+            match refused {
                 // The upload may have gone (its client hung up): nothing to
                 // tell, here and below.
-                Job::Read { paths, done } => {
-                    let _ = done.send(read_all(&paths));
+                Some(answer) => {
+                    let _ = done.send(answer);
                 }
-                Job::Write {
-                    reads,
-                    check,
-                    objects,
-                    done,
-                } => {
-                    // Checked against the disk and the writes ahead of it in
-                    // this batch, as if those were made already.
-                    let refused = match check {
-                        None => None,
-                        Some(check) => match read_through(&reads, &writes) {
-                            Err((_, e)) => Some(Err(e)),
-                            Ok(found) => check(found).err().map(|r| Ok(Err(r))),
-                        },
-                    };
-                    match refused {
-                        Some(answer) => {
-                            let _ = done.send(answer);
-                        }
-                        None => {
-                            bytes += objects.iter().map(|(_, b)| b.len()).sum::<usize>();
-                            writes.push((objects, done));
-                        }
-                    }
+                None => {
+                    bytes += objects.iter().map(|(_, b)| b.len()).sum::<usize>();
+                    writes.push((objects, done));
                 }
             }
             if writes.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
@@ -213,41 +186,32 @@ fn run(queue: &mpsc::Receiver<Job>) {
     }
 }
 
-/// [`read_all`], where an object queued in `writes` is taken as written
-/// (the last queued, if several name it). A queued write may still fail; a
-/// check that relied on it then decided on a write that was asked for, by
-/// an upload that is told it failed and sends it again.
-fn read_through(paths: &[PathBuf], writes: &[Queued]) -> ReadResult {
+/// The whole of each file at `paths`, `None` where there is none, where
+/// an object queued in `writes` is taken as written (the last queued, if
+/// several name it). A queued write may still fail; a check that relied on
+/// it then decided on a write that was asked for, by an upload that is told
+/// it failed and sends it again.
+fn read_through(paths: &[PathBuf], writes: &[Queued]) -> io::Result<Vec<Option<Bytes>>> {
     paths
         .iter()
-        .enumerate()
-        .map(|(i, path)| {
+        .map(|path| {
             let queued = writes
                 .iter()
                 .flat_map(|(objects, _)| objects)
                 .rfind(|(p, _)| p == path);
             match queued {
                 Some((_, b)) => Ok(Some(b.clone())),
-                None => read_one(path).map_err(|e| (i, e)),
+                None => match std::fs::read(path) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io::Error::new(
+                        e.kind(),
+                        format!("reading {}: {e}", path.display()),
+                    )),
+                },
             }
         })
         .collect()
-}
-
-fn read_all(paths: &[PathBuf]) -> ReadResult {
-    paths
-        .iter()
-        .enumerate()
-        .map(|(i, path)| read_one(path).map_err(|e| (i, e)))
-        .collect()
-}
-
-fn read_one(path: &Path) -> io::Result<Option<Bytes>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(Bytes::from(b))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// How new files are made before they are linked into place.
@@ -720,19 +684,23 @@ mod tests {
         let path = |object: u32| tmp.path().join(format!("s/{object}"));
         let mut tasks = Vec::new();
         // 40 objects, each asked for twice at once, with different bytes,
-        // and read meanwhile: each read finds nothing or a whole object.
+        // each write checked against what is at its own name: every check
+        // finds nothing or a whole object (one that failed would stop the
+        // thread, and every write after it with it).
         for i in 0..80u32 {
             let (disk, dest) = (disk.clone(), path(i % 40));
             tasks.push(tokio::spawn(async move {
-                let seen = disk.read_all(vec![dest.clone()]).await.unwrap();
-                if let Some(Some(bytes)) = seen.first() {
-                    assert!(
-                        bytes == &Bytes::from(format!("{}", i % 40))
-                            || bytes == &Bytes::from(format!("{}", i % 40 + 40))
-                    );
-                }
+                let whole = [format!("{}", i % 40), format!("{}", i % 40 + 40)];
+                let check: Check = Box::new(move |found| {
+                    if let [Some(bytes)] = &found[..] {
+                        assert!(whole.iter().any(|w| w.as_bytes() == &bytes[..]));
+                    }
+                    Ok(())
+                });
                 let bytes = Bytes::from(format!("{i}"));
-                (i, disk.create_new_all(vec![(dest, bytes)]).await.unwrap())
+                let objects = vec![(dest.clone(), bytes)];
+                let written = disk.create_new_all_if(vec![dest], check, objects);
+                (i, written.await.unwrap().unwrap())
             }));
         }
         let mut winners = std::collections::HashMap::new();
@@ -747,12 +715,8 @@ mod tests {
             }
         }
         assert_eq!(winners.len(), 40);
-        let mut paths: Vec<_> = (0..40).map(path).collect();
-        paths.push(path(99));
-        let read = disk.read_all(paths).await.unwrap();
-        assert_eq!(read[40], None);
         for (object, i) in winners {
-            let stored = read[object as usize].clone().unwrap();
+            let stored = std::fs::read(path(object)).unwrap();
             assert_eq!(stored, format!("{i}").as_bytes());
         }
     }

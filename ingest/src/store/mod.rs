@@ -115,7 +115,7 @@ impl fmt::Display for StorageConfig {
 
 /// Why a fragment may not be stored where its chain puts it.
 #[derive(Debug)]
-pub enum ChainRefusal {
+pub(crate) enum ChainRefusal {
     /// It does not fit a stored neighbour: why, for the device.
     Broken(String),
     /// A stored neighbour is not a readable manifest.
@@ -177,6 +177,18 @@ impl Link {
         }
         Ok(())
     }
+}
+
+/// A fragment's two objects: the data path and the key path, and the
+/// payload (from `body`, without a copy where it lies there) and the signed
+/// manifest.
+fn fragment_objects(fragment: &SealedFragment<'_>, body: &Bytes) -> (String, String, Bytes, Bytes) {
+    let m = &fragment.manifest;
+    let (d, s, seq) = (&m.device, &m.stream, m.sequence);
+    let payload = subslice(body, fragment.payload)
+        .unwrap_or_else(|| Bytes::copy_from_slice(fragment.payload));
+    let signed = Bytes::from(fragment.signed_manifest());
+    (data_path(d, s, seq), key_path(d, s, seq), payload, signed)
 }
 
 /// How a put ended.
@@ -334,22 +346,6 @@ impl Store {
         }
     }
 
-    /// A fragment's two objects: the data path and the key path, and the
-    /// payload (from `body`, without a copy where it lies there) and the
-    /// signed manifest.
-    fn fragment_objects(
-        &self,
-        fragment: &SealedFragment<'_>,
-        body: &Bytes,
-    ) -> (String, String, Bytes, Bytes) {
-        let m = &fragment.manifest;
-        let (d, s, seq) = (&m.device, &m.stream, m.sequence);
-        let payload = subslice(body, fragment.payload)
-            .unwrap_or_else(|| Bytes::copy_from_slice(fragment.payload));
-        let signed = Bytes::from(fragment.signed_manifest());
-        (data_path(d, s, seq), key_path(d, s, seq), payload, signed)
-    }
-
     /// The file of object `path` in the local directory: directly where the
     /// path is plain (`object_store` maps paths through a URL, about 2 % of
     /// the ingest's CPU under load), through `object_store` otherwise.
@@ -446,28 +442,6 @@ impl Store {
         }
     }
 
-    /// The objects at `paths`, each `None` if there is none: the small reads
-    /// an upload makes before it is written (its chain neighbours). On the
-    /// local backend all are read in one job of its disk thread, elsewhere
-    /// one after the other.
-    pub async fn read_all(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let Some(local) = &self.local else {
-            let mut out = Vec::with_capacity(paths.len());
-            for path in paths {
-                out.push(self.read(path).await?);
-            }
-            return Ok(out);
-        };
-        let files = paths
-            .iter()
-            .map(|p| self.local_path(local, p, "read"))
-            .collect::<Result<Vec<_>, _>>()?;
-        local.disk.read_all(files).await.map_err(|(i, e)| {
-            let path = paths.get(i).map_or("", String::as_str);
-            self.local_err("read", path, e)
-        })
-    }
-
     /// Deletes `path`; deleting what is not there is not an error.
     pub async fn remove(&self, path: &str) -> Result<(), StoreError> {
         match self.objects.delete(&ObjectPath::from(path)).await {
@@ -534,41 +508,54 @@ impl Store {
         fragment: &SealedFragment<'_>,
         body: &Bytes,
     ) -> Result<PutOutcome, StoreError> {
-        let m = &fragment.manifest;
-        let (d, s, seq) = (&m.device, &m.stream, m.sequence);
-        let conflict = || StoreError::Conflict {
-            device: d.clone(),
-            stream: s.clone(),
-            sequence: seq,
-        };
-        let (data, key, payload, signed) = self.fragment_objects(fragment, body);
+        let (data, key, payload, signed) = fragment_objects(fragment, body);
         // On a local disk both objects are written with one sync of their
         // data and one of their directories. Where either exists, the general
-        // way below compares what is there.
+        // way compares what is there.
         if self
             .put_new_both((&data, &payload), (&key, &signed))
             .await?
         {
             return Ok(PutOutcome::Stored);
         }
-        if !self.put_new(&data, payload.clone()).await? {
-            match self.read(&data).await? {
+        self.put_fragment_where_some_exist(fragment, (&data, payload), (&key, signed))
+            .await
+    }
+
+    /// Stores a fragment's data and key objects one after the other, each
+    /// only where it is not there already with the same bytes: what is left
+    /// of a put when one of them exists (a retried upload, or one whose
+    /// first attempt was cut between its two objects).
+    async fn put_fragment_where_some_exist(
+        &self,
+        fragment: &SealedFragment<'_>,
+        (data, payload): (&str, Bytes),
+        (key, signed): (&str, Bytes),
+    ) -> Result<PutOutcome, StoreError> {
+        let m = &fragment.manifest;
+        let conflict = || StoreError::Conflict {
+            device: m.device.clone(),
+            stream: m.stream.clone(),
+            sequence: m.sequence,
+        };
+        if !self.put_new(data, payload.clone()).await? {
+            match self.read(data).await? {
                 Some(existing) if existing == payload => {}
                 Some(_) => return Err(conflict()),
                 // Deleted between the two calls: write it again.
                 None => {
-                    self.put_new(&data, payload).await?;
+                    self.put_new(data, payload).await?;
                 }
             }
         }
-        if self.put_new(&key, signed.clone()).await? {
+        if self.put_new(key, signed.clone()).await? {
             return Ok(PutOutcome::Stored);
         }
-        match self.read(&key).await? {
+        match self.read(key).await? {
             Some(existing) if existing == signed => Ok(PutOutcome::AlreadyStored),
             Some(_) => Err(conflict()),
             None => {
-                self.put_new(&key, signed).await?;
+                self.put_new(key, signed).await?;
                 Ok(PutOutcome::Stored)
             }
         }
@@ -597,14 +584,14 @@ impl Store {
             ChainRefusal::Damaged(e) => Err(e),
         };
         if let Some(local) = &self.local {
-            let (data, key, payload, signed) = self.fragment_objects(fragment, body);
+            let (data, key, payload, signed) = fragment_objects(fragment, body);
             let reads = paths
                 .iter()
                 .map(|p| self.local_path(local, p, "read"))
                 .collect::<Result<Vec<_>, _>>()?;
             let objects = vec![
-                (self.local_path(local, &data, "write")?, payload),
-                (self.local_path(local, &key, "write")?, signed),
+                (self.local_path(local, &data, "write")?, payload.clone()),
+                (self.local_path(local, &key, "write")?, signed.clone()),
             ];
             let written = local
                 .disk
@@ -615,10 +602,17 @@ impl Store {
                 Err(r) => refused(r),
                 Ok(2) => Ok(Ok(PutOutcome::Stored)),
                 // One of them is there already: compared the general way.
-                Ok(_) => self.put_fragment(fragment, body).await.map(Ok),
+                Ok(_) => self
+                    .put_fragment_where_some_exist(fragment, (&data, payload), (&key, signed))
+                    .await
+                    .map(Ok),
             };
         }
-        if let Err(r) = link.check(self.read_all(&paths).await?) {
+        let mut found = Vec::with_capacity(paths.len());
+        for path in &paths {
+            found.push(self.read(path).await?);
+        }
+        if let Err(r) = link.check(found) {
             return refused(r);
         }
         self.put_fragment(fragment, body).await.map(Ok)
@@ -874,38 +868,5 @@ mod tests {
         store.remove("a/b").await.unwrap();
         assert!(store.read("a/b").await.unwrap().is_none());
         store.probe().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn read_all_answers_in_order_as_read_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StorageConfig::local(dir.path())).unwrap();
-        store
-            .put_new("k/2", Bytes::from_static(b"two"))
-            .await
-            .unwrap();
-        store
-            .put_new("k/4", Bytes::from_static(b"four"))
-            .await
-            .unwrap();
-        let paths: Vec<String> = ["k/4", "k/3", "k/2"].map(String::from).to_vec();
-        let all = store.read_all(&paths).await.unwrap();
-        let mut one_by_one = Vec::new();
-        for p in &paths {
-            one_by_one.push(store.read(p).await.unwrap());
-        }
-        assert_eq!(all, one_by_one);
-        assert_eq!(
-            all,
-            [
-                Some(Bytes::from_static(b"four")),
-                None,
-                Some(Bytes::from_static(b"two"))
-            ]
-        );
-        assert!(store.read_all(&[]).await.unwrap().is_empty());
-        // A path that cannot be read (a directory) is an error naming it.
-        let e = store.read_all(&["k".to_owned()]).await.unwrap_err();
-        assert!(e.to_string().contains('k'), "{e}");
     }
 }
