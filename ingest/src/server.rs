@@ -931,55 +931,64 @@ fn is_streamed(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// Reads an upload's body: at most the configured size, completely within
-/// the body timeout (a sender that stalls is cut off).
+/// the body timeout (a sender that stalls is cut off). It is read into
+/// memory aligned for direct I/O, so that the payload of a streamed upload
+/// goes to disk from where it lies (`store::AlignedBody`).
 async fn read_body(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Bytes, (StatusCode, String)> {
     let limit = state.max_fragment_bytes;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the fragment is larger than this ingest's limit of {limit} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the fragment is larger than this ingest's limit of {limit} bytes"),
-        ));
-    }
-    match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await {
-        Err(_) => Err((
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the body did not arrive within {} s",
-                state.body_timeout.as_secs()
-            ),
-        )),
-        Ok(Err(e)) => {
-            if is_over_limit(&e) {
-                Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the fragment is larger than this ingest's limit of {limit} bytes"),
-                ))
-            } else {
-                Err((
+    let capacity = match declared {
+        Some(n) if n > limit as u64 => return Err(too_large()),
+        // At most the limit, so it fits.
+        Some(n) => n as usize,
+        None => 0,
+    };
+    let receive = async {
+        let mut received = store::AlignedBody::with_capacity(capacity);
+        let mut body = body;
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+            let frame = frame.map_err(|e| {
+                (
                     StatusCode::BAD_REQUEST,
                     format!(
                         "the body could not be read: {}",
                         sealcam_base::error_chain(&e)
                     ),
-                ))
+                )
+            })?;
+            if let Some(piece) = frame.data_ref() {
+                if piece.len() > limit - received.len() {
+                    return Err(too_large());
+                }
+                received.extend(piece);
             }
         }
-        Ok(Ok(b)) => Ok(b),
-    }
-}
-
-/// Whether reading a body failed because it exceeded the limit (a body
-/// without `Content-Length`, or one longer than it said).
-fn is_over_limit(e: &axum::Error) -> bool {
-    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        Ok(received.into_bytes())
+    };
+    tokio::time::timeout(state.body_timeout, receive)
+        .await
+        .unwrap_or_else(|_| {
+            Err((
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    state.body_timeout.as_secs()
+                ),
+            ))
+        })
 }
 
 /// The checks made before an upload's body is read: who may write the
@@ -1542,22 +1551,4 @@ async fn renew(
             })?;
     tracing::info!(peer = %peer.identity, "device certificate renewed");
     Ok(Json(CertificateResponse { certificate }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_body_over_the_limit_is_told_from_other_read_errors() {
-        let e = axum::body::to_bytes(axum::body::Body::from(vec![0u8; 10]), 5)
-            .await
-            .unwrap_err();
-        assert!(is_over_limit(&e));
-        assert!(
-            axum::body::to_bytes(axum::body::Body::from(vec![0u8; 5]), 5)
-                .await
-                .is_ok()
-        );
-    }
 }

@@ -108,6 +108,26 @@ fn malformed_oversized_and_misnamed_uploads_are_refused_with_their_codes() {
         "{answer}"
     );
 
+    // Refused as it grows past the limit, when it declares no length.
+    let mut raw = w.raw_tls(&ingest, "cam1/device.crt", "cam1/device.key");
+    raw.write_all(
+        b"PUT /v1/fragments/cam1/front/9 HTTP/1.1\r\nhost: localhost\r\n\
+          transfer-encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 50_000];
+    for _ in 0..5 {
+        raw.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
+        raw.write_all(&chunk).unwrap();
+        raw.write_all(b"\r\n").unwrap();
+    }
+    raw.write_all(b"0\r\n\r\n").unwrap();
+    raw.flush().unwrap();
+    let answer = read_response(&mut raw);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":\"too-large\""), "{answer}");
+
     for path in [
         "/v1/fragments/cam1/..%2F..%2Fetc/0",
         "/v1/fragments/cam1/.hidden/0",
@@ -141,7 +161,7 @@ fn malformed_oversized_and_misnamed_uploads_are_refused_with_their_codes() {
         "{counted}"
     );
     assert!(
-        counted.contains(r#"action="upload",code="too-large"} 1"#),
+        counted.contains(r#"action="upload",code="too-large"} 2"#),
         "{counted}"
     );
     stored_unchanged(&w, &ingest, &fragments);

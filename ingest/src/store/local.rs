@@ -15,6 +15,10 @@
 //! FUSE filesystems), a staging file named `<name>#<digits>` is used, which
 //! `LocalFileSystem` never lists.
 //!
+//! A file's whole blocks are written with direct I/O when its bytes start
+//! aligned in memory ([`AlignedBody`]), past the page cache; the rest goes
+//! through it. The order above makes both durable alike.
+//!
 //! On a journaling filesystem each sync of a changed file or directory
 //! commits the journal, and those commits, not the copying, are most of the
 //! cost of a durable write (`docs/benchmarks.md`). So writes are made in
@@ -26,7 +30,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, OnceLock};
@@ -214,6 +218,89 @@ fn read_through(paths: &[PathBuf], writes: &[Queued]) -> io::Result<Vec<Option<B
         .collect()
 }
 
+/// The alignment direct I/O asks of a write's memory, file offset and
+/// length: a device's logical block (512 or 4096 bytes), and here at least a
+/// page, so that the part of a file written through the page cache shares no
+/// page with the part written past it.
+pub fn direct_io_alignment() -> usize {
+    rustix::param::page_size().max(4096)
+}
+
+/// A body received into memory whose first byte is aligned for direct I/O
+/// ([`direct_io_alignment`]), so that an object that starts the body (the
+/// payload of a streamed upload) can go from there to the disk without a
+/// copy. Growing past the capacity it was made with moves it, and it is then
+/// aligned only by chance: the write still works, by another way.
+pub struct AlignedBody {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBody {
+    pub fn with_capacity(capacity: usize) -> Self {
+        let align = direct_io_alignment();
+        let mut buf: Vec<u8> = Vec::with_capacity(capacity.saturating_add(align));
+        let start = buf.as_ptr().align_offset(align);
+        // `align_offset` may give up (it says so with usize::MAX): then
+        // the body is not aligned.
+        if start < align {
+            buf.resize(start, 0);
+        }
+        let start = buf.len();
+        Self { buf, start }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn extend(&mut self, piece: &[u8]) {
+        self.buf.extend_from_slice(piece);
+    }
+
+    /// The body, where it lies.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buf).slice(self.start..)
+    }
+}
+
+/// How many of `bytes`, from the start, a file opened for direct I/O can
+/// take from where they lie: the whole blocks, if `bytes` starts aligned.
+fn direct_bulk(bytes: &[u8]) -> usize {
+    let align = direct_io_alignment();
+    if bytes.as_ptr().align_offset(align) == 0 {
+        bytes.len() - bytes.len() % align
+    } else {
+        0
+    }
+}
+
+/// Writes `bytes` into the new, empty `file`. One opened for direct I/O
+/// takes the aligned bulk straight from memory to the device, past the page
+/// cache: nothing copied into it and nothing left there for writeback to
+/// do. The rest, under one block, goes through the page cache. Either way
+/// the batch's `syncfs` makes it durable before it is named, as before. A
+/// device that refuses the alignment gets it all through the page cache.
+fn write_data(file: &File, bytes: &[u8], direct: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    if direct {
+        let bulk = direct_bulk(bytes);
+        match file.write_all_at(&bytes[..bulk], 0) {
+            Ok(()) => done = bulk,
+            Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {}
+            Err(e) => return Err(e),
+        }
+        let flags = rustix::fs::fcntl_getfl(file)?;
+        rustix::fs::fcntl_setfl(file, flags - OFlags::DIRECT)?;
+    }
+    file.write_all_at(&bytes[done..], done as u64)
+}
+
 /// How new files are made before they are linked into place.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Naming {
@@ -359,19 +446,33 @@ impl Unnamed {
             Naming::Unnamed if !proc_fd_exists() => Naming::Staged,
             n => n,
         };
-        let unnamed = match naming {
-            Naming::Unnamed => rustix::fs::openat(
+        let unnamed = |flags: OFlags| {
+            rustix::fs::openat(
                 &dir,
                 ".",
-                OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+                OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC | flags,
                 Mode::from_raw_mode(0o644),
-            ),
+            )
+        };
+        // Direct I/O for what has whole blocks to give it, where the
+        // filesystem takes it (EINVAL where it does not).
+        let mut direct = naming == Naming::Unnamed && direct_bulk(bytes) > 0;
+        let unnamed = match naming {
+            Naming::Unnamed if direct => match unnamed(OFlags::DIRECT) {
+                Err(Errno::INVAL) => {
+                    direct = false;
+                    unnamed(OFlags::empty())
+                }
+                opened => opened,
+            },
+            Naming::Unnamed => unnamed(OFlags::empty()),
             Naming::Staged => Err(Errno::OPNOTSUPP),
         };
         let (file, staged) = match unnamed {
             Ok(fd) => (File::from(fd), None),
             // The filesystem cannot make unnamed files: a named staging file.
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+                direct = false;
                 let mut staged = dest.as_os_str().to_owned();
                 staged.push(format!("#{}", rand::random::<u64>()));
                 let staged = PathBuf::from(staged);
@@ -380,14 +481,14 @@ impl Unnamed {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut unnamed = Unnamed {
+        let unnamed = Unnamed {
             file,
             dir,
             name,
             staged,
             dest: dest.to_owned(),
         };
-        unnamed.file.write_all(bytes)?;
+        write_data(&unnamed.file, bytes, direct)?;
         Ok(unnamed)
     }
 
@@ -486,6 +587,44 @@ mod tests {
 
     fn create_new(dest: &Path, bytes: &[u8]) -> io::Result<bool> {
         Ok(create_new_all(&[(dest, bytes)])? == 1)
+    }
+
+    /// Objects of every length around a block, starting aligned (their
+    /// whole blocks written past the page cache) or not, made either way,
+    /// are stored exactly.
+    #[test]
+    fn objects_are_stored_exactly_whatever_their_length_and_alignment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let align = direct_io_alignment();
+        for len in [0, 1, align - 1, align, align + 1, 3 * align + 17, 500_000] {
+            let data: Vec<u8> = (0..=len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut body = AlignedBody::with_capacity(data.len());
+            body.extend(&data);
+            let body = body.into_bytes();
+            assert_eq!(direct_bulk(&body[..len]), len - len % align, "{len}");
+            assert_eq!(direct_bulk(&body[1..]), 0, "{len}");
+            for (i, bytes) in [&body[..len], &body[1..]].into_iter().enumerate() {
+                for naming in [Naming::Unnamed, Naming::Staged] {
+                    let unnamed = naming == Naming::Unnamed;
+                    let dest = tmp.path().join(format!("{len}-{i}-{unnamed}"));
+                    assert_eq!(create_new_all_as(&[(&dest, bytes)], naming).unwrap(), 1);
+                    assert_eq!(std::fs::read(&dest).unwrap(), bytes, "{}", dest.display());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_aligned_body_keeps_its_alignment_within_its_capacity() {
+        let align = direct_io_alignment();
+        let mut body = AlignedBody::with_capacity(3 * align);
+        for _ in 0..3 {
+            body.extend(&vec![7u8; align]);
+        }
+        assert_eq!(body.len(), 3 * align);
+        let bytes = body.into_bytes();
+        assert_eq!(bytes.as_ptr().align_offset(align), 0);
+        assert_eq!(&bytes[..], &vec![7u8; 3 * align][..]);
     }
 
     #[test]

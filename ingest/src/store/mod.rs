@@ -37,6 +37,8 @@ use serde::Deserialize;
 
 mod local;
 
+pub use local::AlignedBody;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage ({store}): {op} {path} failed: {source}")]
