@@ -222,7 +222,7 @@ fn read_through(paths: &[PathBuf], writes: &[Queued]) -> io::Result<Vec<Option<B
 /// length: a device's logical block (512 or 4096 bytes), and here at least a
 /// page, so that the part of a file written through the page cache shares no
 /// page with the part written past it.
-pub fn direct_io_alignment() -> usize {
+fn direct_io_alignment() -> usize {
     rustix::param::page_size().max(4096)
 }
 
