@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -131,6 +131,10 @@ struct Peer {
     /// The certificate's key, ready to verify manifests: made at the
     /// connection's first upload and kept for the others.
     verifier: Arc<OnceLock<Result<DeviceVerifier, String>>>,
+    /// The length of the connection's last upload: the room its next body
+    /// of unknown length is given, so that a camera's chunked uploads, of
+    /// much the same length each, are received without moving.
+    last_body_len: Arc<AtomicUsize>,
     /// The certificate's serial number, hex.
     serial: Arc<str>,
     addr: SocketAddr,
@@ -838,6 +842,7 @@ async fn handle_connection(
         identity,
         cert_der: Arc::new(cert_der),
         verifier: Arc::default(),
+        last_body_len: Arc::default(),
         serial: hex::encode(&serial_for_peer).into(),
         addr,
     };
@@ -936,6 +941,7 @@ fn is_streamed(headers: &axum::http::HeaderMap) -> bool {
 /// goes to disk from where it lies (`store::AlignedBody`).
 async fn read_body(
     state: &AppState,
+    peer: &Peer,
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Bytes, (StatusCode, String)> {
@@ -954,7 +960,11 @@ async fn read_body(
         Some(n) if n > limit as u64 => return Err(too_large()),
         // At most the limit, so it fits.
         Some(n) => n as usize,
-        None => 0,
+        // Room for one a quarter longer than the last.
+        None => {
+            let last = peer.last_body_len.load(Ordering::Relaxed);
+            last.saturating_add(last / 4).min(limit)
+        }
     };
     let receive = async {
         let mut received = store::AlignedBody::with_capacity(capacity);
@@ -976,6 +986,7 @@ async fn read_body(
                 received.extend(piece);
             }
         }
+        peer.last_body_len.store(received.len(), Ordering::Relaxed);
         Ok(received.into_bytes())
     };
     tokio::time::timeout(state.body_timeout, receive)
@@ -1095,7 +1106,7 @@ async fn put_fragment(
         tracing::warn!(addr = %peer.addr, peer = %peer.identity, %stream, sequence, %reason, "fragment refused");
         ApiError::new(status, reason)
     };
-    let body = read_body(&state, &headers, body)
+    let body = read_body(&state, &peer, &headers, body)
         .await
         .map_err(|(status, reason)| refuse(status, reason))?;
     // A fragment sent while it was recorded (payload first, manifest last)
