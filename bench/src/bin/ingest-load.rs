@@ -44,10 +44,28 @@ struct Args {
     #[arg(long, default_value_t = 125_000)]
     fragment_bytes: usize,
     /// Upload as sealcamd uploads the fragment it is recording (payload,
-    /// then the signed manifest; `application/vnd.sealcam.fragment-stream`)
-    /// rather than as a whole fragment file (its backlog).
+    /// then the signed manifest; `application/vnd.sealcam.fragment-stream`),
+    /// in pieces of a body of unknown length (chunked), rather than as a
+    /// whole fragment file (its backlog) of known length.
     #[arg(long)]
     streamed: bool,
+}
+
+/// A streamed upload's pieces: the size of a TLS record, about two video
+/// frames at the default 2000 kbit/s.
+const PIECE: usize = 16 * 1024;
+
+/// The body of an upload: a streamed one in pieces, without a length.
+fn body_of(body: Vec<u8>, streamed: bool) -> reqwest::Body {
+    if !streamed {
+        return reqwest::Body::from(body);
+    }
+    let body = bytes::Bytes::from(body);
+    let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = (0..body.len())
+        .step_by(PIECE)
+        .map(|at| Ok(body.slice(at..(at + PIECE).min(body.len()))))
+        .collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
 }
 
 /// The upload of `file` (a fragment file): its media type and body.
@@ -126,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 let put = client
                     .put(&url)
                     .header(reqwest::header::CONTENT_TYPE, media_type)
-                    .body(body);
+                    .body(body_of(body, args.streamed));
                 match put.send().await {
                     Ok(r) if r.status().is_success() => {
                         if first.is_none() {
