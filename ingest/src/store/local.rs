@@ -293,17 +293,17 @@ fn direct_bulk(bytes: &[u8]) -> usize {
     }
 }
 
-/// Writes `bytes` into the new, empty `file`. One opened for direct I/O
-/// takes the aligned bulk straight from memory to the device, past the page
-/// cache: nothing copied into it and nothing left there for writeback to
-/// do. The rest, under one block, goes through the page cache. Either way
-/// the batch's `syncfs` makes it durable before it is named, as before. A
-/// device that refuses the alignment gets it all through the page cache.
-fn write_data(file: &File, bytes: &[u8], direct: bool) -> io::Result<()> {
+/// Writes `bytes` into the new, empty `file`. A file opened for direct I/O
+/// takes the first `bulk` bytes ([`direct_bulk`]; none for other files)
+/// straight from memory to the device, past the page cache: nothing copied
+/// into it and nothing left there for writeback to do. The rest, under one
+/// block, goes through the page cache. Either way the batch's `syncfs`
+/// makes it durable before it is named, as before. A device that refuses
+/// the alignment gets it all through the page cache.
+fn write_data(file: &File, bytes: &[u8], bulk: usize) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut done = 0;
-    if direct {
-        let bulk = direct_bulk(bytes);
+    if bulk > 0 {
         match file.write_all_at(&bytes[..bulk], 0) {
             Ok(()) => done = bulk,
             Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {}
@@ -470,11 +470,14 @@ impl Unnamed {
         };
         // Direct I/O for what has whole blocks to give it, where the
         // filesystem takes it (EINVAL where it does not).
-        let mut direct = naming == Naming::Unnamed && direct_bulk(bytes) > 0;
+        let mut bulk = match naming {
+            Naming::Unnamed => direct_bulk(bytes),
+            Naming::Staged => 0,
+        };
         let unnamed = match naming {
-            Naming::Unnamed if direct => match unnamed(OFlags::DIRECT) {
+            Naming::Unnamed if bulk > 0 => match unnamed(OFlags::DIRECT) {
                 Err(Errno::INVAL) => {
-                    direct = false;
+                    bulk = 0;
                     unnamed(OFlags::empty())
                 }
                 opened => opened,
@@ -486,7 +489,7 @@ impl Unnamed {
             Ok(fd) => (File::from(fd), None),
             // The filesystem cannot make unnamed files: a named staging file.
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
-                direct = false;
+                bulk = 0;
                 let mut staged = dest.as_os_str().to_owned();
                 staged.push(format!("#{}", rand::random::<u64>()));
                 let staged = PathBuf::from(staged);
@@ -502,7 +505,7 @@ impl Unnamed {
             staged,
             dest: dest.to_owned(),
         };
-        write_data(&unnamed.file, bytes, direct)?;
+        write_data(&unnamed.file, bytes, bulk)?;
         Ok(unnamed)
     }
 
