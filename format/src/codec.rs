@@ -66,6 +66,31 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
+    /// A u16 count of `noun`s, refused outside `min..=max` (`recipient
+    /// count 0 is outside 1..=64`, `gap count 70 exceeds 64`).
+    pub(crate) fn count16(
+        &mut self,
+        noun: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, FormatError> {
+        let offset = self.pos;
+        let n = usize::from(self.u16()?);
+        if (min..=max).contains(&n) {
+            return Ok(n);
+        }
+        let reason = if min == 0 {
+            format!("{noun} count {n} exceeds {max}")
+        } else {
+            format!("{noun} count {n} is outside {min}..={max}")
+        };
+        Err(FormatError::Invalid {
+            what: self.what,
+            offset,
+            reason,
+        })
+    }
+
     /// A byte string prefixed by its u16 length.
     pub(crate) fn bytes16(&mut self) -> Result<&'a [u8], FormatError> {
         let n = self.u16()? as usize;

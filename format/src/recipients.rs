@@ -127,15 +127,7 @@ impl<'a> SignedRecipientSet<'a> {
         }
         let set_version = b.u64()?;
         let issued_unix = b.u64()?;
-        let offset = b.position();
-        let n = b.u16()? as usize;
-        if n == 0 || n > MAX_RECIPIENTS {
-            return Err(FormatError::Invalid {
-                what: "recipient set",
-                offset,
-                reason: format!("recipient count {n} is outside 1..={MAX_RECIPIENTS}"),
-            });
-        }
+        let n = b.count16("recipient", 1, MAX_RECIPIENTS)?;
         let mut recipients = Vec::with_capacity(n);
         for _ in 0..n {
             let offset = b.position();
