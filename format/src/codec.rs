@@ -149,3 +149,29 @@ impl Writer for Vec<u8> {
         self.extend_from_slice(&v[..n as usize]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(bytes: [u8; 2], min: usize, max: usize) -> Result<usize, String> {
+        Reader::new(&bytes, "manifest")
+            .count16("gap", min, max)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn counts_inside_their_bounds_are_read() {
+        assert_eq!(count([0, 0], 0, 64), Ok(0));
+        assert_eq!(count([0, 64], 1, 64), Ok(64));
+    }
+
+    #[test]
+    fn counts_outside_their_bounds_say_which_bound() {
+        let below = count([0, 0], 1, 64).unwrap_err();
+        assert!(below.contains("gap count 0 is outside 1..=64"), "{below}");
+        let above = count([0, 65], 0, 64).unwrap_err();
+        assert!(above.contains("gap count 65 exceeds 64"), "{above}");
+        assert!(above.contains("manifest"), "{above}");
+    }
+}
