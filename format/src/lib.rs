@@ -22,6 +22,7 @@ pub mod keys;
 pub mod manifest;
 pub mod mkv;
 pub mod name;
+mod owner_signed;
 pub mod recipients;
 pub mod seal;
 pub mod suite;
