@@ -24,6 +24,7 @@ pub mod mkv;
 pub mod name;
 mod owner_signed;
 pub mod recipients;
+pub mod roster;
 pub mod seal;
 pub mod suite;
 pub mod verify;
