@@ -8,6 +8,7 @@ use sealcam_base::durable::AtomicFile;
 use sealcam_format::mkv::MkvWriter;
 use sealcam_format::{ConsumerSecretKey, SealedFragment};
 
+use crate::anchor::AnchorArgs;
 use crate::fragdir::FragmentDir;
 
 #[derive(clap::Args)]
@@ -23,6 +24,8 @@ pub struct Args {
     /// Container of the output.
     #[arg(long, value_enum, default_value_t = Container::Mkv)]
     pub format: Container,
+    #[command(flatten)]
+    pub anchor: AnchorArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -39,7 +42,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let key = ConsumerSecretKey::from_pem(&pem)
         .with_context(|| format!("consumer key {}", args.key.display()))?;
     let dir = FragmentDir::read(&args.dir)?;
-    let report = dir.verify()?;
+    let roster = args.anchor.load()?;
+    let report = dir.verify(roster.as_ref())?;
     if !report.failures.is_empty() {
         let names: Vec<String> = report
             .failures

@@ -1,9 +1,8 @@
 //! `sealcam fetch`: download a stream's fragments for a time range.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use sealcam_api::FragmentQuery;
@@ -33,40 +32,12 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Parses RFC 3339 or "<n>s|m|h|d" (that long before now) to Unix ns.
-fn parse_time(s: &str) -> anyhow::Result<u64> {
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return u64::try_from(t.unix_timestamp_nanos()).context("time before 1970");
-    }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num.parse().with_context(|| {
-        format!(
-            "{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration (10m, 2h, 1d)"
-        )
-    })?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("{s:?}: durations end in s, m, h or d"),
-    };
-    let secs = n
-        .checked_mul(unit)
-        .with_context(|| format!("{s:?} is too long ago"))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let at = now.saturating_sub(Duration::from_secs(secs));
-    Ok(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (device, stream) = parse_stream(&args.target.stream)?;
     let api = Api::connect(&args.target.server)?;
     let query = FragmentQuery {
-        from_ns: args.from.as_deref().map(parse_time).transpose()?,
-        to_ns: args.to.as_deref().map(parse_time).transpose()?,
+        from_ns: args.from.as_deref().map(super::parse_time).transpose()?,
+        to_ns: args.to.as_deref().map(super::parse_time).transpose()?,
         from_seq: args.from_seq,
         to_seq: args.to_seq,
         ..FragmentQuery::default()

@@ -17,6 +17,9 @@ use sealcam_transport::{identity, pem, Role};
 
 use sealcam_api::FragmentQuery;
 
+use sealcam_format::verify::{DeviceKeys, KeyChecker};
+
+use crate::anchor::AnchorArgs;
 use crate::api::{parse_stream, Api, StreamArgs};
 
 /// Longest wait of one long poll, in seconds (the ingest caps it too).
@@ -44,6 +47,8 @@ pub struct Args {
     /// Stop after this many fragments (default: until interrupted).
     #[arg(long)]
     pub fragments: Option<u64>,
+    #[command(flatten)]
+    pub anchor: AnchorArgs,
 }
 
 type Output = Box<dyn Write + Send>;
@@ -57,17 +62,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .with_context(|| format!("consumer key {}", args.key.display()))?;
 
-    // The device certificate: issued by the fleet CA, naming this device.
-    let cert_der = pem::parse_first_cert(&api.device_cert(&device).await?)?;
-    let ca = pem::load_certs(&args.target.server.ca)?;
-    let ca_der = ca.first().context("the CA file holds no certificate")?;
-    identity::verify_issued_by(&cert_der, ca_der.as_ref())
-        .context("the device certificate the ingest gave is not issued by the fleet CA")?;
-    match identity::summarize(&cert_der)?.identity {
-        Some(i) if i.role == Role::Device && i.name == device => {}
-        _ => bail!("the certificate the ingest gave for {device} does not name that device"),
-    }
-    let device_key = identity::device_key_from_cert_der(&cert_der)?;
+    // Each fragment under the key the owner's roster lists for it; without
+    // a roster, under the device certificate the ingest serves (issued by
+    // the fleet CA, naming this device).
+    let roster = args.anchor.load()?;
+    let device_key = match roster {
+        Some(_) => None,
+        None => Some(served_device_key(&api, &device, &args.target.server.ca).await?),
+    };
+    let mut checker = KeyChecker::new(match (&roster, &device_key) {
+        (Some(r), _) => DeviceKeys::Roster(r),
+        (None, Some(k)) => DeviceKeys::Single(k),
+        (None, None) => bail!("no device key to verify with"),
+    });
 
     let mut after = match args.after {
         Some(a) => Some(a),
@@ -122,8 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     e.sequence
                 );
             }
-            frag.verify(&device_key)
-                .with_context(|| format!("fragment {} fails verification", e.sequence))?;
+            if let Err(reason) = checker.check(&frag) {
+                bail!("fragment {} fails verification: {reason}", e.sequence);
+            }
             if let Some((ps, ph)) = prev {
                 if e.sequence == ps + 1 && m.prev != ph {
                     bail!(
@@ -324,4 +332,23 @@ mod play {
             result
         }
     }
+}
+
+/// The device key from the certificate the ingest serves, checked to be
+/// issued by the fleet CA and to name `device` (a hint, not an anchor).
+async fn served_device_key(
+    api: &Api,
+    device: &sealcam_format::Name,
+    ca: &std::path::Path,
+) -> anyhow::Result<sealcam_format::DeviceVerifyingKey> {
+    let cert_der = pem::parse_first_cert(&api.device_cert(device).await?)?;
+    let ca = pem::load_certs(ca)?;
+    let ca_der = ca.first().context("the CA file holds no certificate")?;
+    identity::verify_issued_by(&cert_der, ca_der.as_ref())
+        .context("the device certificate the ingest gave is not issued by the fleet CA")?;
+    match identity::summarize(&cert_der)?.identity {
+        Some(i) if i.role == Role::Device && i.name == *device => {}
+        _ => bail!("the certificate the ingest gave for {device} does not name that device"),
+    }
+    Ok(identity::device_key_from_cert_der(&cert_der)?)
 }

@@ -6,6 +6,7 @@ pub mod follow;
 pub mod keygen;
 pub mod owner;
 pub mod recipients;
+pub mod roster;
 pub mod verify;
 
 /// Writes a private key file: mode 0600, never over an existing file, synced.
@@ -28,4 +29,33 @@ pub(crate) fn rfc3339(unix_ns: u64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| format!("{unix_ns} ns"))
+}
+
+/// Parses RFC 3339 or "<n>s|m|h|d" (that long before now) to Unix ns.
+pub(crate) fn parse_time(s: &str) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return u64::try_from(t.unix_timestamp_nanos()).context("time before 1970");
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = num.parse().with_context(|| {
+        format!(
+            "{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration (10m, 2h, 1d)"
+        )
+    })?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => anyhow::bail!("{s:?}: durations end in s, m, h or d"),
+    };
+    let secs = n
+        .checked_mul(unit)
+        .with_context(|| format!("{s:?} is too long ago"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = now.saturating_sub(std::time::Duration::from_secs(secs));
+    Ok(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
 }
