@@ -1,0 +1,323 @@
+//! TPM2B_PUBLIC: an object's public area (TPM 2.0 Part 2, §12.2), and the
+//! object's Name (nameAlg ‖ H(TPMT_PUBLIC)) that the TPM uses to refer to
+//! it in credentials and attestations.
+
+use aws_lc_rs::digest;
+
+use crate::wire::{pad, unwrap_sized, Reader};
+use crate::AttestError;
+
+/// TPM_ALG_ID values this crate reads (Part 2, §6.3).
+pub mod alg {
+    pub const RSA: u16 = 0x0001;
+    pub const SHA1: u16 = 0x0004;
+    pub const HMAC: u16 = 0x0005;
+    pub const AES: u16 = 0x0006;
+    pub const MGF1: u16 = 0x0007;
+    pub const KEYEDHASH: u16 = 0x0008;
+    pub const XOR: u16 = 0x000A;
+    pub const SHA256: u16 = 0x000B;
+    pub const SHA384: u16 = 0x000C;
+    pub const SHA512: u16 = 0x000D;
+    pub const NULL: u16 = 0x0010;
+    pub const RSASSA: u16 = 0x0014;
+    pub const RSAES: u16 = 0x0015;
+    pub const RSAPSS: u16 = 0x0016;
+    pub const OAEP: u16 = 0x0017;
+    pub const ECDSA: u16 = 0x0018;
+    pub const ECDH: u16 = 0x0019;
+    pub const ECDAA: u16 = 0x001A;
+    pub const SM2: u16 = 0x001B;
+    pub const ECSCHNORR: u16 = 0x001C;
+    pub const ECMQV: u16 = 0x001D;
+    pub const KDF1_SP800_56A: u16 = 0x0020;
+    pub const KDF2: u16 = 0x0021;
+    pub const KDF1_SP800_108: u16 = 0x0022;
+    pub const ECC: u16 = 0x0023;
+    pub const SYMCIPHER: u16 = 0x0025;
+    pub const CFB: u16 = 0x0043;
+}
+
+/// TPM_ECC_NIST_P256.
+pub const NIST_P256: u16 = 0x0003;
+
+/// TPMA_OBJECT bits (Part 2, §8.3).
+pub mod attr {
+    pub const FIXED_TPM: u32 = 1 << 1;
+    pub const FIXED_PARENT: u32 = 1 << 4;
+    pub const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+    pub const USER_WITH_AUTH: u32 = 1 << 6;
+    pub const ADMIN_WITH_POLICY: u32 = 1 << 7;
+    pub const NO_DA: u32 = 1 << 10;
+    pub const RESTRICTED: u32 = 1 << 16;
+    pub const DECRYPT: u32 = 1 << 17;
+    pub const SIGN_ENCRYPT: u32 = 1 << 18;
+}
+
+/// A hash algorithm the TPM names objects with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    pub fn from_id(id: u16) -> Result<Self, AttestError> {
+        Ok(match id {
+            alg::SHA1 => Self::Sha1,
+            alg::SHA256 => Self::Sha256,
+            alg::SHA384 => Self::Sha384,
+            alg::SHA512 => Self::Sha512,
+            value => {
+                return Err(AttestError::Unsupported {
+                    what: "hash algorithm",
+                    value,
+                })
+            }
+        })
+    }
+
+    pub fn id(self) -> u16 {
+        match self {
+            Self::Sha1 => alg::SHA1,
+            Self::Sha256 => alg::SHA256,
+            Self::Sha384 => alg::SHA384,
+            Self::Sha512 => alg::SHA512,
+        }
+    }
+
+    pub(crate) fn digest_alg(self) -> &'static digest::Algorithm {
+        match self {
+            Self::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            Self::Sha256 => &digest::SHA256,
+            Self::Sha384 => &digest::SHA384,
+            Self::Sha512 => &digest::SHA512,
+        }
+    }
+
+    pub(crate) fn hmac_alg(self) -> aws_lc_rs::hmac::Algorithm {
+        match self {
+            Self::Sha1 => aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            Self::Sha256 => aws_lc_rs::hmac::HMAC_SHA256,
+            Self::Sha384 => aws_lc_rs::hmac::HMAC_SHA384,
+            Self::Sha512 => aws_lc_rs::hmac::HMAC_SHA512,
+        }
+    }
+
+    /// The digest size in bytes.
+    pub fn size(self) -> usize {
+        self.digest_alg().output_len()
+    }
+
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+        digest::digest(self.digest_alg(), data).as_ref().to_vec()
+    }
+}
+
+/// A symmetric definition (TPMT_SYM_DEF_OBJECT); `None` where TPM_ALG_NULL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Symmetric {
+    pub alg: u16,
+    pub key_bits: u16,
+    pub mode: u16,
+}
+
+/// A signing, encryption or key-derivation scheme: its algorithm and the
+/// hash it uses (`None` where the scheme has none, e.g. RSAES); ECDAA's
+/// count is kept in `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scheme {
+    pub alg: u16,
+    pub hash: Option<u16>,
+    pub count: Option<u16>,
+}
+
+/// The key-type-specific part of a public area.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    Ecc {
+        symmetric: Option<Symmetric>,
+        scheme: Option<Scheme>,
+        curve: u16,
+        kdf: Option<Scheme>,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+    Rsa {
+        symmetric: Option<Symmetric>,
+        scheme: Option<Scheme>,
+        key_bits: u16,
+        /// 0 means the default, 65537.
+        exponent: u32,
+        modulus: Vec<u8>,
+    },
+}
+
+/// A decoded TPM2B_PUBLIC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TpmPublic {
+    pub name_alg: HashAlg,
+    pub attributes: u32,
+    pub auth_policy: Vec<u8>,
+    pub key: PublicKey,
+    /// The TPMT_PUBLIC as the TPM marshalled it; the Name hashes these.
+    tpmt: Vec<u8>,
+}
+
+fn read_symmetric(r: &mut Reader<'_>) -> Result<Option<Symmetric>, AttestError> {
+    match r.u16()? {
+        alg::NULL => Ok(None),
+        alg::AES => Ok(Some(Symmetric {
+            alg: alg::AES,
+            key_bits: r.u16()?,
+            mode: r.u16()?,
+        })),
+        value => Err(AttestError::Unsupported {
+            what: "symmetric algorithm",
+            value,
+        }),
+    }
+}
+
+/// A scheme whose details are one hash, or nothing for the listed
+/// hash-less schemes, or a hash and a count for ECDAA.
+fn read_scheme(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    hashed: &[u16],
+) -> Result<Option<Scheme>, AttestError> {
+    let alg = r.u16()?;
+    if alg == alg::NULL {
+        return Ok(None);
+    }
+    if alg == alg::RSAES {
+        return Ok(Some(Scheme {
+            alg,
+            hash: None,
+            count: None,
+        }));
+    }
+    if !hashed.contains(&alg) {
+        return Err(AttestError::Unsupported { what, value: alg });
+    }
+    let hash = Some(r.u16()?);
+    let count = if alg == alg::ECDAA {
+        Some(r.u16()?)
+    } else {
+        None
+    };
+    Ok(Some(Scheme { alg, hash, count }))
+}
+
+impl TpmPublic {
+    /// Decodes a TPM2B_PUBLIC (as TPM2_ReadPublic, TPM2_Create and
+    /// TPM2_CreatePrimary return it). RSA and ECC keys only.
+    pub fn decode(tpm2b: &[u8]) -> Result<Self, AttestError> {
+        let tpmt = unwrap_sized(tpm2b, "TPM2B_PUBLIC")?;
+        let mut r = Reader::new(tpmt, "TPM2B_PUBLIC");
+        let kind = r.u16()?;
+        let name_alg = HashAlg::from_id(r.u16()?)?;
+        let attributes = r.u32()?;
+        let auth_policy = r.sized()?.to_vec();
+        let key = match kind {
+            alg::ECC => {
+                let symmetric = read_symmetric(&mut r)?;
+                let scheme = read_scheme(
+                    &mut r,
+                    "ECC scheme",
+                    &[
+                        alg::ECDSA,
+                        alg::ECDH,
+                        alg::ECDAA,
+                        alg::SM2,
+                        alg::ECSCHNORR,
+                        alg::ECMQV,
+                    ],
+                )?;
+                let curve = r.u16()?;
+                let kdf = read_scheme(
+                    &mut r,
+                    "key derivation scheme",
+                    &[
+                        alg::MGF1,
+                        alg::KDF1_SP800_56A,
+                        alg::KDF2,
+                        alg::KDF1_SP800_108,
+                    ],
+                )?;
+                let x = r.sized()?.to_vec();
+                let y = r.sized()?.to_vec();
+                PublicKey::Ecc {
+                    symmetric,
+                    scheme,
+                    curve,
+                    kdf,
+                    x,
+                    y,
+                }
+            }
+            alg::RSA => {
+                let symmetric = read_symmetric(&mut r)?;
+                let scheme =
+                    read_scheme(&mut r, "RSA scheme", &[alg::RSASSA, alg::RSAPSS, alg::OAEP])?;
+                let key_bits = r.u16()?;
+                let exponent = r.u32()?;
+                let modulus = r.sized()?.to_vec();
+                PublicKey::Rsa {
+                    symmetric,
+                    scheme,
+                    key_bits,
+                    exponent,
+                    modulus,
+                }
+            }
+            value => {
+                return Err(AttestError::Unsupported {
+                    what: "object type",
+                    value,
+                })
+            }
+        };
+        r.finish()?;
+        Ok(Self {
+            name_alg,
+            attributes,
+            auth_policy,
+            key,
+            tpmt: tpmt.to_vec(),
+        })
+    }
+
+    /// The object's Name: nameAlg ‖ H_nameAlg(TPMT_PUBLIC).
+    pub fn name(&self) -> Vec<u8> {
+        let mut name = self.name_alg.id().to_be_bytes().to_vec();
+        name.extend_from_slice(&self.name_alg.hash(&self.tpmt));
+        name
+    }
+
+    /// Whether every bit of `bits` is set.
+    pub fn has(&self, bits: u32) -> bool {
+        self.attributes & bits == bits
+    }
+
+    /// The SEC1 uncompressed point, for a P-256 key.
+    pub fn p256_point(&self) -> Option<[u8; 65]> {
+        let PublicKey::Ecc {
+            curve: NIST_P256,
+            x,
+            y,
+            ..
+        } = &self.key
+        else {
+            return None;
+        };
+        let (x, y) = (pad::<32>(x)?, pad::<32>(y)?);
+        let mut sec1 = [0u8; 65];
+        sec1[0] = 4;
+        sec1[1..33].copy_from_slice(&x);
+        sec1[33..].copy_from_slice(&y);
+        Some(sec1)
+    }
+}
