@@ -20,7 +20,7 @@ use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::{agreement, hmac, rand, rsa};
 
-use crate::public::{alg, HashAlg, PublicKey, TpmPublic, NIST_P256};
+use crate::public::{alg, HashAlg, PublicKey, TpmPublic, NIST_P256, NIST_P384};
 use crate::wire::{put_sized, strip_zeros};
 use crate::AttestError;
 
@@ -118,29 +118,33 @@ fn seed(ek: &TpmPublic) -> Result<(Vec<u8>, Vec<u8>), AttestError> {
     let bits = u32::try_from(ek.name_alg.size() * 8).unwrap_or(u32::MAX);
     match &ek.key {
         PublicKey::Ecc { curve, x, .. } => {
-            if *curve != NIST_P256 {
-                return Err(AttestError::Unsupported {
-                    what: "EK curve",
-                    value: *curve,
-                });
-            }
-            let point = ek.p256_point().ok_or(AttestError::BadEkPoint)?;
-            let ephemeral = agreement::PrivateKey::generate(&agreement::ECDH_P256)
+            let (algorithm, size) = match *curve {
+                NIST_P256 => (&agreement::ECDH_P256, 32),
+                NIST_P384 => (&agreement::ECDH_P384, 48),
+                value => {
+                    return Err(AttestError::Unsupported {
+                        what: "EK curve",
+                        value,
+                    })
+                }
+            };
+            let point = ek.ecc_point().ok_or(AttestError::BadEkPoint)?;
+            let ephemeral = agreement::PrivateKey::generate(algorithm)
                 .map_err(|_| AttestError::Crypto("ECDH key generation"))?;
             let public = ephemeral
                 .compute_public_key()
                 .map_err(|_| AttestError::Crypto("ECDH public key"))?;
-            let (ex, ey) = public.as_ref()[1..].split_at(32);
+            let (ex, ey) = public.as_ref()[1..].split_at(size);
             let seed = agreement::agree(
                 &ephemeral,
-                agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, point),
+                agreement::UnparsedPublicKey::new(algorithm, point),
                 AttestError::BadEkPoint,
                 |z| Ok(kdfe(ek.name_alg, z, "IDENTITY", ex, x, bits)),
             )?;
-            let mut point = Vec::with_capacity(68);
+            let mut point = Vec::with_capacity(2 * size + 4);
             put_sized(&mut point, ex)?;
             put_sized(&mut point, ey)?;
-            let mut encrypted = Vec::with_capacity(70);
+            let mut encrypted = Vec::with_capacity(2 * size + 6);
             put_sized(&mut encrypted, &point)?;
             Ok((seed, encrypted))
         }

@@ -21,6 +21,7 @@
 
 pub mod certify;
 pub mod credential;
+mod der;
 pub mod public;
 pub mod verify;
 mod wire;

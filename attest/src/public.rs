@@ -4,7 +4,7 @@
 
 use aws_lc_rs::digest;
 
-use crate::wire::{pad, unwrap_sized, Reader};
+use crate::wire::{strip_zeros, unwrap_sized, Reader};
 use crate::AttestError;
 
 /// TPM_ALG_ID values this crate reads (Part 2, §6.3).
@@ -40,6 +40,8 @@ pub mod alg {
 
 /// TPM_ECC_NIST_P256.
 pub const NIST_P256: u16 = 0x0003;
+/// TPM_ECC_NIST_P384 (the curve of the high-range ECC EK template, H-3).
+pub const NIST_P384: u16 = 0x0004;
 
 /// TPMA_OBJECT bits (Part 2, §8.3).
 pub mod attr {
@@ -304,20 +306,29 @@ impl TpmPublic {
 
     /// The SEC1 uncompressed point, for a P-256 key.
     pub fn p256_point(&self) -> Option<[u8; 65]> {
-        let PublicKey::Ecc {
-            curve: NIST_P256,
-            x,
-            y,
-            ..
-        } = &self.key
-        else {
+        let point = self.ecc_point()?;
+        <[u8; 65]>::try_from(point.as_slice()).ok()
+    }
+
+    /// The SEC1 uncompressed point, for a P-256 or P-384 key.
+    pub fn ecc_point(&self) -> Option<Vec<u8>> {
+        let PublicKey::Ecc { curve, x, y, .. } = &self.key else {
             return None;
         };
-        let (x, y) = (pad::<32>(x)?, pad::<32>(y)?);
-        let mut sec1 = [0u8; 65];
-        sec1[0] = 4;
-        sec1[1..33].copy_from_slice(&x);
-        sec1[33..].copy_from_slice(&y);
+        let size = match *curve {
+            NIST_P256 => 32,
+            NIST_P384 => 48,
+            _ => return None,
+        };
+        let mut sec1 = vec![4u8];
+        for c in [x, y] {
+            let c = strip_zeros(c);
+            if c.len() > size {
+                return None;
+            }
+            sec1.resize(sec1.len() + size - c.len(), 0);
+            sec1.extend_from_slice(c);
+        }
         Some(sec1)
     }
 }

@@ -123,6 +123,7 @@ fn verify_signature(ak: &TpmPublic, signed: &[u8], sig: &TpmSignature) -> Result
 }
 
 fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, AttestError> {
+    crate::der::check_certificate(der).map_err(|e| AttestError::EkCertificate(e.into()))?;
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(AttestError::EkCertificate(
@@ -167,7 +168,7 @@ pub fn check_ek_certificate(
         .map_err(|e| AttestError::EkCertificate(e.to_string()))?;
     let same = match (&parsed, &ek.key) {
         (X509Key::EC(point), PublicKey::Ecc { .. }) => {
-            ek.p256_point().as_ref().map(|p| &p[..]) == Some(point.data())
+            ek.ecc_point().as_deref() == Some(point.data())
         }
         (
             X509Key::RSA(rsa),
