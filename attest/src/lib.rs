@@ -12,6 +12,8 @@
 //! * [`certify`]: TPM2_Certify's TPMS_ATTEST and the TPMT_SIGNATURE over it.
 //! * [`credential`]: TPM2_MakeCredential in software (KDFa, KDFe, the
 //!   seed encrypted to an ECC or RSA EK).
+//! * [`ek`]: the EK's public area rebuilt from its certificate, and
+//!   qualified names.
 //! * [`verify`]: [`verify_evidence`], the offline check of the evidence a
 //!   roster record carries, and [`check_ek_certificate`] for enrollment.
 //!
@@ -22,6 +24,7 @@
 pub mod certify;
 pub mod credential;
 mod der;
+pub mod ek;
 pub mod public;
 pub mod verify;
 mod wire;
@@ -66,6 +69,10 @@ pub enum AttestError {
     EkCertificate(String),
     #[error("the EK certificate (issued by {issuer}) does not chain to a configured TPM manufacturer CA; add that maker's CA certificate if you trust it")]
     EkNotFromManufacturer { issuer: String },
+    #[error("the EK certificate's key is not one of the default EK templates' (ECC P-256, ECC P-384, RSA 2048 with exponent 65537)")]
+    EkTemplate,
+    #[error("the attestation key that signed is not the one in the evidence under the EK of the certificate (the attestation names another signer); use evidence from one enrollment unchanged")]
+    AkNotUnderEk,
     #[error("the endorsement key the TPM reported is not the key in its EK certificate; the device is not using its own TPM's EK")]
     EkNotInCertificate,
     #[error(

@@ -3,7 +3,10 @@
 //! signed that statement, and that the TPM's endorsement-key certificate
 //! chains to a manufacturer the owner trusts.
 //!
-//! What no offline check can show is that the attestation key lives in the
+//! The AK is bound to the EK certificate by the qualified name the TPM
+//! puts in the attestation (the AK under the EK rebuilt from the
+//! certificate and the default EK template). What no offline check can
+//! show is that the attestation key lives in the
 //! same TPM as that endorsement key: the enrolling authority proved that
 //! interactively, with [`crate::make_credential`] and the TPM's
 //! TPM2_ActivateCredential, and checked the EK against its certificate
@@ -17,6 +20,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey as X509Key;
 
 use crate::certify::{CertifyInfo, TpmSignature};
+use crate::ek::{ak_qualified_name, ek_public_from_certificate};
 use crate::public::{alg, attr, PublicKey, TpmPublic};
 use crate::wire::strip_zeros;
 use crate::AttestError;
@@ -59,7 +63,15 @@ pub fn verify_evidence(
         }
     }
     let cert = parse_certificate(&evidence.ek_certificate)?;
-    chain_to_roots(&cert, manufacturer_roots)
+    chain_to_roots(&cert, manufacturer_roots)?;
+    // The TPM names the signing key's place in its hierarchy in what it
+    // signs: this binds every byte of the AK's public area to the EK in
+    // the certificate.
+    let ek = ek_public_from_certificate(&cert)?;
+    if info.qualified_signer != ak_qualified_name(&ek, &ak) {
+        return Err(AttestError::AkNotUnderEk);
+    }
+    Ok(())
 }
 
 /// Checks the attestation key's signature over `signed`.
