@@ -102,3 +102,87 @@ impl TpmSignature {
         Ok(sig)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sized(v: &[u8]) -> Vec<u8> {
+        [&u16::try_from(v.len()).unwrap().to_be_bytes()[..], v].concat()
+    }
+
+    fn attest(kind: u16, signer: &[u8], extra: &[u8], clock: u64, name: &[u8]) -> Vec<u8> {
+        let mut a = [
+            TPM_GENERATED.to_be_bytes().to_vec(),
+            kind.to_be_bytes().to_vec(),
+        ]
+        .concat();
+        a.extend(sized(signer));
+        a.extend(sized(extra));
+        a.extend_from_slice(&clock.to_be_bytes());
+        a.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 9, 1]);
+        a.extend_from_slice(&42u64.to_be_bytes());
+        a.extend(sized(name));
+        a.extend(sized(b"qualified"));
+        sized(&a)
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..=max)
+    }
+
+    proptest! {
+        #[test]
+        fn certify_infos_decode_to_their_fields(
+            signer in bytes(50), extra in bytes(64), clock in any::<u64>(), name in bytes(50),
+        ) {
+            let encoded = attest(ST_ATTEST_CERTIFY, &signer, &extra, clock, &name);
+            let info = CertifyInfo::decode(&encoded).unwrap();
+            prop_assert_eq!(&info.qualified_signer, &signer);
+            prop_assert_eq!(&info.extra_data, &extra);
+            prop_assert_eq!((info.clock, info.reset_count, info.restart_count, info.safe), (clock, 7, 9, true));
+            prop_assert_eq!(info.firmware_version, 42);
+            prop_assert_eq!(&info.name, &name);
+            prop_assert_eq!(info.signed_bytes(), &encoded[2..]);
+            for at in 0..encoded.len() {
+                prop_assert!(CertifyInfo::decode(&encoded[..at]).is_err());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in bytes(300)) {
+            let _ = CertifyInfo::decode(&data);
+            let _ = TpmSignature::decode(&data);
+        }
+
+        #[test]
+        fn ecdsa_signatures_decode(r in bytes(48), s in bytes(48)) {
+            let mut encoded = [alg::ECDSA.to_be_bytes(), alg::SHA256.to_be_bytes()].concat();
+            encoded.extend(sized(&r));
+            encoded.extend(sized(&s));
+            prop_assert_eq!(
+                TpmSignature::decode(&encoded).unwrap(),
+                TpmSignature::Ecdsa { hash: alg::SHA256, r, s }
+            );
+        }
+    }
+
+    #[test]
+    fn only_tpm_generated_certify_attestations_are_read() {
+        let quote = attest(0x8018, b"", b"", 0, b"");
+        assert_eq!(
+            CertifyInfo::decode(&quote),
+            Err(AttestError::NotCertify { kind: 0x8018 })
+        );
+        let mut forged = attest(ST_ATTEST_CERTIFY, b"", b"", 0, b"");
+        forged[2] = 0;
+        assert!(matches!(
+            CertifyInfo::decode(&forged),
+            Err(AttestError::NotTpmGenerated { .. })
+        ));
+    }
+}

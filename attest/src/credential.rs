@@ -223,3 +223,176 @@ fn protect(
         encrypted_secret: encrypted_secret.to_vec(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use aws_lc_rs::cipher::{DecryptingKey, DecryptionContext};
+    use aws_lc_rs::encoding::AsDer;
+    use proptest::prelude::*;
+    use x509_parser::prelude::FromDer;
+    use x509_parser::x509::SubjectPublicKeyInfo;
+
+    use super::*;
+    use crate::ek::ek_public_from_key;
+    use crate::wire::{unwrap_sized, Reader};
+
+    /// An EK in software: its public area and how to recover the seed.
+    enum SoftEk {
+        Ecc(agreement::PrivateKey, TpmPublic),
+        Rsa(rsa::PrivateDecryptingKey, TpmPublic),
+    }
+
+    impl SoftEk {
+        fn public(&self) -> &TpmPublic {
+            match self {
+                SoftEk::Ecc(_, p) | SoftEk::Rsa(_, p) => p,
+            }
+        }
+
+        fn ecc(curve: &'static agreement::Algorithm) -> Self {
+            let private = agreement::PrivateKey::generate(curve).unwrap();
+            let point = private.compute_public_key().unwrap().as_ref().to_vec();
+            let key = x509_parser::public_key::PublicKey::EC(
+                x509_parser::public_key::ECPoint::from(point.as_slice()),
+            );
+            SoftEk::Ecc(private, ek_public_from_key(&key).unwrap())
+        }
+
+        fn rsa() -> Self {
+            let private = rsa::PrivateDecryptingKey::generate(rsa::KeySize::Rsa2048).unwrap();
+            let spki = private.public_key().as_der().unwrap();
+            let (_, spki) = SubjectPublicKeyInfo::from_der(spki.as_ref()).unwrap();
+            let public = ek_public_from_key(&spki.parsed().unwrap()).unwrap();
+            SoftEk::Rsa(private, public)
+        }
+
+        /// TPM2_ActivateCredential, in software.
+        fn activate(&self, ak_name: &[u8], c: &Credential) -> Result<Vec<u8>, &'static str> {
+            let ek = self.public();
+            let bits = u32::try_from(ek.name_alg.size() * 8).unwrap();
+            let encrypted = unwrap_sized(&c.encrypted_secret, "secret").unwrap();
+            let seed = match (self, &ek.key) {
+                (SoftEk::Ecc(private, _), PublicKey::Ecc { x, .. }) => {
+                    let mut r = Reader::new(encrypted, "point");
+                    let (ex, ey) = (r.sized().unwrap(), r.sized().unwrap());
+                    let point = [&[4u8][..], ex, ey].concat();
+                    agreement::agree(
+                        private,
+                        agreement::UnparsedPublicKey::new(private.algorithm(), point),
+                        "ECDH",
+                        |z| Ok(kdfe(ek.name_alg, z, "IDENTITY", ex, x, bits)),
+                    )?
+                }
+                (SoftEk::Rsa(private, _), _) => {
+                    let oaep = rsa::OaepPrivateDecryptingKey::new(private.clone()).unwrap();
+                    let mut out = vec![0u8; oaep.min_output_size()];
+                    let seed = oaep
+                        .decrypt(
+                            &rsa::OAEP_SHA256_MGF1SHA256,
+                            encrypted,
+                            &mut out,
+                            Some(b"IDENTITY\0"),
+                        )
+                        .map_err(|_| "OAEP")?;
+                    seed.to_vec()
+                }
+                _ => unreachable!(),
+            };
+            let blob = unwrap_sized(&c.id_object, "id").map_err(|_| "id object")?;
+            let mut r = Reader::new(blob, "id");
+            let mac = r.sized().map_err(|_| "id object")?;
+            let enc = r.take(blob.len() - 2 - mac.len()).unwrap();
+            let hmac_key = kdfa(ek.name_alg, &seed, "INTEGRITY", &[], &[], bits);
+            let key = hmac::Key::new(ek.name_alg.hmac_alg(), &hmac_key);
+            hmac::verify(&key, &[enc, ak_name].concat(), mac).map_err(|_| "integrity")?;
+            let (cipher, sym_bits) = if bits == 256 {
+                (&AES_128, 128)
+            } else {
+                (&AES_256, 256)
+            };
+            let sym = kdfa(ek.name_alg, &seed, "STORAGE", ak_name, &[], sym_bits);
+            let mut plain = enc.to_vec();
+            DecryptingKey::cfb128(UnboundCipherKey::new(cipher, &sym).unwrap())
+                .unwrap()
+                .decrypt(
+                    &mut plain,
+                    DecryptionContext::Iv128(FixedLength::from([0u8; 16])),
+                )
+                .unwrap();
+            Ok(unwrap_sized(&plain, "secret")
+                .map_err(|_| "secret")?
+                .to_vec())
+        }
+    }
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 34)
+    }
+
+    fn secret() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 1..=64)
+    }
+
+    /// The credential activates for `name`, and for no other name.
+    fn activates_for_its_name_only(ek: &SoftEk, name: &[u8], other: &[u8], secret: &[u8]) {
+        let c = make_credential(ek.public(), name, secret).unwrap();
+        assert_eq!(ek.activate(name, &c).unwrap(), secret);
+        if name != other {
+            assert_eq!(ek.activate(other, &c), Err("integrity"));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        #[test]
+        fn ecc_credentials_activate_for_their_name_only(
+            p384 in any::<bool>(), name in name(), other in name(), secret in secret(),
+        ) {
+            let curve = if p384 { &agreement::ECDH_P384 } else { &agreement::ECDH_P256 };
+            activates_for_its_name_only(&SoftEk::ecc(curve), &name, &other, &secret);
+        }
+    }
+
+    #[test]
+    fn rsa_credentials_activate_for_their_name_only() {
+        activates_for_its_name_only(&SoftEk::rsa(), &[1; 34], &[2; 34], b"the secret");
+    }
+
+    #[test]
+    fn kdfa_truncates_to_the_bits_asked_and_depends_on_every_input() {
+        let base = kdfa(HashAlg::Sha256, b"key", "STORAGE", b"u", b"v", 128);
+        assert_eq!(base.len(), 16);
+        assert_eq!(
+            kdfa(HashAlg::Sha256, b"key", "STORAGE", b"u", b"v", 520).len(),
+            65
+        );
+        for other in [
+            kdfa(HashAlg::Sha256, b"kez", "STORAGE", b"u", b"v", 128),
+            kdfa(HashAlg::Sha256, b"key", "INTEGRITY", b"u", b"v", 128),
+            kdfa(HashAlg::Sha256, b"key", "STORAGE", b"w", b"v", 128),
+            kdfa(HashAlg::Sha256, b"key", "STORAGE", b"u", b"w", 128),
+        ] {
+            assert_ne!(other, base);
+        }
+        // The size is an input: a shorter key is not a prefix of a longer.
+        assert_ne!(
+            kdfa(HashAlg::Sha256, b"key", "STORAGE", b"u", b"v", 256)[..16],
+            base
+        );
+    }
+
+    #[test]
+    fn only_a_restricted_decryption_key_is_an_ek() {
+        let SoftEk::Ecc(_, mut ek) = SoftEk::ecc(&agreement::ECDH_P256) else {
+            unreachable!()
+        };
+        ek.attributes |= crate::public::attr::SIGN_ENCRYPT;
+        assert_eq!(
+            make_credential(&ek, &[0; 34], b"s"),
+            Err(AttestError::NotAnEk)
+        );
+    }
+}

@@ -75,3 +75,61 @@ pub(crate) fn check_certificate(der: &[u8]) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn certificate() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["ek".to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// Where the outer signatureAlgorithm starts.
+    fn outer_algorithm(der: &[u8]) -> usize {
+        let (_, outer_header, _) = element(der).unwrap();
+        let (_, _, tbs_len) = element(&der[outer_header..]).unwrap();
+        outer_header + tbs_len
+    }
+
+    #[test]
+    fn a_well_formed_certificate_passes() {
+        check_certificate(&certificate()).unwrap();
+    }
+
+    #[test]
+    fn an_outer_algorithm_unlike_the_signed_one_is_refused() {
+        let mut der = certificate();
+        let at = outer_algorithm(&der);
+        let last = der[at + 1] as usize + at + 1;
+        der[last] ^= 1;
+        assert_eq!(
+            check_certificate(&der),
+            Err("its signature algorithm is not the one its issuer signed")
+        );
+    }
+
+    #[test]
+    fn unused_bits_in_the_signature_are_refused() {
+        let mut der = certificate();
+        let at = outer_algorithm(&der);
+        let (_, _, total) = element(&der[at..]).unwrap();
+        let sig = at + total;
+        let (_, header, _) = element(&der[sig..]).unwrap();
+        der[sig + header] = 1;
+        assert_eq!(
+            check_certificate(&der),
+            Err("its signature has unused bits")
+        );
+    }
+
+    #[test]
+    fn cut_or_extended_certificates_are_refused() {
+        let der = certificate();
+        assert!(check_certificate(&der[..der.len() - 1]).is_err());
+        assert!(check_certificate(&[der.as_slice(), &[0]].concat()).is_err());
+    }
+}

@@ -53,11 +53,16 @@ fn padded(v: &[u8], size: usize) -> Option<Vec<u8>> {
 /// template for that kind of key: L-2 (ECC P-256), H-3 (ECC P-384) or
 /// L-1 (RSA 2048).
 pub fn ek_public_from_certificate(cert: &X509Certificate<'_>) -> Result<TpmPublic, AttestError> {
-    let unsupported = AttestError::EkTemplate;
     let key = cert
         .public_key()
         .parsed()
         .map_err(|_| AttestError::EkTemplate)?;
+    ek_public_from_key(&key)
+}
+
+/// The EK's TPM2B_PUBLIC for `key`, see [`ek_public_from_certificate`].
+pub(crate) fn ek_public_from_key(key: &X509Key<'_>) -> Result<TpmPublic, AttestError> {
+    let unsupported = AttestError::EkTemplate;
     let mut t = Vec::new();
     match key {
         X509Key::EC(point) => {

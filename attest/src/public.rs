@@ -332,3 +332,112 @@ impl TpmPublic {
         Some(sec1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sized(v: &[u8]) -> Vec<u8> {
+        [&u16::try_from(v.len()).unwrap().to_be_bytes()[..], v].concat()
+    }
+
+    /// An ECC public area with the given fields, as a TPM marshals it.
+    fn ecc(name_alg: u16, attributes: u32, policy: &[u8], x: &[u8], y: &[u8]) -> Vec<u8> {
+        let mut t = [alg::ECC.to_be_bytes(), name_alg.to_be_bytes()].concat();
+        t.extend_from_slice(&attributes.to_be_bytes());
+        t.extend(sized(policy));
+        for v in [
+            alg::NULL,
+            alg::ECDSA,
+            alg::SHA256,
+            NIST_P256,
+            alg::KDF1_SP800_108,
+            alg::SHA256,
+        ] {
+            t.extend_from_slice(&v.to_be_bytes());
+        }
+        t.extend(sized(x));
+        t.extend(sized(y));
+        sized(&t)
+    }
+
+    fn hash_id() -> impl Strategy<Value = u16> {
+        prop_oneof![
+            Just(alg::SHA1),
+            Just(alg::SHA256),
+            Just(alg::SHA384),
+            Just(alg::SHA512)
+        ]
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..=max)
+    }
+
+    proptest! {
+        #[test]
+        fn ecc_public_areas_decode_to_their_fields(
+            name_alg in hash_id(), attributes in any::<u32>(),
+            policy in bytes(64), x in bytes(48), y in bytes(48),
+        ) {
+            let encoded = ecc(name_alg, attributes, &policy, &x, &y);
+            let public = TpmPublic::decode(&encoded).unwrap();
+            prop_assert_eq!(public.name_alg.id(), name_alg);
+            prop_assert_eq!(public.attributes, attributes);
+            prop_assert_eq!(&public.auth_policy, &policy);
+            let PublicKey::Ecc { scheme, kdf, x: px, y: py, .. } = &public.key else {
+                panic!("not ECC")
+            };
+            prop_assert_eq!(scheme.map(|s| s.alg), Some(alg::ECDSA));
+            prop_assert_eq!(kdf.map(|s| s.hash), Some(Some(alg::SHA256)));
+            prop_assert_eq!((px, py), (&x, &y));
+            // The Name hashes exactly the TPMT_PUBLIC.
+            let name = public.name();
+            prop_assert_eq!(&name[..2], &name_alg.to_be_bytes());
+            prop_assert_eq!(&name[2..], &public.name_alg.hash(&encoded[2..]));
+        }
+
+        #[test]
+        fn every_cut_and_every_extra_byte_is_refused(x in bytes(48), cut in any::<prop::sample::Index>()) {
+            let encoded = ecc(alg::SHA256, 0, &[], &x, &x);
+            let at = cut.index(encoded.len());
+            prop_assert!(TpmPublic::decode(&encoded[..at]).is_err());
+            let mut longer = encoded.clone();
+            longer.push(0);
+            prop_assert!(TpmPublic::decode(&longer).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in bytes(600)) {
+            if let Ok(p) = TpmPublic::decode(&data) {
+                let _ = (p.name(), p.ecc_point());
+            }
+        }
+    }
+
+    #[test]
+    fn points_are_padded_to_the_curve_and_wider_ones_refused() {
+        let public = TpmPublic::decode(&ecc(alg::SHA256, 0, &[], &[1], &[0, 0, 2])).unwrap();
+        let point = public.p256_point().unwrap();
+        assert_eq!((point[0], point[32], point[64]), (4, 1, 2));
+        let wide = TpmPublic::decode(&ecc(alg::SHA256, 0, &[], &[1; 33], &[2])).unwrap();
+        assert_eq!(wide.ecc_point(), None);
+    }
+
+    #[test]
+    fn unknown_types_say_what_is_unsupported() {
+        let mut encoded = ecc(alg::SHA256, 0, &[], &[1], &[2]);
+        encoded[2..4].copy_from_slice(&alg::KEYEDHASH.to_be_bytes());
+        assert_eq!(
+            TpmPublic::decode(&encoded),
+            Err(AttestError::Unsupported {
+                what: "object type",
+                value: alg::KEYEDHASH
+            })
+        );
+    }
+}
