@@ -3,10 +3,11 @@
 //! the device key lives in a genuine TPM.
 //!
 //! 1. [`TpmKey::endorsement`]: the EK, created from the TCG default template
-//!    that matches the EK certificate in NV (ECC P-256 if there is one,
-//!    else RSA 2048), as its TPM2B_PUBLIC, with the certificate.
+//!    that matches an EK certificate in NV (ECC P-256, else ECC P-384, else
+//!    RSA 2048; or the [`EkKind`] asked for), as its TPM2B_PUBLIC, with the
+//!    certificate.
 //! 2. [`TpmKey::create_attestation_key`]: a restricted ECC P-256 signing
-//!    key under the EK in the endorsement hierarchy (as rust-keylime's
+//!    key under that EK in the endorsement hierarchy (as rust-keylime's
 //!    agent makes it). The TPM keeps nothing: the caller holds the key's
 //!    public and (TPM-encrypted) private parts and passes them back.
 //! 3. [`TpmKey::activate_credential`]: TPM2_ActivateCredential with the
@@ -35,18 +36,45 @@ use zeroize::Zeroizing;
 
 use crate::tpm::{TpmError, TpmKey};
 
-/// NV index of the ECC P-256 EK certificate (TCG EK Credential Profile,
-/// template L-2).
-const EK_CERT_ECC_P256: u32 = 0x01c0_000a;
-/// NV index of the ECC P-384 EK certificate (template H-3; what
-/// `swtpm_setup --ecc` makes).
-const EK_CERT_ECC_P384: u32 = 0x01c0_0016;
-/// NV index of the RSA 2048 EK certificate.
-const EK_CERT_RSA_2048: u32 = 0x01c0_0002;
+/// Which of the TCG default endorsement keys (TCG EK Credential Profile:
+/// template and certificate NV index). A TPM may have several; swtpm has
+/// RSA 2048 and ECC P-384.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EkKind {
+    /// Template L-2, certificate at 0x01c0000a.
+    EccP256,
+    /// Template H-3, certificate at 0x01c00016.
+    EccP384,
+    /// Template L-1, certificate at 0x01c00002.
+    Rsa2048,
+}
+
+impl EkKind {
+    /// In the order the TPM's EK certificate is looked for (ECC first).
+    pub const ALL: [EkKind; 3] = [EkKind::EccP256, EkKind::EccP384, EkKind::Rsa2048];
+
+    /// The NV index of this EK's certificate.
+    pub fn certificate_index(self) -> u32 {
+        match self {
+            EkKind::EccP256 => 0x01c0_000a,
+            EkKind::EccP384 => 0x01c0_0016,
+            EkKind::Rsa2048 => 0x01c0_0002,
+        }
+    }
+
+    fn selection(self) -> AsymmetricAlgorithmSelection {
+        match self {
+            EkKind::EccP256 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
+            EkKind::EccP384 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
+            EkKind::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        }
+    }
+}
 
 /// The TPM's endorsement key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endorsement {
+    pub kind: EkKind,
     /// TPM2B_PUBLIC, to make credentials for.
     pub public: Vec<u8>,
     /// The EK certificate (DER) from NV, if the TPM's maker stored one.
@@ -56,6 +84,8 @@ pub struct Endorsement {
 /// An attestation key, held by the caller between the steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttestationKey {
+    /// The endorsement key it was created under, and is loaded under.
+    pub ek: EkKind,
     /// TPM2B_PUBLIC.
     pub public: Vec<u8>,
     /// TPM2B_PRIVATE's contents, encrypted by the TPM under the EK: only
@@ -109,42 +139,26 @@ fn marshall_public(op: &'static str, public: &Public) -> Result<Vec<u8>, TpmErro
     sized(op, public.marshall().map_err(cmd(op))?)
 }
 
-/// The EK's algorithm: the one whose certificate the maker stored, in the
-/// order `read_ek_certificate` looks (ECC P-256 when there is none).
-fn ek_algorithm(ctx: &mut Context) -> Result<AsymmetricAlgorithmSelection, TpmError> {
-    for (index, alg) in [
-        (
-            EK_CERT_ECC_P256,
-            AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
-        ),
-        (
-            EK_CERT_ECC_P384,
-            AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
-        ),
-        (
-            EK_CERT_RSA_2048,
-            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
-        ),
-    ] {
-        if crate::tpm::handle_exists(ctx, index)? {
-            return Ok(alg);
+/// The EK whose certificate the maker stored, the first in
+/// [`EkKind::ALL`] (ECC P-256 when there is none).
+fn preferred_ek(ctx: &mut Context) -> Result<EkKind, TpmError> {
+    for kind in EkKind::ALL {
+        if crate::tpm::handle_exists(ctx, kind.certificate_index())? {
+            return Ok(kind);
         }
     }
-    Ok(AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256))
-}
-
-/// Creates the EK (a primary key: the same template gives the same key).
-fn load_ek(ctx: &mut Context) -> Result<KeyHandle, TpmError> {
-    let alg = ek_algorithm(ctx)?;
-    ek::create_ek_object_2(ctx, alg, None).map_err(cmd("create endorsement key"))
+    Ok(EkKind::EccP256)
 }
 
 /// Runs `f` with the EK loaded, then flushes the EK.
+/// The EK is a primary key: the same template gives the same key.
 fn with_ek<T>(
     ctx: &mut Context,
+    kind: EkKind,
     f: impl FnOnce(&mut Context, KeyHandle) -> Result<T, TpmError>,
 ) -> Result<T, TpmError> {
-    let ek = load_ek(ctx)?;
+    let ek = ek::create_ek_object_2(ctx, kind.selection(), None)
+        .map_err(cmd("create endorsement key"))?;
     let out = f(ctx, ek);
     let _ = ctx.flush_context(ek.into());
     out
@@ -159,7 +173,7 @@ fn with_ak<T>(
     const OP: &str = "load attestation key";
     let public = Public::unmarshall(contents(OP, &key.public)?).map_err(cmd(OP))?;
     let private = Private::try_from(key.private.clone()).map_err(cmd(OP))?;
-    with_ek(ctx, |ctx, ek| {
+    with_ek(ctx, key.ek, |ctx, ek| {
         let ak = ak::load_ak(ctx, ek, None, private, public).map_err(cmd(OP))?;
         let out = f(ctx, ek, ak);
         let _ = ctx.flush_context(ak.into());
@@ -167,23 +181,28 @@ fn with_ak<T>(
     })
 }
 
-fn endorsement(ctx: &mut Context) -> Result<Endorsement, TpmError> {
-    let public = with_ek(ctx, |ctx, ek| {
+fn endorsement(ctx: &mut Context, kind: Option<EkKind>) -> Result<Endorsement, TpmError> {
+    let kind = match kind {
+        Some(kind) => kind,
+        None => preferred_ek(ctx)?,
+    };
+    let public = with_ek(ctx, kind, |ctx, ek| {
         let (public, _, _) = ctx
             .execute_without_session(|c| c.read_public(ek))
             .map_err(cmd("read endorsement key"))?;
         marshall_public("read endorsement key", &public)
     })?;
-    let certificate = crate::tpm::read_ek_certificate(ctx)?;
+    let certificate = crate::tpm::read_ek_certificate_at(ctx, kind.certificate_index())?;
     Ok(Endorsement {
+        kind,
         public,
         certificate,
     })
 }
 
-fn create_attestation_key(ctx: &mut Context) -> Result<AttestationKey, TpmError> {
+fn create_attestation_key(ctx: &mut Context, kind: EkKind) -> Result<AttestationKey, TpmError> {
     const OP: &str = "create attestation key";
-    let created = with_ek(ctx, |ctx, ek| {
+    let created = with_ek(ctx, kind, |ctx, ek| {
         ak::create_ak_2(
             ctx,
             ek,
@@ -196,6 +215,7 @@ fn create_attestation_key(ctx: &mut Context) -> Result<AttestationKey, TpmError>
         .map_err(cmd(OP))
     })?;
     let mut key = AttestationKey {
+        ek: kind,
         public: marshall_public(OP, &created.out_public)?,
         private: created.out_private.value().to_vec(),
         name: Vec::new(),
@@ -318,14 +338,20 @@ fn certify(
 }
 
 impl TpmKey {
-    /// The TPM's endorsement key and its certificate.
+    /// The TPM's endorsement key, the first kind in [`EkKind::ALL`] whose
+    /// certificate is in NV, with that certificate.
     pub fn endorsement(&self) -> Result<Endorsement, TpmError> {
-        self.run(|ctx, _| endorsement(ctx))
+        self.run(|ctx, _| endorsement(ctx, None))
     }
 
-    /// Creates a fresh attestation key under the EK.
-    pub fn create_attestation_key(&self) -> Result<AttestationKey, TpmError> {
-        self.run(|ctx, _| create_attestation_key(ctx))
+    /// The endorsement key of `kind`, with its certificate if there is one.
+    pub fn endorsement_of(&self, kind: EkKind) -> Result<Endorsement, TpmError> {
+        self.run(move |ctx, _| endorsement(ctx, Some(kind)))
+    }
+
+    /// Creates a fresh attestation key under the EK of `kind`.
+    pub fn create_attestation_key(&self, ek: EkKind) -> Result<AttestationKey, TpmError> {
+        self.run(move |ctx, _| create_attestation_key(ctx, ek))
     }
 
     /// TPM2_ActivateCredential: the secret in the credential (TPM2B_ID_OBJECT

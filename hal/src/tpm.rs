@@ -356,28 +356,38 @@ type Job = Box<dyn FnOnce(&mut Context, KeyHandle) + Send>;
 pub const EK_CERT_NV_INDICES: [u32; 3] = [0x01c0_000a, 0x01c0_0016, 0x01c0_0002];
 
 /// The TPM's endorsement-key certificate, if its maker stored one.
-pub(crate) fn read_ek_certificate(ctx: &mut Context) -> Result<Option<Vec<u8>>, TpmError> {
-    use tss_esapi::handles::NvIndexTpmHandle;
-    use tss_esapi::interface_types::resource_handles::NvAuth;
+fn read_ek_certificate(ctx: &mut Context) -> Result<Option<Vec<u8>>, TpmError> {
     for index in EK_CERT_NV_INDICES {
-        let Ok(handle) = NvIndexTpmHandle::new(index) else {
-            continue;
-        };
-        if !handle_exists(ctx, index)? {
-            continue;
-        }
-        match ctx.execute_with_nullauth_session(|c| {
-            tss_esapi::abstraction::nv::read_full(c, NvAuth::Owner, handle)
-        }) {
-            Ok(der) if !der.is_empty() => return Ok(Some(der)),
-            Ok(_) => {}
-            // Absent index: try the next.
-            Err(tss_esapi::Error::Tss2Error(rc))
-                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) => {}
-            Err(e) => return Err(cmd("read EK certificate")(e)),
+        if let Some(der) = read_ek_certificate_at(ctx, index)? {
+            return Ok(Some(der));
         }
     }
     Ok(None)
+}
+
+/// The EK certificate at NV `index`, if there is one.
+pub(crate) fn read_ek_certificate_at(
+    ctx: &mut Context,
+    index: u32,
+) -> Result<Option<Vec<u8>>, TpmError> {
+    use tss_esapi::handles::NvIndexTpmHandle;
+    use tss_esapi::interface_types::resource_handles::NvAuth;
+    let Ok(handle) = NvIndexTpmHandle::new(index) else {
+        return Ok(None);
+    };
+    if !handle_exists(ctx, index)? {
+        return Ok(None);
+    }
+    match ctx.execute_with_nullauth_session(|c| {
+        tss_esapi::abstraction::nv::read_full(c, NvAuth::Owner, handle)
+    }) {
+        Ok(der) if !der.is_empty() => Ok(Some(der)),
+        Ok(_) => Ok(None),
+        Err(tss_esapi::Error::Tss2Error(rc)) if rc.kind() == Some(Tss2ResponseCodeKind::Handle) => {
+            Ok(None)
+        }
+        Err(e) => Err(cmd("read EK certificate")(e)),
+    }
 }
 
 /// The device key in the TPM, usable from any thread.

@@ -12,7 +12,7 @@ use sealcam_attest::{
 };
 use sealcam_format::roster::TpmEvidence;
 use sealcam_format::DeviceVerifyingKey;
-use sealcam_hal::attest::AttestationKey;
+use sealcam_hal::attest::{AttestationKey, EkKind};
 use sealcam_hal::tpm::{provision, TpmConfig, TpmError, TpmKey};
 use sealcam_system_tests::swtpm::Swtpm;
 use sealcam_transport::ExternalSigner;
@@ -64,7 +64,7 @@ fn device() -> Device {
 /// The enrolling authority's side: checks the EK against its certificate,
 /// makes a credential for `made_for`, has `ak` activate it.
 fn activate(d: &Device, ak: &AttestationKey, made_for: &[u8]) -> Result<Vec<u8>, TpmError> {
-    let endorsement = d.key.endorsement().unwrap();
+    let endorsement = d.key.endorsement_of(ak.ek).unwrap();
     let ek = TpmPublic::decode(&endorsement.public).unwrap();
     check_ek_certificate(&ek, endorsement.certificate.as_ref().unwrap(), &d.roots).unwrap();
     let secret: [u8; 32] = rand::random();
@@ -79,7 +79,7 @@ fn activate(d: &Device, ak: &AttestationKey, made_for: &[u8]) -> Result<Vec<u8>,
 fn evidence(d: &Device, ak: &AttestationKey) -> TpmEvidence {
     let certified = d.key.certify(ak, &NONCE).unwrap();
     TpmEvidence {
-        ek_certificate: d.key.endorsement().unwrap().certificate.unwrap(),
+        ek_certificate: d.key.endorsement_of(ak.ek).unwrap().certificate.unwrap(),
         attestation_key: ak.public.clone(),
         key_public: certified.key_public,
         certify_info: certified.certify_info,
@@ -90,7 +90,7 @@ fn evidence(d: &Device, ak: &AttestationKey) -> TpmEvidence {
 /// A device whose attestation key was activated, and its evidence.
 fn enrolled() -> (Device, TpmEvidence) {
     let d = device();
-    let ak = d.key.create_attestation_key().unwrap();
+    let ak = d.key.create_attestation_key(EkKind::EccP384).unwrap();
     activate(&d, &ak, &ak.name).unwrap();
     let evidence = evidence(&d, &ak);
     (d, evidence)
@@ -103,7 +103,7 @@ fn device_key(d: &Device) -> DeviceVerifyingKey {
 #[test]
 fn make_activate_certify_verify() {
     let d = device();
-    let ak = d.key.create_attestation_key().unwrap();
+    let ak = d.key.create_attestation_key(EkKind::EccP384).unwrap();
     // Our Name of the AK is the TPM's.
     assert_eq!(TpmPublic::decode(&ak.public).unwrap().name(), ak.name);
     activate(&d, &ak, &ak.name).unwrap();
@@ -118,10 +118,37 @@ fn make_activate_certify_verify() {
 }
 
 #[test]
+fn the_preferred_ek_is_the_first_with_a_certificate() {
+    let d = device();
+    // swtpm has RSA 2048 and ECC P-384 EKs with certificates.
+    let preferred = d.key.endorsement().unwrap();
+    assert_eq!(preferred.kind, EkKind::EccP384);
+    assert!(d
+        .key
+        .endorsement_of(EkKind::Rsa2048)
+        .unwrap()
+        .certificate
+        .is_some());
+    assert_eq!(
+        d.key.endorsement_of(EkKind::EccP256).unwrap().certificate,
+        None
+    );
+}
+
+#[test]
+fn an_rsa_ek_used_through_its_policy_activates_too() {
+    let d = device();
+    let ak = d.key.create_attestation_key(EkKind::Rsa2048).unwrap();
+    activate(&d, &ak, &ak.name).unwrap();
+    let evidence = evidence(&d, &ak);
+    verify_evidence(&evidence, &device_key(&d), Some(&NONCE), &d.roots).unwrap();
+}
+
+#[test]
 fn a_credential_for_another_attestation_key_is_not_activated() {
     let d = device();
-    let ak = d.key.create_attestation_key().unwrap();
-    let other = d.key.create_attestation_key().unwrap();
+    let ak = d.key.create_attestation_key(EkKind::EccP384).unwrap();
+    let other = d.key.create_attestation_key(EkKind::EccP384).unwrap();
     assert_ne!(ak.name, other.name);
     let err = activate(&d, &ak, &other.name).unwrap_err();
     assert!(
@@ -139,9 +166,9 @@ fn a_credential_for_another_attestation_key_is_not_activated() {
 #[test]
 fn certification_by_an_attestation_key_other_than_the_activated_one_is_refused() {
     let d = device();
-    let ak = d.key.create_attestation_key().unwrap();
+    let ak = d.key.create_attestation_key(EkKind::EccP384).unwrap();
     activate(&d, &ak, &ak.name).unwrap();
-    let other = d.key.create_attestation_key().unwrap();
+    let other = d.key.create_attestation_key(EkKind::EccP384).unwrap();
     // Signed by `other`, presented as signed by the activated `ak`.
     let mut evidence = evidence(&d, &other);
     evidence.attestation_key = ak.public.clone();
@@ -233,7 +260,7 @@ fn an_ek_certificate_from_a_foreign_ca_is_refused() {
         Err(AttestError::EkNotFromManufacturer { .. })
     ));
     // The foreign CA trusted, its certificate is for another key than the EK.
-    let ek = TpmPublic::decode(&d.key.endorsement().unwrap().public).unwrap();
+    let ek = TpmPublic::decode(&d.key.endorsement_of(EkKind::EccP384).unwrap().public).unwrap();
     assert_eq!(
         check_ek_certificate(&ek, &forged.ek_certificate, &[foreign_root]),
         Err(AttestError::EkNotInCertificate)
