@@ -6,12 +6,16 @@
 //! The AK is bound to the EK certificate by the qualified name the TPM
 //! puts in the attestation (the AK under the EK rebuilt from the
 //! certificate and the default EK template). What no offline check can
-//! show is that the attestation key lives in the
-//! same TPM as that endorsement key: the enrolling authority proved that
+//! show is that the attestation key lives in the same TPM as that
+//! endorsement key: the enrolling authority proved that
 //! interactively, with [`crate::make_credential`] and the TPM's
 //! TPM2_ActivateCredential, and checked the EK against its certificate
 //! with [`check_ek_certificate`]. The owner's signature over the roster
 //! records that it did.
+//!
+//! Validity periods are not checked: evidence must still verify when the
+//! EK certificate or its CA has long expired, and whether a maker's CA was
+//! trusted at enrollment is the owner's decision, recorded in the roster.
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use sealcam_format::roster::TpmEvidence;
@@ -78,7 +82,7 @@ pub fn verify_evidence(
 fn verify_signature(ak: &TpmPublic, signed: &[u8], sig: &TpmSignature) -> Result<(), AttestError> {
     let ok = match (&ak.key, sig) {
         (
-            PublicKey::Ecc { .. },
+            PublicKey::Ecc { curve, .. },
             TpmSignature::Ecdsa {
                 hash: alg::SHA256,
                 r,
@@ -87,7 +91,7 @@ fn verify_signature(ak: &TpmPublic, signed: &[u8], sig: &TpmSignature) -> Result
         ) => {
             let point = ak.p256_point().ok_or(AttestError::Unsupported {
                 what: "attestation key curve",
-                value: 0,
+                value: *curve,
             })?;
             let (Some(r), Some(s)) = (crate::wire::pad::<32>(r), crate::wire::pad::<32>(s)) else {
                 return Err(AttestError::AkSignature);
