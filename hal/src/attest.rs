@@ -11,14 +11,17 @@
 //!    agent makes it). The TPM keeps nothing: the caller holds the key's
 //!    public and (TPM-encrypted) private parts and passes them back.
 //! 3. [`TpmKey::activate_credential`]: TPM2_ActivateCredential with the
-//!    EK's PolicySecret(endorsement) session; the TPM returns the secret
-//!    only if the credential was made for this AK's Name and this EK.
+//!    EK's PolicySecret(endorsement) session (the high-range templates set
+//!    userWithAuth, and an empty password serves); the TPM returns the
+//!    secret only if the credential was made for this AK's Name and this EK.
 //! 4. [`TpmKey::certify`]: TPM2_Certify of the device key by the AK with
 //!    the verifier's nonce, as TPM2B_ATTEST and TPMT_SIGNATURE.
 //!
 //! Every step runs on the thread that owns the TPM context (see
 //! [`crate::tpm`]) with its timeout, and flushes the transient EK, AK and
 //! sessions it loaded before it answers.
+//! Each step creates the EK again (a primary key is derived, not stored):
+//! quick for ECC, but an RSA EK takes a slow TPM seconds to derive.
 
 use tss_esapi::abstraction::{ak, ek, AsymmetricAlgorithmSelection};
 use tss_esapi::constants::SessionType;
