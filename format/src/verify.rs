@@ -112,15 +112,17 @@ where
     verify_chain_with(fragments, DeviceKeys::Single(device_key))
 }
 
-/// Device keys decoded once for all the fragments.
-struct Verifiers<'a> {
+/// Checks fragments one by one under the key [`DeviceKeys`] gives for
+/// each, decoding each key once (for a live viewer; [`verify_chain_with`]
+/// checks a whole run).
+pub struct KeyChecker<'a> {
     keys: DeviceKeys<'a>,
     single: Option<Result<DeviceVerifier, String>>,
     by_record: HashMap<usize, Result<DeviceVerifier, String>>,
 }
 
-impl<'a> Verifiers<'a> {
-    fn new(keys: DeviceKeys<'a>) -> Self {
+impl<'a> KeyChecker<'a> {
+    pub fn new(keys: DeviceKeys<'a>) -> Self {
         let single = match keys {
             DeviceKeys::Single(k) => Some(k.verifier().map_err(|e| e.to_string())),
             DeviceKeys::Roster(_) => None,
@@ -133,8 +135,9 @@ impl<'a> Verifiers<'a> {
     }
 
     /// Checks a fragment's signature and payload under the key that speaks
-    /// for its device at its time; returns which key that was.
-    fn check(&mut self, frag: &SealedFragment) -> Result<KeyUsed, String> {
+    /// for its device at its time; returns which key that was, or why none
+    /// did.
+    pub fn check(&mut self, frag: &SealedFragment) -> Result<KeyUsed, String> {
         let roster = match (self.keys, &self.single) {
             (DeviceKeys::Single(key), Some(v)) => {
                 let v = v.as_ref().map_err(Clone::clone)?;
@@ -245,7 +248,7 @@ where
 {
     let mut report = ChainReport::default();
     let mut by_seq: BTreeMap<u64, Verified> = BTreeMap::new();
-    let mut verifiers = Verifiers::new(keys);
+    let mut verifiers = KeyChecker::new(keys);
     for (label, bytes) in fragments {
         let fail = |reason: String| Failure {
             label: label.clone(),
