@@ -10,17 +10,23 @@
 //! * [`limits`]: per-device upload limits.
 //! * [`metrics`]: Prometheus metrics, health and readiness.
 //! * [`retention`]: expiry and deletion by destroying keys first.
-//! * [`server`]: the mutual-TLS HTTP service: devices upload their own
-//!   streams, consumers read; every fragment is checked before it is stored.
+//! * [`service`]: the service supervisor: configuration resolved,
+//!   listeners bound, background tasks (CRL watch, retention, audit flush)
+//!   run until it stops.
+//! * [`http`]: the mutual-TLS HTTP API, one file per concern (routes,
+//!   errors, audit layer, connections, upload, read, enroll): devices upload
+//!   their own streams, consumers read; every fragment is checked before it
+//!   is stored.
 //!
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.
 
 pub mod audit;
 pub mod config;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod pki;
 pub mod retention;
-pub mod server;
+pub mod service;
 pub mod store;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use sealcam_format::Name;
 use sealcam_ingest::config::{IngestConfig, Span};
 use sealcam_ingest::pki;
-use sealcam_ingest::server::{ServeConfig, Server};
+use sealcam_ingest::service::{ServeConfig, Server};
 use sealcam_ingest::store::StorageConfig;
 
 /// mimalloc instead of glibc's malloc: each upload allocates and frees
@@ -327,7 +327,7 @@ fn real_main() -> anyhow::Result<()> {
         Command::Check { config } => {
             let cfg = ServeConfig::from_config(config.resolve()?)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(sealcam_ingest::server::check(&cfg))?;
+            rt.block_on(sealcam_ingest::service::check(&cfg))?;
             println!(
                 "configuration valid; PKI and storage ({}) usable",
                 cfg.storage

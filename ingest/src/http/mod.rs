@@ -1,0 +1,275 @@
+//! The ingest's HTTP API, one file per concern (`docs/protocol.md`).
+//!
+//! * [`route`]: a request's method and path, decoded once into a
+//!   [`Route`](route::Route) that dispatch and the audit record both use.
+//! * [`error`]: the error model, `{"error", "code"}` with a stable code.
+//! * [`audit`]: every call recorded, counted, and a refusal logged.
+//! * [`connection`]: the TLS accept loops, the handshake, revocation.
+//! * [`upload`]: devices' fragment uploads, checked before they are stored.
+//! * [`read`]: consumers' listings, fragment reads and long polls.
+//! * [`enroll`]: enrollment, renewal and `whoami`.
+//!
+//! This file holds what the handlers share and the two dispatchers: the
+//! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
+
+pub mod audit;
+pub mod connection;
+pub mod enroll;
+pub mod error;
+pub mod read;
+pub mod route;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use sealcam_format::{DeviceVerifier, Name};
+use sealcam_transport::{Identity, Role};
+use tokio::sync::Notify;
+
+use self::audit::{observe, Call};
+use self::error::ApiError;
+use self::route::{Route, RouteError};
+use crate::audit::AuditLog;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::pki;
+use crate::store::Store;
+
+/// The authenticated peer of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub identity: Identity,
+    pub cert_der: Arc<Vec<u8>>,
+    /// The certificate's key, ready to verify manifests: made at the
+    /// connection's first upload and kept for the others.
+    pub verifier: Arc<OnceLock<Result<DeviceVerifier, String>>>,
+    /// The length of the connection's last upload: the room its next body
+    /// of unknown length is given, so that a camera's chunked uploads, of
+    /// much the same length each, are received without moving.
+    pub last_body_len: Arc<AtomicUsize>,
+    /// The certificate's serial number, hex.
+    pub serial: Arc<str>,
+    pub addr: SocketAddr,
+}
+
+/// One wake-up per stream that someone follows.
+type Arrivals = HashMap<(Name, Name), Arc<Notify>>;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+    pub limiter: Arc<Limiter>,
+    pub max_fragment_bytes: usize,
+    pub body_timeout: Duration,
+    pub store: Store,
+    /// Woken when a fragment of the stream is stored here, for followers.
+    arrivals: Arc<Mutex<Arrivals>>,
+    pub pki: PathBuf,
+    pub device_cert_lifetime: Duration,
+    pub ek_policy: Arc<pki::EkPolicy>,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+        limiter: Limiter,
+        max_fragment_bytes: usize,
+        body_timeout: Duration,
+        store: Store,
+        pki: PathBuf,
+        device_cert_lifetime: Duration,
+        ek_policy: pki::EkPolicy,
+    ) -> Self {
+        Self {
+            metrics,
+            audit,
+            limiter: Arc::new(limiter),
+            max_fragment_bytes,
+            body_timeout,
+            store,
+            arrivals: Arc::default(),
+            pki,
+            device_cert_lifetime,
+            ek_policy: Arc::new(ek_policy),
+        }
+    }
+
+    fn arrivals_of(&self, device: &Name, stream: &Name) -> Arc<Notify> {
+        match self.arrivals.lock() {
+            Ok(mut a) => a
+                .entry((device.clone(), stream.clone()))
+                .or_default()
+                .clone(),
+            Err(_) => Arc::new(Notify::new()),
+        }
+    }
+
+    fn arrived(&self, device: &Name, stream: &Name) {
+        if let Ok(a) = self.arrivals.lock() {
+            if let Some(n) = a.get(&(device.clone(), stream.clone())) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
+/// The audit trail's name for a peer.
+pub fn actor(identity: &Identity) -> String {
+    match identity.role {
+        Role::Device => format!("device:{}", identity.name),
+        Role::Consumer => format!("consumer:{}", identity.name),
+    }
+}
+
+/// The API port's service: every route but enrollment, for authenticated
+/// peers; bodies up to the fragment size limit.
+pub fn api_router(state: AppState) -> Router {
+    let limit = state.max_fragment_bytes;
+    Router::new()
+        .fallback(api)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The enrollment port's service: `POST /v1/enroll` only, anonymous.
+pub fn enroll_router(state: AppState) -> Router {
+    Router::new()
+        .fallback(enrollment)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// Refuses a peer without the role an action needs.
+fn require(peer: &Peer, action: route::Action) -> Result<(), ApiError> {
+    match action.required_role() {
+        Some((role, what)) if peer.identity.role != role => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} may not {what}", peer.identity),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a consumer that may not read `device`'s `stream`.
+fn require_read(peer: &Peer, device: &Name, stream: Option<&Name>) -> Result<(), ApiError> {
+    let ok = match stream {
+        Some(s) => peer.identity.may_read(device, s),
+        None => peer.identity.may_read_device(device),
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match stream {
+        Some(s) => format!("stream {device}/{s}"),
+        None => format!("device {device}"),
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("{} may not read {what}", peer.identity),
+    ))
+}
+
+async fn api(State(state): State<AppState>, req: Request) -> Response {
+    let Some(peer) = req.extensions().get::<Peer>().cloned() else {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no peer").into_response();
+    };
+    let decoded = Route::decode(req.method(), req.uri().path());
+    let (action, target) = audited(&decoded);
+    let call = Call {
+        who: actor(&peer.identity),
+        addr: Some(peer.addr.to_string()),
+        action,
+        target,
+    };
+    observe(
+        &state.audit,
+        &state.metrics,
+        call,
+        dispatch(&state, &peer, decoded, req),
+    )
+    .await
+}
+
+fn audited(decoded: &Result<Route, RouteError>) -> (route::Action, Option<String>) {
+    match decoded {
+        Ok(r) => (r.action(), r.target()),
+        Err(e) => e.audited(),
+    }
+}
+
+/// Checks the peer's role for the route, then runs its handler.
+async fn dispatch(
+    state: &AppState,
+    peer: &Peer,
+    decoded: Result<Route, RouteError>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let action = audited(&decoded).0;
+    let route = match require(peer, action).and_then(|()| decoded.map_err(ApiError::from)) {
+        Ok(route) => route,
+        Err(refusal) => {
+            if action == route::Action::Upload {
+                upload::discard_body(state, req).await;
+            }
+            return Err(refusal);
+        }
+    };
+    match route {
+        Route::Upload {
+            device,
+            stream,
+            sequence,
+        } => upload::put_fragment(state, peer, device, stream, sequence, req).await,
+        Route::ListStreams => read::list_streams(state, peer).await,
+        Route::ListFragments { device, stream } => {
+            read::list_fragments(state, peer, device, stream, req).await
+        }
+        Route::ReadFragment {
+            device,
+            stream,
+            sequence,
+        } => read::get_fragment(state, peer, device, stream, sequence).await,
+        Route::DeviceCertificate { device } => read::get_device_cert(state, peer, device).await,
+        Route::Renew => enroll::renew(state, peer, req).await,
+        Route::WhoAmI => Ok(enroll::whoami(peer)),
+        Route::Enroll => Err(RouteError::Unknown {
+            target: String::new(),
+        }
+        .into()),
+    }
+}
+
+async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
+    let addr = req.extensions().get::<SocketAddr>().copied();
+    let decoded = Route::decode(req.method(), req.uri().path());
+    let (action, target) = audited(&decoded);
+    let call = Call {
+        who: "anonymous".into(),
+        addr: addr.map(|a| a.to_string()),
+        action,
+        target,
+    };
+    let handled = async {
+        match decoded? {
+            Route::Enroll => enroll::enroll_device(&state, addr, req).await,
+            _ => Err(RouteError::Unknown {
+                target: String::new(),
+            }
+            .into()),
+        }
+    };
+    observe(&state.audit, &state.metrics, call, handled).await
+}
