@@ -8,11 +8,14 @@
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
 //! * [`read`]: consumers' listings, fragment reads and long polls.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
+//! * [`body`]: the buffer an upload's body is received into, aligned for
+//!   direct I/O.
 //!
 //! This file holds what the handlers share and the two dispatchers: the
 //! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
 
 pub mod audit;
+pub mod body;
 pub mod connection;
 pub mod enroll;
 pub mod error;

@@ -13,10 +13,11 @@ use sealcam_format::{Name, SealedFragment};
 use sealcam_transport::identity;
 use serde::Serialize;
 
+use super::body::AlignedBody;
 use super::error::ApiError;
 use super::{AppState, Peer};
 use crate::limits;
-use crate::store::{self, PutOutcome, StoreError};
+use crate::store::{ChainError, PutOutcome, StoreError};
 
 fn is_streamed(headers: &HeaderMap) -> bool {
     headers
@@ -31,7 +32,7 @@ fn is_streamed(headers: &HeaderMap) -> bool {
 /// Reads an upload's body: at most the configured size, completely within
 /// the body timeout (a sender that stalls is cut off). It is read into
 /// memory aligned for direct I/O, so that the payload of a streamed upload
-/// goes to disk from where it lies (`store::AlignedBody`).
+/// goes to disk from where it lies ([`AlignedBody`]).
 async fn read_body(
     state: &AppState,
     peer: &Peer,
@@ -60,7 +61,7 @@ async fn read_body(
         }
     };
     let receive = async {
-        let mut received = store::AlignedBody::with_capacity(capacity);
+        let mut received = AlignedBody::with_capacity(capacity);
         let mut body = body;
         while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
             let frame = frame.map_err(|e| {
@@ -228,14 +229,17 @@ pub async fn put_fragment(
         .store
         .put_device_cert(&device, &peer.serial, &peer.cert_der)
         .await?;
+    let conflict = |reason: String| ApiError::new(StatusCode::CONFLICT, reason);
     let outcome = match state.store.put_fragment_in_chain(&frag, &body).await {
         Ok(o) => o,
-        Err(StoreError::Conflict { .. }) => Err(format!(
-            "sequence {sequence} is already stored with different content"
-        )),
-        Err(e) => return Err(e.into()),
+        Err(ChainError::Broken(b)) => return Err(conflict(b.to_string())),
+        Err(ChainError::Store(StoreError::Conflict { .. })) => {
+            return Err(conflict(format!(
+                "sequence {sequence} is already stored with different content"
+            )))
+        }
+        Err(ChainError::Store(e)) => return Err(e.into()),
     };
-    let outcome = outcome.map_err(|reason| ApiError::new(StatusCode::CONFLICT, reason))?;
     let (status, word) = match outcome {
         PutOutcome::Stored => {
             state.arrived(&device, &stream);
