@@ -4,6 +4,7 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use sealcam_base::durable::AtomicFile;
 use sealcam_format::mkv::MkvWriter;
 use sealcam_format::{ConsumerSecretKey, SealedFragment};
 
@@ -56,10 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             g.first_missing, g.last_missing
         );
     }
-    let tmp = args.out.with_extension("mkv.partial");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer: Option<MkvWriter<BufWriter<std::fs::File>>> = None;
+    // The MKV is written under a temporary name beside --out and takes its
+    // name only when whole (an MP4 is remuxed from it).
+    let file = AtomicFile::create(&args.out)?;
+    let tmp = file.temporary_path().to_owned();
+    let mut writer: Option<MkvWriter<BufWriter<AtomicFile>>> = None;
     let mut file = Some(BufWriter::new(file));
     let mut track0 = None;
     for v in &report.verified {
@@ -100,17 +102,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let frames = w.frames_written();
     let out = w.finish()?;
-    out.into_inner()
+    let mut file = out
+        .into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     match args.format {
-        Container::Mkv => std::fs::rename(&tmp, &args.out)
-            .with_context(|| format!("renaming to {}", args.out.display()))?,
+        Container::Mkv => file.commit()?,
+        // The temporary MKV goes when `file` is dropped.
         Container::Mp4 => {
-            let result = remux_to_mp4(&tmp, &args.out);
-            let _ = std::fs::remove_file(&tmp);
-            result?;
+            file.file()
+                .sync_all()
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            remux_to_mp4(&tmp, &args.out)?;
         }
     }
     println!(

@@ -6,15 +6,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::api::{parse_stream, Api, ServerArgs};
+use sealcam_api::FragmentQuery;
+use sealcam_base::durable;
+
+use crate::api::{parse_stream, Api, StreamArgs};
 use crate::fragdir::DEVICE_CERT;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// The stream, as DEVICE/STREAM.
-    pub stream: String,
+    pub target: StreamArgs,
     /// Start of the range: RFC 3339 time, or a duration ago such as 10m, 2h, 1d.
     #[arg(long)]
     pub from: Option<String>,
@@ -61,26 +62,20 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (device, stream) = parse_stream(&args.stream)?;
-    let api = Api::connect(&args.server)?;
-    let mut query = Vec::new();
-    if let Some(f) = &args.from {
-        query.push(("from_ns", parse_time(f)?.to_string()));
-    }
-    if let Some(t) = &args.to {
-        query.push(("to_ns", parse_time(t)?.to_string()));
-    }
-    if let Some(n) = args.from_seq {
-        query.push(("from_seq", n.to_string()));
-    }
-    if let Some(n) = args.to_seq {
-        query.push(("to_seq", n.to_string()));
-    }
+    let (device, stream) = parse_stream(&args.target.stream)?;
+    let api = Api::connect(&args.target.server)?;
+    let query = FragmentQuery {
+        from_ns: args.from.as_deref().map(parse_time).transpose()?,
+        to_ns: args.to.as_deref().map(parse_time).transpose()?,
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
+        ..FragmentQuery::default()
+    };
     let entries = api.list(&device, &stream, &query).await?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let cert = api.device_cert(&device).await?;
-    std::fs::write(args.out.join(DEVICE_CERT), cert)?;
+    durable::replace(&args.out.join(DEVICE_CERT), cert.as_bytes())?;
 
     let total: u64 = entries.iter().map(|e| e.bytes).sum();
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -97,9 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for (i, e) in entries.iter().enumerate() {
         let body = api.fragment(&device, &stream, e.sequence).await?;
         let path = args.out.join(format!("{:020}.scf", e.sequence));
-        let tmp = path.with_extension("scf.partial");
-        std::fs::write(&tmp, &body).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)?;
+        durable::replace(&path, &body)?;
         bar.set_message(format!("{}/{} fragments", i + 1, entries.len()));
         bar.inc(e.bytes);
     }

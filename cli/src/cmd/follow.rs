@@ -15,7 +15,9 @@ use sealcam_format::mkv::MkvWriter;
 use sealcam_format::{ConsumerSecretKey, ManifestHash, SealedFragment, TrackConfig};
 use sealcam_transport::{identity, pem, Role};
 
-use crate::api::{parse_stream, Api, ServerArgs};
+use sealcam_api::FragmentQuery;
+
+use crate::api::{parse_stream, Api, StreamArgs};
 
 /// Longest wait of one long poll, in seconds (the ingest caps it too).
 const POLL_S: u64 = 25;
@@ -23,9 +25,7 @@ const POLL_S: u64 = 25;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// The stream, as DEVICE/STREAM.
-    pub stream: String,
+    pub target: StreamArgs,
     /// Consumer private key (from `sealcam keygen`).
     #[arg(long)]
     pub key: PathBuf,
@@ -49,8 +49,8 @@ pub struct Args {
 type Output = Box<dyn Write + Send>;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (device, stream) = parse_stream(&args.stream)?;
-    let api = Api::connect(&args.server)?;
+    let (device, stream) = parse_stream(&args.target.stream)?;
+    let api = Api::connect(&args.target.server)?;
     let consumer = ConsumerSecretKey::from_pem(
         &std::fs::read_to_string(&args.key)
             .with_context(|| format!("reading consumer key {}", args.key.display()))?,
@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // The device certificate: issued by the fleet CA, naming this device.
     let cert_der = pem::parse_first_cert(&api.device_cert(&device).await?)?;
-    let ca = pem::load_certs(&args.server.ca)?;
+    let ca = pem::load_certs(&args.target.server.ca)?;
     let ca_der = ca.first().context("the CA file holds no certificate")?;
     identity::verify_issued_by(&cert_der, ca_der.as_ref())
         .context("the device certificate the ingest gave is not issued by the fleet CA")?;
@@ -73,7 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(a) => Some(a),
         // Live: start with the newest fragment, or at the beginning.
         None => api
-            .list(&device, &stream, &[])
+            .list(&device, &stream, &FragmentQuery::default())
             .await?
             .last()
             .and_then(|e| e.sequence.checked_sub(1)),
@@ -85,10 +85,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::pin!(stop);
     let mut failures = 0u32;
     'follow: loop {
-        let mut query = vec![("wait_s", POLL_S.to_string())];
-        if let Some(a) = after {
-            query.push(("after", a.to_string()));
-        }
+        let query = FragmentQuery {
+            wait_s: Some(POLL_S),
+            after,
+            ..FragmentQuery::default()
+        };
         let listed = tokio::select! {
             _ = &mut stop => break,
             r = api.list(&device, &stream, &query) => r,

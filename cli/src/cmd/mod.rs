@@ -11,22 +11,12 @@ pub mod verify;
 /// Writes a private key file: mode 0600, never over an existing file, synced.
 pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use anyhow::Context;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "creating {} (an existing key is never overwritten)",
-                path.display()
-            )
-        })?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    sealcam_base::durable::create_new(path, bytes, 0o600).with_context(|| {
+        format!(
+            "creating {} (an existing key is never overwritten)",
+            path.display()
+        )
+    })
 }
 
 /// Formats Unix nanoseconds as RFC 3339 UTC, for reports.
