@@ -153,9 +153,11 @@ pub fn ensure_key(pki_dir: &Path) -> Result<(), AuditError> {
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| key_err(&key_path, e))?;
-    crate::pki::write_new(&key_path, &pem, 0o600).map_err(|e| key_err(&key_path, e))?;
+    sealcam_base::durable::create_new(&key_path, pem.as_bytes(), 0o600)
+        .map_err(|e| key_err(&key_path, e))?;
     let pub_path = pki_dir.join(AUDIT_PUB);
-    crate::pki::write_new(&pub_path, &public, 0o644).map_err(|e| key_err(&pub_path, e))
+    sealcam_base::durable::create_new(&pub_path, public.as_bytes(), 0o644)
+        .map_err(|e| key_err(&pub_path, e))
 }
 
 pub fn load_signing_key(pki_dir: &Path) -> Result<SigningKey, AuditError> {

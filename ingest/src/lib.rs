@@ -1,7 +1,5 @@
 //! sealcam-ingest, the receiving service.
 //!
-//! * [`pki`]: the development fleet PKI: CA, server certificate, device
-//!   certificates from CSRs, consumer certificates.
 //! * [`audit`]: the tamper-evident audit trail of every call.
 //! * [`config`]: the configuration file.
 //! * [`store`]: create-only storage of sealed fragments through
@@ -18,6 +16,9 @@
 //!   their own streams, consumers read; every fragment is checked before it
 //!   is stored.
 //!
+//! The fleet CA it enrolls and renews devices with is its own crate,
+//! `sealcam-ca`; the ingest records what the CA did in its audit trail.
+//!
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.
 
@@ -26,7 +27,6 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod metrics;
-pub mod pki;
 pub mod retention;
 pub mod service;
 pub mod store;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use sealcam_ca::{EkPolicy, FleetCa, CA_CERT, CRL, SERVER_CERT, SERVER_KEY};
 use sealcam_transport::{pem, tls, TransportError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -25,7 +26,6 @@ use crate::http::connection::{self, Shared, TlsMaterial};
 use crate::http::{self, AppState};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
-use crate::pki;
 use crate::store::{StorageConfig, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub struct ServeConfig {
     /// How often the CRL file is checked for changes.
     pub crl_poll: Duration,
     /// Which TPM endorsement-key certificates enrollment accepts.
-    pub ek_policy: pki::EkPolicy,
+    pub ek_policy: EkPolicy,
     /// This instance's name in the audit trail.
     pub audit_instance: String,
     pub audit_flush: Duration,
@@ -73,13 +73,13 @@ impl ServeConfig {
     /// Resolves a configuration file's contents (reads the EK CA file).
     pub fn from_config(c: IngestConfig) -> Result<Self, ServerError> {
         let ek_policy = match &c.devices.require_ek_ca {
-            Some(path) => pki::EkPolicy {
+            Some(path) => EkPolicy {
                 required_issuers: pem::load_certs(path)?
                     .into_iter()
                     .map(|c| c.as_ref().to_vec())
                     .collect(),
             },
-            None => pki::EkPolicy::default(),
+            None => EkPolicy::default(),
         };
         Ok(Self {
             listen: c.listen,
@@ -103,10 +103,10 @@ impl ServeConfig {
     /// path, from the PKI directory.
     fn tls_material(&self) -> Result<TlsMaterial, TransportError> {
         Ok(TlsMaterial {
-            roots: pem::load_roots(&self.pki.join(pki::CA_CERT))?,
-            chain: pem::load_certs(&self.pki.join(pki::SERVER_CERT))?,
-            key: pem::load_private_key(&self.pki.join(pki::SERVER_KEY))?,
-            crl_path: self.pki.join(pki::CRL),
+            roots: pem::load_roots(&self.pki.join(CA_CERT))?,
+            chain: pem::load_certs(&self.pki.join(SERVER_CERT))?,
+            key: pem::load_private_key(&self.pki.join(SERVER_KEY))?,
+            crl_path: self.pki.join(CRL),
         })
     }
 }
@@ -183,7 +183,7 @@ impl Server {
             cfg.limits.max_fragment_bytes,
             cfg.limits.body_timeout.0,
             store.clone(),
-            cfg.pki.clone(),
+            FleetCa::new(&cfg.pki),
             cfg.device_cert_lifetime,
             cfg.ek_policy.clone(),
         );

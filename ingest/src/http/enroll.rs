@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
+use sealcam_ca::{check_csr, Approval, EnrollError};
 use sealcam_transport::{identity, Role};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Reason};
 use super::{AppState, Peer};
-use crate::pki::{self, EnrollError};
 
 #[derive(Serialize)]
 struct WhoAmI {
@@ -73,8 +73,8 @@ pub async fn enroll_device(
     req: Request,
 ) -> Result<Response, ApiError> {
     let Json(req) = Json::<EnrollRequest>::from_request(req, state).await?;
-    let (pki_dir, lifetime, policy) = (
-        state.pki.clone(),
+    let (ca, lifetime, policy) = (
+        state.ca.clone(),
         state.device_cert_lifetime,
         state.ek_policy.clone(),
     );
@@ -95,20 +95,21 @@ pub async fn enroll_device(
     let result = tokio::task::spawn_blocking(move || {
         let ek = (policy.as_ref(), ek.as_deref());
         match req.token {
-            Some(token) => pki::enroll(&pki_dir, &req.csr, token.trim(), ek, lifetime).map(
-                |(device, certificate)| pki::Approval::Issued {
-                    device,
-                    certificate,
-                },
-            ),
-            None => pki::request_approval(&pki_dir, &req.csr, ek),
+            Some(token) => {
+                ca.enroll(&req.csr, token.trim(), ek, lifetime)
+                    .map(|(device, certificate)| Approval::Issued {
+                        device,
+                        certificate,
+                    })
+            }
+            None => ca.request_approval(&req.csr, ek),
         }
     })
     .await
     .map_err(task_failed)?;
     let addr = addr.map(|a| a.to_string()).unwrap_or_default();
     match result {
-        Ok(pki::Approval::Issued {
+        Ok(Approval::Issued {
             device,
             certificate,
         }) => {
@@ -120,7 +121,7 @@ pub async fn enroll_device(
             });
             Ok(r)
         }
-        Ok(pki::Approval::Pending { fingerprint }) => {
+        Ok(Approval::Pending { fingerprint }) => {
             tracing::info!(%addr, %fingerprint, "enrollment request waits for approval (`sealcam-ingest device pending`)");
             Ok((
                 StatusCode::ACCEPTED,
@@ -150,8 +151,7 @@ struct RenewRequest {
 pub async fn renew(state: &AppState, peer: &Peer, req: Request) -> Result<Response, ApiError> {
     let Json(req) = Json::<RenewRequest>::from_request(req, state).await?;
     let malformed = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
-    let csr =
-        pki::check_csr(&req.csr).map_err(|r| malformed(format!("certificate request: {r}")))?;
+    let csr = check_csr(&req.csr).map_err(|r| malformed(format!("certificate request: {r}")))?;
     if csr.device != peer.identity.name {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -170,27 +170,26 @@ pub async fn renew(state: &AppState, peer: &Peer, req: Request) -> Result<Respon
             "the request's key does not match the key of the current certificate (the device key lives in the TPM and does not change)".into(),
         ));
     }
-    let (pki_dir, lifetime) = (state.pki.clone(), state.device_cert_lifetime);
+    let (ca, lifetime) = (state.ca.clone(), state.device_cert_lifetime);
     let device = csr.device.clone();
     // The renewed certificate grants exactly what the current one does.
     let streams = peer.identity.streams.clone();
-    if pki::is_revoked(&pki_dir, &device) {
+    if ca.is_revoked(&device) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("device {device} is revoked"),
         ));
     }
-    let certificate =
-        tokio::task::spawn_blocking(move || pki::issue_for_csr(&pki_dir, csr, &streams, lifetime))
-            .await
-            .map_err(task_failed)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "issuing a renewed certificate failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "could not issue the certificate; try again",
-                )
-            })?;
+    let certificate = tokio::task::spawn_blocking(move || ca.renew(csr, &streams, lifetime))
+        .await
+        .map_err(task_failed)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "issuing a renewed certificate failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not issue the certificate; try again",
+            )
+        })?;
     tracing::info!(peer = %peer.identity, "device certificate renewed");
     Ok(Json(CertificateResponse { certificate }).into_response())
 }

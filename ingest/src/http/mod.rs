@@ -25,7 +25,6 @@ pub mod upload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -34,6 +33,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use sealcam_ca::{EkPolicy, FleetCa};
 use sealcam_format::{DeviceVerifier, Name};
 use sealcam_transport::{Identity, Role};
 use tokio::sync::Notify;
@@ -44,7 +44,6 @@ use self::route::{Route, RouteError};
 use crate::audit::AuditLog;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
-use crate::pki;
 use crate::store::Store;
 
 /// The authenticated peer of a connection.
@@ -78,9 +77,10 @@ pub struct AppState {
     pub store: Store,
     /// Woken when a fragment of the stream is stored here, for followers.
     arrivals: Arc<Mutex<Arrivals>>,
-    pub pki: PathBuf,
+    /// The fleet CA, for enrollment and renewal.
+    pub ca: FleetCa,
     pub device_cert_lifetime: Duration,
-    pub ek_policy: Arc<pki::EkPolicy>,
+    pub ek_policy: Arc<EkPolicy>,
 }
 
 impl AppState {
@@ -92,9 +92,9 @@ impl AppState {
         max_fragment_bytes: usize,
         body_timeout: Duration,
         store: Store,
-        pki: PathBuf,
+        ca: FleetCa,
         device_cert_lifetime: Duration,
-        ek_policy: pki::EkPolicy,
+        ek_policy: EkPolicy,
     ) -> Self {
         Self {
             metrics,
@@ -104,7 +104,7 @@ impl AppState {
             body_timeout,
             store,
             arrivals: Arc::default(),
-            pki,
+            ca,
             device_cert_lifetime,
             ek_policy: Arc::new(ek_policy),
         }

@@ -1,0 +1,43 @@
+//! What can go wrong in the CA, each error with the message the operator or
+//! the camera reads.
+
+use std::path::PathBuf;
+
+use sealcam_format::Name;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path} already exists; refusing to overwrite (use another directory or remove it)")]
+    Exists { path: PathBuf },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("CSR {path} is not acceptable: {reason}")]
+    BadCsr { path: PathBuf, reason: String },
+}
+
+/// Why an enrollment token was refused. Deliberately terse towards the
+/// camera; the ingest logs the detail.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("enrollment token is unknown or was already used; ask the operator for a new one (`sealcam-ingest device add`)")]
+    UnknownToken,
+    #[error(
+        "enrollment token expired; ask the operator for a new one (`sealcam-ingest device add`)"
+    )]
+    Expired,
+    #[error("device {0} is revoked; the operator must add it again")]
+    Revoked(Name),
+    #[error("the certificate request is not acceptable: {0}")]
+    BadCsr(String),
+    #[error("this fleet requires a genuine TPM: {0}")]
+    Ek(String),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
