@@ -4,15 +4,17 @@
 //! * [`config`]: the configuration file.
 //! * [`store`]: create-only storage of sealed fragments through
 //!   `object_store` (a local directory or an S3-compatible bucket), keys
-//!   apart from ciphertext.
+//!   apart from ciphertext: objects, fragments in their chain, path layout,
+//!   the local disk thread and its file creation, one file each.
 //! * [`limits`]: per-device upload limits.
 //! * [`metrics`]: Prometheus metrics, health and readiness.
 //! * [`retention`]: expiry and deletion by destroying keys first.
 //! * [`service`]: the service supervisor: configuration resolved,
 //!   listeners bound, background tasks (CRL watch, retention, audit flush)
 //!   run until it stops.
-//! * [`http`]: the mutual-TLS HTTP API, one file per concern (routes,
-//!   errors, audit layer, connections, upload, read, enroll): devices upload
+//! * [`http`]: the mutual-TLS HTTP API (`docs/protocol.md`, as types in
+//!   `sealcam-api`), one file per concern (routes, errors, audit layer,
+//!   connections, upload, read, enroll, the body buffer): devices upload
 //!   their own streams, consumers read; every fragment is checked before it
 //!   is stored.
 //!

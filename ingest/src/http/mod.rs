@@ -33,6 +33,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use sealcam_api::{Route, RouteError};
 use sealcam_ca::{EkPolicy, FleetCa};
 use sealcam_format::{DeviceVerifier, Name};
 use sealcam_transport::{Identity, Role};
@@ -40,7 +41,6 @@ use tokio::sync::Notify;
 
 use self::audit::{observe, Call};
 use self::error::ApiError;
-use self::route::{Route, RouteError};
 use crate::audit::AuditLog;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -155,9 +155,9 @@ pub fn enroll_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Refuses a peer without the role an action needs.
-fn require(peer: &Peer, action: route::Action) -> Result<(), ApiError> {
-    match action.required_role() {
+/// Refuses a peer without the role a route needs.
+fn require(peer: &Peer, route: &Route) -> Result<(), ApiError> {
+    match route::required_role(route) {
         Some((role, what)) if peer.identity.role != role => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("{} may not {what}", peer.identity),
@@ -190,41 +190,36 @@ async fn api(State(state): State<AppState>, req: Request) -> Response {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no peer").into_response();
     };
     let decoded = Route::decode(req.method(), req.uri().path());
-    let (action, target) = audited(&decoded);
+    let audited = route::audited(req.method(), req.uri().path(), &decoded);
     let call = Call {
         who: actor(&peer.identity),
         addr: Some(peer.addr.to_string()),
-        action,
-        target,
+        action: audited.action,
+        target: audited.target,
     };
-    observe(
-        &state.audit,
-        &state.metrics,
-        call,
-        dispatch(&state, &peer, decoded, req),
-    )
-    .await
+    let handled = dispatch(&state, &peer, decoded, audited.shape, req);
+    observe(&state.audit, &state.metrics, call, handled).await
 }
 
-fn audited(decoded: &Result<Route, RouteError>) -> (route::Action, Option<String>) {
-    match decoded {
-        Ok(r) => (r.action(), r.target()),
-        Err(e) => e.audited(),
-    }
-}
-
-/// Checks the peer's role for the route, then runs its handler.
+/// Checks the peer's role for the route (or for the route whose shape a
+/// malformed request has), then runs its handler.
 async fn dispatch(
     state: &AppState,
     peer: &Peer,
     decoded: Result<Route, RouteError>,
+    shape: Option<Route>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let action = audited(&decoded).0;
-    let route = match require(peer, action).and_then(|()| decoded.map_err(ApiError::from)) {
+    let asked = decoded.as_ref().ok().or(shape.as_ref());
+    let checked = match asked {
+        Some(route) => require(peer, route),
+        None => Ok(()),
+    };
+    let is_upload = matches!(asked, Some(Route::Upload { .. }));
+    let route = match checked.and_then(|()| decoded.map_err(ApiError::from)) {
         Ok(route) => route,
         Err(refusal) => {
-            if action == route::Action::Upload {
+            if is_upload {
                 upload::discard_body(state, req).await;
             }
             return Err(refusal);
@@ -248,30 +243,26 @@ async fn dispatch(
         Route::DeviceCertificate { device } => read::get_device_cert(state, peer, device).await,
         Route::Renew => enroll::renew(state, peer, req).await,
         Route::WhoAmI => Ok(enroll::whoami(peer)),
-        Route::Enroll => Err(RouteError::Unknown {
-            target: String::new(),
-        }
-        .into()),
+        // Served on the enrollment port only.
+        Route::Enroll => Err(RouteError::NotFound.into()),
     }
 }
 
 async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
     let addr = req.extensions().get::<SocketAddr>().copied();
     let decoded = Route::decode(req.method(), req.uri().path());
-    let (action, target) = audited(&decoded);
+    let audited = route::audited(req.method(), req.uri().path(), &decoded);
     let call = Call {
         who: "anonymous".into(),
         addr: addr.map(|a| a.to_string()),
-        action,
-        target,
+        action: audited.action,
+        target: audited.target,
     };
     let handled = async {
         match decoded? {
             Route::Enroll => enroll::enroll_device(&state, addr, req).await,
-            _ => Err(RouteError::Unknown {
-                target: String::new(),
-            }
-            .into()),
+            // The API port's routes.
+            _ => Err(RouteError::NotFound.into()),
         }
     };
     observe(&state.audit, &state.metrics, call, handled).await

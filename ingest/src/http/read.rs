@@ -9,18 +9,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{StreamExt, TryStreamExt};
+use sealcam_api::{media, FragmentEntry, FragmentQuery, StreamEntry, MAX_WAIT_S};
 use sealcam_format::Name;
-use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::{require_read, AppState, Peer};
 use crate::store::{self, Store, StoreError};
-
-#[derive(Serialize)]
-struct StreamEntry {
-    device: String,
-    stream: String,
-}
 
 /// `GET /v1/streams`: the streams stored that the consumer may read.
 pub async fn list_streams(state: &AppState, peer: &Peer) -> Result<Response, ApiError> {
@@ -36,38 +30,9 @@ pub async fn list_streams(state: &AppState, peer: &Peer) -> Result<Response, Api
     Ok(Json(entries).into_response())
 }
 
-#[derive(Deserialize)]
-struct FragmentQuery {
-    /// Only fragments that end after this time (Unix ns).
-    from_ns: Option<u64>,
-    /// Only fragments that start before this time (Unix ns).
-    to_ns: Option<u64>,
-    /// Only fragments with a sequence number above this one.
-    after: Option<u64>,
-    /// Only fragments with a sequence number at least this.
-    from_seq: Option<u64>,
-    /// Only fragments with a sequence number at most this.
-    to_seq: Option<u64>,
-    /// Long poll: if nothing matches, wait up to this many seconds (at most
-    /// [`MAX_WAIT_S`]) for a fragment that does.
-    wait_s: Option<u64>,
-}
-
-/// Longest long poll of the fragment list.
-pub const MAX_WAIT_S: u64 = 60;
-
 /// How often a long poll looks at the storage for fragments stored by
 /// other instances.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
-
-#[derive(Serialize)]
-struct FragmentEntry {
-    sequence: u64,
-    start_unix_ns: u64,
-    end_unix_ns: u64,
-    frame_count: u32,
-    bytes: u64,
-}
 
 async fn matching_fragments(
     store: &Store,
@@ -160,11 +125,7 @@ pub async fn get_fragment(
         .fragment(&device, &stream, sequence)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/vnd.sealcam.fragment")],
-        bytes,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, media::FRAGMENT)], bytes).into_response())
 }
 
 /// `GET /v1/devices/{device}/certificate`.
@@ -180,5 +141,5 @@ pub async fn get_device_cert(
             "no certificate stored for that device",
         )
     })?;
-    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
+    Ok(([(header::CONTENT_TYPE, media::PEM)], pem).into_response())
 }

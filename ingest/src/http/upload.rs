@@ -9,9 +9,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use sealcam_api::{media, ErrorCode, UploadReceipt, UploadStatus};
 use sealcam_format::{Name, SealedFragment};
 use sealcam_transport::identity;
-use serde::Serialize;
 
 use super::body::AlignedBody;
 use super::error::ApiError;
@@ -23,10 +23,7 @@ fn is_streamed(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case(sealcam_format::fragment::STREAMED_MEDIA_TYPE)
-        })
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media::FRAGMENT_STREAM))
 }
 
 /// Reads an upload's body: at most the configured size, completely within
@@ -129,7 +126,7 @@ fn admit_upload(
                 "{limit} uploads of this device are in progress already; wait for one to finish"
             ),
         )
-        .with_code("too-many-uploads"),
+        .with_code(ErrorCode::TooManyUploads),
         limits::Refusal::Rate { retry_after } => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -137,7 +134,7 @@ fn admit_upload(
                 retry_after.as_millis()
             ),
         )
-        .with_code("rate-limited")
+        .with_code(ErrorCode::RateLimited)
         .retry_after(retry_after),
     })
 }
@@ -167,13 +164,6 @@ pub async fn discard_body(state: &AppState, req: Request) {
         }
     };
     let _ = tokio::time::timeout(state.body_timeout, drain).await;
-}
-
-#[derive(Serialize)]
-struct PutResponse {
-    status: &'static str,
-    sequence: u64,
-    manifest: String,
 }
 
 /// `PUT /v1/fragments/{device}/{stream}/{sequence}`.
@@ -246,21 +236,21 @@ pub async fn put_fragment(
             // What is stored: the payload and the signed manifest.
             let stored = frag.payload.len() + frag.manifest_body.len() + frag.signature.len();
             state.metrics.fragment_bytes.inc_by(stored as u64);
-            (StatusCode::CREATED, "stored")
+            (StatusCode::CREATED, UploadStatus::Stored)
         }
-        PutOutcome::AlreadyStored => (StatusCode::OK, "already-stored"),
+        PutOutcome::AlreadyStored => (StatusCode::OK, UploadStatus::AlreadyStored),
     };
     state
         .metrics
         .fragments
         .get_or_create(&crate::metrics::OutcomeLabels {
-            outcome: word.into(),
+            outcome: word.as_str().into(),
         })
         .inc();
-    tracing::info!(peer = %peer.identity, %stream, sequence, frames, status = word, "fragment accepted");
+    tracing::info!(peer = %peer.identity, %stream, sequence, frames, status = word.as_str(), "fragment accepted");
     Ok((
         status,
-        Json(PutResponse {
+        Json(UploadReceipt {
             status: word,
             sequence,
             manifest: hash.to_string(),
