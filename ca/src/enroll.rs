@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::files::{create_dir, read, replace, sync_dir};
 use crate::issue::check_csr;
-use crate::{EnrollError, FleetCa, PkiError};
+use crate::{CsrError, EnrollError, FleetCa, PkiError};
 
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -193,9 +193,10 @@ impl FleetCa {
         if !actual.eq_ignore_ascii_case(fingerprint.trim()) {
             return Err(PkiError::BadCsr {
                 path,
-                reason: format!(
-                    "its key has fingerprint {actual}, not {fingerprint}: compare with `sealcamd identity` on the camera"
-                ),
+                reason: CsrError::Fingerprint {
+                    actual,
+                    expected: fingerprint.to_owned(),
+                },
             });
         }
         let cert = self.renew(csr, streams, lifetime)?;

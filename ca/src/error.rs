@@ -19,7 +19,27 @@ pub enum PkiError {
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("CSR {path} is not acceptable: {reason}")]
-    BadCsr { path: PathBuf, reason: String },
+    BadCsr { path: PathBuf, reason: CsrError },
+}
+
+/// Why a certificate signing request is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    /// It does not parse (PEM, DER or the request itself).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("its signature does not verify: the requester does not hold the key")]
+    Signature,
+    #[error("it has no common name (the device id)")]
+    NoCommonName,
+    /// Its common name is not a valid device id.
+    #[error(transparent)]
+    Name(#[from] sealcam_format::name::InvalidName),
+    #[error("the key is not ECDSA P-256")]
+    KeyType,
+    /// An operator's approval names another key than the request's.
+    #[error("its key has fingerprint {actual}, not {expected}: compare with `sealcamd identity` on the camera")]
+    Fingerprint { actual: String, expected: String },
 }
 
 /// Why an enrollment token was refused. Deliberately terse towards the
@@ -35,7 +55,7 @@ pub enum EnrollError {
     #[error("device {0} is revoked; the operator must add it again")]
     Revoked(Name),
     #[error("the certificate request is not acceptable: {0}")]
-    BadCsr(String),
+    BadCsr(CsrError),
     #[error("this fleet requires a genuine TPM: {0}")]
     Ek(String),
     #[error(transparent)]

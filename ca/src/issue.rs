@@ -16,7 +16,7 @@ use sealcam_transport::Identity;
 use x509_parser::prelude::FromDer;
 
 use crate::files::{create_dir, read, write_new};
-use crate::{FleetCa, PkiError, CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY};
+use crate::{CsrError, FleetCa, PkiError, CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY};
 
 /// Sets the validity window and a random serial number.
 fn validity(params: &mut CertificateParams, lifetime: Duration) {
@@ -207,27 +207,26 @@ pub struct CheckedCsr {
 
 /// Parses a CSR and checks its signature (the requester holds the key), its
 /// key type (P-256) and its common name (a valid device id).
-pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, String> {
-    let csr = CertificateSigningRequestParams::from_pem(pem_text).map_err(|e| e.to_string())?;
+pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, CsrError> {
+    let unreadable = |e: &dyn std::fmt::Display| CsrError::Unreadable(e.to_string());
+    let csr = CertificateSigningRequestParams::from_pem(pem_text).map_err(|e| unreadable(&e))?;
     let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem_text.as_bytes())
         .map(|d: rustls_pki_types::CertificateSigningRequestDer<'static>| d)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unreadable(&e))?;
     let (_, req) =
         x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
-            .map_err(|e| e.to_string())?;
-    req.verify_signature().map_err(|_| {
-        "its signature does not verify: the requester does not hold the key".to_string()
-    })?;
+            .map_err(|e| unreadable(&e))?;
+    req.verify_signature().map_err(|_| CsrError::Signature)?;
     let cn = req
         .certification_request_info
         .subject
         .iter_common_name()
         .next()
         .and_then(|c| c.as_str().ok())
-        .ok_or_else(|| "it has no common name (the device id)".to_string())?;
-    let device = Name::new(cn).map_err(|e| e.to_string())?;
+        .ok_or(CsrError::NoCommonName)?;
+    let device = Name::new(cn)?;
     if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
-        return Err("the key is not ECDSA P-256".into());
+        return Err(CsrError::KeyType);
     }
     Ok(CheckedCsr {
         device,

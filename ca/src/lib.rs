@@ -41,7 +41,7 @@ mod issue;
 mod revoke;
 
 pub use enroll::{Approval, EkPolicy, PendingRequest};
-pub use error::{EnrollError, PkiError};
+pub use error::{CsrError, EnrollError, PkiError};
 pub use issue::{check_csr, parse_lifetime, write_issued, CheckedCsr};
 
 pub const CA_CERT: &str = "ca.crt";
@@ -141,5 +141,58 @@ mod tests {
         );
         assert!(parse_lifetime("30").is_err());
         assert!(parse_lifetime("xd").is_err());
+    }
+
+    fn csr(common_name: &str) -> String {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn a_csr_is_checked_for_its_device_name() {
+        let checked = check_csr(&csr("cam1")).unwrap();
+        assert_eq!(checked.device.as_str(), "cam1");
+        let Err(bad) = check_csr(&csr("a b")) else {
+            panic!("a b passed");
+        };
+        assert!(matches!(bad, CsrError::Name(_)), "{bad}");
+        assert!(bad.to_string().starts_with("invalid name"), "{bad}");
+        let Err(garbage) = check_csr("not a csr") else {
+            panic!("garbage passed");
+        };
+        assert!(matches!(garbage, CsrError::Unreadable(_)), "{garbage}");
+    }
+
+    #[test]
+    fn approval_needs_the_requests_fingerprint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let policy = EkPolicy::default();
+        let waiting = ca.request_approval(&csr("cam1"), (&policy, None)).unwrap();
+        let Approval::Pending { fingerprint } = waiting else {
+            panic!("{waiting:?}");
+        };
+        let pending = ca.pending_requests().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].fingerprint, fingerprint);
+        let cam1 = Name::new("cam1").unwrap();
+        let day = Duration::from_secs(86_400);
+        let wrong = ca.approve(&cam1, "00", &[], day).unwrap_err();
+        assert!(
+            matches!(
+                &wrong,
+                PkiError::BadCsr {
+                    reason: CsrError::Fingerprint { .. },
+                    ..
+                }
+            ),
+            "{wrong}"
+        );
+        ca.approve(&cam1, &fingerprint, &[], day).unwrap();
+        assert!(ca.pending_requests().unwrap().is_empty());
     }
 }
