@@ -6,7 +6,7 @@
 //! streams/<device>/<stream>/keys/<seq:020>       signed manifest: names the fragment and
 //!                                                holds its wrapped data keys
 //! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
-//! audit/<instance>/<epoch:020>/<segment:010>     the audit trail (see `audit.rs`)
+//! audit/<instance>/<epoch:020>/<segment:010>     the audit trail (see `audit/`)
 //! ```
 //!
 //! A fragment is stored as two objects so that its keys can be destroyed
