@@ -189,7 +189,13 @@ async fn api(State(state): State<AppState>, req: Request) -> Response {
     let Some(peer) = req.extensions().get::<Peer>().cloned() else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no peer").into_response();
     };
-    let decoded = Route::decode(req.method(), req.uri().path());
+    let decoded = match Route::decode(req.method(), req.uri().path()) {
+        // Enrollment has its own port: here its path is no route at all.
+        Err(RouteError::MethodNotAllowed { .. }) if req.uri().path() == Route::Enroll.path() => {
+            Err(RouteError::NotFound)
+        }
+        decoded => decoded,
+    };
     let audited = route::audited(req.method(), req.uri().path(), &decoded);
     let call = Call {
         who: actor(&peer.identity),
@@ -258,10 +264,12 @@ async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
         action: audited.action,
         target: audited.target,
     };
+    let is_enroll = req.uri().path() == Route::Enroll.path();
     let handled = async {
-        match decoded? {
-            Route::Enroll => enroll::enroll_device(&state, addr, req).await,
-            // The API port's routes.
+        match decoded {
+            Ok(Route::Enroll) => enroll::enroll_device(&state, addr, req).await,
+            Err(e @ RouteError::MethodNotAllowed { .. }) if is_enroll => Err(e.into()),
+            // The API port's routes, even malformed, are no route here.
             _ => Err(RouteError::NotFound.into()),
         }
     };
