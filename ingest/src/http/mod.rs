@@ -275,3 +275,164 @@ async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
     };
     observe(&state.audit, &state.metrics, call, handled).await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::Body;
+    use axum::http::Method;
+    use sealcam_api::{ErrorBody, ErrorCode, RoleName};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::LimitsConfig;
+    use crate::store::StorageConfig;
+
+    struct Api {
+        _dir: tempfile::TempDir,
+        state: AppState,
+    }
+
+    async fn api_state() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        crate::audit::ensure_key(&pki).unwrap();
+        let store = Store::open(&StorageConfig::local(dir.path().join("store"))).unwrap();
+        let (audit, _task) =
+            AuditLog::start(store.clone(), &pki, "t", Duration::from_secs(3600)).unwrap();
+        let limits = LimitsConfig::default();
+        let state = AppState::new(
+            Arc::new(Metrics::new()),
+            audit,
+            Limiter::new(&limits),
+            limits.max_fragment_bytes,
+            limits.body_timeout.0,
+            store,
+            FleetCa::new(&pki),
+            Duration::from_secs(3600),
+            EkPolicy::default(),
+        );
+        Api { _dir: dir, state }
+    }
+
+    fn peer(identity: Identity) -> Peer {
+        Peer {
+            identity,
+            cert_der: Arc::default(),
+            verifier: Arc::default(),
+            last_body_len: Arc::default(),
+            serial: "01".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+        }
+    }
+
+    fn device() -> Peer {
+        peer(Identity::device(Name::new("cam1").unwrap()))
+    }
+
+    fn consumer() -> Peer {
+        peer(Identity::consumer(Name::new("alice").unwrap()))
+    }
+
+    /// Sends a request with an empty body to the API port as `who`.
+    async fn send(api: &Api, who: Peer, method: Method, path: &str) -> (StatusCode, Vec<u8>) {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(who)
+            .body(Body::empty())
+            .unwrap();
+        let r = api_router(api.state.clone()).oneshot(req).await.unwrap();
+        let status = r.status();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, body.to_vec())
+    }
+
+    async fn refusal(api: &Api, who: Peer, method: Method, path: &str) -> (u16, ErrorCode) {
+        let (status, body) = send(api, who, method, path).await;
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        (status.as_u16(), body.code)
+    }
+
+    #[tokio::test]
+    async fn the_role_is_checked_before_the_names() {
+        let api = api_state().await;
+        let bad = "/v1/fragments/cam1/a%20b/0";
+        assert_eq!(
+            refusal(&api, consumer(), Method::PUT, bad).await,
+            (403, ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            refusal(&api, device(), Method::PUT, bad).await,
+            (400, ErrorCode::Malformed)
+        );
+        assert_eq!(
+            refusal(&api, device(), Method::GET, "/v1/streams").await,
+            (403, ErrorCode::Forbidden)
+        );
+        let metrics = api.state.metrics.encode();
+        assert!(
+            metrics.contains(r#"action="upload",code="malformed"} 1"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"action="upload",code="forbidden"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_are_json_refusals() {
+        let api = api_state().await;
+        assert_eq!(
+            refusal(&api, device(), Method::GET, "/v1/nothing").await,
+            (404, ErrorCode::NotFound)
+        );
+        assert_eq!(
+            refusal(&api, consumer(), Method::POST, "/v1/streams").await,
+            (405, ErrorCode::MethodNotAllowed)
+        );
+        // Enrollment is served on its own port only.
+        for method in [Method::POST, Method::GET] {
+            assert_eq!(
+                refusal(&api, device(), method, "/v1/enroll").await,
+                (404, ErrorCode::NotFound)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn whoami_says_who_the_peer_is() {
+        let api = api_state().await;
+        let (status, body) = send(&api, device(), Method::GET, "/v1/whoami").await;
+        assert_eq!(status, StatusCode::OK);
+        let who: sealcam_api::WhoAmI = serde_json::from_slice(&body).unwrap();
+        assert_eq!((who.role, who.name.as_str()), (RoleName::Device, "cam1"));
+    }
+
+    #[tokio::test]
+    async fn a_consumer_reads_only_what_it_may() {
+        let api = api_state().await;
+        let mut bob = consumer();
+        bob.identity.reads = vec![(Name::new("cam2").unwrap(), Name::new("front").unwrap())];
+        assert_eq!(
+            refusal(
+                &api,
+                bob.clone(),
+                Method::GET,
+                "/v1/streams/cam1/front/fragments/0"
+            )
+            .await,
+            (403, ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            refusal(&api, bob, Method::GET, "/v1/streams/cam2/front/fragments/0").await,
+            (404, ErrorCode::NotFound)
+        );
+    }
+}
