@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::files::{create_dir, read, replace, sync_dir};
 use crate::issue::check_csr;
-use crate::{CsrError, EnrollError, FleetCa, PkiError};
+use crate::{CsrError, EkRefusal, EnrollError, FleetCa, PkiError};
 
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -227,11 +227,7 @@ impl EkPolicy {
     ) -> Result<(), EnrollError> {
         match ek {
             None if self.required_issuers.is_empty() => return Ok(()),
-            None => {
-                return Err(EnrollError::Ek(
-                    "the camera sent no endorsement-key certificate (its TPM has none, or the camera is not using a TPM)".into(),
-                ))
-            }
+            None => return Err(EnrollError::Ek(EkRefusal::Missing)),
             Some(der) => {
                 if !self.required_issuers.is_empty()
                     && !self
@@ -239,9 +235,7 @@ impl EkPolicy {
                         .iter()
                         .any(|ca| sealcam_transport::identity::verify_issued_by(der, ca).is_ok())
                 {
-                    return Err(EnrollError::Ek(
-                        "its endorsement-key certificate was not issued by an accepted TPM maker CA".into(),
-                    ));
+                    return Err(EnrollError::Ek(EkRefusal::UnknownMaker));
                 }
                 let ek_dir = dir.join("ek");
                 create_dir(&ek_dir)?;

@@ -57,7 +57,17 @@ pub enum EnrollError {
     #[error("the certificate request is not acceptable: {0}")]
     BadCsr(CsrError),
     #[error("this fleet requires a genuine TPM: {0}")]
-    Ek(String),
+    Ek(EkRefusal),
     #[error(transparent)]
     Pki(#[from] PkiError),
+}
+
+/// Why a fleet that requires a genuine TPM refused a camera's
+/// endorsement key (`devices.require_ek_ca`).
+#[derive(Debug, thiserror::Error)]
+pub enum EkRefusal {
+    #[error("the camera sent no endorsement-key certificate (its TPM has none, or the camera is not using a TPM)")]
+    Missing,
+    #[error("its endorsement-key certificate was not issued by an accepted TPM maker CA")]
+    UnknownMaker,
 }

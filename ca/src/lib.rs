@@ -41,7 +41,7 @@ mod issue;
 mod revoke;
 
 pub use enroll::{Approval, EkPolicy, PendingRequest};
-pub use error::{CsrError, EnrollError, PkiError};
+pub use error::{CsrError, EkRefusal, EnrollError, PkiError};
 pub use issue::{check_csr, parse_lifetime, write_issued, CheckedCsr};
 
 pub const CA_CERT: &str = "ca.crt";
@@ -193,6 +193,33 @@ mod tests {
             "{wrong}"
         );
         ca.approve(&cam1, &fingerprint, &[], day).unwrap();
+        assert!(ca.pending_requests().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_fleet_that_requires_a_tpm_refuses_a_camera_without_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let policy = EkPolicy {
+            required_issuers: vec![b"a maker CA".to_vec()],
+        };
+        let none = ca
+            .request_approval(&csr("cam1"), (&policy, None))
+            .unwrap_err();
+        assert!(
+            matches!(none, EnrollError::Ek(EkRefusal::Missing)),
+            "{none}"
+        );
+        assert!(none
+            .to_string()
+            .starts_with("this fleet requires a genuine TPM: the camera sent no"));
+        let other = ca
+            .request_approval(&csr("cam1"), (&policy, Some(b"not a certificate")))
+            .unwrap_err();
+        assert!(
+            matches!(other, EnrollError::Ek(EkRefusal::UnknownMaker)),
+            "{other}"
+        );
         assert!(ca.pending_requests().unwrap().is_empty());
     }
 }
