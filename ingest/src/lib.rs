@@ -1,6 +1,7 @@
 //! sealcam-ingest, the receiving service.
 //!
-//! * [`audit`]: the tamper-evident audit trail of every call.
+//! * [`audit`]: the tamper-evident audit trail of every call: its record
+//!   format, the writer task, verification, the audit key.
 //! * [`config`]: the configuration file.
 //! * [`store`]: create-only storage of sealed fragments through
 //!   `object_store` (a local directory or an S3-compatible bucket), keys
@@ -19,7 +20,9 @@
 //!   is stored.
 //!
 //! The fleet CA it enrolls and renews devices with is its own crate,
-//! `sealcam-ca`; the ingest records what the CA did in its audit trail.
+//! `sealcam-ca`; the ingest records what the CA did in its audit trail, and
+//! its operator commands (`main.rs`: `ca init`, `device add`, `consumer
+//! issue`, ...) are thin wrappers over it.
 //!
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.

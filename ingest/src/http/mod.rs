@@ -1,8 +1,13 @@
-//! The ingest's HTTP API, one file per concern (`docs/protocol.md`).
+//! The ingest's HTTP API, one file per concern (`docs/protocol.md`, whose
+//! routes, bodies and codes are the types of `sealcam-api`).
 //!
-//! * [`route`]: a request's method and path, decoded once into a
-//!   [`Route`](route::Route) that dispatch and the audit record both use.
-//! * [`error`]: the error model, `{"error", "code"}` with a stable code.
+//! A request's method and path are decoded once, into a
+//! [`sealcam_api::Route`] that dispatch and the audit record both use.
+//!
+//! * [`route`]: what the ingest adds to a route: the role it asks of the
+//!   peer, and how a request for no valid route is audited.
+//! * [`error`]: the error model, an [`sealcam_api::ErrorBody`] with a
+//!   stable code.
 //! * [`audit`]: every call recorded, counted, and a refusal logged.
 //! * [`connection`]: the TLS accept loops, the handshake, revocation.
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
