@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::pki::parse_lifetime;
 use crate::store::StorageConfig;
+use sealcam_ca::parse_lifetime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

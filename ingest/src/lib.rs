@@ -1,26 +1,37 @@
 //! sealcam-ingest, the receiving service.
 //!
-//! * [`pki`]: the development fleet PKI: CA, server certificate, device
-//!   certificates from CSRs, consumer certificates.
-//! * [`audit`]: the tamper-evident audit trail of every call.
+//! * [`audit`]: the tamper-evident audit trail of every call: its record
+//!   format, the writer task, verification, the audit key.
 //! * [`config`]: the configuration file.
 //! * [`store`]: create-only storage of sealed fragments through
 //!   `object_store` (a local directory or an S3-compatible bucket), keys
-//!   apart from ciphertext.
+//!   apart from ciphertext: objects, fragments in their chain, path layout,
+//!   the local disk thread and its file creation, one file each.
 //! * [`limits`]: per-device upload limits.
 //! * [`metrics`]: Prometheus metrics, health and readiness.
 //! * [`retention`]: expiry and deletion by destroying keys first.
-//! * [`server`]: the mutual-TLS HTTP service: devices upload their own
-//!   streams, consumers read; every fragment is checked before it is stored.
+//! * [`service`]: the service supervisor: configuration resolved,
+//!   listeners bound, background tasks (CRL watch, retention, audit flush)
+//!   run until it stops.
+//! * [`http`]: the mutual-TLS HTTP API (`docs/protocol.md`, as types in
+//!   `sealcam-api`), one file per concern (routes, errors, audit layer,
+//!   connections, upload, read, enroll, the body buffer): devices upload
+//!   their own streams, consumers read; every fragment is checked before it
+//!   is stored.
+//!
+//! The fleet CA it enrolls and renews devices with is its own crate,
+//! `sealcam-ca`; the ingest records what the CA did in its audit trail, and
+//! its operator commands (`main.rs`: `ca init`, `device add`, `consumer
+//! issue`, ...) are thin wrappers over it.
 //!
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.
 
 pub mod audit;
 pub mod config;
+pub mod http;
 pub mod limits;
 pub mod metrics;
-pub mod pki;
 pub mod retention;
-pub mod server;
+pub mod service;
 pub mod store;

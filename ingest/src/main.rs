@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sealcam_ca::{parse_lifetime, write_issued, FleetCa, CRL};
 use sealcam_format::Name;
 use sealcam_ingest::config::{IngestConfig, Span};
-use sealcam_ingest::pki;
-use sealcam_ingest::server::{ServeConfig, Server};
+use sealcam_ingest::service::{ServeConfig, Server};
 use sealcam_ingest::store::StorageConfig;
 
 /// mimalloc instead of glibc's malloc: each upload allocates and frees
@@ -93,7 +93,7 @@ struct ConfigArgs {
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
     /// Overrides `devices.cert_lifetime`.
-    #[arg(long, value_parser = pki::parse_lifetime)]
+    #[arg(long, value_parser = parse_lifetime)]
     device_cert_lifetime: Option<Duration>,
     /// Overrides `devices.crl_poll`, in milliseconds.
     #[arg(long)]
@@ -202,7 +202,7 @@ enum DeviceCommand {
         #[arg(long = "stream")]
         streams: Vec<String>,
         /// How long the token stays valid.
-        #[arg(long, default_value = "1h", value_parser = pki::parse_lifetime)]
+        #[arg(long, default_value = "1h", value_parser = parse_lifetime)]
         token_ttl: Duration,
     },
     /// Issue a device certificate from a CSR file (operator approval instead of a token).
@@ -213,7 +213,7 @@ enum DeviceCommand {
         csr: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         lifetime: Duration,
         /// Streams the device may write (repeatable); none: any of its own.
         #[arg(long = "stream")]
@@ -232,7 +232,7 @@ enum DeviceCommand {
         /// The fingerprint `sealcamd identity` prints on the camera.
         #[arg(long)]
         fingerprint: String,
-        #[arg(long, default_value = "30d", value_parser = pki::parse_lifetime)]
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         lifetime: Duration,
         /// Streams the device may write (repeatable); none: any of its own.
         #[arg(long = "stream")]
@@ -260,7 +260,7 @@ enum ConsumerCommand {
         /// A stream this consumer may read, as DEVICE/STREAM (repeatable); none: every stream.
         #[arg(long = "stream")]
         streams: Vec<String>,
-        #[arg(long, default_value = "365d", value_parser = pki::parse_lifetime)]
+        #[arg(long, default_value = "365d", value_parser = parse_lifetime)]
         lifetime: Duration,
     },
 }
@@ -327,7 +327,7 @@ fn real_main() -> anyhow::Result<()> {
         Command::Check { config } => {
             let cfg = ServeConfig::from_config(config.resolve()?)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(sealcam_ingest::server::check(&cfg))?;
+            rt.block_on(sealcam_ingest::service::check(&cfg))?;
             println!(
                 "configuration valid; PKI and storage ({}) usable",
                 cfg.storage
@@ -351,7 +351,8 @@ fn real_main() -> anyhow::Result<()> {
                     server_ips,
                 },
         } => {
-            pki::init(&dir, &server_names, &server_ips)?;
+            FleetCa::init(&dir, &server_names, &server_ips)?;
+            sealcam_ingest::audit::ensure_key(&dir)?;
             println!(
                 "fleet CA and server certificate written to {}",
                 dir.display()
@@ -368,7 +369,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let token = pki::add_device(&dir, &name, &names(&streams)?, token_ttl)?;
+            let token = FleetCa::new(&dir).add_device(&name, &names(&streams)?, token_ttl)?;
             eprintln!(
                 "device {name} may enroll for {} s with this one-time token:",
                 token_ttl.as_secs()
@@ -379,7 +380,7 @@ fn real_main() -> anyhow::Result<()> {
         Command::Device {
             command: DeviceCommand::Pending { pki: dir },
         } => {
-            let pending = pki::pending_requests(&dir)?;
+            let pending = FleetCa::new(&dir).pending_requests()?;
             if pending.is_empty() {
                 println!("no enrollment requests are waiting");
             }
@@ -399,7 +400,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            pki::approve(&dir, &name, &fingerprint, &names(&streams)?, lifetime)?;
+            FleetCa::new(&dir).approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
             tracing::warn!(device = %name, %fingerprint, "AUDIT: enrollment approved");
             println!("device {name} approved; it picks up its certificate at its next enrollment request");
             Ok(())
@@ -408,11 +409,11 @@ fn real_main() -> anyhow::Result<()> {
             command: DeviceCommand::Revoke { name, pki: dir },
         } => {
             let name = Name::new(&name)?;
-            let n = pki::revoke(&dir, &name)?;
+            let n = FleetCa::new(&dir).revoke(&name)?;
             tracing::warn!(device = %name, certificates = n, "AUDIT: device revoked");
             println!(
                 "device {name} revoked: {n} certificates listed in {}",
-                dir.join(pki::CRL).display()
+                dir.join(CRL).display()
             );
             Ok(())
         }
@@ -426,8 +427,9 @@ fn real_main() -> anyhow::Result<()> {
                     streams,
                 },
         } => {
-            let (device, cert) = pki::issue_device(&dir, &csr, &names(&streams)?, lifetime)?;
-            pki::write_issued(&out, &cert, None)?;
+            let (device, cert) =
+                FleetCa::new(&dir).issue_device(&csr, &names(&streams)?, lifetime)?;
+            write_issued(&out, &cert, None)?;
             println!(
                 "certificate for device {device} written to {}",
                 out.display()
@@ -452,12 +454,12 @@ fn real_main() -> anyhow::Result<()> {
                 })?;
                 reads.push((Name::new(d)?, Name::new(st)?));
             }
-            let (cert, key) = pki::issue_consumer(&dir, &name, &reads, lifetime)?;
+            let (cert, key) = FleetCa::new(&dir).issue_consumer(&name, &reads, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let cert_path = out_dir.join(format!("{name}.crt"));
             let key_path = out_dir.join(format!("{name}.key"));
-            pki::write_issued(&cert_path, &cert, Some((&key_path, &key)))?;
+            write_issued(&cert_path, &cert, Some((&key_path, &key)))?;
             println!(
                 "consumer {name}: {} and {}",
                 cert_path.display(),

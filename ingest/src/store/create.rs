@@ -1,8 +1,7 @@
-//! Create-only, durable writes of new objects to a local directory: the
-//! write path of the local backend, with the small reads an upload makes
-//! before its write. Other reads, listings and deletes go through
-//! `object_store`'s `LocalFileSystem`, which maps object paths to the same
-//! files.
+//! Create-only, durable writes of new files to a local directory: how the
+//! local backend's disk thread (`disk.rs`) makes a batch of objects. Other
+//! reads, listings and deletes go through `object_store`'s
+//! `LocalFileSystem`, which maps object paths to the same files.
 //!
 //! `LocalFileSystem` with fsync writes a named staging file, syncs it,
 //! hard-links it into place, syncs the directory, then unlinks the staging
@@ -16,270 +15,29 @@
 //! `LocalFileSystem` never lists.
 //!
 //! A file's whole blocks are written with direct I/O when its bytes start
-//! aligned in memory ([`AlignedBody`]), past the page cache; the rest goes
+//! aligned in memory ([`AlignedBody`](crate::http::body::AlignedBody)), past the page cache; the rest goes
 //! through it. The order above makes both durable alike.
 //!
-//! On a journaling filesystem each sync of a changed file or directory
-//! commits the journal, and those commits, not the copying, are most of the
-//! cost of a durable write (`docs/benchmarks.md`). So writes are made in
-//! batches: the [`Disk`] is one thread that takes every write waiting for
-//! it, writes all their files, syncs all their data, names them all, and
-//! syncs each of their directories once. Uploads that arrive together share
-//! their journal commits (group commit), and an upload waits for at most
-//! the batch before its own.
+//! A batch's files are all written, their data synced with one `syncfs`
+//! per filesystem, then all named, and each of their directories synced
+//! once.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, OnceLock};
+use std::sync::OnceLock;
 
-use bytes::Bytes;
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
-
-use super::ChainRefusal;
-
-/// A batch ends at this many writes, or at the first write that takes it
-/// past [`MAX_BATCH_BYTES`], so that no upload waits behind an unbounded one.
-const MAX_BATCH_WRITES: usize = 64;
-const MAX_BATCH_BYTES: usize = 64 << 20;
-
-type Reply<T> = tokio::sync::oneshot::Sender<T>;
-/// A write's condition, decided on the disk thread from what is at the
-/// paths it names (`None` where nothing is): the write is made only if it
-/// says `Ok`.
-pub type Check = Box<dyn FnOnce(Vec<Option<Bytes>>) -> Result<(), ChainRefusal> + Send>;
-/// How many objects a write published, or why its check refused it.
-type Checked = Result<usize, ChainRefusal>;
-
-/// Objects to publish in order, up to the first whose name exists; if the
-/// job has a check, only when the check passes on what is at `reads`.
-struct Job {
-    reads: Vec<PathBuf>,
-    check: Option<Check>,
-    objects: Vec<(PathBuf, Bytes)>,
-    done: Reply<io::Result<Checked>>,
-}
-
-/// The local backend's disk thread (see the module's documentation): it
-/// makes the writes, and the small reads of their checks, so that an upload
-/// hands its work to another thread once and the thread is mostly awake
-/// already when it does. It stops when the
-/// last handle to it is dropped, after the jobs it has.
-pub struct Disk {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Disk {
-    pub fn start() -> io::Result<Self> {
-        let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("store-disk".into())
-            .spawn(move || run(&queue))?;
-        Ok(Self { jobs })
-    }
-
-    /// Writes each of `objects` as a new file, durably, publishing them in the
-    /// order given, and returns how many it published: all of them, or up to the
-    /// first whose name exists (that one and those after it are not written).
-    /// Missing directories are made, and each new one's parent synced.
-    /// Every file's data is on disk before any is named, and the names are on
-    /// disk when this returns. A journaling filesystem (ext4, XFS) makes the
-    /// names durable in the order they were made, so after a crash a later
-    /// object is never there without the earlier ones; on one that does not, the
-    /// caller's retry of the unacknowledged write repairs it.
-    /// The write is made in the thread's next batch.
-    pub async fn create_new_all(&self, objects: Vec<(PathBuf, Bytes)>) -> io::Result<usize> {
-        match self.write(Vec::new(), None, objects).await? {
-            Ok(n) => Ok(n),
-            // Only a check refuses, and there is none.
-            Err(_) => Err(io::Error::other("a write without a check was refused")),
-        }
-    }
-
-    /// [`Self::create_new_all`] if `check` passes on what is at `reads`
-    /// (read on the disk thread just before, and seeing the writes queued
-    /// ahead of this one as made), or why it did not: the check and the
-    /// write are one step, so no other write of this store comes between
-    /// them. An upload hands its work to the thread once for both.
-    pub async fn create_new_all_if(
-        &self,
-        reads: Vec<PathBuf>,
-        check: Check,
-        objects: Vec<(PathBuf, Bytes)>,
-    ) -> io::Result<Checked> {
-        self.write(reads, Some(check), objects).await
-    }
-
-    async fn write(
-        &self,
-        reads: Vec<PathBuf>,
-        check: Option<Check>,
-        objects: Vec<(PathBuf, Bytes)>,
-    ) -> io::Result<Checked> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Job {
-                reads,
-                check,
-                objects,
-                done,
-            })
-            .map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
-    }
-}
-
-fn stopped() -> io::Error {
-    io::Error::other("the local store's disk thread has stopped")
-}
-
-/// A write taken into the batch: its objects, and whom to tell.
-type Queued = (Vec<(PathBuf, Bytes)>, Reply<io::Result<Checked>>);
-
-fn run(queue: &mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut writes: Vec<Queued> = Vec::new();
-        let mut bytes = 0;
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            let Job {
-                reads,
-                check,
-                objects,
-                done,
-            } = job;
-            // Checked against the disk and the writes ahead of it in this
-            // batch, as if those were made already.
-            let refused = match check {
-                None => None,
-                Some(check) => match read_through(&reads, &writes) {
-                    Err(e) => Some(Err(e)),
-                    Ok(found) => check(found).err().map(|r| Ok(Err(r))),
-                },
-            };
-            match refused {
-                // The upload may have gone (its client hung up): nothing to
-                // tell, here and below.
-                Some(answer) => {
-                    let _ = done.send(answer);
-                }
-                None => {
-                    bytes += objects.iter().map(|(_, b)| b.len()).sum::<usize>();
-                    writes.push((objects, done));
-                }
-            }
-            if writes.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-                next = queue.try_recv().ok();
-            }
-        }
-        if writes.is_empty() {
-            continue;
-        }
-        let objects: Vec<Vec<(&Path, &[u8])>> = writes
-            .iter()
-            .map(|(objects, _)| objects.iter().map(|(p, b)| (p.as_path(), &b[..])).collect())
-            .collect();
-        let results = write_batch(&objects, Naming::Unnamed);
-        drop(objects);
-        for ((_, done), result) in writes.into_iter().zip(results) {
-            let _ = done.send(result.map(Ok));
-        }
-    }
-}
-
-/// The whole of each file at `paths`, `None` where there is none, where
-/// an object queued in `writes` is taken as written (the last queued, if
-/// several name it). A queued write may still fail; a check that relied on
-/// it then decided on a write that was asked for, by an upload that is told
-/// it failed and sends it again.
-fn read_through(paths: &[PathBuf], writes: &[Queued]) -> io::Result<Vec<Option<Bytes>>> {
-    paths
-        .iter()
-        .map(|path| {
-            let queued = writes
-                .iter()
-                .flat_map(|(objects, _)| objects)
-                .rfind(|(p, _)| p == path);
-            match queued {
-                Some((_, b)) => Ok(Some(b.clone())),
-                None => match std::fs::read(path) {
-                    Ok(b) => Ok(Some(Bytes::from(b))),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(io::Error::new(
-                        e.kind(),
-                        format!("reading {}: {e}", path.display()),
-                    )),
-                },
-            }
-        })
-        .collect()
-}
 
 /// The alignment direct I/O asks of a write's memory, file offset and
 /// length: a device's logical block (512 or 4096 bytes), and here at least a
 /// page, so that the part of a file written through the page cache shares no
 /// page with the part written past it.
-fn direct_io_alignment() -> usize {
+pub fn direct_io_alignment() -> usize {
     rustix::param::page_size().max(4096)
-}
-
-/// A body received into memory whose first byte is aligned for direct I/O
-/// ([`direct_io_alignment`]), so that an object that starts the body (the
-/// payload of a streamed upload) can go from there to the disk without a
-/// copy. A body of unknown length (a camera's live upload is chunked) grows
-/// by moving to a buffer twice as large, aligned again.
-pub struct AlignedBody {
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl AlignedBody {
-    /// The least room a body of unknown length gets when it grows.
-    const MIN_GROWTH: usize = 256 * 1024;
-
-    pub fn with_capacity(capacity: usize) -> Self {
-        let align = direct_io_alignment();
-        let mut buf: Vec<u8> = Vec::with_capacity(capacity.saturating_add(align));
-        let start = buf.as_ptr().align_offset(align);
-        // `align_offset` may give up (it says so with usize::MAX): then
-        // the body is not aligned.
-        if start < align {
-            buf.resize(start, 0);
-        }
-        let start = buf.len();
-        Self { buf, start }
-    }
-
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn extend(&mut self, piece: &[u8]) {
-        if self.buf.capacity() - self.buf.len() < piece.len() {
-            // Growing the vector itself would keep only the allocator's
-            // alignment.
-            let room = self.buf.capacity() - self.start;
-            let wanted = (self.len() + piece.len())
-                .max(room.saturating_mul(2))
-                .max(Self::MIN_GROWTH);
-            let mut moved = Self::with_capacity(wanted);
-            moved.buf.extend_from_slice(&self.buf[self.start..]);
-            *self = moved;
-        }
-        self.buf.extend_from_slice(piece);
-    }
-
-    /// The body, where it lies.
-    pub fn into_bytes(self) -> Bytes {
-        Bytes::from(self.buf).slice(self.start..)
-    }
 }
 
 /// How many of `bytes`, from the start, a file opened for direct I/O can
@@ -317,7 +75,7 @@ fn write_data(file: &File, bytes: &[u8], bulk: usize) -> io::Result<()> {
 
 /// How new files are made before they are linked into place.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Naming {
+pub(super) enum Naming {
     /// Unnamed (`O_TMPFILE`), where the filesystem can; staged otherwise.
     Unnamed,
     /// Always through a named staging file.
@@ -328,7 +86,10 @@ enum Naming {
 /// the data of all their files is synced before any is named, and each
 /// directory they name files in is synced once, after all are named. A
 /// write that fails does not stop the others.
-fn write_batch(writes: &[Vec<(&Path, &[u8])>], naming: Naming) -> Vec<io::Result<usize>> {
+pub(super) fn write_batch(
+    writes: &[Vec<(&Path, &[u8])>],
+    naming: Naming,
+) -> Vec<io::Result<usize>> {
     let mut written: Vec<io::Result<Vec<Unnamed>>> = writes
         .iter()
         .map(|objects| {
@@ -594,6 +355,8 @@ mod tests {
 
     use super::*;
 
+    use crate::http::body::AlignedBody;
+
     fn create_new_all_as(objects: &[(&Path, &[u8])], naming: Naming) -> io::Result<usize> {
         write_batch(&[objects.to_vec()], naming).pop().unwrap()
     }
@@ -628,24 +391,6 @@ mod tests {
                     assert_eq!(std::fs::read(&dest).unwrap(), bytes, "{}", dest.display());
                 }
             }
-        }
-    }
-
-    /// Aligned whether its length was known or it grew piece by piece past
-    /// every capacity, with every byte in its place.
-    #[test]
-    fn an_aligned_body_stays_aligned_as_it_grows() {
-        let align = direct_io_alignment();
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-        for capacity in [0, 1000, data.len()] {
-            let mut body = AlignedBody::with_capacity(capacity);
-            for piece in data.chunks(16_411) {
-                body.extend(piece);
-            }
-            assert_eq!(body.len(), data.len());
-            let bytes = body.into_bytes();
-            assert_eq!(bytes.as_ptr().align_offset(align), 0, "{capacity}");
-            assert!(bytes[..] == data[..], "{capacity}");
         }
     }
 
@@ -753,132 +498,5 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"a");
         assert_eq!(std::fs::read(&b).unwrap(), b"b");
         assert_eq!(std::fs::read(&taken).unwrap(), b"old");
-    }
-
-    /// A check that passes only where nothing is at any of its paths.
-    fn nothing_there() -> Check {
-        Box::new(
-            |found: Vec<Option<Bytes>>| match found.iter().flatten().next() {
-                Some(b) => Err(ChainRefusal::Broken(format!(
-                    "found {}",
-                    String::from_utf8_lossy(b)
-                ))),
-                None => Ok(()),
-            },
-        )
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_checked_write_is_made_only_if_its_check_passes() {
-        let tmp = tempfile::tempdir().unwrap();
-        let disk = Disk::start().unwrap();
-        let (a, b) = (tmp.path().join("s/a"), tmp.path().join("s/b"));
-        let written = disk
-            .create_new_all_if(
-                vec![b.clone()],
-                nothing_there(),
-                vec![(a.clone(), "a".into())],
-            )
-            .await
-            .unwrap();
-        assert!(matches!(written, Ok(1)), "{written:?}");
-        let refused = disk
-            .create_new_all_if(
-                vec![a.clone()],
-                nothing_there(),
-                vec![(b.clone(), "b".into())],
-            )
-            .await
-            .unwrap();
-        match refused {
-            Err(ChainRefusal::Broken(why)) => assert_eq!(why, "found a"),
-            other => panic!("{other:?}"),
-        }
-        assert!(!b.exists());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn checks_see_every_write_before_them_even_in_their_own_batch() {
-        // Pairs of writes that exclude each other, sent at once: each is
-        // checked against the other's name. Read, then written, as two
-        // steps, both could pass; here exactly one of each pair is made.
-        let tmp = tempfile::tempdir().unwrap();
-        let disk = std::sync::Arc::new(Disk::start().unwrap());
-        let mut tasks = Vec::new();
-        for pair in 0..60 {
-            for side in ["x", "y"] {
-                let other = if side == "x" { "y" } else { "x" };
-                let disk = disk.clone();
-                let (dest, theirs) = (
-                    tmp.path().join(format!("{pair}/{side}")),
-                    tmp.path().join(format!("{pair}/{other}")),
-                );
-                tasks.push(tokio::spawn(async move {
-                    let objects = vec![(dest, Bytes::from(side))];
-                    disk.create_new_all_if(vec![theirs], nothing_there(), objects)
-                        .await
-                        .unwrap()
-                }));
-            }
-        }
-        let mut made = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(1) => made += 1,
-                Err(ChainRefusal::Broken(_)) => {}
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(made, 60);
-        for pair in 0..60 {
-            let names = std::fs::read_dir(tmp.path().join(pair.to_string()))
-                .unwrap()
-                .count();
-            assert_eq!(names, 1, "pair {pair}");
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_disk_thread_writes_concurrent_uploads_once_each_and_reads_them() {
-        let tmp = tempfile::tempdir().unwrap();
-        let disk = std::sync::Arc::new(Disk::start().unwrap());
-        let path = |object: u32| tmp.path().join(format!("s/{object}"));
-        let mut tasks = Vec::new();
-        // 40 objects, each asked for twice at once, with different bytes,
-        // each write checked against what is at its own name: every check
-        // finds nothing or a whole object (one that failed would stop the
-        // thread, and every write after it with it).
-        for i in 0..80u32 {
-            let (disk, dest) = (disk.clone(), path(i % 40));
-            tasks.push(tokio::spawn(async move {
-                let whole = [format!("{}", i % 40), format!("{}", i % 40 + 40)];
-                let check: Check = Box::new(move |found| {
-                    if let [Some(bytes)] = &found[..] {
-                        assert!(whole.iter().any(|w| w.as_bytes() == &bytes[..]));
-                    }
-                    Ok(())
-                });
-                let bytes = Bytes::from(format!("{i}"));
-                let objects = vec![(dest.clone(), bytes)];
-                let written = disk.create_new_all_if(vec![dest], check, objects);
-                (i, written.await.unwrap().unwrap())
-            }));
-        }
-        let mut winners = std::collections::HashMap::new();
-        for t in tasks {
-            let (i, written) = t.await.unwrap();
-            if written == 1 {
-                assert!(
-                    winners.insert(i % 40, i).is_none(),
-                    "object {} written twice",
-                    i % 40
-                );
-            }
-        }
-        assert_eq!(winners.len(), 40);
-        for (object, i) in winners {
-            let stored = std::fs::read(path(object)).unwrap();
-            assert_eq!(stored, format!("{i}").as_bytes());
-        }
     }
 }

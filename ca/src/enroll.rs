@@ -1,0 +1,247 @@
+//! Enrollment: a one-time token an operator makes for a device
+//! (`device add`), consumed by the camera's first request; or a request
+//! without one, filed for an operator to approve by the key's fingerprint
+//! (`device pending`, `device approve`); and the TPM endorsement-key policy.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sealcam_format::Name;
+use sha2::{Digest, Sha256};
+
+use crate::files::{create_dir, read, replace, sync_dir};
+use crate::issue::check_csr;
+use crate::{CsrError, EkRefusal, EnrollError, FleetCa, PkiError};
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn token_path(dir: &Path, device: &Name) -> PathBuf {
+    dir.join("enroll").join(format!("{device}.token"))
+}
+
+/// A CSR waiting for approval.
+#[derive(Debug)]
+pub struct PendingRequest {
+    pub device: Name,
+    /// SHA-256 of the requested public key (as `sealcamd identity` shows it).
+    pub fingerprint: String,
+}
+
+fn fingerprint_of(spki_der: &[u8]) -> String {
+    sealcam_format::DeviceVerifyingKey::from_spki_der(spki_der)
+        .map(|k| k.fingerprint())
+        .unwrap_or_default()
+}
+
+/// What became of an enrollment without a token.
+#[derive(Debug)]
+pub enum Approval {
+    /// Waiting for the operator, who must approve this fingerprint.
+    Pending { fingerprint: String },
+    /// Approved: the certificate.
+    Issued { device: Name, certificate: String },
+}
+
+impl FleetCa {
+    /// Registers a device for enrollment: returns a one-time token valid for
+    /// `ttl`. Only the token's SHA-256 is stored. Adding a revoked device again
+    /// lifts the revocation for its future certificates.
+    pub fn add_device(
+        &self,
+        device: &Name,
+        streams: &[Name],
+        ttl: Duration,
+    ) -> Result<String, PkiError> {
+        let dir = self.dir.as_path();
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let enroll = dir.join("enroll");
+        create_dir(&enroll)?;
+        let streams: Vec<&str> = streams.iter().map(Name::as_str).collect();
+        let record = format!(
+            "sha256={}\nexpires_unix={}\nstreams={}\n",
+            hex::encode(Sha256::digest(token.as_bytes())),
+            unix_now() + ttl.as_secs(),
+            streams.join(",")
+        );
+        replace(&token_path(dir, device), &record, 0o600)?;
+        let _ = std::fs::remove_file(dir.join("revoked").join(device.as_str()));
+        Ok(token)
+    }
+
+    /// Consumes a device's enrollment token and issues its certificate. The
+    /// token is removed before the certificate is issued: it can never be used
+    /// twice, even across a crash.
+    pub fn enroll(
+        &self,
+        csr_pem: &str,
+        token: &str,
+        ek: (&EkPolicy, Option<&[u8]>),
+        lifetime: Duration,
+    ) -> Result<(Name, String), EnrollError> {
+        let dir = self.dir.as_path();
+        let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
+        let path = token_path(dir, &csr.device);
+        let record = std::fs::read_to_string(&path).map_err(|_| EnrollError::UnknownToken)?;
+        let mut sha = None;
+        let mut expires = None;
+        let mut streams = Vec::new();
+        for line in record.lines() {
+            match line.split_once('=') {
+                Some(("sha256", v)) => sha = Some(v.to_owned()),
+                Some(("expires_unix", v)) => expires = v.parse::<u64>().ok(),
+                Some(("streams", v)) => {
+                    streams = v.split(',').filter_map(|s| Name::new(s).ok()).collect()
+                }
+                _ => {}
+            }
+        }
+        let given = hex::encode(Sha256::digest(token.as_bytes()));
+        // Compare digests, not tokens: the comparison leaks nothing useful.
+        if sha.as_deref() != Some(given.as_str()) {
+            return Err(EnrollError::UnknownToken);
+        }
+        // Single use: consume first.
+        std::fs::remove_file(&path).map_err(|_| EnrollError::UnknownToken)?;
+        sync_dir(&dir.join("enroll"))?;
+        if expires.is_none_or(|e| e < unix_now()) {
+            return Err(EnrollError::Expired);
+        }
+        if self.is_revoked(&csr.device) {
+            return Err(EnrollError::Revoked(csr.device));
+        }
+        ek.0.admit(dir, &csr.device, ek.1)?;
+        let device = csr.device.clone();
+        Ok((device, self.renew(csr, &streams, lifetime)?))
+    }
+
+    /// Enrollment without a token: the first request files the CSR for an
+    /// operator; once approved, the same request returns the certificate.
+    pub fn request_approval(
+        &self,
+        csr_pem: &str,
+        ek: (&EkPolicy, Option<&[u8]>),
+    ) -> Result<Approval, EnrollError> {
+        let dir = self.dir.as_path();
+        let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
+        if self.is_revoked(&csr.device) {
+            return Err(EnrollError::Revoked(csr.device));
+        }
+        ek.0.admit(dir, &csr.device, ek.1)?;
+        let fingerprint = fingerprint_of(&csr.spki_der);
+        let approved = dir.join("approved").join(format!("{}.crt", csr.device));
+        if let Ok(pem_text) = std::fs::read_to_string(&approved) {
+            let matches = sealcam_transport::pem::parse_first_cert(&pem_text)
+                .ok()
+                .and_then(|der| sealcam_transport::identity::device_key_from_cert_der(&der).ok())
+                .is_some_and(|k| k.fingerprint() == fingerprint);
+            if matches {
+                return Ok(Approval::Issued {
+                    device: csr.device,
+                    certificate: pem_text,
+                });
+            }
+        }
+        let pending = dir.join("pending");
+        create_dir(&pending)?;
+        replace(&pending.join(format!("{}.csr", csr.device)), csr_pem, 0o644)?;
+        Ok(Approval::Pending { fingerprint })
+    }
+
+    /// The CSRs waiting for approval.
+    pub fn pending_requests(&self) -> Result<Vec<PendingRequest>, PkiError> {
+        let dir = self.dir.as_path();
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir.join("pending")) else {
+            return Ok(out);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".csr") {
+                continue;
+            }
+            if let Ok(csr) = check_csr(&read(&entry.path())?) {
+                out.push(PendingRequest {
+                    fingerprint: fingerprint_of(&csr.spki_der),
+                    device: csr.device,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.device.cmp(&b.device));
+        Ok(out)
+    }
+
+    /// Approves the pending CSR of `device` if its key has `fingerprint`.
+    pub fn approve(
+        &self,
+        device: &Name,
+        fingerprint: &str,
+        streams: &[Name],
+        lifetime: Duration,
+    ) -> Result<(), PkiError> {
+        let dir = self.dir.as_path();
+        let path = dir.join("pending").join(format!("{device}.csr"));
+        let csr = check_csr(&read(&path)?).map_err(|reason| PkiError::BadCsr {
+            path: path.clone(),
+            reason,
+        })?;
+        let actual = fingerprint_of(&csr.spki_der);
+        if !actual.eq_ignore_ascii_case(fingerprint.trim()) {
+            return Err(PkiError::BadCsr {
+                path,
+                reason: CsrError::Fingerprint {
+                    actual,
+                    expected: fingerprint.to_owned(),
+                },
+            });
+        }
+        let cert = self.renew(csr, streams, lifetime)?;
+        let approved = dir.join("approved");
+        create_dir(&approved)?;
+        replace(&approved.join(format!("{device}.crt")), &cert, 0o644)?;
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    }
+}
+
+/// Which TPM endorsement-key certificates a fleet accepts.
+#[derive(Clone, Debug, Default)]
+pub struct EkPolicy {
+    /// DER certificates of the TPM makers' EK-issuing CAs. Empty: an EK
+    /// certificate is optional, and recorded when present.
+    pub required_issuers: Vec<Vec<u8>>,
+}
+
+impl EkPolicy {
+    /// Checks an EK certificate (or its absence) against the policy, and
+    /// records it for the device.
+    pub(crate) fn admit(
+        &self,
+        dir: &Path,
+        device: &Name,
+        ek: Option<&[u8]>,
+    ) -> Result<(), EnrollError> {
+        match ek {
+            None if self.required_issuers.is_empty() => return Ok(()),
+            None => return Err(EnrollError::Ek(EkRefusal::Missing)),
+            Some(der) => {
+                if !self.required_issuers.is_empty()
+                    && !self
+                        .required_issuers
+                        .iter()
+                        .any(|ca| sealcam_transport::identity::verify_issued_by(der, ca).is_ok())
+                {
+                    return Err(EnrollError::Ek(EkRefusal::UnknownMaker));
+                }
+                let ek_dir = dir.join("ek");
+                create_dir(&ek_dir)?;
+                replace(&ek_dir.join(format!("{device}.der")), der, 0o644)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! What can go wrong in the CA, each error with the message the operator or
+//! the camera reads.
+
+use std::path::PathBuf;
+
+use sealcam_format::Name;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path} already exists; refusing to overwrite (use another directory or remove it)")]
+    Exists { path: PathBuf },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("CSR {path} is not acceptable: {reason}")]
+    BadCsr { path: PathBuf, reason: CsrError },
+}
+
+/// Why a certificate signing request is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    /// It does not parse (PEM, DER or the request itself).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("its signature does not verify: the requester does not hold the key")]
+    Signature,
+    #[error("it has no common name (the device id)")]
+    NoCommonName,
+    /// Its common name is not a valid device id.
+    #[error(transparent)]
+    Name(#[from] sealcam_format::name::InvalidName),
+    #[error("the key is not ECDSA P-256")]
+    KeyType,
+    /// An operator's approval names another key than the request's.
+    #[error("its key has fingerprint {actual}, not {expected}: compare with `sealcamd identity` on the camera")]
+    Fingerprint { actual: String, expected: String },
+}
+
+/// Why an enrollment token was refused. Deliberately terse towards the
+/// camera; the ingest logs the detail.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("enrollment token is unknown or was already used; ask the operator for a new one (`sealcam-ingest device add`)")]
+    UnknownToken,
+    #[error(
+        "enrollment token expired; ask the operator for a new one (`sealcam-ingest device add`)"
+    )]
+    Expired,
+    #[error("device {0} is revoked; the operator must add it again")]
+    Revoked(Name),
+    #[error("the certificate request is not acceptable: {0}")]
+    BadCsr(CsrError),
+    #[error("this fleet requires a genuine TPM: {0}")]
+    Ek(EkRefusal),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+/// Why a fleet that requires a genuine TPM refused a camera's
+/// endorsement key (`devices.require_ek_ca`).
+#[derive(Debug, thiserror::Error)]
+pub enum EkRefusal {
+    #[error("the camera sent no endorsement-key certificate (its TPM has none, or the camera is not using a TPM)")]
+    Missing,
+    #[error("its endorsement-key certificate was not issued by an accepted TPM maker CA")]
+    UnknownMaker,
+}

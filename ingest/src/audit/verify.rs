@@ -1,0 +1,148 @@
+//! Reading the trail back: every chain in the store, verified against the
+//! audit public key (hashes, numbering, seals).
+
+use std::collections::BTreeMap;
+
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use super::{seal_message, Record, SealLine};
+use crate::store::{Store, StoreError};
+
+/// One chain's verification result.
+#[derive(Debug)]
+pub struct ChainSummary {
+    pub instance: String,
+    pub epoch: u64,
+    pub segments: u64,
+    pub records: u64,
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
+    pub problems: Vec<String>,
+}
+
+/// Every chain in the store, verified against the audit public key, with
+/// their records in order.
+pub async fn read_all(
+    store: &Store,
+    key: &VerifyingKey,
+) -> Result<(Vec<ChainSummary>, Vec<Record>), StoreError> {
+    let mut chains: BTreeMap<(String, u64), Vec<(u64, String)>> = BTreeMap::new();
+    for l in store.list("audit").await? {
+        let parts: Vec<&str> = l.path.split('/').collect();
+        let [_, instance, epoch, file] = parts.as_slice() else {
+            continue;
+        };
+        let (Ok(epoch), Some(segment)) = (
+            epoch.parse::<u64>(),
+            file.strip_suffix(".jsonl")
+                .and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        chains
+            .entry(((*instance).to_owned(), epoch))
+            .or_default()
+            .push((segment, l.path.clone()));
+    }
+    let mut summaries = Vec::new();
+    let mut all = Vec::new();
+    for ((instance, epoch), mut segments) in chains {
+        segments.sort();
+        let mut s = ChainSummary {
+            instance: instance.clone(),
+            epoch,
+            segments: segments.len() as u64,
+            records: 0,
+            first_time: None,
+            last_time: None,
+            problems: Vec::new(),
+        };
+        let mut prev = [0u8; 32];
+        let mut n = 0u64;
+        for (expected, (segment, path)) in segments.iter().enumerate() {
+            if *segment != expected as u64 {
+                s.problems.push(format!(
+                    "segment {expected} is missing (next present: {segment})"
+                ));
+                break;
+            }
+            let Some(bytes) = store.read(path).await? else {
+                s.problems.push(format!("{path} vanished while reading"));
+                break;
+            };
+            match check_segment(&instance, epoch, *segment, &bytes, key, &mut prev, &mut n) {
+                Ok(records) => {
+                    if s.first_time.is_none() {
+                        s.first_time = records.first().map(|r| r.time.clone());
+                    }
+                    if let Some(r) = records.last() {
+                        s.last_time = Some(r.time.clone());
+                    }
+                    s.records += records.len() as u64;
+                    all.extend(records);
+                }
+                Err(problem) => {
+                    s.problems.push(format!("{path}: {problem}"));
+                    break;
+                }
+            }
+        }
+        summaries.push(s);
+    }
+    all.sort_by(|a, b| a.time.cmp(&b.time));
+    Ok((summaries, all))
+}
+
+/// Checks one segment's chain and seal, continuing from `prev` and `n`.
+fn check_segment(
+    instance: &str,
+    epoch: u64,
+    segment: u64,
+    bytes: &[u8],
+    key: &VerifyingKey,
+    prev: &mut [u8; 32],
+    n: &mut u64,
+) -> Result<Vec<Record>, String> {
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let Some(seal_line) = lines.pop() else {
+        return Err("empty segment".into());
+    };
+    let seal: SealLine = serde_json::from_slice(seal_line)
+        .map_err(|e| format!("the seal line is not valid: {e}"))?;
+    let mut records = Vec::new();
+    for line in lines {
+        let r: Record =
+            serde_json::from_slice(line).map_err(|e| format!("record {} is not valid: {e}", *n))?;
+        if r.n != *n {
+            return Err(format!("record {} is numbered {}", *n, r.n));
+        }
+        if r.prev != hex::encode(*prev) {
+            return Err(format!(
+                "record {} does not follow record {} (changed, removed or reordered)",
+                r.n,
+                r.n.saturating_sub(1)
+            ));
+        }
+        *prev = Sha256::digest(line).into();
+        *n += 1;
+        records.push(r);
+    }
+    if seal.seal.records != records.len() as u64 || seal.seal.last_hash != hex::encode(*prev) {
+        return Err("the seal does not match the records".into());
+    }
+    let sig = hex::decode(&seal.seal.signature)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or("the seal's signature is malformed")?;
+    key.verify(
+        &seal_message(instance, epoch, segment, records.len() as u64, prev),
+        &sig,
+    )
+    .map_err(|_| "the seal's signature does not verify with the audit key".to_owned())?;
+    Ok(records)
+}

@@ -1,0 +1,415 @@
+//! Connections: the TLS accept loops of the API and enrollment ports, the
+//! handshake (within a timeout, closed so that a refused client reads the
+//! alert), the check of the peer's certificate, and revocation: the CRL
+//! reloaded and the connections of revoked certificates closed.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::RootCertStore;
+use sealcam_transport::{identity, pem, tls, Identity, Role, TransportError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::{actor, Peer};
+use crate::audit::{AuditLog, Event};
+use crate::metrics::Metrics;
+
+/// An authenticated connection, so that revocation can close it.
+struct OpenConnection {
+    serial: Vec<u8>,
+    identity: Identity,
+    close: Arc<Notify>,
+}
+
+/// Serial numbers listed in the CRLs.
+pub fn revoked_serials(crls: &[CertificateRevocationListDer<'_>]) -> HashSet<Vec<u8>> {
+    crls.iter()
+        .filter_map(|der| x509_parser::parse_x509_crl(der.as_ref()).ok())
+        .flat_map(|(_, crl)| {
+            crl.iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// What the accept loop and its connections share.
+pub struct Shared {
+    acceptor: RwLock<TlsAcceptor>,
+    /// Serials the CRL lists: checked again after the handshake, so that a
+    /// resumed TLS session cannot outlive a revocation.
+    revoked: RwLock<HashSet<Vec<u8>>>,
+    connections: Mutex<HashMap<u64, OpenConnection>>,
+    next_id: AtomicU64,
+    material: TlsMaterial,
+    pub audit: AuditLog,
+    /// A request's headers must arrive within this.
+    header_timeout: Duration,
+    /// Set when the ingest stops: connections finish what they do and close.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+/// The server's TLS material and the CRL it was built with.
+pub struct TlsMaterial {
+    pub roots: RootCertStore,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub crl_path: PathBuf,
+}
+
+impl TlsMaterial {
+    /// The API port's TLS acceptor with the CRL as it is now on disk, and the
+    /// serial numbers the CRL lists.
+    pub fn acceptor(&self) -> Result<(TlsAcceptor, HashSet<Vec<u8>>), TransportError> {
+        let crls = pem::load_crls(&self.crl_path)?;
+        let revoked = revoked_serials(&crls);
+        let config = tls::ingest_server_config(
+            self.roots.clone(),
+            self.chain.clone(),
+            self.key.clone_key(),
+            crls,
+        )?;
+        Ok((TlsAcceptor::from(Arc::new(config)), revoked))
+    }
+}
+
+impl Shared {
+    /// Builds the API port's TLS config from `material` and the CRL on disk.
+    pub fn new(
+        material: TlsMaterial,
+        audit: AuditLog,
+        header_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TransportError> {
+        let (acceptor, revoked) = material.acceptor()?;
+        Ok(Self {
+            acceptor: RwLock::new(acceptor),
+            revoked: RwLock::new(revoked),
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            material,
+            audit,
+            header_timeout,
+            stopping: tokio::sync::watch::channel(false).0,
+            metrics,
+        })
+    }
+
+    /// The CRL file, watched for changes.
+    pub fn crl_path(&self) -> &std::path::Path {
+        &self.material.crl_path
+    }
+
+    pub fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.acceptor.read().ok().map(|a| a.clone())
+    }
+
+    /// Rebuilds the TLS config with the CRL as it is now on disk, then closes
+    /// every open connection whose certificate it revokes.
+    pub fn reload_crl(&self) -> Result<usize, TransportError> {
+        // A new config also starts a new session cache: no session resumed
+        // from before the change skips the revocation check.
+        let (acceptor, revoked) = self.material.acceptor()?;
+        let newly: Vec<String> = match self.revoked.read() {
+            Ok(old) => revoked
+                .iter()
+                .filter(|s| !old.contains(*s))
+                .map(hex::encode)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for serial in newly {
+            self.audit.record(Event {
+                actor: "operator".into(),
+                action: "revoke".into(),
+                target: Some(format!("certificate {serial}")),
+                result: "ok".into(),
+                detail: Some("listed in the revocation list".into()),
+                ..Event::default()
+            });
+        }
+        if let Ok(mut a) = self.acceptor.write() {
+            *a = acceptor;
+        }
+        if let Ok(mut r) = self.revoked.write() {
+            r.clone_from(&revoked);
+        }
+        let mut closed = 0;
+        if let Ok(conns) = self.connections.lock() {
+            for c in conns.values().filter(|c| revoked.contains(&c.serial)) {
+                tracing::warn!(peer = %c.identity, "closing connection: its certificate was revoked");
+                c.close.notify_one();
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
+    fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.revoked
+            .read()
+            .map(|r| r.contains(serial))
+            .unwrap_or(false)
+    }
+}
+
+/// The enrollment port's accept loop: server-authenticated TLS, anonymous.
+pub async fn serve_enrollment(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "enrollment accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match handshake(&acceptor, tcp).await {
+                Ok(tls) => tls,
+                Err(reason) => {
+                    tracing::warn!(%addr, %reason, "enrollment TLS handshake refused");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(addr);
+                    app.clone().oneshot(req)
+                },
+            );
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a refused client may go on sending before its connection is cut.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The TLS handshake of a new connection, within [`HANDSHAKE_TIMEOUT`]; on
+/// refusal, the reason, after the connection is closed so that the client
+/// reads the alert ([`linger_close`]).
+async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
+    let accept = acceptor.accept(tcp).into_fallible();
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err((e, tcp))) => {
+            linger_close(tcp).await;
+            Err(e.to_string())
+        }
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
+
+/// Closes a connection whose handshake was refused so that the client reads
+/// the alert that says why. The alert is written; a client that sent on at
+/// once (TLS 1.3 lets it send right after its Finished) has bytes the server
+/// never read, and closing over unread bytes resets the connection, which
+/// makes the client's kernel drop the alert unread: it sees "connection
+/// reset" and cannot say it was revoked. So our side is shut (FIN after the
+/// alert) and what still comes is read and discarded until the client closes
+/// or [`LINGER`] passes, as nginx's `lingering_close` does.
+async fn linger_close(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// A connection refused before its first request.
+struct Refused {
+    /// Who it claimed to be, when its certificate said.
+    who: String,
+    reason: String,
+    /// Refused by the TLS handshake itself.
+    in_handshake: bool,
+}
+
+impl Refused {
+    fn anonymous(reason: String) -> Self {
+        Self {
+            who: "anonymous".into(),
+            reason,
+            in_handshake: false,
+        }
+    }
+}
+
+/// An authenticated connection: its TLS stream, who it is and the serial
+/// number of its certificate.
+struct Authenticated {
+    tls: TlsStream<TcpStream>,
+    identity: Identity,
+    serial: Vec<u8>,
+    cert_der: Vec<u8>,
+}
+
+/// The handshake and the checks of the peer's certificate.
+async fn authenticate(
+    acceptor: &TlsAcceptor,
+    shared: &Shared,
+    tcp: TcpStream,
+) -> Result<Authenticated, Refused> {
+    let tls = handshake(acceptor, tcp).await.map_err(|reason| Refused {
+        in_handshake: true,
+        ..Refused::anonymous(reason)
+    })?;
+    let cert_der = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(c) => c.as_ref().to_vec(),
+        None => return Err(Refused::anonymous("no client certificate".into())),
+    };
+    let summary = identity::summarize(&cert_der).map_err(|e| Refused::anonymous(e.to_string()))?;
+    let Some(identity) = summary.identity else {
+        return Err(Refused::anonymous(TransportError::NoIdentity.to_string()));
+    };
+    if shared.is_revoked(&summary.serial) {
+        return Err(Refused {
+            who: actor(&identity),
+            reason: "certificate revoked".into(),
+            in_handshake: false,
+        });
+    }
+    Ok(Authenticated {
+        tls,
+        identity,
+        serial: summary.serial,
+        cert_der,
+    })
+}
+
+/// Serves one connection of the API port: authenticated, registered for
+/// revocation, served over HTTP/1.1 or HTTP/2 until it ends, is revoked or
+/// the ingest stops.
+pub async fn handle_connection(
+    acceptor: TlsAcceptor,
+    app: Router,
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+) {
+    let record = |who: String, result: &str, detail: String| {
+        shared.audit.record(Event {
+            actor: who,
+            action: "connect".into(),
+            addr: Some(addr.to_string()),
+            result: result.into(),
+            detail: Some(detail),
+            ..Event::default()
+        });
+    };
+    let Authenticated {
+        tls,
+        identity,
+        serial,
+        cert_der,
+    } = match authenticate(&acceptor, &shared, tcp).await {
+        Ok(a) => a,
+        Err(r) => {
+            if r.in_handshake {
+                tracing::warn!(%addr, reason = %r.reason, "TLS handshake refused");
+            } else {
+                tracing::warn!(%addr, peer = %r.who, reason = %r.reason, "connection refused");
+            }
+            record(r.who, "refused", r.reason);
+            return;
+        }
+    };
+    let serial_hex = hex::encode(&serial);
+    tracing::info!(%addr, peer = %identity, serial = %serial_hex, "connection authenticated");
+    record(
+        actor(&identity),
+        "ok",
+        format!("certificate serial {serial_hex}"),
+    );
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let close = Arc::new(Notify::new());
+    if let Ok(mut conns) = shared.connections.lock() {
+        conns.insert(
+            id,
+            OpenConnection {
+                serial,
+                identity: identity.clone(),
+                close: close.clone(),
+            },
+        );
+    }
+    let role = match identity.role {
+        Role::Device => "device",
+        Role::Consumer => "consumer",
+    };
+    let peer = Peer {
+        identity,
+        cert_der: Arc::new(cert_der),
+        verifier: Arc::default(),
+        last_body_len: Arc::default(),
+        serial: serial_hex.into(),
+        addr,
+    };
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            app.clone().oneshot(req)
+        });
+    let gauge = shared.metrics.role_gauge(role);
+    gauge.inc();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.header_timeout);
+    // Cameras multiplex their live fragment and their backlog on one
+    // HTTP/2 connection; the window follows the link's bandwidth-delay
+    // product so that one upload can fill a long, fat link.
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .adaptive_window(true)
+        .max_concurrent_streams(64);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let mut stopping = shared.stopping.subscribe();
+    if *stopping.borrow() {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%addr, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = close.notified() => break,
+            changed = stopping.changed(), if !*stopping.borrow() => {
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    gauge.dec();
+    if let Ok(mut conns) = shared.connections.lock() {
+        conns.remove(&id);
+    }
+}

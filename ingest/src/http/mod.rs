@@ -1,0 +1,443 @@
+//! The ingest's HTTP API, one file per concern (`docs/protocol.md`, whose
+//! routes, bodies and codes are the types of `sealcam-api`).
+//!
+//! A request's method and path are decoded once, into a
+//! [`sealcam_api::Route`] that dispatch and the audit record both use.
+//!
+//! * [`route`]: what the ingest adds to a route: the role it asks of the
+//!   peer, and how a request for no valid route is audited.
+//! * [`error`]: the error model, an [`sealcam_api::ErrorBody`] with a
+//!   stable code.
+//! * [`audit`]: every call recorded, counted, and a refusal logged.
+//! * [`connection`]: the TLS accept loops, the handshake, revocation.
+//! * [`upload`]: devices' fragment uploads, checked before they are stored.
+//! * [`read`]: consumers' listings, fragment reads and long polls.
+//! * [`enroll`]: enrollment, renewal and `whoami`.
+//! * [`body`]: the buffer an upload's body is received into, aligned for
+//!   direct I/O.
+//!
+//! This file holds what the handlers share and the two dispatchers: the
+//! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
+
+pub mod audit;
+pub mod body;
+pub mod connection;
+pub mod enroll;
+pub mod error;
+pub mod read;
+pub mod route;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use sealcam_api::{Route, RouteError};
+use sealcam_ca::{EkPolicy, FleetCa};
+use sealcam_format::{DeviceVerifier, Name};
+use sealcam_transport::{Identity, Role};
+use tokio::sync::Notify;
+
+use self::audit::{observe, Call};
+use self::error::ApiError;
+use crate::audit::AuditLog;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// The authenticated peer of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub identity: Identity,
+    pub cert_der: Arc<Vec<u8>>,
+    /// The certificate's key, ready to verify manifests: made at the
+    /// connection's first upload and kept for the others.
+    pub verifier: Arc<OnceLock<Result<DeviceVerifier, String>>>,
+    /// The length of the connection's last upload: the room its next body
+    /// of unknown length is given, so that a camera's chunked uploads, of
+    /// much the same length each, are received without moving.
+    pub last_body_len: Arc<AtomicUsize>,
+    /// The certificate's serial number, hex.
+    pub serial: Arc<str>,
+    pub addr: SocketAddr,
+}
+
+/// One wake-up per stream that someone follows.
+type Arrivals = HashMap<(Name, Name), Arc<Notify>>;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+    pub limiter: Arc<Limiter>,
+    pub max_fragment_bytes: usize,
+    pub body_timeout: Duration,
+    pub store: Store,
+    /// Woken when a fragment of the stream is stored here, for followers.
+    arrivals: Arc<Mutex<Arrivals>>,
+    /// The fleet CA, for enrollment and renewal.
+    pub ca: FleetCa,
+    pub device_cert_lifetime: Duration,
+    pub ek_policy: Arc<EkPolicy>,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+        limiter: Limiter,
+        max_fragment_bytes: usize,
+        body_timeout: Duration,
+        store: Store,
+        ca: FleetCa,
+        device_cert_lifetime: Duration,
+        ek_policy: EkPolicy,
+    ) -> Self {
+        Self {
+            metrics,
+            audit,
+            limiter: Arc::new(limiter),
+            max_fragment_bytes,
+            body_timeout,
+            store,
+            arrivals: Arc::default(),
+            ca,
+            device_cert_lifetime,
+            ek_policy: Arc::new(ek_policy),
+        }
+    }
+
+    fn arrivals_of(&self, device: &Name, stream: &Name) -> Arc<Notify> {
+        match self.arrivals.lock() {
+            Ok(mut a) => a
+                .entry((device.clone(), stream.clone()))
+                .or_default()
+                .clone(),
+            Err(_) => Arc::new(Notify::new()),
+        }
+    }
+
+    fn arrived(&self, device: &Name, stream: &Name) {
+        if let Ok(a) = self.arrivals.lock() {
+            if let Some(n) = a.get(&(device.clone(), stream.clone())) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
+/// The audit trail's name for a peer.
+pub fn actor(identity: &Identity) -> String {
+    match identity.role {
+        Role::Device => format!("device:{}", identity.name),
+        Role::Consumer => format!("consumer:{}", identity.name),
+    }
+}
+
+/// The API port's service: every route but enrollment, for authenticated
+/// peers; bodies up to the fragment size limit.
+pub fn api_router(state: AppState) -> Router {
+    let limit = state.max_fragment_bytes;
+    Router::new()
+        .fallback(api)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The enrollment port's service: `POST /v1/enroll` only, anonymous.
+pub fn enroll_router(state: AppState) -> Router {
+    Router::new()
+        .fallback(enrollment)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// Refuses a peer without the role a route needs.
+fn require(peer: &Peer, route: &Route) -> Result<(), ApiError> {
+    match route::required_role(route) {
+        Some((role, what)) if peer.identity.role != role => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} may not {what}", peer.identity),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a consumer that may not read `device`'s `stream`.
+fn require_read(peer: &Peer, device: &Name, stream: Option<&Name>) -> Result<(), ApiError> {
+    let ok = match stream {
+        Some(s) => peer.identity.may_read(device, s),
+        None => peer.identity.may_read_device(device),
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match stream {
+        Some(s) => format!("stream {device}/{s}"),
+        None => format!("device {device}"),
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("{} may not read {what}", peer.identity),
+    ))
+}
+
+async fn api(State(state): State<AppState>, req: Request) -> Response {
+    let Some(peer) = req.extensions().get::<Peer>().cloned() else {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no peer").into_response();
+    };
+    let decoded = match Route::decode(req.method(), req.uri().path()) {
+        // Enrollment has its own port: here its path is no route at all.
+        Err(RouteError::MethodNotAllowed { .. }) if req.uri().path() == Route::Enroll.path() => {
+            Err(RouteError::NotFound)
+        }
+        decoded => decoded,
+    };
+    let audited = route::audited(req.method(), req.uri().path(), &decoded);
+    let call = Call {
+        who: actor(&peer.identity),
+        addr: Some(peer.addr.to_string()),
+        action: audited.action,
+        target: audited.target,
+    };
+    let handled = dispatch(&state, &peer, decoded, audited.shape, req);
+    observe(&state.audit, &state.metrics, call, handled).await
+}
+
+/// Checks the peer's role for the route (or for the route whose shape a
+/// malformed request has), then runs its handler.
+async fn dispatch(
+    state: &AppState,
+    peer: &Peer,
+    decoded: Result<Route, RouteError>,
+    shape: Option<Route>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let asked = decoded.as_ref().ok().or(shape.as_ref());
+    let checked = match asked {
+        Some(route) => require(peer, route),
+        None => Ok(()),
+    };
+    let is_upload = matches!(asked, Some(Route::Upload { .. }));
+    let route = match checked.and_then(|()| decoded.map_err(ApiError::from)) {
+        Ok(route) => route,
+        Err(refusal) => {
+            if is_upload {
+                upload::discard_body(state, req).await;
+            }
+            return Err(refusal);
+        }
+    };
+    match route {
+        Route::Upload {
+            device,
+            stream,
+            sequence,
+        } => upload::put_fragment(state, peer, device, stream, sequence, req).await,
+        Route::ListStreams => read::list_streams(state, peer).await,
+        Route::ListFragments { device, stream } => {
+            read::list_fragments(state, peer, device, stream, req).await
+        }
+        Route::ReadFragment {
+            device,
+            stream,
+            sequence,
+        } => read::get_fragment(state, peer, device, stream, sequence).await,
+        Route::DeviceCertificate { device } => read::get_device_cert(state, peer, device).await,
+        Route::Renew => enroll::renew(state, peer, req).await,
+        Route::WhoAmI => Ok(enroll::whoami(peer)),
+        // Served on the enrollment port only.
+        Route::Enroll => Err(RouteError::NotFound.into()),
+    }
+}
+
+async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
+    let addr = req.extensions().get::<SocketAddr>().copied();
+    let decoded = Route::decode(req.method(), req.uri().path());
+    let audited = route::audited(req.method(), req.uri().path(), &decoded);
+    let call = Call {
+        who: "anonymous".into(),
+        addr: addr.map(|a| a.to_string()),
+        action: audited.action,
+        target: audited.target,
+    };
+    let is_enroll = req.uri().path() == Route::Enroll.path();
+    let handled = async {
+        match decoded {
+            Ok(Route::Enroll) => enroll::enroll_device(&state, addr, req).await,
+            Err(e @ RouteError::MethodNotAllowed { .. }) if is_enroll => Err(e.into()),
+            // The API port's routes, even malformed, are no route here.
+            _ => Err(RouteError::NotFound.into()),
+        }
+    };
+    observe(&state.audit, &state.metrics, call, handled).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::Body;
+    use axum::http::Method;
+    use sealcam_api::{ErrorBody, ErrorCode, RoleName};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::LimitsConfig;
+    use crate::store::StorageConfig;
+
+    struct Api {
+        _dir: tempfile::TempDir,
+        state: AppState,
+    }
+
+    async fn api_state() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        crate::audit::ensure_key(&pki).unwrap();
+        let store = Store::open(&StorageConfig::local(dir.path().join("store"))).unwrap();
+        let (audit, _task) =
+            AuditLog::start(store.clone(), &pki, "t", Duration::from_secs(3600)).unwrap();
+        let limits = LimitsConfig::default();
+        let state = AppState::new(
+            Arc::new(Metrics::new()),
+            audit,
+            Limiter::new(&limits),
+            limits.max_fragment_bytes,
+            limits.body_timeout.0,
+            store,
+            FleetCa::new(&pki),
+            Duration::from_secs(3600),
+            EkPolicy::default(),
+        );
+        Api { _dir: dir, state }
+    }
+
+    fn peer(identity: Identity) -> Peer {
+        Peer {
+            identity,
+            cert_der: Arc::default(),
+            verifier: Arc::default(),
+            last_body_len: Arc::default(),
+            serial: "01".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+        }
+    }
+
+    fn device() -> Peer {
+        peer(Identity::device(Name::new("cam1").unwrap()))
+    }
+
+    fn consumer() -> Peer {
+        peer(Identity::consumer(Name::new("alice").unwrap()))
+    }
+
+    /// Sends a request with an empty body to the API port as `who`.
+    async fn send(api: &Api, who: Peer, method: Method, path: &str) -> (StatusCode, Vec<u8>) {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(who)
+            .body(Body::empty())
+            .unwrap();
+        let r = api_router(api.state.clone()).oneshot(req).await.unwrap();
+        let status = r.status();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, body.to_vec())
+    }
+
+    async fn refusal(api: &Api, who: Peer, method: Method, path: &str) -> (u16, ErrorCode) {
+        let (status, body) = send(api, who, method, path).await;
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        (status.as_u16(), body.code)
+    }
+
+    #[tokio::test]
+    async fn the_role_is_checked_before_the_names() {
+        let api = api_state().await;
+        let bad = "/v1/fragments/cam1/a%20b/0";
+        assert_eq!(
+            refusal(&api, consumer(), Method::PUT, bad).await,
+            (403, ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            refusal(&api, device(), Method::PUT, bad).await,
+            (400, ErrorCode::Malformed)
+        );
+        assert_eq!(
+            refusal(&api, device(), Method::GET, "/v1/streams").await,
+            (403, ErrorCode::Forbidden)
+        );
+        let metrics = api.state.metrics.encode();
+        assert!(
+            metrics.contains(r#"action="upload",code="malformed"} 1"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"action="upload",code="forbidden"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_are_json_refusals() {
+        let api = api_state().await;
+        assert_eq!(
+            refusal(&api, device(), Method::GET, "/v1/nothing").await,
+            (404, ErrorCode::NotFound)
+        );
+        assert_eq!(
+            refusal(&api, consumer(), Method::POST, "/v1/streams").await,
+            (405, ErrorCode::MethodNotAllowed)
+        );
+        // Enrollment is served on its own port only.
+        for method in [Method::POST, Method::GET] {
+            assert_eq!(
+                refusal(&api, device(), method, "/v1/enroll").await,
+                (404, ErrorCode::NotFound)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn whoami_says_who_the_peer_is() {
+        let api = api_state().await;
+        let (status, body) = send(&api, device(), Method::GET, "/v1/whoami").await;
+        assert_eq!(status, StatusCode::OK);
+        let who: sealcam_api::WhoAmI = serde_json::from_slice(&body).unwrap();
+        assert_eq!((who.role, who.name.as_str()), (RoleName::Device, "cam1"));
+    }
+
+    #[tokio::test]
+    async fn a_consumer_reads_only_what_it_may() {
+        let api = api_state().await;
+        let mut bob = consumer();
+        bob.identity.reads = vec![(Name::new("cam2").unwrap(), Name::new("front").unwrap())];
+        assert_eq!(
+            refusal(
+                &api,
+                bob.clone(),
+                Method::GET,
+                "/v1/streams/cam1/front/fragments/0"
+            )
+            .await,
+            (403, ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            refusal(&api, bob, Method::GET, "/v1/streams/cam2/front/fragments/0").await,
+            (404, ErrorCode::NotFound)
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Consumers' reads: the streams they may read, a stream's fragments
+//! (filtered, with a long poll for the next ones), a fragment, a device's
+//! certificate.
+
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Query, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{StreamExt, TryStreamExt};
+use sealcam_api::{media, FragmentEntry, FragmentQuery, StreamEntry, MAX_WAIT_S};
+use sealcam_format::Name;
+
+use super::error::ApiError;
+use super::{require_read, AppState, Peer};
+use crate::store::{self, Store, StoreError};
+
+/// `GET /v1/streams`: the streams stored that the consumer may read.
+pub async fn list_streams(state: &AppState, peer: &Peer) -> Result<Response, ApiError> {
+    let streams = state.store.streams().await?;
+    let entries: Vec<StreamEntry> = streams
+        .into_iter()
+        .filter(|(d, s)| peer.identity.may_read(d, s))
+        .map(|(d, s)| StreamEntry {
+            device: d.to_string(),
+            stream: s.to_string(),
+        })
+        .collect();
+    Ok(Json(entries).into_response())
+}
+
+/// How often a long poll looks at the storage for fragments stored by
+/// other instances.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+async fn matching_fragments(
+    store: &Store,
+    device: &Name,
+    stream: &Name,
+    q: &FragmentQuery,
+) -> Result<Vec<FragmentEntry>, StoreError> {
+    let sequences: Vec<u64> = store
+        .sequences(device, stream)
+        .await?
+        .into_iter()
+        .filter(|&seq| {
+            q.after.is_none_or(|a| seq > a)
+                && q.from_seq.is_none_or(|f| seq >= f)
+                && q.to_seq.is_none_or(|t| seq <= t)
+        })
+        .collect();
+    let manifests: Vec<(u64, Option<bytes::Bytes>)> = futures_util::stream::iter(sequences)
+        .map(|seq| async move {
+            Ok::<_, StoreError>((seq, store.signed_manifest(device, stream, seq).await?))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for (seq, bytes) in manifests {
+        // Deleted since the listing.
+        let Some(bytes) = bytes else { continue };
+        let m = store::parse_signed_manifest(device, stream, seq, &bytes)?.manifest;
+        if q.from_ns.is_some_and(|from| m.end_unix_ns < from)
+            || q.to_ns.is_some_and(|to| m.start_unix_ns > to)
+        {
+            continue;
+        }
+        out.push(FragmentEntry {
+            sequence: seq,
+            start_unix_ns: m.start_unix_ns,
+            end_unix_ns: m.end_unix_ns,
+            frame_count: m.frame_count,
+            bytes: m.payload_len,
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /v1/streams/{device}/{stream}/fragments`, a long poll with `wait_s`.
+pub async fn list_fragments(
+    state: &AppState,
+    peer: &Peer,
+    device: Name,
+    stream: Name,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, _) = req.into_parts();
+    let Query(q) = Query::<FragmentQuery>::from_request_parts(&mut parts, state).await?;
+    require_read(peer, &device, Some(&stream))?;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.wait_s.unwrap_or(0).min(MAX_WAIT_S));
+    let arrivals = state.arrivals_of(&device, &stream);
+    loop {
+        // Armed before looking, so an arrival between the look and the
+        // wait is not missed.
+        let arrived = arrivals.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        let entries = matching_fragments(&state.store, &device, &stream, &q).await?;
+        if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(entries).into_response());
+        }
+        tokio::select! {
+            _ = arrived => {}
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// `GET /v1/streams/{device}/{stream}/fragments/{sequence}`.
+pub async fn get_fragment(
+    state: &AppState,
+    peer: &Peer,
+    device: Name,
+    stream: Name,
+    sequence: u64,
+) -> Result<Response, ApiError> {
+    require_read(peer, &device, Some(&stream))?;
+    state.metrics.reads.inc();
+    let bytes = state
+        .store
+        .fragment(&device, &stream, sequence)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
+    Ok(([(header::CONTENT_TYPE, media::FRAGMENT)], bytes).into_response())
+}
+
+/// `GET /v1/devices/{device}/certificate`.
+pub async fn get_device_cert(
+    state: &AppState,
+    peer: &Peer,
+    device: Name,
+) -> Result<Response, ApiError> {
+    require_read(peer, &device, None)?;
+    let pem = state.store.device_cert(&device).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no certificate stored for that device",
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, media::PEM)], pem).into_response())
+}

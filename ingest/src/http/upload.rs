@@ -1,0 +1,260 @@
+//! Uploads: a device `PUT`s a fragment of one of its own streams; it is
+//! admitted (limits), read (size, time), parsed, verified against the
+//! device's certificate and stored in its chain.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sealcam_api::{media, ErrorCode, UploadReceipt, UploadStatus};
+use sealcam_format::{Name, SealedFragment};
+use sealcam_transport::identity;
+
+use super::body::AlignedBody;
+use super::error::ApiError;
+use super::{AppState, Peer};
+use crate::limits;
+use crate::store::{ChainError, PutOutcome, StoreError};
+
+fn is_streamed(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media::FRAGMENT_STREAM))
+}
+
+/// Reads an upload's body: at most the configured size, completely within
+/// the body timeout (a sender that stalls is cut off). It is read into
+/// memory aligned for direct I/O, so that the payload of a streamed upload
+/// goes to disk from where it lies ([`AlignedBody`]).
+async fn read_body(
+    state: &AppState,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
+    let limit = state.max_fragment_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the fragment is larger than this ingest's limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let capacity = match declared {
+        Some(n) if n > limit as u64 => return Err(too_large()),
+        // At most the limit, so it fits.
+        Some(n) => n as usize,
+        // Room for one a quarter longer than the last.
+        None => {
+            let last = peer.last_body_len.load(Ordering::Relaxed);
+            last.saturating_add(last / 4).min(limit)
+        }
+    };
+    let receive = async {
+        let mut received = AlignedBody::with_capacity(capacity);
+        let mut body = body;
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+            let frame = frame.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the body could not be read: {}",
+                        sealcam_base::error_chain(&e)
+                    ),
+                )
+            })?;
+            if let Some(piece) = frame.data_ref() {
+                if piece.len() > limit - received.len() {
+                    return Err(too_large());
+                }
+                received.extend(piece);
+            }
+        }
+        peer.last_body_len.store(received.len(), Ordering::Relaxed);
+        Ok(received.into_bytes())
+    };
+    tokio::time::timeout(state.body_timeout, receive)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    state.body_timeout.as_secs()
+                ),
+            ))
+        })
+}
+
+/// The checks made before an upload's body is read: whether the device may
+/// write the stream, and whether it is within its limits. The slot it
+/// returns holds the device's place among its concurrent uploads.
+fn admit_upload(
+    state: &AppState,
+    peer: &Peer,
+    device: &Name,
+    stream: &Name,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    if *device != peer.identity.name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} may not write streams of device {device}", peer.identity),
+        ));
+    }
+    if !peer.identity.may_write(stream) {
+        let allowed: Vec<&str> = peer.identity.streams.iter().map(Name::as_str).collect();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not write stream {stream}; its certificate allows: {}",
+                peer.identity,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    state.limiter.admit(device).map_err(|r| match r {
+        limits::Refusal::Busy { limit } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{limit} uploads of this device are in progress already; wait for one to finish"
+            ),
+        )
+        .with_code(ErrorCode::TooManyUploads),
+        limits::Refusal::Rate { retry_after } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "over this device's upload rate; retry after {} ms",
+                retry_after.as_millis()
+            ),
+        )
+        .with_code(ErrorCode::RateLimited)
+        .retry_after(retry_after),
+    })
+}
+
+/// Reads and drops the body of an upload refused before it was read, so the
+/// sender, still writing, gets to read the refusal (and its `Retry-After`)
+/// instead of a reset connection. Bounded like any body: at most the size
+/// limit, within the body timeout. A client that asked `Expect:
+/// 100-continue` has not sent its body and is not asked for it.
+pub async fn discard_body(state: &AppState, req: Request) {
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let limit = state.max_fragment_bytes as u64;
+    let drain = async move {
+        let mut body = req.into_body();
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(state.body_timeout, drain).await;
+}
+
+/// `PUT /v1/fragments/{device}/{stream}/{sequence}`.
+pub async fn put_fragment(
+    state: &AppState,
+    peer: &Peer,
+    device: Name,
+    stream: Name,
+    sequence: u64,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let _slot = match admit_upload(state, peer, &device, &stream) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            discard_body(state, req).await;
+            return Err(refusal);
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let malformed = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
+    let body = read_body(state, peer, &parts.headers, body).await?;
+    // A fragment sent while it was recorded (payload first, manifest last)
+    // is parsed where it lies, like a whole one: the payload is stored from
+    // the body it arrived in, without a copy.
+    let frag = if is_streamed(&parts.headers) {
+        SealedFragment::parse_streamed(&body)
+    } else {
+        SealedFragment::parse(&body)
+    }
+    .map_err(|e| malformed(e.to_string()))?;
+    let m = &frag.manifest;
+    if m.device != device || m.stream != stream || m.sequence != sequence {
+        return Err(malformed(format!(
+            "manifest names {}/{}/{} but the upload is for {device}/{stream}/{sequence}",
+            m.device, m.stream, m.sequence
+        )));
+    }
+    let key = peer
+        .verifier
+        .get_or_init(|| {
+            identity::device_key_from_cert_der(&peer.cert_der)
+                .map_err(|e| e.to_string())
+                .and_then(|k| k.verifier().map_err(|e| e.to_string()))
+        })
+        .as_ref()
+        .map_err(|e| malformed(e.clone()))?;
+    frag.verify_with(key)
+        .map_err(|e| malformed(e.to_string()))?;
+    frag.records().map_err(|e| malformed(e.to_string()))?;
+    let hash = frag.manifest_hash();
+    let frames = m.frame_count;
+    state
+        .store
+        .put_device_cert(&device, &peer.serial, &peer.cert_der)
+        .await?;
+    let conflict = |reason: String| ApiError::new(StatusCode::CONFLICT, reason);
+    let outcome = match state.store.put_fragment_in_chain(&frag, &body).await {
+        Ok(o) => o,
+        Err(ChainError::Broken(b)) => return Err(conflict(b.to_string())),
+        Err(ChainError::Store(StoreError::Conflict { .. })) => {
+            return Err(conflict(format!(
+                "sequence {sequence} is already stored with different content"
+            )))
+        }
+        Err(ChainError::Store(e)) => return Err(e.into()),
+    };
+    let (status, word) = match outcome {
+        PutOutcome::Stored => {
+            state.arrived(&device, &stream);
+            // What is stored: the payload and the signed manifest.
+            let stored = frag.payload.len() + frag.manifest_body.len() + frag.signature.len();
+            state.metrics.fragment_bytes.inc_by(stored as u64);
+            (StatusCode::CREATED, UploadStatus::Stored)
+        }
+        PutOutcome::AlreadyStored => (StatusCode::OK, UploadStatus::AlreadyStored),
+    };
+    state
+        .metrics
+        .fragments
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            outcome: word.as_str().into(),
+        })
+        .inc();
+    tracing::info!(peer = %peer.identity, %stream, sequence, frames, status = word.as_str(), "fragment accepted");
+    Ok((
+        status,
+        Json(UploadReceipt {
+            status: word,
+            sequence,
+            manifest: hash.to_string(),
+        }),
+    )
+        .into_response())
+}

@@ -1,0 +1,330 @@
+//! The ingest as a service: its configuration resolved, its listeners bound
+//! (API, enrollment, operations) and its background tasks (CRL watch,
+//! retention, audit flush) supervised until it stops. The HTTP API itself
+//! is [`crate::http`].
+//!
+//! Every connection must present a certificate chained to the fleet CA
+//! (checked by rustls during the handshake); the certificate's SAN URI names
+//! the peer as a device or a consumer. Devices may only `PUT` fragments of
+//! their own streams; consumers may only read. See `docs/protocol.md`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use sealcam_ca::{EkPolicy, FleetCa, CA_CERT, CRL, SERVER_CERT, SERVER_KEY};
+use sealcam_transport::{pem, tls, TransportError};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::{self, AuditError, AuditLog};
+use crate::config::{IngestConfig, LimitsConfig, RetentionConfig};
+use crate::http::connection::{self, Shared, TlsMaterial};
+use crate::http::{self, AppState};
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::store::{StorageConfig, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] TransportError),
+    #[error("cannot listen on {addr}: {source}; is another process using the port?")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Where the ingest listens and what it uses.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// The enrollment endpoint (server-authenticated TLS, token in the body).
+    pub enroll_listen: Option<SocketAddr>,
+    /// The PKI directory: fleet CA, server certificate, issued certificates,
+    /// enrollment tokens, revocations and the CRL.
+    pub pki: PathBuf,
+    pub storage: StorageConfig,
+    /// Lifetime of device certificates issued at enrollment and renewal.
+    pub device_cert_lifetime: Duration,
+    /// How often the CRL file is checked for changes.
+    pub crl_poll: Duration,
+    /// Which TPM endorsement-key certificates enrollment accepts.
+    pub ek_policy: EkPolicy,
+    /// This instance's name in the audit trail.
+    pub audit_instance: String,
+    pub audit_flush: Duration,
+    pub retention: RetentionConfig,
+    pub limits: LimitsConfig,
+    /// Prometheus metrics, `/healthz` and `/readyz`, plain HTTP.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl ServeConfig {
+    /// Resolves a configuration file's contents (reads the EK CA file).
+    pub fn from_config(c: IngestConfig) -> Result<Self, ServerError> {
+        let ek_policy = match &c.devices.require_ek_ca {
+            Some(path) => EkPolicy {
+                required_issuers: pem::load_certs(path)?
+                    .into_iter()
+                    .map(|c| c.as_ref().to_vec())
+                    .collect(),
+            },
+            None => EkPolicy::default(),
+        };
+        Ok(Self {
+            listen: c.listen,
+            enroll_listen: c.enroll_listen,
+            pki: c.pki,
+            storage: c.storage,
+            device_cert_lifetime: c.devices.cert_lifetime.0,
+            crl_poll: c.devices.crl_poll.0,
+            ek_policy,
+            audit_instance: c.audit.instance.unwrap_or_else(audit::host_name),
+            audit_flush: c.audit.flush_interval.map_or(Duration::from_secs(1), |s| {
+                s.0.max(Duration::from_millis(10))
+            }),
+            retention: c.retention,
+            limits: c.limits,
+            metrics_listen: c.metrics_listen,
+        })
+    }
+
+    /// The server's certificate chain and key, the fleet CA and the CRL's
+    /// path, from the PKI directory.
+    fn tls_material(&self) -> Result<TlsMaterial, TransportError> {
+        Ok(TlsMaterial {
+            roots: pem::load_roots(&self.pki.join(CA_CERT))?,
+            chain: pem::load_certs(&self.pki.join(SERVER_CERT))?,
+            key: pem::load_private_key(&self.pki.join(SERVER_KEY))?,
+            crl_path: self.pki.join(CRL),
+        })
+    }
+}
+
+/// Checks that the PKI files load and the storage answers: what `serve`
+/// needs before it can accept a connection.
+pub async fn check(cfg: &ServeConfig) -> Result<(), ServerError> {
+    cfg.tls_material()?.acceptor()?;
+    Store::open(&cfg.storage)?.probe().await?;
+    Ok(())
+}
+
+pub struct Server {
+    listener: TcpListener,
+    enroll: Option<(TcpListener, TlsAcceptor)>,
+    shared: Arc<Shared>,
+    app: Router,
+    enroll_app: Router,
+    crl_poll: Duration,
+    audit_task: tokio::task::JoinHandle<()>,
+    store: Store,
+    retention: RetentionConfig,
+    ops: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+}
+
+/// How long a stopping ingest waits for requests in progress to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+impl Server {
+    pub async fn bind(cfg: &ServeConfig) -> Result<Self, ServerError> {
+        let material = cfg.tls_material()?;
+        let (chain, key) = (material.chain.clone(), material.key.clone_key());
+        let store = Store::open(&cfg.storage)?;
+        if !cfg.pki.join(audit::AUDIT_KEY).exists() {
+            tracing::warn!(pki = %cfg.pki.display(), "no audit key in the PKI directory; creating one (instances that share a bucket must share it: copy audit.key to each)");
+            audit::ensure_key(&cfg.pki)?;
+        }
+        let (audit_log, audit_task) = AuditLog::start(
+            store.clone(),
+            &cfg.pki,
+            &cfg.audit_instance,
+            cfg.audit_flush,
+        )?;
+        let metrics = Arc::new(Metrics::new());
+        let shared = Shared::new(
+            material,
+            audit_log.clone(),
+            cfg.limits.body_timeout.0,
+            metrics.clone(),
+        )?;
+        let listener = bind(cfg.listen).await?;
+        let enroll = match cfg.enroll_listen {
+            Some(addr) => {
+                let config = tls::enrollment_server_config(chain, key)?;
+                Some((bind(addr).await?, TlsAcceptor::from(Arc::new(config))))
+            }
+            None => None,
+        };
+        let ops = match cfg.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let state = AppState::new(
+            metrics.clone(),
+            audit_log,
+            Limiter::new(&cfg.limits),
+            cfg.limits.max_fragment_bytes,
+            cfg.limits.body_timeout.0,
+            store.clone(),
+            FleetCa::new(&cfg.pki),
+            cfg.device_cert_lifetime,
+            cfg.ek_policy.clone(),
+        );
+        Ok(Self {
+            listener,
+            enroll,
+            shared: Arc::new(shared),
+            app: http::api_router(state.clone()),
+            enroll_app: http::enroll_router(state),
+            crl_poll: cfg.crl_poll,
+            audit_task,
+            store,
+            retention: cfg.retention.clone(),
+            ops,
+            metrics,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The operations listener (metrics, health), if configured.
+    pub fn ops_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.ops.as_ref().map(TcpListener::local_addr)
+    }
+
+    pub fn enroll_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.enroll.as_ref().map(|(l, _)| l.local_addr())
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            enroll,
+            shared,
+            app,
+            enroll_app,
+            crl_poll,
+            audit_task,
+            store,
+            retention,
+            ops,
+            metrics,
+        } = self;
+        let mut tasks = Vec::new();
+        if let Some(ops) = ops {
+            tasks.push(tokio::spawn(crate::metrics::serve_ops(
+                ops,
+                metrics,
+                store.clone(),
+            )));
+        }
+        let connections = tokio_util::task::TaskTracker::new();
+        if let Some((enroll_listener, acceptor)) = enroll {
+            tasks.push(tokio::spawn(connection::serve_enrollment(
+                enroll_listener,
+                acceptor,
+                enroll_app,
+            )));
+        }
+        tasks.push(tokio::spawn(watch_crl(shared.clone(), crl_poll)));
+        if !retention.is_empty() {
+            tasks.push(tokio::spawn(crate::retention::run(
+                store,
+                shared.audit.clone(),
+                retention,
+            )));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(acceptor) = shared.acceptor() else {
+                break;
+            };
+            let (app, shared) = (app.clone(), shared.clone());
+            connections.spawn(async move {
+                connection::handle_connection(acceptor, app, shared, tcp, addr).await
+            });
+        }
+        // Stop taking requests; let those in progress (uploads above all)
+        // finish and be answered.
+        drop(listener);
+        let _ = shared.stopping.send(true);
+        connections.close();
+        let open = connections.len();
+        if open > 0 {
+            tracing::info!(open, "stopping: waiting for requests in progress");
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = connections.len(),
+                "stopping: connections still busy after {} s are cut",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
+        for t in tasks {
+            t.abort();
+        }
+        if let Err(e) = shared.audit.flush().await {
+            tracing::error!(error = %e, "the audit trail could not be flushed at shutdown");
+        }
+        drop(shared);
+        audit_task.abort();
+    }
+}
+
+/// Re-reads the CRL whenever the file changes.
+async fn watch_crl(shared: Arc<Shared>, every: Duration) {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(shared.crl_path());
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stamp(shared.crl_path());
+        if now == last {
+            continue;
+        }
+        last = now;
+        match shared.reload_crl() {
+            Ok(closed) => tracing::info!(closed, "revocation list reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the revocation list; keeping the previous one")
+            }
+        }
+    }
+}

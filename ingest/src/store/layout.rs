@@ -1,0 +1,45 @@
+//! Where objects are: the path layout of a store (see the table in
+//! `store/mod.rs`).
+
+use sealcam_format::Name;
+
+use super::Listed;
+
+/// The sequence number a fragment object is named by.
+pub(super) fn sequence_of(l: &Listed) -> Option<u64> {
+    l.path.rsplit('/').next()?.parse().ok()
+}
+
+pub(super) fn seq_name(sequence: u64) -> String {
+    format!("{sequence:020}")
+}
+
+pub(super) fn stream_prefix(device: &Name, stream: &Name) -> String {
+    format!("streams/{device}/{stream}")
+}
+
+pub(super) fn key_path(device: &Name, stream: &Name, sequence: u64) -> String {
+    format!(
+        "{}/keys/{}",
+        stream_prefix(device, stream),
+        seq_name(sequence)
+    )
+}
+
+pub(super) fn data_path(device: &Name, stream: &Name, sequence: u64) -> String {
+    format!(
+        "{}/data/{}",
+        stream_prefix(device, stream),
+        seq_name(sequence)
+    )
+}
+
+/// The directory of a device's certificates.
+pub(super) fn certs_prefix(device: &Name) -> String {
+    format!("devices/{device}/certs")
+}
+
+/// A device certificate, by its serial number (hex).
+pub(super) fn cert_path(device: &Name, serial_hex: &str) -> String {
+    format!("{}/{serial_hex}.pem", certs_prefix(device))
+}
