@@ -1,7 +1,7 @@
 //! Deterministic test vectors for the sealed-fragment format v1.
 //!
 //! Shared by the `vectors` test (which regenerates and compares them with
-//! `docs/format-vectors.json`) and the `test-vectors` example (which writes
+//! `docs/ref/format-vectors.json`) and the `test-vectors` example (which writes
 //! that file).
 
 use p256::ecdsa::signature::Signer;
