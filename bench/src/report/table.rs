@@ -1,6 +1,6 @@
 //! The one results table: rows appended to a file as each part runs
 //! (`SEALCAM_BENCH_TABLE`), printed at the end as Markdown for
-//! `docs/benchmarks.md`.
+//! `docs/ref/benchmarks.md`.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
