@@ -3,7 +3,7 @@
 //! Every connection must present a certificate chained to the fleet CA
 //! (checked by rustls during the handshake); the certificate's SAN URI names
 //! the peer as a device or a consumer. Devices may only `PUT` fragments of
-//! their own streams; consumers may only read. See `docs/protocol.md`.
+//! their own streams; consumers may only read. See `docs/ref/protocol.md`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -260,7 +260,7 @@ struct ApiError {
     retry_after: Option<Duration>,
 }
 
-/// The documented error code of a refusal (`docs/protocol.md`).
+/// The documented error code of a refusal (`docs/ref/protocol.md`).
 fn code_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "malformed",

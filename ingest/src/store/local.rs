@@ -21,7 +21,7 @@
 //!
 //! On a journaling filesystem each sync of a changed file or directory
 //! commits the journal, and those commits, not the copying, are most of the
-//! cost of a durable write (`docs/benchmarks.md`). So writes are made in
+//! cost of a durable write (`docs/history/benchmarks.md`). So writes are made in
 //! batches: the [`Disk`] is one thread that takes every write waiting for
 //! it, writes all their files, syncs all their data, names them all, and
 //! syncs each of their directories once. Uploads that arrive together share
@@ -386,7 +386,7 @@ fn write_batch(writes: &[Vec<(&Path, &[u8])>], naming: Naming) -> Vec<io::Result
 /// journal once. A `fdatasync` of each instead commits once per file, since a
 /// file's blocks are allocated only when its data is written back; `syncfs`
 /// also writes what other programs left unsynced on the same filesystem
-/// (`docs/deploy.md`: the data directory is best on its own). A write whose
+/// (`docs/guide/deploy.md`: the data directory is best on its own). A write whose
 /// filesystem could not be synced fails (Linux reports writeback errors to
 /// `syncfs` since 5.8).
 fn sync_data(written: &mut [io::Result<Vec<Unnamed>>]) {
