@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use sealcam_api::{FragmentEntry, FragmentQuery, Route};
 use sealcam_format::Name;
 use sealcam_transport::{pem, tls};
-use serde::Deserialize;
 
 /// How to reach the ingest as a consumer.
 #[derive(clap::Args, Clone, Debug)]
@@ -26,12 +26,13 @@ pub struct ServerArgs {
     pub tls_key: PathBuf,
 }
 
-/// One listed fragment.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Entry {
-    pub sequence: u64,
-    #[serde(default)]
-    pub bytes: u64,
+/// The stream a command acts on, and how to reach the ingest.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The stream, as DEVICE/STREAM.
+    pub stream: String,
 }
 
 pub struct Api {
@@ -63,10 +64,10 @@ impl Api {
         })
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<reqwest::Response> {
+    async fn get(&self, route: &Route, query: &FragmentQuery) -> anyhow::Result<reqwest::Response> {
         let resp = self
             .client
-            .get(format!("{}{path}", self.base))
+            .get(format!("{}{}", self.base, route.path()))
             .query(query)
             .send()
             .await
@@ -80,18 +81,18 @@ impl Api {
         bail!("{url}: ingest answered {status}: {body}")
     }
 
-    /// Fragments of a stream matching `query` (`from_ns`, `to_ns`, `after`, `wait_s`).
+    /// Fragments of a stream matching `query`.
     pub async fn list(
         &self,
         device: &Name,
         stream: &Name,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<Vec<Entry>> {
-        Ok(self
-            .get(&format!("/v1/streams/{device}/{stream}/fragments"), query)
-            .await?
-            .json()
-            .await?)
+        query: &FragmentQuery,
+    ) -> anyhow::Result<Vec<FragmentEntry>> {
+        let route = Route::ListFragments {
+            device: device.clone(),
+            stream: stream.clone(),
+        };
+        Ok(self.get(&route, query).await?.json().await?)
     }
 
     pub async fn fragment(
@@ -100,11 +101,13 @@ impl Api {
         stream: &Name,
         sequence: u64,
     ) -> anyhow::Result<Bytes> {
+        let route = Route::ReadFragment {
+            device: device.clone(),
+            stream: stream.clone(),
+            sequence,
+        };
         Ok(self
-            .get(
-                &format!("/v1/streams/{device}/{stream}/fragments/{sequence}"),
-                &[],
-            )
+            .get(&route, &FragmentQuery::default())
             .await?
             .bytes()
             .await?)
@@ -112,8 +115,11 @@ impl Api {
 
     /// The device's certificate, PEM.
     pub async fn device_cert(&self, device: &Name) -> anyhow::Result<String> {
+        let route = Route::DeviceCertificate {
+            device: device.clone(),
+        };
         Ok(self
-            .get(&format!("/v1/devices/{device}/certificate"), &[])
+            .get(&route, &FragmentQuery::default())
             .await?
             .text()
             .await?)

@@ -1,13 +1,15 @@
 //! A directory of fetched fragments.
 //!
 //! ```text
-//! <dir>/device.crt                   the device certificate (PEM)
+//! <dir>/device.crt                   the device certificate the ingest served
+//!                                    (PEM; a hint, used only without a roster)
 //! <dir>/<sequence:020>.scf           sealed fragments
 //! ```
 
 use std::path::{Path, PathBuf};
 
-use sealcam_format::verify::{verify_chain, ChainReport};
+use sealcam_format::roster::DeviceRoster;
+use sealcam_format::verify::{verify_chain_with, ChainReport, DeviceKeys};
 use sealcam_format::DeviceVerifyingKey;
 use sealcam_transport::{identity, pem};
 
@@ -25,13 +27,16 @@ pub enum DirError {
     Empty { dir: PathBuf },
     #[error("device certificate: {0}")]
     Certificate(#[from] sealcam_transport::TransportError),
+    #[error("{dir} holds no device certificate ({DEVICE_CERT}); pass the owner's key and roster (--owner, --roster)")]
+    NoCertificate { dir: PathBuf },
 }
 
 /// The fragments of a directory, read into memory, in file-name order.
 pub struct FragmentDir {
     pub dir: PathBuf,
     pub files: Vec<(String, Vec<u8>)>,
-    pub device_cert_der: Vec<u8>,
+    /// The certificate the ingest served, if `fetch` saved one.
+    pub device_cert_der: Option<Vec<u8>>,
 }
 
 impl FragmentDir {
@@ -60,24 +65,48 @@ impl FragmentDir {
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             files.push((name, bytes));
         }
-        let certs = pem::load_certs(&dir.join(DEVICE_CERT))?;
+        let cert_path = dir.join(DEVICE_CERT);
+        let device_cert_der = if cert_path.exists() {
+            let certs = pem::load_certs(&cert_path)?;
+            certs.first().map(|c| c.as_ref().to_vec())
+        } else {
+            None
+        };
         Ok(Self {
             dir: dir.to_owned(),
             files,
-            device_cert_der: certs[0].as_ref().to_vec(),
+            device_cert_der,
         })
     }
 
-    pub fn device_key(&self) -> Result<DeviceVerifyingKey, DirError> {
-        Ok(identity::device_key_from_cert_der(&self.device_cert_der)?)
+    /// The certificate the ingest served.
+    pub fn device_cert(&self) -> Result<&[u8], DirError> {
+        self.device_cert_der
+            .as_deref()
+            .ok_or_else(|| DirError::NoCertificate {
+                dir: self.dir.clone(),
+            })
     }
 
-    /// Verifies every fragment and the chain under the device certificate.
-    pub fn verify(&self) -> Result<ChainReport, DirError> {
-        let key = self.device_key()?;
-        Ok(verify_chain(
+    pub fn device_key(&self) -> Result<DeviceVerifyingKey, DirError> {
+        Ok(identity::device_key_from_cert_der(self.device_cert()?)?)
+    }
+
+    /// Verifies every fragment and the chain: under the key the owner's
+    /// roster lists for each fragment, or, without a roster, under the
+    /// device certificate.
+    pub fn verify(&self, roster: Option<&DeviceRoster>) -> Result<ChainReport, DirError> {
+        let key;
+        let keys = match roster {
+            Some(r) => DeviceKeys::Roster(r),
+            None => {
+                key = self.device_key()?;
+                DeviceKeys::Single(&key)
+            }
+        };
+        Ok(verify_chain_with(
             self.files.iter().map(|(n, b)| (n.clone(), b.as_slice())),
-            &key,
+            keys,
         ))
     }
 }

@@ -4,6 +4,8 @@
 //! `run()`; [`api`] is the ingest's consumer API. Fragments fetched from the ingest live in a plain directory
 //! ([`fragdir`]) so that verification and decryption work offline.
 
+pub mod anchor;
 pub mod api;
 pub mod cmd;
 pub mod fragdir;
+pub mod owner_key;

@@ -38,6 +38,21 @@ enum Command {
         #[command(subcommand)]
         command: RecipientsCommand,
     },
+    /// The owner-signed device roster: which key speaks for which camera, when.
+    Roster {
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterCommand {
+    /// Add a device's key (a new camera, or a new key after a re-key).
+    Add(cmd::roster::AddArgs),
+    /// End a key's validity: rotated or revoked, from a given time.
+    End(cmd::roster::EndArgs),
+    /// Show a roster (and check its signature with --owner).
+    Show(cmd::roster::ShowArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +84,12 @@ fn main() -> ExitCode {
         Command::Recipients {
             command: RecipientsCommand::Show(a),
         } => cmd::recipients::show(a).map(|()| true),
+        Command::Roster { command } => match command {
+            RosterCommand::Add(a) => cmd::roster::add(a),
+            RosterCommand::End(a) => cmd::roster::end(a),
+            RosterCommand::Show(a) => cmd::roster::show(a),
+        }
+        .map(|()| true),
         Command::Fetch(a) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(cmd::fetch::run(a)).map(|()| true),
             Err(e) => Err(e.into()),

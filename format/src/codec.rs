@@ -66,6 +66,31 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
+    /// A u16 count of `noun`s, refused outside `min..=max` (`recipient
+    /// count 0 is outside 1..=64`, `gap count 70 exceeds 64`).
+    pub(crate) fn count16(
+        &mut self,
+        noun: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, FormatError> {
+        let offset = self.pos;
+        let n = usize::from(self.u16()?);
+        if (min..=max).contains(&n) {
+            return Ok(n);
+        }
+        let reason = if min == 0 {
+            format!("{noun} count {n} exceeds {max}")
+        } else {
+            format!("{noun} count {n} is outside {min}..={max}")
+        };
+        Err(FormatError::Invalid {
+            what: self.what,
+            offset,
+            reason,
+        })
+    }
+
     /// A byte string prefixed by its u16 length.
     pub(crate) fn bytes16(&mut self) -> Result<&'a [u8], FormatError> {
         let n = self.u16()? as usize;
@@ -122,5 +147,31 @@ impl Writer for Vec<u8> {
         let n = u16::try_from(v.len()).unwrap_or(u16::MAX);
         self.put_u16(n);
         self.extend_from_slice(&v[..n as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(bytes: [u8; 2], min: usize, max: usize) -> Result<usize, String> {
+        Reader::new(&bytes, "manifest")
+            .count16("gap", min, max)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn counts_inside_their_bounds_are_read() {
+        assert_eq!(count([0, 0], 0, 64), Ok(0));
+        assert_eq!(count([0, 64], 1, 64), Ok(64));
+    }
+
+    #[test]
+    fn counts_outside_their_bounds_say_which_bound() {
+        let below = count([0, 0], 1, 64).unwrap_err();
+        assert!(below.contains("gap count 0 is outside 1..=64"), "{below}");
+        let above = count([0, 65], 0, 64).unwrap_err();
+        assert!(above.contains("gap count 65 exceeds 64"), "{above}");
+        assert!(above.contains("manifest"), "{above}");
     }
 }

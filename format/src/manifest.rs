@@ -243,15 +243,7 @@ impl Manifest {
         let payload_len = r.u64()?;
         let payload_hash = r.array()?;
         let recipient_set_version = r.u64()?;
-        let offset = r.position();
-        let n = r.u16()? as usize;
-        if n == 0 || n > MAX_RECIPIENTS {
-            return Err(FormatError::Invalid {
-                what: "manifest",
-                offset,
-                reason: format!("recipient count {n} is outside 1..={MAX_RECIPIENTS}"),
-            });
-        }
+        let n = r.count16("recipient", 1, MAX_RECIPIENTS)?;
         let mut recipients = Vec::with_capacity(n);
         for _ in 0..n {
             recipients.push(WrappedKey {
@@ -260,15 +252,7 @@ impl Manifest {
                 ciphertext: r.bytes16()?.to_vec(),
             });
         }
-        let offset = r.position();
-        let n = r.u16()? as usize;
-        if n > MAX_GAPS {
-            return Err(FormatError::Invalid {
-                what: "manifest",
-                offset,
-                reason: format!("gap count {n} exceeds {MAX_GAPS}"),
-            });
-        }
+        let n = r.count16("gap", 0, MAX_GAPS)?;
         let mut gaps = Vec::with_capacity(n);
         for _ in 0..n {
             let offset = r.position();

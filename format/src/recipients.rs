@@ -15,15 +15,19 @@
 //! signature  64 bytes, ECDSA P-256 r || s over "sealcam recipient set v1\0" || body
 //! ```
 
-use p256::ecdsa::signature::{Signer, Verifier};
-
-use crate::codec::{Reader, Writer};
+use crate::codec::Writer;
 use crate::keys::{ConsumerPublicKey, DeviceVerifyingKey};
-use crate::manifest::{MAX_RECIPIENTS, SUITE_V1};
-use crate::{FormatError, SealError, FORMAT_VERSION};
+use crate::manifest::MAX_RECIPIENTS;
+use crate::owner_signed::{self, Envelope, Kind};
+use crate::{FormatError, SealError};
 
 pub const MAGIC: &[u8; 8] = b"\x89SCR\r\n\x1a\n";
 pub const SIGNING_CONTEXT: &[u8] = b"sealcam recipient set v1\0";
+const KIND: Kind = Kind {
+    magic: MAGIC,
+    context: SIGNING_CONTEXT,
+    what: "recipient set",
+};
 const MAX_LABEL: usize = 64;
 
 /// One consumer in a set.
@@ -46,15 +50,13 @@ pub struct RecipientSet {
 /// A recipient set as read from a file, signature not yet checked.
 pub struct SignedRecipientSet<'a> {
     pub set: RecipientSet,
-    body: &'a [u8],
-    signature: [u8; 64],
+    envelope: Envelope<'a>,
 }
 
 impl RecipientSet {
     fn encode_body(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.put_u16(FORMAT_VERSION);
-        out.put_u16(SUITE_V1);
+        owner_signed::put_header(&mut out);
         out.put_u64(self.version);
         out.put_u64(self.issued_unix);
         out.put_u16(self.recipients.len() as u16);
@@ -88,54 +90,17 @@ impl RecipientSet {
                 r.label
             )));
         }
-        let body = self.encode_body();
-        let mut msg = SIGNING_CONTEXT.to_vec();
-        msg.extend_from_slice(&body);
-        let sig: p256::ecdsa::Signature = owner.sign(&msg);
-        let mut out = MAGIC.to_vec();
-        out.put_u32(body.len() as u32);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&sig.to_bytes());
-        Ok(out)
+        Ok(owner_signed::sign(&KIND, &self.encode_body(), owner))
     }
 }
 
 impl<'a> SignedRecipientSet<'a> {
     /// Parses a recipient-set file. Never panics on any input.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        let mut r = Reader::new(bytes, "recipient set");
-        if r.take(MAGIC.len()).ok() != Some(&MAGIC[..]) {
-            return Err(FormatError::BadMagic { expected: MAGIC });
-        }
-        let len = r.u32()? as usize;
-        let body = r.take(len)?;
-        let signature = r.array::<64>()?;
-        r.finish()?;
-        let mut b = Reader::new(body, "recipient set");
-        let version = b.u16()?;
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion(version));
-        }
-        let offset = b.position();
-        let suite = b.u16()?;
-        if suite != SUITE_V1 {
-            return Err(FormatError::Invalid {
-                what: "recipient set",
-                offset,
-                reason: format!("unknown algorithm suite {suite}"),
-            });
-        }
+        let (envelope, mut b) = Envelope::parse(&KIND, bytes)?;
         let set_version = b.u64()?;
         let issued_unix = b.u64()?;
-        let offset = b.position();
-        let n = b.u16()? as usize;
-        if n == 0 || n > MAX_RECIPIENTS {
-            return Err(FormatError::Invalid {
-                what: "recipient set",
-                offset,
-                reason: format!("recipient count {n} is outside 1..={MAX_RECIPIENTS}"),
-            });
-        }
+        let n = b.count16("recipient", 1, MAX_RECIPIENTS)?;
         let mut recipients = Vec::with_capacity(n);
         for _ in 0..n {
             let offset = b.position();
@@ -155,20 +120,13 @@ impl<'a> SignedRecipientSet<'a> {
                 issued_unix,
                 recipients,
             },
-            body,
-            signature,
+            envelope,
         })
     }
 
     /// Checks the owner's signature; returns the set only if it holds.
     pub fn verify(self, owner: &DeviceVerifyingKey) -> Result<RecipientSet, SealError> {
-        let mut msg = SIGNING_CONTEXT.to_vec();
-        msg.extend_from_slice(self.body);
-        let sig = p256::ecdsa::Signature::from_slice(&self.signature)
-            .map_err(|_| SealError::BadSignature)?;
-        owner.0.verify(&msg, &sig).map_err(|_| {
-            SealError::Key("the recipient set is not signed by the owner key".into())
-        })?;
+        self.envelope.verify(&KIND, owner)?;
         Ok(self.set)
     }
 }

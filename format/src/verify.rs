@@ -1,11 +1,41 @@
 //! Verifying a run of fragments: signatures, payload hashes, chain links, gaps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::fragment::SealedFragment;
-use crate::keys::DeviceVerifyingKey;
-use crate::manifest::{DeclaredGap, ManifestHash};
+use crate::keys::{DeviceVerifier, DeviceVerifyingKey};
+use crate::manifest::{DeclaredGap, Manifest, ManifestHash};
 use crate::name::Name;
+use crate::roster::{DeviceRoster, KeyOrigin, KeyRecord};
+
+/// What the fragments' signatures are checked against.
+#[derive(Clone, Copy, Debug)]
+pub enum DeviceKeys<'a> {
+    /// One key for every fragment, taken on trust (a device certificate
+    /// that the ingest served: a hint, not an anchor).
+    Single(&'a DeviceVerifyingKey),
+    /// The owner-signed roster: each fragment under a key that the roster
+    /// lists for the fragment's device for the whole of its time span.
+    Roster(&'a DeviceRoster),
+}
+
+/// The key a fragment verified under.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyUsed {
+    /// SHA-256 of the key (`DeviceVerifyingKey::fingerprint`).
+    pub fingerprint: String,
+    /// From the roster: the record (its index) and how the key is held.
+    pub record: Option<RecordUsed>,
+}
+
+/// The roster record a fragment was checked against.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordUsed {
+    pub index: usize,
+    pub roster_version: u64,
+    pub valid_from_unix_ns: u64,
+    pub in_tpm: bool,
+}
 
 /// A fragment that failed a check, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +63,7 @@ pub struct Verified {
     pub end_unix_ns: u64,
     pub manifest_hash: ManifestHash,
     pub prev: ManifestHash,
+    pub key: KeyUsed,
 }
 
 /// A gap the device explained, and the fragment whose manifest did.
@@ -55,6 +86,8 @@ pub struct ChainReport {
     pub declared: Vec<Declared>,
     /// Versions of the owner-signed recipient sets the fragments used.
     pub recipient_set_versions: BTreeSet<u64>,
+    /// The keys the fragments verified under.
+    pub keys: BTreeSet<KeyUsed>,
     pub device: Option<Name>,
     pub stream: Option<Name>,
 }
@@ -76,10 +109,143 @@ pub fn verify_chain<'a, I>(fragments: I, device_key: &DeviceVerifyingKey) -> Cha
 where
     I: IntoIterator<Item = (String, &'a [u8])>,
 {
+    verify_chain_with(fragments, DeviceKeys::Single(device_key))
+}
+
+/// Device keys decoded once for all the fragments.
+struct Verifiers<'a> {
+    keys: DeviceKeys<'a>,
+    single: Option<Result<DeviceVerifier, String>>,
+    by_record: HashMap<usize, Result<DeviceVerifier, String>>,
+}
+
+impl<'a> Verifiers<'a> {
+    fn new(keys: DeviceKeys<'a>) -> Self {
+        let single = match keys {
+            DeviceKeys::Single(k) => Some(k.verifier().map_err(|e| e.to_string())),
+            DeviceKeys::Roster(_) => None,
+        };
+        Self {
+            keys,
+            single,
+            by_record: HashMap::new(),
+        }
+    }
+
+    /// Checks a fragment's signature and payload under the key that speaks
+    /// for its device at its time; returns which key that was.
+    fn check(&mut self, frag: &SealedFragment) -> Result<KeyUsed, String> {
+        let roster = match (self.keys, &self.single) {
+            (DeviceKeys::Single(key), Some(v)) => {
+                let v = v.as_ref().map_err(Clone::clone)?;
+                frag.verify_with(v).map_err(|e| e.to_string())?;
+                return Ok(KeyUsed {
+                    fingerprint: key.fingerprint(),
+                    record: None,
+                });
+            }
+            (DeviceKeys::Roster(roster), _) => roster,
+            (DeviceKeys::Single(_), None) => return Err("no device key".into()),
+        };
+        let m = &frag.manifest;
+        let candidates: Vec<(usize, &KeyRecord)> = roster
+            .keys
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, k)| covers(k, m))
+            .collect();
+        if candidates.is_empty() {
+            return Err(no_key_reason(roster, m));
+        }
+        let mut last = String::new();
+        for (index, record) in candidates {
+            let verifier = self
+                .by_record
+                .entry(index)
+                .or_insert_with(|| record.key.verifier().map_err(|e| e.to_string()));
+            let outcome = match verifier {
+                Ok(v) => frag.verify_with(v).map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            match outcome {
+                Ok(()) => {
+                    return Ok(KeyUsed {
+                        fingerprint: record.key.fingerprint(),
+                        record: Some(RecordUsed {
+                            index,
+                            roster_version: roster.version,
+                            valid_from_unix_ns: record.valid_from_unix_ns,
+                            in_tpm: matches!(record.origin, KeyOrigin::Tpm(_)),
+                        }),
+                    })
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(format!(
+            "{last} (checked with every key roster version {} lists for device {} at the fragment's time)",
+            roster.version, m.device
+        ))
+    }
+}
+
+/// Whether a roster record's key speaks for the manifest's device over the
+/// whole of the fragment's time span, `[start, end)`: the key counts from
+/// before its first frame until after its last frame ends.
+fn covers(k: &KeyRecord, m: &Manifest) -> bool {
+    k.device == m.device
+        && k.valid_at(m.start_unix_ns)
+        && k.end.is_none_or(|e| m.end_unix_ns <= e.at_unix_ns)
+}
+
+/// Why no roster key could have signed the manifest.
+fn no_key_reason(roster: &DeviceRoster, m: &Manifest) -> String {
+    let mut history = roster.history(&m.device).peekable();
+    if history.peek().is_none() {
+        return format!(
+            "device {} is not in the owner's roster (version {}): its fragments cannot be attributed to it",
+            m.device, roster.version
+        );
+    }
+    let ended: Vec<String> = history
+        .filter_map(|k| {
+            k.end.map(|e| {
+                format!(
+                    "key {} {} at {} ns",
+                    &k.key.fingerprint()[..16],
+                    match e.reason {
+                        crate::roster::EndReason::Rotated => "rotated",
+                        crate::roster::EndReason::Revoked => "revoked",
+                    },
+                    e.at_unix_ns
+                )
+            })
+        })
+        .collect();
+    format!(
+        "no key of device {} in the owner's roster (version {}) was valid for the fragment's time ({}..{} ns){}",
+        m.device,
+        roster.version,
+        m.start_unix_ns,
+        m.end_unix_ns,
+        if ended.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", ended.join(", "))
+        }
+    )
+}
+
+/// Verifies every fragment under the key `keys` gives for it and checks
+/// that they form one unbroken hash chain of one device and stream.
+pub fn verify_chain_with<'a, I>(fragments: I, keys: DeviceKeys<'_>) -> ChainReport
+where
+    I: IntoIterator<Item = (String, &'a [u8])>,
+{
     let mut report = ChainReport::default();
     let mut by_seq: BTreeMap<u64, Verified> = BTreeMap::new();
-    // Decoded and checked once for all the fragments.
-    let verifier = device_key.verifier().map_err(|e| e.to_string());
+    let mut verifiers = Verifiers::new(keys);
     for (label, bytes) in fragments {
         let fail = |reason: String| Failure {
             label: label.clone(),
@@ -92,14 +258,13 @@ where
                 continue;
             }
         };
-        let verified = match &verifier {
-            Ok(v) => frag.verify_with(v).map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
+        let key = match verifiers.check(&frag) {
+            Ok(key) => key,
+            Err(e) => {
+                report.failures.push(fail(e));
+                continue;
+            }
         };
-        if let Err(e) = verified {
-            report.failures.push(fail(e));
-            continue;
-        }
         if let Err(e) = frag.records() {
             report.failures.push(fail(e.to_string()));
             continue;
@@ -131,6 +296,7 @@ where
         report
             .recipient_set_versions
             .insert(m.recipient_set_version);
+        report.keys.insert(key.clone());
         report.declared.extend(m.gaps.iter().map(|g| Declared {
             gap: *g,
             declared_by: m.sequence,
@@ -146,6 +312,7 @@ where
                 end_unix_ns: m.end_unix_ns,
                 manifest_hash: frag.manifest_hash(),
                 prev: m.prev,
+                key,
             },
         );
     }
@@ -217,12 +384,23 @@ fn undeclared_parts(missing: Gap, declared: &[Declared]) -> Vec<Gap> {
 mod tests {
     use super::*;
     use crate::keys::ConsumerSecretKey;
+    use crate::roster::{EndReason, KeyEnd};
     use crate::seal::{Closing, FragmentSealer, Frame, TrackConfig};
     use p256::ecdsa::signature::Signer;
 
     fn chain(n: u64) -> (Vec<Vec<u8>>, DeviceVerifyingKey) {
+        let dk = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        let files = chain_signed(n, |_| &dk);
+        (files, DeviceVerifyingKey(*dk.verifying_key()))
+    }
+
+    /// A chain of device "cam" whose fragment `seq` spans `seq` to `seq + 1`
+    /// ns and is signed by `signer(seq)`.
+    fn chain_signed<'k>(
+        n: u64,
+        signer: impl Fn(u64) -> &'k p256::ecdsa::SigningKey,
+    ) -> Vec<Vec<u8>> {
         let mut rng = rand::thread_rng();
-        let dk = p256::ecdsa::SigningKey::random(&mut rng);
         let consumer = ConsumerSecretKey::generate(&mut rng);
         let track = TrackConfig {
             codec: 1,
@@ -257,10 +435,10 @@ mod tests {
                 )
                 .unwrap();
             prev = u.manifest_hash();
-            let sig: p256::ecdsa::Signature = dk.sign(&u.signing_message());
+            let sig: p256::ecdsa::Signature = signer(seq).sign(&u.signing_message());
             out.push(u.into_file(&sig.to_bytes().into()));
         }
-        (out, DeviceVerifyingKey(*dk.verifying_key()))
+        out
     }
 
     fn labelled(files: &[Vec<u8>]) -> Vec<(String, &[u8])> {
@@ -331,5 +509,107 @@ mod tests {
         // Signed by another device key: signature failure, then a gap.
         assert!(!r.is_ok());
         assert_eq!(r.failures[0].label, "f1");
+    }
+
+    fn software(
+        device: &str,
+        key: &p256::ecdsa::SigningKey,
+        from: u64,
+        end: Option<KeyEnd>,
+    ) -> KeyRecord {
+        KeyRecord {
+            device: Name::new(device).unwrap(),
+            key: DeviceVerifyingKey(*key.verifying_key()),
+            valid_from_unix_ns: from,
+            end,
+            origin: KeyOrigin::Software,
+        }
+    }
+
+    fn ends(at_unix_ns: u64, reason: EndReason) -> Option<KeyEnd> {
+        Some(KeyEnd { at_unix_ns, reason })
+    }
+
+    #[test]
+    fn a_rekeyed_device_verifies_under_the_key_of_each_fragments_time() {
+        let mut rng = rand::thread_rng();
+        let (old, new) = (
+            p256::ecdsa::SigningKey::random(&mut rng),
+            p256::ecdsa::SigningKey::random(&mut rng),
+        );
+        // Fragments 0..3 under the old key, 3.. under the new one (re-keyed
+        // at 3 ns; fragment 3 spans 3..4 ns).
+        let files = chain_signed(6, |seq| if seq < 3 { &old } else { &new });
+        let roster = DeviceRoster {
+            version: 2,
+            issued_unix: 0,
+            keys: vec![
+                software("cam", &old, 0, ends(3, EndReason::Rotated)),
+                software("cam", &new, 3, None),
+            ],
+        };
+        let r = verify_chain_with(labelled(&files), DeviceKeys::Roster(&roster));
+        assert!(r.is_ok(), "{r:?}");
+        let records: Vec<usize> = r
+            .verified
+            .iter()
+            .filter_map(|v| v.key.record.as_ref().map(|k| k.index))
+            .collect();
+        assert_eq!(records, [0, 0, 0, 1, 1, 1]);
+        assert_eq!(r.keys.len(), 2);
+    }
+
+    #[test]
+    fn a_key_the_roster_does_not_list_for_the_device_is_refused() {
+        let mut rng = rand::thread_rng();
+        let (camera, server, other_camera) = (
+            p256::ecdsa::SigningKey::random(&mut rng),
+            p256::ecdsa::SigningKey::random(&mut rng),
+            p256::ecdsa::SigningKey::random(&mut rng),
+        );
+        let roster = DeviceRoster {
+            version: 1,
+            issued_unix: 0,
+            keys: vec![
+                software("cam", &camera, 0, None),
+                software("cam2", &other_camera, 0, None),
+            ],
+        };
+        // Forged by a key of the server's, or by another camera of the
+        // fleet naming this device: neither verifies.
+        for forger in [&server, &other_camera] {
+            let files = chain_signed(2, |_| forger);
+            let r = verify_chain_with(labelled(&files), DeviceKeys::Roster(&roster));
+            assert_eq!(r.failures.len(), 2, "{r:?}");
+            assert!(r.failures[0].reason.contains("does not verify"), "{r:?}");
+            assert!(r.verified.is_empty());
+        }
+    }
+
+    #[test]
+    fn signatures_after_a_revocation_and_unknown_devices_are_refused() {
+        let mut rng = rand::thread_rng();
+        let stolen = p256::ecdsa::SigningKey::random(&mut rng);
+        let files = chain_signed(4, |_| &stolen);
+        let roster = DeviceRoster {
+            version: 3,
+            issued_unix: 0,
+            keys: vec![software("cam", &stolen, 0, ends(2, EndReason::Revoked))],
+        };
+        let r = verify_chain_with(labelled(&files), DeviceKeys::Roster(&roster));
+        // 0..2 ns verify; fragment 2 spans 2..3 ns, after the revocation.
+        assert_eq!(r.verified.len(), 2, "{r:?}");
+        assert_eq!(r.failures.len(), 2);
+        assert!(r.failures[0].reason.contains("revoked"), "{r:?}");
+        let empty = DeviceRoster {
+            version: 1,
+            issued_unix: 0,
+            keys: vec![software("other", &stolen, 0, None)],
+        };
+        let r = verify_chain_with(labelled(&files), DeviceKeys::Roster(&empty));
+        assert!(
+            r.failures[0].reason.contains("not in the owner's roster"),
+            "{r:?}"
+        );
     }
 }

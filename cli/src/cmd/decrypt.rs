@@ -4,9 +4,11 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use sealcam_base::durable::AtomicFile;
 use sealcam_format::mkv::MkvWriter;
 use sealcam_format::{ConsumerSecretKey, SealedFragment};
 
+use crate::anchor::AnchorArgs;
 use crate::fragdir::FragmentDir;
 
 #[derive(clap::Args)]
@@ -22,6 +24,8 @@ pub struct Args {
     /// Container of the output.
     #[arg(long, value_enum, default_value_t = Container::Mkv)]
     pub format: Container,
+    #[command(flatten)]
+    pub anchor: AnchorArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,7 +42,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let key = ConsumerSecretKey::from_pem(&pem)
         .with_context(|| format!("consumer key {}", args.key.display()))?;
     let dir = FragmentDir::read(&args.dir)?;
-    let report = dir.verify()?;
+    let roster = args.anchor.load()?;
+    let report = dir.verify(roster.as_ref())?;
     if !report.failures.is_empty() {
         let names: Vec<String> = report
             .failures
@@ -56,10 +61,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             g.first_missing, g.last_missing
         );
     }
-    let tmp = args.out.with_extension("mkv.partial");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer: Option<MkvWriter<BufWriter<std::fs::File>>> = None;
+    // The MKV is written under a temporary name beside --out and takes its
+    // name only when whole (an MP4 is remuxed from it).
+    let file = AtomicFile::create(&args.out)?;
+    let tmp = file.temporary_path().to_owned();
+    let mut writer: Option<MkvWriter<BufWriter<AtomicFile>>> = None;
     let mut file = Some(BufWriter::new(file));
     let mut track0 = None;
     for v in &report.verified {
@@ -100,17 +106,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let frames = w.frames_written();
     let out = w.finish()?;
-    out.into_inner()
+    let mut file = out
+        .into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     match args.format {
-        Container::Mkv => std::fs::rename(&tmp, &args.out)
-            .with_context(|| format!("renaming to {}", args.out.display()))?,
+        Container::Mkv => file.commit()?,
+        // The temporary MKV goes when `file` is dropped.
         Container::Mp4 => {
-            let result = remux_to_mp4(&tmp, &args.out);
-            let _ = std::fs::remove_file(&tmp);
-            result?;
+            file.file()
+                .sync_all()
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            remux_to_mp4(&tmp, &args.out)?;
         }
     }
     println!(

@@ -1,20 +1,20 @@
 //! `sealcam fetch`: download a stream's fragments for a time range.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::api::{parse_stream, Api, ServerArgs};
+use sealcam_api::FragmentQuery;
+use sealcam_base::durable;
+
+use crate::api::{parse_stream, Api, StreamArgs};
 use crate::fragdir::DEVICE_CERT;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// The stream, as DEVICE/STREAM.
-    pub stream: String,
+    pub target: StreamArgs,
     /// Start of the range: RFC 3339 time, or a duration ago such as 10m, 2h, 1d.
     #[arg(long)]
     pub from: Option<String>,
@@ -32,55 +32,21 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Parses RFC 3339 or "<n>s|m|h|d" (that long before now) to Unix ns.
-fn parse_time(s: &str) -> anyhow::Result<u64> {
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return u64::try_from(t.unix_timestamp_nanos()).context("time before 1970");
-    }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num.parse().with_context(|| {
-        format!(
-            "{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration (10m, 2h, 1d)"
-        )
-    })?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("{s:?}: durations end in s, m, h or d"),
-    };
-    let secs = n
-        .checked_mul(unit)
-        .with_context(|| format!("{s:?} is too long ago"))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let at = now.saturating_sub(Duration::from_secs(secs));
-    Ok(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (device, stream) = parse_stream(&args.stream)?;
-    let api = Api::connect(&args.server)?;
-    let mut query = Vec::new();
-    if let Some(f) = &args.from {
-        query.push(("from_ns", parse_time(f)?.to_string()));
-    }
-    if let Some(t) = &args.to {
-        query.push(("to_ns", parse_time(t)?.to_string()));
-    }
-    if let Some(n) = args.from_seq {
-        query.push(("from_seq", n.to_string()));
-    }
-    if let Some(n) = args.to_seq {
-        query.push(("to_seq", n.to_string()));
-    }
+    let (device, stream) = parse_stream(&args.target.stream)?;
+    let api = Api::connect(&args.target.server)?;
+    let query = FragmentQuery {
+        from_ns: args.from.as_deref().map(super::parse_time).transpose()?,
+        to_ns: args.to.as_deref().map(super::parse_time).transpose()?,
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
+        ..FragmentQuery::default()
+    };
     let entries = api.list(&device, &stream, &query).await?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let cert = api.device_cert(&device).await?;
-    std::fs::write(args.out.join(DEVICE_CERT), cert)?;
+    durable::replace(&args.out.join(DEVICE_CERT), cert.as_bytes())?;
 
     let total: u64 = entries.iter().map(|e| e.bytes).sum();
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -97,9 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for (i, e) in entries.iter().enumerate() {
         let body = api.fragment(&device, &stream, e.sequence).await?;
         let path = args.out.join(format!("{:020}.scf", e.sequence));
-        let tmp = path.with_extension("scf.partial");
-        std::fs::write(&tmp, &body).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)?;
+        durable::replace(&path, &body)?;
         bar.set_message(format!("{}/{} fragments", i + 1, entries.len()));
         bar.inc(e.bytes);
     }

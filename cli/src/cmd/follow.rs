@@ -15,7 +15,12 @@ use sealcam_format::mkv::MkvWriter;
 use sealcam_format::{ConsumerSecretKey, ManifestHash, SealedFragment, TrackConfig};
 use sealcam_transport::{identity, pem, Role};
 
-use crate::api::{parse_stream, Api, ServerArgs};
+use sealcam_api::FragmentQuery;
+
+use sealcam_format::verify::{DeviceKeys, KeyChecker};
+
+use crate::anchor::AnchorArgs;
+use crate::api::{parse_stream, Api, StreamArgs};
 
 /// Longest wait of one long poll, in seconds (the ingest caps it too).
 const POLL_S: u64 = 25;
@@ -23,9 +28,7 @@ const POLL_S: u64 = 25;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// The stream, as DEVICE/STREAM.
-    pub stream: String,
+    pub target: StreamArgs,
     /// Consumer private key (from `sealcam keygen`).
     #[arg(long)]
     pub key: PathBuf,
@@ -44,36 +47,40 @@ pub struct Args {
     /// Stop after this many fragments (default: until interrupted).
     #[arg(long)]
     pub fragments: Option<u64>,
+    #[command(flatten)]
+    pub anchor: AnchorArgs,
 }
 
 type Output = Box<dyn Write + Send>;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (device, stream) = parse_stream(&args.stream)?;
-    let api = Api::connect(&args.server)?;
+    let (device, stream) = parse_stream(&args.target.stream)?;
+    let api = Api::connect(&args.target.server)?;
     let consumer = ConsumerSecretKey::from_pem(
         &std::fs::read_to_string(&args.key)
             .with_context(|| format!("reading consumer key {}", args.key.display()))?,
     )
     .with_context(|| format!("consumer key {}", args.key.display()))?;
 
-    // The device certificate: issued by the fleet CA, naming this device.
-    let cert_der = pem::parse_first_cert(&api.device_cert(&device).await?)?;
-    let ca = pem::load_certs(&args.server.ca)?;
-    let ca_der = ca.first().context("the CA file holds no certificate")?;
-    identity::verify_issued_by(&cert_der, ca_der.as_ref())
-        .context("the device certificate the ingest gave is not issued by the fleet CA")?;
-    match identity::summarize(&cert_der)?.identity {
-        Some(i) if i.role == Role::Device && i.name == device => {}
-        _ => bail!("the certificate the ingest gave for {device} does not name that device"),
-    }
-    let device_key = identity::device_key_from_cert_der(&cert_der)?;
+    // Each fragment under the key the owner's roster lists for it; without
+    // a roster, under the device certificate the ingest serves (issued by
+    // the fleet CA, naming this device).
+    let roster = args.anchor.load()?;
+    let device_key = match roster {
+        Some(_) => None,
+        None => Some(served_device_key(&api, &device, &args.target.server.ca).await?),
+    };
+    let mut checker = KeyChecker::new(match (&roster, &device_key) {
+        (Some(r), _) => DeviceKeys::Roster(r),
+        (None, Some(k)) => DeviceKeys::Single(k),
+        (None, None) => bail!("no device key to verify with"),
+    });
 
     let mut after = match args.after {
         Some(a) => Some(a),
         // Live: start with the newest fragment, or at the beginning.
         None => api
-            .list(&device, &stream, &[])
+            .list(&device, &stream, &FragmentQuery::default())
             .await?
             .last()
             .and_then(|e| e.sequence.checked_sub(1)),
@@ -85,10 +92,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::pin!(stop);
     let mut failures = 0u32;
     'follow: loop {
-        let mut query = vec![("wait_s", POLL_S.to_string())];
-        if let Some(a) = after {
-            query.push(("after", a.to_string()));
-        }
+        let query = FragmentQuery {
+            wait_s: Some(POLL_S),
+            after,
+            ..FragmentQuery::default()
+        };
         let listed = tokio::select! {
             _ = &mut stop => break,
             r = api.list(&device, &stream, &query) => r,
@@ -121,8 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     e.sequence
                 );
             }
-            frag.verify(&device_key)
-                .with_context(|| format!("fragment {} fails verification", e.sequence))?;
+            if let Err(reason) = checker.check(&frag) {
+                bail!("fragment {} fails verification: {reason}", e.sequence);
+            }
             if let Some((ps, ph)) = prev {
                 if e.sequence == ps + 1 && m.prev != ph {
                     bail!(
@@ -323,4 +332,23 @@ mod play {
             result
         }
     }
+}
+
+/// The device key from the certificate the ingest serves, checked to be
+/// issued by the fleet CA and to name `device` (a hint, not an anchor).
+async fn served_device_key(
+    api: &Api,
+    device: &sealcam_format::Name,
+    ca: &std::path::Path,
+) -> anyhow::Result<sealcam_format::DeviceVerifyingKey> {
+    let cert_der = pem::parse_first_cert(&api.device_cert(device).await?)?;
+    let ca = pem::load_certs(ca)?;
+    let ca_der = ca.first().context("the CA file holds no certificate")?;
+    identity::verify_issued_by(&cert_der, ca_der.as_ref())
+        .context("the device certificate the ingest gave is not issued by the fleet CA")?;
+    match identity::summarize(&cert_der)?.identity {
+        Some(i) if i.role == Role::Device && i.name == *device => {}
+        _ => bail!("the certificate the ingest gave for {device} does not name that device"),
+    }
+    Ok(identity::device_key_from_cert_der(&cert_der)?)
 }

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sealcam_format::recipients::{Recipient, RecipientSet, SignedRecipientSet};
-use sealcam_format::{ConsumerPublicKey, DeviceVerifyingKey};
+use sealcam_format::ConsumerPublicKey;
+
+use crate::owner_key;
 
 #[derive(clap::Args)]
 pub struct SignArgs {
@@ -32,14 +33,7 @@ pub struct ShowArgs {
 }
 
 pub fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let pem = std::fs::read_to_string(&args.owner_key)
-        .with_context(|| format!("reading owner key {}", args.owner_key.display()))?;
-    let owner = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a P-256 private key in PKCS#8 PEM form: {e}",
-            args.owner_key.display()
-        )
-    })?;
+    let owner = owner_key::load_private(&args.owner_key)?;
     let mut recipients = Vec::new();
     for spec in &args.keys {
         let (label, path) = match spec.split_once('=') {
@@ -91,15 +85,9 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
         SignedRecipientSet::parse(&bytes).with_context(|| args.file.display().to_string())?;
     let set = match &args.owner {
         Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let owner = p256::ecdsa::VerifyingKey::from_public_key_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("{}: not a P-256 public key: {e}", path.display()))?;
-            let set = parsed.verify(&DeviceVerifyingKey(owner))?;
-            println!(
-                "signature: valid, by owner {}",
-                DeviceVerifyingKey(owner).fingerprint()
-            );
+            let owner = owner_key::load_public(path)?;
+            let set = parsed.verify(&owner)?;
+            println!("signature: valid, by owner {}", owner.fingerprint());
             set
         }
         None => {

@@ -6,6 +6,7 @@ use anyhow::Context;
 use sealcam_format::verify::ChainReport;
 use sealcam_transport::{identity, pem};
 
+use crate::anchor::AnchorArgs;
 use crate::fragdir::FragmentDir;
 
 #[derive(clap::Args)]
@@ -15,6 +16,8 @@ pub struct Args {
     /// Also check that the device certificate was issued by this fleet CA.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub anchor: AnchorArgs,
 }
 
 /// Prints the report; returns whether everything verified.
@@ -52,6 +55,26 @@ pub fn print_report(report: &ChainReport) -> bool {
         })
         .collect();
     println!("recipients: set version {}", versions.join(", "));
+    for k in &report.keys {
+        match &k.record {
+            Some(r) => println!(
+                "key:       {} (roster version {}, record {} from {}; {})",
+                k.fingerprint,
+                r.roster_version,
+                r.index,
+                super::rfc3339(r.valid_from_unix_ns),
+                if r.in_tpm {
+                    "TPM-resident key"
+                } else {
+                    "software key, no TPM evidence"
+                }
+            ),
+            None => println!(
+                "key:       {} (from the device certificate; not anchored: pass --owner and --roster)",
+                k.fingerprint
+            ),
+        }
+    }
     for d in &report.declared {
         let g = &d.gap;
         let seqs = if g.sequence_count == 0 {
@@ -92,10 +115,14 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
     let dir = FragmentDir::read(&args.dir)?;
     if let Some(ca) = &args.ca {
         let ca_der = pem::load_certs(ca)?;
-        identity::verify_issued_by(&dir.device_cert_der, ca_der[0].as_ref())
+        identity::verify_issued_by(dir.device_cert()?, ca_der[0].as_ref())
             .with_context(|| format!("device certificate in {}", args.dir.display()))?;
         println!("device certificate: issued by {}", ca.display());
     }
-    let report = dir.verify()?;
+    let roster = args.anchor.load()?;
+    if let Some(r) = &roster {
+        println!("roster:    version {} signed by the owner", r.version);
+    }
+    let report = dir.verify(roster.as_ref())?;
     Ok(print_report(&report))
 }

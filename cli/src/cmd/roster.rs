@@ -1,0 +1,315 @@
+//! `sealcam roster add|end|show`: the owner-signed device roster, which
+//! decides which key recorded a clip (`docs/format.md`, Device rosters).
+//!
+//! The roster is signed with the owner's offline key. Every change writes a
+//! new version of the whole roster, one higher; records are never removed,
+//! so old footage keeps the key it verifies under.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sealcam_format::roster::{
+    DeviceRoster, EndReason, KeyEnd, KeyOrigin, KeyRecord, SignedDeviceRoster,
+};
+use sealcam_format::{DeviceVerifyingKey, Name};
+use sealcam_transport::{identity, pem, Role};
+
+use crate::owner_key;
+
+/// Where the roster is and who signs it.
+#[derive(clap::Args)]
+pub struct Signing {
+    /// The owner's private key (from `sealcam owner init`).
+    #[arg(long)]
+    pub owner_key: PathBuf,
+    /// The roster file; created by the first `add`.
+    #[arg(long)]
+    pub roster: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct AddArgs {
+    #[command(flatten)]
+    pub signing: Signing,
+    /// The device's id.
+    #[arg(long)]
+    pub device: String,
+    /// The device's key: its certificate (PEM; it must name the device) or
+    /// its public key (PEM). Compare the fingerprint printed with what
+    /// `sealcamd identity` shows on the camera.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// From when its signatures count: RFC 3339, or a duration ago (10m,
+    /// 2d). Default: the certificate's start of validity, or now for a bare
+    /// key.
+    #[arg(long)]
+    pub from: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct EndArgs {
+    #[command(flatten)]
+    pub signing: Signing,
+    /// The device's id.
+    #[arg(long)]
+    pub device: String,
+    /// The key's fingerprint, or a unique prefix of it (`roster show`).
+    #[arg(long)]
+    pub key_fingerprint: String,
+    /// Why: `rotated` (replaced by a newer key) or `revoked` (lost,
+    /// stolen, retired).
+    #[arg(long, value_enum)]
+    pub reason: Reason,
+    /// From when its signatures no longer count: RFC 3339, or a duration
+    /// ago. Default: now.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Reason {
+    Rotated,
+    Revoked,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    pub roster: PathBuf,
+    /// Check the signature with the owner's public key.
+    #[arg(long)]
+    pub owner: Option<PathBuf>,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Reads the roster at `path` (checked against the owner's key), or an
+/// empty one if there is none yet.
+fn read_or_new(path: &Path, owner: &DeviceVerifyingKey) -> anyhow::Result<DeviceRoster> {
+    match std::fs::read(path) {
+        Ok(bytes) => read_verified(path, &bytes, owner),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceRoster {
+            version: 0,
+            issued_unix: 0,
+            keys: Vec::new(),
+        }),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn read_verified(
+    path: &Path,
+    bytes: &[u8],
+    owner: &DeviceVerifyingKey,
+) -> anyhow::Result<DeviceRoster> {
+    let parsed = SignedDeviceRoster::parse(bytes).with_context(|| path.display().to_string())?;
+    parsed
+        .verify(owner)
+        .with_context(|| format!("{}: refusing to build on it", path.display()))
+}
+
+/// Signs the next version of the roster and writes it durably.
+fn write_next(signing: &Signing, mut roster: DeviceRoster) -> anyhow::Result<DeviceRoster> {
+    let owner = owner_key::load_private(&signing.owner_key)?;
+    roster.version += 1;
+    roster.issued_unix = now_ns() / 1_000_000_000;
+    let file = roster.sign(&owner)?;
+    sealcam_base::durable::replace(&signing.roster, &file)?;
+    Ok(roster)
+}
+
+fn owner_public(signing: &Signing) -> anyhow::Result<DeviceVerifyingKey> {
+    let owner = owner_key::load_private(&signing.owner_key)?;
+    Ok(DeviceVerifyingKey(*owner.verifying_key()))
+}
+
+/// A device key from a certificate (which must name `device`) or a public
+/// key, and the time its certificate starts, if it came from one.
+fn read_device_key(
+    path: &Path,
+    device: &Name,
+) -> anyhow::Result<(DeviceVerifyingKey, Option<u64>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        let der = pem::parse_first_cert(&text).with_context(|| path.display().to_string())?;
+        let summary = identity::summarize(&der).with_context(|| path.display().to_string())?;
+        match &summary.identity {
+            Some(id) if id.role == Role::Device && id.name == *device => {}
+            other => bail!(
+                "{} certifies {}, not device {device}",
+                path.display(),
+                other
+                    .as_ref()
+                    .map_or("no sealcam identity".into(), ToString::to_string)
+            ),
+        }
+        let key = identity::device_key_from_cert_der(&der)?;
+        let from = u64::try_from(summary.not_before)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000);
+        return Ok((key, Some(from)));
+    }
+    let key = owner_key::public_from_pem(&text).with_context(|| {
+        format!(
+            "{}: neither a certificate nor a P-256 public key",
+            path.display()
+        )
+    })?;
+    Ok((key, None))
+}
+
+pub fn add(args: AddArgs) -> anyhow::Result<()> {
+    let device = Name::new(&args.device)?;
+    let owner = owner_public(&args.signing)?;
+    let mut roster = read_or_new(&args.signing.roster, &owner)?;
+    let (key, cert_from) = read_device_key(&args.key, &device)?;
+    if let Some(k) = roster.history(&device).find(|k| k.key == key) {
+        bail!(
+            "key {} of device {device} is in the roster already (valid from {}); \
+             to end it, use `sealcam roster end`",
+            key.fingerprint(),
+            super::rfc3339(k.valid_from_unix_ns)
+        );
+    }
+    let from = match &args.from {
+        Some(t) => super::parse_time(t)?,
+        None => cert_from.unwrap_or_else(now_ns),
+    };
+    roster.keys.push(KeyRecord {
+        device: device.clone(),
+        key: key.clone(),
+        valid_from_unix_ns: from,
+        end: None,
+        origin: KeyOrigin::Software,
+    });
+    let roster = write_next(&args.signing, roster)?;
+    println!(
+        "roster version {}: device {device} key {} counts from {} (software key: no TPM evidence)",
+        roster.version,
+        key.fingerprint(),
+        super::rfc3339(from)
+    );
+    println!("compare the fingerprint with `sealcamd identity` on the camera");
+    Ok(())
+}
+
+pub fn end(args: EndArgs) -> anyhow::Result<()> {
+    let device = Name::new(&args.device)?;
+    let owner = owner_public(&args.signing)?;
+    let mut roster = read_or_new(&args.signing.roster, &owner)?;
+    let wanted = args.key_fingerprint.to_ascii_lowercase();
+    let matching: Vec<usize> = roster
+        .keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.device == device && k.key.fingerprint().starts_with(&wanted))
+        .map(|(i, _)| i)
+        .collect();
+    let index = match matching.as_slice() {
+        [i] => *i,
+        [] => bail!(
+            "device {device} has no key {wanted} in the roster; `sealcam roster show` lists them"
+        ),
+        _ => bail!(
+            "{wanted} names {} keys of device {device}; give more of the fingerprint",
+            matching.len()
+        ),
+    };
+    let at = match &args.at {
+        Some(t) => super::parse_time(t)?,
+        None => now_ns(),
+    };
+    let reason = match args.reason {
+        Reason::Rotated => EndReason::Rotated,
+        Reason::Revoked => EndReason::Revoked,
+    };
+    let record = &mut roster.keys[index];
+    if let Some(e) = record.end {
+        // An end only moves earlier (or a rotation becomes a revocation at
+        // the same time): a revocation is never lifted or postponed.
+        let now_revoked =
+            at == e.at_unix_ns && e.reason == EndReason::Rotated && reason == EndReason::Revoked;
+        if at >= e.at_unix_ns && !now_revoked {
+            bail!(
+                "key {} of device {device} already ends at {} ({:?}); an end can only move earlier",
+                record.key.fingerprint(),
+                super::rfc3339(e.at_unix_ns),
+                e.reason
+            );
+        }
+    }
+    record.end = Some(KeyEnd {
+        at_unix_ns: at,
+        reason,
+    });
+    let fingerprint = record.key.fingerprint();
+    let roster = write_next(&args.signing, roster)?;
+    println!(
+        "roster version {}: device {device} key {fingerprint} {} from {}",
+        roster.version,
+        match reason {
+            EndReason::Rotated => "rotated",
+            EndReason::Revoked => "revoked",
+        },
+        super::rfc3339(at)
+    );
+    Ok(())
+}
+
+pub fn show(args: ShowArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.roster)
+        .with_context(|| format!("reading {}", args.roster.display()))?;
+    let roster = match &args.owner {
+        Some(path) => {
+            let owner = owner_key::load_public(path)?;
+            let roster = read_verified(&args.roster, &bytes, &owner)?;
+            println!("signature: valid, by owner {}", owner.fingerprint());
+            roster
+        }
+        None => {
+            println!("signature: not checked (pass --owner OWNER.pub)");
+            SignedDeviceRoster::parse(&bytes)
+                .with_context(|| args.roster.display().to_string())?
+                .roster
+        }
+    };
+    println!("version:   {}", roster.version);
+    println!(
+        "issued:    {}",
+        super::rfc3339(roster.issued_unix.saturating_mul(1_000_000_000))
+    );
+    for k in &roster.keys {
+        println!("{}", describe(k));
+    }
+    Ok(())
+}
+
+/// One line per key, for `show` and the verification report.
+pub(crate) fn describe(k: &KeyRecord) -> String {
+    let end = match k.end {
+        None => "still valid".to_owned(),
+        Some(e) => format!(
+            "{} from {}",
+            match e.reason {
+                EndReason::Rotated => "rotated",
+                EndReason::Revoked => "REVOKED",
+            },
+            super::rfc3339(e.at_unix_ns)
+        ),
+    };
+    let origin = match k.origin {
+        KeyOrigin::Software => "software key (no TPM evidence)",
+        KeyOrigin::Tpm(_) => "TPM-resident key",
+    };
+    format!(
+        "device:    {}  key {}  from {}, {end}; {origin}",
+        k.device,
+        k.key.fingerprint(),
+        super::rfc3339(k.valid_from_unix_ns)
+    )
+}

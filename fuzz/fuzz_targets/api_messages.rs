@@ -1,0 +1,34 @@
+//! Fuzzes what the ingest and its clients decode from each other: a
+//! request's method and path (`Route::decode`), refusal bodies and the JSON
+//! bodies of requests and answers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sealcam_api::{
+    CertificateResponse, EnrollRequest, ErrorBody, FragmentEntry, PendingResponse, RenewRequest,
+    Route, WhoAmI,
+};
+
+const METHODS: [&str; 5] = ["GET", "PUT", "POST", "HEAD", "DELETE"];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    if let Ok(path) = std::str::from_utf8(rest) {
+        let method = METHODS[usize::from(first) % METHODS.len()];
+        if let Ok(method) = http::Method::from_bytes(method.as_bytes()) {
+            if let Ok(route) = Route::decode(&method, path) {
+                // What decodes encodes to a path that decodes the same.
+                assert_eq!(Route::decode(&route.method(), &route.path()).ok(), Some(route));
+            }
+        }
+        let _ = ErrorBody::from_response_text(path);
+    }
+    let _ = serde_json::from_slice::<EnrollRequest>(rest);
+    let _ = serde_json::from_slice::<RenewRequest>(rest);
+    let _ = serde_json::from_slice::<CertificateResponse>(rest);
+    let _ = serde_json::from_slice::<PendingResponse>(rest);
+    let _ = serde_json::from_slice::<WhoAmI>(rest);
+    let _ = serde_json::from_slice::<Vec<FragmentEntry>>(rest);
+});

@@ -1,0 +1,328 @@
+//! Provenance anchored in the owner's roster, not in what the ingest says
+//! (issue 23; `../shared/THREATS.md`: a hostile ingest must never forge a
+//! fragment or a device certificate that a consumer accepts).
+//!
+//! Each attack is played by real programs: the hostile operator holds the
+//! fleet CA (the ingest's PKI directory) and its own storage, and runs a
+//! camera of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use sealcam_system_tests::*;
+
+/// The owner's key, and a roster listing each device's key from the
+/// certificate it was enrolled with.
+fn owner_lists(w: &World, devices: &[&str]) {
+    if !w.path().join("owner.key").exists() {
+        run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
+    }
+    for d in devices {
+        let crt = format!("{d}/device.crt");
+        run_ok(
+            "sealcam",
+            &[
+                "roster",
+                "add",
+                "--owner-key",
+                "owner.key",
+                "--roster",
+                "roster.sdr",
+                "--device",
+                d,
+                "--key",
+                &crt,
+            ],
+            w.path(),
+        );
+    }
+}
+
+const ANCHOR: [&str; 4] = ["--owner", "owner.pub", "--roster", "roster.sdr"];
+
+/// `sealcam follow cam1/front` for the newest fragment, anchored.
+fn follow_anchored(w: &World, ingest: &Ingest) -> std::process::Output {
+    let server = alice_at(ingest);
+    let mut args = vec!["follow", "cam1/front"];
+    args.extend(server.iter().map(String::as_str));
+    args.extend_from_slice(&[
+        "--key",
+        "alice.key",
+        "--fragments",
+        "1",
+        "--out",
+        "live.mkv",
+    ]);
+    args.extend_from_slice(&ANCHOR);
+    run("sealcam", &args, w.path())
+}
+
+/// `sealcam roster end` of cam1's key `fingerprint`; may fail.
+fn roster_end(
+    w: &World,
+    fingerprint: &str,
+    reason: &str,
+    at: Option<&str>,
+) -> std::process::Output {
+    let mut args = vec![
+        "roster",
+        "end",
+        "--owner-key",
+        "owner.key",
+        "--roster",
+        "roster.sdr",
+        "--device",
+        "cam1",
+        "--key-fingerprint",
+        fingerprint,
+        "--reason",
+        reason,
+    ];
+    if let Some(at) = at {
+        args.extend_from_slice(&["--at", at]);
+    }
+    run("sealcam", &args, w.path())
+}
+
+fn verify_anchored(w: &World, dir: &str) -> std::process::Output {
+    let mut args = vec!["verify", dir];
+    args.extend_from_slice(&ANCHOR);
+    run("sealcam", &args, w.path())
+}
+
+/// A camera config `<name>.toml` that records as device `device_id` with
+/// the key and spool under `<name>/`, uploading to `url`.
+fn camera_as(w: &World, name: &str, device_id: &str, url: &str) -> std::path::PathBuf {
+    let cfg = w.write_camera_config(name, url, 60, 1000);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("device_id = \"{name}\""),
+        &format!("device_id = \"{device_id}\""),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Provisions `cfg`'s key (reused if its key file exists) and has the
+/// fleet CA issue it a certificate, as the holder of the CA key can.
+fn provision_and_issue(w: &World, name: &str, cfg: &Path) {
+    run_ok(
+        "sealcamd",
+        &[
+            "provision",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--insecure-software-key",
+        ],
+        w.path(),
+    );
+    w.issue_device_cert(name);
+}
+
+fn record_with(w: &World, cfg: &Path) {
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+}
+
+#[test]
+fn a_lying_ingest_cannot_pass_off_its_own_camera_as_the_owners() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    w.record("cam1", &ingest, 60);
+    owner_lists(&w, &["cam1"]);
+    w.fetch(&ingest, "cam1", "genuine");
+    let out = verify_anchored(&w, "genuine");
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(
+        report.contains("roster:    version 1 signed by the owner"),
+        "{report}"
+    );
+    assert!(
+        report.contains("(roster version 1, record 0 from"),
+        "{report}"
+    );
+    drop(ingest);
+
+    // The operator empties its storage and records as cam1 with a key of
+    // its own, certified by the fleet CA it holds, sealed to alice's
+    // public key (public, as every consumer key is).
+    std::fs::remove_dir_all(w.path().join("ingest-data")).unwrap();
+    let ingest = w.start_ingest();
+    let forger = camera_as(&w, "forger", "cam1", &ingest.url());
+    provision_and_issue(&w, "forger", &forger);
+    record_with(&w, &forger);
+    w.fetch(&ingest, "cam1", "forged");
+    // The forgery decrypts for alice: only provenance can tell.
+    decrypt_ok(&w, "forged", "forged-unanchored.mkv");
+
+    let out = verify_anchored(&w, "forged");
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("FAILED:"), "{report}");
+    assert!(report.contains("does not verify"), "{report}");
+    assert!(report.contains("no fragment verified"), "{report}");
+
+    let mut args = vec![
+        "decrypt",
+        "forged",
+        "--key",
+        "alice.key",
+        "--out",
+        "forged.mkv",
+    ];
+    args.extend_from_slice(&ANCHOR);
+    let out = run("sealcam", &args, w.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("refusing to decrypt: verification failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!w.path().join("forged.mkv").exists());
+
+    // Live, the same: follow stops at the first forged fragment.
+    let out = follow_anchored(&w, &ingest);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("fails verification: manifest signature does not verify"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_camera_of_the_fleet_cannot_sign_for_another_device() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    // cam2 is genuine and in the roster; cam1 too.
+    let cam2 = w.camera("cam2", &ingest.url(), 60, 1000);
+    w.camera("cam1", &ingest.url(), 60, 1000);
+    owner_lists(&w, &["cam1", "cam2"]);
+    // cam2's key, in a camera that names itself cam1, with a certificate
+    // for cam1 from the CA (the operator can mint it; the ingest then
+    // stores what it signs as cam1's).
+    let thief = camera_as(&w, "thief", "cam1", &ingest.url());
+    std::fs::create_dir_all(w.path().join("thief")).unwrap();
+    std::fs::copy(
+        w.path().join("cam2/device.key"),
+        w.path().join("thief/device.key"),
+    )
+    .unwrap();
+    provision_and_issue(&w, "thief", &thief);
+    record_with(&w, &thief);
+    w.fetch(&ingest, "cam1", "fetched");
+    let out = verify_anchored(&w, "fetched");
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("checked with every key roster version 2 lists for device cam1"),
+        "{report}"
+    );
+    // cam2 itself is still trusted for its own stream.
+    record_with(&w, &cam2);
+    w.fetch(&ingest, "cam2", "cam2");
+    let out = verify_anchored(&w, "cam2");
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn footage_from_before_a_rekey_verifies_under_the_old_key() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.record("cam1", &ingest, 60);
+    owner_lists(&w, &["cam1"]);
+    let old = text(&run_ok("sealcam", &["roster", "show", "roster.sdr"], w.path()).stdout);
+    let old_fp = old
+        .split("key ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // The camera is re-keyed (a new key file; a TPM would use --force);
+    // the owner ends the old key and lists the new one.
+    std::fs::remove_file(w.path().join("cam1/device.key")).unwrap();
+    provision_and_issue(&w, "cam1", &cfg);
+    let out = roster_end(&w, &old_fp[..12], "rotated", None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    owner_lists(&w, &["cam1"]);
+    let between = std::time::Instant::now();
+    record_with(&w, &cfg);
+    w.fetch(&ingest, "cam1", "fetched");
+    let out = verify_anchored(&w, "fetched");
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("roster:    version 3"), "{report}");
+    assert!(report.contains("record 0 from"), "{report}");
+    assert!(report.contains("record 1 from"), "{report}");
+    assert!(report.contains("verified:  4 fragments"), "{report}");
+
+    // The new key is revoked from before the second recording (stolen
+    // then, say): its fragments no longer count, the old key's still do,
+    // and verify says why.
+    let new_fp = text(&run_ok("sealcam", &["roster", "show", "roster.sdr"], w.path()).stdout)
+        .lines()
+        .filter_map(|l| l.split("key ").nth(1))
+        .filter_map(|s| s.split_whitespace().next())
+        .find(|fp| *fp != old_fp)
+        .unwrap()
+        .to_owned();
+    let ago = format!("{}s", between.elapsed().as_secs() + 1);
+    let out = roster_end(&w, &new_fp, "revoked", Some(&ago));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = verify_anchored(&w, "fetched");
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("verified:  2 fragments (sequence 0..=1)"),
+        "{report}"
+    );
+    assert!(report.contains("revoked at"), "{report}");
+    // A revocation only moves earlier: it cannot be lifted by ending the
+    // key again later.
+    let out = roster_end(&w, &new_fp, "rotated", None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("an end can only move earlier"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_roster_not_signed_by_the_owner_is_refused() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    w.record("cam1", &ingest, 30);
+    owner_lists(&w, &["cam1"]);
+    w.fetch(&ingest, "cam1", "fetched");
+    // The operator signs a roster of its own with a key of its own.
+    run_ok("sealcam", &["owner", "init", "--out", "operator"], w.path());
+    std::fs::remove_file(w.path().join("roster.sdr")).unwrap();
+    run_ok(
+        "sealcam",
+        &[
+            "roster",
+            "add",
+            "--owner-key",
+            "operator.key",
+            "--roster",
+            "roster.sdr",
+            "--device",
+            "cam1",
+            "--key",
+            "cam1/device.crt",
+        ],
+        w.path(),
+    );
+    let out = verify_anchored(&w, "fetched");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("the roster must be signed by the owner key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
