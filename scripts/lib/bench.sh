@@ -17,6 +17,8 @@ cargo build --release --locked --quiet -p sealcam-bench --bin bench-report
 bench_report_bin=$(pwd)/target/release/bench-report
 # report SUBCOMMAND ARGS...: see `bench-report --help`.
 report() { "$bench_report_bin" "$@"; }
+# free_port: a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() { report free-port; }
 
 # took: for the log, how long the step before took (since the last call, or
 # since this file was sourced).
