@@ -161,7 +161,7 @@ fn template(unique: [u8; 32]) -> Result<Public, TpmError> {
 /// Asked with TPM2_GetCapability before `Esys_TR_FromTPMPublic`, because the
 /// latter's failure path for an absent handle has corrupted the heap of
 /// tpm2-tss 3.2 (seen as "double free or corruption" at context close).
-fn handle_exists(ctx: &mut Context, raw: u32) -> Result<bool, TpmError> {
+pub(crate) fn handle_exists(ctx: &mut Context, raw: u32) -> Result<bool, TpmError> {
     let (data, _) = ctx
         .execute_without_session(|c| {
             c.get_capability(tss_esapi::constants::CapabilityType::Handles, raw, 1)
@@ -343,7 +343,13 @@ enum Request {
     EkCertificate {
         reply: mpsc::SyncSender<Result<Option<Vec<u8>>, TpmError>>,
     },
+    /// Work of another module (attestation, [`crate::attest`]) that needs
+    /// the context and the device key; it sends its own reply.
+    Job(Job),
 }
+
+/// A job for the TPM thread, see [`TpmKey::run`].
+type Job = Box<dyn FnOnce(&mut Context, KeyHandle) + Send>;
 
 /// NV indices where TPM makers store endorsement-key certificates (TCG EK
 /// Credential Profile): ECC P-256, ECC P-384, RSA 2048.
@@ -351,27 +357,37 @@ pub const EK_CERT_NV_INDICES: [u32; 3] = [0x01c0_000a, 0x01c0_0016, 0x01c0_0002]
 
 /// The TPM's endorsement-key certificate, if its maker stored one.
 fn read_ek_certificate(ctx: &mut Context) -> Result<Option<Vec<u8>>, TpmError> {
-    use tss_esapi::handles::NvIndexTpmHandle;
-    use tss_esapi::interface_types::resource_handles::NvAuth;
     for index in EK_CERT_NV_INDICES {
-        let Ok(handle) = NvIndexTpmHandle::new(index) else {
-            continue;
-        };
-        if !handle_exists(ctx, index)? {
-            continue;
-        }
-        match ctx.execute_with_nullauth_session(|c| {
-            tss_esapi::abstraction::nv::read_full(c, NvAuth::Owner, handle)
-        }) {
-            Ok(der) if !der.is_empty() => return Ok(Some(der)),
-            Ok(_) => {}
-            // Absent index: try the next.
-            Err(tss_esapi::Error::Tss2Error(rc))
-                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) => {}
-            Err(e) => return Err(cmd("read EK certificate")(e)),
+        if let Some(der) = read_ek_certificate_at(ctx, index)? {
+            return Ok(Some(der));
         }
     }
     Ok(None)
+}
+
+/// The EK certificate at NV `index`, if there is one.
+pub(crate) fn read_ek_certificate_at(
+    ctx: &mut Context,
+    index: u32,
+) -> Result<Option<Vec<u8>>, TpmError> {
+    use tss_esapi::handles::NvIndexTpmHandle;
+    use tss_esapi::interface_types::resource_handles::NvAuth;
+    let Ok(handle) = NvIndexTpmHandle::new(index) else {
+        return Ok(None);
+    };
+    if !handle_exists(ctx, index)? {
+        return Ok(None);
+    }
+    match ctx.execute_with_nullauth_session(|c| {
+        tss_esapi::abstraction::nv::read_full(c, NvAuth::Owner, handle)
+    }) {
+        Ok(der) if !der.is_empty() => Ok(Some(der)),
+        Ok(_) => Ok(None),
+        Err(tss_esapi::Error::Tss2Error(rc)) if rc.kind() == Some(Tss2ResponseCodeKind::Handle) => {
+            Ok(None)
+        }
+        Err(e) => Err(cmd("read EK certificate")(e)),
+    }
 }
 
 /// The device key in the TPM, usable from any thread.
@@ -460,6 +476,7 @@ impl Owner {
                 Request::EkCertificate { reply } => {
                     let _ = reply.send(read_ek_certificate(&mut self.ctx));
                 }
+                Request::Job(job) => job(&mut self.ctx, self.key),
             }
         }
     }
@@ -508,6 +525,19 @@ impl TpmKey {
             Err(mpsc::RecvTimeoutError::Timeout) => Err(TpmError::Timeout(self.timeout)),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(TpmError::Gone),
         }
+    }
+
+    /// Runs `f` on the TPM thread with the context and the device key, and
+    /// waits for its answer with the usual timeout.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Context, KeyHandle) -> Result<T, TpmError> + Send + 'static,
+    ) -> Result<T, TpmError> {
+        self.ask(|reply| {
+            Request::Job(Box::new(move |ctx, key| {
+                let _ = reply.send(f(ctx, key));
+            }))
+        })
     }
 
     /// Signs a SHA-256 digest inside the TPM.
