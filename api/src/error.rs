@@ -1,7 +1,7 @@
 //! Refusals: a stable code that clients branch on, and a reason for people.
 //!
 //! Every refusal is JSON, `{"error": "one clear reason", "code": "<code>"}`
-//! (`docs/protocol.md`, Errors). Clients branch on [`ErrorCode`], never on
+//! (`docs/ref/protocol.md`, Errors). Clients branch on [`ErrorCode`], never on
 //! the reason's text.
 
 use http::StatusCode;

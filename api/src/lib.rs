@@ -1,4 +1,4 @@
-//! The ingest's HTTP protocol as types: `docs/protocol.md`, written once.
+//! The ingest's HTTP protocol as types: `docs/ref/protocol.md`, written once.
 //!
 //! The ingest serves these types and every client (the camera's uplink,
 //! its certificate renewal and enrollment, `sealcamd check`, the consumer

@@ -5,7 +5,7 @@
 pub const FRAGMENT: &str = "application/vnd.sealcam.fragment";
 
 /// A fragment sent while it is recorded: the payload record by record as
-/// sealed, then the signed manifest and its length (`docs/protocol.md`,
+/// sealed, then the signed manifest and its length (`docs/ref/protocol.md`,
 /// Upload; `sealcam_format::fragment::join_streamed` reads it).
 pub const FRAGMENT_STREAM: &str = "application/vnd.sealcam.fragment-stream";
 

@@ -9,7 +9,7 @@ use http::Method;
 use sealcam_format::name::InvalidName;
 use sealcam_format::Name;
 
-/// A request the ingest answers (`docs/protocol.md`).
+/// A request the ingest answers (`docs/ref/protocol.md`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Route {
     /// `PUT /v1/fragments/{device}/{stream}/{sequence}`: a device uploads.

@@ -1,7 +1,18 @@
-//! Load generation for the ingest benchmarks (`scripts/bench`): simulated
-//! cameras that seal, sign and upload real fragments, and latency summaries.
+//! The benchmarks' tools (`scripts/bench`): load generation for the ingest
+//! (simulated cameras that seal, sign and upload real fragments, and
+//! latency summaries) and the report the scripts print.
+//!
+//! ```text
+//! lib.rs                   Camera: a simulated camera's next fragment; summarize
+//! report/                  statistics, verdicts and the results table (bench-report)
+//! bin/ingest-load.rs       many cameras uploading over mutual TLS
+//! bin/link-proxy.rs        a throttled, cuttable link for the drain benchmark
+//! bin/bench-report.rs      the scripts' sums: medians, ratios, verdicts, tables
+//! ```
 
 use std::time::Duration;
+
+pub mod report;
 
 use p256::ecdsa::signature::Signer;
 use rand::RngCore;

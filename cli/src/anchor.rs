@@ -1,5 +1,5 @@
 //! The anchor of provenance: the owner's public key and the device roster
-//! it signed (`docs/format.md`, Device rosters). With them, each fragment
+//! it signed (`docs/ref/format.md`, Device rosters). With them, each fragment
 //! is checked under the key the owner listed for its device at its time;
 //! a certificate served by the ingest is never the anchor.
 

@@ -1,4 +1,4 @@
-//! The ingest's consumer API, as the CLI uses it (see `docs/protocol.md`).
+//! The ingest's consumer API, as the CLI uses it (see `docs/ref/protocol.md`).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The sealcamd configuration file.
 //!
 //! TOML, unknown keys refused. Relative paths are taken relative to the
-//! directory of the config file. See `docs/config.md` for every field.
+//! directory of the config file. See `docs/ref/config.md` for every field.
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! as it is sealed, and the spooled backlog oldest first, together on one
 //! HTTP/2 connection.
 //!
-//! The link is an explicit state machine (drawn in `docs/uplink.md`):
+//! The link is an explicit state machine (drawn in `docs/design/uplink.md`):
 //!
 //! * **connecting**: one probe (`GET /v1/whoami`) or the oldest backlog
 //!   fragment proves the link; no live upload starts.

@@ -1,5 +1,5 @@
 //! Writes the format test vectors to stdout:
-//! `cargo run -p sealcam-format --example test-vectors > docs/format-vectors.json`
+//! `cargo run -p sealcam-format --example test-vectors > docs/ref/format-vectors.json`
 
 #![allow(clippy::expect_used)]
 

@@ -473,7 +473,7 @@ const STREAMED_TRAILER_LEN: usize = 4;
 
 /// The end of a fragment sent as it is recorded (`application/vnd.sealcam.fragment-stream`):
 /// the payload goes first, as each record is sealed, and then this: the
-/// signed manifest and its length (`u32`). See `docs/protocol.md`.
+/// signed manifest and its length (`u32`). See `docs/ref/protocol.md`.
 pub fn streamed_tail(signed_manifest: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(signed_manifest.len() + STREAMED_TRAILER_LEN);
     out.extend_from_slice(signed_manifest);

@@ -13,7 +13,7 @@
 //!   hash (BLAKE3 in suite 2, SHA-256 in suite 1; [`suite`]), and is signed
 //!   with the device key (ECDSA P-256).
 //!
-//! This crate does no I/O. The byte layout is specified in `docs/format.md`.
+//! This crate does no I/O. The byte layout is specified in `docs/ref/format.md`.
 
 mod codec;
 mod ebml;

@@ -1,4 +1,4 @@
-//! The published test vectors (docs/format-vectors.json) still come out of
+//! The published test vectors (docs/ref/format-vectors.json) still come out of
 //! this code byte for byte, and they open and verify.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,15 +7,15 @@ mod common;
 
 use sealcam_format::{ConsumerSecretKey, DeviceVerifyingKey, SealedFragment};
 
-const PUBLISHED: &str = include_str!("../../docs/format-vectors.json");
+const PUBLISHED: &str = include_str!("../../docs/ref/format-vectors.json");
 
 #[test]
 fn regenerated_vectors_match_the_published_ones() {
     let fresh = common::vectors::generate();
     assert!(
         fresh == PUBLISHED,
-        "docs/format-vectors.json is stale or the format changed; if the change is intended, \
-         bump the format version and run `cargo run -p sealcam-format --example test-vectors > docs/format-vectors.json`"
+        "docs/ref/format-vectors.json is stale or the format changed; if the change is intended, \
+         bump the format version and run `cargo run -p sealcam-format --example test-vectors > docs/ref/format-vectors.json`"
     );
 }
 

@@ -1,6 +1,6 @@
 //! The ingest's configuration file (`/etc/sealcam-ingest/ingest.toml`).
 //!
-//! Every field is optional; `docs/config.md` documents them. Unknown fields
+//! Every field is optional; `docs/ref/ingest-config.md` documents them. Unknown fields
 //! are refused, so a typo is an error rather than a silently ignored line.
 
 use std::collections::BTreeMap;

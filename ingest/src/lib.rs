@@ -13,7 +13,7 @@
 //! * [`service`]: the service supervisor: configuration resolved,
 //!   listeners bound, background tasks (CRL watch, retention, audit flush)
 //!   run until it stops.
-//! * [`http`]: the mutual-TLS HTTP API (`docs/protocol.md`, as types in
+//! * [`http`]: the mutual-TLS HTTP API (`docs/ref/protocol.md`, as types in
 //!   `sealcam-api`), one file per concern (routes, errors, audit layer,
 //!   connections, upload, read, enroll, the body buffer): devices upload
 //!   their own streams, consumers read; every fragment is checked before it

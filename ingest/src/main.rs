@@ -17,7 +17,7 @@ use sealcam_ingest::store::StorageConfig;
 /// mimalloc instead of glibc's malloc: each upload allocates and frees
 /// buffers of its body's size on whichever runtime thread runs it, and
 /// glibc's per-arena locking, chunk coalescing and trimming of them were
-/// about 7 % of the ingest's CPU under load (`docs/benchmarks.md`).
+/// about 7 % of the ingest's CPU under load (`docs/history/benchmarks.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -74,7 +74,7 @@ enum Command {
 /// The configuration file, and flags that override single fields of it.
 #[derive(clap::Args)]
 struct ConfigArgs {
-    /// The configuration file (see docs/config.md); without it, defaults.
+    /// The configuration file (see docs/ref/ingest-config.md); without it, defaults.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Overrides `listen`.

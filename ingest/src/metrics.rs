@@ -29,7 +29,7 @@ pub struct OutcomeLabels {
 pub struct RefusalLabels {
     /// The audited action: `upload`, `read`, `connect`, ...
     pub action: String,
-    /// The documented error code (`docs/protocol.md`).
+    /// The documented error code (`docs/ref/protocol.md`).
     pub code: String,
 }
 

@@ -6,7 +6,7 @@
 //! Every connection must present a certificate chained to the fleet CA
 //! (checked by rustls during the handshake); the certificate's SAN URI names
 //! the peer as a device or a consumer. Devices may only `PUT` fragments of
-//! their own streams; consumers may only read. See `docs/protocol.md`.
+//! their own streams; consumers may only read. See `docs/ref/protocol.md`.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
-# Sourced by scripts/bench, scripts/bench-camera and scripts/bench-ingest:
-# the rows of the one results table, and the statistics they share.
+# Sourced by scripts/bench, scripts/bench-camera and scripts/bench-ingest
+# (from the repository's root): the one results table, and the program
+# that does their sums (bench-report, bench/src/report/: medians, ratios,
+# verdicts, the rows and the Markdown table).
 #
 # SEALCAM_BENCH_TABLE names the file rows go to; scripts/bench sets it, so
 # that every part ends up in one table. A part run alone prints its own.
@@ -11,6 +13,13 @@ if [ -z "${SEALCAM_BENCH_TABLE:-}" ]; then
 fi
 export SEALCAM_BENCH_TABLE
 
+cargo build --release --locked --quiet -p sealcam-bench --bin bench-report
+bench_report_bin=$(pwd)/target/release/bench-report
+# report SUBCOMMAND ARGS...: see `bench-report --help`.
+report() { "$bench_report_bin" "$@"; }
+# free_port: a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() { report free-port; }
+
 # took: for the log, how long the step before took (since the last call, or
 # since this file was sourced).
 bench_step_started=$(date +%s)
@@ -21,36 +30,10 @@ took() {
   bench_step_started=$now
 }
 
-# row FIGURE RESULT GOAL VERDICT: one row of the table, echoed as it comes.
-row() {
-  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$SEALCAM_BENCH_TABLE"
-  echo "   $1: $2 (goal: $3; $4)"
-}
-
-# median V...: "median min max" of the values, three decimals.
-median() {
-  python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.3f} {min(v):.3f} {max(v):.3f}")' "$@"
-}
-
-# verdict VALUE OP LIMIT: "met" or "not met" (OP is <= or >=).
-verdict() {
-  python3 -c 'import sys; v, op, l = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v <= l if op == "<=" else v >= l) else "not met")' "$1" "$2" "$3"
-}
-
 # print_table TITLE: the rows so far as a Markdown table, with the date and
-# the machine, ready for docs/benchmarks.md.
+# the machine, ready for docs/ref/benchmarks.md.
 print_table() {
-  echo
-  echo "== $1: $(date -u +%Y-%m-%d), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p')"
-  echo
-  python3 - "$SEALCAM_BENCH_TABLE" <<'PY'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print("| figure | result | goal | |")
-print("| --- | --- | --- | --- |")
-for r in rows:
-    print("| " + " | ".join(r) + " |")
-PY
+  report table "$1: $(date -u +%Y-%m-%d), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p')"
 }
 
 # Called at the end of a part: prints the table if the part runs alone.

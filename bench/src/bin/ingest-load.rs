@@ -10,15 +10,21 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use p256::pkcs8::DecodePrivateKey;
+use sealcam_api::Route;
 use sealcam_bench::{summarize, Camera};
 use sealcam_format::{ConsumerPublicKey, Name};
 use sealcam_transport::{pem, tls};
 
 #[derive(Parser)]
 struct Args {
-    /// Upload URL with {device}, {stream} and {seq} placeholders.
+    /// The ingest to upload to (`https://host:port`): each fragment goes to
+    /// its upload route.
+    #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+    ingest: Option<String>,
+    /// Another server's upload URL, with {device}, {stream} and {seq}
+    /// placeholders (nginx, for reference).
     #[arg(long)]
-    url: String,
+    url: Option<String>,
     #[arg(long)]
     ca: PathBuf,
     /// The device certificate and its (software) key.
@@ -70,15 +76,35 @@ fn body_of(body: Vec<u8>, streamed: bool) -> reqwest::Body {
 
 /// The upload of `file` (a fragment file): its media type and body.
 fn upload(file: Vec<u8>, streamed: bool) -> anyhow::Result<(&'static str, Vec<u8>)> {
-    use sealcam_format::fragment::{streamed_tail, MEDIA_TYPE, STREAMED_MEDIA_TYPE};
+    use sealcam_api::media::{FRAGMENT, FRAGMENT_STREAM};
+    use sealcam_format::fragment::streamed_tail;
     if !streamed {
-        return Ok((MEDIA_TYPE, file));
+        return Ok((FRAGMENT, file));
     }
     let f = sealcam_format::SealedFragment::parse(&file)?;
     let mut body = Vec::with_capacity(file.len());
     body.extend_from_slice(f.payload);
     body.extend_from_slice(&streamed_tail(&f.signed_manifest()));
-    Ok((STREAMED_MEDIA_TYPE, body))
+    Ok((FRAGMENT_STREAM, body))
+}
+
+/// Where camera `cam`'s fragment `seq` goes.
+fn upload_url(args: &Args, cam: &Camera, seq: u64) -> String {
+    match (&args.ingest, &args.url) {
+        (Some(ingest), _) => {
+            let route = Route::Upload {
+                device: cam.device().clone(),
+                stream: cam.stream().clone(),
+                sequence: seq,
+            };
+            format!("{}{}", ingest.trim_end_matches('/'), route.path())
+        }
+        (None, Some(url)) => url
+            .replace("{device}", cam.device().as_str())
+            .replace("{stream}", cam.stream().as_str())
+            .replace("{seq}", &seq.to_string()),
+        (None, None) => String::new(),
+    }
 }
 
 #[tokio::main]
@@ -134,11 +160,7 @@ async fn main() -> anyhow::Result<()> {
                         break;
                     }
                 };
-                let url = args
-                    .url
-                    .replace("{device}", cam.device().as_str())
-                    .replace("{stream}", cam.stream().as_str())
-                    .replace("{seq}", &seq.to_string());
+                let url = upload_url(&args, &cam, seq);
                 let len = body.len() as u64;
                 let started = Instant::now();
                 let put = client

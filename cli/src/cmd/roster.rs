@@ -1,5 +1,5 @@
 //! `sealcam roster add|end|show`: the owner-signed device roster, which
-//! decides which key recorded a clip (`docs/format.md`, Device rosters).
+//! decides which key recorded a clip (`docs/ref/format.md`, Device rosters).
 //!
 //! The roster is signed with the owner's offline key. Every change writes a
 //! new version of the whole roster, one higher; records are never removed,

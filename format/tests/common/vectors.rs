@@ -1,7 +1,7 @@
 //! Deterministic test vectors for the sealed-fragment format v1.
 //!
 //! Shared by the `vectors` test (which regenerates and compares them with
-//! `docs/format-vectors.json`) and the `test-vectors` example (which writes
+//! `docs/ref/format-vectors.json`) and the `test-vectors` example (which writes
 //! that file).
 
 use p256::ecdsa::signature::Signer;
@@ -26,7 +26,7 @@ fn secret(hex_str: &str) -> p256::SecretKey {
 /// Builds the vectors, one per suite, as pretty JSON.
 pub fn generate() -> String {
     let json = serde_json::json!({
-        "description": "sealcam sealed-fragment format v1 test vectors, one per algorithm suite; see docs/format.md",
+        "description": "sealcam sealed-fragment format v1 test vectors, one per algorithm suite; see docs/ref/format.md",
         "vectors": [one(suite::SUITE_V2), one(suite::SUITE_V1)],
     });
     let mut s = serde_json::to_string_pretty(&json).expect("json");

@@ -16,7 +16,7 @@
 //! ingest's audit key (`audit.key` in the PKI directory; verifiers need only
 //! `audit.pub`). Changing, removing or reordering a record breaks the chain;
 //! removing a whole segment leaves a hole in the numbering; forging a segment
-//! needs the audit key. See `docs/design.md` for what this does not cover
+//! needs the audit key. See `docs/design/ingest.md` for what this does not cover
 //! (the newest segments of a chain can be withheld).
 //!
 //! * `mod.rs`: the records, their seal and where segments are.

@@ -1,6 +1,6 @@
 //! The HTTP error model: a refusal is a status, a stable code
 //! ([`ErrorCode`]) and one clear reason, sent as [`ErrorBody`]
-//! (`docs/protocol.md`).
+//! (`docs/ref/protocol.md`).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The ingest's HTTP API, one file per concern (`docs/protocol.md`, whose
+//! The ingest's HTTP API, one file per concern (`docs/ref/protocol.md`, whose
 //! routes, bodies and codes are the types of `sealcam-api`).
 //!
 //! A request's method and path are decoded once, into a

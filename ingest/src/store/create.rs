@@ -147,7 +147,7 @@ pub(super) fn write_batch(
 /// journal once. A `fdatasync` of each instead commits once per file, since a
 /// file's blocks are allocated only when its data is written back; `syncfs`
 /// also writes what other programs left unsynced on the same filesystem
-/// (`docs/deploy.md`: the data directory is best on its own). A write whose
+/// (`docs/guide/deploy.md`: the data directory is best on its own). A write whose
 /// filesystem could not be synced fails (Linux reports writeback errors to
 /// `syncfs` since 5.8).
 fn sync_data(written: &mut [io::Result<Vec<Unnamed>>]) {

@@ -5,7 +5,7 @@
 //!
 //! On a journaling filesystem each sync of a changed file or directory
 //! commits the journal, and those commits, not the copying, are most of the
-//! cost of a durable write (`docs/benchmarks.md`). A write may carry a
+//! cost of a durable write (`docs/history/benchmarks.md`). A write may carry a
 //! check, made on the thread against what is on disk and the writes queued
 //! ahead of it, so that the check and the write are one step.
 

@@ -88,7 +88,7 @@ FILES:sealcam-ingest += "\
 CONFFILES:sealcamd = "${sysconfdir}/sealcam/sealcamd.toml"
 CONFFILES:sealcam-ingest = "${sysconfdir}/sealcam-ingest/ingest.toml"
 
-# The GStreamer elements the default graphs use (docs/config.md); board
+# The GStreamer elements the default graphs use (docs/ref/config.md); board
 # layers add their camera and encoder elements.
 RDEPENDS:sealcamd += "\
     gstreamer1.0-plugins-bad-videoparsersbad \
