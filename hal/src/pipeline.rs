@@ -51,6 +51,44 @@ impl Source {
     }
 }
 
+/// The kind of source, as `camera.source` names it: a board's profile
+/// chooses one of the cameras (never the test pattern) unless the config
+/// names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// [`Source::V4l2`].
+    V4l2,
+    /// [`Source::Libcamera`].
+    Libcamera,
+    /// [`Source::Argus`].
+    Argus,
+    /// [`Source::TestPattern`].
+    Test,
+}
+
+impl SourceKind {
+    /// The kind named in a config; `None` for an unknown name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "v4l2" => SourceKind::V4l2,
+            "libcamera" => SourceKind::Libcamera,
+            "argus" => SourceKind::Argus,
+            "test" => SourceKind::Test,
+            _ => return None,
+        })
+    }
+
+    /// The name used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::V4l2 => "v4l2",
+            SourceKind::Libcamera => "libcamera",
+            SourceKind::Argus => "argus",
+            SourceKind::Test => "test",
+        }
+    }
+}
+
 /// What a camera delivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CameraFormat {
@@ -65,6 +103,8 @@ pub enum CameraFormat {
 }
 
 impl CameraFormat {
+    /// The format named in a config (`raw`, `mjpeg`, `h264`); `None` for an
+    /// unknown name.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "raw" => Self::Raw,
@@ -91,6 +131,24 @@ pub enum Encoder {
 }
 
 impl Encoder {
+    /// The encoder named in a config; `None` for an unknown name. `x264`
+    /// keeps the speed preset of `profile` (the board's default encoder)
+    /// when that is x264 too, and is `superfast` otherwise.
+    pub fn from_name(name: &str, profile: Encoder) -> Option<Self> {
+        Some(match name {
+            "x264" => match profile {
+                e @ Encoder::X264 { .. } => e,
+                _ => Encoder::X264 {
+                    speed_preset: SpeedPreset::Superfast,
+                },
+            },
+            "openh264" => Encoder::OpenH264,
+            "v4l2" => Encoder::V4l2,
+            "nvv4l2" => Encoder::Nvv4l2,
+            _ => return None,
+        })
+    }
+
     /// The name used in the config file.
     pub fn name(self) -> &'static str {
         match self {
