@@ -268,7 +268,7 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
     let url = format!("{}/v1/whoami", cfg.upload.url);
     let outcome = async {
         let client =
-            crate::uplink::Uplink::device_client(&cfg.upload.ca, &cfg.identity.certificate, signer)
+            crate::pipeline::uplink::Uplink::device_client(&cfg.upload.ca, &cfg.identity.certificate, signer)
                 .map_err(|e| e.to_string())?;
         let resp = client
             .get(&url)
@@ -320,7 +320,7 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
 /// What a failed connection most likely means, from the error chain.
 fn explain_connect_error(url: &str, e: &reqwest::Error) -> String {
     let chain = sealcam_base::error_chain(e);
-    let fix = crate::uplink::connect_fix(&chain, e.is_timeout());
+    let fix = crate::pipeline::uplink::connect_fix(&chain, e.is_timeout());
     format!("cannot reach {url}: {chain}\nfix: {fix}")
 }
 

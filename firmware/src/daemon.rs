@@ -13,13 +13,13 @@ use sealcam_transport::signer::CountingSigner;
 use sealcam_transport::{identity, pem, ExternalSigner, TransportError};
 use tokio::sync::{watch, Notify};
 
-use crate::certificate;
 use crate::config::{Config, KeySource};
 use crate::metrics::DeviceMetrics;
-use crate::recipients::{RecipientError, RecipientWatcher};
-use crate::recorder::{RecordError, Recorder, RecorderStats};
-use crate::spool::{Spool, SpoolError};
-use crate::uplink::{Uplink, UplinkError, UplinkReport};
+use crate::pipeline::recorder::{RecordError, Recorder, RecorderStats};
+use crate::pipeline::spool::{Spool, SpoolError};
+use crate::pipeline::uplink::{Uplink, UplinkError, UplinkReport};
+use crate::trust::certificate;
+use crate::trust::recipients::{RecipientError, RecipientWatcher};
 use crate::watchdog::Heartbeat;
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     recorder.pad_frames(cfg.pad_frames);
     recorder.set_metrics(metrics.clone());
     let live = cfg.upload.live.then(|| {
-        let (feed, live) = crate::live::channel();
+        let (feed, live) = crate::pipeline::live::channel();
         recorder.set_live(feed);
         live
     });

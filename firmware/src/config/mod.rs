@@ -15,7 +15,7 @@ use sealcam_hal::board::Board;
 use sealcam_hal::pipeline::{CaptureSettings, Source};
 use sealcam_hal::tpm::TpmConfig;
 
-use crate::spool::SpoolBounds;
+use crate::pipeline::spool::SpoolBounds;
 
 mod env;
 mod keys;

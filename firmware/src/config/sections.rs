@@ -15,7 +15,7 @@ use super::raw::{
     RawCamera, RawIdentity, RawMetrics, RawRecipients, RawSpool, RawStream, RawUpload,
 };
 use super::{ConfigError, IdentityConfig, KeySource, UploadConfig};
-use crate::spool::{FullPolicy, SpoolBounds};
+use crate::pipeline::spool::{FullPolicy, SpoolBounds};
 
 /// The config file being validated: where its errors point and what its
 /// relative paths are relative to.
@@ -335,7 +335,7 @@ pub(super) fn spool(f: &Fields, raw: &RawSpool) -> Result<(PathBuf, SpoolBounds)
     let bounds = SpoolBounds {
         max_bytes: raw
             .max_bytes
-            .unwrap_or(crate::recorder::DEFAULT_SPOOL_BYTES),
+            .unwrap_or(crate::pipeline::recorder::DEFAULT_SPOOL_BYTES),
         max_age: raw.max_age_s.map(Duration::from_secs),
         when_full: match raw.when_full.as_deref() {
             None | Some("drop-oldest") => FullPolicy::DropOldest,

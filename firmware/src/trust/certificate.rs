@@ -16,8 +16,8 @@ use sealcam_transport::identity::{self, CertSummary};
 use sealcam_transport::{pem, tls, ExternalSigner, Role};
 use serde::Deserialize;
 
-use crate::provision::{certificate_request, ProvisionError};
-use crate::uplink::Uplink;
+use crate::pipeline::uplink::Uplink;
+use crate::trust::provision::{certificate_request, ProvisionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {

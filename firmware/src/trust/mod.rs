@@ -1,0 +1,8 @@
+//! The device's trust: its key ([`identity`], [`provision`]), its
+//! certificate from the fleet CA ([`certificate`]: enrollment and renewal)
+//! and whom it seals to ([`recipients`]: the owner-signed recipient set).
+
+pub mod certificate;
+pub mod identity;
+pub mod provision;
+pub mod recipients;
