@@ -1,4 +1,7 @@
-//! What every sealcam binary shares: logging setup and stop signals.
+//! What every sealcam binary shares: logging setup, stop signals, and
+//! durable writes ([`durable`]).
+
+pub mod durable;
 
 use std::io::IsTerminal;
 

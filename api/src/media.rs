@@ -1,0 +1,13 @@
+//! Media types on the wire (`Content-Type`).
+
+/// A whole sealed fragment file (`PUT` of a spooled fragment, and what a
+/// consumer's fragment read answers).
+pub const FRAGMENT: &str = "application/vnd.sealcam.fragment";
+
+/// A fragment sent while it is recorded: the payload record by record as
+/// sealed, then the signed manifest and its length (`docs/protocol.md`,
+/// Upload; `sealcam_format::fragment::join_streamed` reads it).
+pub const FRAGMENT_STREAM: &str = "application/vnd.sealcam.fragment-stream";
+
+/// A device certificate (PEM).
+pub const PEM: &str = "application/x-pem-file";
