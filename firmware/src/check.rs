@@ -320,7 +320,7 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
 /// What a failed connection most likely means, from the error chain.
 fn explain_connect_error(url: &str, e: &reqwest::Error) -> String {
     let chain = sealcam_base::error_chain(e);
-    let fix = crate::pipeline::uplink::connect_fix(&chain, e.is_timeout());
+    let fix = crate::pipeline::uplink::ConnectFailure::of(e).fix();
     format!("cannot reach {url}: {chain}\nfix: {fix}")
 }
 

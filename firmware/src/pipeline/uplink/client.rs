@@ -4,20 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealcam_format::fragment::MEDIA_TYPE;
+use sealcam_api::{media, ErrorBody, Route};
 use sealcam_format::{DeviceVerifyingKey, SealedFragment};
 use sealcam_transport::{pem, tls, ExternalSigner};
-use serde::Deserialize;
 
-use super::{Outcome, Retryable, Uplink, UplinkError};
+use super::{Outcome, Uplink, UplinkError, UploadError};
 use crate::pipeline::spool::Spooled;
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    code: String,
-}
 
 /// The longest `Retry-After` honoured; a longer one is capped here.
 const MAX_RETRY_AFTER_S: u64 = 300;
@@ -48,31 +40,25 @@ impl Uplink {
             .http2_keep_alive_while_idle(true)
             .tcp_keepalive(Duration::from_secs(15))
             .build()
-            .map_err(|e| UplinkError::Client(chain_err(&e)))
+            .map_err(|e| UplinkError::Client(sealcam_base::error_chain(&e)))
     }
 
+    /// Where fragment `sequence` is uploaded.
     pub(super) fn url(&self, sequence: u64) -> String {
-        format!(
-            "{}/v1/fragments/{}/{}/{}",
-            self.base, self.device, self.stream, sequence
-        )
-    }
-
-    pub(super) fn unreachable(&self, e: &reqwest::Error) -> Retryable {
-        let chain = chain_err(e);
-        let fix = connect_fix(&chain, e.is_timeout());
-        Retryable::new(format!(
-            "cannot reach the ingest at {}: {chain}; fix: {fix}",
-            self.base
-        ))
+        let route = Route::Upload {
+            device: self.device.clone(),
+            stream: self.stream.clone(),
+            sequence,
+        };
+        format!("{}{}", self.base, route.path())
     }
 
     /// What the ingest's answer to an upload means.
     pub(super) async fn outcome(
         &self,
         resp: Result<reqwest::Response, reqwest::Error>,
-    ) -> Result<Outcome, Retryable> {
-        let resp = resp.map_err(|e| self.unreachable(&e))?;
+    ) -> Result<Outcome, UploadError> {
+        let resp = resp.map_err(|e| UploadError::unreachable(&self.base, &e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(Outcome::Stored);
@@ -84,32 +70,30 @@ impl Uplink {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_S)));
-        let text = resp.text().await.unwrap_or_default();
-        let (reason, code) = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| (b.error, b.code))
-            .unwrap_or((text, String::new()));
+        let body = ErrorBody::from_response_text(&resp.text().await.unwrap_or_default());
         match status.as_u16() {
-            400 | 409 | 413 | 422 => Ok(Outcome::Rejected(format!("{status}: {reason}"))),
-            _ => Err(Retryable(
-                format!("ingest answered {status}: {reason}"),
+            400 | 409 | 413 | 422 => Ok(Outcome::Rejected(format!("{status}: {}", body.error))),
+            _ => Err(UploadError::Refused {
+                status,
+                code: body.code,
+                reason: body.error,
                 retry_after,
-                code == "too-many-uploads",
-            )),
+            }),
         }
     }
 
     /// One attempt to upload one spooled fragment. The file is checked
     /// first: a fragment damaged in the spool is never sent.
-    pub async fn upload(&self, s: &Spooled) -> Result<Outcome, Retryable> {
+    pub async fn upload(&self, s: &Spooled) -> Result<Outcome, UploadError> {
         let bytes = match tokio::fs::read(&s.path).await {
             Ok(b) => b,
             // Evicted from a full spool meanwhile (and declared as a gap).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Gone),
-            Err(e) => {
-                return Err(Retryable::new(format!(
-                    "cannot read {}: {e}",
-                    s.path.display()
-                )))
+            Err(source) => {
+                return Err(UploadError::Read {
+                    path: s.path.clone(),
+                    source,
+                })
             }
         };
         if let Err(why) = self.check_spooled(s.sequence, &bytes) {
@@ -118,7 +102,7 @@ impl Uplink {
         let resp = self
             .client()
             .put(self.url(s.sequence))
-            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, media::FRAGMENT)
             .body(bytes)
             .send()
             .await;
@@ -137,44 +121,18 @@ impl Uplink {
     }
 
     /// One probe of the link while connecting with nothing to upload.
-    pub(super) async fn probe(&self) -> Result<(), Retryable> {
+    pub(super) async fn probe(&self) -> Result<(), UploadError> {
         let resp = self
             .client()
-            .get(format!("{}/v1/whoami", self.base))
+            .get(format!("{}{}", self.base, Route::WhoAmI.path()))
             .send()
             .await
-            .map_err(|e| self.unreachable(&e))?;
-        if resp.status().is_success() {
+            .map_err(|e| UploadError::unreachable(&self.base, &e))?;
+        let status = resp.status();
+        if status.is_success() {
             Ok(())
         } else {
-            Err(Retryable::new(format!(
-                "ingest answered {} to whoami",
-                resp.status()
-            )))
+            Err(UploadError::ProbeRefused { status })
         }
-    }
-}
-
-fn chain_err(e: &reqwest::Error) -> String {
-    sealcam_base::error_chain(e)
-}
-
-/// What a failed connection to the ingest most likely means and what to do,
-/// from its error chain: for the log and for `sealcamd check`.
-pub(crate) fn connect_fix(chain: &str, timed_out: bool) -> &'static str {
-    if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") {
-        "upload.ca is not the CA that signed the ingest's certificate"
-    } else if chain.contains("CertificateRevoked") || chain.contains("revoked") {
-        "the ingest revoked this camera's certificate; ask the operator, then enroll again"
-    } else if chain.contains("BadCertificate")
-        || chain.contains("UnknownCA")
-        || chain.contains("CertificateExpired")
-        || chain.contains("certificate")
-    {
-        "the ingest refused this camera's certificate (another fleet, expired or revoked); enroll again"
-    } else if timed_out {
-        "nothing answered in time: check upload.url, the network and firewalls"
-    } else {
-        "check upload.url, that sealcam-ingest runs there, and the network"
     }
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use sealcam_format::fragment::STREAMED_MEDIA_TYPE;
+use sealcam_api::media;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::link::{Link, LinkState};
-use super::{Retryable, Uplink, UplinkError};
+use super::{Uplink, UplinkError, UploadError};
 use crate::pipeline::live::{LiveEvent, LiveReceiver, LiveShared};
 use crate::pipeline::spool::Spooled;
 
@@ -66,7 +66,7 @@ impl Uplink {
                     let request = self
                         .client()
                         .put(self.url(sequence))
-                        .header(reqwest::header::CONTENT_TYPE, STREAMED_MEDIA_TYPE)
+                        .header(reqwest::header::CONTENT_TYPE, media::FRAGMENT_STREAM)
                         .body(body)
                         .send();
                     current = Some(Current {
@@ -85,12 +85,10 @@ impl Uplink {
                         if let Some(c) = current.take() {
                             let result = match c.response.await {
                                 Ok(r) => self.outcome(r).await,
-                                Err(e) => Err(Retryable::new(format!("live upload: {e}"))),
+                                Err(e) => Err(UploadError::LiveTask(e)),
                             };
                             let result = match result {
-                                Ok(_) => Err(Retryable::new(
-                                    "the ingest answered before the fragment ended".into(),
-                                )),
+                                Ok(_) => Err(UploadError::AnsweredEarly),
                                 Err(e) => Err(e),
                             };
                             self.settle(link, c.sequence, std::time::Instant::now(), result)?;
@@ -116,7 +114,7 @@ impl Uplink {
                     // live upload at a time holds a slot at the ingest.
                     let result = match c.response.await {
                         Ok(r) => self.outcome(r).await,
-                        Err(e) => Err(Retryable::new(format!("live upload: {e}"))),
+                        Err(e) => Err(UploadError::LiveTask(e)),
                     };
                     self.settle(link, sequence, sent, result)?;
                     release(sequence);
@@ -209,9 +207,9 @@ impl Uplink {
             {
                 match self.probe().await {
                     Ok(()) => link.succeeded(),
-                    Err(Retryable(err, asked, _)) => {
+                    Err(err) => {
                         self.metrics.upload_failures.inc();
-                        link.failed(&err, asked);
+                        link.failed(&err);
                     }
                 }
                 continue;

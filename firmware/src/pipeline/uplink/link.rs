@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::error::{FailureKind, UploadError};
 use super::BACKLOG_IN_FLIGHT;
 use crate::pipeline::live::LiveShared;
 
@@ -51,10 +52,10 @@ struct LinkInner {
     backoff: Backoff,
     /// The error of the outage in progress, if any.
     failing: Option<String>,
-    /// What the outage's last warning said went wrong ([`failure_kind`]):
+    /// What the outage's last warning said went wrong (its [`FailureKind`]):
     /// a warning is logged once per kind, so a cut link that then refuses
     /// the camera's certificate says both, and nothing more.
-    warned: Option<String>,
+    warned: Option<FailureKind>,
 }
 
 /// The link's state machine, shared by the live and backlog lanes.
@@ -126,28 +127,27 @@ impl Link {
 
     /// A try failed: back off (once per failure seen while streaming or
     /// connecting; failures of uploads already in flight add nothing).
-    pub(super) fn failed(&self, err: &str, asked: Option<Duration>) {
+    pub(super) fn failed(&self, err: &UploadError) {
         let mut l = self.lock();
         self.live.set_accepting(false);
         if matches!(l.state, LinkState::BackingOff { .. }) {
             tracing::debug!(error = %err, "upload in flight failed too");
-            l.failing = Some(err.to_owned());
+            l.failing = Some(err.to_string());
             return;
         }
         // The ingest's Retry-After is a floor, never a reason to come back
         // sooner than the backoff says.
-        let wait = l.backoff.step().max(asked.unwrap_or_default());
-        let kind = failure_kind(err);
+        let wait = l.backoff.step().max(err.retry_after().unwrap_or_default());
+        let kind = err.kind();
         if l.failing.is_none() {
             tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload failed; fragments stay in the spool and are retried with backoff");
-            l.warned = Some(kind.to_owned());
-        } else if l.warned.as_deref() != Some(kind) {
+        } else if l.warned != Some(kind) {
             tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload still failing, now for another reason; fragments stay in the spool");
-            l.warned = Some(kind.to_owned());
         } else {
             tracing::debug!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload retry failed");
         }
-        l.failing = Some(err.to_owned());
+        l.warned = Some(kind);
+        l.failing = Some(err.to_string());
         l.state = LinkState::BackingOff {
             until: Instant::now() + wait,
         };
@@ -183,16 +183,6 @@ impl Link {
     }
 }
 
-/// What kind of failure an uplink error is, for rate-limited logging: the
-/// fix of an unreachable ingest, or the status of a refusal. Errors of one
-/// kind differ only in detail (a sequence number, a socket error).
-fn failure_kind(err: &str) -> &str {
-    match err.rsplit_once("; fix: ") {
-        Some((_, fix)) => fix,
-        None => err.split_once(": ").map_or(err, |(head, _)| head),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,22 +203,6 @@ mod tests {
         assert_eq!(b.next, Backoff::FIRST);
     }
 
-    #[test]
-    fn failures_of_one_kind_differ_only_in_detail() {
-        let cut =
-            "cannot reach the ingest at https://i:8443: connection reset; fix: check upload.url";
-        let closed =
-            "cannot reach the ingest at https://i:8443: connection closed; fix: check upload.url";
-        let revoked = "cannot reach the ingest at https://i:8443: received fatal alert: CertificateRevoked; fix: the ingest revoked this camera's certificate";
-        assert_eq!(failure_kind(cut), failure_kind(closed));
-        assert_ne!(failure_kind(cut), failure_kind(revoked));
-        assert_eq!(
-            failure_kind("ingest answered 503 Service Unavailable: storage down"),
-            "ingest answered 503 Service Unavailable"
-        );
-        assert_eq!(failure_kind("cut"), "cut");
-    }
-
     #[tokio::test]
     async fn the_link_backs_off_after_a_failure_then_connects_then_streams() {
         let live = Arc::new(LiveShared::default());
@@ -236,19 +210,28 @@ mod tests {
         assert_eq!(link.state(), LinkState::Connecting);
         link.succeeded();
         assert_eq!(link.state(), LinkState::Streaming);
-        link.failed("cut", Some(Duration::from_millis(300)));
+        let refused = |reason: &str, retry_after| UploadError::Refused {
+            status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            code: sealcam_api::ErrorCode::Unavailable,
+            reason: reason.into(),
+            retry_after,
+        };
+        link.failed(&refused("cut", Some(Duration::from_millis(300))));
         let LinkState::BackingOff { until } = link.state() else {
             panic!("not backing off: {:?}", link.state());
         };
         // Retry-After is a floor.
         assert!(until >= Instant::now() + Duration::from_millis(250));
         // A second failure while backing off does not push the time further.
-        link.failed("cut again", None);
+        link.failed(&refused("cut again", None));
         assert_eq!(link.state(), LinkState::BackingOff { until });
         let started = Instant::now();
         assert_eq!(link.ready(None).await, LinkState::Connecting);
         assert!(started.elapsed() >= Duration::from_millis(200));
-        assert_eq!(link.last_error(), "cut again");
+        assert_eq!(
+            link.last_error(),
+            "ingest answered 503 Service Unavailable: cut again"
+        );
         link.succeeded();
         assert_eq!(link.state(), LinkState::Streaming);
         assert_eq!(link.last_error(), "");

@@ -36,10 +36,11 @@ use crate::pipeline::live::LiveReceiver;
 use crate::pipeline::spool::{Spool, SpoolError, Spooled};
 
 mod client;
+mod error;
 mod lanes;
 mod link;
 
-pub(crate) use client::connect_fix;
+pub use error::{ConnectFailure, FailureKind, UploadError};
 use link::Link;
 pub use link::LinkState;
 
@@ -78,18 +79,6 @@ pub enum Outcome {
     Gone,
     /// Damaged in the spool (it does not verify): never sent.
     Damaged(String),
-}
-
-/// A failed attempt that is worth retrying, with the ingest's `Retry-After`
-/// and whether the ingest said this device has too many uploads open.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Retryable(String, Option<Duration>, bool);
-
-impl Retryable {
-    fn new(reason: String) -> Self {
-        Self(reason, None, false)
-    }
 }
 
 /// Backlog uploads in flight at once beside the live one (the ingest
@@ -177,7 +166,7 @@ impl Uplink {
         link: &Link,
         sequence: u64,
         sent: std::time::Instant,
-        result: Result<Outcome, Retryable>,
+        result: Result<Outcome, UploadError>,
     ) -> Result<(), UplinkError> {
         let s = self.spool.spooled(sequence);
         match result {
@@ -208,12 +197,12 @@ impl Uplink {
                     .declare_gap(&gap_of(&s, GapReason::SpoolWriteFailed))?;
                 self.spool.remove(&s)?;
             }
-            Err(Retryable(err, asked, busy)) => {
+            Err(err) => {
                 self.metrics.upload_failures.inc();
-                if busy {
+                if err.too_many_uploads() {
                     link.one_at_a_time();
                 }
-                link.failed(&err, asked);
+                link.failed(&err);
             }
         }
         Ok(())
