@@ -13,11 +13,11 @@
 //! After a failed fsync a file is in an unknown state, so it is removed and
 //! reported, never retried in place.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use sealcam_base::durable::{self, AtomicFile, DurableError};
 use sealcam_format::{DeclaredGap, GapReason, Name, SealedFragment};
 
 mod state;
@@ -139,40 +139,36 @@ pub struct Spool {
     gaps_lock: std::sync::Mutex<()>,
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir, "fsync directory"))
+impl From<DurableError> for SpoolError {
+    fn from(e: DurableError) -> Self {
+        SpoolError::Io {
+            path: e.path,
+            op: e.op,
+            source: e.source,
+        }
+    }
 }
 
-/// Writes `bytes` to `path` durably via a temp file and a rename.
+fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
+    Ok(durable::sync_dir(dir)?)
+}
+
+/// Writes `bytes` as the file `name` in `dir`, durably (see
+/// [`write_parts_durably`]).
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
     write_parts_durably(dir, name, &[bytes])
 }
 
-/// Writes `parts`, in order, as one file: see [`write_durably`].
+/// Writes `parts`, in order, as the file `name` in `dir` (mode 0600),
+/// durably: a temporary file, fsynced, renamed, the directory fsynced. After
+/// a failed write or fsync the temporary file is dropped, never retried.
 fn write_parts_durably(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<PathBuf, SpoolError> {
-    let tmp = dir.join(format!(".tmp-{name}"));
     let path = dir.join(name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp, "create"))?;
-    let written = parts
-        .iter()
-        .try_for_each(|part| f.write_all(part))
-        .map_err(io(&tmp, "write"))
-        .and_then(|_| f.sync_all().map_err(io(&tmp, "fsync")));
-    if let Err(e) = written {
-        // The file's state is unknown after a failed write or fsync: drop it.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    let mut f = AtomicFile::create_with_mode(&path, 0o600)?;
+    for part in parts {
+        f.write_all(part).map_err(io(f.temporary_path(), "write"))?;
     }
-    fs::rename(&tmp, &path).map_err(io(&path, "rename"))?;
-    fsync_dir(dir)?;
+    f.commit()?;
     Ok(path)
 }
 
@@ -339,9 +335,7 @@ impl Spool {
         let dir = self.dir.join("rejected");
         fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
         let to = dir.join(Self::file_name(s.sequence));
-        fs::rename(&s.path, &to).map_err(io(&to, "rename"))?;
-        fsync_dir(&self.dir)?;
-        fsync_dir(&dir)?;
+        durable::rename(&s.path, &to)?;
         Ok(to)
     }
 }
