@@ -17,6 +17,7 @@
 //!     uplink/     the link's state machine (link.rs), the HTTP client
 //!                 (client.rs), the live and backlog lanes (lanes.rs)
 //!   trust/        the device's identity
+//!     key.rs          opens the device key (TPM, or a development file)
 //!     provision.rs    creates the device key and its certificate request
 //!     certificate.rs  enrollment and renewal of the device certificate
 //!     recipients.rs   whom fragments are sealed to (owner-signed set)
@@ -31,7 +32,7 @@
 //!
 //! * [`pipeline`]: [`pipeline::recorder`], [`pipeline::spool`],
 //!   [`pipeline::live`], [`pipeline::uplink`].
-//! * [`trust`]: [`trust::provision`], [`trust::certificate`],
+//! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
 //!   [`trust::recipients`], [`trust::identity`].
 //! * [`config`], [`check`], [`daemon`], [`metrics`], [`watchdog`].
 

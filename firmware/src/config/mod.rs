@@ -3,9 +3,9 @@
 //! TOML, unknown keys refused. Relative paths are taken relative to the
 //! directory of the config file. See `docs/config.md` for every field.
 //!
-//! Loading goes in steps, one file each: [`raw`] (the file as serde types,
-//! with [`env`] overrides applied), [`sections`] (one pure validation
-//! function per section), then [`keys`] (the key files read, once every
+//! Loading goes in steps, one file each: `raw.rs` (the file as serde types,
+//! with the `env.rs` overrides applied), `sections.rs` (one pure validation
+//! function per section), then `keys.rs` (the key files read, once every
 //! field is valid). This file holds the validated types.
 
 use std::path::{Path, PathBuf};

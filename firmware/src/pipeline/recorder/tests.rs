@@ -2,7 +2,7 @@
 
 use super::*;
 use p256::ecdsa::signature::Signer;
-use sealcam_format::verify::verify_chain;
+use sealcam_format::verify::{verify_chain, ChainReport};
 use sealcam_format::{ConsumerSecretKey, DeviceVerifyingKey, SealedFragment};
 
 struct TestKey(p256::ecdsa::SigningKey);
@@ -96,6 +96,17 @@ impl Rig {
         }
     }
 
+    /// The chain `files` form, verified with the device key.
+    fn verify(&self, files: &[Vec<u8>]) -> ChainReport {
+        verify_chain(
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i.to_string(), b.as_slice())),
+            &DeviceVerifyingKey(self.key.verifying_key()),
+        )
+    }
+
     fn spooled(&self) -> Vec<Vec<u8>> {
         self.spool
             .pending()
@@ -149,13 +160,7 @@ fn chain_continues_across_a_restart() {
     rig.run(100..120, false);
     let files = rig.spooled();
     assert_eq!(files.len(), 4);
-    let report = verify_chain(
-        files
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (i.to_string(), b.as_slice())),
-        &DeviceVerifyingKey(rig.key.verifying_key()),
-    );
+    let report = rig.verify(&files);
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.verified.last().unwrap().sequence, 3);
     // The restart is declared, signed, in the first fragment after it.
@@ -194,13 +199,7 @@ fn a_full_spool_drops_fragments_and_declares_them() {
     rec.close().unwrap();
     let files = rig.spooled();
     assert!(files.len() < 6, "the spool stayed bounded");
-    let report = verify_chain(
-        files
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (i.to_string(), b.as_slice())),
-        &DeviceVerifyingKey(rig.key.verifying_key()),
-    );
+    let report = rig.verify(&files);
     // Everything missing is declared, by the camera, as evicted.
     assert!(report.gaps.is_empty(), "undeclared: {:?}", report.gaps);
     assert!(report
