@@ -315,3 +315,14 @@ fn every_board_config_parses_validates_and_plans_its_graph() {
         vec![]
     );
 }
+
+#[test]
+fn a_bad_field_is_reported_before_any_key_file_is_read() {
+    // No alice.pub: reading it would fail, but the bad URL is found first.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = GOOD.replace("https://127", "http://127");
+    let err = Config::parse(&dir.path().join("c.toml"), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("upload.url"), "{err}");
+}
