@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sealcam_api::{RoleName, Route, WhoAmI};
+use sealcam_base::durable;
 use sealcam_hal::board::Board;
 use sealcam_hal::capture::{self, Capture, CaptureEvent};
 use sealcam_hal::pipeline;
@@ -228,15 +230,10 @@ fn spool(dir: &Path, max_bytes: u64) -> Probe {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let probe = dir.join(".sealcamd-check");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&probe)?;
-            f.write_all(b"sealcamd check")?;
-            f.sync_all()?;
-            std::fs::File::open(dir)?.sync_all()?;
-            std::fs::remove_file(&probe)
-        };
-        write().map_err(|e| {
+        // The same durable write and removal the spool makes.
+        let write =
+            durable::replace(&probe, b"sealcamd check").and_then(|()| durable::remove(&probe));
+        write.map_err(|e| {
             format!(
                 "{} does not take a durable write: {e}\nfix: the daemon's user must own it (systemd's StateDirectory= does this)",
                 dir.display()
@@ -265,10 +262,10 @@ fn spool(dir: &Path, max_bytes: u64) -> Probe {
 /// Asks the ingest who it takes this camera for, over mutual TLS with the
 /// device key.
 async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
-    let url = format!("{}/v1/whoami", cfg.upload.url);
+    let url = format!("{}{}", cfg.upload.url, Route::WhoAmI.path());
     let outcome = async {
         let client =
-            crate::uplink::Uplink::device_client(&cfg.upload.ca, &cfg.identity.certificate, signer)
+            crate::pipeline::uplink::Uplink::device_client(&cfg.upload.ca, &cfg.identity.certificate, signer)
                 .map_err(|e| e.to_string())?;
         let resp = client
             .get(&url)
@@ -285,23 +282,21 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
                 body.trim()
             ));
         }
-        let who: serde_json::Value = serde_json::from_str(&body)
+        let who: WhoAmI = serde_json::from_str(&body)
             .map_err(|e| format!("{url} answered something else than sealcam-ingest: {e}"))?;
-        let (role, name) = (
-            who["role"].as_str().unwrap_or_default(),
-            who["name"].as_str().unwrap_or_default(),
-        );
-        if role != "device" || name != cfg.device.as_str() {
+        let name = who.name;
+        if who.role != RoleName::Device || name != cfg.device.as_str() {
+            let role = match who.role {
+                RoleName::Device => "device",
+                RoleName::Consumer => "consumer",
+            };
             return Err(format!(
                 "the ingest takes this certificate for {role} {name:?}, not device {}\nfix: identity.certificate belongs to another identity; enroll again",
                 cfg.device
             ));
         }
-        let streams: Vec<&str> = who["streams"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-            .unwrap_or_default();
-        if !streams.is_empty() && !streams.contains(&cfg.stream.as_str()) {
+        let streams = who.streams;
+        if !streams.is_empty() && !streams.iter().any(|s| s == cfg.stream.as_str()) {
             return Err(format!(
                 "the certificate allows streams {} but the config records {}\nfix: set stream.name to one of them, or enroll for this stream",
                 streams.join(", "),
@@ -320,7 +315,7 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
 /// What a failed connection most likely means, from the error chain.
 fn explain_connect_error(url: &str, e: &reqwest::Error) -> String {
     let chain = sealcam_base::error_chain(e);
-    let fix = crate::uplink::connect_fix(&chain, e.is_timeout());
+    let fix = crate::pipeline::uplink::ConnectFailure::of(e).fix();
     format!("cannot reach {url}: {chain}\nfix: {fix}")
 }
 

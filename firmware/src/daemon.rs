@@ -7,27 +7,24 @@ use std::time::Duration;
 
 use sealcam_format::DeviceVerifyingKey;
 use sealcam_hal::capture::{Capture, CaptureError, CaptureEvent};
-use sealcam_hal::identity::{KeyError, SoftwareKey};
-use sealcam_hal::tpm::{TpmError, TpmKey};
 use sealcam_transport::signer::CountingSigner;
 use sealcam_transport::{identity, pem, ExternalSigner, TransportError};
 use tokio::sync::{watch, Notify};
 
-use crate::certificate;
-use crate::config::{Config, KeySource};
+use crate::config::Config;
 use crate::metrics::DeviceMetrics;
-use crate::recipients::{RecipientError, RecipientWatcher};
-use crate::recorder::{RecordError, Recorder, RecorderStats};
-use crate::spool::{Spool, SpoolError};
-use crate::uplink::{Uplink, UplinkError, UplinkReport};
+use crate::pipeline::recorder::{RecordError, Recorder, RecorderStats};
+use crate::pipeline::spool::{Spool, SpoolError};
+use crate::pipeline::uplink::{Uplink, UplinkError, UplinkReport};
+use crate::trust::certificate;
+use crate::trust::key::{self, DeviceKeyError};
+use crate::trust::recipients::{RecipientError, RecipientWatcher};
 use crate::watchdog::Heartbeat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error(transparent)]
-    Tpm(#[from] TpmError),
+    Key(#[from] DeviceKeyError),
     #[error("device certificate {path}: {source}; issue one from the CSR that `sealcamd provision` wrote")]
     Certificate {
         path: String,
@@ -80,23 +77,9 @@ pub struct RunReport {
     pub key_signatures: u64,
 }
 
-/// Opens the device key where the config says it lives.
-pub fn open_key(source: &KeySource) -> Result<Arc<dyn ExternalSigner>, DaemonError> {
-    match source {
-        KeySource::Tpm(tpm) => Ok(Arc::new(TpmKey::open(tpm)?)),
-        KeySource::InsecureSoftware(path) => {
-            tracing::warn!(
-                key = %path.display(),
-                "INSECURE: the device key is a software key in a file and can be copied off this camera; use the TPM in production"
-            );
-            Ok(Arc::new(SoftwareKey::load(path)?))
-        }
-    }
-}
-
 /// Loads the device key and checks the certificate certifies it.
 pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonError> {
-    let key = open_key(&cfg.identity.key)?;
+    let key = key::open(&cfg.identity.key)?;
     let cert_path = cfg.identity.certificate.display().to_string();
     let certs =
         pem::load_certs(&cfg.identity.certificate).map_err(|source| DaemonError::Certificate {
@@ -171,7 +154,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     recorder.pad_frames(cfg.pad_frames);
     recorder.set_metrics(metrics.clone());
     let live = cfg.upload.live.then(|| {
-        let (feed, live) = crate::live::channel();
+        let (feed, live) = crate::pipeline::live::channel();
         recorder.set_live(feed);
         live
     });

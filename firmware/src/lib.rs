@@ -7,29 +7,39 @@
 //!                                                                           deletes it)
 //! ```
 //!
-//! * [`config`]: the TOML config, parsed once into validated types.
-//! * [`recorder`]: groups frames into key-frame-aligned fragments, seals and
-//!   signs them, keeps the manifest chain.
-//! * [`spool`]: the crash-safe on-disk queue of sealed fragments.
-//! * [`live`]: the recorder hands each sealed record to the uplink at once.
-//! * [`uplink`]: the link's state machine; uploads the fragment being
-//!   recorded as it is sealed, and the spooled backlog, over mutual TLS.
-//! * [`provision`]: creates the device key and its certificate request.
-//! * [`check`]: `sealcamd check`, every dependency probed with its fix.
-//! * [`daemon`]: wires the parts together and runs them until told to stop.
-//! * [`metrics`]: Prometheus metrics on a loopback endpoint (off by default).
-//! * [`watchdog`]: systemd's watchdog, fed only while frames flow.
+//! ```text
+//! src/
+//!   pipeline/     the data flow, in the order above
+//!     recorder/   frames -> key-frame-aligned fragments, sealed and signed;
+//!                 the manifest chain
+//!     spool/      the crash-safe on-disk queue, and its state files
+//!     live.rs     sealed records handed to the uplink as they are made
+//!     uplink/     the link's state machine (link.rs), the HTTP client
+//!                 (client.rs), the live and backlog lanes (lanes.rs)
+//!   trust/        the device's identity
+//!     key.rs          opens the device key (TPM, or a development file)
+//!     provision.rs    creates the device key and its certificate request
+//!     certificate.rs  enrollment and renewal of the device certificate
+//!     recipients.rs   whom fragments are sealed to (owner-signed set)
+//!     identity.rs     `sealcamd identity`: the key and certificate shown
+//!   config/       the TOML config, parsed once into validated types
+//!   check.rs      `sealcamd check`: every dependency probed, with its fix
+//!   daemon.rs     wires the parts together, runs them until told to stop
+//!   metrics.rs    Prometheus metrics on a loopback endpoint (off by default)
+//!   watchdog.rs   systemd's watchdog, fed only while frames flow
+//!   main.rs       the binary: arguments, logging, exit codes
+//! ```
+//!
+//! * [`pipeline`]: [`pipeline::recorder`], [`pipeline::spool`],
+//!   [`pipeline::live`], [`pipeline::uplink`].
+//! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
+//!   [`trust::recipients`], [`trust::identity`].
+//! * [`config`], [`check`], [`daemon`], [`metrics`], [`watchdog`].
 
-pub mod certificate;
 pub mod check;
 pub mod config;
 pub mod daemon;
-pub mod identity;
-pub mod live;
 pub mod metrics;
-pub mod provision;
-pub mod recipients;
-pub mod recorder;
-pub mod spool;
-pub mod uplink;
+pub mod pipeline;
+pub mod trust;
 pub mod watchdog;

@@ -138,7 +138,7 @@ fn real_main() -> anyhow::Result<()> {
                     config.display()
                 );
             }
-            let p = sealcamd::provision::provision(&cfg, force, csr_out.as_deref())?;
+            let p = sealcamd::trust::provision::provision(&cfg, force, csr_out.as_deref())?;
             if software {
                 eprintln!(
                     "WARNING: {} is a software key; anyone who copies it can impersonate this camera.",
@@ -170,14 +170,14 @@ fn real_main() -> anyhow::Result<()> {
             if let Some(url) = enroll {
                 let signer = p.signer.clone();
                 let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-                let how = sealcamd::certificate::Enrollment {
+                let how = sealcamd::trust::certificate::Enrollment {
                     url: &url,
                     token: token.as_deref(),
                     wait: std::time::Duration::from_secs(wait_s),
                     ca: &cfg.upload.ca,
                     ek_certificate: p.ek_certificate.as_deref(),
                 };
-                let cert = rt.block_on(sealcamd::certificate::enroll(
+                let cert = rt.block_on(sealcamd::trust::certificate::enroll(
                     &how,
                     &cfg.device,
                     signer,
@@ -210,7 +210,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Identity { config } => {
             let cfg = Config::load(&config)?;
-            println!("{}", sealcamd::identity::report(&cfg)?);
+            println!("{}", sealcamd::trust::identity::report(&cfg)?);
             Ok(())
         }
         Command::Check {

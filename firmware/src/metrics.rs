@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use sealcam_transport::signer::CountingSigner;
 use tokio::net::TcpListener;
 
-use crate::spool::Spool;
+use crate::pipeline::spool::Spool;
 
 /// Every metric sealcamd exports, prefixed `sealcamd_`.
 pub struct DeviceMetrics {

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::Path;
 
+pub use crate::pipeline::SourceKind;
 use crate::pipeline::{Encoder, SpeedPreset};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,24 +23,6 @@ pub enum Board {
     JetsonOrinNano,
     /// Anything else: a PC, a VM, an unknown board.
     Generic,
-}
-
-/// The kind of camera a board is usually fitted with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceKind {
-    V4l2,
-    Libcamera,
-    Argus,
-}
-
-impl SourceKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceKind::V4l2 => "v4l2",
-            SourceKind::Libcamera => "libcamera",
-            SourceKind::Argus => "argus",
-        }
-    }
 }
 
 /// What a board's profile chooses when the config does not say.

@@ -5,13 +5,11 @@
 //! it explicitly (`insecure_software_key`), and the daemon warns at every
 //! start, because a key in a file can be copied off the camera.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use p256::ecdsa::signature::Signer;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use sealcam_base::durable;
 use sealcam_transport::{ExternalSigner, SignerError};
 
 /// What went wrong with a device key file.
@@ -40,12 +38,8 @@ pub struct SoftwareKey {
 }
 
 impl SoftwareKey {
-    /// Creates a new key file (mode 0600, never overwriting) and syncs it.
+    /// Creates a new key file (mode 0600, never overwriting), durably.
     pub fn create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
         let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
         let pem = key
             .to_pkcs8_pem(LineEnding::LF)
@@ -53,32 +47,18 @@ impl SoftwareKey {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    KeyError::Exists {
-                        path: path.to_owned(),
-                    }
-                } else {
-                    io(e)
+        durable::create_new(path, pem.as_bytes(), 0o600).map_err(|e| {
+            if e.already_exists() {
+                KeyError::Exists {
+                    path: path.to_owned(),
                 }
-            })?;
-        f.write_all(pem.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
             } else {
-                dir
-            };
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
+                KeyError::Io {
+                    path: path.to_owned(),
+                    source: e.source,
+                }
+            }
+        })?;
         Ok(Self {
             key,
             path: path.to_owned(),

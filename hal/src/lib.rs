@@ -1,12 +1,15 @@
 //! Hardware access for sealcamd.
 //!
-//! * [`capture`]: the camera through GStreamer: source, encoder, parser and
-//!   an appsink, built from typed settings, delivering encoded frames.
-//! * [`identity`]: the device key. The development software key lives here
-//!   today; the TPM-held key joins it behind the same
-//!   [`sealcam_transport::ExternalSigner`] interface.
-//! * [`tpm`]: the device key held in a TPM, behind one thread that owns
-//!   the TPM context.
+//! * [`board`]: which board this is, and the source, encoder and picture
+//!   its profile chooses.
+//! * [`pipeline`]: the capture graph as plain data (source, decoder,
+//!   converter, encoder), and the config's names of sources, formats and
+//!   encoders.
+//! * [`capture`]: the camera through GStreamer: a plan built and run,
+//!   delivering encoded frames.
+//! * [`tpm`]: the device key in the TPM, behind the
+//!   [`sealcam_transport::ExternalSigner`] interface, on a thread of its own.
+//! * [`identity`]: the development key in a file, behind the same interface.
 //! * [`attest`]: the TPM's side of attestation at enrollment: the EK, an
 //!   attestation key, TPM2_ActivateCredential and TPM2_Certify.
 

@@ -6,13 +6,9 @@ use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_transport::identity::{self, CertSummary};
 use sealcam_transport::pem;
 
-use std::sync::Arc;
-
-use sealcam_hal::tpm::TpmKey;
-use sealcam_transport::ExternalSigner;
-
 use crate::config::{Config, KeySource};
-use crate::daemon::{open_key, DaemonError};
+use crate::daemon::DaemonError;
+use crate::trust::key;
 
 /// The camera's identity as configured and as certified.
 pub struct IdentityReport {
@@ -28,16 +24,8 @@ pub struct IdentityReport {
 }
 
 pub fn report(cfg: &Config) -> Result<IdentityReport, DaemonError> {
-    let (key, ek): (Arc<dyn ExternalSigner>, _) = match &cfg.identity.key {
-        KeySource::Tpm(t) => {
-            let key = TpmKey::open(t)?;
-            let ek = key
-                .ek_certificate()?
-                .map(|der| identity::summarize(&der).map_err(|e| e.to_string()));
-            (Arc::new(key), ek)
-        }
-        other => (open_key(other)?, None),
-    };
+    let (key, ek) = key::open_with_ek(&cfg.identity.key)?;
+    let ek = ek.map(|der| identity::summarize(&der).map_err(|e| e.to_string()));
     let device_key = DeviceVerifyingKey(key.verifying_key());
     let path = &cfg.identity.certificate;
     let (certificate, matches) = match pem::load_certs(path) {

@@ -11,13 +11,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sealcam_api::{
+    CertificateResponse, EnrollRequest, ErrorBody, PendingResponse, RenewRequest, Route,
+};
+use sealcam_base::durable::{self, DurableError};
 use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_transport::identity::{self, CertSummary};
 use sealcam_transport::{pem, tls, ExternalSigner, Role};
-use serde::Deserialize;
+use serde::Serialize;
 
-use crate::provision::{certificate_request, ProvisionError};
-use crate::uplink::Uplink;
+use crate::pipeline::uplink::Uplink;
+use crate::trust::provision::{certificate_request, ProvisionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
@@ -31,22 +35,12 @@ pub enum CertificateError {
     Write {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: DurableError,
     },
     #[error(transparent)]
     Request(#[from] ProvisionError),
     #[error(transparent)]
     Transport(#[from] sealcam_transport::TransportError),
-}
-
-#[derive(Deserialize)]
-struct CertificateResponse {
-    certificate: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
 }
 
 /// What the ingest answered to a certificate request.
@@ -56,20 +50,15 @@ enum Answer {
     Pending(String),
 }
 
-#[derive(Deserialize)]
-struct PendingResponse {
-    fingerprint: String,
-}
-
 async fn post_for_certificate(
     client: &reqwest::Client,
     url: &str,
-    body: serde_json::Value,
+    body: &impl Serialize,
 ) -> Result<Answer, CertificateError> {
     let resp =
         client
             .post(url)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| CertificateError::Unreachable {
@@ -84,9 +73,7 @@ async fn post_for_certificate(
             .map_err(|e| CertificateError::Unusable(e.to_string()));
     }
     if !status.is_success() {
-        let reason = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error)
-            .unwrap_or(text);
+        let reason = ErrorBody::from_response_text(&text).error;
         return Err(CertificateError::Refused(format!("{status}: {reason}")));
     }
     serde_json::from_str::<CertificateResponse>(&text)
@@ -97,7 +84,7 @@ async fn post_for_certificate(
 async fn expect_certificate(
     client: &reqwest::Client,
     url: &str,
-    body: serde_json::Value,
+    body: &impl Serialize,
 ) -> Result<String, CertificateError> {
     match post_for_certificate(client, url, body).await? {
         Answer::Certificate(c) => Ok(c),
@@ -135,20 +122,16 @@ fn write_certificate(path: &Path, pem_text: &str) -> Result<(), CertificateError
         path: path.display().to_string(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(".device.crt.tmp");
-    std::fs::write(&tmp, pem_text).map_err(err)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| {
+            err(DurableError {
+                op: "create directory",
+                path: dir.to_owned(),
+                source,
+            })
+        })?;
+    }
+    durable::replace(path, pem_text.as_bytes()).map_err(err)
 }
 
 /// How to enroll.
@@ -185,19 +168,19 @@ pub async fn enroll(
             url: how.url.to_owned(),
             reason: e.to_string(),
         })?;
-    let url = format!("{}/v1/enroll", how.url.trim_end_matches('/'));
-    let mut body = serde_json::json!({ "csr": csr });
-    if let Some(token) = how.token {
-        body["token"] = token.into();
-    }
-    if let Some(ek) = how.ek_certificate {
-        use base64::Engine as _;
-        body["ek_certificate"] = base64::engine::general_purpose::STANDARD.encode(ek).into();
-    }
+    let url = format!("{}{}", how.url.trim_end_matches('/'), Route::Enroll.path());
+    let body = EnrollRequest {
+        token: how.token.map(str::to_owned),
+        csr,
+        ek_certificate: how.ek_certificate.map(|ek| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(ek)
+        }),
+    };
     let deadline = tokio::time::Instant::now() + how.wait;
     let mut announced = false;
     let pem_text = loop {
-        match post_for_certificate(&client, &url, body.clone()).await? {
+        match post_for_certificate(&client, &url, &body).await? {
             Answer::Certificate(c) => break c,
             Answer::Pending(fingerprint) => {
                 if !announced {
@@ -295,9 +278,8 @@ async fn renew_once(
     uplink: &Uplink,
 ) -> Result<CertSummary, CertificateError> {
     let csr = certificate_request(device, signer.clone())?;
-    let url = format!("{}/v1/renew", uplink.base_url());
-    let pem_text =
-        expect_certificate(&uplink.client(), &url, serde_json::json!({ "csr": csr })).await?;
+    let url = format!("{}{}", uplink.base_url(), Route::Renew.path());
+    let pem_text = expect_certificate(&uplink.client(), &url, &RenewRequest { csr }).await?;
     let summary = check_issued(&pem_text, device, signer.as_ref())?;
     write_certificate(cert_path, &pem_text)?;
     uplink

@@ -13,17 +13,16 @@ use std::sync::Arc;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RemoteKeyPair, SanType};
 use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_hal::identity::{KeyError, SoftwareKey};
-use sealcam_hal::tpm::{self, TpmError, TpmKey};
+use sealcam_hal::tpm;
 use sealcam_transport::{ExternalSigner, Identity};
 
 use crate::config::{Config, KeySource};
+use crate::trust::key::{self, DeviceKeyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error(transparent)]
-    Tpm(#[from] TpmError),
+    Key(#[from] DeviceKeyError),
     #[error("making the certificate request failed: {0}")]
     Csr(String),
     #[error("cannot write the certificate request {path}: {source}")]
@@ -108,10 +107,10 @@ pub fn provision(
     let mut ek_certificate = None;
     let (signer, created): (Arc<dyn ExternalSigner>, bool) = match &cfg.identity.key {
         KeySource::Tpm(t) => {
-            let created = matches!(tpm::provision(t, force)?, tpm::Provisioned::Created(_));
-            let key = TpmKey::open(t)?;
-            ek_certificate = key.ek_certificate()?;
-            (Arc::new(key), created)
+            let created = tpm::provision(t, force).map_err(DeviceKeyError::from)?;
+            let (key, ek) = key::open_with_ek(&cfg.identity.key)?;
+            ek_certificate = ek;
+            (key, matches!(created, tpm::Provisioned::Created(_)))
         }
         KeySource::InsecureSoftware(path) => {
             if force {
@@ -129,9 +128,10 @@ pub fn provision(
                             source,
                         })?;
                     }
-                    (Arc::new(SoftwareKey::create(path)?), true)
+                    let key = SoftwareKey::create(path).map_err(DeviceKeyError::from)?;
+                    (Arc::new(key), true)
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(DeviceKeyError::from(e).into()),
             }
         }
     };

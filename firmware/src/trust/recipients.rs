@@ -14,7 +14,7 @@ use sealcam_format::recipients::SignedRecipientSet;
 use sealcam_format::{ConsumerPublicKey, DeviceVerifyingKey};
 
 use crate::config::RecipientSource;
-use crate::spool::{Spool, SpoolError};
+use crate::pipeline::spool::{Spool, SpoolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipientError {

@@ -1,0 +1,254 @@
+//! Unit tests of the recorder: fragment boundaries, the chain across restarts, gaps.
+
+use super::*;
+use p256::ecdsa::signature::Signer;
+use sealcam_format::verify::{verify_chain, ChainReport};
+use sealcam_format::{ConsumerSecretKey, DeviceVerifyingKey, SealedFragment};
+
+struct TestKey(p256::ecdsa::SigningKey);
+
+impl ExternalSigner for TestKey {
+    fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::Signature, SignerError> {
+        Ok(self.0.sign(message))
+    }
+    fn verifying_key(&self) -> p256::ecdsa::VerifyingKey {
+        *self.0.verifying_key()
+    }
+    fn describe(&self) -> String {
+        "test key".into()
+    }
+}
+
+const FRAME_NS: u64 = 100_000_000; // 10 fps
+
+fn track() -> Arc<TrackConfig> {
+    Arc::new(TrackConfig {
+        codec: 1,
+        width: 16,
+        height: 16,
+        framerate_num: 10,
+        framerate_den: 1,
+        codec_private: vec![1, 2, 3],
+    })
+}
+
+/// Frames 0..n at 10 fps with a key frame every `gop` frames.
+fn frames(range: std::ops::Range<u64>, gop: u64, track: &Arc<TrackConfig>) -> Vec<CapturedFrame> {
+    range
+        .map(|i| CapturedFrame {
+            pts_ns: i * FRAME_NS,
+            duration_ns: FRAME_NS,
+            key_frame: i % gop == 0,
+            data: vec![i as u8; 10],
+            track: track.clone(),
+        })
+        .collect()
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    spool: Arc<Spool>,
+    key: Arc<TestKey>,
+    consumer: ConsumerSecretKey,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), &Name::new("front").unwrap()).unwrap());
+        Self {
+            _dir: dir,
+            spool,
+            key: Arc::new(TestKey(p256::ecdsa::SigningKey::random(
+                &mut rand::rngs::OsRng,
+            ))),
+            consumer: ConsumerSecretKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    fn recorder(&self) -> Recorder {
+        let watcher = RecipientWatcher::start(
+            crate::config::RecipientSource::Development(vec![self.consumer.public().clone()]),
+            self.spool.clone(),
+        )
+        .unwrap();
+        Recorder::new(
+            Name::new("cam").unwrap(),
+            Name::new("front").unwrap(),
+            1_000_000_000,
+            watcher,
+            self.key.clone(),
+            self.spool.clone(),
+        )
+        .unwrap()
+    }
+
+    /// One run of the daemon: a recorder records `range` (a key frame
+    /// every ten frames) and closes; `clean`: it says it stopped cleanly.
+    fn run(&self, range: std::ops::Range<u64>, clean: bool) {
+        let mut rec = self.recorder();
+        for f in frames(range, 10, &track()) {
+            rec.push(f).unwrap();
+        }
+        rec.close().unwrap();
+        if clean {
+            rec.stopped_cleanly().unwrap();
+        }
+    }
+
+    /// The chain `files` form, verified with the device key.
+    fn verify(&self, files: &[Vec<u8>]) -> ChainReport {
+        verify_chain(
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i.to_string(), b.as_slice())),
+            &DeviceVerifyingKey(self.key.verifying_key()),
+        )
+    }
+
+    fn spooled(&self) -> Vec<Vec<u8>> {
+        self.spool
+            .pending()
+            .unwrap()
+            .iter()
+            .map(|s| std::fs::read(&s.path).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn fragments_start_at_key_frames_and_last_the_configured_duration() {
+    let rig = Rig::new();
+    let mut rec = rig.recorder();
+    let t = track();
+    // Two leading delta frames, then key frames every 5 frames (0.5 s).
+    let mut input = frames(0..2, 1000, &t);
+    for f in &mut input {
+        f.key_frame = false;
+    }
+    input.extend(frames(2..32, 5, &t).into_iter().map(|mut f| {
+        f.key_frame = (f.pts_ns / FRAME_NS - 2) % 5 == 0;
+        f
+    }));
+    for f in input {
+        rec.push(f).unwrap();
+    }
+    rec.close().unwrap();
+    assert_eq!(rec.stats().frames_before_key_frame, 2);
+    let files = rig.spooled();
+    // 30 frames, 1 s fragments at 10 fps: 3 fragments of 10 frames.
+    let counts: Vec<u32> = files
+        .iter()
+        .map(|b| SealedFragment::parse(b).unwrap().manifest.frame_count)
+        .collect();
+    assert_eq!(counts, vec![10, 10, 10]);
+    for b in &files {
+        let opened = SealedFragment::parse(b)
+            .unwrap()
+            .open(&rig.consumer)
+            .unwrap();
+        assert!(opened.frames[0].key_frame);
+    }
+}
+
+#[test]
+fn chain_continues_across_a_restart() {
+    let rig = Rig::new();
+    rig.run(0..20, true);
+    // A new process: the chain resumes from the spool's state.
+    rig.run(100..120, false);
+    let files = rig.spooled();
+    assert_eq!(files.len(), 4);
+    let report = rig.verify(&files);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.verified.last().unwrap().sequence, 3);
+    // The restart is declared, signed, in the first fragment after it.
+    assert_eq!(report.declared.len(), 1);
+    assert_eq!(report.declared[0].gap.reason, GapReason::Restart);
+    assert_eq!(report.declared[0].declared_by, 2);
+}
+
+#[test]
+fn an_unclean_stop_is_declared_as_a_crash() {
+    let rig = Rig::new();
+    // No stopped_cleanly(): the process died.
+    rig.run(0..10, false);
+    rig.run(100..110, false);
+    let files = rig.spooled();
+    let m = SealedFragment::parse(&files[1]).unwrap().manifest;
+    assert_eq!(m.gaps.len(), 1);
+    assert_eq!(m.gaps[0].reason, GapReason::Crash);
+    assert_eq!(m.gaps[0].sequence_count, 0);
+}
+
+#[test]
+fn a_full_spool_drops_fragments_and_declares_them() {
+    let rig = Rig::new();
+    let t = track();
+    let mut rec = rig.recorder();
+    // Room for about two fragments of ten small frames.
+    rec.set_spool_bounds(SpoolBounds {
+        max_bytes: 2 * 1400,
+        max_age: None,
+        when_full: FullPolicy::DropOldest,
+    });
+    for f in frames(0..60, 10, &t) {
+        rec.push(f).unwrap();
+    }
+    rec.close().unwrap();
+    let files = rig.spooled();
+    assert!(files.len() < 6, "the spool stayed bounded");
+    let report = rig.verify(&files);
+    // Everything missing is declared, by the camera, as evicted.
+    assert!(report.gaps.is_empty(), "undeclared: {:?}", report.gaps);
+    assert!(report
+        .declared
+        .iter()
+        .any(|d| d.gap.reason == GapReason::SpoolEvicted));
+}
+
+#[test]
+fn pending_gaps_are_declared_once() {
+    let rig = Rig::new();
+    let gap = DeclaredGap {
+        reason: GapReason::RefusedByIngest,
+        first_sequence: 7,
+        sequence_count: 1,
+        start_unix_ns: 1,
+        end_unix_ns: 2,
+    };
+    rig.spool.declare_gap(&gap).unwrap();
+    rig.run(0..20, false);
+    let files = rig.spooled();
+    let first = SealedFragment::parse(&files[0]).unwrap().manifest;
+    let second = SealedFragment::parse(&files[1]).unwrap().manifest;
+    assert_eq!(first.gaps, vec![gap]);
+    assert!(second.gaps.is_empty());
+}
+
+#[test]
+fn a_track_change_closes_the_fragment() {
+    let rig = Rig::new();
+    let mut rec = rig.recorder();
+    let t1 = track();
+    let t2 = Arc::new(TrackConfig {
+        width: 32,
+        ..(*t1).clone()
+    });
+    for f in frames(0..3, 10, &t1) {
+        rec.push(f).unwrap();
+    }
+    // The new track starts with a key frame, well before the duration.
+    for f in frames(10..13, 10, &t2) {
+        rec.push(f).unwrap();
+    }
+    rec.close().unwrap();
+    let files = rig.spooled();
+    assert_eq!(files.len(), 2);
+    let second = SealedFragment::parse(&files[1])
+        .unwrap()
+        .open(&rig.consumer)
+        .unwrap();
+    assert_eq!(second.track.width, 32);
+}

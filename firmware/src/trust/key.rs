@@ -1,0 +1,51 @@
+//! The device key, opened where the config says it lives: in the TPM, or
+//! (development only, warned about) in a file.
+
+use std::sync::Arc;
+
+use sealcam_hal::identity::{KeyError, SoftwareKey};
+use sealcam_hal::tpm::{TpmError, TpmKey};
+use sealcam_transport::ExternalSigner;
+
+use crate::config::KeySource;
+
+/// Why the device key could not be opened or created.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceKeyError {
+    #[error(transparent)]
+    File(#[from] KeyError),
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
+}
+
+/// Opens the device key where the config says it lives.
+pub fn open(source: &KeySource) -> Result<Arc<dyn ExternalSigner>, DeviceKeyError> {
+    match source {
+        KeySource::Tpm(tpm) => Ok(Arc::new(TpmKey::open(tpm)?)),
+        KeySource::InsecureSoftware(path) => {
+            tracing::warn!(
+                key = %path.display(),
+                "INSECURE: the device key is a software key in a file and can be copied off this camera; use the TPM in production"
+            );
+            Ok(Arc::new(SoftwareKey::load(path)?))
+        }
+    }
+}
+
+/// The TPM's endorsement-key certificate (DER), when the key is in a TPM
+/// that has one.
+pub type EkCertificate = Option<Vec<u8>>;
+
+/// [`open`], with the TPM's endorsement-key certificate.
+pub fn open_with_ek(
+    source: &KeySource,
+) -> Result<(Arc<dyn ExternalSigner>, EkCertificate), DeviceKeyError> {
+    match source {
+        KeySource::Tpm(tpm) => {
+            let key = TpmKey::open(tpm)?;
+            let ek = key.ek_certificate()?;
+            Ok((Arc::new(key), ek))
+        }
+        KeySource::InsecureSoftware(_) => Ok((open(source)?, None)),
+    }
+}
