@@ -11,8 +11,8 @@
 //! time from which its signatures no longer count. Records are never
 //! removed, so footage verifies against the key that was valid when it was
 //! recorded, however many keys and certificates came since. A roster's
-//! version only goes up; a verifier keeps the newest it has seen, so an
-//! older roster (without a revocation) cannot be passed off as current.
+//! version only goes up, so a verifier that keeps the newest it has seen
+//! can refuse an older one (without a revocation) passed off as current.
 //!
 //! ```text
 //! magic      8 bytes  89 53 44 52 0d 0a 1a 0a ("\x89SDR\r\n\x1a\n")
@@ -28,7 +28,7 @@
 //! signature  64 bytes, ECDSA P-256 r || s over "sealcam device roster v1\0" || body
 //! ```
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::codec::{Reader, Writer};
 use crate::keys::DeviceVerifyingKey;
@@ -162,7 +162,9 @@ impl DeviceRoster {
                 self.keys.len()
             ));
         }
-        let mut seen = HashSet::new();
+        // Each key speaks for one device, in one record: a key listed under
+        // two names would stay valid under the other after one is revoked.
+        let mut seen = HashMap::new();
         for k in &self.keys {
             if let Some(end) = k.end {
                 if end.at_unix_ns <= k.valid_from_unix_ns {
@@ -175,12 +177,20 @@ impl DeviceRoster {
                     ));
                 }
             }
-            if !seen.insert((k.device.as_str(), k.key.fingerprint())) {
-                return Err(format!(
-                    "key {} of device {} is listed twice; change its record instead",
-                    k.key.fingerprint(),
-                    k.device
-                ));
+            if let Some(first) = seen.insert(k.key.fingerprint(), &k.device) {
+                return Err(if *first == k.device {
+                    format!(
+                        "key {} of device {} is listed twice; change its record instead",
+                        k.key.fingerprint(),
+                        k.device
+                    )
+                } else {
+                    format!(
+                        "key {} is listed for device {first} and for device {}; a key speaks for one device only",
+                        k.key.fingerprint(),
+                        k.device
+                    )
+                });
             }
         }
         Ok(())
@@ -483,6 +493,12 @@ mod tests {
         twice.keys.push(twice.keys[2].clone());
         let err = twice.sign(&owner).unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
+        let mut two_names = roster();
+        let mut renamed = two_names.keys[2].clone();
+        renamed.device = Name::new("cam3").unwrap();
+        two_names.keys.push(renamed);
+        let err = two_names.sign(&owner).unwrap_err().to_string();
+        assert!(err.contains("speaks for one device only"), "{err}");
         let mut backwards = roster();
         backwards.keys[0].end = Some(KeyEnd {
             at_unix_ns: 0,

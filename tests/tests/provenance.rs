@@ -19,24 +19,30 @@ fn owner_lists(w: &World, devices: &[&str]) {
         run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
     }
     for d in devices {
-        let crt = format!("{d}/device.crt");
-        run_ok(
-            "sealcam",
-            &[
-                "roster",
-                "add",
-                "--owner-key",
-                "owner.key",
-                "--roster",
-                "roster.sdr",
-                "--device",
-                d,
-                "--key",
-                &crt,
-            ],
-            w.path(),
-        );
+        let out = roster_add(w, "owner.key", d, &format!("{d}/device.crt"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
     }
+}
+
+/// `sealcam roster add` to `roster.sdr` (started with `--new` where there
+/// is none yet); may fail.
+fn roster_add(w: &World, owner_key: &str, device: &str, key: &str) -> std::process::Output {
+    let mut args = vec![
+        "roster",
+        "add",
+        "--owner-key",
+        owner_key,
+        "--roster",
+        "roster.sdr",
+        "--device",
+        device,
+        "--key",
+        key,
+    ];
+    if !w.path().join("roster.sdr").exists() {
+        args.push("--new");
+    }
+    run("sealcam", &args, w.path())
 }
 
 const ANCHOR: [&str; 4] = ["--owner", "owner.pub", "--roster", "roster.sdr"];
@@ -302,22 +308,8 @@ fn a_roster_not_signed_by_the_owner_is_refused() {
     // The operator signs a roster of its own with a key of its own.
     run_ok("sealcam", &["owner", "init", "--out", "operator"], w.path());
     std::fs::remove_file(w.path().join("roster.sdr")).unwrap();
-    run_ok(
-        "sealcam",
-        &[
-            "roster",
-            "add",
-            "--owner-key",
-            "operator.key",
-            "--roster",
-            "roster.sdr",
-            "--device",
-            "cam1",
-            "--key",
-            "cam1/device.crt",
-        ],
-        w.path(),
-    );
+    let out = roster_add(&w, "operator.key", "cam1", "cam1/device.crt");
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = verify_anchored(&w, "fetched");
     assert!(!out.status.success());
     assert!(
@@ -325,4 +317,69 @@ fn a_roster_not_signed_by_the_owner_is_refused() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn routine_roster_changes_cannot_undo_a_revocation() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    w.camera("cam1", &ingest.url(), 30, 1000);
+    owner_lists(&w, &["cam1"]);
+    // The same key under a second name would stay valid there after cam1's
+    // record is revoked: refused.
+    let der = sealcam_transport::pem::load_certs(&w.path().join("cam1/device.crt")).unwrap();
+    let key = sealcam_transport::identity::device_key_from_cert_der(der[0].as_ref()).unwrap();
+    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(&key.0, Default::default()).unwrap();
+    std::fs::write(w.path().join("cam1.pub.pem"), pem).unwrap();
+    let out = roster_add(&w, "owner.key", "cam9", "cam1.pub.pem");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("a key speaks for one device only"),
+        "{}",
+        text(&out.stderr)
+    );
+    let shown = text(&run_ok("sealcam", &["roster", "show", "roster.sdr"], w.path()).stdout);
+    let fp = shown
+        .split("key ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let out = roster_end(&w, &fp, "revoked", Some("1m"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Renamed to a rotation, even earlier: refused; the record stays revoked.
+    let out = roster_end(&w, &fp, "rotated", Some("2m"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("a revocation stays a revocation"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A mistyped roster path is not a fresh roster without revocations.
+    let out = run(
+        "sealcam",
+        &[
+            "roster",
+            "add",
+            "--owner-key",
+            "owner.key",
+            "--roster",
+            "rooster.sdr",
+            "--device",
+            "cam1",
+            "--key",
+            "cam1/device.crt",
+        ],
+        w.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("pass --new to start one"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!w.path().join("rooster.sdr").exists());
+    let shown = text(&run_ok("sealcam", &["roster", "show", "roster.sdr"], w.path()).stdout);
+    assert!(shown.contains("REVOKED from"), "{shown}");
+    assert!(shown.contains("version:   2"), "{shown}");
 }

@@ -22,7 +22,7 @@ pub struct Signing {
     /// The owner's private key (from `sealcam owner init`).
     #[arg(long)]
     pub owner_key: PathBuf,
-    /// The roster file; created by the first `add`.
+    /// The roster file; created by `add --new`.
     #[arg(long)]
     pub roster: PathBuf,
 }
@@ -44,6 +44,10 @@ pub struct AddArgs {
     /// key.
     #[arg(long)]
     pub from: Option<String>,
+    /// Start a new roster: only where there is none (a missing file is
+    /// never started afresh otherwise, which would drop every revocation).
+    #[arg(long)]
+    pub new: bool,
 }
 
 #[derive(clap::Args)]
@@ -87,17 +91,25 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads the roster at `path` (checked against the owner's key), or an
-/// empty one if there is none yet.
-fn read_or_new(path: &Path, owner: &DeviceVerifyingKey) -> anyhow::Result<DeviceRoster> {
-    match std::fs::read(path) {
-        Ok(bytes) => read_verified(path, &bytes, owner),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceRoster {
+/// Reads the roster at `path` (checked against the owner's key); with
+/// `new`, an empty one where there is none yet.
+fn read_or_new(path: &Path, owner: &DeviceVerifyingKey, new: bool) -> anyhow::Result<DeviceRoster> {
+    match (std::fs::read(path), new) {
+        (Ok(_), true) => bail!(
+            "{} exists; --new starts a roster only where there is none",
+            path.display()
+        ),
+        (Ok(bytes), false) => read_verified(path, &bytes, owner),
+        (Err(e), true) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceRoster {
             version: 0,
             issued_unix: 0,
             keys: Vec::new(),
         }),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        (Err(e), false) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "there is no roster at {}; check the path, or pass --new to start one",
+            path.display()
+        ),
+        (Err(e), _) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
@@ -166,13 +178,14 @@ fn read_device_key(
 pub fn add(args: AddArgs) -> anyhow::Result<()> {
     let device = Name::new(&args.device)?;
     let owner = owner_public(&args.signing)?;
-    let mut roster = read_or_new(&args.signing.roster, &owner)?;
+    let mut roster = read_or_new(&args.signing.roster, &owner, args.new)?;
     let (key, cert_from) = read_device_key(&args.key, &device)?;
-    if let Some(k) = roster.history(&device).find(|k| k.key == key) {
+    if let Some(k) = roster.keys.iter().find(|k| k.key == key) {
         bail!(
-            "key {} of device {device} is in the roster already (valid from {}); \
-             to end it, use `sealcam roster end`",
+            "key {} is in the roster already, for device {} (valid from {}); \
+             a key speaks for one device only; to end it, use `sealcam roster end`",
             key.fingerprint(),
+            k.device,
             super::rfc3339(k.valid_from_unix_ns)
         );
     }
@@ -201,7 +214,7 @@ pub fn add(args: AddArgs) -> anyhow::Result<()> {
 pub fn end(args: EndArgs) -> anyhow::Result<()> {
     let device = Name::new(&args.device)?;
     let owner = owner_public(&args.signing)?;
-    let mut roster = read_or_new(&args.signing.roster, &owner)?;
+    let mut roster = read_or_new(&args.signing.roster, &owner, false)?;
     let wanted = args.key_fingerprint.to_ascii_lowercase();
     let matching: Vec<usize> = roster
         .keys
@@ -231,12 +244,14 @@ pub fn end(args: EndArgs) -> anyhow::Result<()> {
     let record = &mut roster.keys[index];
     if let Some(e) = record.end {
         // An end only moves earlier (or a rotation becomes a revocation at
-        // the same time): a revocation is never lifted or postponed.
+        // the same time), and a revocation stays one: it is never lifted,
+        // postponed or renamed.
         let now_revoked =
             at == e.at_unix_ns && e.reason == EndReason::Rotated && reason == EndReason::Revoked;
-        if at >= e.at_unix_ns && !now_revoked {
+        let renamed = e.reason == EndReason::Revoked && reason == EndReason::Rotated;
+        if (at >= e.at_unix_ns && !now_revoked) || renamed {
             bail!(
-                "key {} of device {device} already ends at {} ({:?}); an end can only move earlier",
+                "key {} of device {device} already ends at {} ({:?}); an end can only move earlier, and a revocation stays a revocation",
                 record.key.fingerprint(),
                 super::rfc3339(e.at_unix_ns),
                 e.reason
