@@ -50,7 +50,8 @@ pub enum Approval {
 impl FleetCa {
     /// Registers a device for enrollment: returns a one-time token valid for
     /// `ttl`. Only the token's SHA-256 is stored. Adding a revoked device again
-    /// lifts the revocation for its future certificates.
+    /// lets a replacement enroll under its name; every certificate issued to
+    /// it before stays revoked for good (`revoke.rs`).
     pub fn add_device(
         &self,
         device: &Name,

@@ -24,6 +24,7 @@
 //! <pki>/pending/<device>.csr     a CSR waiting for an operator's approval
 //! <pki>/approved/<device>.crt    the certificate an operator approved, for pickup
 //! <pki>/revoked/<device>         the device is revoked (contents: when)
+//! <pki>/revoked-serials/<serial> a certificate revoked for good (its name, when)
 //! <pki>/crl.pem                  revocation list signed by the CA
 //! <pki>/ek/<device>.der          the TPM endorsement-key certificate a device sent
 //! ```
@@ -115,6 +116,47 @@ mod tests {
         assert!(ca.is_revoked(&alice));
         let crl = std::fs::read_to_string(tmp.path().join(CRL)).unwrap();
         assert!(crl.contains("BEGIN X509 CRL"), "{crl}");
+    }
+
+    /// The serial numbers the CRL lists, hex.
+    fn crl_serials(dir: &Path) -> Vec<String> {
+        use x509_parser::prelude::FromDer;
+        let text = std::fs::read(dir.join(CRL)).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&text).unwrap();
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
+                .unwrap();
+        crl.iter_revoked_certificates()
+            .map(|r| hex::encode(r.raw_serial()))
+            .collect()
+    }
+
+    #[test]
+    fn a_revoked_certificate_stays_in_the_crl_when_its_name_is_used_again() {
+        use x509_parser::prelude::FromDer;
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let alice = Name::new("alice").unwrap();
+        let (first, _) = ca
+            .issue_consumer(&alice, &[], Duration::from_secs(3600))
+            .unwrap();
+        let der = sealcam_transport::pem::parse_first_cert(&first).unwrap();
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        let serial = hex::encode(cert.raw_serial());
+        ca.revoke(&alice).unwrap();
+        // The name is used again (as `device add` does for a replacement
+        // camera): the mark on the name goes, and the CRL is rewritten.
+        std::fs::remove_file(tmp.path().join("revoked/alice")).unwrap();
+        assert!(!ca.is_revoked(&alice));
+        ca.issue_consumer(&alice, &[], Duration::from_secs(3600))
+            .unwrap();
+        ca.write_crl().unwrap();
+        assert_eq!(crl_serials(tmp.path()), std::slice::from_ref(&serial));
+        // Revoked again later: both generations are listed, once each.
+        assert_eq!(ca.revoke(&alice).unwrap(), 2);
+        let listed = crl_serials(tmp.path());
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed.contains(&serial));
     }
 
     #[test]

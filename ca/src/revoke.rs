@@ -1,5 +1,12 @@
 //! Revocation: every certificate ever issued to an identity listed in the
 //! CRL (`crl.pem`, signed by the CA), which the ingest reloads.
+//!
+//! A revocation is kept per certificate, for good: revoking an identity
+//! records the serial number of each certificate issued to it so far in
+//! `revoked-serials/`, and nothing ever removes one. Adding the device
+//! again (a replacement camera) lets the new one enroll, but every
+//! certificate of the old one stays in the CRL, however often it is
+//! rewritten.
 
 use std::path::Path;
 
@@ -26,14 +33,25 @@ impl FleetCa {
         let revoked = dir.join("revoked");
         create_dir(&revoked)?;
         let marker = revoked.join(name.as_str());
+        let now = unix_now();
         if !marker.exists() {
-            write_new(&marker, &format!("revoked_unix={}\n", unix_now()), 0o644)?;
+            write_new(&marker, &format!("revoked_unix={now}\n"), 0o644)?;
         }
-        let count = std::fs::read_dir(dir.join("issued").join(name.as_str()))
-            .map(|d| d.count())
-            .unwrap_or(0);
+        let serials_dir = dir.join(REVOKED_SERIALS);
+        create_dir(&serials_dir)?;
+        let serials = issued_serials(dir, name.as_str());
+        for serial in &serials {
+            let record = serials_dir.join(serial);
+            if !record.exists() {
+                write_new(
+                    &record,
+                    &format!("name={name}\nrevoked_unix={now}\n"),
+                    0o644,
+                )?;
+            }
+        }
         self.write_crl()?;
-        Ok(count)
+        Ok(serials.len())
     }
 
     /// Writes `<pki>/crl.pem` listing every revoked serial, signed by the CA.
@@ -67,30 +85,58 @@ impl FleetCa {
     }
 }
 
-/// Serial numbers (hex) of every certificate issued to a revoked identity.
+/// Where each revoked certificate's serial is kept for good.
+const REVOKED_SERIALS: &str = "revoked-serials";
+
+/// Serial numbers (hex) of the certificates issued to `name` so far.
+fn issued_serials(dir: &Path, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir.join("issued").join(name))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|c| {
+                    c.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".crt")
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// `revoked_unix=` of a revocation record, if it says.
+fn revoked_when(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.trim().strip_prefix("revoked_unix="))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+/// Serial numbers (hex) of every revoked certificate, with when: each one
+/// recorded in `revoked-serials/`, and (for PKI directories from before
+/// those records) every certificate issued to an identity revoked now.
 fn revoked_serials(dir: &Path) -> Result<Vec<(String, u64)>, PkiError> {
     let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join(REVOKED_SERIALS)) {
+        for entry in entries.flatten() {
+            let serial = entry.file_name().to_string_lossy().into_owned();
+            out.push((serial, revoked_when(&entry.path()).unwrap_or_else(unix_now)));
+        }
+    }
     let Ok(entries) = std::fs::read_dir(dir.join("revoked")) else {
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
         return Ok(out);
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let when = std::fs::read_to_string(entry.path())
-            .ok()
-            .and_then(|t| {
-                t.trim()
-                    .strip_prefix("revoked_unix=")
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or_else(unix_now);
-        if let Ok(certs) = std::fs::read_dir(dir.join("issued").join(&name)) {
-            for c in certs.flatten() {
-                if let Some(serial) = c.file_name().to_string_lossy().strip_suffix(".crt") {
-                    out.push((serial.to_owned(), when));
-                }
-            }
-        }
+        let when = revoked_when(&entry.path()).unwrap_or_else(unix_now);
+        out.extend(issued_serials(dir, &name).into_iter().map(|s| (s, when)));
     }
     out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
     Ok(out)
 }
