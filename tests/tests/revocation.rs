@@ -60,3 +60,50 @@ fn a_stolen_camera_stays_revoked_after_its_name_is_enrolled_again() {
     let log = fresh.wait_for_log("invalid peer certificate: Revoked");
     assert!(log.contains("invalid peer certificate: Revoked"), "{log}");
 }
+
+#[test]
+fn a_revocation_list_that_disappears_or_breaks_keeps_the_last_good_one() {
+    let w = World::new();
+    w.camera("cam1", "https://127.0.0.1:1", 10, 1000);
+    let ingest = w.start_ingest();
+    run_ok(
+        "sealcam-ingest",
+        &["device", "revoke", "cam1", "--pki", "pki"],
+        w.path(),
+    );
+    ingest.wait_for_log("revocation list reloaded");
+    let refused = || {
+        w.client_with_cert("cam1/device.crt", "cam1/device.key")
+            .get(format!("{}/v1/whoami", ingest.url()))
+            .send()
+            .is_err()
+    };
+    assert!(wait_until(10, refused), "{}", ingest.log_text());
+    let crl = w.path().join("pki/crl.pem");
+    let good = std::fs::read(&crl).unwrap();
+    // Deleted (by the host's operator, or a botched deployment).
+    std::fs::remove_file(&crl).unwrap();
+    let log = ingest.wait_for_log("the revocation list disappeared");
+    assert!(log.contains("keeping the previous one"), "{log}");
+    assert!(refused(), "{}", ingest.log_text());
+    // Replaced by something that does not parse.
+    std::fs::write(
+        &crl,
+        b"-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    assert!(wait_until(10, || ingest
+        .log_text()
+        .matches("keeping the previous one")
+        .count()
+        >= 2));
+    assert!(refused(), "{}", ingest.log_text());
+    // The good one back: reloaded, still refused.
+    std::fs::write(&crl, good).unwrap();
+    assert!(wait_until(10, || ingest
+        .log_text()
+        .matches("revocation list reloaded")
+        .count()
+        >= 2));
+    assert!(refused());
+}

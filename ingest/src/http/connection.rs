@@ -117,8 +117,20 @@ impl Shared {
     }
 
     /// Rebuilds the TLS config with the CRL as it is now on disk, then closes
-    /// every open connection whose certificate it revokes.
+    /// every open connection whose certificate it revokes. A CRL that is
+    /// missing or does not parse is an error, and the previous one stays.
     pub fn reload_crl(&self) -> Result<usize, TransportError> {
+        // A list that was there and is gone is not "nothing revoked": the
+        // one loaded before stays (a deleted file must not lift revocations).
+        if !self.material.crl_path.exists() {
+            return Err(TransportError::Read {
+                path: self.material.crl_path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the revocation list disappeared; restore it, or revoke again to rewrite it",
+                ),
+            });
+        }
         // A new config also starts a new session cache: no session resumed
         // from before the change skips the revocation check.
         let (acceptor, revoked) = self.material.acceptor()?;
