@@ -107,3 +107,51 @@ fn a_revocation_list_that_disappears_or_breaks_keeps_the_last_good_one() {
         >= 2));
     assert!(refused());
 }
+
+#[test]
+fn an_expired_certificate_loses_its_connection_and_cannot_resume() {
+    let w = World::new();
+    let cfg = w.write_camera_config("cam1", "https://127.0.0.1:1", 10, 1000);
+    run_ok(
+        "sealcamd",
+        &[
+            "provision",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--insecure-software-key",
+        ],
+        w.path(),
+    );
+    // A certificate that lasts 6 s.
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "device",
+            "issue",
+            "--pki",
+            "pki",
+            "--csr",
+            "cam1/device.csr",
+            "--out",
+            "cam1/device.crt",
+            "--lifetime",
+            "6s",
+        ],
+        w.path(),
+    );
+    let ingest = w.start_ingest();
+    let client = w.client_with_cert("cam1/device.crt", "cam1/device.key");
+    let whoami = format!("{}/v1/whoami", ingest.url());
+    assert!(client.get(&whoami).send().unwrap().status().is_success());
+    // The open connection is closed when the certificate expires.
+    let log = ingest.wait_for_log("closing connection: its certificate expired");
+    assert!(
+        log.contains("closing connection: its certificate expired"),
+        "{log}"
+    );
+    // The client comes back resuming its TLS session (which skips the
+    // certificate checks of a full handshake): refused after it.
+    assert!(client.get(&whoami).send().is_err());
+    let log = ingest.wait_for_log("certificate outside its validity");
+    assert!(log.contains("connection refused"), "{log}");
+}

@@ -275,6 +275,16 @@ struct Authenticated {
     identity: Identity,
     serial: Vec<u8>,
     cert_der: Vec<u8>,
+    /// Until the certificate expires: the connection is closed then.
+    expires_in: Duration,
+}
+
+/// Seconds since the Unix epoch, as certificates state validity.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// The handshake and the checks of the peer's certificate.
@@ -302,11 +312,25 @@ async fn authenticate(
             in_handshake: false,
         });
     }
+    // rustls checks validity in a full handshake, but a resumed session
+    // brings the certificate it was made with: checked here for both.
+    let now = unix_now();
+    if now < summary.not_before || now >= summary.not_after {
+        return Err(Refused {
+            who: actor(&identity),
+            reason: format!(
+                "certificate outside its validity ({} .. {} Unix s; now {now})",
+                summary.not_before, summary.not_after
+            ),
+            in_handshake: false,
+        });
+    }
     Ok(Authenticated {
         tls,
         identity,
         serial: summary.serial,
         cert_der,
+        expires_in: Duration::from_secs(summary.not_after.saturating_sub(now).unsigned_abs()),
     })
 }
 
@@ -335,6 +359,7 @@ pub async fn handle_connection(
         identity,
         serial,
         cert_der,
+        expires_in,
     } = match authenticate(&acceptor, &shared, tcp).await {
         Ok(a) => a,
         Err(r) => {
@@ -370,6 +395,7 @@ pub async fn handle_connection(
         Role::Device => "device",
         Role::Consumer => "consumer",
     };
+    let peer_name = identity.to_string();
     let peer = Peer {
         identity,
         cert_der: Arc::new(cert_der),
@@ -400,6 +426,8 @@ pub async fn handle_connection(
         .max_concurrent_streams(64);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
     let mut stopping = shared.stopping.subscribe();
     if *stopping.borrow() {
         conn.as_mut().graceful_shutdown();
@@ -413,6 +441,10 @@ pub async fn handle_connection(
                 break;
             }
             _ = close.notified() => break,
+            _ = &mut expiry => {
+                tracing::warn!(%addr, peer = %peer_name, "closing connection: its certificate expired");
+                break;
+            }
             changed = stopping.changed(), if !*stopping.borrow() => {
                 if changed.is_ok() {
                     conn.as_mut().graceful_shutdown();
