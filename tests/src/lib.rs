@@ -281,14 +281,24 @@ impl World {
     /// and provisions the device with a certificate from the world's CA.
     pub fn camera(&self, device: &str, url: &str, frames: u32, fragment_ms: u32) -> PathBuf {
         let cfg = self.write_camera_config(device, url, frames, fragment_ms);
-        let cfg_s = cfg.to_str().unwrap();
-        run_ok(
-            "sealcamd",
-            &["provision", "--config", cfg_s, "--insecure-software-key"],
-            self.path(),
-        );
+        self.provision_software_key(&cfg);
         self.issue_device_cert(device);
         cfg
+    }
+
+    /// `sealcamd provision` of `cfg`'s development software key (reused if
+    /// its key file exists) and certificate request.
+    pub fn provision_software_key(&self, cfg: &Path) {
+        run_ok(
+            "sealcamd",
+            &[
+                "provision",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--insecure-software-key",
+            ],
+            self.path(),
+        );
     }
 
     /// A camera (as [`World::camera`], one-second fragments) that records
@@ -352,13 +362,28 @@ impl World {
 
     /// Issues `<device>/device.crt` from `<device>/device.csr`, replacing it.
     pub fn issue_device_cert(&self, device: &str) {
+        self.issue_device_cert_for(device, "30d");
+    }
+
+    /// [`World::issue_device_cert`] with a certificate valid for `lifetime`
+    /// (`6s`, `30d`).
+    pub fn issue_device_cert_for(&self, device: &str, lifetime: &str) {
         let _ = std::fs::remove_file(self.path().join(format!("{device}/device.crt")));
         let csr = format!("{device}/device.csr");
         let crt = format!("{device}/device.crt");
         run_ok(
             "sealcam-ingest",
             &[
-                "device", "issue", "--pki", "pki", "--csr", &csr, "--out", &crt,
+                "device",
+                "issue",
+                "--pki",
+                "pki",
+                "--csr",
+                &csr,
+                "--out",
+                &crt,
+                "--lifetime",
+                lifetime,
             ],
             self.path(),
         );

@@ -112,16 +112,7 @@ fn camera_as(w: &World, name: &str, device_id: &str, url: &str) -> std::path::Pa
 /// Provisions `cfg`'s key (reused if its key file exists) and has the
 /// fleet CA issue it a certificate, as the holder of the CA key can.
 fn provision_and_issue(w: &World, name: &str, cfg: &Path) {
-    run_ok(
-        "sealcamd",
-        &[
-            "provision",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--insecure-software-key",
-        ],
-        w.path(),
-    );
+    w.provision_software_key(cfg);
     w.issue_device_cert(name);
 }
 

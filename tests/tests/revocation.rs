@@ -112,33 +112,9 @@ fn a_revocation_list_that_disappears_or_breaks_keeps_the_last_good_one() {
 fn an_expired_certificate_loses_its_connection_and_cannot_resume() {
     let w = World::new();
     let cfg = w.write_camera_config("cam1", "https://127.0.0.1:1", 10, 1000);
-    run_ok(
-        "sealcamd",
-        &[
-            "provision",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--insecure-software-key",
-        ],
-        w.path(),
-    );
+    w.provision_software_key(&cfg);
     // A certificate that lasts 6 s.
-    run_ok(
-        "sealcam-ingest",
-        &[
-            "device",
-            "issue",
-            "--pki",
-            "pki",
-            "--csr",
-            "cam1/device.csr",
-            "--out",
-            "cam1/device.crt",
-            "--lifetime",
-            "6s",
-        ],
-        w.path(),
-    );
+    w.issue_device_cert_for("cam1", "6s");
     let ingest = w.start_ingest();
     let client = w.client_with_cert("cam1/device.crt", "cam1/device.key");
     let whoami = format!("{}/v1/whoami", ingest.url());
