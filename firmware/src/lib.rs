@@ -24,6 +24,7 @@
 //!     identity.rs     `sealcamd identity`: the key and certificate shown
 //!   config/       the TOML config, parsed once into validated types
 //!   check.rs      `sealcamd check`: every dependency probed, with its fix
+//!   spool_admin.rs `sealcamd spool`: the queue, and held fragments decided
 //!   daemon.rs     wires the parts together, runs them until told to stop
 //!   metrics.rs    Prometheus metrics on a loopback endpoint (off by default)
 //!   watchdog.rs   systemd's watchdog, fed only while frames flow
@@ -34,12 +35,13 @@
 //!   [`pipeline::live`], [`pipeline::uplink`].
 //! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
 //!   [`trust::recipients`], [`trust::identity`].
-//! * [`config`], [`check`], [`daemon`], [`metrics`], [`watchdog`].
+//! * [`config`], [`check`], [`spool_admin`], [`daemon`], [`metrics`], [`watchdog`].
 
 pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
 pub mod pipeline;
+pub mod spool_admin;
 pub mod trust;
 pub mod watchdog;

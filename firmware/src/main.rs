@@ -56,6 +56,11 @@ enum Command {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
         config: PathBuf,
     },
+    /// What waits in the spool; send again or give up fragments the ingest kept refusing.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
     /// List the cameras on this machine, with the formats, sizes and rates they offer.
     Cameras,
     /// Probe the config, board, capture graph, camera, device key, spool and ingest; print a report.
@@ -68,6 +73,30 @@ enum Command {
         /// Skip the probe of the ingest (a camera on the bench, without its network).
         #[arg(long)]
         offline: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Fragments queued and held, and gaps still to declare.
+    List {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+    },
+    /// Put a held fragment back in the upload queue.
+    Retry {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        sequence: u64,
+    },
+    /// Give a held fragment up: it is deleted and the next manifest
+    /// declares it, signed, as a RefusedByIngest gap.
+    Drop {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        sequence: u64,
     },
 }
 
@@ -110,7 +139,7 @@ fn real_main() -> anyhow::Result<()> {
                     "sealcamd finished"
                 );
                 if report.uplink.rejected > 0 {
-                    anyhow::bail!("{} fragments were refused by the ingest (kept in the spool's rejected/ folder)", report.uplink.rejected);
+                    anyhow::bail!("the ingest kept refusing {} fragments; they are held in the spool's held/ folder, and no gap is declared for them: see `sealcamd spool list`", report.uplink.rejected);
                 }
                 Ok(())
             })
@@ -208,6 +237,28 @@ fn real_main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Spool { command } => match command {
+            SpoolCommand::List { config } => {
+                let cfg = Config::load(&config)?;
+                println!("{}", sealcamd::spool_admin::list(&cfg)?);
+                Ok(())
+            }
+            SpoolCommand::Retry { config, sequence } => {
+                let cfg = Config::load(&config)?;
+                sealcamd::spool_admin::open(&cfg)?.release(sequence)?;
+                println!("fragment {sequence} is queued for upload again");
+                Ok(())
+            }
+            SpoolCommand::Drop { config, sequence } => {
+                let cfg = Config::load(&config)?;
+                let gap = sealcamd::spool_admin::open(&cfg)?.give_up(sequence)?;
+                println!(
+                    "fragment {sequence} given up: the next manifest declares it, signed, as a {:?} gap",
+                    gap.reason
+                );
+                Ok(())
+            }
+        },
         Command::Identity { config } => {
             let cfg = Config::load(&config)?;
             println!("{}", sealcamd::trust::identity::report(&cfg)?);

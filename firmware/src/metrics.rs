@@ -84,7 +84,7 @@ impl DeviceMetrics {
         let fragments_rejected = counter(
             &mut r,
             "fragments_rejected",
-            "Fragments the ingest refused for good (kept in the spool's rejected/ folder)",
+            "Fragments the ingest kept refusing, held in the spool's held/ folder for an operator (`sealcamd spool`)",
         );
         let upload_failures = counter(
             &mut r,

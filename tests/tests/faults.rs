@@ -156,8 +156,8 @@ fn spooled(w: &World, device: &str) -> Vec<PathBuf> {
     fragment_files(&w.path().join(format!("{device}/spool")))
 }
 
-fn rejected(w: &World, device: &str) -> usize {
-    std::fs::read_dir(w.path().join(format!("{device}/spool/front/rejected")))
+fn held(w: &World, device: &str) -> usize {
+    std::fs::read_dir(w.path().join(format!("{device}/spool/front/held")))
         .map(|d| d.count())
         .unwrap_or(0)
 }
@@ -210,7 +210,7 @@ fn twenty_random_cuts_and_blackholes_lose_nothing_and_store_nothing_twice() {
         "{report}\nfaults: {faults:#?}"
     );
     assert!(spooled(&w, "cam1").is_empty());
-    assert_eq!(rejected(&w, "cam1"), 0, "{daemon}");
+    assert_eq!(held(&w, "cam1"), 0, "{daemon}");
     // The link really broke, and the camera noticed.
     assert!(proxy.connections() > 1, "{faults:#?}");
     assert!(daemon.contains("uplink recovered"), "{daemon}");
@@ -278,7 +278,7 @@ fn a_daemon_killed_ten_times_uploads_nothing_corrupt_and_declares_each_loss() {
     }
     // The ingest refused nothing but the live uploads each kill broke off:
     // no torn or corrupt fragment was sent.
-    assert_eq!(rejected(&w, "cam1"), 0);
+    assert_eq!(held(&w, "cam1"), 0);
     let log = ingest.log_text();
     let refused: Vec<&str> = log
         .lines()

@@ -109,6 +109,9 @@ pub struct UploadConfig {
     /// Whether the fragment being recorded is uploaded while it is recorded
     /// (otherwise each fragment is uploaded from the spool once it closes).
     pub live: bool,
+    /// How often a fragment the ingest refuses is sent before it is held in
+    /// the spool for an operator (`sealcamd spool`).
+    pub refusal_tries: u32,
 }
 
 impl Config {

@@ -147,6 +147,8 @@ pub(super) struct RawUpload {
     pub(super) drain_timeout_s: u32,
     #[serde(default = "default_live")]
     pub(super) live: bool,
+    #[serde(default = "default_refusal_tries")]
+    pub(super) refusal_tries: u32,
 }
 
 fn default_drain_timeout() -> u32 {
@@ -155,4 +157,8 @@ fn default_drain_timeout() -> u32 {
 
 fn default_live() -> bool {
     true
+}
+
+fn default_refusal_tries() -> u32 {
+    5
 }

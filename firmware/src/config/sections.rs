@@ -395,11 +395,18 @@ pub(super) fn upload(f: &Fields, raw: &RawUpload) -> Result<UploadConfig, Config
     if !url.starts_with("https://") {
         return Err(f.error("upload.url", format!("{url:?} must start with https://")));
     }
+    if raw.refusal_tries == 0 {
+        return Err(f.error(
+            "upload.refusal_tries",
+            "must be at least 1 (how often a fragment the ingest refuses is sent before it is held)",
+        ));
+    }
     Ok(UploadConfig {
         url,
         ca: f.resolve(&raw.ca),
         drain_timeout: Duration::from_secs(raw.drain_timeout_s.into()),
         live: raw.live,
+        refusal_tries: raw.refusal_tries,
     })
 }
 

@@ -5,6 +5,9 @@
 //! <spool>/<stream>/chain.state                 next sequence, last manifest hash and end time
 //! <spool>/<stream>/running                     a recorder is running (left behind by a crash)
 //! <spool>/<stream>/gaps.pending                gaps to declare in the next manifest
+//! <spool>/<stream>/gaps.lock                   locked while the gaps change
+//! <spool>/<stream>/held/<sequence>.scf         refused by the ingest: waits for an operator
+//! <spool>/<stream>/held/<sequence>.why         the ingest's last answer
 //! <spool>/<stream>/.tmp-*                      being written; removed on start
 //! ```
 //!
@@ -20,10 +23,12 @@ use std::path::{Path, PathBuf};
 use sealcam_base::durable::{self, AtomicFile, DurableError};
 use sealcam_format::{DeclaredGap, GapReason, Name, SealedFragment};
 
+mod held;
 mod state;
 #[cfg(test)]
 use state::STATE_FILE;
 
+pub use held::Held;
 pub use state::ChainState;
 
 const SUFFIX: &str = "scf";
@@ -40,6 +45,8 @@ pub enum SpoolError {
     },
     #[error("spool state {path} is corrupt: {reason}")]
     BadState { path: PathBuf, reason: String },
+    #[error("fragment {sequence} is not held in {dir} (`sealcamd spool list` shows what is)")]
+    NotHeld { dir: PathBuf, sequence: u64 },
 }
 
 fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
@@ -58,6 +65,18 @@ pub struct Spooled {
 }
 
 impl Spooled {
+    /// The gap it leaves if it is never stored, for `reason`.
+    pub fn gap(&self, reason: GapReason) -> DeclaredGap {
+        let (start_unix_ns, end_unix_ns) = self.time_span();
+        DeclaredGap {
+            reason,
+            first_sequence: self.sequence,
+            sequence_count: 1,
+            start_unix_ns,
+            end_unix_ns: end_unix_ns.max(start_unix_ns),
+        }
+    }
+
     /// The wall-clock span its manifest names, where the file still parses
     /// (`(0, 0)` otherwise): for declaring it as a gap.
     pub fn time_span(&self) -> (u64, u64) {
@@ -178,12 +197,7 @@ impl Spool {
     pub fn open(root: &Path, stream: &Name) -> Result<Self, SpoolError> {
         let dir = root.join(stream.as_str());
         fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
-        let spool = Self {
-            dir,
-            full: std::sync::atomic::AtomicBool::new(false),
-            evicted: std::sync::atomic::AtomicU64::new(0),
-            gaps_lock: std::sync::Mutex::new(()),
-        };
+        let spool = Self::at(dir);
         for entry in fs::read_dir(&spool.dir).map_err(io(&spool.dir, "list"))? {
             let entry = entry.map_err(io(&spool.dir, "list"))?;
             let name = entry.file_name();
@@ -193,6 +207,24 @@ impl Spool {
             }
         }
         Ok(spool)
+    }
+
+    /// The spool of `stream` under `root` as it is, for an operator's
+    /// command while the daemon may be running: nothing is created or
+    /// cleaned up.
+    pub fn inspect(root: &Path, stream: &Name) -> Result<Self, SpoolError> {
+        let dir = root.join(stream.as_str());
+        fs::metadata(&dir).map_err(io(&dir, "open"))?;
+        Ok(Self::at(dir))
+    }
+
+    fn at(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            full: std::sync::atomic::AtomicBool::new(false),
+            evicted: std::sync::atomic::AtomicU64::new(0),
+            gaps_lock: std::sync::Mutex::new(()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -328,15 +360,6 @@ impl Spool {
     /// Fragments evicted to make room since the spool was opened.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Moves a fragment the server refused for good out of the queue.
-    pub fn reject(&self, s: &Spooled) -> Result<PathBuf, SpoolError> {
-        let dir = self.dir.join("rejected");
-        fs::create_dir_all(&dir).map_err(io(&dir, "create directory"))?;
-        let to = dir.join(Self::file_name(s.sequence));
-        durable::rename(&s.path, &to)?;
-        Ok(to)
     }
 }
 

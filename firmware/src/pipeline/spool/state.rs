@@ -9,12 +9,21 @@ use sealcam_format::{DeclaredGap, GapReason, ManifestHash, SealedFragment};
 
 use super::{fsync_dir, io, write_durably, Spool, SpoolError};
 
+/// The gaps held for writing: the file's lock goes with the file.
+struct GapsGuard<'a> {
+    _file: fs::File,
+    _thread: std::sync::MutexGuard<'a, ()>,
+}
+
 pub(super) const STATE_FILE: &str = "chain.state";
 /// Present while a recorder runs; found at start, it means the last run
 /// ended uncleanly.
 const RUNNING_FILE: &str = "running";
 /// Gaps waiting to be declared in the next manifest.
 const PENDING_GAPS_FILE: &str = "gaps.pending";
+/// Locked (`flock`) while the gaps are read or changed: `sealcamd spool
+/// drop` declares a gap while the daemon may be recording.
+const GAPS_LOCK_FILE: &str = "gaps.lock";
 /// The newest owner-signed recipient-set version accepted.
 const RECIPIENTS_FILE: &str = "recipients.version";
 
@@ -91,7 +100,7 @@ impl Spool {
 
     /// Records a gap to declare in the next manifest (durably).
     pub fn declare_gap(&self, gap: &DeclaredGap) -> Result<(), SpoolError> {
-        let _guard = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock_gaps()?;
         let mut gaps = self.read_pending_gaps()?;
         gaps.push(*gap);
         self.write_pending_gaps(&gaps)
@@ -100,15 +109,34 @@ impl Spool {
     /// Gaps waiting for a manifest. They stay until [`Spool::clear_gaps`],
     /// called once a manifest declaring them is spooled.
     pub fn pending_gaps(&self) -> Result<Vec<DeclaredGap>, SpoolError> {
-        let _guard = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock_gaps()?;
         self.read_pending_gaps()
     }
 
     /// Forgets the first `n` pending gaps (now declared).
     pub fn clear_gaps(&self, n: usize) -> Result<(), SpoolError> {
-        let _guard = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock_gaps()?;
         let gaps = self.read_pending_gaps()?;
         self.write_pending_gaps(&gaps[n.min(gaps.len())..])
+    }
+
+    /// Holds the gaps against this process's other threads and against
+    /// other processes (the operator's `sealcamd spool drop`) until dropped.
+    fn lock_gaps(&self) -> Result<GapsGuard<'_>, SpoolError> {
+        let thread = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(GAPS_LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path, "open"))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(&path, "lock")(e.into()))?;
+        Ok(GapsGuard {
+            _file: file,
+            _thread: thread,
+        })
     }
 
     fn read_pending_gaps(&self) -> Result<Vec<DeclaredGap>, SpoolError> {

@@ -127,3 +127,49 @@ fn corrupt_state_is_reported() {
         Err(SpoolError::BadState { .. })
     ));
 }
+
+#[test]
+fn a_held_fragment_waits_for_the_operator_and_declares_nothing_until_dropped() {
+    let root = tempfile::tempdir().unwrap();
+    let stream = Name::new("front").unwrap();
+    let spool = Spool::open(root.path(), &stream).unwrap();
+    spool.put(4, b"four").unwrap();
+    spool.put(5, b"five").unwrap();
+    spool.hold(&spool.spooled(4), "409: conflict").unwrap();
+    spool.hold(&spool.spooled(5), "422: no").unwrap();
+    // Out of the queue, no gap declared.
+    assert!(spool.pending().unwrap().is_empty());
+    assert!(spool.pending_gaps().unwrap().is_empty());
+    let held = spool.held().unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|h| (h.sequence, h.why.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(4, "409: conflict"), (5, "422: no")]
+    );
+
+    // The operator's command works on the spool as it is, beside the
+    // daemon's open one: a retry queues it again, a drop declares it.
+    let operator = Spool::inspect(root.path(), &stream).unwrap();
+    operator.release(4).unwrap();
+    assert_eq!(spool.pending().unwrap(), vec![spool.spooled(4)]);
+    assert_eq!(fs::read(&spool.spooled(4).path).unwrap(), b"four");
+    let gap = operator.give_up(5).unwrap();
+    assert_eq!(gap.reason, GapReason::RefusedByIngest);
+    assert_eq!((gap.first_sequence, gap.sequence_count), (5, 1));
+    assert_eq!(spool.pending_gaps().unwrap(), vec![gap]);
+    assert!(spool.held().unwrap().is_empty());
+    // Nothing left in held/ but the directory.
+    assert_eq!(fs::read_dir(spool.dir().join("held")).unwrap().count(), 0);
+
+    let missing = operator.give_up(5).unwrap_err();
+    assert!(
+        matches!(missing, SpoolError::NotHeld { sequence: 5, .. }),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("`sealcamd spool list`"));
+    let Err(nowhere) = Spool::inspect(root.path(), &Name::new("side").unwrap()) else {
+        panic!("a stream without a spool was opened");
+    };
+    assert!(nowhere.to_string().contains("side"), "{nowhere}");
+}

@@ -31,6 +31,14 @@ pub enum UploadError {
         /// The ingest's `Retry-After`, capped.
         retry_after: Option<Duration>,
     },
+    /// The ingest refused a fragment as if for good; tried again until
+    /// `upload.refusal_tries`, then the fragment is held.
+    #[error("ingest refused fragment {sequence} (refusal {tries}): {reason}")]
+    Rejected {
+        sequence: u64,
+        reason: String,
+        tries: u32,
+    },
     /// The link probe (`whoami`) was refused.
     #[error("ingest answered {status} to whoami")]
     ProbeRefused { status: StatusCode },
@@ -57,6 +65,7 @@ pub enum FailureKind {
     Unreachable(ConnectFailure),
     Refused(StatusCode),
     ProbeRefused(StatusCode),
+    Rejected,
     Read,
     LiveTask,
     AnsweredEarly,
@@ -79,6 +88,7 @@ impl UploadError {
             Self::Unreachable { failure, .. } => FailureKind::Unreachable(*failure),
             Self::Refused { status, .. } => FailureKind::Refused(*status),
             Self::ProbeRefused { status } => FailureKind::ProbeRefused(*status),
+            Self::Rejected { .. } => FailureKind::Rejected,
             Self::Read { .. } => FailureKind::Read,
             Self::LiveTask(_) => FailureKind::LiveTask,
             Self::AnsweredEarly => FailureKind::AnsweredEarly,

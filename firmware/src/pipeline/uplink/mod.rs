@@ -26,14 +26,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealcam_format::{DeclaredGap, GapReason, Name};
+use sealcam_format::{GapReason, Name};
 use sealcam_transport::{ExternalSigner, TransportError};
 use tokio::sync::{watch, Notify};
 
 use crate::config::UploadConfig;
 use crate::metrics::DeviceMetrics;
 use crate::pipeline::live::LiveReceiver;
-use crate::pipeline::spool::{Spool, SpoolError, Spooled};
+use crate::pipeline::spool::{Spool, SpoolError};
 
 mod client;
 mod error;
@@ -73,7 +73,8 @@ pub enum UplinkError {
 pub enum Outcome {
     /// Stored now or before (idempotent repeat): delete from the spool.
     Stored,
-    /// Refused for good (malformed, bad signature, conflicting bytes).
+    /// Refused as if for good (malformed, bad signature, conflicting
+    /// bytes): tried again `upload.refusal_tries` times, then held.
     Rejected(String),
     /// No longer in the spool (evicted while waiting).
     Gone,
@@ -105,6 +106,8 @@ pub struct Uplink {
     metrics: Arc<DeviceMetrics>,
     uploaded: AtomicU64,
     rejected: AtomicU64,
+    refusals: Refusals,
+    refusal_tries: u32,
 }
 
 impl Uplink {
@@ -129,6 +132,8 @@ impl Uplink {
             metrics: Arc::default(),
             uploaded: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            refusals: Refusals::default(),
+            refusal_tries: cfg.refusal_tries,
         })
     }
 
@@ -171,6 +176,7 @@ impl Uplink {
         let s = self.spool.spooled(sequence);
         match result {
             Ok(Outcome::Stored) => {
+                self.refusals.forget(sequence);
                 self.metrics
                     .upload_seconds
                     .observe(sent.elapsed().as_secs_f64());
@@ -181,20 +187,29 @@ impl Uplink {
             }
             Ok(Outcome::Gone) => {}
             Ok(Outcome::Rejected(reason)) => {
+                // A refusal may be the server's doing: the camera never
+                // signs an excuse for it. It tries again a few times, then
+                // holds the fragment for an operator (`spool/held.rs`).
+                let tries = self.refusals.note(sequence);
+                if tries < self.refusal_tries {
+                    link.failed(&UploadError::Rejected {
+                        sequence,
+                        reason,
+                        tries,
+                    });
+                    return Ok(());
+                }
                 link.succeeded();
-                // Consumers will miss this sequence number: say why,
-                // signed, in the next manifest.
-                self.spool
-                    .declare_gap(&gap_of(&s, GapReason::RefusedByIngest))?;
-                let to = self.spool.reject(&s)?;
+                self.refusals.forget(sequence);
+                let to = self.spool.hold(&s, &reason)?;
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 self.metrics.fragments_rejected.inc();
-                tracing::error!(sequence, %reason, kept_at = %to.display(), "ingest refused fragment for good");
+                tracing::error!(sequence, %reason, tries, held_at = %to.display(), "the ingest keeps refusing this fragment; it is held, and no gap is declared, until an operator decides: `sealcamd spool retry` sends it again, `sealcamd spool drop` gives it up as a declared gap");
             }
             Ok(Outcome::Damaged(why)) => {
                 tracing::error!(sequence, file = %s.path.display(), %why, "spooled fragment is damaged (the disk corrupted it); removed and declared as a gap");
                 self.spool
-                    .declare_gap(&gap_of(&s, GapReason::SpoolWriteFailed))?;
+                    .declare_gap(&s.gap(GapReason::SpoolWriteFailed))?;
                 self.spool.remove(&s)?;
             }
             Err(err) => {
@@ -243,15 +258,24 @@ impl Uplink {
     }
 }
 
-/// The gap a spooled fragment that will not be stored leaves, with its
-/// time span from its own manifest where that still parses.
-fn gap_of(s: &Spooled, reason: GapReason) -> DeclaredGap {
-    let (start_unix_ns, end_unix_ns) = s.time_span();
-    DeclaredGap {
-        reason,
-        first_sequence: s.sequence,
-        sequence_count: 1,
-        start_unix_ns,
-        end_unix_ns,
+/// How often the ingest has refused each fragment in this run.
+#[derive(Default)]
+struct Refusals(std::sync::Mutex<std::collections::HashMap<u64, u32>>);
+
+impl Refusals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one more refusal of `sequence`; returns how many so far.
+    fn note(&self, sequence: u64) -> u32 {
+        let mut m = self.lock();
+        let n = m.entry(sequence).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    fn forget(&self, sequence: u64) {
+        self.lock().remove(&sequence);
     }
 }
