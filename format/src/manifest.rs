@@ -98,6 +98,60 @@ impl GapReason {
         })
     }
 
+    /// Every reason, in code order.
+    pub const ALL: [Self; 7] = [
+        Self::Restart,
+        Self::Crash,
+        Self::SpoolEvicted,
+        Self::SourceStalled,
+        Self::ClockJump,
+        Self::RefusedByIngest,
+        Self::SpoolWriteFailed,
+    ];
+
+    /// Its name on the command line (`--accept-gap refused-by-ingest`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::Crash => "crash",
+            Self::SpoolEvicted => "spool-evicted",
+            Self::SourceStalled => "source-stalled",
+            Self::ClockJump => "clock-jump",
+            Self::RefusedByIngest => "refused-by-ingest",
+            Self::SpoolWriteFailed => "spool-write-failed",
+        }
+    }
+
+    /// The reason named `name` (see [`GapReason::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Whether the receiving service could have brought this gap about
+    /// without touching the camera: by refusing a fragment until an operator
+    /// gave it up (`RefusedByIngest`), or by refusing service until the
+    /// camera's spool overflowed (`SpoolEvicted`; a network outage does the
+    /// same). A verifier accepts such a gap only when asked to by name.
+    pub fn server_can_cause(self) -> bool {
+        matches!(self, Self::RefusedByIngest | Self::SpoolEvicted)
+    }
+
+    /// Who could have caused a gap of this reason, for reports.
+    pub fn who_could_cause(self) -> &'static str {
+        match self {
+            Self::SpoolEvicted => {
+                "the ingest (refusing service until the spool overflowed), the network, or the camera's spool limits"
+            }
+            Self::RefusedByIngest => {
+                "the ingest (refusing the fragment), with the camera operator's consent"
+            }
+            Self::Restart | Self::Crash => "whoever stops or powers the camera",
+            Self::SourceStalled => "the camera's sensor or whoever covers or disconnects it",
+            Self::ClockJump => "the camera's clock or its time source",
+            Self::SpoolWriteFailed => "the camera's storage",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::Restart => "recorder restarted",
@@ -321,5 +375,26 @@ impl Manifest {
             .map(|r| r.recipient.to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GapReason;
+
+    #[test]
+    fn every_gap_reason_has_one_name_and_all_lists_every_code() {
+        let from_codes: Vec<GapReason> = (0..=u8::MAX).filter_map(GapReason::from_u8).collect();
+        assert_eq!(from_codes, GapReason::ALL);
+        for r in GapReason::ALL {
+            assert_eq!(GapReason::from_name(r.name()), Some(r));
+        }
+        assert_eq!(GapReason::from_name("Refused"), None);
+        let server: Vec<&str> = GapReason::ALL
+            .into_iter()
+            .filter(|r| r.server_can_cause())
+            .map(GapReason::name)
+            .collect();
+        assert_eq!(server, ["spool-evicted", "refused-by-ingest"]);
     }
 }
