@@ -18,6 +18,7 @@
 mod codec;
 mod ebml;
 pub mod fragment;
+pub mod head;
 pub mod keys;
 pub mod manifest;
 pub mod mkv;
