@@ -98,6 +98,21 @@ impl ChainReport {
         self.failures.is_empty() && self.gaps.is_empty()
     }
 
+    /// The declared gaps a server could have brought about
+    /// ([`GapReason::server_can_cause`]) whose reason is not in `accepted`:
+    /// a verifier counts them as failures unless the user accepts the
+    /// reason by name.
+    ///
+    /// [`GapReason::server_can_cause`]: crate::GapReason::server_can_cause
+    pub fn unaccepted<'a>(
+        &'a self,
+        accepted: &'a [crate::GapReason],
+    ) -> impl Iterator<Item = &'a Declared> + 'a {
+        self.declared
+            .iter()
+            .filter(|d| d.gap.reason.server_can_cause() && !accepted.contains(&d.gap.reason))
+    }
+
     pub fn frame_count(&self) -> u64 {
         self.verified.iter().map(|v| u64::from(v.frame_count)).sum()
     }

@@ -137,9 +137,18 @@ fn objects(ingest: &Ingest, device: &str, kind: &str) -> Vec<u64> {
 
 /// `sealcam fetch` then `sealcam verify` of `device/front`: the report.
 fn verify(w: &World, ingest: &Ingest, device: &str) -> String {
+    verify_with(w, ingest, device, &[])
+}
+
+/// [`verify`] with more arguments to `sealcam verify`.
+fn verify_with(w: &World, ingest: &Ingest, device: &str, extra: &[&str]) -> String {
     let out_dir = format!("{device}-fetched");
-    w.fetch(ingest, device, &out_dir);
-    let out = run("sealcam", &["verify", &out_dir], w.path());
+    if !w.path().join(&out_dir).exists() {
+        w.fetch(ingest, device, &out_dir);
+    }
+    let mut args = vec!["verify", out_dir.as_str()];
+    args.extend_from_slice(extra);
+    let out = run("sealcam", &args, w.path());
     let report = text(&out.stdout);
     assert!(
         out.status.success(),
@@ -315,8 +324,22 @@ fn a_long_outage_evicts_the_oldest_declares_them_and_uploads_the_rest() {
     assert!(daemon.contains("spool full"), "{daemon}");
 
     let seqs = stored(&ingest, "cam1");
-    let report = verify(&w, &ingest, "cam1");
+    // An outage long enough to overflow the spool is one the server (or
+    // the network) can cause at will: the camera's signed excuse does not
+    // pass unless the user accepts it by name.
+    w.fetch(&ingest, "cam1", "cam1-fetched");
+    let refused = run("sealcam", &["verify", "cam1-fetched"], w.path());
+    let text_refused = text(&refused.stdout);
+    assert!(!refused.status.success(), "{text_refused}");
+    assert!(
+        text_refused.contains("one the server could have caused")
+            && text_refused.contains("--accept-gap spool-evicted")
+            && text_refused.contains("result:    FAILED"),
+        "{text_refused}"
+    );
+    let report = verify_with(&w, &ingest, "cam1", &["--accept-gap", "spool-evicted"]);
     assert!(report.contains("spool full"), "{report}");
+    assert!(report.contains("accepted:  spool full"), "{report}");
     // The oldest went; what was kept and everything after the outage arrived.
     assert!(seqs[0] > 0, "{seqs:?}");
     let last = *seqs.last().unwrap();

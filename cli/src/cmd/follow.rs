@@ -174,6 +174,11 @@ fn report_gap(first: u64, last: u64, next: &SealedFragment<'_>) {
         g.first_sequence <= first && g.first_sequence.saturating_add(g.sequence_count) > last
     });
     match declared {
+        Some(g) if g.reason.server_can_cause() => eprintln!(
+            "warning: sequences {first}..={last} missing, declared by the camera ({}), a gap the server could have caused: {}",
+            g.reason.describe(),
+            g.reason.who_could_cause()
+        ),
         Some(g) => eprintln!(
             "gap: sequences {first}..={last} missing, declared by the camera ({})",
             g.reason.describe()

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use sealcam_format::verify::ChainReport;
+use sealcam_format::GapReason;
 use sealcam_transport::{identity, pem};
 
 use crate::anchor::AnchorArgs;
@@ -18,10 +19,25 @@ pub struct Args {
     pub ca: Option<PathBuf>,
     #[command(flatten)]
     pub anchor: AnchorArgs,
+    /// Accept declared gaps of this reason that the server could have
+    /// caused (`refused-by-ingest`, `spool-evicted`); without it they fail
+    /// verification. Repeat for several.
+    #[arg(long = "accept-gap", value_name = "REASON", value_parser = gap_reason)]
+    pub accept_gaps: Vec<GapReason>,
 }
 
-/// Prints the report; returns whether everything verified.
-pub fn print_report(report: &ChainReport) -> bool {
+/// A gap reason by its name (`GapReason::name`).
+pub fn gap_reason(name: &str) -> Result<GapReason, String> {
+    GapReason::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = GapReason::ALL.iter().map(|r| r.name()).collect();
+        format!("unknown gap reason {name:?}; one of: {}", names.join(", "))
+    })
+}
+
+/// Prints the report; returns whether everything verified, with the
+/// declared gaps a server could have caused failing unless their reason is
+/// in `accepted`.
+pub fn print_report(report: &ChainReport, accepted: &[GapReason]) -> bool {
     let (Some(first), Some(last)) = (report.verified.first(), report.verified.last()) else {
         println!("verified:  no fragment verified");
         for f in &report.failures {
@@ -87,12 +103,31 @@ pub fn print_report(report: &ChainReport) -> bool {
             )
         };
         println!(
-            "declared:  {} .. {}: {} ({seqs}; signed in fragment {})",
+            "declared:  {} .. {}: {} ({seqs}; signed in fragment {}); could be caused by {}",
             super::rfc3339(g.start_unix_ns),
             super::rfc3339(g.end_unix_ns),
             g.reason.describe(),
-            d.declared_by
+            d.declared_by,
+            g.reason.who_could_cause()
         );
+    }
+    let unaccepted: Vec<_> = report.unaccepted(accepted).collect();
+    for d in &unaccepted {
+        println!(
+            "GAP:       the gap declared in fragment {} ({}) is one the server could have caused; it fails verification unless you accept it with --accept-gap {}",
+            d.declared_by,
+            d.gap.reason.describe(),
+            d.gap.reason.name()
+        );
+    }
+    for r in accepted {
+        if report.declared.iter().any(|d| d.gap.reason == *r) {
+            println!(
+                "accepted:  {} gaps (--accept-gap {})",
+                r.describe(),
+                r.name()
+            );
+        }
     }
     if report.gaps.is_empty() {
         println!("undeclared gaps: none");
@@ -106,7 +141,7 @@ pub fn print_report(report: &ChainReport) -> bool {
     for f in &report.failures {
         println!("FAILED:    {}: {}", f.label, f.reason);
     }
-    let ok = report.is_ok();
+    let ok = report.is_ok() && unaccepted.is_empty();
     println!("result:    {}", if ok { "OK" } else { "FAILED" });
     ok
 }
@@ -124,5 +159,5 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         println!("roster:    version {} signed by the owner", r.version);
     }
     let report = dir.verify(roster.as_ref())?;
-    Ok(print_report(&report))
+    Ok(print_report(&report, &args.accept_gaps))
 }
