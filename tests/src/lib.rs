@@ -14,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod faultproxy;
+pub mod lying_ingest;
 pub mod qemu;
 pub mod s3;
 pub mod swtpm;

@@ -24,6 +24,12 @@ use crate::api::{parse_stream, Api, StreamArgs};
 
 /// Longest wait of one long poll, in seconds (the ingest caps it too).
 const POLL_S: u64 = 25;
+/// A feed with no new fragment for this many fragment durations is
+/// reported as frozen, and a fragment recorded this many durations ago as
+/// not live.
+const FROZEN_AFTER: u64 = 3;
+/// The fragment duration assumed until the first fragment shows it.
+const DEFAULT_FRAGMENT_NS: u64 = 2_000_000_000;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -91,9 +97,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let stop = sealcam_base::stop_signal();
     tokio::pin!(stop);
     let mut failures = 0u32;
+    let mut fresh = Freshness::new();
     'follow: loop {
+        fresh.check();
         let query = FragmentQuery {
-            wait_s: Some(POLL_S),
+            wait_s: Some(fresh.poll_s()),
             after,
             ..FragmentQuery::default()
         };
@@ -119,6 +127,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         for e in entries {
+            // Only what comes after the last fragment shown: a server that
+            // offers an older one again is passing old footage off as live.
+            if let Some((ps, _)) = prev {
+                if e.sequence <= ps {
+                    eprintln!(
+                        "refused: the ingest offered fragment {} again after {ps} was shown (old footage replayed as live); not shown",
+                        e.sequence
+                    );
+                    continue;
+                }
+            }
             let bytes = api.fragment(&device, &stream, e.sequence).await?;
             let frag = SealedFragment::parse(&bytes)
                 .with_context(|| format!("fragment {} is malformed", e.sequence))?;
@@ -147,11 +166,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .open(&consumer)
                 .with_context(|| format!("fragment {}", e.sequence))?;
             out.write(&opened.track, &opened.frames, e.sequence)?;
-            let behind_ms = now_unix_ns().saturating_sub(m.end_unix_ns) / 1_000_000;
+            let behind_ns = now_unix_ns().saturating_sub(m.end_unix_ns);
             eprintln!(
                 "fragment {}: {} frames, {} ms behind the camera",
-                e.sequence, m.frame_count, behind_ms
+                e.sequence,
+                m.frame_count,
+                behind_ns / 1_000_000
             );
+            fresh.shown(m.end_unix_ns.saturating_sub(m.start_unix_ns));
+            if behind_ns > FROZEN_AFTER * fresh.fragment_ns {
+                eprintln!(
+                    "warning: fragment {} was recorded {} s ago: this is not live (the server held it back, or the camera uploaded it late from its spool)",
+                    e.sequence,
+                    behind_ns / 1_000_000_000
+                );
+            }
             prev = Some((e.sequence, frag.manifest_hash()));
             after = Some(e.sequence);
             shown += 1;
@@ -167,6 +196,60 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 fn now_unix_ns() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
+}
+
+/// Whether the feed keeps up: when the last new fragment came, and how
+/// long fragments last.
+struct Freshness {
+    last_new: std::time::Instant,
+    fragment_ns: u64,
+    /// The freeze in progress has been reported.
+    frozen: bool,
+}
+
+impl Freshness {
+    fn new() -> Self {
+        Self {
+            last_new: std::time::Instant::now(),
+            fragment_ns: DEFAULT_FRAGMENT_NS,
+            frozen: false,
+        }
+    }
+
+    /// How long one long poll may wait: short enough to notice a freeze.
+    fn poll_s(&self) -> u64 {
+        (FROZEN_AFTER * self.fragment_ns)
+            .div_ceil(1_000_000_000)
+            .clamp(1, POLL_S)
+    }
+
+    /// A new fragment lasting `duration_ns` was shown.
+    fn shown(&mut self, duration_ns: u64) {
+        if self.frozen {
+            eprintln!(
+                "feed resumed after {} s without a new fragment",
+                self.last_new.elapsed().as_secs()
+            );
+        }
+        self.frozen = false;
+        self.last_new = std::time::Instant::now();
+        if duration_ns > 0 {
+            self.fragment_ns = duration_ns;
+        }
+    }
+
+    /// Reports, once per freeze, a feed with no new fragment for
+    /// [`FROZEN_AFTER`] fragment durations.
+    fn check(&mut self) {
+        let quiet = self.last_new.elapsed();
+        if !self.frozen && quiet.as_nanos() > u128::from(FROZEN_AFTER * self.fragment_ns) {
+            self.frozen = true;
+            eprintln!(
+                "warning: the feed is frozen: no new fragment for {} s ({FROZEN_AFTER} fragment durations); the camera is offline, or the server is holding fragments back",
+                quiet.as_secs()
+            );
+        }
+    }
 }
 
 fn report_gap(first: u64, last: u64, next: &SealedFragment<'_>) {
