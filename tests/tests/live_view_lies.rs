@@ -100,6 +100,7 @@ fn old_footage_offered_again_is_refused_and_never_shown_twice() {
     let mut viewer = follow(&w, &liar, "follow.log", "5");
     assert!(wait_until(90, || matches!(viewer.try_wait(), Ok(Some(_)))));
     let _ = camera.kill();
+    let _ = camera.wait();
     let log = std::fs::read_to_string(w.path().join("follow.log")).unwrap();
     assert!(viewer.wait().unwrap().success(), "{log}");
     assert!(
@@ -152,7 +153,9 @@ fn a_feed_held_back_is_reported_frozen_and_then_resumed() {
         log()
     );
     let _ = viewer.kill();
+    let _ = viewer.wait();
     let _ = camera.kill();
+    let _ = camera.wait();
     let seqs = shown(&log());
     assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
 }
