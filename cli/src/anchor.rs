@@ -49,15 +49,19 @@ impl AnchorArgs {
                 )
             })?;
         if !self.tpm_ca.is_empty() {
-            check_evidence(&roster, &self.tpm_ca)?;
+            let checked = check_evidence(&roster, &self.tpm_ca)?;
+            eprintln!(
+                "roster: the TPM evidence of {checked} key(s) holds against the TPM maker CAs given"
+            );
         }
         Ok(Some(roster))
     }
 }
 
 /// Checks the TPM evidence of every TPM-resident key in `roster` against
-/// the makers' CAs in `tpm_ca`.
-fn check_evidence(roster: &DeviceRoster, tpm_ca: &[PathBuf]) -> anyhow::Result<()> {
+/// the makers' CAs in `tpm_ca`; returns how many it checked.
+fn check_evidence(roster: &DeviceRoster, tpm_ca: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut checked = 0;
     let mut roots = Vec::new();
     for path in tpm_ca {
         let certs =
@@ -75,7 +79,8 @@ fn check_evidence(roster: &DeviceRoster, tpm_ca: &[PathBuf]) -> anyhow::Result<(
                     )
                 },
             )?;
+            checked += 1;
         }
     }
-    Ok(())
+    Ok(checked)
 }

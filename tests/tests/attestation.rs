@@ -154,6 +154,11 @@ fn a_tpm_camera_enrolls_with_attestation_and_the_owner_records_its_evidence() {
         "{}",
         text(&out.stdout)
     );
+    assert!(
+        text(&out.stderr).contains("the TPM evidence of 1 key(s) holds"),
+        "{}",
+        text(&out.stderr)
+    );
     let mut foreign = anchored.to_vec();
     foreign.extend_from_slice(&["--tpm-ca", other_maker.to_str().unwrap()]);
     let out = run("sealcam", &foreign, w.path());
