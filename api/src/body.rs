@@ -14,6 +14,83 @@ pub struct EnrollRequest {
     /// The TPM's endorsement-key certificate, base64 DER, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ek_certificate: Option<String>,
+    /// The proof that the CSR's key lives in the TPM of `ek_certificate`:
+    /// TPM2_Certify of the device key by an attestation key that activated
+    /// the credential of `POST /v1/enroll/challenge`. Without it the key is
+    /// enrolled as a software key, where the fleet allows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<EnrollAttestation>,
+}
+
+/// TPM evidence sent with an enrollment: every field is the TPM's own
+/// encoding, base64 in JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollAttestation {
+    /// `issued_unix` of the challenge answered: with the EK certificate
+    /// and the attestation key, what the enrolling authority recomputes the
+    /// challenge's secret from (it keeps no state between the two steps).
+    pub issued_unix: u64,
+    /// The attestation key's TPM2B_PUBLIC, as sent to the challenge.
+    #[serde(with = "b64")]
+    pub attestation_key: Vec<u8>,
+    /// The device key's TPM2B_PUBLIC.
+    #[serde(with = "b64")]
+    pub key_public: Vec<u8>,
+    /// TPM2_Certify's TPM2B_ATTEST of the device key, whose qualifying
+    /// data is the secret the credential released.
+    #[serde(with = "b64")]
+    pub certify_info: Vec<u8>,
+    /// The attestation key's TPMT_SIGNATURE over `certify_info`.
+    #[serde(with = "b64")]
+    pub certify_signature: Vec<u8>,
+}
+
+/// `POST /v1/enroll/challenge` on the enrollment port: the first step of an
+/// enrollment with TPM attestation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    /// The TPM's endorsement-key certificate, DER (base64). The endorsement
+    /// key itself is rebuilt from it with the TCG default template.
+    #[serde(with = "b64")]
+    pub ek_certificate: Vec<u8>,
+    /// A fresh attestation key's TPM2B_PUBLIC (base64), created under that
+    /// endorsement key.
+    #[serde(with = "b64")]
+    pub attestation_key: Vec<u8>,
+}
+
+/// The answer to a [`ChallengeRequest`]: TPM2_MakeCredential's output,
+/// which only the TPM holding the endorsement key releases, and only to
+/// the attestation key, through TPM2_ActivateCredential.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// TPM2B_ID_OBJECT (base64).
+    #[serde(with = "b64")]
+    pub id_object: Vec<u8>,
+    /// TPM2B_ENCRYPTED_SECRET (base64).
+    #[serde(with = "b64")]
+    pub encrypted_secret: Vec<u8>,
+    /// When the challenge was made; sent back in [`EnrollAttestation`].
+    pub issued_unix: u64,
+    /// For how many seconds after `issued_unix` the enrollment is accepted.
+    pub valid_s: u64,
+}
+
+/// Bytes as standard base64 strings in JSON.
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `POST /v1/renew` on the mutual-TLS port, by a device for itself.
@@ -161,7 +238,65 @@ pub struct FragmentQuery {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..300)
+    }
+
+    proptest! {
+        #[test]
+        fn attestation_messages_round_trip(
+            a in bytes(), b in bytes(), c in bytes(), d in bytes(), t in any::<u64>(),
+        ) {
+            let challenge = ChallengeRequest { ek_certificate: a.clone(), attestation_key: b.clone() };
+            let text = serde_json::to_string(&challenge).unwrap();
+            prop_assert_eq!(serde_json::from_str::<ChallengeRequest>(&text).unwrap(), challenge);
+            let answer = ChallengeResponse { id_object: a.clone(), encrypted_secret: b.clone(), issued_unix: t, valid_s: 300 };
+            let text = serde_json::to_string(&answer).unwrap();
+            prop_assert_eq!(serde_json::from_str::<ChallengeResponse>(&text).unwrap(), answer);
+            let enroll = EnrollRequest {
+                token: Some("t".into()),
+                csr: "CSR".into(),
+                ek_certificate: None,
+                attestation: Some(EnrollAttestation {
+                    issued_unix: t, attestation_key: a, key_public: b, certify_info: c, certify_signature: d,
+                }),
+            };
+            let text = serde_json::to_string(&enroll).unwrap();
+            prop_assert_eq!(serde_json::from_str::<EnrollRequest>(&text).unwrap(), enroll);
+        }
+
+        #[test]
+        fn any_text_never_panics_the_attestation_decoders(text in "\\PC{0,200}") {
+            let _ = serde_json::from_str::<ChallengeRequest>(&text);
+            let _ = serde_json::from_str::<ChallengeResponse>(&text);
+            let _ = serde_json::from_str::<EnrollRequest>(&text);
+        }
+
+        #[test]
+        fn a_field_that_is_not_base64_is_refused(field in "[^A-Za-z0-9+/=]{1,20}") {
+            let text = serde_json::json!({"ek_certificate": field, "attestation_key": ""}).to_string();
+            prop_assert!(serde_json::from_str::<ChallengeRequest>(&text).is_err());
+        }
+    }
+
+    #[test]
+    fn attestation_bytes_are_sent_as_base64() -> Result<(), serde_json::Error> {
+        let req = ChallengeRequest {
+            ek_certificate: vec![0xff, 0],
+            attestation_key: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&req)?,
+            r#"{"ek_certificate":"/wA=","attestation_key":""}"#
+        );
+        Ok(())
+    }
 
     #[test]
     fn an_enrollment_without_token_or_ek_sends_only_the_csr() -> Result<(), serde_json::Error> {

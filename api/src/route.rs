@@ -38,6 +38,10 @@ pub enum Route {
     /// `POST /v1/enroll` (enrollment port): a camera asks for its first
     /// certificate.
     Enroll,
+    /// `POST /v1/enroll/challenge` (enrollment port): a camera with a TPM
+    /// asks for the credential its attestation key must activate before
+    /// it enrolls with TPM evidence.
+    EnrollChallenge,
 }
 
 /// Why a request names no [`Route`].
@@ -84,6 +88,7 @@ impl Route {
             ["v1", "renew"] => (Self::Renew, &Method::POST),
             ["v1", "whoami"] => (Self::WhoAmI, &Method::GET),
             ["v1", "enroll"] => (Self::Enroll, &Method::POST),
+            ["v1", "enroll", "challenge"] => (Self::EnrollChallenge, &Method::POST),
             ["v1", "streams"] => (Self::ListStreams, &Method::GET),
             ["v1", "streams", d, s, "fragments"] => (
                 Self::ListFragments {
@@ -123,7 +128,7 @@ impl Route {
     pub fn method(&self) -> Method {
         match self {
             Self::Upload { .. } => Method::PUT,
-            Self::Renew | Self::Enroll => Method::POST,
+            Self::Renew | Self::Enroll | Self::EnrollChallenge => Method::POST,
             Self::WhoAmI
             | Self::ListStreams
             | Self::ListFragments { .. }
@@ -143,6 +148,7 @@ impl Route {
             Self::Renew => "/v1/renew".into(),
             Self::WhoAmI => "/v1/whoami".into(),
             Self::Enroll => "/v1/enroll".into(),
+            Self::EnrollChallenge => "/v1/enroll/challenge".into(),
             Self::ListStreams => "/v1/streams".into(),
             Self::ListFragments { device, stream } => {
                 format!("/v1/streams/{device}/{stream}/fragments")
@@ -166,6 +172,7 @@ impl Route {
             Self::Renew => "renew",
             Self::WhoAmI => "whoami",
             Self::Enroll => "enroll",
+            Self::EnrollChallenge => "enroll-challenge",
         }
     }
 
@@ -185,7 +192,11 @@ impl Route {
             } => Some(format!("{device}/{stream}/{sequence}")),
             Self::ListFragments { device, stream } => Some(format!("{device}/{stream}")),
             Self::DeviceCertificate { device } => Some(device.to_string()),
-            Self::Renew | Self::WhoAmI | Self::Enroll | Self::ListStreams => None,
+            Self::Renew
+            | Self::WhoAmI
+            | Self::Enroll
+            | Self::EnrollChallenge
+            | Self::ListStreams => None,
         }
     }
 }
@@ -228,6 +239,7 @@ mod tests {
             Route::Renew,
             Route::WhoAmI,
             Route::Enroll,
+            Route::EnrollChallenge,
             Route::ListStreams,
             Route::ListFragments {
                 device: name("cam1"),
@@ -265,6 +277,7 @@ mod tests {
                 ("renew", None),
                 ("whoami", None),
                 ("enroll", None),
+                ("enroll-challenge", None),
                 ("list", None),
                 ("list", Some("cam1/front".into())),
                 ("read", Some(format!("cam1/front/{}", u64::MAX))),

@@ -32,7 +32,9 @@ mod wire;
 pub use certify::{CertifyInfo, TpmSignature};
 pub use credential::{make_credential, Credential};
 pub use public::{HashAlg, PublicKey, TpmPublic};
-pub use verify::{check_ek_certificate, verify_evidence};
+pub use verify::{
+    check_ek_certificate, ek_from_certificate, verify_evidence, verify_evidence_unanchored,
+};
 
 /// Why TPM evidence or a TPM structure was refused: one variant per check.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -42,6 +42,27 @@ pub fn verify_evidence(
     nonce: Option<&[u8]>,
     manufacturer_roots: &[Vec<u8>],
 ) -> Result<(), AttestError> {
+    check_evidence(evidence, device_key, nonce, Some(manufacturer_roots))
+}
+
+/// [`verify_evidence`] without the maker chain: for an enrolling
+/// authority whose fleet names no TPM maker CA (development), which still
+/// refuses evidence that does not hold together, and leaves the question of
+/// the maker to the owner, who checks it before signing the roster.
+pub fn verify_evidence_unanchored(
+    evidence: &TpmEvidence,
+    device_key: &DeviceVerifyingKey,
+    nonce: Option<&[u8]>,
+) -> Result<(), AttestError> {
+    check_evidence(evidence, device_key, nonce, None)
+}
+
+fn check_evidence(
+    evidence: &TpmEvidence,
+    device_key: &DeviceVerifyingKey,
+    nonce: Option<&[u8]>,
+    manufacturer_roots: Option<&[Vec<u8>]>,
+) -> Result<(), AttestError> {
     let ak = TpmPublic::decode(&evidence.attestation_key)?;
     let key = TpmPublic::decode(&evidence.key_public)?;
     let info = CertifyInfo::decode(&evidence.certify_info)?;
@@ -67,7 +88,9 @@ pub fn verify_evidence(
         }
     }
     let cert = parse_certificate(&evidence.ek_certificate)?;
-    chain_to_roots(&cert, manufacturer_roots)?;
+    if let Some(roots) = manufacturer_roots {
+        chain_to_roots(&cert, roots)?;
+    }
     // The TPM names the signing key's place in its hierarchy in what it
     // signs: this binds every byte of the AK's public area to the EK in
     // the certificate.
@@ -166,6 +189,22 @@ fn chain_to_roots(cert: &X509Certificate<'_>, roots: &[Vec<u8>]) -> Result<(), A
     Err(AttestError::EkNotFromManufacturer {
         issuer: cert.issuer().to_string(),
     })
+}
+
+/// The endorsement key of an EK certificate (DER), rebuilt with the TCG
+/// default template for its kind of key: what an enrolling authority makes
+/// a credential for. If the TPM's EK was made otherwise, the TPM cannot
+/// activate the credential, and the enrollment fails safe. With
+/// `manufacturer_roots`, the certificate must chain to one of them.
+pub fn ek_from_certificate(
+    ek_certificate: &[u8],
+    manufacturer_roots: Option<&[Vec<u8>]>,
+) -> Result<TpmPublic, AttestError> {
+    let cert = parse_certificate(ek_certificate)?;
+    if let Some(roots) = manufacturer_roots {
+        chain_to_roots(&cert, roots)?;
+    }
+    ek_public_from_certificate(&cert)
 }
 
 /// For the enrolling authority: checks that `ek` (the endorsement key the

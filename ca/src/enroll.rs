@@ -74,10 +74,12 @@ impl FleetCa {
         Ok(token)
     }
 
-    /// Consumes a device's enrollment token and issues its certificate. The
+    /// Consumes a device's enrollment token and issues its certificate.
+    /// Only through [`FleetCa::enroll_request`], which checks the TPM
+    /// evidence first. The
     /// token is removed before the certificate is issued: it can never be used
     /// twice, even across a crash.
-    pub fn enroll(
+    pub(crate) fn enroll(
         &self,
         csr_pem: &str,
         token: &str,
@@ -122,7 +124,7 @@ impl FleetCa {
 
     /// Enrollment without a token: the first request files the CSR for an
     /// operator; once approved, the same request returns the certificate.
-    pub fn request_approval(
+    pub(crate) fn request_approval(
         &self,
         csr_pem: &str,
         ek: (&EkPolicy, Option<&[u8]>),

@@ -20,6 +20,12 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("CSR {path} is not acceptable: {reason}")]
     BadCsr { path: PathBuf, reason: CsrError },
+    #[error("{path} is unusable: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+    #[error("no TPM evidence is kept for device {device}: it enrolled with a software key, without attestation, or before attestation existed")]
+    NoEvidence { device: Name },
+    #[error("device {device} has TPM evidence for several keys ({fingerprints}); name one with --fingerprint")]
+    AmbiguousEvidence { device: Name, fingerprints: String },
 }
 
 /// Why a certificate signing request is not acceptable.
@@ -58,6 +64,10 @@ pub enum EnrollError {
     BadCsr(CsrError),
     #[error("this fleet requires a genuine TPM: {0}")]
     Ek(EkRefusal),
+    #[error("the TPM attestation is refused: {0}")]
+    Attestation(crate::AttestRefusal),
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
     #[error(transparent)]
     Pki(#[from] PkiError),
 }
@@ -70,4 +80,6 @@ pub enum EkRefusal {
     Missing,
     #[error("its endorsement-key certificate was not issued by an accepted TPM maker CA")]
     UnknownMaker,
+    #[error("the camera sent no TPM attestation of its device key (a software key, or firmware that does not attest); enroll with the key in the TPM")]
+    NoAttestation,
 }

@@ -11,6 +11,10 @@
 //! * [`issue`](FleetCa::renew): `issue.rs`, certificates and CSR checks.
 //! * [`enroll`](FleetCa::enroll): `enroll.rs`, tokens, pending requests,
 //!   approval, the TPM endorsement-key policy.
+//! * [`attestation`](FleetCa::attestation_challenge): `attest.rs`, TPM
+//!   attestation at enrollment (a stateless challenge, the evidence checks,
+//!   the evidence kept per issued key); [`FleetCa::enroll_request`] is
+//!   the whole of `POST /v1/enroll`.
 //! * [`revoke`](FleetCa::revoke): `revoke.rs`, revocation and the CRL.
 //! * `files.rs`: its files, written durably.
 //!
@@ -27,6 +31,8 @@
 //! <pki>/revoked-serials/<serial> a certificate revoked for good (its name, when)
 //! <pki>/crl.pem                  revocation list signed by the CA
 //! <pki>/ek/<device>.der          the TPM endorsement-key certificate a device sent
+//! <pki>/attest.key               the key of the stateless attestation challenges (0600)
+//! <pki>/evidence/device/<device>/<fingerprint>.evidence  TPM evidence per issued key
 //! ```
 //!
 //! Device certificates are issued from a CSR made on the camera, so the
@@ -35,12 +41,14 @@
 
 use std::path::{Path, PathBuf};
 
+mod attest;
 mod enroll;
 mod error;
 mod files;
 mod issue;
 mod revoke;
 
+pub use attest::{AttestRefusal, CHALLENGE_KEY, CHALLENGE_VALIDITY_S};
 pub use enroll::{Approval, EkPolicy, PendingRequest};
 pub use error::{CsrError, EkRefusal, EnrollError, PkiError};
 pub use issue::{check_csr, parse_lifetime, write_issued, CheckedCsr};

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sealcam_format::roster::{DeviceRoster, SignedDeviceRoster};
+use sealcam_format::roster::{DeviceRoster, KeyOrigin, SignedDeviceRoster};
 
 use crate::owner_key;
 
@@ -21,6 +21,12 @@ pub struct AnchorArgs {
     /// speaks for which camera, and when.
     #[arg(long, requires = "owner")]
     pub roster: Option<PathBuf>,
+    /// A TPM maker's CA certificate (PEM; repeatable): check the TPM
+    /// evidence of every TPM-resident key in the roster against these
+    /// again, offline, rather than rely on the owner's check when it was
+    /// added.
+    #[arg(long = "tpm-ca", requires = "roster")]
+    pub tpm_ca: Vec<PathBuf>,
 }
 
 impl AnchorArgs {
@@ -42,6 +48,39 @@ impl AnchorArgs {
                     owner.fingerprint()
                 )
             })?;
+        if !self.tpm_ca.is_empty() {
+            let checked = check_evidence(&roster, &self.tpm_ca)?;
+            eprintln!(
+                "roster: the TPM evidence of {checked} key(s) holds against the TPM maker CAs given"
+            );
+        }
         Ok(Some(roster))
     }
+}
+
+/// Checks the TPM evidence of every TPM-resident key in `roster` against
+/// the makers' CAs in `tpm_ca`; returns how many it checked.
+fn check_evidence(roster: &DeviceRoster, tpm_ca: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut checked = 0;
+    let mut roots = Vec::new();
+    for path in tpm_ca {
+        let certs =
+            sealcam_transport::pem::load_certs(path).with_context(|| path.display().to_string())?;
+        roots.extend(certs.into_iter().map(|c| c.as_ref().to_vec()));
+    }
+    for record in &roster.keys {
+        if let KeyOrigin::Tpm(evidence) = &record.origin {
+            sealcam_attest::verify_evidence(evidence, &record.key, None, &roots).with_context(
+                || {
+                    format!(
+                        "the roster's TPM evidence for device {} key {} does not hold",
+                        record.device,
+                        record.key.fingerprint()
+                    )
+                },
+            )?;
+            checked += 1;
+        }
+    }
+    Ok(checked)
 }

@@ -190,7 +190,7 @@ fn real_main() -> anyhow::Result<()> {
                 println!(
                     "ek cert:     {}",
                     if p.ek_certificate.is_some() {
-                        "present (sent at enrollment)"
+                        "present (the device key is attested at enrollment)"
                     } else {
                         "none in this TPM"
                     }
@@ -205,6 +205,7 @@ fn real_main() -> anyhow::Result<()> {
                     wait: std::time::Duration::from_secs(wait_s),
                     ca: &cfg.upload.ca,
                     ek_certificate: p.ek_certificate.as_deref(),
+                    tpm: p.tpm.clone(),
                 };
                 let cert = rt.block_on(sealcamd::trust::certificate::enroll(
                     &how,

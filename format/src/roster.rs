@@ -359,6 +359,75 @@ fn read_record(b: &mut Reader<'_>) -> Result<KeyRecord, FormatError> {
     })
 }
 
+/// The magic of a TPM evidence file: what the fleet CA keeps per issued
+/// key, and what the owner passes to `sealcam roster add --evidence`.
+pub const EVIDENCE_MAGIC: &[u8; 8] = b"\x89SDE\r\n\x1a\n";
+const EVIDENCE: &str = "TPM evidence file";
+
+impl TpmEvidence {
+    fn fields(&self) -> [&Vec<u8>; 5] {
+        [
+            &self.ek_certificate,
+            &self.attestation_key,
+            &self.key_public,
+            &self.certify_info,
+            &self.certify_signature,
+        ]
+    }
+
+    /// The evidence as a file:
+    ///
+    /// ```text
+    /// magic   8 bytes  89 53 44 45 0d 0a 1a 0a ("\x89SDE\r\n\x1a\n")
+    /// format  u16 = 1
+    /// ek_certificate bytes16 | attestation_key bytes16 | key_public bytes16
+    ///   | certify_info bytes16 | certify_signature bytes16
+    /// ```
+    ///
+    /// Unsigned: what it claims is checked against the TPM makers' CAs
+    /// before the owner signs it into a roster.
+    pub fn to_file(&self) -> Result<Vec<u8>, FormatError> {
+        let mut out = EVIDENCE_MAGIC.to_vec();
+        out.put_u16(crate::FORMAT_VERSION);
+        for (i, field) in self.fields().into_iter().enumerate() {
+            if field.len() > usize::from(u16::MAX) {
+                return Err(FormatError::Invalid {
+                    what: EVIDENCE,
+                    offset: i,
+                    reason: format!("field {i} has {} bytes; at most 65535 fit", field.len()),
+                });
+            }
+            out.put_bytes16(field);
+        }
+        Ok(out)
+    }
+
+    /// Reads an evidence file ([`TpmEvidence::to_file`]). Never panics.
+    pub fn from_file(bytes: &[u8]) -> Result<Self, FormatError> {
+        let mut b = Reader::new(bytes, EVIDENCE);
+        if b.take(EVIDENCE_MAGIC.len())? != EVIDENCE_MAGIC {
+            return Err(FormatError::Invalid {
+                what: EVIDENCE,
+                offset: 0,
+                reason: "bad magic bytes: not a TPM evidence file (`sealcam-ingest device evidence` writes one)".into(),
+            });
+        }
+        let version = b.u16()?;
+        if version != crate::FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
+        let evidence = Self {
+            ek_certificate: b.bytes16()?.to_vec(),
+            attestation_key: b.bytes16()?.to_vec(),
+            key_public: b.bytes16()?.to_vec(),
+            certify_info: b.bytes16()?.to_vec(),
+            certify_signature: b.bytes16()?.to_vec(),
+        };
+        b.finish()?;
+        Ok(evidence)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,5 +624,47 @@ mod tests {
             let read = SignedDeviceRoster::parse(&file).unwrap().verify(&owner_pub).unwrap();
             prop_assert_eq!(read, r);
         }
+    }
+
+    fn field() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..200)
+    }
+
+    proptest! {
+        #[test]
+        fn evidence_files_round_trip_and_refuse_every_cut(
+            a in field(), b in field(), c in field(), d in field(), e in field(),
+        ) {
+            let evidence = TpmEvidence {
+                ek_certificate: a, attestation_key: b, key_public: c, certify_info: d, certify_signature: e,
+            };
+            let file = evidence.to_file().unwrap();
+            prop_assert_eq!(TpmEvidence::from_file(&file).unwrap(), evidence);
+            for at in 0..file.len() {
+                prop_assert!(TpmEvidence::from_file(&file[..at]).is_err());
+            }
+            let mut longer = file.clone();
+            longer.push(0);
+            prop_assert!(TpmEvidence::from_file(&longer).is_err());
+        }
+
+        #[test]
+        fn any_bytes_never_panic_the_evidence_reader(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = TpmEvidence::from_file(&data);
+            let mut file = EVIDENCE_MAGIC.to_vec();
+            file.extend_from_slice(&data);
+            let _ = TpmEvidence::from_file(&file);
+        }
+    }
+
+    #[test]
+    fn an_evidence_file_of_another_kind_is_named_as_such() {
+        let err = TpmEvidence::from_file(b"\x89SDR\r\n\x1a\n\0\x01").unwrap_err();
+        assert!(err.to_string().contains("not a TPM evidence file"), "{err}");
+        let too_long = TpmEvidence {
+            certify_info: vec![0; 70_000],
+            ..TpmEvidence::default()
+        };
+        assert!(too_long.to_file().is_err());
     }
 }

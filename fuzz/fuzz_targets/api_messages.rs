@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sealcam_api::{
-    CertificateResponse, EnrollRequest, ErrorBody, FragmentEntry, PendingResponse, RenewRequest,
+    CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollRequest, ErrorBody, FragmentEntry, PendingResponse, RenewRequest,
     Route, WhoAmI,
 };
 
@@ -26,6 +26,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = ErrorBody::from_response_text(path);
     }
     let _ = serde_json::from_slice::<EnrollRequest>(rest);
+    if let Ok(req) = serde_json::from_slice::<EnrollRequest>(rest) {
+        // What decodes encodes to a body that decodes the same.
+        let again = serde_json::to_vec(&req).ok();
+        assert_eq!(again.and_then(|b| serde_json::from_slice(&b).ok()), Some(req));
+    }
+    let _ = serde_json::from_slice::<ChallengeRequest>(rest);
+    let _ = serde_json::from_slice::<ChallengeResponse>(rest);
     let _ = serde_json::from_slice::<RenewRequest>(rest);
     let _ = serde_json::from_slice::<CertificateResponse>(rest);
     let _ = serde_json::from_slice::<PendingResponse>(rest);

@@ -244,6 +244,21 @@ enum DeviceCommand {
         #[arg(long)]
         pki: PathBuf,
     },
+    /// Export the TPM evidence of a device's key (checked at enrollment)
+    /// for the owner's roster: `sealcam roster add --evidence FILE`.
+    Evidence {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        pki: PathBuf,
+        /// The key's fingerprint, or a unique prefix; needed only when the
+        /// device has enrolled several keys.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Where to write the evidence file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -403,6 +418,26 @@ fn real_main() -> anyhow::Result<()> {
             FleetCa::new(&dir).approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
             tracing::warn!(device = %name, %fingerprint, "AUDIT: enrollment approved");
             println!("device {name} approved; it picks up its certificate at its next enrollment request");
+            Ok(())
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Evidence {
+                    name,
+                    pki: dir,
+                    fingerprint,
+                    out,
+                },
+        } => {
+            let name = Name::new(&name)?;
+            let (fingerprint, file) =
+                FleetCa::new(&dir).device_evidence(&name, fingerprint.as_deref())?;
+            sealcam_base::durable::replace(&out, &file)?;
+            println!(
+                "TPM evidence of device {name} key {fingerprint} written to {}",
+                out.display()
+            );
+            println!("the owner adds it with `sealcam roster add --device {name} --key CERT --evidence {} --tpm-ca MAKER.pem`", out.display());
             Ok(())
         }
         Command::Device {

@@ -73,51 +73,66 @@ impl Swtpm {
     /// issued by a local CA under `ca_dir`. Returns the simulator and the
     /// path of the CA certificate that issued the EK certificate.
     pub fn start_with_ek(state: &Path, ca_dir: &Path) -> (Self, PathBuf) {
-        std::fs::create_dir_all(state).unwrap();
-        std::fs::create_dir_all(ca_dir).unwrap();
-        let localca = ca_dir.join("localca.conf");
-        std::fs::write(
-            &localca,
-            format!(
-                "statedir = {d}\nsigningkey = {d}/signkey.pem\nissuercert = {d}/issuercert.pem\ncertserial = {d}/certserial\n",
-                d = ca_dir.display()
-            ),
-        )
-        .unwrap();
-        let options = ca_dir.join("localca.options");
-        std::fs::write(&options, "--platform-manufacturer sealcam-tests\n--platform-version 2.1\n--platform-model swtpm\n").unwrap();
-        let setup = ca_dir.join("setup.conf");
-        std::fs::write(
-            &setup,
-            format!(
-                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
-                localca.display(),
-                options.display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new("swtpm_setup")
-            .args([
-                "--tpm2",
-                "--create-ek-cert",
-                "--ecc",
-                "--overwrite",
-                "--tpmstate",
-            ])
-            .arg(state)
-            .arg("--config")
-            .arg(&setup)
-            .output()
-            .expect("swtpm_setup is installed (package swtpm-tools)");
-        assert!(
-            out.status.success(),
-            "swtpm_setup failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (Self::start(state), ca_dir.join("issuercert.pem"))
+        let ca = manufacture(state, ca_dir);
+        (Self::start(state), ca)
     }
+}
 
+/// Manufactures a TPM's state in `state` with `swtpm_setup`: an ECC
+/// endorsement key and its certificate in NV (and swtpm's RSA one), issued
+/// by a local CA under `ca_dir`, made there if it is not yet. Returns the
+/// path of that CA's certificate (PEM), the maker CA to trust.
+pub fn manufacture(state: &Path, ca_dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(state).unwrap();
+    std::fs::create_dir_all(ca_dir).unwrap();
+    let localca = ca_dir.join("localca.conf");
+    std::fs::write(
+        &localca,
+        format!(
+            "statedir = {d}\nsigningkey = {d}/signkey.pem\nissuercert = {d}/issuercert.pem\ncertserial = {d}/certserial\n",
+            d = ca_dir.display()
+        ),
+    )
+    .unwrap();
+    let options = ca_dir.join("localca.options");
+    std::fs::write(
+        &options,
+        "--platform-manufacturer sealcam-tests\n--platform-version 2.1\n--platform-model swtpm\n",
+    )
+    .unwrap();
+    let setup = ca_dir.join("setup.conf");
+    std::fs::write(
+        &setup,
+        format!(
+            "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
+            localca.display(),
+            options.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("swtpm_setup")
+        .args([
+            "--tpm2",
+            "--create-ek-cert",
+            "--ecc",
+            "--overwrite",
+            "--tpmstate",
+        ])
+        .arg(state)
+        .arg("--config")
+        .arg(&setup)
+        .output()
+        .expect("swtpm_setup is installed (package swtpm-tools)");
+    assert!(
+        out.status.success(),
+        "swtpm_setup failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ca_dir.join("issuercert.pem")
+}
+
+impl Swtpm {
     /// The TCTI string for tss-esapi and tpm2-tools.
     pub fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)

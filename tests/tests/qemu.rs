@@ -20,8 +20,14 @@ const ENROLL_PORT: u16 = 8444;
 
 /// A world whose ingest certificate also names the guest's address for it,
 /// a signed recipient set for alice, a running ingest, and the seed disk's
-/// contents with a fresh enrollment token.
+/// contents with a fresh enrollment token. On amd64 the guest's TPM (swtpm
+/// on the host) is manufactured with an EK certificate first, and the
+/// ingest requires it: the camera enrolls with TPM attestation.
 fn fleet() -> (World, Ingest) {
+    fleet_on(Arch::Amd64)
+}
+
+fn fleet_on(arch: Arch) -> (World, Ingest) {
     let w = World::with_ca_args(&["--server-ip", "127.0.0.1", "--server-ip", HOST_ALIAS]);
     run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
     run_ok(
@@ -40,7 +46,17 @@ fn fleet() -> (World, Ingest) {
         ],
         w.path(),
     );
-    let ingest = w.start_ingest();
+    let ingest = match arch {
+        Arch::Amd64 => {
+            let maker = sealcam_system_tests::swtpm::manufacture(
+                &w.path().join("vm/tpm"),
+                &w.path().join("tpm-maker-ca"),
+            );
+            w.start_ingest_with(&["--require-ek-ca", maker.to_str().unwrap()])
+        }
+        // Debian's arm64 image runs swtpm in the guest, unmanufactured.
+        Arch::Arm64 => w.start_ingest(),
+    };
     (w, ingest)
 }
 
@@ -190,7 +206,7 @@ fn smoke_arm64_packaged_camera_provisions_enrolls_and_streams() {
 }
 
 fn smoke(arch: Arch) {
-    let (w, ingest) = fleet();
+    let (w, ingest) = fleet_on(arch);
     let vm = streaming_on(arch, &w, &ingest, 4);
     // Installed by dpkg, started by systemd as its own user.
     let unit = in_guest(
@@ -201,6 +217,13 @@ fn smoke(arch: Arch) {
     assert!(unit.contains("ActiveState=active"), "{unit}");
     assert!(unit.contains("User=sealcam"), "{unit}");
     drop(vm);
+    if arch == Arch::Amd64 {
+        // Enrolled with TPM attestation: the CA kept the evidence.
+        let kept = std::fs::read_dir(w.path().join("pki/evidence/device/qemu-cam"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(kept, 1, "no TPM evidence kept for the guest's key");
+    }
 
     let report = verify(&w, &ingest);
     let frames = stored_frames(&ingest);

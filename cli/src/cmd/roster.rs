@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use sealcam_format::roster::{
-    DeviceRoster, EndReason, KeyEnd, KeyOrigin, KeyRecord, SignedDeviceRoster,
+    DeviceRoster, EndReason, KeyEnd, KeyOrigin, KeyRecord, SignedDeviceRoster, TpmEvidence,
 };
 use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_transport::{identity, pem, Role};
@@ -48,6 +48,45 @@ pub struct AddArgs {
     /// never started afresh otherwise, which would drop every revocation).
     #[arg(long)]
     pub new: bool,
+    /// The key's TPM evidence (`sealcam-ingest device evidence`): checked
+    /// here against the TPM makers' CAs (`--tpm-ca`), then recorded, so the
+    /// key is reported as TPM-resident. Without it the key is recorded as
+    /// a software key.
+    #[arg(long, requires = "tpm_ca")]
+    pub evidence: Option<PathBuf>,
+    /// A TPM maker's CA certificate (PEM; repeatable) that the evidence's
+    /// endorsement-key certificate must be issued by.
+    #[arg(long = "tpm-ca", requires = "evidence")]
+    pub tpm_ca: Vec<PathBuf>,
+}
+
+/// The DER certificates in the PEM files at `paths`.
+fn read_maker_cas(paths: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut roots = Vec::new();
+    for path in paths {
+        let certs = pem::load_certs(path).with_context(|| path.display().to_string())?;
+        roots.extend(certs.into_iter().map(|c| c.as_ref().to_vec()));
+    }
+    Ok(roots)
+}
+
+/// Reads the evidence at `path` and checks it offline for `key`.
+fn read_evidence(
+    path: &Path,
+    key: &DeviceVerifyingKey,
+    tpm_cas: &[PathBuf],
+) -> anyhow::Result<TpmEvidence> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let evidence = TpmEvidence::from_file(&bytes).with_context(|| path.display().to_string())?;
+    let roots = read_maker_cas(tpm_cas)?;
+    sealcam_attest::verify_evidence(&evidence, key, None, &roots).with_context(|| {
+        format!(
+            "{}: the TPM evidence does not hold for key {}; nothing was written",
+            path.display(),
+            key.fingerprint()
+        )
+    })?;
+    Ok(evidence)
 }
 
 #[derive(clap::Args)]
@@ -193,16 +232,24 @@ pub fn add(args: AddArgs) -> anyhow::Result<()> {
         Some(t) => super::parse_time(t)?,
         None => cert_from.unwrap_or_else(now_ns),
     };
+    let origin = match &args.evidence {
+        Some(path) => KeyOrigin::Tpm(read_evidence(path, &key, &args.tpm_ca)?),
+        None => KeyOrigin::Software,
+    };
+    let held = match origin {
+        KeyOrigin::Software => "software key: no TPM evidence",
+        KeyOrigin::Tpm(_) => "TPM-resident key: evidence checked against the maker CAs",
+    };
     roster.keys.push(KeyRecord {
         device: device.clone(),
         key: key.clone(),
         valid_from_unix_ns: from,
         end: None,
-        origin: KeyOrigin::Software,
+        origin,
     });
     let roster = write_next(&args.signing, roster)?;
     println!(
-        "roster version {}: device {device} key {} counts from {} (software key: no TPM evidence)",
+        "roster version {}: device {device} key {} counts from {} ({held})",
         roster.version,
         key.fingerprint(),
         super::rfc3339(from)

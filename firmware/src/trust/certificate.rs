@@ -2,7 +2,9 @@
 //!
 //! * Enrollment: `sealcamd provision --enroll URL --token T` sends the
 //!   TPM-signed CSR with a one-time token to the ingest's enrollment endpoint
-//!   (server-authenticated TLS; the camera has no certificate yet).
+//!   (server-authenticated TLS; the camera has no certificate yet). A
+//!   camera whose TPM has an endorsement-key certificate first proves that
+//!   the device key lives in that TPM ([`attest`]).
 //! * Renewal: the daemon renews at two thirds of the certificate's life, over
 //!   mutual TLS with its current certificate, for the same key. A camera that
 //!   was offline past expiry can no longer authenticate and must enroll again.
@@ -12,10 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sealcam_api::{
-    CertificateResponse, EnrollRequest, ErrorBody, PendingResponse, RenewRequest, Route,
+    CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollAttestation, EnrollRequest,
+    ErrorBody, PendingResponse, RenewRequest, Route,
 };
 use sealcam_base::durable::{self, DurableError};
 use sealcam_format::{DeviceVerifyingKey, Name};
+use sealcam_hal::tpm::{TpmError, TpmKey};
 use sealcam_transport::identity::{self, CertSummary};
 use sealcam_transport::{pem, tls, ExternalSigner, Role};
 use serde::Serialize;
@@ -41,6 +45,12 @@ pub enum CertificateError {
     Request(#[from] ProvisionError),
     #[error(transparent)]
     Transport(#[from] sealcam_transport::TransportError),
+    #[error("TPM attestation: {step} failed: {source}")]
+    Tpm {
+        step: &'static str,
+        #[source]
+        source: TpmError,
+    },
 }
 
 /// What the ingest answered to a certificate request.
@@ -148,6 +158,86 @@ pub struct Enrollment<'a> {
     /// The TPM's endorsement-key certificate, sent so the fleet can record
     /// (or require) a genuine TPM.
     pub ek_certificate: Option<&'a [u8]>,
+    /// The TPM holding the device key: when its endorsement key has a
+    /// certificate, the enrollment carries the proof that the device key
+    /// is resident in it ([`attest`]).
+    pub tpm: Option<Arc<TpmKey>>,
+}
+
+/// Runs a blocking TPM step off the async threads.
+async fn tpm_step<T: Send + 'static>(
+    step: &'static str,
+    f: impl FnOnce() -> Result<T, TpmError> + Send + 'static,
+) -> Result<T, CertificateError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|source| CertificateError::Tpm { step, source }),
+        Err(_) => Err(CertificateError::Unusable(format!(
+            "the TPM task of {step} stopped"
+        ))),
+    }
+}
+
+/// The camera's half of TPM attestation at enrollment
+/// (`docs/design/device-identity.md`): a fresh attestation key under the
+/// endorsement key, the enrolling authority's challenge for it, the
+/// credential activated by the TPM, and TPM2_Certify of the device key with
+/// the secret it released. Returns the EK certificate and the evidence to
+/// send, or `None` when the TPM has no EK certificate (nothing to attest
+/// against).
+pub async fn attest(
+    client: &reqwest::Client,
+    base_url: &str,
+    tpm: Arc<TpmKey>,
+) -> Result<Option<(Vec<u8>, EnrollAttestation)>, CertificateError> {
+    let t = tpm.clone();
+    let endorsement = tpm_step("reading the endorsement key", move || t.endorsement()).await?;
+    let Some(ek_certificate) = endorsement.certificate else {
+        return Ok(None);
+    };
+    let t = tpm.clone();
+    let ak = tpm_step("creating the attestation key", move || {
+        t.create_attestation_key(endorsement.kind)
+    })
+    .await?;
+    let url = format!("{base_url}{}", Route::EnrollChallenge.path());
+    let request = ChallengeRequest {
+        ek_certificate: ek_certificate.clone(),
+        attestation_key: ak.public.clone(),
+    };
+    let resp = client.post(&url).json(&request).send().await.map_err(|e| {
+        CertificateError::Unreachable {
+            url: url.clone(),
+            reason: sealcam_base::error_chain(&e),
+        }
+    })?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let reason = ErrorBody::from_response_text(&text).error;
+        return Err(CertificateError::Refused(format!("{status}: {reason}")));
+    }
+    let challenge: ChallengeResponse =
+        serde_json::from_str(&text).map_err(|e| CertificateError::Unusable(e.to_string()))?;
+    let (t, key) = (tpm.clone(), ak.clone());
+    let secret = tpm_step("activating the credential", move || {
+        t.activate_credential(&key, &challenge.id_object, &challenge.encrypted_secret)
+    })
+    .await?;
+    let (t, key) = (tpm, ak.clone());
+    let certified = tpm_step("certifying the device key", move || {
+        t.certify(&key, secret.as_slice())
+    })
+    .await?;
+    Ok(Some((
+        ek_certificate,
+        EnrollAttestation {
+            issued_unix: challenge.issued_unix,
+            attestation_key: ak.public,
+            key_public: certified.key_public,
+            certify_info: certified.certify_info,
+            certify_signature: certified.signature,
+        },
+    )))
 }
 
 /// Enrolls; writes the certificate to `cert_path`.
@@ -168,14 +258,24 @@ pub async fn enroll(
             url: how.url.to_owned(),
             reason: e.to_string(),
         })?;
-    let url = format!("{}{}", how.url.trim_end_matches('/'), Route::Enroll.path());
+    let base_url = how.url.trim_end_matches('/');
+    let url = format!("{base_url}{}", Route::Enroll.path());
+    let attested = match &how.tpm {
+        Some(tpm) => attest(&client, base_url, tpm.clone()).await?,
+        None => None,
+    };
+    let (ek_certificate, attestation) = match attested {
+        Some((ek, evidence)) => (Some(ek), Some(evidence)),
+        None => (how.ek_certificate.map(<[u8]>::to_vec), None),
+    };
     let body = EnrollRequest {
         token: how.token.map(str::to_owned),
         csr,
-        ek_certificate: how.ek_certificate.map(|ek| {
+        ek_certificate: ek_certificate.map(|ek| {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(ek)
         }),
+        attestation,
     };
     let deadline = tokio::time::Instant::now() + how.wait;
     let mut announced = false;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RemoteKeyPair, SanType};
 use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_hal::identity::{KeyError, SoftwareKey};
-use sealcam_hal::tpm;
+use sealcam_hal::tpm::{self, TpmKey};
 use sealcam_transport::{ExternalSigner, Identity};
 
 use crate::config::{Config, KeySource};
-use crate::trust::key::{self, DeviceKeyError};
+use crate::trust::key::DeviceKeyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -39,6 +39,8 @@ pub struct Provisioned {
     pub signer: Arc<dyn ExternalSigner>,
     /// The TPM's endorsement-key certificate (DER), when it has one.
     pub ek_certificate: Option<Vec<u8>>,
+    /// The TPM that holds the device key, for attestation at enrollment.
+    pub tpm: Option<Arc<TpmKey>>,
     pub device: Name,
     pub created: bool,
     pub key_description: String,
@@ -105,11 +107,13 @@ pub fn provision(
     csr_out: Option<&Path>,
 ) -> Result<Provisioned, ProvisionError> {
     let mut ek_certificate = None;
+    let mut tpm_key = None;
     let (signer, created): (Arc<dyn ExternalSigner>, bool) = match &cfg.identity.key {
         KeySource::Tpm(t) => {
             let created = tpm::provision(t, force).map_err(DeviceKeyError::from)?;
-            let (key, ek) = key::open_with_ek(&cfg.identity.key)?;
-            ek_certificate = ek;
+            let key = Arc::new(TpmKey::open(t).map_err(DeviceKeyError::from)?);
+            ek_certificate = key.ek_certificate().map_err(DeviceKeyError::from)?;
+            tpm_key = Some(key.clone());
             (key, matches!(created, tpm::Provisioned::Created(_)))
         }
         KeySource::InsecureSoftware(path) => {
@@ -146,6 +150,7 @@ pub fn provision(
     Ok(Provisioned {
         signer: signer.clone(),
         ek_certificate,
+        tpm: tpm_key,
         device: cfg.device.clone(),
         created,
         key_description: signer.describe(),

@@ -7,9 +7,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use sealcam_api::{
-    CertificateResponse, EnrollRequest, PendingResponse, RenewRequest, RoleName, WhoAmI,
+    CertificateResponse, ChallengeRequest, EnrollRequest, PendingResponse, RenewRequest, RoleName,
+    WhoAmI,
 };
 use sealcam_ca::{check_csr, Approval, EnrollError};
 use sealcam_transport::{identity, Role};
@@ -53,35 +53,9 @@ pub async fn enroll_device(
         state.device_cert_lifetime,
         state.ek_policy.clone(),
     );
-    let ek = match req
-        .ek_certificate
-        .as_deref()
-        .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
-    {
-        Some(Ok(der)) => Some(der),
-        Some(Err(_)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "ek_certificate is not base64",
-            ));
-        }
-        None => None,
-    };
-    let result = tokio::task::spawn_blocking(move || {
-        let ek = (policy.as_ref(), ek.as_deref());
-        match req.token {
-            Some(token) => {
-                ca.enroll(&req.csr, token.trim(), ek, lifetime)
-                    .map(|(device, certificate)| Approval::Issued {
-                        device,
-                        certificate,
-                    })
-            }
-            None => ca.request_approval(&req.csr, ek),
-        }
-    })
-    .await
-    .map_err(task_failed)?;
+    let result = tokio::task::spawn_blocking(move || ca.enroll_request(&req, &policy, lifetime))
+        .await
+        .map_err(task_failed)?;
     let addr = addr.map(|a| a.to_string()).unwrap_or_default();
     match result {
         Ok(Approval::Issued {
@@ -102,14 +76,41 @@ pub async fn enroll_device(
             )
                 .into_response())
         }
+        Err(e) => Err(refusal(e)),
+    }
+}
+
+fn refusal(e: EnrollError) -> ApiError {
+    let status = match e {
+        EnrollError::UnknownToken | EnrollError::Expired => StatusCode::UNAUTHORIZED,
+        EnrollError::Revoked(_) | EnrollError::Ek(_) | EnrollError::Attestation(_) => {
+            StatusCode::FORBIDDEN
+        }
+        EnrollError::BadCsr(_) | EnrollError::Malformed(_) => StatusCode::BAD_REQUEST,
+        EnrollError::Pki(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// `POST /v1/enroll/challenge` on the enrollment port: the credential a
+/// camera's TPM must activate before it enrolls with TPM evidence
+/// (`sealcam_ca`'s `attest.rs`). Stateless: nothing is written.
+pub async fn enroll_challenge(
+    state: &AppState,
+    addr: Option<SocketAddr>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Json(req) = Json::<ChallengeRequest>::from_request(req, state).await?;
+    let (ca, policy) = (state.ca.clone(), state.ek_policy.clone());
+    let answer = tokio::task::spawn_blocking(move || ca.attestation_challenge(&policy, &req))
+        .await
+        .map_err(task_failed)?;
+    match answer {
+        Ok(challenge) => Ok(Json(challenge).into_response()),
         Err(e) => {
-            let status = match e {
-                EnrollError::UnknownToken | EnrollError::Expired => StatusCode::UNAUTHORIZED,
-                EnrollError::Revoked(_) | EnrollError::Ek(_) => StatusCode::FORBIDDEN,
-                EnrollError::BadCsr(_) => StatusCode::BAD_REQUEST,
-                EnrollError::Pki(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            Err(ApiError::new(status, e.to_string()))
+            let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(%addr, error = %e, "attestation challenge refused");
+            Err(refusal(e))
         }
     }
 }

@@ -196,7 +196,10 @@ async fn api(State(state): State<AppState>, req: Request) -> Response {
     };
     let decoded = match Route::decode(req.method(), req.uri().path()) {
         // Enrollment has its own port: here its path is no route at all.
-        Err(RouteError::MethodNotAllowed { .. }) if req.uri().path() == Route::Enroll.path() => {
+        Err(RouteError::MethodNotAllowed { .. })
+            if [Route::Enroll.path(), Route::EnrollChallenge.path()]
+                .contains(&req.uri().path().to_owned()) =>
+        {
             Err(RouteError::NotFound)
         }
         decoded => decoded,
@@ -255,7 +258,7 @@ async fn dispatch(
         Route::Renew => enroll::renew(state, peer, req).await,
         Route::WhoAmI => Ok(enroll::whoami(peer)),
         // Served on the enrollment port only.
-        Route::Enroll => Err(RouteError::NotFound.into()),
+        Route::Enroll | Route::EnrollChallenge => Err(RouteError::NotFound.into()),
     }
 }
 
@@ -269,10 +272,12 @@ async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
         action: audited.action,
         target: audited.target,
     };
-    let is_enroll = req.uri().path() == Route::Enroll.path();
+    let is_enroll = [Route::Enroll.path(), Route::EnrollChallenge.path()]
+        .contains(&req.uri().path().to_owned());
     let handled = async {
         match decoded {
             Ok(Route::Enroll) => enroll::enroll_device(&state, addr, req).await,
+            Ok(Route::EnrollChallenge) => enroll::enroll_challenge(&state, addr, req).await,
             Err(e @ RouteError::MethodNotAllowed { .. }) if is_enroll => Err(e.into()),
             // The API port's routes, even malformed, are no route here.
             _ => Err(RouteError::NotFound.into()),

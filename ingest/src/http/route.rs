@@ -19,7 +19,7 @@ pub fn required_role(route: &Route) -> Option<(Role, &'static str)> {
         }
         Route::DeviceCertificate { .. } => Some((Role::Consumer, "read device certificates")),
         Route::Renew => Some((Role::Device, "renew certificates")),
-        Route::WhoAmI | Route::Enroll => None,
+        Route::WhoAmI | Route::Enroll | Route::EnrollChallenge => None,
     }
 }
 
