@@ -21,9 +21,9 @@ pub mod media;
 pub mod route;
 
 pub use body::{
-    CertificateResponse, EnrollRequest, FragmentEntry, FragmentQuery, PendingResponse,
-    PendingStatus, RenewRequest, RoleName, StreamEntry, UploadReceipt, UploadStatus, WhoAmI,
-    MAX_WAIT_S,
+    CertificateEntry, CertificateResponse, EnrollRequest, FragmentEntry, FragmentQuery,
+    PendingResponse, PendingStatus, RenewRequest, RoleName, RosterReceipt, RosterStatus,
+    RosterUpload, StreamEntry, UploadReceipt, UploadStatus, WhoAmI, MAX_WAIT_S,
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use route::{Route, RouteError};

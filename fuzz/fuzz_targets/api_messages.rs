@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sealcam_api::{
-    CertificateResponse, EnrollRequest, ErrorBody, FragmentEntry, PendingResponse, RenewRequest,
-    Route, WhoAmI,
+    CertificateEntry, CertificateResponse, EnrollRequest, ErrorBody, FragmentEntry,
+    PendingResponse, RenewRequest, RosterReceipt, RosterUpload, Route, WhoAmI,
 };
 
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "HEAD", "DELETE"];
@@ -31,4 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<PendingResponse>(rest);
     let _ = serde_json::from_slice::<WhoAmI>(rest);
     let _ = serde_json::from_slice::<Vec<FragmentEntry>>(rest);
+    let _ = serde_json::from_slice::<RosterUpload>(rest);
+    let _ = serde_json::from_slice::<RosterReceipt>(rest);
+    let _ = serde_json::from_slice::<Vec<CertificateEntry>>(rest);
 });

@@ -12,6 +12,7 @@
 //! * [`connection`]: the TLS accept loops, the handshake, revocation.
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
 //! * [`read`]: consumers' listings, fragment reads and long polls.
+//! * [`roster`]: owner-signed device rosters, published and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
 //! * [`body`]: the buffer an upload's body is received into, aligned for
 //!   direct I/O.
@@ -25,6 +26,7 @@ pub mod connection;
 pub mod enroll;
 pub mod error;
 pub mod read;
+pub mod roster;
 pub mod route;
 pub mod upload;
 
@@ -252,6 +254,11 @@ async fn dispatch(
             sequence,
         } => read::get_fragment(state, peer, device, stream, sequence).await,
         Route::DeviceCertificate { device } => read::get_device_cert(state, peer, device).await,
+        Route::DeviceCertificates { device } => {
+            read::get_device_cert_history(state, peer, device).await
+        }
+        Route::PublishRoster => roster::publish(state, peer, req).await,
+        Route::ReadRoster { owner } => roster::read(state, owner).await,
         Route::Renew => enroll::renew(state, peer, req).await,
         Route::WhoAmI => Ok(enroll::whoami(peer)),
         // Served on the enrollment port only.
