@@ -53,6 +53,8 @@ enum RosterCommand {
     End(cmd::roster::EndArgs),
     /// Show a roster (and check its signature with --owner).
     Show(cmd::roster::ShowArgs),
+    /// Publish the roster on the ingest, for `fetch` and `follow`.
+    Publish(cmd::roster::PublishArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,10 +90,14 @@ fn main() -> ExitCode {
             RosterCommand::Add(a) => cmd::roster::add(a),
             RosterCommand::End(a) => cmd::roster::end(a),
             RosterCommand::Show(a) => cmd::roster::show(a),
+            RosterCommand::Publish(a) => match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(cmd::roster::publish(a)),
+                Err(e) => Err(e.into()),
+            },
         }
         .map(|()| true),
         Command::Fetch(a) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(cmd::fetch::run(a)).map(|()| true),
+            Ok(rt) => rt.block_on(cmd::fetch::run(a)),
             Err(e) => Err(e.into()),
         },
         Command::Follow(a) => match tokio::runtime::Runtime::new() {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use sealcam_format::verify::ChainReport;
 use sealcam_transport::{identity, pem};
 
-use crate::anchor::AnchorArgs;
+use crate::anchor::{Anchor, AnchorArgs, TRUST_SERVER_REPORT};
 use crate::fragdir::FragmentDir;
 
 #[derive(clap::Args)]
@@ -70,7 +70,7 @@ pub fn print_report(report: &ChainReport) -> bool {
                 }
             ),
             None => println!(
-                "key:       {} (from the device certificate; not anchored: pass --owner and --roster)",
+                "key:       {} (from the device certificate the ingest served; NOT anchored: --trust-server)",
                 k.fingerprint
             ),
         }
@@ -112,6 +112,7 @@ pub fn print_report(report: &ChainReport) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<bool> {
+    let anchor = args.anchor.resolve()?;
     let dir = FragmentDir::read(&args.dir)?;
     if let Some(ca) = &args.ca {
         let ca_der = pem::load_certs(ca)?;
@@ -119,10 +120,21 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
             .with_context(|| format!("device certificate in {}", args.dir.display()))?;
         println!("device certificate: issued by {}", ca.display());
     }
-    let roster = args.anchor.load()?;
-    if let Some(r) = &roster {
-        println!("roster:    version {} signed by the owner", r.version);
-    }
-    let report = dir.verify(roster.as_ref())?;
+    let report = verify_dir(&anchor, &dir)?;
     Ok(print_report(&report))
+}
+
+/// Verifies a fetched directory under the anchor, printing which one.
+pub fn verify_dir(anchor: &Anchor, dir: &FragmentDir) -> anyhow::Result<ChainReport> {
+    Ok(match anchor {
+        Anchor::Owner(owner) => {
+            let roster = owner.roster_for_dir(&dir.dir)?;
+            println!("{}", owner.describe(&roster));
+            dir.verify(Some(&roster))?
+        }
+        Anchor::TrustServer => {
+            println!("{TRUST_SERVER_REPORT}");
+            dir.verify(None)?
+        }
+    })
 }
