@@ -139,7 +139,11 @@ fn objects(ingest: &Ingest, device: &str, kind: &str) -> Vec<u64> {
 fn verify(w: &World, ingest: &Ingest, device: &str) -> String {
     let out_dir = format!("{device}-fetched");
     w.fetch(ingest, device, &out_dir);
-    let out = run("sealcam", &["verify", &out_dir], w.path());
+    let out = run(
+        "sealcam",
+        &["verify", &out_dir, "--owner", "owner.pub"],
+        w.path(),
+    );
     let report = text(&out.stdout);
     assert!(
         out.status.success(),

@@ -47,7 +47,14 @@ fn two_ingests_on_one_bucket_serve_one_chain_without_duplicates() {
     // Either instance serves all four as one verified chain.
     for (ingest, out) in [(&a, "from-a"), (&b, "from-b")] {
         w.fetch(ingest, "cam1", out);
-        let report = text(&run_ok("sealcam", &["verify", out], w.path()).stdout);
+        let report = text(
+            &run_ok(
+                "sealcam",
+                &["verify", out, "--owner", "owner.pub"],
+                w.path(),
+            )
+            .stdout,
+        );
         assert!(
             report.contains("4 fragments (sequence 0..=3), 120 frames"),
             "{report}"
@@ -183,10 +190,12 @@ fn follow(w: &World, ingest: &Ingest, output: &[&str]) -> std::process::Child {
     let mut args = vec!["follow", "cam1/front"];
     args.extend(server.iter().map(String::as_str));
     args.extend_from_slice(&["--key", "alice.key", "--fragments", "3"]);
+    args.extend_from_slice(&ANCHOR);
     args.extend_from_slice(output);
     std::process::Command::new(bin("sealcam"))
         .args(&args)
         .current_dir(w.path())
+        .env("SEALCAM_STATE_DIR", w.path().join(STATE_DIR))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -138,7 +138,14 @@ fn verify(w: &World, ingest: &Ingest) -> String {
     w.fetch(ingest, "qemu-cam", "fetched");
     let out = run(
         "sealcam",
-        &["verify", "fetched", "--ca", "pki/ca.crt"],
+        &[
+            "verify",
+            "fetched",
+            "--ca",
+            "pki/ca.crt",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     let report = text(&out.stdout);
