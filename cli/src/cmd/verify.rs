@@ -56,9 +56,16 @@ pub fn print_report(report: &ChainReport) -> bool {
         .collect();
     println!("recipients: set version {}", versions.join(", "));
     for k in &report.keys {
+        let sequences = ranges(
+            report
+                .verified
+                .iter()
+                .filter(|v| v.key == *k)
+                .map(|v| v.sequence),
+        );
         match &k.record {
             Some(r) => println!(
-                "key:       {} (roster version {}, record {} from {}; {})",
+                "key:       {} (roster version {}, record {} from {}; {}): fragments {sequences}",
                 k.fingerprint,
                 r.roster_version,
                 r.index,
@@ -70,7 +77,7 @@ pub fn print_report(report: &ChainReport) -> bool {
                 }
             ),
             None => println!(
-                "key:       {} (from the device certificate the ingest served; NOT anchored: --trust-server)",
+                "key:       {} (from the device certificate the ingest served; NOT anchored: --trust-server): fragments {sequences}",
                 k.fingerprint
             ),
         }
@@ -111,6 +118,27 @@ pub fn print_report(report: &ChainReport) -> bool {
     ok
 }
 
+/// Sequence numbers, ascending, as runs: `0..=3, 7, 9..=10`.
+fn ranges(sequences: impl Iterator<Item = u64>) -> String {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for s in sequences {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(s) => *last = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(args: Args) -> anyhow::Result<bool> {
     let anchor = args.anchor.resolve()?;
     let dir = FragmentDir::read(&args.dir)?;
@@ -137,4 +165,23 @@ pub fn verify_dir(anchor: &Anchor, dir: &FragmentDir) -> anyhow::Result<ChainRep
             dir.verify(None)?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn sequences_print_as_runs() {
+        assert_eq!(
+            ranges([0, 1, 2, 3, 7, 9, 10].into_iter()),
+            "0..=3, 7, 9..=10"
+        );
+        assert_eq!(ranges([5].into_iter()), "5");
+        assert_eq!(
+            ranges([u64::MAX - 1, u64::MAX].into_iter()),
+            format!("{}..={}", u64::MAX - 1, u64::MAX)
+        );
+        assert_eq!(ranges(std::iter::empty()), "");
+    }
 }
