@@ -185,6 +185,14 @@ fn fetch_takes_the_roster_from_the_ingest_and_refuses_a_rollback() {
     // verify offline, from the roster fetch saved.
     let out = verify(&w, "first");
     assert!(out.status.success(), "{}", text(&out.stdout));
+    // follow, live, takes it from the ingest too.
+    let out = follow(&w, &ingest, &["--owner", "owner.pub"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(", roster version 1\n"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The owner lists a second camera: version 2, published and seen.
     w.camera("cam2", &ingest.url(), 30, 1000);
