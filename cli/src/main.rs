@@ -9,7 +9,7 @@ use sealcam::cmd;
 #[command(
     name = "sealcam",
     version,
-    about = "sealcam consumer CLI: keys, fetch, follow, verify, decrypt"
+    about = "sealcam consumer CLI: keys, fetch, follow, verify, decrypt (anchored in the owner's key: --owner)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,7 +20,8 @@ struct Cli {
 enum Command {
     /// Make a consumer key pair.
     Keygen(cmd::keygen::Args),
-    /// Download a stream's sealed fragments.
+    /// Download a stream's sealed fragments, the owner's roster and the
+    /// device's certificates, and verify them.
     Fetch(cmd::fetch::Args),
     /// Follow a stream live: verify, decrypt, write a growing MKV or play it.
     Follow(cmd::follow::Args),
