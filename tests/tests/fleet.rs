@@ -61,6 +61,28 @@ fn two_ingests_on_one_bucket_serve_one_chain_without_duplicates() {
         );
     }
 
+    // The owner publishes the roster on A; B serves it from the bucket,
+    // and a fetch anchored in the owner key alone verifies through it,
+    // with the device's certificate history that both instances recorded.
+    let server = alice_at(&a);
+    let mut args = vec![
+        "roster",
+        "publish",
+        "--roster",
+        "roster.sdr",
+        "--owner",
+        "owner.pub",
+    ];
+    args.extend(server.iter().map(String::as_str));
+    run_ok("sealcam", &args, w.path());
+    let out = w.fetch_unanchored(&b, "cam1", "via-b", &["--owner", "owner.pub"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(report.contains(", roster version 1\n"), "{report}");
+    assert!(report.contains("result:    OK"), "{report}");
+    let certs = std::fs::read_dir(w.path().join("via-b/certs")).unwrap();
+    assert_eq!(certs.count(), 1);
+
     // The camera re-sends a fragment (its acknowledgement was lost in a
     // failover): both instances acknowledge it and store nothing twice.
     let device = w.client_with_cert("cam1/device.crt", "cam1/device.key");
