@@ -123,7 +123,7 @@ impl Pins {
         &self.path
     }
 
-    /// Refuses `version` if an newer one was seen.
+    /// Refuses `version` if a newer one was seen.
     pub fn check(&self, owner: &str, version: u64, source_name: &str) -> Result<(), PinError> {
         match self.pinned(owner) {
             Some(pinned) if pinned > version => Err(PinError::RolledBack {
