@@ -209,6 +209,47 @@ pub struct FragmentEntry {
     pub bytes: u64,
 }
 
+/// `PUT /v1/rosters`: an owner-signed device roster, published for
+/// verifiers. The ingest checks that it parses and that `owner_key` signed
+/// it, and keeps it under the key's fingerprint; it need not trust it, and
+/// verifiers check it against the owner key they hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterUpload {
+    /// The owner's public key (PEM, SubjectPublicKeyInfo).
+    pub owner_key: String,
+    /// The signed roster file (`roster.sdr`), standard base64.
+    pub roster: String,
+}
+
+/// What became of a published roster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RosterStatus {
+    /// Stored now (`201`).
+    Stored,
+    /// The same roster was stored before (`200`).
+    AlreadyStored,
+}
+
+/// The answer to an accepted `PUT /v1/rosters`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterReceipt {
+    pub status: RosterStatus,
+    /// The owner key's fingerprint, which `GET /v1/rosters/{owner}` takes.
+    pub owner: String,
+    pub version: u64,
+}
+
+/// One entry of `GET /v1/devices/{device}/certificates`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateEntry {
+    /// The serial number, hex, as the certificate carries it.
+    pub serial: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+}
+
 /// Longest long poll of the fragment list, in seconds.
 pub const MAX_WAIT_S: u64 = 60;
 
@@ -328,6 +369,29 @@ mod tests {
             "role": "device", "name": "cam1", "streams": ["front"], "reads": [], "serial": "01"
         }))?;
         assert_eq!(who.role, RoleName::Device);
+        Ok(())
+    }
+
+    #[test]
+    fn roster_bodies_are_sent_as_documented() -> Result<(), serde_json::Error> {
+        let receipt = serde_json::to_value(RosterReceipt {
+            status: RosterStatus::AlreadyStored,
+            owner: "ab".into(),
+            version: 3,
+        })?;
+        assert_eq!(
+            receipt,
+            serde_json::json!({"status": "already-stored", "owner": "ab", "version": 3})
+        );
+        // A typo is an error, not a silently ignored field.
+        let typo = serde_json::from_value::<RosterUpload>(serde_json::json!({
+            "owner_key": "K", "roster": "R", "rooster": "x"
+        }));
+        assert!(typo.is_err());
+        let certs: Vec<CertificateEntry> = serde_json::from_value(serde_json::json!([
+            {"serial": "01", "certificate": "PEM"}
+        ]))?;
+        assert_eq!(certs[0].serial, "01");
         Ok(())
     }
 

@@ -11,20 +11,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
-    /// 400: the body, a name in the path or the request does not parse.
+    /// 400: the body, a name in the path or the request does not parse
+    /// (a roster: or is not signed by the key sent with it).
     Malformed,
     /// 401: enrollment token unknown, used or expired.
     Unauthenticated,
     /// 403: the certificate does not allow this.
     Forbidden,
-    /// 404: no such fragment, stream, device certificate or route.
+    /// 404: no such fragment, stream, device certificate, roster or route.
     NotFound,
     /// 405: the route exists, with another method.
     MethodNotAllowed,
     /// 408: the headers or the body did not arrive in time.
     Timeout,
     /// 409: other bytes are stored under this sequence, or the chain does
-    /// not link (a security event).
+    /// not link (a security event); a roster older than the one stored.
     Conflict,
     /// 411: a body of unknown length where a length is required.
     LengthRequired,

@@ -21,9 +21,10 @@ pub mod media;
 pub mod route;
 
 pub use body::{
-    CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollAttestation, EnrollRequest,
-    FragmentEntry, FragmentQuery, PendingResponse, PendingStatus, RenewRequest, RoleName,
-    StreamEntry, UploadReceipt, UploadStatus, WhoAmI, MAX_WAIT_S,
+    CertificateEntry, CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollAttestation,
+    EnrollRequest, FragmentEntry, FragmentQuery, PendingResponse, PendingStatus, RenewRequest,
+    RoleName, RosterReceipt, RosterStatus, RosterUpload, StreamEntry, UploadReceipt, UploadStatus,
+    WhoAmI, MAX_WAIT_S,
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use route::{Route, RouteError};

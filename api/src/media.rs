@@ -11,3 +11,7 @@ pub const FRAGMENT_STREAM: &str = "application/vnd.sealcam.fragment-stream";
 
 /// A device certificate (PEM).
 pub const PEM: &str = "application/x-pem-file";
+
+/// An owner-signed device roster file (`roster.sdr`), as `GET
+/// /v1/rosters/{owner}` answers it.
+pub const ROSTER: &str = "application/vnd.sealcam.roster";

@@ -35,6 +35,14 @@ pub enum Route {
     },
     /// `GET /v1/devices/{device}/certificate`: a device's certificate.
     DeviceCertificate { device: Name },
+    /// `GET /v1/devices/{device}/certificates`: every certificate the
+    /// device has used, oldest first.
+    DeviceCertificates { device: Name },
+    /// `PUT /v1/rosters`: a consumer publishes an owner-signed device roster.
+    PublishRoster,
+    /// `GET /v1/rosters/{owner}`: the newest roster signed by the owner key
+    /// with this fingerprint (64 hex digits).
+    ReadRoster { owner: Name },
     /// `POST /v1/enroll` (enrollment port): a camera asks for its first
     /// certificate.
     Enroll,
@@ -111,6 +119,19 @@ impl Route {
                 },
                 &Method::GET,
             ),
+            ["v1", "devices", d, "certificates"] => (
+                Self::DeviceCertificates {
+                    device: Name::new(d)?,
+                },
+                &Method::GET,
+            ),
+            ["v1", "rosters"] => (Self::PublishRoster, &Method::PUT),
+            ["v1", "rosters", o] => (
+                Self::ReadRoster {
+                    owner: Name::new(o)?,
+                },
+                &Method::GET,
+            ),
             _ => return Err(RouteError::NotFound),
         };
         // HEAD is answered wherever GET is.
@@ -127,13 +148,15 @@ impl Route {
     /// The method a client sends for this route.
     pub fn method(&self) -> Method {
         match self {
-            Self::Upload { .. } => Method::PUT,
+            Self::Upload { .. } | Self::PublishRoster => Method::PUT,
             Self::Renew | Self::Enroll | Self::EnrollChallenge => Method::POST,
             Self::WhoAmI
             | Self::ListStreams
             | Self::ListFragments { .. }
             | Self::ReadFragment { .. }
-            | Self::DeviceCertificate { .. } => Method::GET,
+            | Self::DeviceCertificate { .. }
+            | Self::DeviceCertificates { .. }
+            | Self::ReadRoster { .. } => Method::GET,
         }
     }
 
@@ -159,6 +182,9 @@ impl Route {
                 sequence,
             } => format!("/v1/streams/{device}/{stream}/fragments/{sequence}"),
             Self::DeviceCertificate { device } => format!("/v1/devices/{device}/certificate"),
+            Self::DeviceCertificates { device } => format!("/v1/devices/{device}/certificates"),
+            Self::PublishRoster => "/v1/rosters".into(),
+            Self::ReadRoster { owner } => format!("/v1/rosters/{owner}"),
         }
     }
 
@@ -169,6 +195,9 @@ impl Route {
             Self::ListStreams | Self::ListFragments { .. } => "list",
             Self::ReadFragment { .. } => "read",
             Self::DeviceCertificate { .. } => "read-certificate",
+            Self::DeviceCertificates { .. } => "read-certificates",
+            Self::PublishRoster => "publish-roster",
+            Self::ReadRoster { .. } => "read-roster",
             Self::Renew => "renew",
             Self::WhoAmI => "whoami",
             Self::Enroll => "enroll",
@@ -191,12 +220,16 @@ impl Route {
                 sequence,
             } => Some(format!("{device}/{stream}/{sequence}")),
             Self::ListFragments { device, stream } => Some(format!("{device}/{stream}")),
-            Self::DeviceCertificate { device } => Some(device.to_string()),
+            Self::DeviceCertificate { device } | Self::DeviceCertificates { device } => {
+                Some(device.to_string())
+            }
+            Self::ReadRoster { owner } => Some(owner.to_string()),
             Self::Renew
             | Self::WhoAmI
             | Self::Enroll
             | Self::EnrollChallenge
-            | Self::ListStreams => None,
+            | Self::ListStreams
+            | Self::PublishRoster => None,
         }
     }
 }
@@ -253,6 +286,13 @@ mod tests {
             Route::DeviceCertificate {
                 device: name("cam-2.b_c"),
             },
+            Route::DeviceCertificates {
+                device: name("cam1"),
+            },
+            Route::PublishRoster,
+            Route::ReadRoster {
+                owner: name(&"ab".repeat(32)),
+            },
         ]
     }
 
@@ -282,6 +322,9 @@ mod tests {
                 ("list", Some("cam1/front".into())),
                 ("read", Some(format!("cam1/front/{}", u64::MAX))),
                 ("read-certificate", Some("cam-2.b_c".into())),
+                ("read-certificates", Some("cam1".into())),
+                ("publish-roster", None),
+                ("read-roster", Some("ab".repeat(32))),
             ]
         );
     }
@@ -362,6 +405,20 @@ mod tests {
         ) {
             let route = Route::ReadFragment { device: name(&device), stream: name(&stream), sequence };
             prop_assert_eq!(Route::decode(&route.method(), &route.path()).unwrap(), route);
+        }
+
+        #[test]
+        fn roster_and_certificate_history_routes_round_trip(
+            device in "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}",
+            owner in "[0-9a-f]{64}",
+        ) {
+            for route in [
+                Route::DeviceCertificates { device: name(&device) },
+                Route::ReadRoster { owner: name(&owner) },
+                Route::PublishRoster,
+            ] {
+                prop_assert_eq!(Route::decode(&route.method(), &route.path()).unwrap(), route);
+            }
         }
     }
 }

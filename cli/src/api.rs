@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use sealcam_api::{FragmentEntry, FragmentQuery, Route};
+use sealcam_api::{
+    CertificateEntry, FragmentEntry, FragmentQuery, RosterReceipt, RosterUpload, Route,
+};
 use sealcam_format::Name;
 use sealcam_transport::{pem, tls};
 
@@ -65,10 +67,15 @@ impl Api {
     }
 
     async fn get(&self, route: &Route, query: &FragmentQuery) -> anyhow::Result<reqwest::Response> {
-        let resp = self
+        let req = self
             .client
             .get(format!("{}{}", self.base, route.path()))
-            .query(query)
+            .query(query);
+        self.send(req).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = req
             .send()
             .await
             .with_context(|| format!("cannot reach the ingest at {}", self.base))?;
@@ -123,5 +130,40 @@ impl Api {
             .await?
             .text()
             .await?)
+    }
+
+    /// Every certificate the device has used.
+    pub async fn device_certs(&self, device: &Name) -> anyhow::Result<Vec<CertificateEntry>> {
+        let route = Route::DeviceCertificates {
+            device: device.clone(),
+        };
+        Ok(self
+            .get(&route, &FragmentQuery::default())
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// The newest roster the ingest holds for the owner key with this
+    /// fingerprint (unchecked: the caller checks it against the key).
+    pub async fn roster(&self, owner_fingerprint: &str) -> anyhow::Result<Bytes> {
+        let route = Route::ReadRoster {
+            owner: Name::new(owner_fingerprint)?,
+        };
+        Ok(self
+            .get(&route, &FragmentQuery::default())
+            .await?
+            .bytes()
+            .await?)
+    }
+
+    /// Publishes a roster for verifiers.
+    pub async fn publish_roster(&self, upload: &RosterUpload) -> anyhow::Result<RosterReceipt> {
+        let route = Route::PublishRoster;
+        let req = self
+            .client
+            .request(route.method(), format!("{}{}", self.base, route.path()))
+            .json(upload);
+        Ok(self.send(req).await?.json().await?)
     }
 }

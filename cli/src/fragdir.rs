@@ -1,8 +1,12 @@
 //! A directory of fetched fragments.
 //!
 //! ```text
+//! <dir>/roster.sdr                   the owner-signed device roster (checked
+//!                                    against the owner key whenever it is used)
+//! <dir>/certs/<serial>.crt           every certificate the device has used
+//!                                    (PEM; hints, never the anchor)
 //! <dir>/device.crt                   the device certificate the ingest served
-//!                                    (PEM; a hint, used only without a roster)
+//!                                    (PEM; trusted only with --trust-server)
 //! <dir>/<sequence:020>.scf           sealed fragments
 //! ```
 
@@ -14,6 +18,8 @@ use sealcam_format::DeviceVerifyingKey;
 use sealcam_transport::{identity, pem};
 
 pub const DEVICE_CERT: &str = "device.crt";
+/// The directory of the device's certificate history.
+pub const CERTS_DIR: &str = "certs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
@@ -27,7 +33,7 @@ pub enum DirError {
     Empty { dir: PathBuf },
     #[error("device certificate: {0}")]
     Certificate(#[from] sealcam_transport::TransportError),
-    #[error("{dir} holds no device certificate ({DEVICE_CERT}); pass the owner's key and roster (--owner, --roster)")]
+    #[error("{dir} holds no device certificate ({DEVICE_CERT}) for --trust-server; pass the owner's key (--owner) instead")]
     NoCertificate { dir: PathBuf },
 }
 
@@ -93,8 +99,8 @@ impl FragmentDir {
     }
 
     /// Verifies every fragment and the chain: under the key the owner's
-    /// roster lists for each fragment, or, without a roster, under the
-    /// device certificate.
+    /// roster lists for each fragment, or, without a roster
+    /// (`--trust-server` only), under the device certificate.
     pub fn verify(&self, roster: Option<&DeviceRoster>) -> Result<ChainReport, DirError> {
         let key;
         let keys = match roster {

@@ -9,3 +9,4 @@ pub mod api;
 pub mod cmd;
 pub mod fragdir;
 pub mod owner_key;
+pub mod pins;

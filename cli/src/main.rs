@@ -9,7 +9,7 @@ use sealcam::cmd;
 #[command(
     name = "sealcam",
     version,
-    about = "sealcam consumer CLI: keys, fetch, follow, verify, decrypt"
+    about = "sealcam consumer CLI: keys, fetch, follow, verify, decrypt (anchored in the owner's key: --owner)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,7 +20,8 @@ struct Cli {
 enum Command {
     /// Make a consumer key pair.
     Keygen(cmd::keygen::Args),
-    /// Download a stream's sealed fragments.
+    /// Download a stream's sealed fragments, the owner's roster and the
+    /// device's certificates, and verify them.
     Fetch(cmd::fetch::Args),
     /// Follow a stream live: verify, decrypt, write a growing MKV or play it.
     Follow(cmd::follow::Args),
@@ -53,6 +54,8 @@ enum RosterCommand {
     End(cmd::roster::EndArgs),
     /// Show a roster (and check its signature with --owner).
     Show(cmd::roster::ShowArgs),
+    /// Publish the roster on the ingest, for `fetch` and `follow`.
+    Publish(cmd::roster::PublishArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,10 +91,14 @@ fn main() -> ExitCode {
             RosterCommand::Add(a) => cmd::roster::add(a),
             RosterCommand::End(a) => cmd::roster::end(a),
             RosterCommand::Show(a) => cmd::roster::show(a),
+            RosterCommand::Publish(a) => match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(cmd::roster::publish(a)),
+                Err(e) => Err(e.into()),
+            },
         }
         .map(|()| true),
         Command::Fetch(a) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(cmd::fetch::run(a)).map(|()| true),
+            Ok(rt) => rt.block_on(cmd::fetch::run(a)),
             Err(e) => Err(e.into()),
         },
         Command::Follow(a) => match tokio::runtime::Runtime::new() {

@@ -205,6 +205,14 @@ impl DeviceVerifyingKey {
             .map_err(|e| SealError::Key(format!("device key is not a P-256 public key: {e}")))
     }
 
+    /// From a `-----BEGIN PUBLIC KEY-----` (SPKI) PEM document, as
+    /// `sealcam owner init` writes the owner's public key.
+    pub fn from_pem(pem: &str) -> Result<Self, SealError> {
+        p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
+            .map(Self)
+            .map_err(|e| SealError::Key(format!("not a P-256 public key in SPKI PEM form: {e}")))
+    }
+
     /// From an uncompressed or compressed SEC1 point.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, SealError> {
         p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)

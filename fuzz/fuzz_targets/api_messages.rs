@@ -5,8 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use sealcam_api::{
-    CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollRequest, ErrorBody, FragmentEntry, PendingResponse, RenewRequest,
-    Route, WhoAmI,
+    CertificateEntry, CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollRequest,
+    ErrorBody, FragmentEntry, PendingResponse, RenewRequest, RosterReceipt, RosterUpload, Route,
+    WhoAmI,
 };
 
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "HEAD", "DELETE"];
@@ -38,4 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<PendingResponse>(rest);
     let _ = serde_json::from_slice::<WhoAmI>(rest);
     let _ = serde_json::from_slice::<Vec<FragmentEntry>>(rest);
+    let _ = serde_json::from_slice::<RosterUpload>(rest);
+    let _ = serde_json::from_slice::<RosterReceipt>(rest);
+    let _ = serde_json::from_slice::<Vec<CertificateEntry>>(rest);
 });

@@ -40,6 +40,13 @@ pub fn bin(name: &str) -> PathBuf {
 /// hangs fails its test instead of stalling the whole suite.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Where `sealcam` keeps its state (the roster pins) in a world.
+pub const STATE_DIR: &str = "state";
+
+/// The `sealcam` arguments that anchor provenance in the world's owner
+/// key and roster (see [`World::list_in_roster`]).
+pub const ANCHOR: [&str; 4] = ["--owner", "owner.pub", "--roster", "roster.sdr"];
+
 /// Runs a binary to completion (at most [`RUN_TIMEOUT`]), returning its output.
 pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
     use std::io::Read;
@@ -47,6 +54,8 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("SEALCAM_LOG", "info")
+        // Roster pins (`sealcam`'s state) per world, never the user's.
+        .env("SEALCAM_STATE_DIR", cwd.join(STATE_DIR))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -230,7 +239,10 @@ impl Drop for Ingest {
     }
 }
 
-/// A test world: PKI, a consumer key and consumer TLS identity, in a temp dir.
+/// A test world: PKI, a consumer key and consumer TLS identity, the
+/// owner's key (`owner.key`, `owner.pub`) and, once a camera is made with
+/// [`World::camera`], the owner's roster listing it (`roster.sdr`), in a
+/// temp dir.
 pub struct World {
     pub dir: tempfile::TempDir,
 }
@@ -263,7 +275,37 @@ impl World {
             ],
             w.path(),
         );
+        run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
         w
+    }
+
+    /// Lists `<device>/device.crt`'s key in the world's roster as the
+    /// owner does (`sealcam roster add`, `--new` for the first), unless it
+    /// is listed for that device already.
+    pub fn list_in_roster(&self, device: &str) {
+        let crt = format!("{device}/device.crt");
+        let mut args = vec![
+            "roster",
+            "add",
+            "--owner-key",
+            "owner.key",
+            "--roster",
+            "roster.sdr",
+            "--device",
+            device,
+            "--key",
+            &crt,
+        ];
+        if !self.path().join("roster.sdr").exists() {
+            args.push("--new");
+        }
+        let out = run("sealcam", &args, self.path());
+        let listed = format!("is in the roster already, for device {device} ");
+        assert!(
+            out.status.success() || text(&out.stderr).contains(&listed),
+            "sealcam roster add failed: {}",
+            text(&out.stderr)
+        );
     }
 
     pub fn path(&self) -> &Path {
@@ -278,12 +320,14 @@ impl World {
         Ingest::start_with(self.path(), &self.path().join("pki"), extra)
     }
 
-    /// Writes a camera config `<device>.toml` with a development software key
-    /// and provisions the device with a certificate from the world's CA.
+    /// Writes a camera config `<device>.toml` with a development software key,
+    /// provisions the device with a certificate from the world's CA, and
+    /// lists its key in the owner's roster.
     pub fn camera(&self, device: &str, url: &str, frames: u32, fragment_ms: u32) -> PathBuf {
         let cfg = self.write_camera_config(device, url, frames, fragment_ms);
         self.provision_software_key(&cfg);
         self.issue_device_cert(device);
+        self.list_in_roster(device);
         cfg
     }
 
@@ -349,6 +393,7 @@ impl World {
             self.path(),
         );
         self.issue_device_cert(device);
+        self.list_in_roster(device);
         cfg
     }
 
@@ -448,7 +493,8 @@ drain_timeout_s = 3
         cfg
     }
 
-    /// `sealcam fetch` of `<device>/front` into `out`.
+    /// `sealcam fetch` of `<device>/front` into `out`, anchored in the
+    /// world's owner key and roster; must fetch and verify.
     pub fn fetch(&self, ingest: &Ingest, device: &str, out: &str) -> Output {
         let out = self.fetch_with(ingest, device, out, &[]);
         assert!(
@@ -459,8 +505,23 @@ drain_timeout_s = 3
         out
     }
 
-    /// `sealcam fetch` with extra arguments (e.g. `--from 1h`); may fail.
+    /// `sealcam fetch` with extra arguments (e.g. `--from 1h`), anchored
+    /// in the world's owner key and roster; may fail.
     pub fn fetch_with(&self, ingest: &Ingest, device: &str, out: &str, extra: &[&str]) -> Output {
+        let mut all = ANCHOR.to_vec();
+        all.extend_from_slice(extra);
+        self.fetch_unanchored(ingest, device, out, &all)
+    }
+
+    /// `sealcam fetch` with exactly the anchor arguments in `extra` (none,
+    /// `--trust-server`, `--owner` alone); may fail.
+    pub fn fetch_unanchored(
+        &self,
+        ingest: &Ingest,
+        device: &str,
+        out: &str,
+        extra: &[&str],
+    ) -> Output {
         let server = alice_at(ingest);
         let stream = format!("{device}/front");
         let mut args = vec!["fetch"];
@@ -592,11 +653,31 @@ pub fn alice_at(ingest: &Ingest) -> Vec<String> {
     .to_vec()
 }
 
-/// `sealcam decrypt DIR --key alice.key --out OUT` in the world; must succeed.
+/// `sealcam decrypt DIR --key alice.key --out OUT --owner owner.pub` in
+/// the world (the roster the fetch saved in DIR); must succeed.
 pub fn decrypt_ok(w: &World, dir: &str, out: &str) -> Output {
     run_ok(
         "sealcam",
-        &["decrypt", dir, "--key", "alice.key", "--out", out],
+        &[
+            "decrypt",
+            dir,
+            "--key",
+            "alice.key",
+            "--out",
+            out,
+            "--owner",
+            "owner.pub",
+        ],
+        w.path(),
+    )
+}
+
+/// `sealcam verify DIR --owner owner.pub` in the world (the roster the
+/// fetch saved in DIR); may fail.
+pub fn verify(w: &World, dir: &str) -> Output {
+    run(
+        "sealcam",
+        &["verify", dir, "--owner", "owner.pub"],
         w.path(),
     )
 }

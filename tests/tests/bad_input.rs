@@ -81,7 +81,16 @@ fn missing_consumer_key_for_decrypt() {
     std::fs::create_dir_all(w.path().join("empty")).unwrap();
     let out = run(
         "sealcam",
-        &["decrypt", "empty", "--key", "nobody.key", "--out", "x.mkv"],
+        &[
+            "decrypt",
+            "empty",
+            "--key",
+            "nobody.key",
+            "--out",
+            "x.mkv",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     assert_clear_failure(&out, &["nobody.key"]);

@@ -21,7 +21,14 @@ fn record_with_fault(fault: &str) -> (World, String, String) {
         w.path(),
     );
     w.fetch(&ingest, "cam1", "fetched");
-    let report = text(&run_ok("sealcam", &["verify", "fetched"], w.path()).stdout);
+    let report = text(
+        &run_ok(
+            "sealcam",
+            &["verify", "fetched", "--owner", "owner.pub"],
+            w.path(),
+        )
+        .stdout,
+    );
     (w, report, text(&out.stderr))
 }
 

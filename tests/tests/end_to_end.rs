@@ -24,7 +24,14 @@ fn camera_to_decrypted_clip() {
     w.fetch(&ingest, "cam1", "fetched");
     let out = run_ok(
         "sealcam",
-        &["verify", "fetched", "--ca", "pki/ca.crt"],
+        &[
+            "verify",
+            "fetched",
+            "--ca",
+            "pki/ca.crt",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     let report = text(&out.stdout);
@@ -114,7 +121,11 @@ fn unreachable_server_keeps_fragments_and_they_upload_later() {
     );
     assert!(fragment_files(&w.path().join("cam1/spool")).is_empty());
     w.fetch(&ingest, "cam1", "fetched");
-    let out = run_ok("sealcam", &["verify", "fetched"], w.path());
+    let out = run_ok(
+        "sealcam",
+        &["verify", "fetched", "--owner", "owner.pub"],
+        w.path(),
+    );
     let report = text(&out.stdout);
     assert!(
         report.contains("3 fragments (sequence 0..=2), 90 frames"),
@@ -175,6 +186,8 @@ fn decrypt_writes_mp4_too() {
             "clip.mp4",
             "--format",
             "mp4",
+            "--owner",
+            "owner.pub",
         ],
         w.path(),
     );

@@ -146,7 +146,7 @@ fn verify_with(w: &World, ingest: &Ingest, device: &str, extra: &[&str]) -> Stri
     if !w.path().join(&out_dir).exists() {
         w.fetch(ingest, device, &out_dir);
     }
-    let mut args = vec!["verify", out_dir.as_str()];
+    let mut args = vec!["verify", out_dir.as_str(), "--owner", "owner.pub"];
     args.extend_from_slice(extra);
     let out = run("sealcam", &args, w.path());
     let report = text(&out.stdout);
@@ -327,8 +327,13 @@ fn a_long_outage_evicts_the_oldest_declares_them_and_uploads_the_rest() {
     // An outage long enough to overflow the spool is one the server (or
     // the network) can cause at will: the camera's signed excuse does not
     // pass unless the user accepts it by name.
-    w.fetch(&ingest, "cam1", "cam1-fetched");
-    let refused = run("sealcam", &["verify", "cam1-fetched"], w.path());
+    let fetched = w.fetch_with(&ingest, "cam1", "cam1-fetched", &[]);
+    assert!(!fetched.status.success(), "{}", text(&fetched.stdout));
+    let refused = run(
+        "sealcam",
+        &["verify", "cam1-fetched", "--owner", "owner.pub"],
+        w.path(),
+    );
     let text_refused = text(&refused.stdout);
     assert!(!refused.status.success(), "{text_refused}");
     assert!(

@@ -47,12 +47,41 @@ fn two_ingests_on_one_bucket_serve_one_chain_without_duplicates() {
     // Either instance serves all four as one verified chain.
     for (ingest, out) in [(&a, "from-a"), (&b, "from-b")] {
         w.fetch(ingest, "cam1", out);
-        let report = text(&run_ok("sealcam", &["verify", out], w.path()).stdout);
+        let report = text(
+            &run_ok(
+                "sealcam",
+                &["verify", out, "--owner", "owner.pub"],
+                w.path(),
+            )
+            .stdout,
+        );
         assert!(
             report.contains("4 fragments (sequence 0..=3), 120 frames"),
             "{report}"
         );
     }
+
+    // The owner publishes the roster on A; B serves it from the bucket,
+    // and a fetch anchored in the owner key alone verifies through it,
+    // with the device's certificate history that both instances recorded.
+    let server = alice_at(&a);
+    let mut args = vec![
+        "roster",
+        "publish",
+        "--roster",
+        "roster.sdr",
+        "--owner",
+        "owner.pub",
+    ];
+    args.extend(server.iter().map(String::as_str));
+    run_ok("sealcam", &args, w.path());
+    let out = w.fetch_unanchored(&b, "cam1", "via-b", &["--owner", "owner.pub"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(report.contains(", roster version 1\n"), "{report}");
+    assert!(report.contains("result:    OK"), "{report}");
+    let certs = std::fs::read_dir(w.path().join("via-b/certs")).unwrap();
+    assert_eq!(certs.count(), 1);
 
     // The camera re-sends a fragment (its acknowledgement was lost in a
     // failover): both instances acknowledge it and store nothing twice.
@@ -183,10 +212,12 @@ fn follow(w: &World, ingest: &Ingest, output: &[&str]) -> std::process::Child {
     let mut args = vec!["follow", "cam1/front"];
     args.extend(server.iter().map(String::as_str));
     args.extend_from_slice(&["--key", "alice.key", "--fragments", "3"]);
+    args.extend_from_slice(&ANCHOR);
     args.extend_from_slice(output);
     std::process::Command::new(bin("sealcam"))
         .args(&args)
         .current_dir(w.path())
+        .env("SEALCAM_STATE_DIR", w.path().join(STATE_DIR))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -356,7 +356,14 @@ fn a_camera_told_to_wait_comes_back_and_nothing_is_lost() {
         "the camera was never told to wait: {log}"
     );
     w.fetch(&ingest, "cam1", "fetched");
-    let report = text(&run_ok("sealcam", &["verify", "fetched"], w.path()).stdout);
+    let report = text(
+        &run_ok(
+            "sealcam",
+            &["verify", "fetched", "--owner", "owner.pub"],
+            w.path(),
+        )
+        .stdout,
+    );
     assert!(
         report.contains("3 fragments (sequence 0..=2), 90 frames")
             && report.contains("undeclared gaps: none"),

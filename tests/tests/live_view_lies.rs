@@ -47,6 +47,7 @@ fn follow(w: &World, liar: &LyingIngest, log: &str, fragments: &str) -> std::pro
         ]
         .map(String::from),
     );
+    server.extend(ANCHOR.map(String::from));
     Command::new(bin("sealcam"))
         .arg("follow")
         .arg("cam1/front")

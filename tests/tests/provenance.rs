@@ -12,15 +12,11 @@ use std::path::Path;
 
 use sealcam_system_tests::*;
 
-/// The owner's key, and a roster listing each device's key from the
-/// certificate it was enrolled with.
+/// The owner's roster lists each device's key from the certificate it was
+/// enrolled with (the world's owner key; a key listed already stays).
 fn owner_lists(w: &World, devices: &[&str]) {
-    if !w.path().join("owner.key").exists() {
-        run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
-    }
     for d in devices {
-        let out = roster_add(w, "owner.key", d, &format!("{d}/device.crt"));
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        w.list_in_roster(d);
     }
 }
 
@@ -44,8 +40,6 @@ fn roster_add(w: &World, owner_key: &str, device: &str, key: &str) -> std::proce
     }
     run("sealcam", &args, w.path())
 }
-
-const ANCHOR: [&str; 4] = ["--owner", "owner.pub", "--roster", "roster.sdr"];
 
 /// `sealcam follow cam1/front` for the newest fragment, anchored.
 fn follow_anchored(w: &World, ingest: &Ingest) -> std::process::Output {
@@ -134,10 +128,8 @@ fn a_lying_ingest_cannot_pass_off_its_own_camera_as_the_owners() {
     let out = verify_anchored(&w, "genuine");
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
-    assert!(
-        report.contains("roster:    version 1 signed by the owner"),
-        "{report}"
-    );
+    assert!(report.contains("anchor:    owner key "), "{report}");
+    assert!(report.contains(", roster version 1\n"), "{report}");
     assert!(
         report.contains("(roster version 1, record 0 from"),
         "{report}"
@@ -152,9 +144,29 @@ fn a_lying_ingest_cannot_pass_off_its_own_camera_as_the_owners() {
     let forger = camera_as(&w, "forger", "cam1", &ingest.url());
     provision_and_issue(&w, "forger", &forger);
     record_with(&w, &forger);
-    w.fetch(&ingest, "cam1", "forged");
-    // The forgery decrypts for alice: only provenance can tell.
-    decrypt_ok(&w, "forged", "forged-unanchored.mkv");
+    // fetch verifies what it fetched: not one fragment does.
+    let out = w.fetch_with(&ingest, "cam1", "forged", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no fragment verified"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The forgery decrypts for alice when the server is trusted: only
+    // provenance anchored in the owner's key can tell.
+    run_ok(
+        "sealcam",
+        &[
+            "decrypt",
+            "forged",
+            "--key",
+            "alice.key",
+            "--out",
+            "forged-unanchored.mkv",
+            "--trust-server",
+        ],
+        w.path(),
+    );
 
     let out = verify_anchored(&w, "forged");
     let report = text(&out.stdout);
@@ -211,7 +223,8 @@ fn a_camera_of_the_fleet_cannot_sign_for_another_device() {
     .unwrap();
     provision_and_issue(&w, "thief", &thief);
     record_with(&w, &thief);
-    w.fetch(&ingest, "cam1", "fetched");
+    let out = w.fetch_with(&ingest, "cam1", "fetched", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let out = verify_anchored(&w, "fetched");
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
@@ -252,7 +265,7 @@ fn footage_from_before_a_rekey_verifies_under_the_old_key() {
     let out = verify_anchored(&w, "fetched");
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("roster:    version 3"), "{report}");
+    assert!(report.contains(", roster version 3\n"), "{report}");
     assert!(report.contains("record 0 from"), "{report}");
     assert!(report.contains("record 1 from"), "{report}");
     assert!(report.contains("verified:  4 fragments"), "{report}");
@@ -304,7 +317,7 @@ fn a_roster_not_signed_by_the_owner_is_refused() {
     let out = verify_anchored(&w, "fetched");
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("the roster must be signed by the owner key"),
+        text(&out.stderr).contains("roster.sdr must be signed by the owner key"),
         "{}",
         text(&out.stderr)
     );

@@ -28,7 +28,7 @@ fn sign(w: &World, owner: &str, version: u64, keys: &[&str], out: &str) {
 fn camera_follows_the_owner_signed_set() {
     let w = World::new();
     let ingest = w.start_ingest();
-    run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
+    // The world's owner key (owner.key, owner.pub) signs the sets too.
     run_ok("sealcam", &["owner", "init", "--out", "mallory"], w.path());
     run_ok("sealcam", &["keygen", "--out", "bob"], w.path());
     sign(&w, "owner.key", 1, &["alice.pub"], "recipients.rset");
@@ -71,12 +71,28 @@ fn camera_follows_the_owner_signed_set() {
     run_ok("sealcamd", &["run", "--config", &cfg_s], w.path());
 
     w.fetch(&ingest, "cam1", "fetched");
-    let report = text(&run_ok("sealcam", &["verify", "fetched"], w.path()).stdout);
+    let report = text(
+        &run_ok(
+            "sealcam",
+            &["verify", "fetched", "--owner", "owner.pub"],
+            w.path(),
+        )
+        .stdout,
+    );
     assert!(report.contains("recipients: set version 1, 2"), "{report}");
     // bob can open the second fragment, not the first.
     let out = run(
         "sealcam",
-        &["decrypt", "fetched", "--key", "bob.key", "--out", "bob.mkv"],
+        &[
+            "decrypt",
+            "fetched",
+            "--key",
+            "bob.key",
+            "--out",
+            "bob.mkv",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     assert!(!out.status.success());

@@ -24,7 +24,11 @@ fn flipped_byte_fails_verify_and_names_the_fragment() {
     let i = bytes.len() / 2;
     bytes[i] ^= 0x40;
     std::fs::write(&files[1], bytes).unwrap();
-    let out = run("sealcam", &["verify", "fetched"], w.path());
+    let out = run(
+        "sealcam",
+        &["verify", "fetched", "--owner", "owner.pub"],
+        w.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let report = text(&out.stdout);
     let name = files[1].file_name().unwrap().to_str().unwrap();
@@ -32,7 +36,16 @@ fn flipped_byte_fails_verify_and_names_the_fragment() {
     // decrypt refuses too, naming it.
     let out = run(
         "sealcam",
-        &["decrypt", "fetched", "--key", "alice.key", "--out", "x.mkv"],
+        &[
+            "decrypt",
+            "fetched",
+            "--key",
+            "alice.key",
+            "--out",
+            "x.mkv",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     assert!(!out.status.success());
@@ -44,7 +57,11 @@ fn flipped_byte_fails_verify_and_names_the_fragment() {
 fn removed_fragment_is_reported_as_a_gap() {
     let (w, files) = recorded();
     std::fs::remove_file(&files[2]).unwrap();
-    let out = run("sealcam", &["verify", "fetched"], w.path());
+    let out = run(
+        "sealcam",
+        &["verify", "fetched", "--owner", "owner.pub"],
+        w.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let report = text(&out.stdout);
     assert!(
@@ -65,7 +82,11 @@ fn swapped_frames_fail() {
     let swapped = frag.reassemble(&order);
     assert_eq!(swapped.len(), bytes.len());
     std::fs::write(&files[0], swapped).unwrap();
-    let out = run("sealcam", &["verify", "fetched"], w.path());
+    let out = run(
+        "sealcam",
+        &["verify", "fetched", "--owner", "owner.pub"],
+        w.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("content was altered"),
@@ -93,7 +114,16 @@ fn key_that_is_not_a_recipient_names_the_recipients() {
         .to_string();
     let out = run(
         "sealcam",
-        &["decrypt", "fetched", "--key", "bob.key", "--out", "x.mkv"],
+        &[
+            "decrypt",
+            "fetched",
+            "--key",
+            "bob.key",
+            "--out",
+            "x.mkv",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     assert!(!out.status.success());

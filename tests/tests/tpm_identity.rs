@@ -36,7 +36,14 @@ fn tpm_camera_uploads_and_its_fragments_verify() {
     w.fetch(&ingest, "cam1", "fetched");
     let out = run_ok(
         "sealcam",
-        &["verify", "fetched", "--ca", "pki/ca.crt"],
+        &[
+            "verify",
+            "fetched",
+            "--ca",
+            "pki/ca.crt",
+            "--owner",
+            "owner.pub",
+        ],
         w.path(),
     );
     assert!(

@@ -41,9 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("reading consumer key {}", args.key.display()))?;
     let key = ConsumerSecretKey::from_pem(&pem)
         .with_context(|| format!("consumer key {}", args.key.display()))?;
+    let anchor = args.anchor.resolve()?;
     let dir = FragmentDir::read(&args.dir)?;
-    let roster = args.anchor.load()?;
-    let report = dir.verify(roster.as_ref())?;
+    let report = super::verify::verify_dir(&anchor, &dir)?;
     if !report.failures.is_empty() {
         let names: Vec<String> = report
             .failures

@@ -1,4 +1,11 @@
-//! `sealcam fetch`: download a stream's fragments for a time range.
+//! `sealcam fetch`: download a stream's fragments for a time range, with
+//! what verifies them later, offline, and verify them.
+//!
+//! Beside the fragments it saves the owner's roster (`roster.sdr`, from
+//! `--roster` or the ingest, checked against `--owner` and the pinned
+//! version first), every certificate the device has used
+//! (`certs/<serial>.crt`, hints) and the newest one (`device.crt`, a hint
+//! that only `--trust-server` trusts).
 
 use std::path::PathBuf;
 
@@ -8,8 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sealcam_api::FragmentQuery;
 use sealcam_base::durable;
 
+use crate::anchor::{Anchor, AnchorArgs, ROSTER_FILE};
 use crate::api::{parse_stream, Api, StreamArgs};
-use crate::fragdir::DEVICE_CERT;
+use crate::fragdir::{FragmentDir, CERTS_DIR, DEVICE_CERT};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,14 +35,41 @@ pub struct Args {
     /// Last sequence number to fetch.
     #[arg(long)]
     pub to_seq: Option<u64>,
-    /// Directory to write fragments and the device certificate into.
+    /// Directory to write fragments, the roster and the device's
+    /// certificates into.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub anchor: AnchorArgs,
+    /// Accept declared gaps of this reason that the server could have
+    /// caused (as `sealcam verify --accept-gap`).
+    #[arg(long = "accept-gap", value_name = "REASON", value_parser = super::verify::gap_reason)]
+    pub accept_gaps: Vec<sealcam_format::GapReason>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Fetches, then verifies what it fetched; returns whether it verified.
+pub async fn run(args: Args) -> anyhow::Result<bool> {
+    let anchor = args.anchor.resolve()?;
     let (device, stream) = parse_stream(&args.target.stream)?;
     let api = Api::connect(&args.target.server)?;
+    // The roster first: a roster that fails its checks stops the fetch
+    // before anything is written.
+    let roster_bytes = match &anchor {
+        Anchor::Owner(owner) => Some(match &owner.roster_file {
+            Some(path) => owner.accept_file(path)?.1,
+            None => {
+                let bytes = api.roster(&owner.fingerprint).await.context(
+                    "fetching the owner's roster from the ingest (the owner publishes it with `sealcam roster publish`, or pass --roster)",
+                )?;
+                owner.accept(
+                    &bytes,
+                    &format!("the ingest at {}", args.target.server.server),
+                )?;
+                bytes.to_vec()
+            }
+        }),
+        Anchor::TrustServer => None,
+    };
     let query = FragmentQuery {
         from_ns: args.from.as_deref().map(super::parse_time).transpose()?,
         to_ns: args.to.as_deref().map(super::parse_time).transpose()?,
@@ -45,6 +80,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let entries = api.list(&device, &stream, &query).await?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    if let Some(bytes) = &roster_bytes {
+        durable::replace(&args.out.join(ROSTER_FILE), bytes)?;
+    }
+    let history = api.device_certs(&device).await?;
+    let certs = args.out.join(CERTS_DIR);
+    std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
+    for c in &history {
+        if c.serial.is_empty() || !c.serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!(
+                "the ingest named a certificate of {device} {:?}, not a hex serial number",
+                c.serial
+            );
+        }
+        durable::replace(
+            &certs.join(format!("{}.crt", c.serial)),
+            c.certificate.as_bytes(),
+        )?;
+    }
     let cert = api.device_cert(&device).await?;
     durable::replace(&args.out.join(DEVICE_CERT), cert.as_bytes())?;
 
@@ -69,9 +122,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     println!(
-        "fetched {} fragments of {device}/{stream} into {}",
+        "fetched {} fragments of {device}/{stream} and {} certificates into {}",
         entries.len(),
+        history.len(),
         args.out.display()
     );
-    Ok(())
+    if entries.is_empty() {
+        return Ok(true);
+    }
+    let dir = FragmentDir::read(&args.out)?;
+    let report = super::verify::verify_dir(&anchor, &dir)?;
+    Ok(super::verify::print_report(&report, &args.accept_gaps))
 }

@@ -2,8 +2,9 @@
 //! MKV (a file, or stdout for `ffplay -`) or in a window.
 //!
 //! It long-polls the ingest for fragments after the last one it has, checks
-//! each one's signature under the device certificate (itself checked
-//! against the fleet CA) and its place in the hash chain, reports gaps
+//! each one's signature under the key the owner's roster lists for its
+//! device at its time (with `--trust-server` only, under the device
+//! certificate the ingest serves) and its place in the hash chain, reports gaps
 //! (declared by the camera or not), and decrypts with the consumer key.
 
 use std::io::Write;
@@ -19,7 +20,7 @@ use sealcam_api::FragmentQuery;
 
 use sealcam_format::verify::{DeviceKeys, KeyChecker};
 
-use crate::anchor::AnchorArgs;
+use crate::anchor::{Anchor, AnchorArgs, TRUST_SERVER_REPORT};
 use crate::api::{parse_stream, Api, StreamArgs};
 
 /// Longest wait of one long poll, in seconds (the ingest caps it too).
@@ -68,13 +69,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .with_context(|| format!("consumer key {}", args.key.display()))?;
 
-    // Each fragment under the key the owner's roster lists for it; without
-    // a roster, under the device certificate the ingest serves (issued by
-    // the fleet CA, naming this device).
-    let roster = args.anchor.load()?;
-    let device_key = match roster {
-        Some(_) => None,
-        None => Some(served_device_key(&api, &device, &args.target.server.ca).await?),
+    // Each fragment under the key the owner's roster lists for it (the
+    // roster from --roster or the ingest, checked against the owner key);
+    // only with --trust-server under the device certificate the ingest
+    // serves (issued by the fleet CA, naming this device).
+    let anchor = args.anchor.resolve()?;
+    let (roster, device_key) = match &anchor {
+        Anchor::Owner(owner) => {
+            let roster = match &owner.roster_file {
+                Some(path) => owner.accept_file(path)?.0,
+                None => {
+                    let bytes = api.roster(&owner.fingerprint).await?;
+                    owner.accept(
+                        &bytes,
+                        &format!("the ingest at {}", args.target.server.server),
+                    )?
+                }
+            };
+            eprintln!("{}", owner.describe(&roster));
+            (Some(roster), None)
+        }
+        Anchor::TrustServer => {
+            eprintln!("{TRUST_SERVER_REPORT}");
+            (
+                None,
+                Some(served_device_key(&api, &device, &args.target.server.ca).await?),
+            )
+        }
     };
     let mut checker = KeyChecker::new(match (&roster, &device_key) {
         (Some(r), _) => DeviceKeys::Roster(r),

@@ -1,9 +1,14 @@
-//! `sealcam roster add|end|show`: the owner-signed device roster, which
-//! decides which key recorded a clip (`docs/ref/format.md`, Device rosters).
+//! `sealcam roster add|end|show|publish`: the owner-signed device roster,
+//! which decides which key recorded a clip (`docs/ref/format.md`, Device
+//! rosters).
 //!
 //! The roster is signed with the owner's offline key. Every change writes a
 //! new version of the whole roster, one higher; records are never removed,
-//! so old footage keeps the key it verifies under.
+//! so old footage keeps the key it verifies under. A change is refused on a
+//! copy older than the newest version pinned on this machine
+//! ([`crate::pins`]): building on it would undo the changes since, a
+//! revocation among them. `publish` puts the roster on the ingest, where
+//! `fetch` and `follow` find it (and check it against the owner key).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +19,9 @@ use sealcam_format::roster::{
 use sealcam_format::{DeviceVerifyingKey, Name};
 use sealcam_transport::{identity, pem, Role};
 
+use crate::api::{Api, ServerArgs};
 use crate::owner_key;
+use crate::pins::Pins;
 
 /// Where the roster is and who signs it.
 #[derive(clap::Args)]
@@ -123,6 +130,18 @@ pub struct ShowArgs {
     pub owner: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The roster file to publish.
+    #[arg(long)]
+    pub roster: PathBuf,
+    /// The owner's public key (OWNER.pub), which must have signed it.
+    #[arg(long)]
+    pub owner: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,12 +152,24 @@ fn now_ns() -> u64 {
 /// Reads the roster at `path` (checked against the owner's key); with
 /// `new`, an empty one where there is none yet.
 fn read_or_new(path: &Path, owner: &DeviceVerifyingKey, new: bool) -> anyhow::Result<DeviceRoster> {
+    let pins = Pins::load()?;
+    let pinned = pins.pinned(&owner.fingerprint());
     match (std::fs::read(path), new) {
         (Ok(_), true) => bail!(
             "{} exists; --new starts a roster only where there is none",
             path.display()
         ),
-        (Ok(bytes), false) => read_verified(path, &bytes, owner),
+        (Ok(bytes), false) => {
+            let roster = read_verified(path, &bytes, owner)?;
+            pins.check(&owner.fingerprint(), roster.version, &path.display().to_string())
+                .context("refusing to build on an older copy of the roster: it would undo the changes since")?;
+            Ok(roster)
+        }
+        (Err(e), true) if e.kind() == std::io::ErrorKind::NotFound && pinned.is_some() => bail!(
+            "a roster signed by this owner key was seen at version {} (pinned in {}); --new would start over and drop its records, revocations included: use the newest copy (the ingest serves it to `sealcam fetch`)",
+            pinned.unwrap_or_default(),
+            pins.path().display()
+        ),
         (Err(e), true) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceRoster {
             version: 0,
             issued_unix: 0,
@@ -170,6 +201,12 @@ fn write_next(signing: &Signing, mut roster: DeviceRoster) -> anyhow::Result<Dev
     roster.issued_unix = now_ns() / 1_000_000_000;
     let file = roster.sign(&owner)?;
     sealcam_base::durable::replace(&signing.roster, &file)?;
+    let fingerprint = DeviceVerifyingKey(*owner.verifying_key()).fingerprint();
+    Pins::load()?.check_and_raise(
+        &fingerprint,
+        roster.version,
+        &signing.roster.display().to_string(),
+    )?;
     Ok(roster)
 }
 
@@ -374,4 +411,37 @@ pub(crate) fn describe(k: &KeyRecord) -> String {
         k.key.fingerprint(),
         super::rfc3339(k.valid_from_unix_ns)
     )
+}
+
+pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let owner = owner_key::load_public(&args.owner)?;
+    let bytes = std::fs::read(&args.roster)
+        .with_context(|| format!("reading {}", args.roster.display()))?;
+    let roster = read_verified(&args.roster, &bytes, &owner)?;
+    Pins::load()?.check_and_raise(
+        &owner.fingerprint(),
+        roster.version,
+        &args.roster.display().to_string(),
+    )?;
+    let owner_pem = std::fs::read_to_string(&args.owner)
+        .with_context(|| format!("reading {}", args.owner.display()))?;
+    let api = Api::connect(&args.server)?;
+    let receipt = api
+        .publish_roster(&sealcam_api::RosterUpload {
+            owner_key: owner_pem,
+            roster: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        })
+        .await?;
+    println!(
+        "roster version {} of owner {} published to {} ({})",
+        receipt.version,
+        receipt.owner,
+        args.server.server,
+        match receipt.status {
+            sealcam_api::RosterStatus::Stored => "stored",
+            sealcam_api::RosterStatus::AlreadyStored => "already there",
+        }
+    );
+    Ok(())
 }

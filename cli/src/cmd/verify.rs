@@ -7,7 +7,7 @@ use sealcam_format::verify::ChainReport;
 use sealcam_format::GapReason;
 use sealcam_transport::{identity, pem};
 
-use crate::anchor::AnchorArgs;
+use crate::anchor::{Anchor, AnchorArgs, TRUST_SERVER_REPORT};
 use crate::fragdir::FragmentDir;
 
 #[derive(clap::Args)]
@@ -72,9 +72,16 @@ pub fn print_report(report: &ChainReport, accepted: &[GapReason]) -> bool {
         .collect();
     println!("recipients: set version {}", versions.join(", "));
     for k in &report.keys {
+        let sequences = ranges(
+            report
+                .verified
+                .iter()
+                .filter(|v| v.key == *k)
+                .map(|v| v.sequence),
+        );
         match &k.record {
             Some(r) => println!(
-                "key:       {} (roster version {}, record {} from {}; {})",
+                "key:       {} (roster version {}, record {} from {}; {}): fragments {sequences}",
                 k.fingerprint,
                 r.roster_version,
                 r.index,
@@ -86,7 +93,7 @@ pub fn print_report(report: &ChainReport, accepted: &[GapReason]) -> bool {
                 }
             ),
             None => println!(
-                "key:       {} (from the device certificate; not anchored: pass --owner and --roster)",
+                "key:       {} (from the device certificate the ingest served; NOT anchored: --trust-server): fragments {sequences}",
                 k.fingerprint
             ),
         }
@@ -146,7 +153,29 @@ pub fn print_report(report: &ChainReport, accepted: &[GapReason]) -> bool {
     ok
 }
 
+/// Sequence numbers, ascending, as runs: `0..=3, 7, 9..=10`.
+fn ranges(sequences: impl Iterator<Item = u64>) -> String {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for s in sequences {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(s) => *last = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(args: Args) -> anyhow::Result<bool> {
+    let anchor = args.anchor.resolve()?;
     let dir = FragmentDir::read(&args.dir)?;
     if let Some(ca) = &args.ca {
         let ca_der = pem::load_certs(ca)?;
@@ -154,10 +183,40 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
             .with_context(|| format!("device certificate in {}", args.dir.display()))?;
         println!("device certificate: issued by {}", ca.display());
     }
-    let roster = args.anchor.load()?;
-    if let Some(r) = &roster {
-        println!("roster:    version {} signed by the owner", r.version);
-    }
-    let report = dir.verify(roster.as_ref())?;
+    let report = verify_dir(&anchor, &dir)?;
     Ok(print_report(&report, &args.accept_gaps))
+}
+
+/// Verifies a fetched directory under the anchor, printing which one.
+pub fn verify_dir(anchor: &Anchor, dir: &FragmentDir) -> anyhow::Result<ChainReport> {
+    Ok(match anchor {
+        Anchor::Owner(owner) => {
+            let roster = owner.roster_for_dir(&dir.dir)?;
+            println!("{}", owner.describe(&roster));
+            dir.verify(Some(&roster))?
+        }
+        Anchor::TrustServer => {
+            println!("{TRUST_SERVER_REPORT}");
+            dir.verify(None)?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn sequences_print_as_runs() {
+        assert_eq!(
+            ranges([0, 1, 2, 3, 7, 9, 10].into_iter()),
+            "0..=3, 7, 9..=10"
+        );
+        assert_eq!(ranges([5].into_iter()), "5");
+        assert_eq!(
+            ranges([u64::MAX - 1, u64::MAX].into_iter()),
+            format!("{}..={}", u64::MAX - 1, u64::MAX)
+        );
+        assert_eq!(ranges(std::iter::empty()), "");
+    }
 }

@@ -68,7 +68,8 @@ pub struct Record {
     pub time: String,
     /// `device:<name>`, `consumer:<name>`, `operator`, or `anonymous`.
     pub actor: String,
-    /// `connect`, `upload`, `list`, `read`, `read-certificate`, `enroll`,
+    /// `connect`, `upload`, `list`, `read`, `read-certificate`,
+    /// `read-certificates`, `publish-roster`, `read-roster`, `enroll`,
     /// `renew`, `revoke`, `delete`, …
     pub action: String,
     /// What was acted on: `DEVICE/STREAM/SEQUENCE`, `DEVICE/STREAM`, `DEVICE`.

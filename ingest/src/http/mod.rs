@@ -12,6 +12,7 @@
 //! * [`connection`]: the TLS accept loops, the handshake, revocation.
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
 //! * [`read`]: consumers' listings, fragment reads and long polls.
+//! * [`roster`]: owner-signed device rosters, published and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
 //! * [`body`]: the buffer an upload's body is received into, aligned for
 //!   direct I/O.
@@ -25,6 +26,7 @@ pub mod connection;
 pub mod enroll;
 pub mod error;
 pub mod read;
+pub mod roster;
 pub mod route;
 pub mod upload;
 
@@ -255,6 +257,11 @@ async fn dispatch(
             sequence,
         } => read::get_fragment(state, peer, device, stream, sequence).await,
         Route::DeviceCertificate { device } => read::get_device_cert(state, peer, device).await,
+        Route::DeviceCertificates { device } => {
+            read::get_device_cert_history(state, peer, device).await
+        }
+        Route::PublishRoster => roster::publish(state, peer, req).await,
+        Route::ReadRoster { owner } => roster::read(state, owner).await,
         Route::Renew => enroll::renew(state, peer, req).await,
         Route::WhoAmI => Ok(enroll::whoami(peer)),
         // Served on the enrollment port only.
@@ -443,6 +450,137 @@ mod tests {
         assert_eq!(
             refusal(&api, bob, Method::GET, "/v1/streams/cam2/front/fragments/0").await,
             (404, ErrorCode::NotFound)
+        );
+    }
+
+    /// Sends `body` to the API port as `who`.
+    async fn send_body(
+        api: &Api,
+        who: Peer,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(who)
+            .body(Body::from(body))
+            .unwrap();
+        let r = api_router(api.state.clone()).oneshot(req).await.unwrap();
+        let status = r.status();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, body.to_vec())
+    }
+
+    /// A roster of `version` signed by `owner`, as `PUT /v1/rosters` sends it.
+    fn roster_upload(owner: &p256::ecdsa::SigningKey, version: u64) -> Vec<u8> {
+        use base64::Engine as _;
+        use p256::pkcs8::EncodePublicKey;
+        let roster = sealcam_format::roster::DeviceRoster {
+            version,
+            issued_unix: 0,
+            keys: Vec::new(),
+        };
+        let file = roster.sign(owner).unwrap();
+        let pem = owner
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap();
+        serde_json::to_vec(&sealcam_api::RosterUpload {
+            owner_key: pem,
+            roster: base64::engine::general_purpose::STANDARD.encode(file),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rosters_are_kept_only_signed_and_never_rolled_back() {
+        let api = api_state().await;
+        let owner = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let fp = sealcam_format::DeviceVerifyingKey(*owner.verifying_key()).fingerprint();
+        let put = |who: Peer, body: Vec<u8>| send_body(&api, who, Method::PUT, "/v1/rosters", body);
+        // A device may not publish; a consumer may.
+        let (status, _) = put(device(), roster_upload(&owner, 2)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = put(consumer(), roster_upload(&owner, 2)).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let receipt: sealcam_api::RosterReceipt = serde_json::from_slice(&body).unwrap();
+        assert_eq!((receipt.owner.as_str(), receipt.version), (fp.as_str(), 2));
+        let (status, _) = put(consumer(), roster_upload(&owner, 2)).await;
+        assert_eq!(status, StatusCode::OK);
+        // A lower version: refused.
+        let (status, _) = put(consumer(), roster_upload(&owner, 1)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        // Signed by another key than the one sent with it: refused.
+        let other = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let mut forged: serde_json::Value =
+            serde_json::from_slice(&roster_upload(&other, 5)).unwrap();
+        let genuine: serde_json::Value = serde_json::from_slice(&roster_upload(&owner, 5)).unwrap();
+        forged["owner_key"] = genuine["owner_key"].clone();
+        let (status, body) = put(consumer(), serde_json::to_vec(&forged).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("not signed by the owner key"));
+        let (status, _) = put(consumer(), b"not json".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // The newest is served, to any consumer.
+        let (status, body) =
+            send(&api, consumer(), Method::GET, &format!("/v1/rosters/{fp}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let served = sealcam_format::roster::SignedDeviceRoster::parse(&body).unwrap();
+        assert_eq!(served.roster.version, 2);
+        assert_eq!(
+            refusal(
+                &api,
+                consumer(),
+                Method::GET,
+                &format!("/v1/rosters/{}", "0".repeat(64))
+            )
+            .await,
+            (404, ErrorCode::NotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_certificate_history_is_read_like_the_device() {
+        let api = api_state().await;
+        let cam1 = Name::new("cam1").unwrap();
+        for (serial, der) in [("0a", b"one".as_slice()), ("0b", b"two".as_slice())] {
+            api.state
+                .store
+                .put_device_cert(&cam1, serial, der)
+                .await
+                .unwrap();
+        }
+        let (status, body) = send(
+            &api,
+            consumer(),
+            Method::GET,
+            "/v1/devices/cam1/certificates",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let certs: Vec<sealcam_api::CertificateEntry> = serde_json::from_slice(&body).unwrap();
+        let serials: Vec<&str> = certs.iter().map(|c| c.serial.as_str()).collect();
+        assert_eq!(serials, ["0a", "0b"]);
+        assert!(certs[0].certificate.contains("BEGIN CERTIFICATE"));
+        let mut bob = consumer();
+        bob.identity.reads = vec![(Name::new("cam2").unwrap(), Name::new("front").unwrap())];
+        assert_eq!(
+            refusal(&api, bob, Method::GET, "/v1/devices/cam1/certificates").await,
+            (403, ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            refusal(&api, device(), Method::GET, "/v1/devices/cam1/certificates").await,
+            (403, ErrorCode::Forbidden)
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Consumers' reads: the streams they may read, a stream's fragments
 //! (filtered, with a long poll for the next ones), a fragment, a device's
-//! certificate.
+//! certificate and every certificate it has used.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{StreamExt, TryStreamExt};
-use sealcam_api::{media, FragmentEntry, FragmentQuery, StreamEntry, MAX_WAIT_S};
+use sealcam_api::{media, CertificateEntry, FragmentEntry, FragmentQuery, StreamEntry, MAX_WAIT_S};
 use sealcam_format::Name;
 
 use super::error::ApiError;
@@ -142,4 +142,24 @@ pub async fn get_device_cert(
         )
     })?;
     Ok(([(header::CONTENT_TYPE, media::PEM)], pem).into_response())
+}
+
+/// `GET /v1/devices/{device}/certificates`: every certificate the device
+/// has used, so that footage from before a renewal or a re-key can be
+/// matched to its key (a hint for verifiers, never their anchor).
+pub async fn get_device_cert_history(
+    state: &AppState,
+    peer: &Peer,
+    device: Name,
+) -> Result<Response, ApiError> {
+    require_read(peer, &device, None)?;
+    let certs = state.store.device_certs(&device).await?;
+    let entries: Vec<CertificateEntry> = certs
+        .into_iter()
+        .map(|(serial, certificate)| CertificateEntry {
+            serial,
+            certificate,
+        })
+        .collect();
+    Ok(Json(entries).into_response())
 }

@@ -17,7 +17,11 @@ pub fn required_role(route: &Route) -> Option<(Role, &'static str)> {
         Route::ListStreams | Route::ListFragments { .. } | Route::ReadFragment { .. } => {
             Some((Role::Consumer, "read streams"))
         }
-        Route::DeviceCertificate { .. } => Some((Role::Consumer, "read device certificates")),
+        Route::DeviceCertificate { .. } | Route::DeviceCertificates { .. } => {
+            Some((Role::Consumer, "read device certificates"))
+        }
+        Route::PublishRoster => Some((Role::Consumer, "publish rosters")),
+        Route::ReadRoster { .. } => Some((Role::Consumer, "read rosters")),
         Route::Renew => Some((Role::Device, "renew certificates")),
         Route::WhoAmI | Route::Enroll | Route::EnrollChallenge => None,
     }
@@ -93,7 +97,7 @@ fn shape_of(method: &Method, path: &str, e: &RouteError) -> Option<Route> {
 fn names_as_sent(path: &str) -> String {
     path.split('/')
         .skip(3)
-        .filter(|s| *s != "fragments" && *s != "certificate")
+        .filter(|s| !matches!(*s, "fragments" | "certificate" | "certificates"))
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -7,7 +7,7 @@ use sealcam_format::{ManifestHash, Name, SealedFragment, SignedManifest};
 
 use super::disk::CheckedWriteError;
 use super::layout::{cert_path, certs_prefix, data_path, key_path, sequence_of, stream_prefix};
-use super::{Store, StoreError};
+use super::{Listed, Store, StoreError};
 
 /// How a fragment does not fit the stored fragments next to it.
 #[derive(Debug, thiserror::Error)]
@@ -350,6 +350,33 @@ impl Store {
             .read(&newest.path)
             .await?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Every certificate stored for the device, as (serial, PEM), by
+    /// serial. Each was written once, when an instance first saw it.
+    pub async fn device_certs(&self, device: &Name) -> Result<Vec<(String, String)>, StoreError> {
+        let mut listed: Vec<Listed> = self
+            .list(&certs_prefix(device))
+            .await?
+            .into_iter()
+            .filter(|l| l.path.ends_with(".pem"))
+            .collect();
+        listed.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut out = Vec::with_capacity(listed.len());
+        for l in listed {
+            let serial = l
+                .path
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.strip_suffix(".pem"))
+                .unwrap_or_default()
+                .to_owned();
+            // Removed since the listing: nothing to serve.
+            if let Some(b) = self.read(&l.path).await? {
+                out.push((serial, String::from_utf8_lossy(&b).into_owned()));
+            }
+        }
+        Ok(out)
     }
 
     /// Every (device, stream) with anything stored.

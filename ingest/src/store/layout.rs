@@ -43,3 +43,17 @@ pub(super) fn certs_prefix(device: &Name) -> String {
 pub(super) fn cert_path(device: &Name, serial_hex: &str) -> String {
     format!("{}/{serial_hex}.pem", certs_prefix(device))
 }
+
+/// The directory of the rosters signed by one owner key.
+pub(super) fn rosters_prefix(owner_fingerprint: &Name) -> String {
+    format!("rosters/{owner_fingerprint}")
+}
+
+/// One version of an owner's roster.
+pub(super) fn roster_path(owner_fingerprint: &Name, version: u64) -> String {
+    format!(
+        "{}/{}.sdr",
+        rosters_prefix(owner_fingerprint),
+        seq_name(version)
+    )
+}

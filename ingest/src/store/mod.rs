@@ -2,7 +2,9 @@
 //! default, zero setup) or any S3-compatible bucket (for fleets).
 //!
 //! ```text
-//! devices/<device>/certs/<serial>.pem            device certificates, for verifiers
+//! devices/<device>/certs/<serial>.pem            device certificates, for verifiers:
+//!                                                every one a device has used
+//! rosters/<owner fingerprint>/<version:020>.sdr  owner-signed device rosters, as published
 //! streams/<device>/<stream>/keys/<seq:020>       signed manifest: names the fragment and
 //!                                                holds its wrapped data keys
 //! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
@@ -26,6 +28,7 @@
 //! * `fragments.rs`: what the objects mean: fragments stored in their hash
 //!   chain, read back, their keys destroyed apart from their ciphertext;
 //!   device certificates.
+//! * `rosters.rs`: owner-signed device rosters, one object per version.
 //! * `disk.rs`: the local backend's disk thread, writing in batches that
 //!   share their syncs (group commit).
 //! * `create.rs`: how it makes new files durably, create-only.
@@ -38,11 +41,13 @@ mod disk;
 mod fragments;
 mod layout;
 mod objects;
+mod rosters;
 
 pub use config::{LocalConfig, S3Config, StorageConfig};
 pub use create::direct_io_alignment;
 pub use fragments::{parse_signed_manifest, ChainBreak, ChainError, PutOutcome};
 pub use objects::{Listed, Store};
+pub use rosters::RosterPut;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,6 +67,14 @@ pub enum StoreError {
         stream: Name,
         sequence: u64,
     },
+    #[error("a roster of version {stored} signed by owner key {owner} is stored already; version {offered} cannot replace it")]
+    StaleRoster {
+        owner: Name,
+        stored: u64,
+        offered: u64,
+    },
+    #[error("version {version} of the roster signed by owner key {owner} is already stored with different content")]
+    RosterConflict { owner: Name, version: u64 },
     #[error("stored object {path} is damaged: {reason}")]
     Damaged { path: String, reason: String },
 }
