@@ -319,8 +319,8 @@ fn a_revoked_camera_is_refused_says_so_and_keeps_spooling() {
     let (w, ingest) = fleet();
     let vm = streaming(&w, &ingest, 2);
     run_ok(
-        "sealcam-ingest",
-        &["device", "revoke", "qemu-cam", "--pki", "pki"],
+        "sealcam-ca",
+        &["device", "revoke", "qemu-cam", "--dir", "ca"],
         w.path(),
     );
     std::thread::sleep(std::time::Duration::from_secs(3));
