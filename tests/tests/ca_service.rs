@@ -290,3 +290,50 @@ fn over_mutual_tls_the_ca_service_answers_only_ingest_instances() {
         tls_ca.log_text()
     );
 }
+
+#[test]
+fn any_enrollment_step_is_passed_to_the_ca_service_unchanged() {
+    use sealcam_transport::{pem, tls};
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = tls::enrollment_client_config(pem::load_roots(&w.path().join("pki/ca.crt")).unwrap())
+        .unwrap();
+    let camera = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .build()
+        .unwrap();
+    // A step this CA does not know yet: the answer is the CA's, not the
+    // ingest's, so a new step needs no change in the ingest.
+    let r = camera
+        .post(format!("{}/v1/enroll/challenge", ingest.enroll_url()))
+        .header("content-type", "application/json")
+        .body(r#"{"anything": "the ingest does not read"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let body = r.text().unwrap();
+    assert!(
+        body.contains("no enrollment step /v1/enroll/challenge"),
+        "{body}"
+    );
+    let log = w.ca_log();
+    assert!(
+        log.contains("path=\"/v1/enroll/challenge\"") || log.contains("path=/v1/enroll/challenge"),
+        "{log}"
+    );
+    // A malformed enrollment body is judged by the CA as well.
+    let r = camera
+        .post(format!("{}/v1/enroll", ingest.enroll_url()))
+        .body("not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("enrollment request:"));
+    // Other paths on the enrollment port are still no route.
+    let r = camera
+        .post(format!("{}/v1/renew", ingest.enroll_url()))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
