@@ -109,6 +109,13 @@ enum IngestCommand {
         #[arg(long, default_value = "825d", value_parser = parse_lifetime)]
         lifetime: Duration,
     },
+    /// Revoke every certificate of an ingest instance: the CA service
+    /// refuses it from its next connection on.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        dir: Dir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -317,6 +324,22 @@ fn real_main() -> anyhow::Result<()> {
             println!(
                 "ingest {name}: ca.crt, server.crt and server.key written to {}",
                 out_dir.display()
+            );
+            Ok(())
+        }
+        Command::Ingest {
+            command:
+                IngestCommand::Revoke {
+                    name,
+                    dir: Dir { dir },
+                },
+        } => {
+            let name = Name::new(&name)?;
+            let n = FleetCa::new(&dir).revoke_ingest(&name)?;
+            tracing::warn!(ingest = %name, certificates = n, "AUDIT: ingest revoked");
+            println!(
+                "ingest {name} revoked: {n} certificates listed in {}",
+                dir.join(CRL).display()
             );
             Ok(())
         }

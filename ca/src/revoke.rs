@@ -23,7 +23,7 @@ use sealcam_format::Name;
 
 use crate::enroll::unix_now;
 use crate::files::{create_dir, replace, write_new};
-use crate::issue::{load_ca, time_now};
+use crate::issue::{load_ca, time_now, INGEST_ROLE_DIR};
 use crate::{role_dir, FleetCa, PkiError, Role, CRL};
 
 impl FleetCa {
@@ -58,6 +58,17 @@ impl FleetCa {
         }
         let serials = issued_serials(&dir.join("issued").join(role_dir(role)), name.as_str());
         record_revoked(dir, name, &serials, now)?;
+        self.write_crl()?;
+        Ok(serials.len())
+    }
+
+    /// Revokes every certificate issued to the ingest instance `name`:
+    /// the CA service refuses it at its next connection, and every ingest
+    /// (and camera) at its next CRL.
+    pub fn revoke_ingest(&self, name: &Name) -> Result<usize, PkiError> {
+        let dir = self.dir.as_path();
+        let serials = issued_serials(&dir.join("issued").join(INGEST_ROLE_DIR), name.as_str());
+        record_revoked(dir, name, &serials, unix_now())?;
         self.write_crl()?;
         Ok(serials.len())
     }

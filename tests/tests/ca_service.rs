@@ -289,6 +289,45 @@ fn over_mutual_tls_the_ca_service_answers_only_ingest_instances() {
         "{}",
         tls_ca.log_text()
     );
+
+    // The ingest instance revoked: the CA service refuses it from its next
+    // connection on, and the ingest keeps its last list and says so.
+    let out = run_ok(
+        "sealcam-ca",
+        &["ingest", "revoke", "ingest", "--dir", "ca"],
+        w.path(),
+    );
+    assert!(
+        text(&out.stdout).contains("ingest ingest revoked: 1 certificates"),
+        "{}",
+        text(&out.stdout)
+    );
+    let log = ingest.wait_for_log("keeping the last good one");
+    assert!(log.contains("keeping the last good one"), "{log}");
+    assert!(
+        tls_ca
+            .log_text()
+            .contains("the certificate of ingest ingest is revoked"),
+        "{}",
+        tls_ca.log_text()
+    );
+    let token = w.device_add("cam2", "1h");
+    let cfg = w.write_camera_config("cam2", &ingest.url(), 10, 1000);
+    let out = run(
+        "sealcamd",
+        &[
+            "provision",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--insecure-software-key",
+            "--enroll",
+            &ingest.enroll_url(),
+            "--token",
+            &token,
+        ],
+        w.path(),
+    );
+    assert!(!out.status.success(), "{}", text(&out.stdout));
 }
 
 #[test]
