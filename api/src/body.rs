@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /v1/enroll` on the enrollment port.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollRequest {
-    /// The one-time token from `sealcam-ingest device add`; without one the
+    /// The one-time token from `sealcam-ca device add`; without one the
     /// request is filed for an operator's approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,

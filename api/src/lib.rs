@@ -12,10 +12,12 @@
 //!   every refusal ([`ErrorBody`]).
 //! * [`body`]: the request and response bodies, and the listing query.
 //! * [`media`]: the media types of uploads and answers.
+//! * [`ca`]: what an ingest asks the CA service (`sealcam-ca serve`).
 //!
 //! No I/O and no HTTP client or server: only what both ends must agree on.
 
 pub mod body;
+pub mod ca;
 pub mod error;
 pub mod media;
 pub mod route;
@@ -26,5 +28,6 @@ pub use body::{
     RoleName, RosterReceipt, RosterStatus, RosterUpload, StreamEntry, UploadReceipt, UploadStatus,
     WhoAmI, MAX_WAIT_S,
 };
+pub use ca::CaRenewRequest;
 pub use error::{ErrorBody, ErrorCode};
 pub use route::{Route, RouteError};

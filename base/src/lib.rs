@@ -1,7 +1,11 @@
 //! What every sealcam binary shares: logging setup, stop signals, and
-//! durable writes ([`durable`]).
+//! durable writes ([`durable`]), and durations as operators write them
+//! ([`parse_lifetime`]).
 
 pub mod durable;
+mod span;
+
+pub use span::parse_lifetime;
 
 use std::io::IsTerminal;
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::files::{create_dir, read, replace, sync_dir};
 use crate::issue::check_csr;
-use crate::{CsrError, EkRefusal, EnrollError, FleetCa, PkiError};
+use crate::{CsrError, EkRefusal, EnrollError, FleetCa, PkiError, Role};
 
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -70,7 +70,9 @@ impl FleetCa {
             streams.join(",")
         );
         replace(&token_path(dir, device), &record, 0o600)?;
-        let _ = std::fs::remove_file(dir.join("revoked").join(device.as_str()));
+        // The name is free again; what was issued under it stays revoked.
+        self.retire_legacy_mark(device)?;
+        let _ = std::fs::remove_file(dir.join("revoked").join("device").join(device.as_str()));
         Ok(token)
     }
 
@@ -114,7 +116,7 @@ impl FleetCa {
         if expires.is_none_or(|e| e < unix_now()) {
             return Err(EnrollError::Expired);
         }
-        if self.is_revoked(&csr.device) {
+        if self.is_revoked(Role::Device, &csr.device) {
             return Err(EnrollError::Revoked(csr.device));
         }
         ek.0.admit(dir, &csr.device, ek.1)?;
@@ -131,7 +133,7 @@ impl FleetCa {
     ) -> Result<Approval, EnrollError> {
         let dir = self.dir.as_path();
         let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
-        if self.is_revoked(&csr.device) {
+        if self.is_revoked(Role::Device, &csr.device) {
             return Err(EnrollError::Revoked(csr.device));
         }
         ek.0.admit(dir, &csr.device, ek.1)?;

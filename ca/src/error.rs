@@ -52,11 +52,9 @@ pub enum CsrError {
 /// camera; the ingest logs the detail.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
-    #[error("enrollment token is unknown or was already used; ask the operator for a new one (`sealcam-ingest device add`)")]
+    #[error("enrollment token is unknown or was already used; ask the operator for a new one (`sealcam-ca device add`)")]
     UnknownToken,
-    #[error(
-        "enrollment token expired; ask the operator for a new one (`sealcam-ingest device add`)"
-    )]
+    #[error("enrollment token expired; ask the operator for a new one (`sealcam-ca device add`)")]
     Expired,
     #[error("device {0} is revoked; the operator must add it again")]
     Revoked(Name),
@@ -82,4 +80,21 @@ pub enum EkRefusal {
     UnknownMaker,
     #[error("the camera sent no TPM attestation of its device key (a software key, or firmware that does not attest); enroll with the key in the TPM")]
     NoAttestation,
+}
+
+/// Why a renewal asked for by an ingest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    #[error("the certificate request is not acceptable: {0}")]
+    BadCsr(CsrError),
+    #[error("the current certificate is not a valid one of this fleet: {0}")]
+    NotOurs(String),
+    #[error("{presented} may not renew the certificate of device {requested}")]
+    OtherDevice { presented: String, requested: Name },
+    #[error("the request's key does not match the key of the current certificate (the device key lives in the TPM and does not change)")]
+    OtherKey,
+    #[error("device {0} is revoked")]
+    Revoked(Name),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
 }

@@ -16,7 +16,7 @@ use sealcam_transport::Identity;
 use x509_parser::prelude::FromDer;
 
 use crate::files::{create_dir, read, write_new};
-use crate::{CsrError, FleetCa, PkiError, CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY};
+use crate::{role_dir, CsrError, FleetCa, PkiError, Role, CA_CERT, CA_KEY};
 
 /// Sets the validity window and a random serial number.
 fn validity(params: &mut CertificateParams, lifetime: Duration) {
@@ -31,39 +31,24 @@ fn validity(params: &mut CertificateParams, lifetime: Duration) {
     params.serial_number = Some(SerialNumber::from_slice(&serial));
 }
 
-/// Parses a lifetime such as `30d`, `12h`, `90s`.
-pub fn parse_lifetime(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a lifetime; write e.g. 30d, 12h, 10m or 90s"))?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: a lifetime ends in s, m, h or d")),
-    };
-    n.checked_mul(unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+pub use sealcam_base::parse_lifetime;
 
 pub(crate) fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
 impl FleetCa {
-    /// Creates the fleet CA and the ingest's server certificate in `dir`
-    /// (the ingest adds its audit key beside them).
-    pub fn init(
-        dir: impl Into<PathBuf>,
-        server_names: &[String],
-        server_ips: &[IpAddr],
-    ) -> Result<Self, PkiError> {
+    /// Creates the fleet CA in `dir` (its key `0600`) and its first,
+    /// empty, revocation list.
+    pub fn init(dir: impl Into<PathBuf>) -> Result<Self, PkiError> {
         let fleet = Self::new(dir);
         let dir = fleet.dir();
         create_dir(dir)?;
+        if dir.join(CA_KEY).exists() {
+            return Err(PkiError::Exists {
+                path: dir.join(CA_KEY),
+            });
+        }
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut ca = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -83,11 +68,30 @@ impl FleetCa {
         ];
         validity(&mut ca, Duration::from_secs(3650 * 86_400));
         let ca_cert = ca.self_signed(&ca_key)?;
+        write_new(&dir.join(CA_KEY), &ca_key.serialize_pem(), 0o600)?;
+        write_new(&dir.join(CA_CERT), &ca_cert.pem(), 0o644)?;
+        fleet.write_crl()?;
+        Ok(fleet)
+    }
 
-        let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    /// Issues an ingest instance its certificate with a new key: a server
+    /// certificate for `server_names` and `server_ips`, and the client
+    /// certificate it presents to the CA service, which accepts only
+    /// certificates naming an ingest (`urn:sealcam:ingest:<name>`).
+    /// Returns (certificate PEM, key PEM).
+    pub fn issue_ingest(
+        &self,
+        name: &Name,
+        server_names: &[String],
+        server_ips: &[IpAddr],
+        lifetime: Duration,
+    ) -> Result<(String, String), PkiError> {
+        let dir = self.dir.as_path();
+        let ca = load_ca(dir)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut server = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "sealcam ingest");
+        dn.push(DnType::CommonName, format!("sealcam ingest {name}"));
         server.distinguished_name = dn;
         for n in server_names {
             server
@@ -97,16 +101,47 @@ impl FleetCa {
         for ip in server_ips {
             server.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        server.subject_alt_names.push(SanType::URI(
+            format!("{}{name}", sealcam_transport::identity::INGEST_URI_PREFIX).try_into()?,
+        ));
+        server.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut server, Duration::from_secs(825 * 86_400));
-        let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
+        validity(&mut server, lifetime);
+        let cert = server.signed_by(&key, &ca.cert, &ca.key)?;
+        record_issued(dir, INGEST_ROLE_DIR, name, &cert)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 
-        write_new(&dir.join(CA_KEY), &ca_key.serialize_pem(), 0o600)?;
-        write_new(&dir.join(CA_CERT), &ca_cert.pem(), 0o644)?;
-        write_new(&dir.join(SERVER_KEY), &server_key.serialize_pem(), 0o600)?;
-        write_new(&dir.join(SERVER_CERT), &server_cert.pem(), 0o644)?;
-        Ok(fleet)
+    /// The CA service's own TLS server certificate, with a new key: made
+    /// at each start, kept in memory only, valid a year. Returns (cert
+    /// DER, PKCS#8 key DER).
+    pub(crate) fn issue_service(
+        &self,
+        names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
+        let ca = load_ca(self.dir.as_path())?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "sealcam CA service");
+        params.distinguished_name = dn;
+        for n in names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(n.clone().try_into()?));
+        }
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, Duration::from_secs(365 * 86_400));
+        let cert = params.signed_by(&key, &ca.cert, &ca.key)?;
+        Ok((cert.der().to_vec(), key.serialize_der()))
     }
 
     /// Issues a device certificate for a checked CSR (a renewal, an
@@ -128,7 +163,7 @@ impl FleetCa {
             public_key: csr.csr.public_key,
         }
         .signed_by(&ca.cert, &ca.key)?;
-        record_issued(dir, &csr.device, &cert)?;
+        record_issued(dir, role_dir(Role::Device), &csr.device, &cert)?;
         Ok(cert.pem())
     }
 
@@ -160,7 +195,7 @@ impl FleetCa {
         let mut identity = Identity::consumer(name.clone());
         identity.reads = reads.to_vec();
         let cert = leaf_params(&identity, lifetime)?.signed_by(&key, &ca.cert, &ca.key)?;
-        record_issued(dir, name, &cert)?;
+        record_issued(dir, role_dir(Role::Consumer), name, &cert)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 }
@@ -195,6 +230,9 @@ fn leaf_params(identity: &Identity, lifetime: Duration) -> Result<CertificatePar
     validity(&mut params, lifetime);
     Ok(params)
 }
+
+/// Where the certificates of ingest instances are recorded.
+pub(crate) const INGEST_ROLE_DIR: &str = "ingest";
 
 /// A certificate signing request whose signature has been checked.
 pub struct CheckedCsr {
@@ -235,14 +273,19 @@ pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, CsrError> {
     })
 }
 
-fn record_issued(dir: &Path, name: &Name, cert: &rcgen::Certificate) -> Result<(), PkiError> {
+fn record_issued(
+    dir: &Path,
+    role: &str,
+    name: &Name,
+    cert: &rcgen::Certificate,
+) -> Result<(), PkiError> {
     let serial = cert
         .params()
         .serial_number
         .as_ref()
         .map(|s| hex::encode(s.as_ref()))
         .unwrap_or_default();
-    let issued = dir.join("issued").join(name.as_str());
+    let issued = dir.join("issued").join(role).join(name.as_str());
     create_dir(&issued)?;
     write_new(&issued.join(format!("{serial}.crt")), &cert.pem(), 0o644)
 }

@@ -1,12 +1,15 @@
-//! sealcam-ca, the fleet's certificate authority: it issues the ingest's
-//! server certificate, device certificates from CSRs made on the cameras,
-//! and consumer certificates; it runs enrollment (one-time tokens, or an
-//! operator's approval of a pending request); it revokes and signs the CRL.
+//! sealcam-ca, the fleet's certificate authority: it issues device
+//! certificates from CSRs made on the cameras, consumer certificates and
+//! the ingest instances' certificates; it runs enrollment (one-time tokens,
+//! or an operator's approval of a pending request); it revokes and signs
+//! the CRL.
 //!
-//! The ingest calls it through [`FleetCa`] (enrollment, renewal) and its
-//! operator commands (`sealcam-ingest ca init`, `device add`, `consumer
-//! issue`, ...) are thin wrappers over it. It keeps no audit trail of its
-//! own: it returns what it did, and the ingest records that.
+//! It runs as its own process, `sealcam-ca serve` ([`service`]), under its
+//! own user: the ingest, which faces the internet, holds no CA key and asks
+//! the service to enroll and renew, and fetches the CRL from it. The
+//! operator commands (`sealcam-ca init`, `device add`, `consumer issue`,
+//! `ingest issue`, ...) are thin wrappers over this library, run as the
+//! CA's user (`docs/design/device-identity.md`).
 //!
 //! * [`issue`](FleetCa::renew): `issue.rs`, certificates and CSR checks.
 //! * [`enroll`](FleetCa::enroll): `enroll.rs`, tokens, pending requests,
@@ -15,29 +18,33 @@
 //!   attestation at enrollment (a stateless challenge, the evidence checks,
 //!   the evidence kept per issued key); [`FleetCa::enroll_request`] is
 //!   the whole of `POST /v1/enroll`.
+//! * [`renew_presented`](FleetCa::renew_presented): `renew.rs`, a device's
+//!   renewal asked for by an ingest, checked here.
 //! * [`revoke`](FleetCa::revoke): `revoke.rs`, revocation and the CRL.
+//! * [`service`]: the service the ingests ask (Unix socket or mutual TLS).
 //! * `files.rs`: its files, written durably.
 //!
-//! On disk, in one directory:
+//! On disk, in one directory (`/var/lib/sealcam-ca`, mode 0700):
 //!
 //! ```text
-//! <pki>/ca.crt  ca.key          the fleet CA (key 0600)
-//! <pki>/server.crt server.key   the ingest's TLS certificate (key 0600)
-//! <pki>/issued/<id>/<serial>.crt every certificate issued, for revocation
-//! <pki>/enroll/<device>.token    a pending enrollment: SHA-256 of the token, expiry
-//! <pki>/pending/<device>.csr     a CSR waiting for an operator's approval
-//! <pki>/approved/<device>.crt    the certificate an operator approved, for pickup
-//! <pki>/revoked/<device>         the device is revoked (contents: when)
-//! <pki>/revoked-serials/<serial> a certificate revoked for good (its name, when)
-//! <pki>/crl.pem                  revocation list signed by the CA
-//! <pki>/ek/<device>.der          the TPM endorsement-key certificate a device sent
-//! <pki>/attest.key               the key of the stateless attestation challenges (0600)
-//! <pki>/evidence/device/<device>/<fingerprint>.evidence  TPM evidence per issued key
+//! <ca>/ca.crt  ca.key                    the fleet CA (key 0600)
+//! <ca>/issued/<role>/<name>/<serial>.crt every certificate issued, per role
+//!                                        (device, consumer, ingest), for revocation
+//! <ca>/enroll/<device>.token             a pending enrollment: SHA-256 of the token, expiry
+//! <ca>/pending/<device>.csr              a CSR waiting for an operator's approval
+//! <ca>/approved/<device>.crt             the certificate an operator approved, for pickup
+//! <ca>/revoked/<role>/<name>             the identity is revoked (contents: when)
+//! <ca>/revoked-serials/<serial>          a certificate revoked for good (its name, when)
+//! <ca>/crl.pem  crl.number                revocation list signed by the CA, its number
+//! <ca>/ek/<device>.der                   the TPM endorsement-key certificate a device sent
+//! <ca>/attest.key                      the key of the stateless attestation challenges (0600)
+//! <ca>/evidence/device/<device>/<fingerprint>.evidence  TPM evidence per issued key
 //! ```
 //!
 //! Device certificates are issued from a CSR made on the camera, so the
 //! device key never leaves it. Each certificate names one identity in a SAN
-//! URI (`urn:sealcam:device:<id>` or `urn:sealcam:consumer:<name>`).
+//! URI (`urn:sealcam:device:<id>`, `urn:sealcam:consumer:<name>` or
+//! `urn:sealcam:ingest:<name>`).
 
 use std::path::{Path, PathBuf};
 
@@ -46,18 +53,29 @@ mod enroll;
 mod error;
 mod files;
 mod issue;
+mod renew;
 mod revoke;
+pub mod service;
 
 pub use attest::{AttestRefusal, CHALLENGE_KEY, CHALLENGE_VALIDITY_S};
 pub use enroll::{Approval, EkPolicy, PendingRequest};
-pub use error::{CsrError, EkRefusal, EnrollError, PkiError};
+pub use error::{CsrError, EkRefusal, EnrollError, PkiError, RenewError};
 pub use issue::{check_csr, parse_lifetime, write_issued, CheckedCsr};
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
-pub const SERVER_CERT: &str = "server.crt";
-pub const SERVER_KEY: &str = "server.key";
 pub const CRL: &str = "crl.pem";
+
+pub use sealcam_transport::Role;
+
+/// A role's directory under `issued/` and `revoked/`: each role has its
+/// own name space.
+pub(crate) fn role_dir(role: Role) -> &'static str {
+    match role {
+        Role::Device => "device",
+        Role::Consumer => "consumer",
+    }
+}
 
 /// The fleet CA in its directory (see the layout above).
 #[derive(Clone, Debug)]
@@ -94,14 +112,12 @@ mod tests {
     #[test]
     fn init_writes_the_layout_once_with_private_keys() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path(), &["ingest.example".into()], &[]).unwrap();
-        for key in [CA_KEY, SERVER_KEY] {
-            assert_eq!(mode(&ca.dir().join(key)) & 0o077, 0, "{key}");
+        let ca = FleetCa::init(tmp.path()).unwrap();
+        assert_eq!(mode(&ca.dir().join(CA_KEY)) & 0o077, 0);
+        for file in [CA_CERT, CRL, "crl.number"] {
+            assert!(ca.dir().join(file).exists(), "{file}");
         }
-        for cert in [CA_CERT, SERVER_CERT] {
-            assert!(ca.dir().join(cert).exists(), "{cert}");
-        }
-        let again = FleetCa::init(tmp.path(), &[], &[]).unwrap_err();
+        let again = FleetCa::init(tmp.path()).unwrap_err();
         assert!(matches!(again, PkiError::Exists { .. }), "{again}");
         assert!(again.to_string().ends_with(
             "already exists; refusing to overwrite (use another directory or remove it)"
@@ -113,15 +129,15 @@ mod tests {
     #[test]
     fn a_revoked_consumer_is_listed_in_the_crl() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
         let alice = Name::new("alice").unwrap();
         let (cert, key) = ca
             .issue_consumer(&alice, &[], Duration::from_secs(3600))
             .unwrap();
         assert!(cert.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"));
-        assert!(!ca.is_revoked(&alice));
-        assert_eq!(ca.revoke(&alice).unwrap(), 1);
-        assert!(ca.is_revoked(&alice));
+        assert!(!ca.is_revoked(Role::Consumer, &alice));
+        assert_eq!(ca.revoke(Role::Consumer, &alice).unwrap(), 1);
+        assert!(ca.is_revoked(Role::Consumer, &alice));
         let crl = std::fs::read_to_string(tmp.path().join(CRL)).unwrap();
         assert!(crl.contains("BEGIN X509 CRL"), "{crl}");
     }
@@ -143,7 +159,7 @@ mod tests {
     fn a_revoked_certificate_stays_in_the_crl_when_its_name_is_used_again() {
         use x509_parser::prelude::FromDer;
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
         let alice = Name::new("alice").unwrap();
         let (first, _) = ca
             .issue_consumer(&alice, &[], Duration::from_secs(3600))
@@ -151,26 +167,114 @@ mod tests {
         let der = sealcam_transport::pem::parse_first_cert(&first).unwrap();
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
         let serial = hex::encode(cert.raw_serial());
-        ca.revoke(&alice).unwrap();
+        ca.revoke(Role::Consumer, &alice).unwrap();
         // The name is used again (as `device add` does for a replacement
         // camera): the mark on the name goes, and the CRL is rewritten.
-        std::fs::remove_file(tmp.path().join("revoked/alice")).unwrap();
-        assert!(!ca.is_revoked(&alice));
+        std::fs::remove_file(tmp.path().join("revoked/consumer/alice")).unwrap();
+        assert!(!ca.is_revoked(Role::Consumer, &alice));
         ca.issue_consumer(&alice, &[], Duration::from_secs(3600))
             .unwrap();
         ca.write_crl().unwrap();
         assert_eq!(crl_serials(tmp.path()), std::slice::from_ref(&serial));
         // Revoked again later: both generations are listed, once each.
-        assert_eq!(ca.revoke(&alice).unwrap(), 2);
+        assert_eq!(ca.revoke(Role::Consumer, &alice).unwrap(), 2);
         let listed = crl_serials(tmp.path());
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert!(listed.contains(&serial));
     }
 
+    /// The serial number of a PEM certificate, hex.
+    fn serial_of(pem_text: &str) -> String {
+        use x509_parser::prelude::FromDer;
+        let der = sealcam_transport::pem::parse_first_cert(pem_text).unwrap();
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        hex::encode(cert.raw_serial())
+    }
+
+    #[test]
+    fn a_consumer_and_a_device_of_one_name_are_revoked_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
+        let front = Name::new("front").unwrap();
+        let day = Duration::from_secs(86_400);
+        let (consumer, _) = ca.issue_consumer(&front, &[], day).unwrap();
+        let device = ca
+            .renew(check_csr(&csr("front")).unwrap(), &[], day)
+            .unwrap();
+        assert_eq!(ca.revoke(Role::Consumer, &front).unwrap(), 1);
+        assert!(ca.is_revoked(Role::Consumer, &front));
+        assert!(!ca.is_revoked(Role::Device, &front));
+        assert_eq!(crl_serials(tmp.path()), vec![serial_of(&consumer)]);
+        // Adding the device again lifts nothing of the consumer's.
+        ca.add_device(&front, &[], day).unwrap();
+        assert!(ca.is_revoked(Role::Consumer, &front));
+        assert_eq!(ca.revoke(Role::Device, &front).unwrap(), 1);
+        let mut both = vec![serial_of(&consumer), serial_of(&device)];
+        both.sort();
+        assert_eq!(crl_serials(tmp.path()), both);
+    }
+
+    #[test]
+    fn a_device_added_again_stays_revoked_in_a_directory_from_before_the_role_split() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
+        // The old layout: issued/<name>/, revoked/<name>.
+        let cam = Name::new("cam1").unwrap();
+        let day = Duration::from_secs(86_400);
+        let cert = ca
+            .renew(check_csr(&csr("cam1")).unwrap(), &[], day)
+            .unwrap();
+        let serial = serial_of(&cert);
+        std::fs::create_dir_all(tmp.path().join("issued/cam1")).unwrap();
+        std::fs::rename(
+            tmp.path().join(format!("issued/device/cam1/{serial}.crt")),
+            tmp.path().join(format!("issued/cam1/{serial}.crt")),
+        )
+        .unwrap();
+        std::fs::create_dir_all(tmp.path().join("revoked")).unwrap();
+        std::fs::write(tmp.path().join("revoked/cam1"), "revoked_unix=1\n").unwrap();
+        assert!(ca.is_revoked(Role::Device, &cam));
+        ca.write_crl().unwrap();
+        assert_eq!(crl_serials(tmp.path()), vec![serial.clone()]);
+        ca.add_device(&cam, &[], day).unwrap();
+        assert!(!ca.is_revoked(Role::Device, &cam));
+        ca.write_crl().unwrap();
+        assert_eq!(crl_serials(tmp.path()), vec![serial]);
+    }
+
+    #[test]
+    fn each_crl_has_a_higher_number_and_is_checked_against_its_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
+        let ca_der = sealcam_transport::pem::parse_first_cert(
+            &std::fs::read_to_string(tmp.path().join(CA_CERT)).unwrap(),
+        )
+        .unwrap();
+        let first = std::fs::read(tmp.path().join(CRL)).unwrap();
+        let n1 = sealcam_transport::crl::check_crl(&first, &ca_der).unwrap();
+        ca.write_crl().unwrap();
+        ca.write_crl().unwrap();
+        let third = std::fs::read(tmp.path().join(CRL)).unwrap();
+        let n3 = sealcam_transport::crl::check_crl(&third, &ca_der).unwrap();
+        assert!(n3 >= n1 + 2, "{n1} then {n3}");
+        // Another fleet's CA did not sign it.
+        let other = tempfile::tempdir().unwrap();
+        FleetCa::init(other.path()).unwrap();
+        let other_der = sealcam_transport::pem::parse_first_cert(
+            &std::fs::read_to_string(other.path().join(CA_CERT)).unwrap(),
+        )
+        .unwrap();
+        let refused = sealcam_transport::crl::check_crl(&third, &other_der).unwrap_err();
+        assert!(
+            matches!(refused, sealcam_transport::crl::CrlError::Issuer { .. }),
+            "{refused}"
+        );
+    }
+
     #[test]
     fn an_unknown_token_is_refused_and_a_device_without_one_waits() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
         let cam = Name::new("cam1").unwrap();
         let token = ca.add_device(&cam, &[], Duration::from_secs(60)).unwrap();
         assert_eq!(token.len(), 64);
@@ -220,7 +324,7 @@ mod tests {
     #[test]
     fn approval_needs_the_requests_fingerprint() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
         let policy = EkPolicy::default();
         let waiting = ca.request_approval(&csr("cam1"), (&policy, None)).unwrap();
         let Approval::Pending { fingerprint } = waiting else {
@@ -249,7 +353,7 @@ mod tests {
     #[test]
     fn a_fleet_that_requires_a_tpm_refuses_a_camera_without_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path(), &[], &[]).unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
         let policy = EkPolicy {
             required_issuers: vec![b"a maker CA".to_vec()],
         };

@@ -7,6 +7,12 @@
 //! again (a replacement camera) lets the new one enroll, but every
 //! certificate of the old one stays in the CRL, however often it is
 //! rewritten.
+//!
+//! Each role has its own name space (`issued/device/<name>/`,
+//! `issued/consumer/<name>/`, `revoked/device/<name>`, ...): revoking the
+//! consumer `front` never touches the device `front`. Directories from
+//! before the split (`issued/<name>/`, `revoked/<name>`) are still read:
+//! their revocations stay in the CRL.
 
 use std::path::Path;
 
@@ -17,41 +23,73 @@ use sealcam_format::Name;
 
 use crate::enroll::unix_now;
 use crate::files::{create_dir, replace, write_new};
-use crate::issue::{load_ca, time_now};
-use crate::{FleetCa, PkiError, CRL};
+use crate::issue::{load_ca, time_now, INGEST_ROLE_DIR};
+use crate::{role_dir, FleetCa, PkiError, Role, CRL};
 
 impl FleetCa {
-    pub fn is_revoked(&self, device: &Name) -> bool {
+    /// Whether `name` of `role` is revoked (until it is added again).
+    pub fn is_revoked(&self, role: Role, name: &Name) -> bool {
         let dir = self.dir.as_path();
-        dir.join("revoked").join(device.as_str()).exists()
+        dir.join("revoked")
+            .join(role_dir(role))
+            .join(name.as_str())
+            .exists()
+            || (role == Role::Device && legacy_marker(dir, name.as_str()).is_file())
     }
 
-    /// Revokes every certificate ever issued to `name` and rewrites the CRL.
-    /// Returns how many certificates the CRL now lists for it.
-    pub fn revoke(&self, name: &Name) -> Result<usize, PkiError> {
+    /// Whether the certificate with this serial (hex) is revoked for good.
+    pub fn is_serial_revoked(&self, serial: &str) -> bool {
+        !serial.is_empty()
+            && !serial.contains(['/', '.'])
+            && self.dir.join(REVOKED_SERIALS).join(serial).exists()
+    }
+
+    /// Revokes every certificate ever issued to `name` of `role` and
+    /// rewrites the CRL. Returns how many certificates the CRL now lists
+    /// for it.
+    pub fn revoke(&self, role: Role, name: &Name) -> Result<usize, PkiError> {
         let dir = self.dir.as_path();
-        let revoked = dir.join("revoked");
+        let revoked = dir.join("revoked").join(role_dir(role));
         create_dir(&revoked)?;
         let marker = revoked.join(name.as_str());
         let now = unix_now();
         if !marker.exists() {
             write_new(&marker, &format!("revoked_unix={now}\n"), 0o644)?;
         }
-        let serials_dir = dir.join(REVOKED_SERIALS);
-        create_dir(&serials_dir)?;
-        let serials = issued_serials(dir, name.as_str());
-        for serial in &serials {
-            let record = serials_dir.join(serial);
-            if !record.exists() {
-                write_new(
-                    &record,
-                    &format!("name={name}\nrevoked_unix={now}\n"),
-                    0o644,
-                )?;
-            }
-        }
+        let serials = issued_serials(&dir.join("issued").join(role_dir(role)), name.as_str());
+        record_revoked(dir, name, &serials, now)?;
         self.write_crl()?;
         Ok(serials.len())
+    }
+
+    /// Revokes every certificate issued to the ingest instance `name`:
+    /// the CA service refuses it at its next connection, and every ingest
+    /// (and camera) at its next CRL.
+    pub fn revoke_ingest(&self, name: &Name) -> Result<usize, PkiError> {
+        let dir = self.dir.as_path();
+        let serials = issued_serials(&dir.join("issued").join(INGEST_ROLE_DIR), name.as_str());
+        record_revoked(dir, name, &serials, unix_now())?;
+        self.write_crl()?;
+        Ok(serials.len())
+    }
+
+    /// Before a device's name is used again: keeps the revocation of every
+    /// certificate issued under it in a directory from before the role
+    /// split, then lifts the old mark on the name.
+    pub(crate) fn retire_legacy_mark(&self, device: &Name) -> Result<(), PkiError> {
+        let dir = self.dir.as_path();
+        let marker = legacy_marker(dir, device.as_str());
+        if !marker.is_file() {
+            return Ok(());
+        }
+        let when = revoked_when(&marker).unwrap_or_else(unix_now);
+        let serials = issued_serials(&dir.join("issued"), device.as_str());
+        record_revoked(dir, device, &serials, when)?;
+        std::fs::remove_file(&marker).map_err(|source| PkiError::Io {
+            op: "remove",
+            path: marker.clone(),
+            source,
+        })
     }
 
     /// Writes `<pki>/crl.pem` listing every revoked serial, signed by the CA.
@@ -72,10 +110,12 @@ impl FleetCa {
                 invalidity_date: None,
             });
         }
+        let number = next_crl_number(dir);
+        replace(&dir.join(CRL_NUMBER), format!("{number}\n"), 0o644)?;
         let crl = CertificateRevocationListParams {
             this_update: now - time::Duration::minutes(5),
             next_update: now + time::Duration::days(7),
-            crl_number: SerialNumber::from_slice(&unix_now().to_be_bytes()),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
@@ -85,12 +125,55 @@ impl FleetCa {
     }
 }
 
+/// Records each of `serials` in `revoked-serials/`, for good.
+fn record_revoked(dir: &Path, name: &Name, serials: &[String], now: u64) -> Result<(), PkiError> {
+    let serials_dir = dir.join(REVOKED_SERIALS);
+    create_dir(&serials_dir)?;
+    for serial in serials {
+        let record = serials_dir.join(serial);
+        if !record.exists() {
+            write_new(
+                &record,
+                &format!("name={name}\nrevoked_unix={now}\n"),
+                0o644,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A device's revocation mark in a directory from before the role split.
+fn legacy_marker(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join("revoked").join(name)
+}
+
 /// Where each revoked certificate's serial is kept for good.
 const REVOKED_SERIALS: &str = "revoked-serials";
 
-/// Serial numbers (hex) of the certificates issued to `name` so far.
-fn issued_serials(dir: &Path, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir.join("issued").join(name))
+/// The number of the next CRL: the clock's seconds, and always above the
+/// number of the CRL there is now, so that an ingest, which never takes a
+/// list older than the one it holds, takes every new one.
+/// The last number is also kept in `crl.number`, so that a lost or broken
+/// `crl.pem` cannot make the numbers go back.
+fn next_crl_number(dir: &Path) -> u64 {
+    let listed = std::fs::read(dir.join(CRL))
+        .ok()
+        .and_then(|pem| sealcam_transport::crl::crl_number_of_pem(&pem).ok())
+        .unwrap_or(0);
+    let kept = std::fs::read_to_string(dir.join(CRL_NUMBER))
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    unix_now().max(listed.max(kept).saturating_add(1))
+}
+
+/// The number of the last CRL written.
+const CRL_NUMBER: &str = "crl.number";
+
+/// Serial numbers (hex) of the certificates issued to `name` so far, in
+/// the role's `issued` directory `issued`.
+fn issued_serials(issued: &Path, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(issued.join(name))
         .map(|d| {
             d.flatten()
                 .filter_map(|c| {
@@ -117,7 +200,8 @@ fn revoked_when(path: &Path) -> Option<u64> {
 
 /// Serial numbers (hex) of every revoked certificate, with when: each one
 /// recorded in `revoked-serials/`, and (for PKI directories from before
-/// those records) every certificate issued to an identity revoked now.
+/// those records and the role split) every certificate issued to an
+/// identity revoked now.
 fn revoked_serials(dir: &Path) -> Result<Vec<(String, u64)>, PkiError> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir.join(REVOKED_SERIALS)) {
@@ -132,9 +216,17 @@ fn revoked_serials(dir: &Path) -> Result<Vec<(String, u64)>, PkiError> {
         return Ok(out);
     };
     for entry in entries.flatten() {
+        // Per-role directories hold marks whose serials revoke() recorded.
+        if !entry.path().is_file() {
+            continue;
+        }
         let name = entry.file_name().to_string_lossy().into_owned();
         let when = revoked_when(&entry.path()).unwrap_or_else(unix_now);
-        out.extend(issued_serials(dir, &name).into_iter().map(|s| (s, when)));
+        out.extend(
+            issued_serials(&dir.join("issued"), &name)
+                .into_iter()
+                .map(|s| (s, when)),
+        );
     }
     out.sort();
     out.dedup_by(|a, b| a.0 == b.0);

@@ -20,7 +20,7 @@ pub struct ServerArgs {
     /// Fleet CA certificate (verifies the ingest and the device certificate).
     #[arg(long)]
     pub ca: PathBuf,
-    /// Consumer TLS certificate (from `sealcam-ingest consumer issue`).
+    /// Consumer TLS certificate (from `sealcam-ca consumer issue`).
     #[arg(long)]
     pub cert: PathBuf,
     /// Consumer TLS key.

@@ -43,7 +43,7 @@ enum Command {
         /// Enroll at this ingest enrollment URL (https://host:port) and store the certificate.
         #[arg(long)]
         enroll: Option<String>,
-        /// The one-time token from `sealcam-ingest device add`; without one,
+        /// The one-time token from `sealcam-ca device add`; without one,
         /// the request waits for an operator's approval.
         #[arg(long, requires = "enroll")]
         token: Option<String>,

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::ca_client::CaUrl;
 use crate::store::StorageConfig;
-use sealcam_ca::parse_lifetime;
+use sealcam_base::parse_lifetime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,9 +51,13 @@ pub struct IngestConfig {
     /// Prometheus metrics, `/healthz` and `/readyz` (plain HTTP); off if absent.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
-    /// The PKI directory: fleet CA, server certificate, CRL, audit key.
+    /// The instance's own directory: fleet CA certificate, server
+    /// certificate and key, cached CRL, audit key. Never the CA key.
     #[serde(default = "default_pki")]
     pub pki: PathBuf,
+    /// Where the CA service is.
+    #[serde(default)]
+    pub ca: CaConfig,
     #[serde(default = "default_storage")]
     pub storage: StorageConfig,
     #[serde(default)]
@@ -77,23 +82,34 @@ fn default_storage() -> StorageConfig {
     StorageConfig::local("/var/lib/sealcam-ingest/data")
 }
 
+/// The CA service (`sealcam-ca serve`), which holds the CA key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// `unix:/run/sealcam-ca/ca.sock` (same host) or `https://HOST:PORT`
+    /// (mutual TLS with this instance's certificate).
+    #[serde(default = "default_ca_url")]
+    pub url: CaUrl,
+}
+
+fn default_ca_url() -> CaUrl {
+    CaUrl::Unix(PathBuf::from("/run/sealcam-ca/ca.sock"))
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            url: default_ca_url(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicesConfig {
-    /// Lifetime of certificates issued at enrollment and renewal.
-    #[serde(default = "default_cert_lifetime")]
-    pub cert_lifetime: Span,
-    /// How often the CRL file is checked for changes.
+    /// How often the CRL is fetched from the CA service.
     #[serde(default = "default_crl_poll")]
     pub crl_poll: Span,
-    /// Enrollment requires a TPM endorsement-key certificate issued by one
-    /// of the CA certificates in this PEM file.
-    #[serde(default)]
-    pub require_ek_ca: Option<PathBuf>,
-}
-
-fn default_cert_lifetime() -> Span {
-    Span(Duration::from_secs(30 * 86_400))
 }
 
 fn default_crl_poll() -> Span {
@@ -103,9 +119,7 @@ fn default_crl_poll() -> Span {
 impl Default for DevicesConfig {
     fn default() -> Self {
         Self {
-            cert_lifetime: default_cert_lifetime(),
             crl_poll: default_crl_poll(),
-            require_ek_ca: None,
         }
     }
 }
@@ -252,6 +266,7 @@ impl Default for IngestConfig {
             enroll_listen: None,
             metrics_listen: None,
             pki: default_pki(),
+            ca: CaConfig::default(),
             storage: default_storage(),
             devices: DevicesConfig::default(),
             retention: RetentionConfig::default(),
@@ -271,6 +286,7 @@ mod tests {
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.storage, default_storage());
         assert!(c.retention.is_empty());
+        assert_eq!(c.ca.url, CaUrl::Unix("/run/sealcam-ca/ca.sock".into()));
     }
 
     #[test]
@@ -313,6 +329,9 @@ mod tests {
             ("[retention.streams]\n\"../x\" = \"1d\"", "DEVICE/STREAM"),
             ("[storage]\nkind = \"ftp\"", "ftp"),
             ("[limits]\nuploads_per_device = 0", "at least 1"),
+            ("[ca]\nurl = \"http://ca:80\"", "https://HOST:PORT"),
+            // Moved to the CA service (`sealcam-ca serve`).
+            ("[devices]\ncert_lifetime = \"30d\"", "unknown field"),
         ] {
             let e = IngestConfig::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

@@ -19,16 +19,24 @@
 //!   their own streams, consumers read; every fragment is checked before it
 //!   is stored.
 //!
-//! The fleet CA it enrolls and renews devices with is its own crate,
-//! `sealcam-ca`; the ingest records what the CA did in its audit trail, and
-//! its operator commands (`main.rs`: `ca init`, `device add`, `consumer
-//! issue`, ...) are thin wrappers over it.
+//! * [`ca_client`]: the CA service (`sealcam-ca serve`), which enrolls and
+//!   renews devices: the ingest passes enrollment through and asks for
+//!   renewals; it holds no CA key and cannot issue a certificate.
+//! * [`crl_sync`]: the revocation list fetched from the CA service on the
+//!   poll interval, checked against the fleet CA, never rolled back,
+//!   cached in the instance's own directory.
+//!
+//! The CA's operator commands (`init`, `device add`, `consumer issue`,
+//! ...) are `sealcam-ca`'s, run as the CA's user; the ingest's binary has
+//! none (`docs/design/device-identity.md`).
 //!
 //! The ingest never holds a key that decrypts video: it checks structure,
 //! signatures and the hash chain, all of which are public.
 
 pub mod audit;
+pub mod ca_client;
 pub mod config;
+pub mod crl_sync;
 pub mod http;
 pub mod limits;
 pub mod metrics;

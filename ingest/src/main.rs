@@ -1,14 +1,14 @@
-//! sealcam-ingest: the receiving service and its development PKI.
+//! sealcam-ingest: the receiving service. Its certificates and revocations
+//! come from the CA service (`sealcam-ca`); this binary holds no CA key.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sealcam_ca::{parse_lifetime, write_issued, FleetCa, CRL};
 use sealcam_format::Name;
 use sealcam_ingest::config::{IngestConfig, Span};
 use sealcam_ingest::service::{ServeConfig, Server};
@@ -54,21 +54,6 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// The fleet CA.
-    Ca {
-        #[command(subcommand)]
-        command: CaCommand,
-    },
-    /// Device certificates.
-    Device {
-        #[command(subcommand)]
-        command: DeviceCommand,
-    },
-    /// Consumer certificates.
-    Consumer {
-        #[command(subcommand)]
-        command: ConsumerCommand,
-    },
 }
 
 /// The configuration file, and flags that override single fields of it.
@@ -92,15 +77,12 @@ struct ConfigArgs {
     /// Overrides `metrics_listen`.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// Overrides `devices.cert_lifetime`.
-    #[arg(long, value_parser = parse_lifetime)]
-    device_cert_lifetime: Option<Duration>,
+    /// Overrides `[ca] url`: unix:/path/to/ca.sock or https://HOST:PORT.
+    #[arg(long)]
+    ca_url: Option<sealcam_ingest::ca_client::CaUrl>,
     /// Overrides `devices.crl_poll`, in milliseconds.
     #[arg(long)]
     crl_poll_ms: Option<u64>,
-    /// Overrides `devices.require_ek_ca`.
-    #[arg(long)]
-    require_ek_ca: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -124,14 +106,11 @@ impl ConfigArgs {
         if let Some(v) = self.metrics_listen {
             c.metrics_listen = Some(v);
         }
-        if let Some(v) = self.device_cert_lifetime {
-            c.devices.cert_lifetime = Span(v);
-        }
         if let Some(v) = self.crl_poll_ms {
             c.devices.crl_poll = Span(Duration::from_millis(v.max(50)));
         }
-        if let Some(v) = self.require_ek_ca {
-            c.devices.require_ek_ca = Some(v);
+        if let Some(v) = self.ca_url {
+            c.ca.url = v;
         }
         Ok(c)
     }
@@ -176,110 +155,6 @@ enum AuditCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum CaCommand {
-    /// Create the fleet CA and the ingest's server certificate (development PKI).
-    Init {
-        #[arg(long)]
-        dir: PathBuf,
-        /// DNS names of the ingest (repeatable).
-        #[arg(long = "server-name", default_values = ["localhost"])]
-        server_names: Vec<String>,
-        /// IP addresses of the ingest (repeatable).
-        #[arg(long = "server-ip", default_values = ["127.0.0.1"])]
-        server_ips: Vec<IpAddr>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DeviceCommand {
-    /// Allow a device to enroll: prints a one-time enrollment token.
-    Add {
-        name: String,
-        #[arg(long)]
-        pki: PathBuf,
-        /// Streams the device may write (repeatable); none: any of its own.
-        #[arg(long = "stream")]
-        streams: Vec<String>,
-        /// How long the token stays valid.
-        #[arg(long, default_value = "1h", value_parser = parse_lifetime)]
-        token_ttl: Duration,
-    },
-    /// Issue a device certificate from a CSR file (operator approval instead of a token).
-    Issue {
-        #[arg(long)]
-        pki: PathBuf,
-        #[arg(long)]
-        csr: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
-        lifetime: Duration,
-        /// Streams the device may write (repeatable); none: any of its own.
-        #[arg(long = "stream")]
-        streams: Vec<String>,
-    },
-    /// List enrollment requests waiting for approval (cameras enrolled without a token).
-    Pending {
-        #[arg(long)]
-        pki: PathBuf,
-    },
-    /// Approve a waiting request, naming the key fingerprint the camera shows.
-    Approve {
-        name: String,
-        #[arg(long)]
-        pki: PathBuf,
-        /// The fingerprint `sealcamd identity` prints on the camera.
-        #[arg(long)]
-        fingerprint: String,
-        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
-        lifetime: Duration,
-        /// Streams the device may write (repeatable); none: any of its own.
-        #[arg(long = "stream")]
-        streams: Vec<String>,
-    },
-    /// Revoke every certificate of a device; a running ingest drops its connections.
-    Revoke {
-        name: String,
-        #[arg(long)]
-        pki: PathBuf,
-    },
-    /// Export the TPM evidence of a device's key (checked at enrollment)
-    /// for the owner's roster: `sealcam roster add --evidence FILE`.
-    Evidence {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        pki: PathBuf,
-        /// The key's fingerprint, or a unique prefix; needed only when the
-        /// device has enrolled several keys.
-        #[arg(long)]
-        fingerprint: Option<String>,
-        /// Where to write the evidence file.
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConsumerCommand {
-    /// Issue a consumer TLS certificate and key (read access).
-    Issue {
-        #[arg(long)]
-        pki: PathBuf,
-        #[arg(long)]
-        name: String,
-        /// Writes NAME.crt and NAME.key here.
-        #[arg(long)]
-        out_dir: PathBuf,
-        /// A stream this consumer may read, as DEVICE/STREAM (repeatable); none: every stream.
-        #[arg(long = "stream")]
-        streams: Vec<String>,
-        #[arg(long, default_value = "365d", value_parser = parse_lifetime)]
-        lifetime: Duration,
-    },
-}
-
 fn main() -> ExitCode {
     sealcam_base::init_logging("info");
     match real_main() {
@@ -299,13 +174,6 @@ fn main() -> ExitCode {
 fn announce(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
-fn names(list: &[String]) -> anyhow::Result<Vec<Name>> {
-    Ok(list
-        .iter()
-        .map(|s| Name::new(s))
-        .collect::<Result<_, _>>()?)
 }
 
 fn real_main() -> anyhow::Result<()> {
@@ -358,150 +226,6 @@ fn real_main() -> anyhow::Result<()> {
                     operator,
                 },
         } => delete_stream(&stream, config, &operator),
-        Command::Ca {
-            command:
-                CaCommand::Init {
-                    dir,
-                    server_names,
-                    server_ips,
-                },
-        } => {
-            FleetCa::init(&dir, &server_names, &server_ips)?;
-            sealcam_ingest::audit::ensure_key(&dir)?;
-            println!(
-                "fleet CA and server certificate written to {}",
-                dir.display()
-            );
-            Ok(())
-        }
-        Command::Device {
-            command:
-                DeviceCommand::Add {
-                    name,
-                    pki: dir,
-                    streams,
-                    token_ttl,
-                },
-        } => {
-            let name = Name::new(&name)?;
-            let token = FleetCa::new(&dir).add_device(&name, &names(&streams)?, token_ttl)?;
-            eprintln!(
-                "device {name} may enroll for {} s with this one-time token:",
-                token_ttl.as_secs()
-            );
-            println!("{token}");
-            Ok(())
-        }
-        Command::Device {
-            command: DeviceCommand::Pending { pki: dir },
-        } => {
-            let pending = FleetCa::new(&dir).pending_requests()?;
-            if pending.is_empty() {
-                println!("no enrollment requests are waiting");
-            }
-            for p in pending {
-                println!("{}\t{}", p.device, p.fingerprint);
-            }
-            Ok(())
-        }
-        Command::Device {
-            command:
-                DeviceCommand::Approve {
-                    name,
-                    pki: dir,
-                    fingerprint,
-                    lifetime,
-                    streams,
-                },
-        } => {
-            let name = Name::new(&name)?;
-            FleetCa::new(&dir).approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
-            tracing::warn!(device = %name, %fingerprint, "AUDIT: enrollment approved");
-            println!("device {name} approved; it picks up its certificate at its next enrollment request");
-            Ok(())
-        }
-        Command::Device {
-            command:
-                DeviceCommand::Evidence {
-                    name,
-                    pki: dir,
-                    fingerprint,
-                    out,
-                },
-        } => {
-            let name = Name::new(&name)?;
-            let (fingerprint, file) =
-                FleetCa::new(&dir).device_evidence(&name, fingerprint.as_deref())?;
-            sealcam_base::durable::replace(&out, &file)?;
-            println!(
-                "TPM evidence of device {name} key {fingerprint} written to {}",
-                out.display()
-            );
-            println!("the owner adds it with `sealcam roster add --device {name} --key CERT --evidence {} --tpm-ca MAKER.pem`", out.display());
-            Ok(())
-        }
-        Command::Device {
-            command: DeviceCommand::Revoke { name, pki: dir },
-        } => {
-            let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke(&name)?;
-            tracing::warn!(device = %name, certificates = n, "AUDIT: device revoked");
-            println!(
-                "device {name} revoked: {n} certificates listed in {}",
-                dir.join(CRL).display()
-            );
-            Ok(())
-        }
-        Command::Device {
-            command:
-                DeviceCommand::Issue {
-                    pki: dir,
-                    csr,
-                    out,
-                    lifetime,
-                    streams,
-                },
-        } => {
-            let (device, cert) =
-                FleetCa::new(&dir).issue_device(&csr, &names(&streams)?, lifetime)?;
-            write_issued(&out, &cert, None)?;
-            println!(
-                "certificate for device {device} written to {}",
-                out.display()
-            );
-            Ok(())
-        }
-        Command::Consumer {
-            command:
-                ConsumerCommand::Issue {
-                    pki: dir,
-                    name,
-                    out_dir,
-                    lifetime,
-                    streams,
-                },
-        } => {
-            let name = Name::new(&name)?;
-            let mut reads = Vec::new();
-            for s in &streams {
-                let (d, st) = s.split_once('/').with_context(|| {
-                    format!("--stream {s:?}: write DEVICE/STREAM, e.g. cam1/front")
-                })?;
-                reads.push((Name::new(d)?, Name::new(st)?));
-            }
-            let (cert, key) = FleetCa::new(&dir).issue_consumer(&name, &reads, lifetime)?;
-            std::fs::create_dir_all(&out_dir)
-                .with_context(|| format!("creating {}", out_dir.display()))?;
-            let cert_path = out_dir.join(format!("{name}.crt"));
-            let key_path = out_dir.join(format!("{name}.key"));
-            write_issued(&cert_path, &cert, Some((&key_path, &key)))?;
-            println!(
-                "consumer {name}: {} and {}",
-                cert_path.display(),
-                key_path.display()
-            );
-            Ok(())
-        }
     }
 }
 

@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use sealcam_ca::{EkPolicy, FleetCa, CA_CERT, CRL, SERVER_CERT, SERVER_KEY};
 use sealcam_transport::{pem, tls, TransportError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::{self, AuditError, AuditLog};
+use crate::ca_client::{CaClient, CaClientError, CaUrl};
 use crate::config::{IngestConfig, LimitsConfig, RetentionConfig};
+use crate::crl_sync::{CrlSync, CrlSyncError, Fetched, CRL_CACHE};
 use crate::http::connection::{self, Shared, TlsMaterial};
 use crate::http::{self, AppState};
 use crate::limits::Limiter;
@@ -42,7 +43,17 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Ca(#[from] CaClientError),
+    #[error(transparent)]
+    Crl(#[from] CrlSyncError),
 }
+
+/// The ingest's own directory: the fleet CA's certificate, its server
+/// certificate and key, its audit key, the cached revocation list.
+const CA_CERT: &str = "ca.crt";
+const SERVER_CERT: &str = "server.crt";
+const SERVER_KEY: &str = "server.key";
 
 /// Where the ingest listens and what it uses.
 #[derive(Clone, Debug)]
@@ -50,16 +61,14 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The enrollment endpoint (server-authenticated TLS, token in the body).
     pub enroll_listen: Option<SocketAddr>,
-    /// The PKI directory: fleet CA, server certificate, issued certificates,
-    /// enrollment tokens, revocations and the CRL.
+    /// The instance's own directory: the fleet CA's certificate, its server
+    /// certificate and key, its audit key and the cached CRL. No CA key.
     pub pki: PathBuf,
+    /// Where the CA service is (`[ca] url`).
+    pub ca_url: CaUrl,
     pub storage: StorageConfig,
-    /// Lifetime of device certificates issued at enrollment and renewal.
-    pub device_cert_lifetime: Duration,
-    /// How often the CRL file is checked for changes.
+    /// How often the CRL is fetched from the CA service.
     pub crl_poll: Duration,
-    /// Which TPM endorsement-key certificates enrollment accepts.
-    pub ek_policy: EkPolicy,
     /// This instance's name in the audit trail.
     pub audit_instance: String,
     pub audit_flush: Duration,
@@ -70,25 +79,15 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Resolves a configuration file's contents (reads the EK CA file).
+    /// Resolves a configuration file's contents.
     pub fn from_config(c: IngestConfig) -> Result<Self, ServerError> {
-        let ek_policy = match &c.devices.require_ek_ca {
-            Some(path) => EkPolicy {
-                required_issuers: pem::load_certs(path)?
-                    .into_iter()
-                    .map(|c| c.as_ref().to_vec())
-                    .collect(),
-            },
-            None => EkPolicy::default(),
-        };
         Ok(Self {
             listen: c.listen,
             enroll_listen: c.enroll_listen,
             pki: c.pki,
+            ca_url: c.ca.url,
             storage: c.storage,
-            device_cert_lifetime: c.devices.cert_lifetime.0,
             crl_poll: c.devices.crl_poll.0,
-            ek_policy,
             audit_instance: c.audit.instance.unwrap_or_else(audit::host_name),
             audit_flush: c.audit.flush_interval.map_or(Duration::from_secs(1), |s| {
                 s.0.max(Duration::from_millis(10))
@@ -106,14 +105,17 @@ impl ServeConfig {
             roots: pem::load_roots(&self.pki.join(CA_CERT))?,
             chain: pem::load_certs(&self.pki.join(SERVER_CERT))?,
             key: pem::load_private_key(&self.pki.join(SERVER_KEY))?,
-            crl_path: self.pki.join(CRL),
+            crl_path: self.pki.join(CRL_CACHE),
         })
     }
 }
 
-/// Checks that the PKI files load and the storage answers: what `serve`
-/// needs before it can accept a connection.
+/// Checks that the PKI files load, a revocation list is there or can be
+/// had from the CA service, and the storage answers: what `serve` needs
+/// before it can accept a connection.
 pub async fn check(cfg: &ServeConfig) -> Result<(), ServerError> {
+    let client = CaClient::new(cfg.ca_url.clone(), &cfg.pki)?;
+    CrlSync::new(client, &cfg.pki)?.initial().await?;
     cfg.tls_material()?.acceptor()?;
     Store::open(&cfg.storage)?.probe().await?;
     Ok(())
@@ -126,6 +128,7 @@ pub struct Server {
     app: Router,
     enroll_app: Router,
     crl_poll: Duration,
+    crl: CrlSync,
     audit_task: tokio::task::JoinHandle<()>,
     store: Store,
     retention: RetentionConfig,
@@ -144,6 +147,11 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 impl Server {
     pub async fn bind(cfg: &ServeConfig) -> Result<Self, ServerError> {
+        // The revocation list first: with none at all, nothing starts.
+        let ca = CaClient::new(cfg.ca_url.clone(), &cfg.pki)?;
+        let mut crl = CrlSync::new(ca.clone(), &cfg.pki)?;
+        crl.initial().await?;
+        tracing::info!(number = crl.held(), ca = %cfg.ca_url, "revocation list in force");
         let material = cfg.tls_material()?;
         let (chain, key) = (material.chain.clone(), material.key.clone_key());
         let store = Store::open(&cfg.storage)?;
@@ -183,9 +191,7 @@ impl Server {
             cfg.limits.max_fragment_bytes,
             cfg.limits.body_timeout.0,
             store.clone(),
-            FleetCa::new(&cfg.pki),
-            cfg.device_cert_lifetime,
-            cfg.ek_policy.clone(),
+            ca,
         );
         Ok(Self {
             listener,
@@ -194,6 +200,7 @@ impl Server {
             app: http::api_router(state.clone()),
             enroll_app: http::enroll_router(state),
             crl_poll: cfg.crl_poll,
+            crl,
             audit_task,
             store,
             retention: cfg.retention.clone(),
@@ -224,6 +231,7 @@ impl Server {
             app,
             enroll_app,
             crl_poll,
+            crl,
             audit_task,
             store,
             retention,
@@ -246,7 +254,7 @@ impl Server {
                 enroll_app,
             )));
         }
-        tasks.push(tokio::spawn(watch_crl(shared.clone(), crl_poll)));
+        tasks.push(tokio::spawn(watch_crl(shared.clone(), crl, crl_poll)));
         if !retention.is_empty() {
             tasks.push(tokio::spawn(crate::retention::run(
                 store,
@@ -305,25 +313,52 @@ impl Server {
     }
 }
 
-/// Re-reads the CRL whenever the file changes.
-async fn watch_crl(shared: Arc<Shared>, every: Duration) {
-    let stamp = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
-    };
-    let mut last = stamp(shared.crl_path());
+/// Fetches the CRL from the CA service on every poll, and loads it when it
+/// is newer. Each change of state (unreachable, reachable again, an older
+/// list offered) is logged once, not at every poll.
+async fn watch_crl(shared: Arc<Shared>, mut crl: CrlSync, every: Duration) {
+    let mut failing: Option<String> = None;
+    let mut refused_older = None;
     loop {
         tokio::time::sleep(every).await;
-        let now = stamp(shared.crl_path());
-        if now == last {
-            continue;
-        }
-        last = now;
-        match shared.reload_crl() {
-            Ok(closed) => tracing::info!(closed, "revocation list reloaded"),
+        match crl.fetch().await {
+            Ok(fetched) => {
+                if failing.take().is_some() {
+                    tracing::info!(number = crl.held(), "the CA service answers again");
+                }
+                match fetched {
+                    Fetched::Same => {}
+                    Fetched::Newer { number } => match shared.reload_crl() {
+                        Ok(closed) => {
+                            tracing::info!(number, closed, "revocation list reloaded")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot load the revocation list; keeping the previous one")
+                        }
+                    },
+                    Fetched::Older { offered, held } => {
+                        if refused_older != Some(offered) {
+                            tracing::error!(
+                                offered,
+                                held,
+                                "SECURITY: the CA service offered an older revocation list than the one in force; not taken"
+                            );
+                            refused_older = Some(offered);
+                        }
+                    }
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, "cannot reload the revocation list; keeping the previous one")
+                let reason = e.to_string();
+                if failing.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(
+                        error = %reason,
+                        number = crl.held(),
+                        cache = %crl.cache().display(),
+                        "cannot get the revocation list from the CA service; keeping the last good one"
+                    );
+                    failing = Some(reason);
+                }
             }
         }
     }

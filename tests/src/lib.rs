@@ -2,6 +2,9 @@
 //! test in its own temporary directory, the ingest on an ephemeral loopback
 //! port, with its log kept for assertions.
 //!
+//! Each world runs its own CA service (`sealcam-ca serve` on a Unix socket
+//! in the world's directory), and every ingest is pointed at it.
+//!
 //! The binaries are found next to the test executable (`target/<profile>/`);
 //! `scripts/test` builds them before running the tests.
 
@@ -156,12 +159,19 @@ impl Ingest {
         } else {
             vec!["--listen", "127.0.0.1:0"]
         };
+        // The world's CA service, unless the test names another.
+        let ca_url: Vec<std::ffi::OsString> = if args.iter().any(|a| a == "--ca-url") {
+            vec![]
+        } else {
+            vec!["--ca-url".into(), ca_url(work).into()]
+        };
         let mut child = Command::new(bin("sealcam-ingest"))
             .arg("serve")
             .args(listen)
             .args(["--enroll-listen", "127.0.0.1:0", "--crl-poll-ms", "100"])
             .arg("--pki")
             .arg(pki)
+            .args(ca_url)
             .args(args)
             .env("SEALCAM_LOG", "info")
             .stdout(Stdio::piped())
@@ -239,11 +249,80 @@ impl Drop for Ingest {
     }
 }
 
-/// A test world: PKI, a consumer key and consumer TLS identity, the
-/// owner's key (`owner.key`, `owner.pub`) and, once a camera is made with
-/// [`World::camera`], the owner's roster listing it (`roster.sdr`), in a
-/// temp dir.
+/// The URL of the world's CA service in `work`, as the ingest is given it.
+pub fn ca_url(work: &Path) -> String {
+    format!("unix:{}", work.join("ca.sock").display())
+}
+
+/// A running `sealcam-ca serve`, stopped on drop.
+pub struct CaService {
+    child: Child,
+    /// Where it listens (`unix:...` or `tls:ADDRESS:PORT`).
+    pub listen: String,
+    pub log: PathBuf,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl CaService {
+    /// Starts `sealcam-ca serve --dir <dir> --listen <listen> <extra>`.
+    pub fn start(work: &Path, dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = work.join(format!("ca-{}-{n}.log", std::process::id()));
+        let mut child = Command::new(bin("sealcam-ca"))
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--listen", listen])
+            .args(extra)
+            .current_dir(work)
+            .env("SEALCAM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let listen = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected sealcam-ca output {line:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        Self {
+            child,
+            listen,
+            log,
+            _stdout: stdout,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for CaService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test world in a temp dir: the fleet CA in `ca/` and its service on
+/// `ca.sock`; the ingest's own directory `pki/` (its certificate from
+/// `sealcam-ca ingest issue`, no CA key); a consumer key and consumer TLS
+/// identity; the owner's key (`owner.key`, `owner.pub`) and, once a camera
+/// is made with [`World::camera`], the owner's roster listing it
+/// (`roster.sdr`).
 pub struct World {
+    // Stopped before the directory goes.
+    ca: std::sync::Mutex<Option<CaService>>,
     pub dir: tempfile::TempDir,
 }
 
@@ -252,22 +331,25 @@ impl World {
         Self::with_ca_args(&[])
     }
 
-    /// A world whose `sealcam-ingest ca init` gets `extra` arguments (more
+    /// A world whose `sealcam-ca ingest issue` gets `extra` arguments (more
     /// names or addresses in the ingest's server certificate).
     pub fn with_ca_args(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let w = Self { dir };
-        let mut args = vec!["ca", "init", "--dir", "pki"];
-        args.extend_from_slice(extra);
-        run_ok("sealcam-ingest", &args, w.path());
+        let w = Self {
+            dir,
+            ca: std::sync::Mutex::new(None),
+        };
+        run_ok("sealcam-ca", &["init", "--dir", "ca"], w.path());
+        w.issue_ingest("ingest", "pki", extra);
+        w.restart_ca_with(&[]);
         run_ok("sealcam", &["keygen", "--out", "alice"], w.path());
         run_ok(
-            "sealcam-ingest",
+            "sealcam-ca",
             &[
                 "consumer",
                 "issue",
-                "--pki",
-                "pki",
+                "--dir",
+                "ca",
                 "--name",
                 "alice",
                 "--out-dir",
@@ -306,6 +388,52 @@ impl World {
             "sealcam roster add failed: {}",
             text(&out.stderr)
         );
+    }
+
+    /// `sealcam-ca ingest issue`: an ingest instance `name`'s own directory
+    /// `out_dir` (relative to the world), with `extra` arguments.
+    pub fn issue_ingest(&self, name: &str, out_dir: &str, extra: &[&str]) {
+        let mut args = vec![
+            "ingest",
+            "issue",
+            "--dir",
+            "ca",
+            "--name",
+            name,
+            "--out-dir",
+            out_dir,
+        ];
+        args.extend_from_slice(extra);
+        run_ok("sealcam-ca", &args, self.path());
+    }
+
+    /// (Re)starts the world's CA service on `ca.sock` with extra `serve`
+    /// arguments (e.g. `--device-cert-lifetime 6s`).
+    pub fn restart_ca_with(&self, extra: &[&str]) {
+        let mut ca = self.ca.lock().unwrap();
+        *ca = None;
+        let listen = ca_url(self.path());
+        *ca = Some(CaService::start(
+            self.path(),
+            &self.path().join("ca"),
+            &listen,
+            extra,
+        ));
+    }
+
+    /// Stops the world's CA service (the ingest loses it).
+    pub fn stop_ca(&self) {
+        *self.ca.lock().unwrap() = None;
+    }
+
+    /// The CA service's log.
+    pub fn ca_log(&self) -> String {
+        self.ca
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(CaService::log_text)
+            .unwrap_or_default()
     }
 
     pub fn path(&self) -> &Path {
@@ -418,12 +546,12 @@ impl World {
         let csr = format!("{device}/device.csr");
         let crt = format!("{device}/device.crt");
         run_ok(
-            "sealcam-ingest",
+            "sealcam-ca",
             &[
                 "device",
                 "issue",
-                "--pki",
-                "pki",
+                "--dir",
+                "ca",
                 "--csr",
                 &csr,
                 "--out",
@@ -533,14 +661,23 @@ drain_timeout_s = 3
 }
 
 impl World {
-    /// `sealcam-ingest device add`: a one-time enrollment token.
+    /// `sealcam-ca device add`: a one-time enrollment token.
     pub fn device_add(&self, device: &str, ttl: &str) -> String {
         let out = run_ok(
-            "sealcam-ingest",
-            &["device", "add", device, "--pki", "pki", "--token-ttl", ttl],
+            "sealcam-ca",
+            &["device", "add", device, "--dir", "ca", "--token-ttl", ttl],
             self.path(),
         );
         text(&out.stdout).trim().to_owned()
+    }
+
+    /// `sealcam-ca device revoke` or `consumer revoke` (`role`) of `name`.
+    pub fn revoke(&self, role: &str, name: &str) -> Output {
+        run_ok(
+            "sealcam-ca",
+            &[role, "revoke", name, "--dir", "ca"],
+            self.path(),
+        )
     }
 
     /// Issues consumer `name` a TLS certificate granting `streams`
@@ -549,8 +686,8 @@ impl World {
         let mut args = vec![
             "consumer",
             "issue",
-            "--pki",
-            "pki",
+            "--dir",
+            "ca",
             "--name",
             name,
             "--out-dir",
@@ -559,7 +696,12 @@ impl World {
         for s in streams {
             args.extend_from_slice(&["--stream", s]);
         }
-        run_ok("sealcam-ingest", &args, self.path());
+        run_ok("sealcam-ca", &args, self.path());
+        self.consumer_client(name)
+    }
+
+    /// A client presenting consumer `name`'s certificate issued before.
+    pub fn consumer_client(&self, name: &str) -> reqwest::blocking::Client {
         self.client_with_cert(
             &format!("consumer/{name}.crt"),
             &format!("consumer/{name}.key"),

@@ -36,7 +36,7 @@ fn enroll(w: &World, cfg: &Path, url: &str, token: &str, extra: &[&str]) -> std:
 }
 
 fn evidence_files(w: &World, device: &str) -> usize {
-    std::fs::read_dir(w.path().join("pki/evidence/device").join(device))
+    std::fs::read_dir(w.path().join("ca/evidence/device").join(device))
         .map(|d| d.count())
         .unwrap_or(0)
 }
@@ -47,7 +47,8 @@ fn a_tpm_camera_enrolls_with_attestation_and_the_owner_records_its_evidence() {
     let (tpm, maker) =
         Swtpm::start_with_ek(&w.path().join("tpm-state"), &w.path().join("tpm-maker-ca"));
     let maker = maker.to_str().unwrap();
-    let ingest = w.start_ingest_with(&["--require-ek-ca", maker]);
+    w.restart_ca_with(&["--require-ek-ca", maker]);
+    let ingest = w.start_ingest();
     let token = w.device_add("cam1", "1h");
     let cfg = w.write_config(
         "cam1",
@@ -68,14 +69,14 @@ fn a_tpm_camera_enrolls_with_attestation_and_the_owner_records_its_evidence() {
     // The operator exports the evidence; the owner checks it offline
     // against the maker's CA and records the key as TPM-resident.
     let out = run_ok(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
             "device",
             "evidence",
             "--name",
             "cam1",
-            "--pki",
-            "pki",
+            "--dir",
+            "ca",
             "--out",
             "cam1.evidence",
         ],
@@ -175,7 +176,8 @@ fn a_software_key_or_a_foreign_tpm_is_refused_where_the_fleet_requires_a_tpm() {
     let w = World::new();
     let (_tpm, maker) =
         Swtpm::start_with_ek(&w.path().join("tpm-state"), &w.path().join("tpm-maker-ca"));
-    let ingest = w.start_ingest_with(&["--require-ek-ca", maker.to_str().unwrap()]);
+    w.restart_ca_with(&["--require-ek-ca", maker.to_str().unwrap()]);
+    let ingest = w.start_ingest();
 
     // A TPM whose EK certificate another maker issued.
     let (foreign, _) = Swtpm::start_with_ek(
@@ -233,9 +235,9 @@ fn a_software_key_enrolls_as_software_where_the_fleet_does_not_require_a_tpm() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(evidence_files(&w, "cam1"), 0);
     let out = run(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
-            "device", "evidence", "--name", "cam1", "--pki", "pki", "--out", "e",
+            "device", "evidence", "--name", "cam1", "--dir", "ca", "--out", "e",
         ],
         w.path(),
     );
@@ -326,7 +328,8 @@ fn another_key_a_forged_secret_or_a_replayed_challenge_is_refused() {
     let w = World::new();
     let (tpm, maker) =
         Swtpm::start_with_ek(&w.path().join("tpm-state"), &w.path().join("tpm-maker-ca"));
-    let ingest = w.start_ingest_with(&["--require-ek-ca", maker.to_str().unwrap()]);
+    w.restart_ca_with(&["--require-ek-ca", maker.to_str().unwrap()]);
+    let ingest = w.start_ingest();
     // The TPM's device key and its CSR, made by the real camera program.
     let cfg = w.write_config(
         "cam1",

@@ -83,11 +83,7 @@ fn an_ingest_from_another_fleet_is_recognised() {
     let w = World::new();
     let ingest = w.start_ingest();
     let cfg = w.camera("cam1", &ingest.url(), 10, 1000);
-    run_ok(
-        "sealcam-ingest",
-        &["ca", "init", "--dir", "other-pki"],
-        w.path(),
-    );
+    run_ok("sealcam-ca", &["init", "--dir", "other-pki"], w.path());
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("ca = \"pki/ca.crt\"", "ca = \"other-pki/ca.crt\"");

@@ -8,15 +8,24 @@ use sealcam_system_tests::*;
 
 const BUCKET: &str = "fleet";
 
-/// An S3 server and two ingest instances on the same bucket and PKI.
+/// An S3 server and two ingest instances on the same bucket, each with
+/// its own directory (its own certificate, cached CRL) and one CA service.
+/// They share the audit key, as the deploy guide says.
 fn two_ingests(w: &World) -> (S3Server, Ingest, Ingest) {
     let s3 = S3Server::start(&w.path().join("s3"), BUCKET);
     let cfg = w.path().join("ingest.toml");
     std::fs::write(&cfg, s3.storage_config(BUCKET, &w.path().join("s3.secret"))).unwrap();
     let data = s3.root.join(BUCKET);
-    let pki = w.path().join("pki");
-    let a = Ingest::start_with_config(w.path(), &pki, &cfg, &data);
-    let b = Ingest::start_with_config(w.path(), &pki, &cfg, &data);
+    let a = Ingest::start_with_config(w.path(), &w.path().join("pki"), &cfg, &data);
+    w.issue_ingest("node2", "pki-b", &[]);
+    for key in ["audit.key", "audit.pub"] {
+        std::fs::copy(
+            w.path().join("pki").join(key),
+            w.path().join("pki-b").join(key),
+        )
+        .unwrap();
+    }
+    let b = Ingest::start_with_config(w.path(), &w.path().join("pki-b"), &cfg, &data);
     (s3, a, b)
 }
 
@@ -278,9 +287,18 @@ fn check_probes_the_bucket_and_names_what_is_wrong() {
     let s3 = S3Server::start(&w.path().join("s3"), BUCKET);
     let good = s3.storage_config(BUCKET, &w.path().join("s3.secret"));
     std::fs::write(w.path().join("good.toml"), &good).unwrap();
+    let ca = ca_url(w.path());
     let out = run_ok(
         "sealcam-ingest",
-        &["check", "--config", "good.toml", "--pki", "pki"],
+        &[
+            "check",
+            "--config",
+            "good.toml",
+            "--pki",
+            "pki",
+            "--ca-url",
+            &ca,
+        ],
         w.path(),
     );
     assert!(text(&out.stdout).contains("storage (S3 bucket fleet at http://127.0.0.1:"));
@@ -292,7 +310,9 @@ fn check_probes_the_bucket_and_names_what_is_wrong() {
     .unwrap();
     let out = run(
         "sealcam-ingest",
-        &["check", "--config", "bad.toml", "--pki", "pki"],
+        &[
+            "check", "--config", "bad.toml", "--pki", "pki", "--ca-url", &ca,
+        ],
         w.path(),
     );
     assert!(!out.status.success());

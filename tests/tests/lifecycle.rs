@@ -150,12 +150,12 @@ fn expired_certificate_is_refused_by_camera_and_ingest() {
         w.path(),
     );
     run_ok(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
             "device",
             "issue",
-            "--pki",
-            "pki",
+            "--dir",
+            "ca",
             "--csr",
             "cam1/device.csr",
             "--out",
@@ -196,7 +196,8 @@ fn expired_certificate_is_refused_by_camera_and_ingest() {
 fn renewal_carries_the_camera_across_the_expiry_of_its_first_certificate() {
     let w = World::new();
     let tpm = Swtpm::start(&w.path().join("tpm-state"));
-    let ingest = w.start_ingest_with(&["--device-cert-lifetime", "6s"]);
+    w.restart_ca_with(&["--device-cert-lifetime", "6s"]);
+    let ingest = w.start_ingest();
     let token = w.device_add("cam1", "1h");
     // 10 s of video with 6 s certificates.
     let cfg = w.write_config(
@@ -253,8 +254,8 @@ fn revocation_cuts_the_open_upload_and_refuses_new_handshakes() {
         "no uploads"
     );
     run_ok(
-        "sealcam-ingest",
-        &["device", "revoke", "cam1", "--pki", "pki"],
+        "sealcam-ca",
+        &["device", "revoke", "cam1", "--dir", "ca"],
         w.path(),
     );
     let log = ingest.wait_for_log("its certificate was revoked");
@@ -311,8 +312,8 @@ fn without_a_token_an_operator_approves_the_key_fingerprint() {
     assert!(wait_until(20, || {
         listed = text(
             &run_ok(
-                "sealcam-ingest",
-                &["device", "pending", "--pki", "pki"],
+                "sealcam-ca",
+                &["device", "pending", "--dir", "ca"],
                 w.path(),
             )
             .stdout,
@@ -325,13 +326,13 @@ fn without_a_token_an_operator_approves_the_key_fingerprint() {
     assert!(id.contains(&fingerprint), "{id}");
     // A wrong fingerprint approves nothing.
     let out = run(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
             "device",
             "approve",
             "cam1",
-            "--pki",
-            "pki",
+            "--dir",
+            "ca",
             "--fingerprint",
             &"0".repeat(64),
         ],
@@ -344,13 +345,13 @@ fn without_a_token_an_operator_approves_the_key_fingerprint() {
         text(&out.stderr)
     );
     run_ok(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
             "device",
             "approve",
             "cam1",
-            "--pki",
-            "pki",
+            "--dir",
+            "ca",
             "--fingerprint",
             &fingerprint,
         ],
@@ -367,7 +368,8 @@ fn a_fleet_can_require_a_genuine_tpm() {
     let w = World::new();
     let (tpm, ek_ca) =
         Swtpm::start_with_ek(&w.path().join("tpm-state"), &w.path().join("tpm-maker-ca"));
-    let ingest = w.start_ingest_with(&["--require-ek-ca", ek_ca.to_str().unwrap()]);
+    w.restart_ca_with(&["--require-ek-ca", ek_ca.to_str().unwrap()]);
+    let ingest = w.start_ingest();
 
     // A TPM with a maker's EK certificate enrolls; the certificate is recorded.
     let token = w.device_add("cam1", "1h");
@@ -385,7 +387,7 @@ fn a_fleet_can_require_a_genuine_tpm() {
         "{}",
         text(&out.stdout)
     );
-    assert!(w.path().join("pki/ek/cam1.der").exists());
+    assert!(w.path().join("ca/ek/cam1.der").exists());
     let id = text(&run_ok("sealcamd", &["identity", "--config", cfg_s], w.path()).stdout);
     assert!(id.contains("tpm ek cert:"), "{id}");
 

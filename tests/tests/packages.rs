@@ -1,8 +1,9 @@
 //! The Debian packages (`scripts/package`, run by `scripts/test` first).
 //! The amd64 ones are installed for real into a throwaway root with
 //! dpkg, maintainer scripts included, then checked for their files,
-//! owners and modes, the absence of key material, and units that
-//! `systemd-analyze verify` accepts inside that root.
+//! owners and modes, the absence of key material, units that
+//! `systemd-analyze verify` accepts inside that root, and that the
+//! ingest's user cannot read the CA key there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -111,13 +112,17 @@ fn mode(path: &Path) -> u32 {
 fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
     let debs = debs();
     let names: Vec<String> = debs.iter().map(|d| field(d, "Package")).collect();
-    assert_eq!(names, ["sealcam", "sealcam-ingest", "sealcamd"], "{debs:?}");
+    assert_eq!(
+        names,
+        ["sealcam", "sealcam-ca", "sealcam-ingest", "sealcamd"],
+        "{debs:?}"
+    );
     for deb in &debs {
         assert_eq!(field(deb, "Architecture"), "amd64");
         let depends = field(deb, "Depends");
         assert!(depends.contains("libc6"), "{deb:?}: {depends}");
     }
-    let sealcamd = &debs[2];
+    let sealcamd = &debs[3];
     let depends = field(sealcamd, "Depends");
     for dep in [
         "libgstreamer1.0-0",
@@ -132,7 +137,7 @@ fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
     let r = root.path();
     install(r, &debs);
 
-    for bin in ["sealcamd", "sealcam-ingest", "sealcam"] {
+    for bin in ["sealcamd", "sealcam-ingest", "sealcam", "sealcam-ca"] {
         assert_eq!(mode(&r.join("usr/bin").join(bin)), 0o755, "{bin}");
     }
     // Users from sysusers.d, the camera's in video and tss.
@@ -169,6 +174,7 @@ fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
     for (dir, user) in [
         ("var/lib/sealcam", "sealcam"),
         ("var/lib/sealcam-ingest", "sealcam-ingest"),
+        ("var/lib/sealcam-ca", "sealcam-ca"),
     ] {
         let p = r.join(dir);
         assert_eq!(mode(&p), 0o700, "{dir}");
@@ -184,6 +190,7 @@ fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
         "usr/share/sealcamd/boards/jetson-orin.toml",
         "usr/share/sealcamd/systemd/raspberrypi.conf",
         "usr/lib/sysusers.d/sealcamd.conf",
+        "usr/lib/sysusers.d/sealcam-ca.conf",
     ] {
         assert!(r.join(f).exists(), "{f} missing");
     }
@@ -225,7 +232,11 @@ fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
             let _ = std::fs::copy(&p, units.join(&name));
         }
     }
-    for unit in ["sealcamd.service", "sealcam-ingest.service"] {
+    for unit in [
+        "sealcamd.service",
+        "sealcam-ingest.service",
+        "sealcam-ca.service",
+    ] {
         let out = Command::new("systemd-analyze")
             .arg("verify")
             .arg(format!("--root={}", r.display()))
@@ -240,11 +251,114 @@ fn the_packages_install_with_their_users_modes_and_units_and_no_keys() {
     }
 }
 
+/// Runs `args` in the root as `uid`:`gid` with the supplementary `groups`
+/// (what systemd gives the service user from the root's group file).
+fn run_as(uid: u32, gid: u32, groups: &[u32], args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={}", groups.join(",")));
+    }
+    cmd.arg("--").args(args).output().unwrap()
+}
+
+#[test]
+fn on_a_packaged_install_the_ingests_user_cannot_read_the_ca_key() {
+    // setpriv needs to change users: the suite runs as root (scripts/test).
+    let me = text(&Command::new("id").arg("-u").output().unwrap().stdout);
+    assert_eq!(me.trim(), "0", "this test changes users: run it as root");
+    let root = throwaway_root();
+    let r = root.path();
+    // Others may reach into the root, as into /.
+    std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
+    install(r, &debs());
+    let ca_uid = id_of(r, "passwd", "sealcam-ca");
+    let ca_gid = id_of(r, "group", "sealcam-ca");
+    let ingest_uid = id_of(r, "passwd", "sealcam-ingest");
+    let ingest_gid = id_of(r, "group", "sealcam-ingest");
+    // The ingest's user is in the CA's group (to reach its socket).
+    let group = std::fs::read_to_string(r.join("etc/group")).unwrap();
+    let ca_line = group
+        .lines()
+        .find(|l| l.starts_with("sealcam-ca:"))
+        .unwrap();
+    assert!(ca_line.ends_with(":sealcam-ingest"), "{ca_line}");
+
+    // The CA made as the packaged unit would: its state directory from the
+    // package, `sealcam-ca init` as the CA's user, with the unit's umask.
+    let bin = r.join("usr/bin/sealcam-ca");
+    let dir = r.join("var/lib/sealcam-ca");
+    let key = dir.join("ca.key");
+    let out = run_as(
+        ca_uid,
+        ca_gid,
+        &[],
+        &[
+            "sh".as_ref(),
+            "-c".as_ref(),
+            "umask 077 && exec \"$0\" init --dir \"$1\"".as_ref(),
+            bin.as_os_str(),
+            dir.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::metadata(&key).unwrap().uid(), ca_uid);
+    // The CA's user reads it (the refusal below is about who asks).
+    let read_as_ca = run_as(ca_uid, ca_gid, &[], &["cat".as_ref(), key.as_os_str()]);
+    assert!(read_as_ca.status.success(), "{}", text(&read_as_ca.stderr));
+    assert!(text(&read_as_ca.stdout).contains("PRIVATE KEY"));
+
+    // The ingest's user, with its groups: refused, by cat and by the CA's
+    // own program (it cannot mint a token, let alone a certificate).
+    let groups = [ingest_gid, ca_gid];
+    let read = run_as(
+        ingest_uid,
+        ingest_gid,
+        &groups,
+        &["cat".as_ref(), key.as_os_str()],
+    );
+    assert!(!read.status.success());
+    assert!(read.stdout.is_empty());
+    assert!(
+        text(&read.stderr).contains("Permission denied"),
+        "{}",
+        text(&read.stderr)
+    );
+    let mint = run_as(
+        ingest_uid,
+        ingest_gid,
+        &groups,
+        &[
+            bin.as_os_str(),
+            "device".as_ref(),
+            "add".as_ref(),
+            "cam1".as_ref(),
+            "--dir".as_ref(),
+            dir.as_os_str(),
+        ],
+    );
+    assert!(!mint.status.success());
+    assert!(
+        text(&mint.stderr).contains("Permission denied"),
+        "{}",
+        text(&mint.stderr)
+    );
+    assert!(!dir.join("enroll").exists());
+}
+
 #[test]
 fn the_arm64_packages_hold_aarch64_programs_linked_against_arm64_libraries() {
     let debs = debs_for("arm64");
     let names: Vec<String> = debs.iter().map(|d| field(d, "Package")).collect();
-    assert_eq!(names, ["sealcam", "sealcam-ingest", "sealcamd"], "{debs:?}");
+    assert_eq!(
+        names,
+        ["sealcam", "sealcam-ca", "sealcam-ingest", "sealcamd"],
+        "{debs:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     for (deb, name) in debs.iter().zip(&names) {
         assert_eq!(field(deb, "Architecture"), "arm64", "{deb:?}");
@@ -262,7 +376,7 @@ fn the_arm64_packages_hold_aarch64_programs_linked_against_arm64_libraries() {
         assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 183, "{name}");
     }
     // dpkg-shlibdeps found the arm64 libraries the daemon links.
-    let depends = field(&debs[2], "Depends");
+    let depends = field(&debs[3], "Depends");
     for dep in ["libgstreamer1.0-0", "libtss2-esys", "libc6"] {
         assert!(
             depends.contains(dep),

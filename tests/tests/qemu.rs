@@ -52,7 +52,8 @@ fn fleet_on(arch: Arch) -> (World, Ingest) {
                 &w.path().join("vm/tpm"),
                 &w.path().join("tpm-maker-ca"),
             );
-            w.start_ingest_with(&["--require-ek-ca", maker.to_str().unwrap()])
+            w.restart_ca_with(&["--require-ek-ca", maker.to_str().unwrap()]);
+            w.start_ingest()
         }
         // Debian's arm64 image runs swtpm in the guest, unmanufactured.
         Arch::Arm64 => w.start_ingest(),
@@ -225,7 +226,7 @@ fn smoke(arch: Arch) {
     drop(vm);
     if arch == Arch::Amd64 {
         // Enrolled with TPM attestation: the CA kept the evidence.
-        let kept = std::fs::read_dir(w.path().join("pki/evidence/device/qemu-cam"))
+        let kept = std::fs::read_dir(w.path().join("ca/evidence/device/qemu-cam"))
             .map(|d| d.count())
             .unwrap_or(0);
         assert_eq!(kept, 1, "no TPM evidence kept for the guest's key");
@@ -361,8 +362,8 @@ fn a_revoked_camera_is_refused_says_so_and_keeps_spooling() {
     let (w, ingest) = fleet();
     let vm = streaming(&w, &ingest, 2);
     run_ok(
-        "sealcam-ingest",
-        &["device", "revoke", "qemu-cam", "--pki", "pki"],
+        "sealcam-ca",
+        &["device", "revoke", "qemu-cam", "--dir", "ca"],
         w.path(),
     );
     std::thread::sleep(std::time::Duration::from_secs(3));

@@ -32,17 +32,13 @@ fn client_without_certificate_is_refused() {
 
 /// A second fleet CA and a consumer of it: `other/mallory.{crt,key}`.
 fn mallory_from_another_fleet(w: &World) {
+    run_ok("sealcam-ca", &["init", "--dir", "other-pki"], w.path());
     run_ok(
-        "sealcam-ingest",
-        &["ca", "init", "--dir", "other-pki"],
-        w.path(),
-    );
-    run_ok(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
             "consumer",
             "issue",
-            "--pki",
+            "--dir",
             "other-pki",
             "--name",
             "mallory",
@@ -169,12 +165,12 @@ fn device_bound_to_streams_writes_only_those() {
         w.path(),
     );
     run_ok(
-        "sealcam-ingest",
+        "sealcam-ca",
         &[
             "device",
             "issue",
-            "--pki",
-            "pki",
+            "--dir",
+            "ca",
             "--csr",
             "cam1/device.csr",
             "--out",

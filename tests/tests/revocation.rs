@@ -27,21 +27,13 @@ fn a_stolen_camera_stays_revoked_after_its_name_is_enrolled_again() {
     let whoami = format!("{}/v1/whoami", ingest.url());
     assert!(stolen.get(&whoami).send().unwrap().status().is_success());
 
-    run_ok(
-        "sealcam-ingest",
-        &["device", "revoke", "cam1", "--pki", "pki"],
-        w.path(),
-    );
+    w.revoke("device", "cam1");
     // The replacement camera is added under the same name, and another
     // device's revocation rewrites the CRL afterwards.
     let token = w.device_add("cam1", "1h");
     assert_eq!(token.len(), 64, "{token}");
     w.camera("cam2", "https://127.0.0.1:1", 10, 1000);
-    run_ok(
-        "sealcam-ingest",
-        &["device", "revoke", "cam2", "--pki", "pki"],
-        w.path(),
-    );
+    w.revoke("device", "cam2");
 
     // The stolen certificate is still refused, by this ingest and by one
     // started now from the rewritten CRL.
@@ -66,11 +58,7 @@ fn a_revocation_list_that_disappears_or_breaks_keeps_the_last_good_one() {
     let w = World::new();
     w.camera("cam1", "https://127.0.0.1:1", 10, 1000);
     let ingest = w.start_ingest();
-    run_ok(
-        "sealcam-ingest",
-        &["device", "revoke", "cam1", "--pki", "pki"],
-        w.path(),
-    );
+    w.revoke("device", "cam1");
     ingest.wait_for_log("revocation list reloaded");
     let refused = || {
         w.client_with_cert("cam1/device.crt", "cam1/device.key")
@@ -79,14 +67,15 @@ fn a_revocation_list_that_disappears_or_breaks_keeps_the_last_good_one() {
             .is_err()
     };
     assert!(wait_until(10, refused), "{}", ingest.log_text());
-    let crl = w.path().join("pki/crl.pem");
+    // The CA's list deleted (by a botched deployment): the CA service
+    // cannot serve one, the ingest keeps the one it holds.
+    let crl = w.path().join("ca/crl.pem");
     let good = std::fs::read(&crl).unwrap();
-    // Deleted (by the host's operator, or a botched deployment).
     std::fs::remove_file(&crl).unwrap();
-    let log = ingest.wait_for_log("the revocation list disappeared");
-    assert!(log.contains("keeping the previous one"), "{log}");
+    let log = ingest.wait_for_log("keeping the last good one");
+    assert!(log.contains("the CA service answered 503"), "{log}");
     assert!(refused(), "{}", ingest.log_text());
-    // Replaced by something that does not parse.
+    // Replaced by something that does not parse: not taken either.
     std::fs::write(
         &crl,
         b"-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n",
@@ -94,17 +83,12 @@ fn a_revocation_list_that_disappears_or_breaks_keeps_the_last_good_one() {
     .unwrap();
     assert!(wait_until(10, || ingest
         .log_text()
-        .matches("keeping the previous one")
-        .count()
-        >= 2));
+        .contains("sent a list that is not taken")));
     assert!(refused(), "{}", ingest.log_text());
-    // The good one back: reloaded, still refused.
+    // The ingest's own cached copy deleted: fetched again, still refused.
     std::fs::write(&crl, good).unwrap();
-    assert!(wait_until(10, || ingest
-        .log_text()
-        .matches("revocation list reloaded")
-        .count()
-        >= 2));
+    std::fs::remove_file(w.path().join("pki/crl.pem")).unwrap();
+    assert!(wait_until(10, || w.path().join("pki/crl.pem").exists()));
     assert!(refused());
 }
 
@@ -130,4 +114,39 @@ fn an_expired_certificate_loses_its_connection_and_cannot_resume() {
     assert!(client.get(&whoami).send().is_err());
     let log = ingest.wait_for_log("certificate outside its validity");
     assert!(log.contains("connection refused"), "{log}");
+}
+
+#[test]
+fn a_consumer_and_a_device_of_one_name_are_revoked_apart() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    // The device "front" and the consumer "front".
+    w.camera("front", &ingest.url(), 10, 1000);
+    let consumer = w.consumer("front", &[]);
+    let device = || w.client_with_cert("front/device.crt", "front/device.key");
+    let whoami = format!("{}/v1/whoami", ingest.url());
+    let accepted = |c: &reqwest::blocking::Client| {
+        c.get(&whoami).send().is_ok_and(|r| r.status().is_success())
+    };
+    assert!(accepted(&consumer) && accepted(&device()));
+    let out = w.revoke("consumer", "front");
+    assert!(
+        text(&out.stdout).contains("consumer front revoked: 1 certificates"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        wait_until(10, || !accepted(&w.consumer_client("front"))),
+        "{}",
+        ingest.log_text()
+    );
+    // The device of the same name is untouched, and adding a device of
+    // that name again lifts nothing of the consumer's.
+    assert!(accepted(&device()), "{}", ingest.log_text());
+    w.device_add("front", "1h");
+    w.revoke("device", "front");
+    assert!(wait_until(10, || !accepted(&device())));
+    assert!(!accepted(&w.consumer_client("front")));
+    assert!(w.path().join("ca/revoked/consumer/front").exists());
+    assert!(w.path().join("ca/revoked/device/front").exists());
 }

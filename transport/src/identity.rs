@@ -20,6 +20,30 @@ pub const STREAM_URI_PREFIX: &str = "urn:sealcam:stream:";
 /// A consumer certificate may name the streams it may read, one SAN URI
 /// each (`urn:sealcam:read:<device>/<stream>`). None named: every stream.
 pub const READ_URI_PREFIX: &str = "urn:sealcam:read:";
+/// An ingest instance's certificate (server, and client of the CA service)
+/// names the instance: `urn:sealcam:ingest:<name>`. It is no identity on
+/// the ingest's API: [`Identity::from_cert_der`] refuses it.
+pub const INGEST_URI_PREFIX: &str = "urn:sealcam:ingest:";
+
+/// The ingest instance a certificate names (`urn:sealcam:ingest:<name>`).
+pub fn ingest_name_of_cert(der: &[u8]) -> Result<Name, TransportError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| TransportError::BadCertificate(e.to_string()))?
+        .ok_or(TransportError::NoIdentity)?;
+    san.value
+        .general_names
+        .iter()
+        .find_map(|gn| match gn {
+            GeneralName::URI(uri) => uri
+                .strip_prefix(INGEST_URI_PREFIX)
+                .and_then(|n| Name::new(n).ok()),
+            _ => None,
+        })
+        .ok_or(TransportError::NoIdentity)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

@@ -8,7 +8,9 @@
 //! * [`signer`]: a P-256 key that signs somewhere else (a TPM, or the
 //!   development software key), usable as a rustls client key.
 //! * [`pem`]: loading certificates and keys from files with clear errors.
+//! * [`crl`]: a revocation list checked against the fleet CA, and its number.
 
+pub mod crl;
 pub mod identity;
 pub mod pem;
 pub mod signer;

@@ -148,7 +148,7 @@ fn write_certificate(path: &Path, pem_text: &str) -> Result<(), CertificateError
 pub struct Enrollment<'a> {
     /// The ingest's enrollment endpoint, `https://host:port`.
     pub url: &'a str,
-    /// One-time token from `sealcam-ingest device add`; without one, the
+    /// One-time token from `sealcam-ca device add`; without one, the
     /// request waits for an operator's approval.
     pub token: Option<&'a str>,
     /// How long to wait for an approval.
@@ -286,7 +286,7 @@ pub async fn enroll(
                 if !announced {
                     tracing::info!(
                         %fingerprint,
-                        "waiting for an operator: sealcam-ingest device approve {device} --fingerprint {fingerprint}"
+                        "waiting for an operator: sealcam-ca device approve {device} --fingerprint {fingerprint}"
                     );
                     announced = true;
                 }

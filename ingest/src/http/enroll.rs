@@ -1,21 +1,20 @@
-//! A device's identity: enrollment on its own port (a one-time token, or an
-//! operator's approval), renewal of a valid certificate, and `whoami`.
+//! A device's identity: enrollment on its own port and renewal of a valid
+//! certificate, both answered by the CA service (`sealcam-ca serve`; the
+//! ingest holds no CA key), and `whoami`.
 
 use std::net::SocketAddr;
 
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sealcam_api::{
-    CertificateResponse, ChallengeRequest, EnrollRequest, PendingResponse, RenewRequest, RoleName,
-    WhoAmI,
-};
-use sealcam_ca::{check_csr, Approval, EnrollError};
-use sealcam_transport::{identity, Role};
+use sealcam_api::ca::RENEW_PATH;
+use sealcam_api::{CaRenewRequest, ErrorBody, RenewRequest, RoleName, WhoAmI};
+use sealcam_transport::{pem, Role};
 
-use super::error::{ApiError, Note};
+use super::error::{ApiError, Note, Reason};
 use super::{AppState, Peer};
+use crate::ca_client::{CaAnswer, CaClientError};
 
 /// `GET /v1/whoami`: who the ingest takes the caller for: a device or a
 /// consumer checks its certificate is accepted, and what it grants, without
@@ -35,130 +34,106 @@ pub fn whoami(peer: &Peer) -> Response {
     .into_response()
 }
 
-fn task_failed(_: tokio::task::JoinError) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "task failed")
+/// The CA service's answer, passed back as it came; its reason (or what
+/// was issued) noted for the audit trail and the log.
+fn from_ca(answer: CaAnswer, what: &str) -> Response {
+    let mut r = Response::new(axum::body::Body::from(answer.body.clone()));
+    *r.status_mut() = answer.status;
+    if let Some(ct) = answer.content_type {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    if answer.status.is_success() {
+        let note = match answer.status {
+            StatusCode::ACCEPTED => format!("{what}: waits for an operator's approval"),
+            _ => format!("{what}: certificate issued by the CA service"),
+        };
+        r.extensions_mut().insert(Note(note));
+    } else {
+        let body = ErrorBody::from_response_text(&String::from_utf8_lossy(&answer.body));
+        r.extensions_mut().insert(Reason {
+            code: body.code,
+            text: body.error,
+        });
+    }
+    r
 }
 
-/// `POST /v1/enroll` on the enrollment port: a CSR with a one-time token
-/// (answered with the certificate), or without one (filed for an operator's
-/// approval: `202` until approved, then the certificate).
-pub async fn enroll_device(
+fn ca_unreachable(e: CaClientError) -> ApiError {
+    tracing::error!(error = %e, "the CA service cannot be reached");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the fleet CA cannot be reached; try again later",
+    )
+    .retry_after(std::time::Duration::from_secs(30))
+}
+
+/// `POST /v1/enroll`, and any `POST /v1/enroll/<step>`, on the enrollment
+/// port: passed to the CA service as it came (path, body, content type),
+/// with the camera's address for its log; its answer passed back as it
+/// came. The ingest reads nothing of it: the CA decides.
+pub async fn pass_to_ca(
     state: &AppState,
     addr: Option<SocketAddr>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Json(req) = Json::<EnrollRequest>::from_request(req, state).await?;
-    let (ca, lifetime, policy) = (
-        state.ca.clone(),
-        state.device_cert_lifetime,
-        state.ek_policy.clone(),
-    );
-    let result = tokio::task::spawn_blocking(move || ca.enroll_request(&req, &policy, lifetime))
+    let path = req.uri().path().to_owned();
+    let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+    let body = axum::body::to_bytes(req.into_body(), ENROLL_BODY_LIMIT)
         .await
-        .map_err(task_failed)?;
-    let addr = addr.map(|a| a.to_string()).unwrap_or_default();
-    match result {
-        Ok(Approval::Issued {
-            device,
-            certificate,
-        }) => {
-            tracing::info!(%addr, %device, "device enrolled");
-            let mut r = Json(CertificateResponse { certificate }).into_response();
-            r.extensions_mut()
-                .insert(Note(format!("certificate issued for device {device}")));
-            Ok(r)
-        }
-        Ok(Approval::Pending { fingerprint }) => {
-            tracing::info!(%addr, %fingerprint, "enrollment request waits for approval (`sealcam-ingest device pending`)");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(PendingResponse::new(fingerprint)),
-            )
-                .into_response())
-        }
-        Err(e) => Err(refusal(e)),
-    }
-}
-
-fn refusal(e: EnrollError) -> ApiError {
-    let status = match e {
-        EnrollError::UnknownToken | EnrollError::Expired => StatusCode::UNAUTHORIZED,
-        EnrollError::Revoked(_) | EnrollError::Ek(_) | EnrollError::Attestation(_) => {
-            StatusCode::FORBIDDEN
-        }
-        EnrollError::BadCsr(_) | EnrollError::Malformed(_) => StatusCode::BAD_REQUEST,
-        EnrollError::Pki(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, e.to_string())
-}
-
-/// `POST /v1/enroll/challenge` on the enrollment port: the credential a
-/// camera's TPM must activate before it enrolls with TPM evidence
-/// (`sealcam_ca`'s `attest.rs`). Stateless: nothing is written.
-pub async fn enroll_challenge(
-    state: &AppState,
-    addr: Option<SocketAddr>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let Json(req) = Json::<ChallengeRequest>::from_request(req, state).await?;
-    let (ca, policy) = (state.ca.clone(), state.ek_policy.clone());
-    let answer = tokio::task::spawn_blocking(move || ca.attestation_challenge(&policy, &req))
-        .await
-        .map_err(task_failed)?;
-    match answer {
-        Ok(challenge) => Ok(Json(challenge).into_response()),
-        Err(e) => {
-            let addr = addr.map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(%addr, error = %e, "attestation challenge refused");
-            Err(refusal(e))
-        }
-    }
-}
-
-/// `POST /v1/renew`: a device with a valid certificate gets a fresh one for
-/// the same key and identity.
-pub async fn renew(state: &AppState, peer: &Peer, req: Request) -> Result<Response, ApiError> {
-    let Json(req) = Json::<RenewRequest>::from_request(req, state).await?;
-    let malformed = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
-    let csr = check_csr(&req.csr).map_err(|r| malformed(format!("certificate request: {r}")))?;
-    if csr.device != peer.identity.name {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} may not renew the certificate of device {}",
-                peer.identity, csr.device
-            ),
-        ));
-    }
-    let current =
-        identity::device_key_from_cert_der(&peer.cert_der).map_err(|e| malformed(e.to_string()))?;
-    let requested = sealcam_format::DeviceVerifyingKey::from_spki_der(&csr.spki_der)
-        .map_err(|e| malformed(e.to_string()))?;
-    if current != requested {
-        return Err(malformed(
-            "the request's key does not match the key of the current certificate (the device key lives in the TPM and does not change)".into(),
-        ));
-    }
-    let (ca, lifetime) = (state.ca.clone(), state.device_cert_lifetime);
-    let device = csr.device.clone();
-    // The renewed certificate grants exactly what the current one does.
-    let streams = peer.identity.streams.clone();
-    if ca.is_revoked(&device) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("device {device} is revoked"),
-        ));
-    }
-    let certificate = tokio::task::spawn_blocking(move || ca.renew(csr, &streams, lifetime))
-        .await
-        .map_err(task_failed)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "issuing a renewed certificate failed");
+        .map_err(|_| {
             ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not issue the certificate; try again",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("enrollment requests are at most {ENROLL_BODY_LIMIT} bytes"),
             )
         })?;
-    tracing::info!(peer = %peer.identity, "device certificate renewed");
-    Ok(Json(CertificateResponse { certificate }).into_response())
+    let peer = addr.map(|a| a.to_string());
+    let answer = state
+        .ca
+        .request(
+            Method::POST,
+            &path,
+            peer.as_deref(),
+            content_type.as_ref(),
+            body,
+        )
+        .await
+        .map_err(ca_unreachable)?;
+    tracing::info!(
+        addr = peer.as_deref().unwrap_or("-"),
+        path,
+        status = answer.status.as_u16(),
+        "enrollment request answered by the CA service"
+    );
+    Ok(from_ca(answer, "enrollment"))
+}
+
+/// The largest enrollment request passed on (as the port's body limit).
+pub const ENROLL_BODY_LIMIT: usize = 64 * 1024;
+
+/// `POST /v1/renew`: a device with a valid certificate gets a fresh one for
+/// the same key and identity. The CA service checks the request against
+/// the certificate the device presented on this connection.
+pub async fn renew(state: &AppState, peer: &Peer, req: Request) -> Result<Response, ApiError> {
+    let Json(req) = Json::<RenewRequest>::from_request(req, state).await?;
+    let body = serde_json::to_vec(&CaRenewRequest {
+        csr: req.csr,
+        certificate: pem::cert_to_pem(&peer.cert_der),
+    })
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let addr = peer.addr.to_string();
+    let answer = state
+        .ca
+        .request(
+            Method::POST,
+            RENEW_PATH,
+            Some(&addr),
+            Some(&HeaderValue::from_static("application/json")),
+            body.into(),
+        )
+        .await
+        .map_err(ca_unreachable)?;
+    if answer.status.is_success() {
+        tracing::info!(peer = %peer.identity, "device certificate renewed");
+    }
+    Ok(from_ca(answer, "renewal"))
 }

@@ -41,7 +41,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use sealcam_api::{Route, RouteError};
-use sealcam_ca::{EkPolicy, FleetCa};
 use sealcam_format::{DeviceVerifier, Name};
 use sealcam_transport::{Identity, Role};
 use tokio::sync::Notify;
@@ -49,6 +48,7 @@ use tokio::sync::Notify;
 use self::audit::{observe, Call};
 use self::error::ApiError;
 use crate::audit::AuditLog;
+use crate::ca_client::CaClient;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -84,10 +84,8 @@ pub struct AppState {
     pub store: Store,
     /// Woken when a fragment of the stream is stored here, for followers.
     arrivals: Arc<Mutex<Arrivals>>,
-    /// The fleet CA, for enrollment and renewal.
-    pub ca: FleetCa,
-    pub device_cert_lifetime: Duration,
-    pub ek_policy: Arc<EkPolicy>,
+    /// The CA service, which enrolls and renews: the ingest holds no CA key.
+    pub ca: CaClient,
 }
 
 impl AppState {
@@ -99,9 +97,7 @@ impl AppState {
         max_fragment_bytes: usize,
         body_timeout: Duration,
         store: Store,
-        ca: FleetCa,
-        device_cert_lifetime: Duration,
-        ek_policy: EkPolicy,
+        ca: CaClient,
     ) -> Self {
         Self {
             metrics,
@@ -112,8 +108,6 @@ impl AppState {
             store,
             arrivals: Arc::default(),
             ca,
-            device_cert_lifetime,
-            ek_policy: Arc::new(ek_policy),
         }
     }
 
@@ -154,7 +148,8 @@ pub fn api_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The enrollment port's service: `POST /v1/enroll` only, anonymous.
+/// The enrollment port's service: `POST /v1/enroll` and its sub-steps
+/// (`/v1/enroll/<step>`), anonymous, passed on to the CA service.
 pub fn enroll_router(state: AppState) -> Router {
     Router::new()
         .fallback(enrollment)
@@ -198,10 +193,7 @@ async fn api(State(state): State<AppState>, req: Request) -> Response {
     };
     let decoded = match Route::decode(req.method(), req.uri().path()) {
         // Enrollment has its own port: here its path is no route at all.
-        Err(RouteError::MethodNotAllowed { .. })
-            if [Route::Enroll.path(), Route::EnrollChallenge.path()]
-                .contains(&req.uri().path().to_owned()) =>
-        {
+        Err(RouteError::MethodNotAllowed { .. }) if req.uri().path() == Route::Enroll.path() => {
             Err(RouteError::NotFound)
         }
         decoded => decoded,
@@ -279,12 +271,14 @@ async fn enrollment(State(state): State<AppState>, req: Request) -> Response {
         action: audited.action,
         target: audited.target,
     };
-    let is_enroll = [Route::Enroll.path(), Route::EnrollChallenge.path()]
-        .contains(&req.uri().path().to_owned());
+    let is_enroll = sealcam_api::ca::is_enroll_path(req.uri().path());
     let handled = async {
         match decoded {
-            Ok(Route::Enroll) => enroll::enroll_device(&state, addr, req).await,
-            Ok(Route::EnrollChallenge) => enroll::enroll_challenge(&state, addr, req).await,
+            // Enrollment and any of its sub-steps go to the CA service as
+            // they came: a new step needs no change here.
+            _ if is_enroll && req.method() == axum::http::Method::POST => {
+                enroll::pass_to_ca(&state, addr, req).await
+            }
             Err(e @ RouteError::MethodNotAllowed { .. }) if is_enroll => Err(e.into()),
             // The API port's routes, even malformed, are no route here.
             _ => Err(RouteError::NotFound.into()),
@@ -327,9 +321,11 @@ mod tests {
             limits.max_fragment_bytes,
             limits.body_timeout.0,
             store,
-            FleetCa::new(&pki),
-            Duration::from_secs(3600),
-            EkPolicy::default(),
+            CaClient::new(
+                crate::ca_client::CaUrl::Unix(dir.path().join("no-ca.sock")),
+                &pki,
+            )
+            .unwrap(),
         );
         Api { _dir: dir, state }
     }
