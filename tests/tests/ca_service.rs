@@ -107,6 +107,8 @@ fn two_instances_with_their_own_directories_share_one_issuer_and_one_revocation_
         ],
         w.path(),
     );
+    // The owner lists the enrolled key; the footage verifies against it.
+    w.list_in_roster("cam1");
     w.fetch(&a, "cam1", "from-a");
 
     // Revoked once: refused by both within a few poll intervals (100 ms).
@@ -341,10 +343,10 @@ fn any_enrollment_step_is_passed_to_the_ca_service_unchanged() {
         .use_preconfigured_tls(cfg)
         .build()
         .unwrap();
-    // A step this CA does not know yet: the answer is the CA's, not the
+    // A step this CA does not know (yet): the answer is the CA's, not the
     // ingest's, so a new step needs no change in the ingest.
     let r = camera
-        .post(format!("{}/v1/enroll/challenge", ingest.enroll_url()))
+        .post(format!("{}/v1/enroll/next-step", ingest.enroll_url()))
         .header("content-type", "application/json")
         .body(r#"{"anything": "the ingest does not read"}"#)
         .send()
@@ -352,12 +354,12 @@ fn any_enrollment_step_is_passed_to_the_ca_service_unchanged() {
     assert_eq!(r.status().as_u16(), 404);
     let body = r.text().unwrap();
     assert!(
-        body.contains("no enrollment step /v1/enroll/challenge"),
+        body.contains("no enrollment step /v1/enroll/next-step"),
         "{body}"
     );
     let log = w.ca_log();
     assert!(
-        log.contains("path=\"/v1/enroll/challenge\"") || log.contains("path=/v1/enroll/challenge"),
+        log.contains("path=\"/v1/enroll/next-step\"") || log.contains("path=/v1/enroll/next-step"),
         "{log}"
     );
     // A malformed enrollment body is judged by the CA as well.
