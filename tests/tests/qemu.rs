@@ -29,7 +29,7 @@ fn fleet() -> (World, Ingest) {
 
 fn fleet_on(arch: Arch) -> (World, Ingest) {
     let w = World::with_ca_args(&["--server-ip", "127.0.0.1", "--server-ip", HOST_ALIAS]);
-    run_ok("sealcam", &["owner", "init", "--out", "owner"], w.path());
+    // The world's owner key (`World::new`) signs the recipient set.
     run_ok(
         "sealcam",
         &[
