@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 /// `POST /v1/enroll` on the enrollment port.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollRequest {
-    /// The one-time token from `sealcam-ca device add`; without one the
-    /// request is filed for an operator's approval.
+    /// Proof of the one-time token from `sealcam-ca device add`, for this
+    /// CSR ([`crate::token::token_proof`]); the token itself is never
+    /// sent. Without one the request is filed for an operator's approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub token_proof: Option<String>,
     /// The certificate request (PEM), signed by the device key.
     pub csr: String,
     /// The TPM's endorsement-key certificate, base64 DER, when it has one.
@@ -301,7 +302,7 @@ mod tests {
             let text = serde_json::to_string(&answer).unwrap();
             prop_assert_eq!(serde_json::from_str::<ChallengeResponse>(&text).unwrap(), answer);
             let enroll = EnrollRequest {
-                token: Some("t".into()),
+                token_proof: Some("t".into()),
                 csr: "CSR".into(),
                 ek_certificate: None,
                 attestation: Some(EnrollAttestation {

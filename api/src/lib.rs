@@ -21,6 +21,7 @@ pub mod ca;
 pub mod error;
 pub mod media;
 pub mod route;
+pub mod token;
 
 pub use body::{
     CertificateEntry, CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollAttestation,

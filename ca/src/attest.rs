@@ -233,9 +233,9 @@ impl FleetCa {
             req.attestation.as_ref(),
             unix_now(),
         )?;
-        let approval = match &req.token {
-            Some(token) => self
-                .enroll(&req.csr, token.trim(), (policy, ek.as_deref()), lifetime)
+        let approval = match &req.token_proof {
+            Some(proof) => self
+                .enroll(&req.csr, proof, (policy, ek.as_deref()), lifetime)
                 .map(|(device, certificate)| Approval::Issued {
                     device,
                     certificate,

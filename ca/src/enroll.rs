@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sealcam_format::Name;
-use sha2::{Digest, Sha256};
 
 use crate::files::{create_dir, read, replace, sync_dir};
 use crate::issue::check_csr;
@@ -65,7 +64,7 @@ impl FleetCa {
         let streams: Vec<&str> = streams.iter().map(Name::as_str).collect();
         let record = format!(
             "sha256={}\nexpires_unix={}\nstreams={}\n",
-            hex::encode(Sha256::digest(token.as_bytes())),
+            hex::encode(sealcam_api::token::token_digest(&token)),
             unix_now() + ttl.as_secs(),
             streams.join(",")
         );
@@ -80,11 +79,14 @@ impl FleetCa {
     /// Only through [`FleetCa::enroll_request`], which checks the TPM
     /// evidence first. The
     /// token is removed before the certificate is issued: it can never be used
-    /// twice, even across a crash.
+    /// twice, even across a crash. Every check that can refuse comes first,
+    /// so a refusal leaves the token unused. `proof` is the camera's
+    /// [`sealcam_api::token::token_proof`] for `csr_pem`: the token itself
+    /// never reaches the ingest that passes the request on.
     pub(crate) fn enroll(
         &self,
         csr_pem: &str,
-        token: &str,
+        proof: &str,
         ek: (&EkPolicy, Option<&[u8]>),
         lifetime: Duration,
     ) -> Result<(Name, String), EnrollError> {
@@ -105,14 +107,14 @@ impl FleetCa {
                 _ => {}
             }
         }
-        let given = hex::encode(Sha256::digest(token.as_bytes()));
-        // Compare digests, not tokens: the comparison leaks nothing useful.
-        if sha.as_deref() != Some(given.as_str()) {
+        let digest: Option<[u8; 32]> = sha
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|d| d.try_into().ok());
+        // An HMAC over this CSR keyed with the token's digest, checked in
+        // constant time: a proof for another CSR does not pass.
+        if !digest.is_some_and(|d| sealcam_api::token::check_token_proof(&d, csr_pem, proof)) {
             return Err(EnrollError::UnknownToken);
         }
-        // Single use: consume first.
-        std::fs::remove_file(&path).map_err(|_| EnrollError::UnknownToken)?;
-        sync_dir(&dir.join("enroll"))?;
         if expires.is_none_or(|e| e < unix_now()) {
             return Err(EnrollError::Expired);
         }
@@ -120,6 +122,9 @@ impl FleetCa {
             return Err(EnrollError::Revoked(csr.device));
         }
         ek.0.admit(dir, &csr.device, ek.1)?;
+        // Single use: consumed before the certificate is issued.
+        std::fs::remove_file(&path).map_err(|_| EnrollError::UnknownToken)?;
+        sync_dir(&dir.join("enroll"))?;
         let device = csr.device.clone();
         Ok((device, self.renew(csr, &streams, lifetime)?))
     }

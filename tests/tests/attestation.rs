@@ -303,14 +303,21 @@ impl Adversary {
         }
     }
 
-    /// Posts an enrollment; the status and the refusal's text.
+    /// Posts an enrollment with the token's proof for `csr`; the status
+    /// and the refusal's text.
     fn enroll(&self, csr: &str, token: &str, a: EnrollAttestation) -> (u16, String) {
+        self.enroll_with_proof(csr, &sealcam_api::token::token_proof(token, csr), a)
+    }
+
+    /// Posts an enrollment with the token proof `proof`, whatever CSR it
+    /// was made for.
+    fn enroll_with_proof(&self, csr: &str, proof: &str, a: EnrollAttestation) -> (u16, String) {
         use base64::Engine as _;
         let resp = self
             .client
             .post(format!("{}{}", self.url, Route::Enroll.path()))
             .json(&EnrollRequest {
-                token: Some(token.to_owned()),
+                token_proof: Some(proof.to_owned()),
                 csr: csr.to_owned(),
                 ek_certificate: Some(
                     base64::engine::general_purpose::STANDARD.encode(&self.ek_certificate),
@@ -406,6 +413,12 @@ fn another_key_a_forged_secret_or_a_replayed_challenge_is_refused() {
     let (status, body) = adversary.enroll(&tpm_csr, &token, old);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("ask for a new challenge"), "{body}");
+    // The proof of the token a camera sent with another CSR (what a
+    // hostile ingest that passes requests on sees): it enrolls nothing
+    // else. The token itself never crosses the ingest.
+    let captured = sealcam_api::token::token_proof(&token, &soft_csr);
+    let (status, body) = adversary.enroll_with_proof(&tpm_csr, &captured, honest.clone());
+    assert_eq!(status, 401, "{body}");
     assert_eq!(evidence_files(&w, "cam1"), 0);
 
     // The same TPM, honest: enrolled, with its evidence kept (and the

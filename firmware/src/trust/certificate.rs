@@ -269,7 +269,9 @@ pub async fn enroll(
         None => (how.ek_certificate.map(<[u8]>::to_vec), None),
     };
     let body = EnrollRequest {
-        token: how.token.map(str::to_owned),
+        token_proof: how
+            .token
+            .map(|token| sealcam_api::token::token_proof(token, &csr)),
         csr,
         ek_certificate: ek_certificate.map(|ek| {
             use base64::Engine as _;
