@@ -114,7 +114,7 @@ impl OwnerAnchor {
         if !self.tpm_ca.is_empty() {
             let checked = check_evidence(&roster, &self.tpm_ca)?;
             eprintln!(
-                "roster: the TPM evidence of {checked} key(s) holds against the TPM maker CAs given"
+                "roster: the TPM evidence of {checked} key(s) holds against the TPM maker CAs given (EK chain and certify; that each attestation key lived in that TPM was checked by the fleet CA at enrollment)"
             );
         }
         let mut pins = Pins::load()?;

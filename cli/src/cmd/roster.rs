@@ -55,10 +55,13 @@ pub struct AddArgs {
     /// never started afresh otherwise, which would drop every revocation).
     #[arg(long)]
     pub new: bool,
-    /// The key's TPM evidence (`sealcam-ingest device evidence`): checked
-    /// here against the TPM makers' CAs (`--tpm-ca`), then recorded, so the
-    /// key is reported as TPM-resident. Without it the key is recorded as
-    /// a software key.
+    /// The key's TPM evidence (`sealcam-ca device evidence`): its EK
+    /// certificate chain and the certify signature are checked here against
+    /// the TPM makers' CAs (`--tpm-ca`), then recorded, so the key is
+    /// reported as TPM-resident. That the attestation key lived in that TPM
+    /// was proven to the fleet CA at enrollment (credential activation),
+    /// not here: trust the record as far as you trust the CA. Without it
+    /// the key is recorded as a software key.
     #[arg(long, requires = "tpm_ca")]
     pub evidence: Option<PathBuf>,
     /// A TPM maker's CA certificate (PEM; repeatable) that the evidence's
@@ -275,7 +278,7 @@ pub fn add(args: AddArgs) -> anyhow::Result<()> {
     };
     let held = match origin {
         KeyOrigin::Software => "software key: no TPM evidence",
-        KeyOrigin::Tpm(_) => "TPM-resident key: evidence checked against the maker CAs",
+        KeyOrigin::Tpm(_) => "TPM-resident key: EK chain and certify checked against the maker CAs; residency as the fleet CA checked it at enrollment",
     };
     roster.keys.push(KeyRecord {
         device: device.clone(),
