@@ -126,7 +126,11 @@ impl FleetCa {
         std::fs::remove_file(&path).map_err(|_| EnrollError::UnknownToken)?;
         sync_dir(&dir.join("enroll"))?;
         let device = csr.device.clone();
-        Ok((device, self.renew(csr, &streams, lifetime)?))
+        match self.renew(csr, &streams, lifetime) {
+            Ok(certificate) => Ok((device, certificate)),
+            Err(PkiError::Revoked { device }) => Err(EnrollError::Revoked(device)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Enrollment without a token: the first request files the CSR for an

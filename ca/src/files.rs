@@ -56,3 +56,28 @@ pub fn read(path: &Path) -> Result<String, PkiError> {
         source,
     })
 }
+
+/// The CA directory's lock (`ca.lock`), held while a certificate is
+/// checked, issued and recorded, and while a revocation is recorded: so a
+/// renewal cannot slip a certificate between a revocation's listing of the
+/// issued serials and its CRL. Released on drop.
+pub(crate) struct DirLock(#[allow(dead_code)] std::fs::File);
+
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, PkiError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("ca.lock");
+    let io = |op: &'static str| {
+        let path = path.clone();
+        move |source: std::io::Error| PkiError::Io { op, path, source }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io("open"))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io("lock")(e.into()))?;
+    Ok(DirLock(file))
+}

@@ -154,6 +154,13 @@ impl FleetCa {
         lifetime: Duration,
     ) -> Result<String, PkiError> {
         let dir = self.dir.as_path();
+        // Checked again under the lock that revocation takes: either the
+        // revocation is recorded first and this refuses, or this
+        // certificate is recorded first and the revocation lists it.
+        let _lock = crate::files::lock_dir(dir)?;
+        if self.is_revoked(Role::Device, &csr.device) {
+            return Err(PkiError::Revoked { device: csr.device });
+        }
         let ca = load_ca(dir)?;
         let mut identity = Identity::device(csr.device.clone());
         identity.streams = streams.to_vec();

@@ -127,6 +127,28 @@ mod tests {
     }
 
     #[test]
+    fn a_revoked_device_gets_no_new_certificate_until_it_is_added_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
+        let cam1 = Name::new("cam1").unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cam1");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let day = Duration::from_secs(86_400);
+        ca.renew(check_csr(&csr).unwrap(), &[], day).unwrap();
+        ca.revoke(Role::Device, &cam1).unwrap();
+        // Issuing checks revocation under the lock revocation takes, so a
+        // renewal racing a revocation cannot leave a certificate the CRL
+        // does not list.
+        let refused = ca.renew(check_csr(&csr).unwrap(), &[], day).unwrap_err();
+        assert!(matches!(refused, PkiError::Revoked { .. }), "{refused}");
+        assert!(refused.to_string().contains("sealcam-ca device add cam1"));
+    }
+
+    #[test]
     fn a_revoked_consumer_is_listed_in_the_crl() {
         let tmp = tempfile::tempdir().unwrap();
         let ca = FleetCa::init(tmp.path()).unwrap();

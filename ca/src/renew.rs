@@ -58,6 +58,9 @@ impl FleetCa {
         if self.is_revoked(Role::Device, &who.name) || self.is_serial_revoked(&serial) {
             return Err(RenewError::Revoked(who.name));
         }
-        Ok(self.renew(csr, &who.streams, lifetime)?)
+        match self.renew(csr, &who.streams, lifetime) {
+            Err(PkiError::Revoked { device }) => Err(RenewError::Revoked(device)),
+            other => Ok(other?),
+        }
     }
 }

@@ -49,6 +49,7 @@ impl FleetCa {
     /// for it.
     pub fn revoke(&self, role: Role, name: &Name) -> Result<usize, PkiError> {
         let dir = self.dir.as_path();
+        let _lock = crate::files::lock_dir(dir)?;
         let revoked = dir.join("revoked").join(role_dir(role));
         create_dir(&revoked)?;
         let marker = revoked.join(name.as_str());
