@@ -61,7 +61,9 @@ pub fn read(path: &Path) -> Result<String, PkiError> {
 /// checked, issued and recorded, and while a revocation is recorded: so a
 /// renewal cannot slip a certificate between a revocation's listing of the
 /// issued serials and its CRL. Released on drop.
-pub(crate) struct DirLock(#[allow(dead_code)] std::fs::File);
+pub(crate) struct DirLock {
+    _file: std::fs::File,
+}
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, PkiError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -79,5 +81,5 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, PkiError> {
         .map_err(io("open"))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| io("lock")(e.into()))?;
-    Ok(DirLock(file))
+    Ok(DirLock { _file: file })
 }

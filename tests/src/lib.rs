@@ -781,9 +781,14 @@ pub fn try_http_get(url: &str) -> reqwest::Result<reqwest::blocking::Response> {
 
 /// The `sealcam` arguments that reach `ingest` as the consumer alice.
 pub fn alice_at(ingest: &Ingest) -> Vec<String> {
+    alice_at_url(&ingest.url())
+}
+
+/// [`alice_at`] for a server at `url` (a hostile front end, say).
+pub fn alice_at_url(url: &str) -> Vec<String> {
     [
         "--server",
-        &ingest.url(),
+        url,
         "--ca",
         "pki/ca.crt",
         "--cert",
@@ -793,6 +798,23 @@ pub fn alice_at(ingest: &Ingest) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// `sealcamd provision --config CFG --enroll URL --token TOKEN` and
+/// `extra` in the world; may fail.
+pub fn enroll(w: &World, cfg: impl AsRef<Path>, url: &str, token: &str, extra: &[&str]) -> Output {
+    let cfg = cfg.as_ref().to_str().unwrap();
+    let mut args = vec![
+        "provision",
+        "--config",
+        cfg,
+        "--enroll",
+        url,
+        "--token",
+        token,
+    ];
+    args.extend_from_slice(extra);
+    run("sealcamd", &args, w.path())
 }
 
 /// `sealcam decrypt DIR --key alice.key --out OUT --owner owner.pub` in

@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sealcam_api::{ChallengeRequest, ChallengeResponse, EnrollAttestation, EnrollRequest, Route};
@@ -19,21 +18,6 @@ use sealcam_hal::tpm::{TpmConfig, TpmError, TpmKey};
 use sealcam_system_tests::swtpm::Swtpm;
 use sealcam_system_tests::*;
 use sealcam_transport::{pem, tls};
-
-/// `sealcamd provision --enroll` with a token.
-fn enroll(w: &World, cfg: &Path, url: &str, token: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "provision",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--enroll",
-        url,
-        "--token",
-        token,
-    ];
-    args.extend_from_slice(extra);
-    run("sealcamd", &args, w.path())
-}
 
 fn evidence_files(w: &World, device: &str) -> usize {
     std::fs::read_dir(w.path().join("ca/evidence/device").join(device))

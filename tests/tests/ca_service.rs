@@ -19,20 +19,14 @@ use sealcam_system_tests::*;
 fn enroll_through(w: &World, ingest: &Ingest, device: &str) {
     let token = w.device_add(device, "1h");
     let cfg = w.write_camera_config(device, &ingest.url(), 10, 1000);
-    run_ok(
-        "sealcamd",
-        &[
-            "provision",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--insecure-software-key",
-            "--enroll",
-            &ingest.enroll_url(),
-            "--token",
-            &token,
-        ],
-        w.path(),
+    let out = enroll(
+        w,
+        &cfg,
+        &ingest.enroll_url(),
+        &token,
+        &["--insecure-software-key"],
     );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 fn accepted(w: &World, ingest: &Ingest, device: &str) -> bool {
@@ -160,19 +154,12 @@ fn with_the_ca_service_gone_the_ingest_serves_with_the_last_list_and_says_so() {
     // Enrollment cannot be answered meanwhile, and says why.
     let token = w.device_add("cam3", "1h");
     let cfg = w.write_camera_config("cam3", &ingest.url(), 10, 1000);
-    let out = run(
-        "sealcamd",
-        &[
-            "provision",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--insecure-software-key",
-            "--enroll",
-            &ingest.enroll_url(),
-            "--token",
-            &token,
-        ],
-        w.path(),
+    let out = enroll(
+        &w,
+        &cfg,
+        &ingest.enroll_url(),
+        &token,
+        &["--insecure-software-key"],
     );
     assert!(!out.status.success());
     assert!(
@@ -315,19 +302,12 @@ fn over_mutual_tls_the_ca_service_answers_only_ingest_instances() {
     );
     let token = w.device_add("cam2", "1h");
     let cfg = w.write_camera_config("cam2", &ingest.url(), 10, 1000);
-    let out = run(
-        "sealcamd",
-        &[
-            "provision",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--insecure-software-key",
-            "--enroll",
-            &ingest.enroll_url(),
-            "--token",
-            &token,
-        ],
-        w.path(),
+    let out = enroll(
+        &w,
+        &cfg,
+        &ingest.enroll_url(),
+        &token,
+        &["--insecure-software-key"],
     );
     assert!(!out.status.success(), "{}", text(&out.stdout));
 }

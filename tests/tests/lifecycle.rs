@@ -15,20 +15,6 @@ fn ok(out: std::process::Output) -> std::process::Output {
 }
 
 /// `sealcamd provision --enroll` for a config (plus extra flags).
-fn enroll(w: &World, cfg: &str, url: &str, token: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "provision",
-        "--config",
-        cfg,
-        "--enroll",
-        url,
-        "--token",
-        token,
-    ];
-    args.extend_from_slice(extra);
-    run("sealcamd", &args, w.path())
-}
-
 #[test]
 fn tpm_camera_enrolls_with_a_token_that_works_once() {
     let w = World::new();

@@ -59,19 +59,22 @@ fn follow(w: &World, liar: &LyingIngest, log: &str, fragments: &str) -> std::pro
         .unwrap()
 }
 
-fn alice_at_url(url: &str) -> Vec<String> {
-    [
-        "--server",
-        url,
-        "--ca",
-        "pki/ca.crt",
-        "--cert",
+/// A world whose camera records `frames` one-second-fragment frames in
+/// the background, once its first fragment is stored, and a hostile front
+/// end before its ingest, honest until told otherwise.
+fn recording_behind_a_liar(frames: u32) -> (World, Ingest, std::process::Child, LyingIngest) {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.camera("cam1", &ingest.url(), frames, 1000);
+    let camera = w.spawn_camera(&cfg);
+    assert!(wait_until(30, || !fragment_files(&ingest.data).is_empty()));
+    let liar = LyingIngest::start(
+        w.path(),
+        &ingest.url(),
         "consumer/alice.crt",
-        "--tls-key",
         "consumer/alice.key",
-    ]
-    .map(String::from)
-    .to_vec()
+    );
+    (w, ingest, camera, liar)
 }
 
 /// The sequence numbers `follow` showed, in order.
@@ -83,18 +86,8 @@ fn shown(log: &str) -> Vec<u64> {
 
 #[test]
 fn old_footage_offered_again_is_refused_and_never_shown_twice() {
-    let w = World::new();
-    let ingest = w.start_ingest();
     // Twenty seconds of one-second fragments, recorded while we watch.
-    let cfg = w.camera("cam1", &ingest.url(), 600, 1000);
-    let mut camera = w.spawn_camera(&cfg);
-    assert!(wait_until(30, || !fragment_files(&ingest.data).is_empty()));
-    let liar = LyingIngest::start(
-        w.path(),
-        &ingest.url(),
-        "consumer/alice.crt",
-        "consumer/alice.key",
-    );
+    let (w, _ingest, mut camera, liar) = recording_behind_a_liar(600);
     // Every poll for what follows N is answered with what follows N-2:
     // the last two fragments shown come back as if new.
     liar.rewrite(|pq| rewrite_after(pq, |n| n.saturating_sub(2)));
@@ -115,17 +108,7 @@ fn old_footage_offered_again_is_refused_and_never_shown_twice() {
 
 #[test]
 fn a_feed_held_back_is_reported_frozen_and_then_resumed() {
-    let w = World::new();
-    let ingest = w.start_ingest();
-    let cfg = w.camera("cam1", &ingest.url(), 900, 1000);
-    let mut camera = w.spawn_camera(&cfg);
-    assert!(wait_until(30, || !fragment_files(&ingest.data).is_empty()));
-    let liar = LyingIngest::start(
-        w.path(),
-        &ingest.url(),
-        "consumer/alice.crt",
-        "consumer/alice.key",
-    );
+    let (w, _ingest, mut camera, liar) = recording_behind_a_liar(900);
     let mut viewer = follow(&w, &liar, "follow.log", "1000");
     let log = || std::fs::read_to_string(w.path().join("follow.log")).unwrap_or_default();
     assert!(wait_until(30, || shown(&log()).len() >= 2), "{}", log());
