@@ -208,6 +208,22 @@ pub struct FragmentEntry {
     /// The stored size of the sealed fragment.
     #[serde(default)]
     pub bytes: u64,
+    /// The gaps the fragment's manifest declares before it, as the
+    /// ingest read them (unverified until the fragment is fetched).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<GapEntry>,
+}
+
+/// A gap a fragment's manifest declares, in a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapEntry {
+    /// The reason's name (`crash`, `refused-by-ingest`, ...; see
+    /// `GapReason::name`).
+    pub reason: String,
+    pub first_sequence: u64,
+    pub sequence_count: u64,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
 }
 
 /// `PUT /v1/rosters`: an owner-signed device roster, published for

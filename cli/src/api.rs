@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use sealcam_api::{
-    CertificateEntry, FragmentEntry, FragmentQuery, RosterReceipt, RosterUpload, Route,
+    CertificateEntry, FragmentEntry, FragmentQuery, RosterReceipt, RosterUpload, Route, StreamEntry,
 };
 use sealcam_format::Name;
 use sealcam_transport::{pem, tls};
@@ -86,6 +86,15 @@ impl Api {
         let url = resp.url().clone();
         let body = resp.text().await.unwrap_or_default();
         bail!("{url}: ingest answered {status}: {body}")
+    }
+
+    /// The streams the ingest lets this consumer read.
+    pub async fn streams(&self) -> anyhow::Result<Vec<StreamEntry>> {
+        Ok(self
+            .get(&Route::ListStreams, &FragmentQuery::default())
+            .await?
+            .json()
+            .await?)
     }
 
     /// Fragments of a stream matching `query`.

@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Make a consumer key pair.
     Keygen(cmd::keygen::Args),
+    /// What the ingest says exists: the streams you may read, or a
+    /// stream's fragments and gaps over a range (unverified until fetched).
+    List(cmd::list::Args),
     /// Download a stream's sealed fragments, the owner's roster and the
     /// device's certificates, and verify them.
     Fetch(cmd::fetch::Args),
@@ -99,6 +102,10 @@ fn main() -> ExitCode {
         .map(|()| true),
         Command::Fetch(a) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(cmd::fetch::run(a)),
+            Err(e) => Err(e.into()),
+        },
+        Command::List(a) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(cmd::list::run(a)).map(|()| true),
             Err(e) => Err(e.into()),
         },
         Command::Follow(a) => match tokio::runtime::Runtime::new() {

@@ -91,11 +91,22 @@ fn the_layer_has_what_yocto_check_layer_asks_for() {
     for path in [
         "systemd/sealcamd.service",
         "systemd/sealcam-ingest.service",
+        "systemd/sealcam-ca.service",
         "configs/sealcam-ingest.example.toml",
         "configs/boards/",
         "systemd/boards/",
     ] {
         assert!(recipe.contains(path), "{path}");
         assert!(root().join(path).exists(), "{path} is not in the workspace");
+    }
+    // The CA is its own package, user and unit; the ingest only joins its
+    // group (to reach the socket).
+    for line in [
+        "-p sealcam-ca",
+        "SYSTEMD_SERVICE:sealcam-ca = \"sealcam-ca.service\"",
+        "--groups sealcam-ca",
+        "USERADD_PARAM:sealcam-ca = \"--system --gid sealcam-ca",
+    ] {
+        assert!(recipe.contains(line), "the recipe lacks {line:?}");
     }
 }

@@ -4,6 +4,7 @@ pub mod decrypt;
 pub mod fetch;
 pub mod follow;
 pub mod keygen;
+pub mod list;
 pub mod owner;
 pub mod recipients;
 pub mod roster;
@@ -18,6 +19,49 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Res
             path.display()
         )
     })
+}
+
+/// The sequences a declared gap says are missing, for reports:
+/// `sequences 4..=6 missing`, or `no fragment missing`.
+pub(crate) fn missing_sequences(first_sequence: u64, sequence_count: u64) -> String {
+    if sequence_count == 0 {
+        "no fragment missing".to_owned()
+    } else {
+        format!(
+            "sequences {first_sequence}..={} missing",
+            first_sequence.saturating_add(sequence_count - 1)
+        )
+    }
+}
+
+/// A range of a stream to act on, by time or by sequence number.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RangeArgs {
+    /// Start of the range: RFC 3339 time, or a duration ago such as 10m, 2h, 1d.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the range: RFC 3339 time, or a duration ago.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// First sequence number of the range.
+    #[arg(long)]
+    pub from_seq: Option<u64>,
+    /// Last sequence number of the range.
+    #[arg(long)]
+    pub to_seq: Option<u64>,
+}
+
+impl RangeArgs {
+    /// The ingest's query for this range.
+    pub fn query(&self) -> anyhow::Result<sealcam_api::FragmentQuery> {
+        Ok(sealcam_api::FragmentQuery {
+            from_ns: self.from.as_deref().map(parse_time).transpose()?,
+            to_ns: self.to.as_deref().map(parse_time).transpose()?,
+            from_seq: self.from_seq,
+            to_seq: self.to_seq,
+            ..sealcam_api::FragmentQuery::default()
+        })
+    }
 }
 
 /// Formats Unix nanoseconds as RFC 3339 UTC, for reports.

@@ -9,7 +9,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{StreamExt, TryStreamExt};
-use sealcam_api::{media, CertificateEntry, FragmentEntry, FragmentQuery, StreamEntry, MAX_WAIT_S};
+use sealcam_api::{
+    media, CertificateEntry, FragmentEntry, FragmentQuery, GapEntry, StreamEntry, MAX_WAIT_S,
+};
 use sealcam_format::Name;
 
 use super::error::ApiError;
@@ -73,6 +75,17 @@ async fn matching_fragments(
             end_unix_ns: m.end_unix_ns,
             frame_count: m.frame_count,
             bytes: m.payload_len,
+            gaps: m
+                .gaps
+                .iter()
+                .map(|g| GapEntry {
+                    reason: g.reason.name().to_owned(),
+                    first_sequence: g.first_sequence,
+                    sequence_count: g.sequence_count,
+                    start_unix_ns: g.start_unix_ns,
+                    end_unix_ns: g.end_unix_ns,
+                })
+                .collect(),
         });
     }
     Ok(out)

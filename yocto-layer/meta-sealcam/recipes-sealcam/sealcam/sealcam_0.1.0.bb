@@ -4,7 +4,8 @@ DESCRIPTION = "sealcamd captures video through GStreamer, seals every frame to \
                with a device key held in the TPM, spools sealed fragments \
                crash-safely and uploads them over mutual TLS. sealcam-ingest \
                receives, checks and stores them without being able to decrypt \
-               them; sealcam fetches, verifies and decrypts."
+               them; sealcam-ca holds the fleet CA key in its own service; \
+               sealcam fetches, verifies and decrypts."
 # The project has no public home yet; these name its repository.
 # nooelint: oelint.vars.homepageping
 HOMEPAGE = "https://example.invalid/sealcam"
@@ -47,7 +48,7 @@ PACKAGECONFIG ??= "s3"
 PACKAGECONFIG[s3] = "--features sealcam-ingest/s3"
 
 # The programs; the workspace's test and benchmark crates are not built.
-CARGO_BUILD_FLAGS:append = " -p sealcamd -p sealcam-ingest -p sealcam --no-default-features"
+CARGO_BUILD_FLAGS:append = " -p sealcamd -p sealcam-ingest -p sealcam-ca -p sealcam --no-default-features"
 
 # sealcamd needs tpm2-tss, which only meta-tpm (meta-security) provides:
 # without that layer the recipe is skipped with this reason, so the layer
@@ -58,12 +59,13 @@ python () {
         raise bb.parse.SkipRecipe('sealcam needs tpm2-tss from meta-tpm (meta-security); add that layer')
 }
 
-PACKAGE_BEFORE_PN = "sealcamd sealcam-ingest"
+PACKAGE_BEFORE_PN = "sealcamd sealcam-ingest sealcam-ca"
 
 do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/sealcam ${D}${sysconfdir}/sealcam-ingest
     install -m 0644 ${S}/systemd/sealcamd.service ${D}${systemd_system_unitdir}/
     install -m 0644 ${S}/systemd/sealcam-ingest.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${S}/systemd/sealcam-ca.service ${D}${systemd_system_unitdir}/
     # The config names key material and endpoints: root and the service's
     # group only.
     install -m 0640 -g sealcam ${UNPACKDIR}/sealcamd.toml ${D}${sysconfdir}/sealcam/sealcamd.toml
@@ -85,6 +87,11 @@ FILES:sealcam-ingest += "\
     ${sysconfdir}/sealcam-ingest \
     ${systemd_system_unitdir}/sealcam-ingest.service \
 "
+# The CA's service: its key never lives in the ingest's package or user.
+FILES:sealcam-ca += "\
+    ${bindir}/sealcam-ca \
+    ${systemd_system_unitdir}/sealcam-ca.service \
+"
 CONFFILES:sealcamd = "${sysconfdir}/sealcam/sealcamd.toml"
 CONFFILES:sealcam-ingest = "${sysconfdir}/sealcam-ingest/ingest.toml"
 
@@ -101,14 +108,22 @@ RDEPENDS:sealcamd += "\
 
 # A camera needs its config, key and certificate (sealcamd provision) before
 # the daemon can run: enable it then (systemctl enable --now sealcamd).
-SYSTEMD_PACKAGES = "sealcamd sealcam-ingest"
+SYSTEMD_PACKAGES = "sealcamd sealcam-ingest sealcam-ca"
 SYSTEMD_SERVICE:sealcamd = "sealcamd.service"
 SYSTEMD_SERVICE:sealcam-ingest = "sealcam-ingest.service"
+SYSTEMD_SERVICE:sealcam-ca = "sealcam-ca.service"
 SYSTEMD_AUTO_ENABLE = "disable"
 
-USERADD_PACKAGES = "sealcamd sealcam-ingest"
+USERADD_PACKAGES = "sealcamd sealcam-ingest sealcam-ca"
 # The camera's user opens the cameras (video) and the TPM's resource manager
 # (tss, created here if tpm2-tss has not yet).
 GROUPADD_PARAM:sealcamd = "--system video; --system tss"
 USERADD_PARAM:sealcamd = "--system --user-group --groups video,tss --home-dir ${localstatedir}/lib/sealcam --no-create-home --shell /sbin/nologin sealcam"
-USERADD_PARAM:sealcam-ingest = "--system --user-group --home-dir ${localstatedir}/lib/sealcam-ingest --no-create-home --shell /sbin/nologin sealcam-ingest"
+# The ingest joins the CA's group to reach its socket (/run/sealcam-ca/ca.sock,
+# 0660); it cannot read the CA's directory (0700, the CA's user alone).
+GROUPADD_PARAM:sealcam-ingest = "--system sealcam-ca"
+USERADD_PARAM:sealcam-ingest = "--system --user-group --groups sealcam-ca --home-dir ${localstatedir}/lib/sealcam-ingest --no-create-home --shell /sbin/nologin sealcam-ingest"
+# The group may already exist (sealcam-ingest's GROUPADD): name it, never
+# --user-group, which fails on an existing group.
+GROUPADD_PARAM:sealcam-ca = "--system sealcam-ca"
+USERADD_PARAM:sealcam-ca = "--system --gid sealcam-ca --home-dir ${localstatedir}/lib/sealcam-ca --no-create-home --shell /sbin/nologin sealcam-ca"
