@@ -265,6 +265,32 @@ mod tests {
     }
 
     #[test]
+    fn the_crl_is_re_signed_only_outside_half_to_all_of_its_lifetime() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = FleetCa::init(tmp.path()).unwrap();
+        let info = || {
+            sealcam_transport::crl::crl_info_of_pem(&std::fs::read(tmp.path().join(CRL)).unwrap())
+                .unwrap()
+        };
+        let week = crate::revoke::CRL_LIFETIME;
+        // init's list is current for a week: nothing to do.
+        let first = info();
+        assert_eq!(ca.refresh_crl(week).unwrap(), None);
+        // A service that signs for an hour re-signs the week-long one...
+        let hour = Duration::from_secs(3600);
+        let number = ca.refresh_crl(hour).unwrap().unwrap();
+        let second = info();
+        assert_eq!(second.number, number);
+        assert!(second.number > first.number);
+        let left = second.next_update_unix.unwrap() - crate::enroll::unix_now() as i64;
+        assert!((3590..=3600).contains(&left), "{left}");
+        // ...and then leaves it until half of the hour is gone.
+        assert_eq!(ca.refresh_crl(hour).unwrap(), None);
+        assert!(!second.expired_at(crate::enroll::unix_now() as i64));
+        assert!(second.expired_at(second.next_update_unix.unwrap()));
+    }
+
+    #[test]
     fn each_crl_has_a_higher_number_and_is_checked_against_its_ca() {
         let tmp = tempfile::tempdir().unwrap();
         let ca = FleetCa::init(tmp.path()).unwrap();
@@ -273,11 +299,15 @@ mod tests {
         )
         .unwrap();
         let first = std::fs::read(tmp.path().join(CRL)).unwrap();
-        let n1 = sealcam_transport::crl::check_crl(&first, &ca_der).unwrap();
+        let n1 = sealcam_transport::crl::check_crl(&first, &ca_der)
+            .unwrap()
+            .number;
         ca.write_crl().unwrap();
         ca.write_crl().unwrap();
         let third = std::fs::read(tmp.path().join(CRL)).unwrap();
-        let n3 = sealcam_transport::crl::check_crl(&third, &ca_der).unwrap();
+        let n3 = sealcam_transport::crl::check_crl(&third, &ca_der)
+            .unwrap()
+            .number;
         assert!(n3 >= n1 + 2, "{n1} then {n3}");
         // Another fleet's CA did not sign it.
         let other = tempfile::tempdir().unwrap();

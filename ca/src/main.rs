@@ -65,6 +65,12 @@ enum Command {
         /// Lifetime of device certificates issued at enrollment and renewal.
         #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         device_cert_lifetime: Duration,
+        /// How long each revocation list the service signs stays current
+        /// (its nextUpdate); it re-signs one when half of that is left.
+        /// An ingest refuses every client once its list has expired, so
+        /// this is also how long the ingests ride out a CA outage.
+        #[arg(long, default_value = "7d", value_parser = parse_lifetime)]
+        crl_lifetime: Duration,
         /// Enrollment requires a TPM endorsement-key certificate issued by
         /// one of the CA certificates in this PEM file.
         #[arg(long)]
@@ -271,6 +277,7 @@ fn real_main() -> anyhow::Result<()> {
             tls_names,
             tls_ips,
             device_cert_lifetime,
+            crl_lifetime,
             require_ek_ca,
         } => {
             let ek_policy = match &require_ek_ca {
@@ -282,6 +289,9 @@ fn real_main() -> anyhow::Result<()> {
                 },
                 None => EkPolicy::default(),
             };
+            if crl_lifetime < Duration::from_secs(2) {
+                anyhow::bail!("--crl-lifetime must be at least 2s (the service re-signs the list when half of it is left)");
+            }
             let cfg = ServiceConfig {
                 dir,
                 listen,
@@ -290,6 +300,7 @@ fn real_main() -> anyhow::Result<()> {
                 tls_ips,
                 device_cert_lifetime,
                 ek_policy,
+                crl_lifetime,
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {

@@ -93,8 +93,44 @@ impl FleetCa {
         })
     }
 
-    /// Writes `<pki>/crl.pem` listing every revoked serial, signed by the CA.
+    /// Writes `<pki>/crl.pem` listing every revoked serial, signed by the
+    /// CA, current for [`CRL_LIFETIME`].
     pub fn write_crl(&self) -> Result<(), PkiError> {
+        self.write_crl_for(CRL_LIFETIME)
+    }
+
+    /// Re-signs the CRL (same revocations, a higher number) if less than
+    /// half of `lifetime` is left before its `nextUpdate`, if more than
+    /// `lifetime` is (one the operator's commands wrote for
+    /// [`CRL_LIFETIME`]: the service's own lifetime rules), or if there is
+    /// none: the CA service calls this on a timer, so that the ingests,
+    /// which refuse every client once their list has expired, always have
+    /// a current one while the CA service runs. Returns the new list's
+    /// number when it wrote one.
+    pub fn refresh_crl(&self, lifetime: std::time::Duration) -> Result<Option<u64>, PkiError> {
+        let dir = self.dir.as_path();
+        let _lock = crate::files::lock_dir(dir)?;
+        let now = unix_now() as i64;
+        let full = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        let half = full / 2;
+        let current = std::fs::read(dir.join(CRL))
+            .ok()
+            .and_then(|pem| sealcam_transport::crl::crl_info_of_pem(&pem).ok());
+        if let Some(info) = current {
+            if info.next_update_unix.is_some_and(|next| {
+                let left = next.saturating_sub(now);
+                left > half && left <= full
+            }) {
+                return Ok(None);
+            }
+        }
+        self.write_crl_for(lifetime)?;
+        Ok(std::fs::read_to_string(dir.join(CRL_NUMBER))
+            .ok()
+            .and_then(|t| t.trim().parse().ok()))
+    }
+
+    fn write_crl_for(&self, lifetime: std::time::Duration) -> Result<(), PkiError> {
         let dir = self.dir.as_path();
         let ca = load_ca(dir)?;
         let now = time_now();
@@ -115,7 +151,8 @@ impl FleetCa {
         replace(&dir.join(CRL_NUMBER), format!("{number}\n"), 0o644)?;
         let crl = CertificateRevocationListParams {
             this_update: now - time::Duration::minutes(5),
-            next_update: now + time::Duration::days(7),
+            next_update: now
+                + time::Duration::try_from(lifetime).unwrap_or(time::Duration::days(7)),
             crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs,
@@ -148,6 +185,10 @@ fn legacy_marker(dir: &Path, name: &str) -> std::path::PathBuf {
     dir.join("revoked").join(name)
 }
 
+/// How long a CRL the operator's commands write stays current; the CA
+/// service re-signs it well before, on its own `--crl-lifetime`.
+pub const CRL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
 /// Where each revoked certificate's serial is kept for good.
 const REVOKED_SERIALS: &str = "revoked-serials";
 
@@ -159,7 +200,8 @@ const REVOKED_SERIALS: &str = "revoked-serials";
 fn next_crl_number(dir: &Path) -> u64 {
     let listed = std::fs::read(dir.join(CRL))
         .ok()
-        .and_then(|pem| sealcam_transport::crl::crl_number_of_pem(&pem).ok())
+        .and_then(|pem| sealcam_transport::crl::crl_info_of_pem(&pem).ok())
+        .map(|info| info.number)
         .unwrap_or(0);
     let kept = std::fs::read_to_string(dir.join(CRL_NUMBER))
         .ok()

@@ -96,6 +96,9 @@ pub struct ServiceConfig {
     pub device_cert_lifetime: Duration,
     /// Which TPM endorsement-key certificates enrollment accepts.
     pub ek_policy: EkPolicy,
+    /// How long each CRL the service signs stays current (`nextUpdate`);
+    /// it re-signs when half of that is left.
+    pub crl_lifetime: Duration,
 }
 
 /// Why the CA service cannot start.
@@ -132,6 +135,7 @@ struct State {
     ca: FleetCa,
     lifetime: Duration,
     ek_policy: EkPolicy,
+    crl_lifetime: Duration,
 }
 
 impl CaService {
@@ -143,11 +147,10 @@ impl CaService {
             source,
         };
         // Loading the CA now fails early on a wrong directory or a key this
-        // user may not read; a CRL is written if there is none yet.
+        // user may not read; a CRL is written if there is none yet, or if
+        // the one there is near its end.
         crate::issue::load_ca(&cfg.dir).map_err(pki)?;
-        if !cfg.dir.join(CRL).exists() {
-            ca.write_crl().map_err(pki)?;
-        }
+        ca.refresh_crl(cfg.crl_lifetime).map_err(pki)?;
         let listener = match &cfg.listen {
             Listen::Unix(path) => {
                 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -173,7 +176,10 @@ impl CaService {
                     .map_err(pki)?;
                 let roots = pem::load_roots(&cfg.dir.join(CA_CERT))?;
                 let crls = pem::load_crls(&cfg.dir.join(CRL))?;
-                let config = tls::ingest_server_config(roots, chain, key, crls)?;
+                // The CA's own list, which it rewrites itself: its age
+                // says nothing about revocations the CA has missed.
+                let config =
+                    tls::ingest_server_config(roots, chain, key, crls, tls::CrlExpiry::Ignore)?;
                 let listener =
                     TcpListener::bind(addr)
                         .await
@@ -190,6 +196,7 @@ impl CaService {
                 ca,
                 lifetime: cfg.device_cert_lifetime,
                 ek_policy: cfg.ek_policy.clone(),
+                crl_lifetime: cfg.crl_lifetime,
             }),
         })
     }
@@ -205,9 +212,11 @@ impl CaService {
         }
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, re-signing the CRL on a timer.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let state = self.state;
+        let refresher = tokio::spawn(refresh_crl(state.clone()));
+        let _stop_refresher = AbortOnDrop(refresher);
         tokio::pin!(shutdown);
         match self.listener {
             Listener::Unix(listener, path) => {
@@ -378,6 +387,35 @@ fn crl(state: &State) -> Response<Full<Bytes>> {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the revocation list cannot be read",
             )
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps the CRL current: looks every quarter of its lifetime (at most
+/// hourly) and re-signs it when half of its lifetime is left, so that a
+/// fresh list is always there for the ingests to fetch.
+async fn refresh_crl(state: Arc<State>) {
+    let every =
+        (state.crl_lifetime / 4).clamp(Duration::from_millis(250), Duration::from_secs(3600));
+    loop {
+        tokio::time::sleep(every).await;
+        let (ca, lifetime) = (state.ca.clone(), state.crl_lifetime);
+        match blocking(move || ca.refresh_crl(lifetime)).await {
+            Ok(Ok(Some(number))) => tracing::info!(number, "revocation list re-signed"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot re-sign the revocation list; the ingests refuse every client once the current one expires")
+            }
+            Err(_) => tracing::error!("the task re-signing the revocation list failed"),
         }
     }
 }

@@ -6,8 +6,13 @@
 //! above the one held: a list replayed from before a revocation (by
 //! whoever sits between the ingest and the CA, or a stale copy) is never
 //! taken. The one taken is written durably before it is used; if the CA
-//! service cannot be reached, the last good list stays in force. With no
-//! list at all, neither cached nor obtainable, the ingest does not start.
+//! service cannot be reached, the last good list stays in force until its
+//! `nextUpdate`: after that the TLS layer refuses every client (devices
+//! keep their fragments and retry) until a fresh list comes, because an
+//! expired list no longer says who is revoked now (whoever can keep the
+//! ingest from its CA must not be able to keep a stolen camera accepted).
+//! With no list at all, neither cached nor obtainable, the ingest does
+//! not start.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +20,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use sealcam_api::ca::CRL_PATH;
 use sealcam_base::durable::{self, DurableError};
-use sealcam_transport::crl::{check_crl, CrlError};
+use sealcam_transport::crl::{check_crl, CrlError, CrlInfo};
 use sealcam_transport::{pem, TransportError};
 
 use crate::ca_client::{CaClient, CaClientError};
@@ -62,7 +67,7 @@ pub struct CrlSync {
     client: CaClient,
     ca_der: Vec<u8>,
     cache: PathBuf,
-    held: Option<u64>,
+    held: Option<CrlInfo>,
 }
 
 impl CrlSync {
@@ -81,7 +86,7 @@ impl CrlSync {
         let cache = pki.join(CRL_CACHE);
         let held = match std::fs::read(&cache) {
             Ok(bytes) => match check_crl(&bytes, &ca_der) {
-                Ok(n) => Some(n),
+                Ok(info) => Some(info),
                 Err(e) => {
                     tracing::error!(path = %cache.display(), error = %e, "the cached revocation list is not taken");
                     None
@@ -99,7 +104,15 @@ impl CrlSync {
 
     /// The number of the list in force, if there is one.
     pub fn held(&self) -> Option<u64> {
+        self.held.map(|i| i.number)
+    }
+
+    /// The `nextUpdate` (Unix seconds) of the list in force, if it is past
+    /// at `now_unix`: the ingest refuses every client until a fresh one.
+    pub fn expired_since(&self, now_unix: i64) -> Option<i64> {
         self.held
+            .filter(|i| i.expired_at(now_unix))
+            .and_then(|i| i.next_update_unix)
     }
 
     /// Where the list in force is kept.
@@ -116,7 +129,7 @@ impl CrlSync {
                 Ok(())
             }
             Ok(_) => Ok(()),
-            Err(e) => match self.held {
+            Err(e) => match self.held() {
                 Some(number) => {
                     tracing::warn!(error = %e, number, url = %self.client.url(), "cannot get the revocation list from the CA service; starting with the cached one");
                     Ok(())
@@ -144,8 +157,9 @@ impl CrlSync {
                     .collect(),
             });
         }
-        let number = check_crl(&answer.body, &self.ca_der)?;
-        match self.held {
+        let info = check_crl(&answer.body, &self.ca_der)?;
+        let number = info.number;
+        match self.held() {
             Some(held) if number < held => Ok(Fetched::Older {
                 offered: number,
                 held,
@@ -153,7 +167,7 @@ impl CrlSync {
             Some(held) if number == held && self.cache.exists() => Ok(Fetched::Same),
             _ => {
                 durable::replace(&self.cache, &answer.body)?;
-                self.held = Some(number);
+                self.held = Some(info);
                 Ok(Fetched::Newer { number })
             }
         }

@@ -313,13 +313,43 @@ impl Server {
     }
 }
 
+/// Logs, once per change, that the list in force has passed its
+/// `nextUpdate` (the TLS layer refuses every client from then on) or that
+/// a current one is in force again.
+fn report_expiry(crl: &CrlSync, expired: &mut bool) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match crl.expired_since(now) {
+        Some(at) if !*expired => {
+            tracing::error!(
+                next_update_unix = at,
+                number = crl.held(),
+                "SECURITY: the revocation list has expired and the CA service has not issued a newer one; every device and consumer is refused until it does (start sealcam-ca serve, check [ca] url)"
+            );
+            *expired = true;
+        }
+        None if *expired => {
+            tracing::info!(
+                number = crl.held(),
+                "a current revocation list is in force again"
+            );
+            *expired = false;
+        }
+        _ => {}
+    }
+}
+
 /// Fetches the CRL from the CA service on every poll, and loads it when it
 /// is newer. Each change of state (unreachable, reachable again, an older
 /// list offered) is logged once, not at every poll.
 async fn watch_crl(shared: Arc<Shared>, mut crl: CrlSync, every: Duration) {
     let mut failing: Option<String> = None;
     let mut refused_older = None;
+    let mut expired = false;
     loop {
+        report_expiry(&crl, &mut expired);
         tokio::time::sleep(every).await;
         match crl.fetch().await {
             Ok(fetched) => {

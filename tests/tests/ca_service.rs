@@ -173,6 +173,43 @@ fn with_the_ca_service_gone_the_ingest_serves_with_the_last_list_and_says_so() {
     assert!(log.contains("the CA service answers again"), "{log}");
 }
 
+/// Whoever can keep an ingest from its CA service must not keep a stolen
+/// camera accepted for ever with the last list it saw: a list stops being
+/// current at its nextUpdate, and then every client is refused (devices
+/// keep their fragments) until a fresh list comes. While the CA service
+/// runs, it re-signs the list long before that.
+#[test]
+fn an_expired_revocation_list_refuses_every_client_until_a_fresh_one_comes() {
+    let w = World::new();
+    w.restart_ca_with(&["--crl-lifetime", "4s"]);
+    let ingest = w.start_ingest();
+    w.camera("cam1", &ingest.url(), 10, 1000);
+    // Two and a half lifetimes of service: the CA re-signs in time.
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        assert!(accepted(&w, &ingest, "cam1"), "refused while the CA runs");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        w.ca_log().contains("revocation list re-signed"),
+        "{}",
+        w.ca_log()
+    );
+    assert!(!ingest.log_text().contains("has expired"));
+
+    w.stop_ca();
+    let log = ingest.wait_for_log("SECURITY: the revocation list has expired");
+    assert!(
+        log.contains("every device and consumer is refused until it does"),
+        "{log}"
+    );
+    assert!(wait_until(10, || !accepted(&w, &ingest, "cam1")));
+
+    w.restart_ca_with(&["--crl-lifetime", "4s"]);
+    ingest.wait_for_log("a current revocation list is in force again");
+    assert!(wait_until(10, || accepted(&w, &ingest, "cam1")));
+}
+
 #[test]
 fn a_replayed_older_revocation_list_is_not_taken() {
     let w = World::new();

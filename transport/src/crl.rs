@@ -1,6 +1,9 @@
 //! Checking a revocation list before it is used: signed by the fleet CA,
-//! and its CRL number, by which a newer list is told from an older one
-//! (an ingest never takes a list older than the one it holds).
+//! its CRL number, by which a newer list is told from an older one (an
+//! ingest never takes a list older than the one it holds), and its
+//! `nextUpdate`, after which it no longer speaks for the present (the CA
+//! service issues a fresh one well before; an ingest whose list has
+//! expired refuses every client until it has a fresh one).
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -34,6 +37,30 @@ fn der_of(pem_text: &[u8]) -> Result<Vec<u8>, CrlError> {
     Ok(pem.contents)
 }
 
+/// What a checked list says about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// The CRL number: higher is newer.
+    pub number: u64,
+    /// `nextUpdate` (Unix seconds): when a newer list is due and this one
+    /// stops being current. `None` if the list names none.
+    pub next_update_unix: Option<i64>,
+}
+
+impl CrlInfo {
+    fn of(crl: &CertificateRevocationList<'_>) -> Result<Self, CrlError> {
+        Ok(Self {
+            number: number_of(crl)?,
+            next_update_unix: crl.next_update().map(|t| t.timestamp()),
+        })
+    }
+
+    /// Whether the list is past its `nextUpdate` at `now_unix`.
+    pub fn expired_at(&self, now_unix: i64) -> bool {
+        self.next_update_unix.is_some_and(|next| now_unix >= next)
+    }
+}
+
 fn number_of(crl: &CertificateRevocationList<'_>) -> Result<u64, CrlError> {
     let bytes = crl.crl_number().ok_or(CrlError::NoNumber)?.to_bytes_be();
     if bytes.len() > 8 {
@@ -42,18 +69,18 @@ fn number_of(crl: &CertificateRevocationList<'_>) -> Result<u64, CrlError> {
     Ok(bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)))
 }
 
-/// The CRL number of a PEM revocation list (its signature unchecked: for
-/// the CA's own list only).
-pub fn crl_number_of_pem(pem_text: &[u8]) -> Result<u64, CrlError> {
+/// The CRL number and `nextUpdate` of a PEM revocation list (its
+/// signature unchecked: for the CA's own list only).
+pub fn crl_info_of_pem(pem_text: &[u8]) -> Result<CrlInfo, CrlError> {
     let der = der_of(pem_text)?;
     let (_, crl) =
         CertificateRevocationList::from_der(&der).map_err(|e| CrlError::Parse(e.to_string()))?;
-    number_of(&crl)
+    CrlInfo::of(&crl)
 }
 
 /// Checks that a PEM revocation list was issued and signed by the CA
-/// (`ca_der`), and returns its CRL number.
-pub fn check_crl(pem_text: &[u8], ca_der: &[u8]) -> Result<u64, CrlError> {
+/// (`ca_der`), and returns its CRL number and `nextUpdate`.
+pub fn check_crl(pem_text: &[u8], ca_der: &[u8]) -> Result<CrlInfo, CrlError> {
     let der = der_of(pem_text)?;
     let (_, crl) =
         CertificateRevocationList::from_der(&der).map_err(|e| CrlError::Parse(e.to_string()))?;
@@ -66,5 +93,5 @@ pub fn check_crl(pem_text: &[u8], ca_der: &[u8]) -> Result<u64, CrlError> {
     }
     crl.verify_signature(ca.public_key())
         .map_err(|_| CrlError::Signature)?;
-    number_of(&crl)
+    CrlInfo::of(&crl)
 }

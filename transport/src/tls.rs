@@ -52,6 +52,17 @@ pub fn consumer_client_config(
         .with_client_auth_cert(chain, key)?)
 }
 
+/// Whether a client is refused once the revocation list is past its
+/// `nextUpdate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrlExpiry {
+    /// Refuse every client: an expired list no longer says who is revoked
+    /// now (the ingest, which fetches fresh lists from the CA service).
+    Enforce,
+    /// Use the list however old (the CA service, whose list is its own).
+    Ignore,
+}
+
 /// Server config for the ingest: every client must present a certificate
 /// chained to the fleet CA and not listed in `crls`.
 pub fn ingest_server_config(
@@ -59,11 +70,17 @@ pub fn ingest_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    expiry: CrlExpiry,
 ) -> Result<ServerConfig, TransportError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(fleet_ca), provider())
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(fleet_ca), provider())
         .with_crls(crls)
         .only_check_end_entity_revocation()
-        .allow_unknown_revocation_status()
+        .allow_unknown_revocation_status();
+    let builder = match expiry {
+        CrlExpiry::Enforce => builder.enforce_revocation_expiration(),
+        CrlExpiry::Ignore => builder,
+    };
+    let verifier = builder
         .build()
         .map_err(|e| TransportError::Verifier(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider())

@@ -100,6 +100,7 @@ fn device_and_ingest_negotiate_tls13_with_post_quantum_hybrid() {
         p.server_chain.clone(),
         p.server_key.clone_key(),
         Vec::new(),
+        tls::CrlExpiry::Enforce,
     )
     .unwrap();
     let mut client =
@@ -128,8 +129,14 @@ fn anonymous_client_handshake(
         .unwrap()
         .with_root_certificates(p.roots.clone())
         .with_no_client_auth();
-    let scfg =
-        tls::ingest_server_config(p.roots, p.server_chain, p.server_key, Vec::new()).unwrap();
+    let scfg = tls::ingest_server_config(
+        p.roots,
+        p.server_chain,
+        p.server_key,
+        Vec::new(),
+        tls::CrlExpiry::Enforce,
+    )
+    .unwrap();
     let mut client =
         ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut server = ServerConnection::new(Arc::new(scfg)).unwrap();
@@ -166,7 +173,14 @@ fn reconnecting_device_resumes_without_a_new_signature() {
         tls::device_client_config(p.roots.clone(), p.device_chain.clone(), signer.clone()).unwrap(),
     );
     let scfg = Arc::new(
-        tls::ingest_server_config(p.roots, p.server_chain, p.server_key, Vec::new()).unwrap(),
+        tls::ingest_server_config(
+            p.roots,
+            p.server_chain,
+            p.server_key,
+            Vec::new(),
+            tls::CrlExpiry::Enforce,
+        )
+        .unwrap(),
     );
     let mut kinds = Vec::new();
     for _ in 0..3 {

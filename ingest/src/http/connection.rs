@@ -80,6 +80,7 @@ impl TlsMaterial {
             self.chain.clone(),
             self.key.clone_key(),
             crls,
+            tls::CrlExpiry::Enforce,
         )?;
         Ok((TlsAcceptor::from(Arc::new(config)), revoked))
     }
