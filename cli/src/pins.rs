@@ -9,7 +9,9 @@
 //! ```
 //!
 //! One line per owner key: `<fingerprint> <version>`. Written whole with
-//! [`sealcam_base::durable::replace`].
+//! [`sealcam_base::durable::replace`], under an exclusive lock on
+//! `roster-pins.lock` beside it and after reading it again, so that two
+//! verifiers running at once never lose each other's pins.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use sealcam_base::durable::{self, DurableError};
 pub const STATE_DIR_ENV: &str = "SEALCAM_STATE_DIR";
 
 const FILE: &str = "roster-pins";
+const LOCK: &str = "roster-pins.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -39,6 +42,12 @@ pub enum PinError {
     },
     #[error("creating {path}: {source}")]
     CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("locking {path}: {source}")]
+    Lock {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -149,13 +158,22 @@ impl Pins {
         if self.pinned(owner) == Some(version) {
             return Ok(());
         }
-        self.versions.insert(owner.to_owned(), version);
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| PinError::CreateDir {
-                path: dir.to_owned(),
-                source,
-            })?;
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        std::fs::create_dir_all(&dir).map_err(|source| PinError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let _lock = lock(&dir)?;
+        // Another verifier may have raised a pin since this one was read.
+        for (fp, v) in Self::load_from(&dir)?.versions {
+            let e = self.versions.entry(fp).or_insert(v);
+            *e = (*e).max(v);
         }
+        self.check(owner, version, source_name)?;
+        if self.pinned(owner) == Some(version) {
+            return Ok(());
+        }
+        self.versions.insert(owner.to_owned(), version);
         let text: String = self
             .versions
             .iter()
@@ -164,6 +182,30 @@ impl Pins {
         durable::replace(&self.path, text.as_bytes())?;
         Ok(())
     }
+}
+
+/// Holds the exclusive lock on the pins until dropped.
+struct PinLock {
+    _file: std::fs::File,
+}
+
+fn lock(dir: &Path) -> Result<PinLock, PinError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK);
+    let err = |source| PinError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| err(e.into()))?;
+    Ok(PinLock { _file: file })
 }
 
 #[cfg(test)]
@@ -200,6 +242,25 @@ mod tests {
         // Another owner's pin is its own.
         pins.check_and_raise(&b, 5, "x").unwrap();
         assert_eq!(Pins::load_from(dir.path()).unwrap().pinned(&a), Some(3));
+    }
+
+    #[test]
+    fn two_verifiers_at_once_keep_each_others_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        // Both read the (empty) pins, then each raises its own owner's.
+        let mut first = Pins::load_from(dir.path()).unwrap();
+        let mut second = Pins::load_from(dir.path()).unwrap();
+        first.check_and_raise(&a, 4, "x").unwrap();
+        second.check_and_raise(&b, 2, "x").unwrap();
+        let now = Pins::load_from(dir.path()).unwrap();
+        assert_eq!(now.pinned(&a), Some(4));
+        assert_eq!(now.pinned(&b), Some(2));
+        // And one that read before a raise cannot pin an older version.
+        let mut stale = Pins::load_from(dir.path()).unwrap();
+        first.check_and_raise(&a, 6, "x").unwrap();
+        assert!(stale.check_and_raise(&a, 5, "the ingest").is_err());
+        assert_eq!(Pins::load_from(dir.path()).unwrap().pinned(&a), Some(6));
     }
 
     #[test]
