@@ -1,8 +1,9 @@
-//! What every sealcam binary shares: logging setup, stop signals, and
-//! durable writes ([`durable`]), and durations as operators write them
+//! What every sealcam binary shares: logging setup, stop signals,
+//! durable writes ([`durable`]), lock files ([`lock`]), and durations as operators write them
 //! ([`parse_lifetime`]).
 
 pub mod durable;
+pub mod lock;
 mod span;
 
 pub use span::parse_lifetime;

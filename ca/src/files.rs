@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use sealcam_base::durable::{self, AtomicFile, DurableError};
+use sealcam_base::lock::{lock_exclusive, FileLock, LockError};
 
 use crate::PkiError;
 
@@ -61,25 +62,14 @@ pub fn read(path: &Path) -> Result<String, PkiError> {
 /// checked, issued and recorded, and while a revocation is recorded: so a
 /// renewal cannot slip a certificate between a revocation's listing of the
 /// issued serials and its CRL. Released on drop.
-pub(crate) struct DirLock {
-    _file: std::fs::File,
-}
-
-pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, PkiError> {
-    use std::os::unix::fs::OpenOptionsExt;
+pub(crate) fn lock_dir(dir: &Path) -> Result<FileLock, PkiError> {
     let path = dir.join("ca.lock");
-    let io = |op: &'static str| {
-        let path = path.clone();
-        move |source: std::io::Error| PkiError::Io { op, path, source }
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io("open"))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io("lock")(e.into()))?;
-    Ok(DirLock { _file: file })
+    lock_exclusive(&path, 0o600).map_err(|e| PkiError::Io {
+        op: match e {
+            LockError::Open(_) => "open",
+            LockError::Lock(_) => "lock",
+        },
+        path,
+        source: e.into_io(),
+    })
 }

@@ -185,27 +185,12 @@ impl Pins {
 }
 
 /// Holds the exclusive lock on the pins until dropped.
-struct PinLock {
-    _file: std::fs::File,
-}
-
-fn lock(dir: &Path) -> Result<PinLock, PinError> {
-    use std::os::unix::fs::OpenOptionsExt;
+fn lock(dir: &Path) -> Result<sealcam_base::lock::FileLock, PinError> {
     let path = dir.join(LOCK);
-    let err = |source| PinError::Lock {
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(err)?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| err(e.into()))?;
-    Ok(PinLock { _file: file })
+    sealcam_base::lock::lock_exclusive(&path, 0o600).map_err(|e| PinError::Lock {
+        path,
+        source: e.into_io(),
+    })
 }
 
 #[cfg(test)]
