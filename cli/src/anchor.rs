@@ -10,7 +10,10 @@
 //!
 //! Every roster accepted is checked against the owner key and against the
 //! newest version seen of that owner's roster ([`crate::pins`]), which it
-//! then becomes: an older roster is refused as a rollback.
+//! then becomes: an older roster is refused as a rollback. A verifier that
+//! has never seen the owner's roster has no pin yet; the owner tells it the
+//! current version out of band (`--min-roster-version`), so that its first
+//! contact cannot be rolled back either.
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +56,11 @@ pub struct AnchorArgs {
     /// added.
     #[arg(long = "tpm-ca", requires = "owner")]
     pub tpm_ca: Vec<PathBuf>,
+    /// Refuse any roster older than this version, as the owner states it
+    /// (`sealcam roster show`): the rollback check for a verifier that has
+    /// not seen this owner's roster before and so has no pin yet.
+    #[arg(long, value_name = "VERSION", requires = "owner")]
+    pub min_roster_version: Option<u64>,
     /// DEVELOPMENT ONLY: trust the device certificate the ingest serves
     /// instead of an owner-signed roster. A hostile ingest can forge
     /// footage that then passes.
@@ -75,6 +83,8 @@ pub struct OwnerAnchor {
     pub roster_file: Option<PathBuf>,
     /// `--tpm-ca`: makers' CAs to check the roster's TPM evidence against.
     pub tpm_ca: Vec<PathBuf>,
+    /// `--min-roster-version`.
+    pub min_roster_version: Option<u64>,
 }
 
 impl AnchorArgs {
@@ -94,6 +104,7 @@ impl AnchorArgs {
             key,
             roster_file: self.roster.clone(),
             tpm_ca: self.tpm_ca.clone(),
+            min_roster_version: self.min_roster_version,
         }))
     }
 }
@@ -111,6 +122,13 @@ impl OwnerAnchor {
                     self.fingerprint
                 )
             })?;
+        if let Some(min) = self.min_roster_version.filter(|m| roster.version < *m) {
+            anyhow::bail!(
+                "refusing version {} of the roster signed by owner key {} ({source}): the owner says version {min} or newer is current (--min-roster-version). An older roster can still list a key revoked since: this is a rollback, by a hostile ingest or a stale copy. Use the newest roster.",
+                roster.version,
+                self.fingerprint
+            );
+        }
         if !self.tpm_ca.is_empty() {
             let checked = check_evidence(&roster, &self.tpm_ca)?;
             eprintln!(

@@ -257,6 +257,31 @@ fn fetch_takes_the_roster_from_the_ingest_and_refuses_a_rollback() {
         ],
     );
     assert_refused(&out, "refusing to build on an older copy of the roster");
+
+    // A verifier that has never seen this owner's roster has no pin: the
+    // rolled-back ingest would fool its first contact, unless the owner
+    // told it the current version.
+    std::fs::remove_dir_all(w.path().join(STATE_DIR)).unwrap();
+    let out = w.fetch_unanchored(
+        &ingest,
+        "cam1",
+        "newcomer",
+        &["--owner", "owner.pub", "--min-roster-version", "2"],
+    );
+    assert_refused(&out, "the owner says version 2 or newer is current");
+    assert!(!w.path().join("newcomer").exists());
+    let out = sealcam(
+        &w,
+        &[
+            "verify",
+            "second",
+            "--owner",
+            "owner.pub",
+            "--min-roster-version",
+            "2",
+        ],
+    );
+    assert_refused(&out, "--min-roster-version");
 }
 
 #[test]
