@@ -16,7 +16,6 @@
 //! the bundle directory. The byte layouts are in `docs/ref/format.md`.
 
 use p256::ecdsa::signature::{Signer, Verifier};
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
