@@ -34,7 +34,7 @@ enum Command {
     /// exactly that range, wrapped to them (or in plaintext).
     Export(cmd::export::Args),
     /// Check an evidence bundle offline and report what it proves; write
-    /// the decrypted range as MKV (--mkv).
+    /// the decrypted range as MKV or MP4 (--mkv, --mp4).
     VerifyBundle(cmd::verify_bundle::Args),
     /// The owner key, which signs recipient sets.
     Owner {

@@ -198,12 +198,24 @@ fn plaintext_keys_decrypt_without_any_private_key() {
         "{}",
         text(&out.stdout)
     );
-    let out = verify_bundle(d.path(), &["--keys", "range.keys", "--mkv", "range.mkv"]);
+    let out = verify_bundle(
+        d.path(),
+        &[
+            "--keys",
+            "range.keys",
+            "--mkv",
+            "range.mkv",
+            "--mp4",
+            "range.mp4",
+        ],
+    );
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}\n{}", text(&out.stderr));
     assert!(report.contains("in PLAINTEXT"), "{report}");
     assert!(report.contains("NOT signed"), "{report}");
     assert_eq!(gst_count_frames(&d.path().join("range.mkv")).0, 30);
+    let mp4 = std::fs::read(d.path().join("range.mp4")).unwrap();
+    assert_eq!(&mp4[4..8], b"ftyp");
 }
 
 #[test]

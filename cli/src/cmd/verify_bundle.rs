@@ -40,6 +40,10 @@ pub struct Args {
     /// check passes).
     #[arg(long)]
     pub mkv: Option<PathBuf>,
+    /// Write the decrypted range as MP4 here (remuxed from the MKV with
+    /// GStreamer's mp4mux; only if every check passes).
+    #[arg(long)]
+    pub mp4: Option<PathBuf>,
     #[command(flatten)]
     pub anchor: AnchorArgs,
     /// Accept declared gaps of this reason that the server could have
@@ -330,7 +334,10 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
             report.frame_count(),
         );
     }
-    if let Some(out) = &args.mkv {
+    for (out, mp4) in [(&args.mkv, false), (&args.mp4, true)] {
+        let Some(out) = out else {
+            continue;
+        };
         if !ok {
             bail!(
                 "refusing to write {}: the bundle did not verify",
@@ -343,7 +350,7 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
                 out.display()
             );
         }
-        let frames = write_mkv(out, &opened)?;
+        let frames = write_video(out, &opened, mp4)?;
         println!("written:   {} ({frames} frames)", out.display());
     }
     Ok(ok)
@@ -458,14 +465,15 @@ fn check_keys(
     opened
 }
 
-/// Writes the opened fragments as one MKV; returns the frame count.
-fn write_mkv(out: &Path, opened: &[OpenedFragment]) -> anyhow::Result<u64> {
+/// Writes the opened fragments as one MKV, or remuxed to MP4; returns the
+/// frame count. The file takes its name only when whole.
+fn write_video(out: &Path, opened: &[OpenedFragment], mp4: bool) -> anyhow::Result<u64> {
     let Some(first) = opened.first() else {
         bail!("no fragment to write");
     };
     if let Some(o) = opened.iter().find(|o| o.track != first.track) {
         bail!(
-            "the track configuration changes within the bundle ({}x{} to {}x{}); one MKV cannot hold both",
+            "the track configuration changes within the bundle ({}x{} to {}x{}); one file cannot hold both",
             first.track.width,
             first.track.height,
             o.track.width,
@@ -480,11 +488,19 @@ fn write_mkv(out: &Path, opened: &[OpenedFragment]) -> anyhow::Result<u64> {
             .with_context(|| format!("writing {}", tmp.display()))?;
     }
     let frames = w.frames_written();
-    let file = w
+    let mut file = w
         .finish()?
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("writing {}", tmp.display()))?;
-    file.commit()?;
+    if mp4 {
+        // The temporary MKV goes when `file` is dropped.
+        file.file()
+            .sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        super::decrypt::remux_to_mp4(&tmp, out)?;
+    } else {
+        file.commit()?;
+    }
     Ok(frames)
 }
