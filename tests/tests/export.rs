@@ -178,6 +178,17 @@ fn a_third_party_verifies_and_decrypts_the_range_and_nothing_else() {
         "{report}"
     );
     assert!(!d.path().join("more.mkv").exists());
+
+    // A link in the bundle is refused, never followed into the verdict.
+    let d = desk(&w, &["court.key", "owner.pub"]);
+    std::os::unix::fs::symlink("/etc/hostname", d.path().join("bundle/notes.txt")).unwrap();
+    let out = verify_bundle(d.path(), &["--key", "court.key"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("FAILED:    file notes.txt: not a regular file"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
