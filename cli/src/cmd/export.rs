@@ -130,7 +130,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
             Target::Wrapped { to, label }
         }
-        (None, Some(path)) => Target::Plaintext(path.clone()),
+        (None, Some(path)) => {
+            if path.exists() {
+                bail!(
+                    "{} exists already; name a new file for the plaintext keys",
+                    path.display()
+                );
+            }
+            Target::Plaintext(path.clone())
+        }
         (None, None) => bail!("name who may decrypt: --to-key THIRD.pub, or --plaintext-keys FILE"),
     };
     let signer = args
