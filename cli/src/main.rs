@@ -32,6 +32,13 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Decrypt verified fragments to a playable MKV.
     Decrypt(cmd::decrypt::Args),
+    /// Export a time range of a fetched stream as an evidence bundle for a
+    /// third party: fragments, roster, certificates, and the data keys of
+    /// exactly that range, wrapped to them (or in plaintext).
+    Export(cmd::export::Args),
+    /// Check an evidence bundle offline and report what it proves; write
+    /// the decrypted range as MKV or MP4 (--mkv, --mp4).
+    VerifyBundle(cmd::verify_bundle::Args),
     /// The owner key, which signs recipient sets.
     Owner {
         #[command(subcommand)]
@@ -81,6 +88,8 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cmd::keygen::run(a).map(|()| true),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Decrypt(a) => cmd::decrypt::run(a).map(|()| true),
+        Command::Export(a) => cmd::export::run(a).map(|()| true),
+        Command::VerifyBundle(a) => cmd::verify_bundle::run(a),
         Command::Owner {
             command: OwnerCommand::Init(a),
         } => cmd::owner::init(a).map(|()| true),

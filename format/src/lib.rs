@@ -15,6 +15,7 @@
 //!
 //! This crate does no I/O. The byte layout is specified in `docs/ref/format.md`.
 
+pub mod bundle;
 mod codec;
 mod ebml;
 pub mod fragment;

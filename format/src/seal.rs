@@ -546,6 +546,13 @@ impl SealedFragment<'_> {
     /// Callers that care about provenance check [`SealedFragment::verify`]
     /// first; this checks each record's authenticity under the data key.
     pub fn open(&self, key: &ConsumerSecretKey) -> Result<OpenedFragment, SealError> {
+        let data_key = self.data_key(key)?;
+        self.open_with_data_key(&data_key)
+    }
+
+    /// Unwraps this fragment's data key with `key`, one of its recipients'.
+    /// The key opens this fragment only: each fragment has its own.
+    pub fn data_key(&self, key: &ConsumerSecretKey) -> Result<Zeroizing<[u8; 32]>, SealError> {
         let id = key.public().id();
         let wrapped = self
             .manifest
@@ -561,8 +568,20 @@ impl SealedFragment<'_> {
             stream: &self.manifest.stream,
             sequence: self.manifest.sequence,
         };
-        let data_key = key.unwrap_key(&wrapped.enc, &wrapped.ciphertext, &ctx.data_key_info())?;
-        let cipher = aead_key(&data_key)?;
+        key.unwrap_key(&wrapped.enc, &wrapped.ciphertext, &ctx.data_key_info())
+    }
+
+    /// Decrypts every record with the fragment's data key (from
+    /// [`SealedFragment::data_key`] or a disclosure): AES-GCM authenticates
+    /// each record, so a key of another fragment, or an altered record,
+    /// fails here.
+    pub fn open_with_data_key(&self, data_key: &[u8; 32]) -> Result<OpenedFragment, SealError> {
+        let ctx = FragmentContext {
+            device: &self.manifest.device,
+            stream: &self.manifest.stream,
+            sequence: self.manifest.sequence,
+        };
+        let cipher = aead_key(data_key)?;
         let records = self.records()?;
         let mut track = None;
         let mut frames = Vec::with_capacity(records.len().saturating_sub(1));

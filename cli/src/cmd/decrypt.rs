@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Remuxes a Matroska file to MP4 with GStreamer
 /// (`filesrc ! matroskademux ! h264parse ! mp4mux ! filesink`).
-fn remux_to_mp4(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn remux_to_mp4(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     gst::init().context("starting GStreamer")?;

@@ -1,6 +1,7 @@
 //! The subcommands of `sealcam`.
 
 pub mod decrypt;
+pub mod export;
 pub mod fetch;
 pub mod follow;
 pub mod keygen;
@@ -9,6 +10,7 @@ pub mod owner;
 pub mod recipients;
 pub mod roster;
 pub mod verify;
+pub mod verify_bundle;
 
 /// Writes a private key file: mode 0600, never over an existing file, synced.
 pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

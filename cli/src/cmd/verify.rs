@@ -24,6 +24,12 @@ pub struct Args {
     /// verification. Repeat for several.
     #[arg(long = "accept-gap", value_name = "REASON", value_parser = gap_reason)]
     pub accept_gaps: Vec<GapReason>,
+    /// Owner-signed recipient set (from `sealcam recipients sign`): check
+    /// that each fragment is wrapped to exactly the keys of the set version
+    /// its manifest names. Repeat for a range that spans several versions.
+    /// Needs --owner.
+    #[arg(long = "recipients", value_name = "SET")]
+    pub recipients: Vec<PathBuf>,
 }
 
 /// A gap reason by its name (`GapReason::name`).
@@ -183,8 +189,35 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
             .with_context(|| format!("device certificate in {}", args.dir.display()))?;
         println!("device certificate: issued by {}", ca.display());
     }
-    let report = verify_dir(&anchor, &dir)?;
+    let mut report = verify_dir(&anchor, &dir)?;
+    check_recipients(&anchor, &args.recipients, &dir, &mut report)?;
     Ok(print_report(&report, &args.accept_gaps))
+}
+
+/// With recipient sets given, checks every fragment of `dir` against them
+/// (see [`crate::recipient_check`]): a mismatch becomes a failure of the
+/// report, naming the fragment.
+pub fn check_recipients(
+    anchor: &Anchor,
+    sets: &[PathBuf],
+    dir: &FragmentDir,
+    report: &mut ChainReport,
+) -> anyhow::Result<()> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let Anchor::Owner(owner) = anchor else {
+        anyhow::bail!(
+            "--recipients needs the owner's key (--owner OWNER.pub) to check the sets' signatures"
+        );
+    };
+    let sets = crate::recipient_check::load(sets, &owner.key)?;
+    let failures = crate::recipient_check::check(&sets, &dir.files);
+    if failures.is_empty() {
+        println!("{}", crate::recipient_check::describe(&sets));
+    }
+    report.failures.extend(failures);
+    Ok(())
 }
 
 /// Verifies a fetched directory under the anchor, printing which one.
