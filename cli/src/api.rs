@@ -84,17 +84,30 @@ impl Api {
             return Ok(resp);
         }
         let url = resp.url().clone();
-        let body = resp.text().await.unwrap_or_default();
+        let body = read_limited(resp, limit::ERROR, "an error answer")
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         bail!("{url}: ingest answered {status}: {body}")
+    }
+
+    /// A JSON answer of at most `max` bytes.
+    async fn json<T: serde::de::DeserializeOwned>(
+        resp: reqwest::Response,
+        max: usize,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let bytes = read_limited(resp, max, what).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("the ingest's answer with {what} is not the expected JSON"))
     }
 
     /// The streams the ingest lets this consumer read.
     pub async fn streams(&self) -> anyhow::Result<Vec<StreamEntry>> {
-        Ok(self
+        let resp = self
             .get(&Route::ListStreams, &FragmentQuery::default())
-            .await?
-            .json()
-            .await?)
+            .await?;
+        Self::json(resp, limit::LISTING, "the streams").await
     }
 
     /// Fragments of a stream matching `query`.
@@ -108,7 +121,8 @@ impl Api {
             device: device.clone(),
             stream: stream.clone(),
         };
-        Ok(self.get(&route, query).await?.json().await?)
+        let resp = self.get(&route, query).await?;
+        Self::json(resp, limit::LISTING, "a fragment listing").await
     }
 
     pub async fn fragment(
@@ -122,11 +136,8 @@ impl Api {
             stream: stream.clone(),
             sequence,
         };
-        Ok(self
-            .get(&route, &FragmentQuery::default())
-            .await?
-            .bytes()
-            .await?)
+        let resp = self.get(&route, &FragmentQuery::default()).await?;
+        read_limited(resp, limit::FRAGMENT, "a fragment").await
     }
 
     /// The device's certificate, PEM.
@@ -134,11 +145,10 @@ impl Api {
         let route = Route::DeviceCertificate {
             device: device.clone(),
         };
-        Ok(self
-            .get(&route, &FragmentQuery::default())
-            .await?
-            .text()
-            .await?)
+        let resp = self.get(&route, &FragmentQuery::default()).await?;
+        let bytes = read_limited(resp, limit::CERTIFICATE, "a certificate").await?;
+        String::from_utf8(bytes.to_vec())
+            .context("the device certificate the ingest sent is not text (PEM)")
     }
 
     /// Every certificate the device has used.
@@ -146,11 +156,8 @@ impl Api {
         let route = Route::DeviceCertificates {
             device: device.clone(),
         };
-        Ok(self
-            .get(&route, &FragmentQuery::default())
-            .await?
-            .json()
-            .await?)
+        let resp = self.get(&route, &FragmentQuery::default()).await?;
+        Self::json(resp, limit::LISTING, "the certificate history").await
     }
 
     /// The newest roster the ingest holds for the owner key with this
@@ -159,11 +166,8 @@ impl Api {
         let route = Route::ReadRoster {
             owner: Name::new(owner_fingerprint)?,
         };
-        Ok(self
-            .get(&route, &FragmentQuery::default())
-            .await?
-            .bytes()
-            .await?)
+        let resp = self.get(&route, &FragmentQuery::default()).await?;
+        read_limited(resp, limit::ROSTER, "a roster").await
     }
 
     /// Publishes a roster for verifiers.
@@ -173,6 +177,106 @@ impl Api {
             .client
             .request(route.method(), format!("{}{}", self.base, route.path()))
             .json(upload);
-        Ok(self.send(req).await?.json().await?)
+        Self::json(self.send(req).await?, limit::ERROR, "a roster receipt").await
+    }
+}
+
+/// The most bytes the CLI reads of one answer of each kind: a hostile
+/// ingest must not be able to exhaust the consumer's memory with an
+/// endless answer.
+pub mod limit {
+    /// A listing (fragments, streams, certificates).
+    pub const LISTING: usize = 64 << 20;
+    /// A sealed fragment (the ingest's default cap is 64 MiB).
+    pub const FRAGMENT: usize = 256 << 20;
+    /// A certificate, PEM.
+    pub const CERTIFICATE: usize = 1 << 20;
+    /// A roster (the ingest takes up to 16 MiB).
+    pub const ROSTER: usize = 16 << 20;
+    /// An error answer or a receipt.
+    pub const ERROR: usize = 64 << 10;
+}
+
+/// Reads an answer's body, refusing one above `max` bytes (by its
+/// `Content-Length` before reading, or as it arrives).
+pub async fn read_limited(
+    mut resp: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> anyhow::Result<Bytes> {
+    let too_big = || {
+        anyhow::anyhow!(
+            "the ingest sent more than {max} bytes for {what}: refused (a hostile or broken server)"
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("reading {what} from the ingest"))?
+    {
+        if out.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A one-shot HTTP server answering with `body` (and, if `length`,
+    /// a Content-Length; else chunked without end until the client goes).
+    fn server(length: bool, body_len: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            if length {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n");
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&vec![b'x'; body_len.min(1 << 16)]);
+            } else {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+                let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
+                while s.write_all(chunk.as_bytes()).is_ok() {}
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    async fn fetch(url: &str, max: usize) -> anyhow::Result<Bytes> {
+        let tls = sealcam_transport::tls::enrollment_client_config(rustls::RootCertStore::empty())
+            .unwrap();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        let resp = client.get(url).send().await.unwrap();
+        read_limited(resp, max, "a test body").await
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_limit() {
+        let err = fetch(&server(false, 0), 1 << 20).await.unwrap_err();
+        assert!(err.to_string().contains("more than 1048576 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let err = fetch(&server(true, 1 << 30), 1 << 20).await.unwrap_err();
+        assert!(err.to_string().contains("for a test body"), "{err}");
+        let ok = fetch(&server(true, 100), 1 << 20).await.unwrap();
+        assert_eq!(ok.len(), 100);
     }
 }
