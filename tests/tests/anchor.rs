@@ -420,3 +420,78 @@ fn rekeyed_footage_verifies_through_fetch_and_the_certificate_history_has_both()
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.contains(&old_fp), "{keys:?}");
 }
+
+/// The owner changes the roster and publishes it in one step: `roster
+/// add|end --publish URL`, and verifiers that ask the ingest see the new
+/// version at once.
+#[test]
+fn a_roster_change_is_published_in_the_same_command() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    w.record("cam1", &ingest, 30);
+    let show = sealcam(
+        &w,
+        &["roster", "show", "roster.sdr", "--owner", "owner.pub"],
+    );
+    let shown = text(&show.stdout);
+    // The key's (the owner's fingerprint is on the signature line).
+    let fingerprint = shown
+        .lines()
+        .filter(|l| !l.starts_with("signature:"))
+        .flat_map(|l| l.split(|c: char| !c.is_ascii_hexdigit()))
+        .find(|t| t.len() == 64)
+        .unwrap_or_else(|| panic!("no key fingerprint in {shown}"))
+        .to_owned();
+    let url = ingest.url();
+    // `roster end` of cam1's key for `reason`, publishing with `publish`.
+    let end = |reason: &str, publish: &[&str]| {
+        let mut args = vec![
+            "roster",
+            "end",
+            "--owner-key",
+            "owner.key",
+            "--roster",
+            "roster.sdr",
+            "--device",
+            "cam1",
+            "--key-fingerprint",
+            &fingerprint,
+            "--reason",
+            reason,
+            "--publish",
+            &url,
+        ];
+        args.extend_from_slice(publish);
+        sealcam(&w, &args)
+    };
+    let out = end(
+        "rotated",
+        &[
+            "--ca",
+            "pki/ca.crt",
+            "--cert",
+            "consumer/alice.crt",
+            "--tls-key",
+            "consumer/alice.key",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("roster version 2 of owner"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A verifier with no roster file of its own gets version 2 from the
+    // ingest, and the footage recorded before the end still verifies.
+    std::fs::remove_dir_all(w.path().join(STATE_DIR)).unwrap();
+    let out = w.fetch_unanchored(&ingest, "cam1", "after", &["--owner", "owner.pub"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(report.contains(", roster version 2\n"), "{report}");
+
+    // --publish without the way to reach the ingest is refused before
+    // anything is written.
+    let out = end("revoked", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--ca"), "{}", text(&out.stderr));
+}

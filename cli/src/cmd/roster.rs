@@ -32,6 +32,39 @@ pub struct Signing {
     /// The roster file; created by `add --new`.
     #[arg(long)]
     pub roster: PathBuf,
+    #[command(flatten)]
+    pub publish: PublishTo,
+}
+
+/// `--publish URL`: put the new version on the ingest in the same step,
+/// as `roster publish` would.
+#[derive(clap::Args)]
+pub struct PublishTo {
+    /// Also publish the new version on the ingest at this URL
+    /// (https://host:port), as `sealcam roster publish` does; with --ca,
+    /// --cert and --tls-key.
+    #[arg(long = "publish", value_name = "URL", requires_all = ["ca", "cert", "tls_key"])]
+    pub url: Option<String>,
+    /// Fleet CA certificate (verifies the ingest), for --publish.
+    #[arg(long, requires = "url")]
+    pub ca: Option<PathBuf>,
+    /// Consumer TLS certificate, for --publish.
+    #[arg(long, requires = "url")]
+    pub cert: Option<PathBuf>,
+    /// Consumer TLS key, for --publish.
+    #[arg(long, requires = "url")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl PublishTo {
+    fn server(&self) -> Option<ServerArgs> {
+        Some(ServerArgs {
+            server: self.url.clone()?,
+            ca: self.ca.clone()?,
+            cert: self.cert.clone()?,
+            tls_key: self.tls_key.clone()?,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -204,12 +237,22 @@ fn write_next(signing: &Signing, mut roster: DeviceRoster) -> anyhow::Result<Dev
     roster.issued_unix = now_ns() / 1_000_000_000;
     let file = roster.sign(&owner)?;
     sealcam_base::durable::replace(&signing.roster, &file)?;
-    let fingerprint = DeviceVerifyingKey(*owner.verifying_key()).fingerprint();
+    let public = DeviceVerifyingKey(*owner.verifying_key());
     Pins::load()?.check_and_raise(
-        &fingerprint,
+        &public.fingerprint(),
         roster.version,
         &signing.roster.display().to_string(),
     )?;
+    if let Some(server) = signing.publish.server() {
+        use p256::pkcs8::EncodePublicKey;
+        let owner_pem = owner
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("encoding the owner's public key: {e}"))?;
+        let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        rt.block_on(upload(&server, owner_pem, &file))
+            .with_context(|| format!("version {} is written to {} but not published; run `sealcam roster publish` when the ingest is reachable", roster.version, signing.roster.display()))?;
+    }
     Ok(roster)
 }
 
@@ -417,7 +460,6 @@ pub(crate) fn describe(k: &KeyRecord) -> String {
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    use base64::Engine as _;
     let owner = owner_key::load_public(&args.owner)?;
     let bytes = std::fs::read(&args.roster)
         .with_context(|| format!("reading {}", args.roster.display()))?;
@@ -429,18 +471,24 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     )?;
     let owner_pem = std::fs::read_to_string(&args.owner)
         .with_context(|| format!("reading {}", args.owner.display()))?;
-    let api = Api::connect(&args.server)?;
+    upload(&args.server, owner_pem, &bytes).await
+}
+
+/// Puts a roster (already checked) on the ingest and says what it did.
+async fn upload(server: &ServerArgs, owner_pem: String, bytes: &[u8]) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let api = Api::connect(server)?;
     let receipt = api
         .publish_roster(&sealcam_api::RosterUpload {
             owner_key: owner_pem,
-            roster: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            roster: base64::engine::general_purpose::STANDARD.encode(bytes),
         })
         .await?;
     println!(
         "roster version {} of owner {} published to {} ({})",
         receipt.version,
         receipt.owner,
-        args.server.server,
+        server.server,
         match receipt.status {
             sealcam_api::RosterStatus::Stored => "stored",
             sealcam_api::RosterStatus::AlreadyStored => "already there",
