@@ -79,7 +79,13 @@ pub struct RunReport {
 
 /// Loads the device key and checks the certificate certifies it.
 pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonError> {
-    let key = key::open(&cfg.identity.key)?;
+    Ok(load_identity_with_tpm(cfg)?.signer)
+}
+
+/// [`load_identity`], with the TPM when the key lives in one.
+pub fn load_identity_with_tpm(cfg: &Config) -> Result<key::OpenedKey, DaemonError> {
+    let opened = key::open_with_tpm(&cfg.identity.key)?;
+    let key = opened.signer.clone();
     let cert_path = cfg.identity.certificate.display().to_string();
     let certs =
         pem::load_certs(&cfg.identity.certificate).map_err(|source| DaemonError::Certificate {
@@ -109,12 +115,13 @@ pub fn load_identity(cfg: &Config) -> Result<Arc<dyn ExternalSigner>, DaemonErro
             device: device_key.fingerprint(),
         });
     }
-    Ok(key)
+    Ok(opened)
 }
 
 /// Runs until the source ends (bounded test source) or `stop` is set.
 pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, DaemonError> {
-    let counted = Arc::new(CountingSigner::new(load_identity(&cfg)?));
+    let key::OpenedKey { signer: key, tpm } = load_identity_with_tpm(&cfg)?;
+    let counted = Arc::new(CountingSigner::new(key));
     let signer: Arc<dyn ExternalSigner> = counted.clone();
     let spool = Arc::new(Spool::open(&cfg.spool_dir, &cfg.stream)?);
     let metrics = Arc::new(DeviceMetrics::new());
@@ -147,7 +154,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         cfg.device.clone(),
         cfg.stream.clone(),
         cfg.fragment_duration_ns,
-        RecipientWatcher::start(cfg.recipients.clone(), spool.clone())?,
+        RecipientWatcher::start(cfg.recipients.clone(), spool.clone(), tpm)?,
         signer,
         spool.clone(),
     )?;

@@ -10,6 +10,8 @@
 //! * [`tpm`]: the device key in the TPM, behind the
 //!   [`sealcam_transport::ExternalSigner`] interface, on a thread of its own.
 //! * [`identity`]: the development key in a file, behind the same interface.
+//! * [`nv`]: high-water marks in TPM NV memory (the recipient-set floor),
+//!   which deleting files on the camera's disk cannot lower.
 //! * [`attest`]: the TPM's side of attestation at enrollment: the EK, an
 //!   attestation key, TPM2_ActivateCredential and TPM2_Certify.
 
@@ -17,5 +19,6 @@ pub mod attest;
 pub mod board;
 pub mod capture;
 pub mod identity;
+pub mod nv;
 pub mod pipeline;
 pub mod tpm;

@@ -129,3 +129,52 @@ fn camera_follows_the_owner_signed_set() {
         text(&out.stderr)
     );
 }
+
+/// The thief with the SD card: deletes the camera's record of the newest
+/// set it accepted and puts an older set (genuinely signed by the owner)
+/// back. Where the device key is in a TPM, the floor is kept there too,
+/// and the older set is still refused.
+#[test]
+fn a_wiped_disk_cannot_roll_back_the_set_a_tpm_camera_accepted() {
+    use sealcam_system_tests::swtpm::Swtpm;
+    let w = World::new();
+    let tpm = Swtpm::start(&w.path().join("tpm-state"));
+    let ingest = w.start_ingest();
+    let cfg = w.tpm_camera("cam1", &ingest.url(), 30, 1000, &tpm.tcti());
+    let cfg_s = cfg.to_str().unwrap().to_owned();
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace(
+        "public_keys = [\"alice.pub\"]",
+        "set = \"recipients.rset\"\nowner_public_key = \"owner.pub\"",
+    );
+    std::fs::write(&cfg, text_cfg).unwrap();
+    sign(&w, "owner.key", 2, &["alice.pub"], "recipients.rset");
+    run_ok("sealcamd", &["run", "--config", &cfg_s], w.path());
+
+    // The disk's record of version 2, found and deleted.
+    let records: Vec<_> = stored_object_files(w.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "recipients.version"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    std::fs::remove_file(&records[0]).unwrap();
+    sign(&w, "owner.key", 1, &["alice.pub"], "recipients.rset");
+    let out = run("sealcamd", &["run", "--config", &cfg_s], w.path());
+    assert!(!out.status.success(), "the older set was taken");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("older than version 2 this camera's TPM holds as accepted"),
+        "{err}"
+    );
+
+    // The owner's newer set is taken, and raises the floor.
+    sign(&w, "owner.key", 3, &["alice.pub"], "recipients.rset");
+    run_ok("sealcamd", &["run", "--config", &cfg_s], w.path());
+    std::fs::remove_file(&records[0]).unwrap();
+    sign(&w, "owner.key", 2, &["alice.pub"], "recipients.rset");
+    let out = run("sealcamd", &["run", "--config", &cfg_s], w.path());
+    assert!(
+        text(&out.stderr).contains("older than version 3 this camera's TPM"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -20,14 +20,36 @@ pub enum DeviceKeyError {
 
 /// Opens the device key where the config says it lives.
 pub fn open(source: &KeySource) -> Result<Arc<dyn ExternalSigner>, DeviceKeyError> {
+    Ok(open_with_tpm(source)?.signer)
+}
+
+/// The device key, and the TPM it lives in, if it does.
+pub struct OpenedKey {
+    pub signer: Arc<dyn ExternalSigner>,
+    /// For what else the camera keeps in the TPM: the recipient-set floor
+    /// (`sealcam_hal::nv`).
+    pub tpm: Option<Arc<TpmKey>>,
+}
+
+/// [`open`], with the TPM itself when the key lives in one.
+pub fn open_with_tpm(source: &KeySource) -> Result<OpenedKey, DeviceKeyError> {
     match source {
-        KeySource::Tpm(tpm) => Ok(Arc::new(TpmKey::open(tpm)?)),
+        KeySource::Tpm(tpm) => {
+            let key = Arc::new(TpmKey::open(tpm)?);
+            Ok(OpenedKey {
+                signer: key.clone(),
+                tpm: Some(key),
+            })
+        }
         KeySource::InsecureSoftware(path) => {
             tracing::warn!(
                 key = %path.display(),
                 "INSECURE: the device key is a software key in a file and can be copied off this camera; use the TPM in production"
             );
-            Ok(Arc::new(SoftwareKey::load(path)?))
+            Ok(OpenedKey {
+                signer: Arc::new(SoftwareKey::load(path)?),
+                tpm: None,
+            })
         }
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! With an owner-signed set, the camera accepts a set only if the owner's
 //! signature holds and its version is not older than the newest it has
-//! accepted (kept in the spool, so a reboot does not reset it). The file is
+//! accepted: kept in the spool, so a reboot does not reset it, and, where
+//! the device key is in a TPM, in the TPM's NV memory too
+//! ([`sealcam_hal::nv`]), so that whoever takes the SD card, deletes the
+//! spool's record and puts an older set back cannot roll it back. The file is
 //! checked again before every fragment: a new set takes effect at the next
 //! fragment, and a rejected one leaves the current set in force.
 
@@ -12,6 +15,8 @@ use std::time::SystemTime;
 
 use sealcam_format::recipients::SignedRecipientSet;
 use sealcam_format::{ConsumerPublicKey, DeviceVerifyingKey};
+use sealcam_hal::nv::RECIPIENT_FLOOR_INDEX;
+use sealcam_hal::tpm::{TpmError, TpmKey};
 
 use crate::config::RecipientSource;
 use crate::pipeline::spool::{Spool, SpoolError};
@@ -32,6 +37,14 @@ pub enum RecipientError {
         version: u64,
         accepted: u64,
     },
+    #[error("recipient set {path} has version {version}, older than version {accepted} this camera's TPM holds as accepted (NV index {RECIPIENT_FLOOR_INDEX:#010x}; files deleted or restored on its disk cannot lower it); sign a set with a higher version")]
+    RollbackInTpm {
+        path: PathBuf,
+        version: u64,
+        accepted: u64,
+    },
+    #[error("cannot keep the recipient-set floor in the TPM: {0}")]
+    Tpm(#[source] TpmError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
 }
@@ -40,6 +53,8 @@ pub enum RecipientError {
 pub struct RecipientWatcher {
     source: RecipientSource,
     spool: Arc<Spool>,
+    /// Where the floor is kept beyond the disk's reach, if anywhere.
+    tpm: Option<Arc<TpmKey>>,
     keys: Vec<ConsumerPublicKey>,
     version: u64,
     /// (modified, length) of the set file when last read.
@@ -78,10 +93,15 @@ fn load(
 impl RecipientWatcher {
     /// Loads the recipients; a signed set must verify and must not be older
     /// than the one accepted before.
-    pub fn start(source: RecipientSource, spool: Arc<Spool>) -> Result<Self, RecipientError> {
+    pub fn start(
+        source: RecipientSource,
+        spool: Arc<Spool>,
+        tpm: Option<Arc<TpmKey>>,
+    ) -> Result<Self, RecipientError> {
         let mut w = Self {
             source,
             spool,
+            tpm,
             keys: Vec::new(),
             version: 0,
             stamp: None,
@@ -105,12 +125,33 @@ impl RecipientWatcher {
         version: u64,
     ) -> Result<(), RecipientError> {
         let accepted = self.spool.accepted_recipient_version()?;
+        let in_tpm = match &self.tpm {
+            Some(tpm) => tpm
+                .nv_floor(RECIPIENT_FLOOR_INDEX)
+                .map_err(RecipientError::Tpm)?,
+            None => None,
+        };
+        if let Some(held) = in_tpm.filter(|held| version < *held) {
+            return Err(RecipientError::RollbackInTpm {
+                path: path.to_owned(),
+                version,
+                accepted: held,
+            });
+        }
         if version < accepted {
             return Err(RecipientError::Rollback {
                 path: path.to_owned(),
                 version,
                 accepted,
             });
+        }
+        // The TPM first: a crash between the two leaves the floor at least
+        // as high as the disk's.
+        if let Some(tpm) = &self.tpm {
+            if in_tpm.is_none_or(|held| version > held) {
+                tpm.nv_raise(RECIPIENT_FLOOR_INDEX, version)
+                    .map_err(RecipientError::Tpm)?;
+            }
         }
         if version > accepted {
             self.spool.accept_recipient_version(version)?;
@@ -194,7 +235,7 @@ mod tests {
             set: path.clone(),
             owner: DeviceVerifyingKey(*owner.verifying_key()),
         };
-        let mut w = RecipientWatcher::start(source.clone(), spool.clone()).unwrap();
+        let mut w = RecipientWatcher::start(source.clone(), spool.clone(), None).unwrap();
         assert_eq!((w.version(), w.keys().len()), (1, 1));
 
         // Each write gets a different length, so the change is seen even
@@ -212,7 +253,7 @@ mod tests {
         // After a restart the accepted version still rules.
         std::fs::write(&path, signed(&owner, 1, 1)).unwrap();
         assert!(matches!(
-            RecipientWatcher::start(source, spool),
+            RecipientWatcher::start(source, spool, None),
             Err(RecipientError::Rollback {
                 version: 1,
                 accepted: 2,

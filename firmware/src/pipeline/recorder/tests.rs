@@ -70,6 +70,7 @@ impl Rig {
         let watcher = RecipientWatcher::start(
             crate::config::RecipientSource::Development(vec![self.consumer.public().clone()]),
             self.spool.clone(),
+            None,
         )
         .unwrap();
         Recorder::new(
