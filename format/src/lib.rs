@@ -17,6 +17,7 @@
 
 mod codec;
 mod ebml;
+pub mod epochs;
 pub mod fragment;
 pub mod head;
 pub mod keys;
@@ -25,6 +26,7 @@ pub mod mkv;
 pub mod name;
 mod owner_signed;
 pub mod recipients;
+pub mod restart;
 pub mod roster;
 pub mod seal;
 pub mod suite;
