@@ -39,6 +39,7 @@ mod client;
 mod error;
 mod lanes;
 mod link;
+mod restarts;
 
 pub use error::{ConnectFailure, FailureKind, UploadError};
 use link::Link;
