@@ -54,6 +54,10 @@ fn lost_and_recovered() -> Recovered {
     let old = stored_sequences(&ingest);
     assert!(old.len() >= 3, "{old:?}");
 
+    // A first start whose chain the ingest stored is the stream's own.
+    let listed = spool(&w, &cfg, &["list"]);
+    assert!(!listed.contains("began without state"), "{listed}");
+
     std::fs::remove_dir_all(w.path().join("cam1/spool")).unwrap();
     let out = Command::new(bin("sealcamd"))
         .args(["run", "--config", cfg.to_str().unwrap()])

@@ -314,7 +314,17 @@ fn power_cut_with_a_wiped_spool_recovers_through_a_new_epoch() {
     vm.qmp("system_reset", serde_json::json!({}));
     vm.wait_for_console("sealcam-seed: already provisioned", 300);
     let as_camera = |args: &[&str]| {
-        let mut all = vec!["-u", "sealcam", "--", "/usr/bin/sealcamd"];
+        // As the service runs: its user, and the TPM's group for the key.
+        let mut all = vec![
+            "-u",
+            "sealcam",
+            "-g",
+            "sealcam",
+            "-G",
+            "tss",
+            "--",
+            "/usr/bin/sealcamd",
+        ];
         all.extend_from_slice(args);
         in_guest(&vm, "/usr/sbin/runuser", &all)
     };

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <spool>/<stream>/00000000000000000042.scf   one sealed fragment, complete
-//! <spool>/<stream>/chain.state                 next sequence, last manifest hash and end time
+//! <spool>/<stream>/chain.state                 next sequence, last manifest hash and end time, epoch
+//! <spool>/<stream>/chain.accepted              the ingest has stored a fragment of this chain
 //! <spool>/<stream>/running                     a recorder is running (left behind by a crash)
 //! <spool>/<stream>/gaps.pending                gaps to declare in the next manifest
 //! <spool>/<stream>/gaps.lock                   locked while the gaps change

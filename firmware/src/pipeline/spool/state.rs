@@ -26,6 +26,9 @@ const PENDING_GAPS_FILE: &str = "gaps.pending";
 const GAPS_LOCK_FILE: &str = "gaps.lock";
 /// The newest owner-signed recipient-set version accepted.
 const RECIPIENTS_FILE: &str = "recipients.version";
+/// Present once the ingest has stored a fragment of this spool's chain: a
+/// chain that began without state is then the stream's own.
+const ACCEPTED_FILE: &str = "chain.accepted";
 
 /// Where the manifest chain stands: the next sequence number to use and the
 /// hash of the last manifest written.
@@ -196,6 +199,14 @@ impl Spool {
             .collect();
         write_durably(&self.dir, PENDING_GAPS_FILE, text.as_bytes()).map(|_| ())
     }
+    /// Notes that the ingest stored a fragment of this chain (durably, once).
+    pub fn mark_chain_accepted(&self) -> Result<(), SpoolError> {
+        if self.dir.join(ACCEPTED_FILE).exists() {
+            return Ok(());
+        }
+        write_durably(&self.dir, ACCEPTED_FILE, b"").map(|_| ())
+    }
+
     /// Records where the chain stands.
     pub fn save_state(&self, state: &ChainState) -> Result<(), SpoolError> {
         let text = format!(
@@ -218,6 +229,10 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ChainState::without_state(),
             Err(e) => return Err(io(&path, "read")(e)),
         };
+        if state.began_without_state && self.dir.join(ACCEPTED_FILE).exists() {
+            // The ingest stored a fragment of it: the stream's own chain.
+            state.began_without_state = false;
+        }
         for s in self.pending()?.into_iter().rev() {
             if s.sequence < state.next_sequence {
                 break;
