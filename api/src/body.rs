@@ -195,6 +195,16 @@ pub struct StreamEntry {
     pub stream: String,
 }
 
+/// One entry of `GET /v1/streams/{device}/{stream}/restarts`: a signed
+/// chain restart record (`docs/ref/format.md`), as the device uploaded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartEntry {
+    /// The sequence number the new epoch begins at.
+    pub first_sequence: u64,
+    /// The signed record, hex.
+    pub record: String,
+}
+
 /// One entry of a fragment listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FragmentEntry {

@@ -26,8 +26,8 @@ pub mod token;
 pub use body::{
     CertificateEntry, CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollAttestation,
     EnrollRequest, FragmentEntry, FragmentQuery, GapEntry, PendingResponse, PendingStatus,
-    RenewRequest, RoleName, RosterReceipt, RosterStatus, RosterUpload, StreamEntry, UploadReceipt,
-    UploadStatus, WhoAmI, MAX_WAIT_S,
+    RenewRequest, RestartEntry, RoleName, RosterReceipt, RosterStatus, RosterUpload, StreamEntry,
+    UploadReceipt, UploadStatus, WhoAmI, MAX_WAIT_S,
 };
 pub use ca::CaRenewRequest;
 pub use error::{ErrorBody, ErrorCode};

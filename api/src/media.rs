@@ -15,3 +15,7 @@ pub const PEM: &str = "application/x-pem-file";
 /// An owner-signed device roster file (`roster.sdr`), as `GET
 /// /v1/rosters/{owner}` answers it.
 pub const ROSTER: &str = "application/vnd.sealcam.roster";
+
+/// A signed chain restart record (`sealcam_format::restart`), as a device
+/// uploads it.
+pub const RESTART: &str = "application/vnd.sealcam.restart";

@@ -18,6 +18,16 @@ pub enum Route {
         stream: Name,
         sequence: u64,
     },
+    /// `PUT /v1/restarts/{device}/{stream}/{first_sequence}`: a device
+    /// uploads the signed record of a chain restart (a new epoch).
+    UploadRestart {
+        device: Name,
+        stream: Name,
+        first_sequence: u64,
+    },
+    /// `GET /v1/streams/{device}/{stream}/restarts`: a stream's chain
+    /// restart records.
+    ListRestarts { device: Name, stream: Name },
     /// `POST /v1/renew`: a device renews its own certificate.
     Renew,
     /// `GET /v1/whoami`: the caller's identity as the ingest reads it.
@@ -93,6 +103,21 @@ impl Route {
                 },
                 &Method::PUT,
             ),
+            ["v1", "restarts", d, s, n] => (
+                Self::UploadRestart {
+                    device: Name::new(d)?,
+                    stream: Name::new(s)?,
+                    first_sequence: sequence(n)?,
+                },
+                &Method::PUT,
+            ),
+            ["v1", "streams", d, s, "restarts"] => (
+                Self::ListRestarts {
+                    device: Name::new(d)?,
+                    stream: Name::new(s)?,
+                },
+                &Method::GET,
+            ),
             ["v1", "renew"] => (Self::Renew, &Method::POST),
             ["v1", "whoami"] => (Self::WhoAmI, &Method::GET),
             ["v1", "enroll"] => (Self::Enroll, &Method::POST),
@@ -148,11 +173,12 @@ impl Route {
     /// The method a client sends for this route.
     pub fn method(&self) -> Method {
         match self {
-            Self::Upload { .. } | Self::PublishRoster => Method::PUT,
+            Self::Upload { .. } | Self::UploadRestart { .. } | Self::PublishRoster => Method::PUT,
             Self::Renew | Self::Enroll | Self::EnrollChallenge => Method::POST,
             Self::WhoAmI
             | Self::ListStreams
             | Self::ListFragments { .. }
+            | Self::ListRestarts { .. }
             | Self::ReadFragment { .. }
             | Self::DeviceCertificate { .. }
             | Self::DeviceCertificates { .. }
@@ -168,6 +194,14 @@ impl Route {
                 stream,
                 sequence,
             } => format!("/v1/fragments/{device}/{stream}/{sequence}"),
+            Self::UploadRestart {
+                device,
+                stream,
+                first_sequence,
+            } => format!("/v1/restarts/{device}/{stream}/{first_sequence}"),
+            Self::ListRestarts { device, stream } => {
+                format!("/v1/streams/{device}/{stream}/restarts")
+            }
             Self::Renew => "/v1/renew".into(),
             Self::WhoAmI => "/v1/whoami".into(),
             Self::Enroll => "/v1/enroll".into(),
@@ -192,6 +226,8 @@ impl Route {
     pub fn action(&self) -> &'static str {
         match self {
             Self::Upload { .. } => "upload",
+            Self::UploadRestart { .. } => "upload-restart",
+            Self::ListRestarts { .. } => "list-restarts",
             Self::ListStreams | Self::ListFragments { .. } => "list",
             Self::ReadFragment { .. } => "read",
             Self::DeviceCertificate { .. } => "read-certificate",
@@ -219,7 +255,14 @@ impl Route {
                 stream,
                 sequence,
             } => Some(format!("{device}/{stream}/{sequence}")),
-            Self::ListFragments { device, stream } => Some(format!("{device}/{stream}")),
+            Self::UploadRestart {
+                device,
+                stream,
+                first_sequence,
+            } => Some(format!("{device}/{stream}/{first_sequence}")),
+            Self::ListFragments { device, stream } | Self::ListRestarts { device, stream } => {
+                Some(format!("{device}/{stream}"))
+            }
             Self::DeviceCertificate { device } | Self::DeviceCertificates { device } => {
                 Some(device.to_string())
             }
@@ -269,6 +312,15 @@ mod tests {
                 stream: name("front"),
                 sequence: 12,
             },
+            Route::UploadRestart {
+                device: name("cam1"),
+                stream: name("front"),
+                first_sequence: 1 << 50,
+            },
+            Route::ListRestarts {
+                device: name("cam1"),
+                stream: name("front"),
+            },
             Route::Renew,
             Route::WhoAmI,
             Route::Enroll,
@@ -314,6 +366,8 @@ mod tests {
             named,
             vec![
                 ("upload", Some("cam1/front/12".into())),
+                ("upload-restart", Some(format!("cam1/front/{}", 1u64 << 50))),
+                ("list-restarts", Some("cam1/front".into())),
                 ("renew", None),
                 ("whoami", None),
                 ("enroll", None),

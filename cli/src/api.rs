@@ -111,6 +111,18 @@ impl Api {
     }
 
     /// Fragments of a stream matching `query`.
+    /// A route's JSON answer.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        route: &Route,
+    ) -> anyhow::Result<T> {
+        Ok(self
+            .get(route, &FragmentQuery::default())
+            .await?
+            .json()
+            .await?)
+    }
+
     pub async fn list(
         &self,
         device: &Name,

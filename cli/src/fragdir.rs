@@ -8,12 +8,14 @@
 //! <dir>/device.crt                   the device certificate the ingest served
 //!                                    (PEM; trusted only with --trust-server)
 //! <dir>/<sequence:020>.scf           sealed fragments
+//! <dir>/restarts/<sequence:020>.scr  signed chain restart records (`crate::restarts`)
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use sealcam_format::epochs::verify_chain_with_restarts;
 use sealcam_format::roster::DeviceRoster;
-use sealcam_format::verify::{verify_chain_with, ChainReport, DeviceKeys};
+use sealcam_format::verify::{ChainReport, DeviceKeys};
 use sealcam_format::DeviceVerifyingKey;
 use sealcam_transport::{identity, pem};
 
@@ -43,6 +45,8 @@ pub struct FragmentDir {
     pub files: Vec<(String, Vec<u8>)>,
     /// The certificate the ingest served, if `fetch` saved one.
     pub device_cert_der: Option<Vec<u8>>,
+    /// Chain restart records, labelled by path.
+    pub restarts: Vec<(String, Vec<u8>)>,
 }
 
 impl FragmentDir {
@@ -78,10 +82,13 @@ impl FragmentDir {
         } else {
             None
         };
+        let restarts =
+            crate::restarts::read(dir).map_err(io(&dir.join(crate::restarts::RESTARTS_DIR)))?;
         Ok(Self {
             dir: dir.to_owned(),
             files,
             device_cert_der,
+            restarts,
         })
     }
 
@@ -110,8 +117,9 @@ impl FragmentDir {
                 DeviceKeys::Single(&key)
             }
         };
-        Ok(verify_chain_with(
+        Ok(verify_chain_with_restarts(
             self.files.iter().map(|(n, b)| (n.clone(), b.as_slice())),
+            self.restarts.iter().map(|(n, b)| (n.clone(), b.as_slice())),
             keys,
         ))
     }

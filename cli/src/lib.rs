@@ -11,3 +11,4 @@ pub mod fragdir;
 pub mod owner_key;
 pub mod pins;
 pub mod recipient_check;
+pub mod restarts;

@@ -98,6 +98,13 @@ enum SpoolCommand {
         #[arg(long)]
         sequence: u64,
     },
+    /// Begin a new epoch of the chain (signed restart record), after the
+    /// camera lost its storage and the ingest refuses its chain. Run with
+    /// the daemon stopped.
+    NewEpoch {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -257,6 +264,13 @@ fn real_main() -> anyhow::Result<()> {
                     "fragment {sequence} given up: the next manifest declares it, signed, as a {:?} gap",
                     gap.reason
                 );
+                Ok(())
+            }
+            SpoolCommand::NewEpoch { config } => {
+                let cfg = Config::load(&config)?;
+                let signer = sealcamd::daemon::load_identity(&cfg)?;
+                let epoch = sealcamd::spool_admin::new_epoch(&cfg, signer.as_ref())?;
+                println!("{}", sealcamd::spool_admin::NewEpochReport(&epoch));
                 Ok(())
             }
         },

@@ -18,6 +18,7 @@
 pub mod bundle;
 mod codec;
 mod ebml;
+pub mod epochs;
 pub mod fragment;
 pub mod head;
 pub mod keys;
@@ -26,6 +27,7 @@ pub mod mkv;
 pub mod name;
 mod owner_signed;
 pub mod recipients;
+pub mod restart;
 pub mod roster;
 pub mod seal;
 pub mod suite;

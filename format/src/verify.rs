@@ -90,6 +90,8 @@ pub struct ChainReport {
     pub keys: BTreeSet<KeyUsed>,
     pub device: Option<Name>,
     pub stream: Option<Name>,
+    /// Chain restarts that verified ([`crate::epochs`]).
+    pub restarts: Vec<crate::epochs::RestartSeen>,
 }
 
 impl ChainReport {
@@ -362,7 +364,7 @@ where
 }
 
 /// The parts of a run of missing sequence numbers that no declared gap covers.
-fn undeclared_parts(missing: Gap, declared: &[Declared]) -> Vec<Gap> {
+pub(crate) fn undeclared_parts(missing: Gap, declared: &[Declared]) -> Vec<Gap> {
     let mut covers: Vec<(u64, u64)> = declared
         .iter()
         .filter(|d| d.gap.sequence_count > 0)

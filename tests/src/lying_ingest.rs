@@ -15,11 +15,13 @@ use axum::response::Response;
 use sealcam_transport::{pem, tls};
 
 type Rewrite = Box<dyn Fn(&str) -> String + Send + Sync>;
+type Alter = Box<dyn Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync>;
 
 struct Shared {
     upstream: String,
     client: reqwest::Client,
     rewrite: Mutex<Rewrite>,
+    alter: Mutex<Alter>,
 }
 
 /// The hostile front end, stopped on drop.
@@ -60,6 +62,7 @@ impl LyingIngest {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client,
             rewrite: Mutex::new(Box::new(str::to_owned)),
+            alter: Mutex::new(Box::new(|_, body| body)),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -106,6 +109,13 @@ impl LyingIngest {
     pub fn rewrite(&self, f: impl Fn(&str) -> String + Send + Sync + 'static) {
         *self.shared.rewrite.lock().unwrap() = Box::new(f);
     }
+
+    /// From now on, the body of every answer is replaced by `f`'s answer,
+    /// given the path and query asked (`/v1/...`) and the real body: the
+    /// operator who serves altered listings or records.
+    pub fn alter(&self, f: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync + 'static) {
+        *self.shared.alter.lock().unwrap() = Box::new(f);
+    }
 }
 
 async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
@@ -133,10 +143,14 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
     };
     let mut out = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
-        if name != http::header::TRANSFER_ENCODING && name != http::header::CONNECTION {
+        if name != http::header::TRANSFER_ENCODING
+            && name != http::header::CONNECTION
+            && name != http::header::CONTENT_LENGTH
+        {
             out = out.header(name, value);
         }
     }
-    let bytes = answer.bytes().await.unwrap_or_default();
+    let bytes = answer.bytes().await.unwrap_or_default().to_vec();
+    let bytes = (s.alter.lock().unwrap())(&asked, bytes);
     out.body(Body::from(bytes)).unwrap()
 }

@@ -297,6 +297,61 @@ fn power_cut_resumes_and_declares_only_the_fragment_in_progress() {
     assert!(report.contains("undeclared gaps: none"), "{report}");
 }
 
+/// The power cut takes the camera's storage with it: the spool is wiped
+/// (a new SD card), the camera comes back with no chain state, the ingest
+/// refuses its chain, and the operator recovers it through a new epoch,
+/// which `verify` shows as a declared restart.
+#[test]
+fn power_cut_with_a_wiped_spool_recovers_through_a_new_epoch() {
+    let (w, ingest) = fleet();
+    let mut vm = streaming(&w, &ingest, 3);
+    in_guest(&vm, "/bin/systemctl", &["stop", "sealcamd.service"]);
+    in_guest(
+        &vm,
+        "/bin/sh",
+        &["-c", "rm -rf /var/lib/sealcam/spool/* && sync"],
+    );
+    vm.qmp("system_reset", serde_json::json!({}));
+    vm.wait_for_console("sealcam-seed: already provisioned", 300);
+    let as_camera = |args: &[&str]| {
+        // As the service runs: its user, and the TPM's group for the key.
+        let mut all = vec![
+            "-u",
+            "sealcam",
+            "-g",
+            "sealcam",
+            "-G",
+            "tss",
+            "--",
+            "/usr/bin/sealcamd",
+        ];
+        all.extend_from_slice(args);
+        in_guest(&vm, "/usr/sbin/runuser", &all)
+    };
+    // Refused from its first fragment, it holds them and says why.
+    assert!(
+        wait_until(300, || as_camera(&["spool", "list"])
+            .contains("this camera probably lost its storage")),
+        "{}",
+        as_camera(&["spool", "list"])
+    );
+    in_guest(&vm, "/bin/systemctl", &["stop", "sealcamd.service"]);
+    let begun = as_camera(&["spool", "new-epoch"]);
+    assert!(begun.contains("new epoch begins at sequence"), "{begun}");
+    in_guest(&vm, "/bin/systemctl", &["start", "sealcamd.service"]);
+    let after = stored_count(&ingest);
+    wait_for_fragments(&ingest, after + 3);
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    assert!(
+        report.contains("restart:   chain restart at")
+            && report.contains("the camera lost its state"),
+        "{report}"
+    );
+    assert!(report.contains("undeclared gaps: none"), "{report}");
+}
+
 #[test]
 fn camera_stream_errors_are_survived_and_declared() {
     let (w, ingest) = fleet();

@@ -240,7 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             files.push((name.to_owned(), read(&path)?));
         }
     }
-    for sub in [CERTS_DIR, HEADS_DIR] {
+    for sub in [CERTS_DIR, HEADS_DIR, crate::restarts::RESTARTS_DIR] {
         files.extend(read_subdir(&args.dir, sub)?);
     }
     for (path, bytes) in args.recipients.iter().zip(sets) {

@@ -121,6 +121,10 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         bar.inc(e.bytes);
     }
     bar.finish_and_clear();
+    let restarts = crate::restarts::fetch(&api, &device, &stream, &args.out).await?;
+    if restarts > 0 {
+        println!("fetched {restarts} chain restart records of {device}/{stream}");
+    }
     println!(
         "fetched {} fragments of {device}/{stream} and {} certificates into {}",
         entries.len(),

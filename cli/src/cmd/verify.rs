@@ -124,6 +124,22 @@ pub fn print_report(report: &ChainReport, accepted: &[GapReason]) -> bool {
             g.reason.who_could_cause()
         );
     }
+    for r in &report.restarts {
+        println!(
+            "restart:   {} (signed by key {}{})",
+            r.describe().replacen(
+                &format!("at {} ns", r.restart.signed_at_unix_ns),
+                &format!("at {}", super::rfc3339(r.restart.signed_at_unix_ns)),
+                1
+            ),
+            &r.key.fingerprint[..16],
+            if r.first_fragment_present {
+                ""
+            } else {
+                "; its first fragment is not among these"
+            }
+        );
+    }
     let unaccepted: Vec<_> = report.unaccepted(accepted).collect();
     for d in &unaccepted {
         println!(

@@ -26,6 +26,7 @@ pub mod connection;
 pub mod enroll;
 pub mod error;
 pub mod read;
+pub mod restarts;
 pub mod roster;
 pub mod route;
 pub mod upload;
@@ -239,6 +240,14 @@ async fn dispatch(
             stream,
             sequence,
         } => upload::put_fragment(state, peer, device, stream, sequence, req).await,
+        Route::UploadRestart {
+            device,
+            stream,
+            first_sequence,
+        } => restarts::put_restart(state, peer, device, stream, first_sequence, req).await,
+        Route::ListRestarts { device, stream } => {
+            restarts::list_restarts(state, peer, device, stream).await
+        }
         Route::ListStreams => read::list_streams(state, peer).await,
         Route::ListFragments { device, stream } => {
             read::list_fragments(state, peer, device, stream, req).await

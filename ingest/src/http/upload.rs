@@ -219,6 +219,7 @@ pub async fn put_fragment(
         .store
         .put_device_cert(&device, &peer.serial, &peer.cert_der)
         .await?;
+    super::restarts::check_epoch_start(state, &frag).await?;
     let conflict = |reason: String| ApiError::new(StatusCode::CONFLICT, reason);
     let outcome = match state.store.put_fragment_in_chain(&frag, &body).await {
         Ok(o) => o,

@@ -57,3 +57,17 @@ pub(super) fn roster_path(owner_fingerprint: &Name, version: u64) -> String {
         seq_name(version)
     )
 }
+
+/// The directory of a stream's chain restart records.
+pub(super) fn restarts_prefix(device: &Name, stream: &Name) -> String {
+    format!("restarts/{device}/{stream}")
+}
+
+/// A chain restart record, by the sequence its epoch begins at.
+pub(super) fn restart_path(device: &Name, stream: &Name, first_sequence: u64) -> String {
+    format!(
+        "{}/{}.scr",
+        restarts_prefix(device, stream),
+        seq_name(first_sequence)
+    )
+}

@@ -41,6 +41,7 @@ mod disk;
 mod fragments;
 mod layout;
 mod objects;
+mod restarts;
 mod rosters;
 
 pub use config::{LocalConfig, S3Config, StorageConfig};
@@ -75,6 +76,12 @@ pub enum StoreError {
     },
     #[error("version {version} of the roster signed by owner key {owner} is already stored with different content")]
     RosterConflict { owner: Name, version: u64 },
+    #[error("a restart record for {device}/{stream} at sequence {first_sequence} is already stored with different content")]
+    RestartConflict {
+        device: Name,
+        stream: Name,
+        first_sequence: u64,
+    },
     #[error("stored object {path} is damaged: {reason}")]
     Damaged { path: String, reason: String },
 }

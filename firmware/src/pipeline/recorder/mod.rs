@@ -135,6 +135,9 @@ impl Recorder {
             };
             (reason, chain.last_end_unix_ns)
         });
+        if chain.began_without_state && chain.next_sequence == 0 {
+            tracing::warn!("no chain state in the spool: the chain starts at sequence 0. On a first start that is right; if this camera lost its storage, the ingest refuses the chain and `sealcamd spool list` says what to do (docs/guide/recovery.md)");
+        }
         tracing::info!(
             next_sequence = chain.next_sequence,
             last_manifest = %chain.last_manifest,
@@ -505,11 +508,7 @@ impl Recorder {
         hash: sealcam_format::ManifestHash,
         end_unix_ns: u64,
     ) -> Result<(), SpoolError> {
-        self.chain = ChainState {
-            next_sequence: sequence + 1,
-            last_manifest: hash,
-            last_end_unix_ns: end_unix_ns,
-        };
+        self.chain = self.chain.advanced(sequence, hash, end_unix_ns);
         self.spool.save_state(&self.chain)
     }
 }

@@ -253,3 +253,75 @@ fn a_track_change_closes_the_fragment() {
         .unwrap();
     assert_eq!(second.track.width, 32);
 }
+
+#[test]
+fn a_new_epoch_after_a_lost_spool_verifies_across_the_restart() {
+    use sealcam_format::epochs::verify_chain_with_restarts;
+    use sealcam_format::restart::RestartReason;
+    use sealcam_format::verify::DeviceKeys;
+
+    let rig = Rig::new();
+    rig.run(0..20, true);
+    let old = rig.spooled();
+    assert_eq!(old.len(), 2);
+    // The spool is lost: the next chain begins without state, from 0.
+    std::fs::remove_dir_all(rig.spool.dir()).unwrap();
+    std::fs::create_dir_all(rig.spool.dir()).unwrap();
+    rig.run(0..10, true);
+    assert!(rig.spool.load_state().unwrap().began_without_state);
+    // The ingest refused it; the operator begins a new epoch.
+    let now = 1_900_000_000 * 1_000_000_000;
+    let epoch = rig
+        .spool
+        .begin_epoch(
+            rig.key.as_ref(),
+            &Name::new("cam").unwrap(),
+            &Name::new("front").unwrap(),
+            RestartReason::LostState,
+            now,
+        )
+        .unwrap();
+    assert_eq!(epoch.restart.previous, None);
+    assert_eq!(epoch.restart.first_sequence, 1_900_000_000 << 20);
+    assert_eq!(epoch.abandoned, [0]);
+    assert!(rig.spooled().is_empty());
+    rig.run(100..120, true);
+    let new = rig.spooled();
+    assert_eq!(new.len(), 2);
+    let restarts: Vec<Vec<u8>> = rig
+        .spool
+        .pending_restarts()
+        .unwrap()
+        .iter()
+        .map(|r| std::fs::read(&r.path).unwrap())
+        .collect();
+    assert_eq!(restarts.len(), 1);
+    let key = DeviceVerifyingKey(rig.key.verifying_key());
+    let files: Vec<(String, &[u8])> = old
+        .iter()
+        .chain(&new)
+        .enumerate()
+        .map(|(i, b)| (i.to_string(), b.as_slice()))
+        .collect();
+    let report = verify_chain_with_restarts(
+        files.clone(),
+        [("restart".to_owned(), restarts[0].as_slice())],
+        DeviceKeys::Single(&key),
+    );
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.restarts.len(), 1);
+    assert_eq!(report.restarts[0].unknown_after, Some(1));
+    // Without the record, the break is undeclared.
+    assert!(!verify_chain_with_restarts(files, [], DeviceKeys::Single(&key)).is_ok());
+}
+
+#[test]
+fn a_chain_the_ingest_stored_no_longer_counts_as_begun_without_state() {
+    let rig = Rig::new();
+    rig.run(0..10, true);
+    assert!(rig.spool.load_state().unwrap().began_without_state);
+    rig.spool.mark_chain_accepted().unwrap();
+    let state = rig.spool.load_state().unwrap();
+    assert!(!state.began_without_state);
+    assert_eq!(state.next_sequence, 1);
+}

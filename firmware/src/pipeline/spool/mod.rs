@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! <spool>/<stream>/00000000000000000042.scf   one sealed fragment, complete
-//! <spool>/<stream>/chain.state                 next sequence, last manifest hash and end time
+//! <spool>/<stream>/chain.state                 next sequence, last manifest hash and end time, epoch
+//! <spool>/<stream>/chain.accepted              the ingest has stored a fragment of this chain
 //! <spool>/<stream>/running                     a recorder is running (left behind by a crash)
 //! <spool>/<stream>/gaps.pending                gaps to declare in the next manifest
 //! <spool>/<stream>/gaps.lock                   locked while the gaps change
 //! <spool>/<stream>/held/<sequence>.scf         refused by the ingest: waits for an operator
 //! <spool>/<stream>/held/<sequence>.why         the ingest's last answer
+//! <spool>/<stream>/restart-<sequence>.scr      a signed chain restart, waiting for upload
+//! <spool>/<stream>/abandoned/<sequence>/       fragments of a chain left behind by a restart
 //! <spool>/<stream>/.tmp-*                      being written; removed on start
 //! ```
 //!
@@ -23,11 +26,13 @@ use std::path::{Path, PathBuf};
 use sealcam_base::durable::{self, AtomicFile, DurableError};
 use sealcam_format::{DeclaredGap, GapReason, Name, SealedFragment};
 
+mod epoch;
 mod held;
 mod state;
 #[cfg(test)]
 use state::STATE_FILE;
 
+pub use epoch::{first_sequence_at, NewEpoch, PendingRestart};
 pub use held::Held;
 pub use state::ChainState;
 
@@ -45,6 +50,8 @@ pub enum SpoolError {
     },
     #[error("spool state {path} is corrupt: {reason}")]
     BadState { path: PathBuf, reason: String },
+    #[error("cannot sign the restart record with the device key: {0}")]
+    Sign(String),
     #[error("fragment {sequence} is not held in {dir} (`sealcamd spool list` shows what is)")]
     NotHeld { dir: PathBuf, sequence: u64 },
 }

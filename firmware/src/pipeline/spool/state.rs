@@ -26,6 +26,9 @@ const PENDING_GAPS_FILE: &str = "gaps.pending";
 const GAPS_LOCK_FILE: &str = "gaps.lock";
 /// The newest owner-signed recipient-set version accepted.
 const RECIPIENTS_FILE: &str = "recipients.version";
+/// Present once the ingest has stored a fragment of this spool's chain: a
+/// chain that began without state is then the stream's own.
+const ACCEPTED_FILE: &str = "chain.accepted";
 
 /// Where the manifest chain stands: the next sequence number to use and the
 /// hash of the last manifest written.
@@ -35,6 +38,35 @@ pub struct ChainState {
     pub last_manifest: ManifestHash,
     /// Wall-clock end of the last fragment, for declaring the gap a restart leaves.
     pub last_end_unix_ns: u64,
+    /// The camera's count of its epochs for the stream (`sealcam_format::restart`);
+    /// 0 where it is unknown (the chain began without any state).
+    pub epoch: u64,
+    /// The chain began here with no state at all (no state file, an empty
+    /// spool): a first start, or a camera that lost its state. Whether an
+    /// earlier chain of the stream exists is unknown, so a new epoch begun
+    /// from it names no previous end.
+    pub began_without_state: bool,
+}
+
+impl ChainState {
+    /// Where a chain stands that begins with no state at all.
+    pub fn without_state() -> Self {
+        Self {
+            epoch: 0,
+            began_without_state: true,
+            ..Self::default()
+        }
+    }
+
+    /// The chain moves past a fragment; its epoch stays.
+    pub fn advanced(&self, sequence: u64, hash: ManifestHash, end_unix_ns: u64) -> Self {
+        Self {
+            next_sequence: sequence + 1,
+            last_manifest: hash,
+            last_end_unix_ns: end_unix_ns,
+            ..*self
+        }
+    }
 }
 
 impl Default for ChainState {
@@ -43,6 +75,8 @@ impl Default for ChainState {
             next_sequence: 0,
             last_manifest: ManifestHash::GENESIS,
             last_end_unix_ns: 0,
+            epoch: 1,
+            began_without_state: false,
         }
     }
 }
@@ -165,11 +199,23 @@ impl Spool {
             .collect();
         write_durably(&self.dir, PENDING_GAPS_FILE, text.as_bytes()).map(|_| ())
     }
+    /// Notes that the ingest stored a fragment of this chain (durably, once).
+    pub fn mark_chain_accepted(&self) -> Result<(), SpoolError> {
+        if self.dir.join(ACCEPTED_FILE).exists() {
+            return Ok(());
+        }
+        write_durably(&self.dir, ACCEPTED_FILE, b"").map(|_| ())
+    }
+
     /// Records where the chain stands.
     pub fn save_state(&self, state: &ChainState) -> Result<(), SpoolError> {
         let text = format!(
-            "next_sequence={}\nlast_manifest={}\nlast_end_unix_ns={}\n",
-            state.next_sequence, state.last_manifest, state.last_end_unix_ns
+            "next_sequence={}\nlast_manifest={}\nlast_end_unix_ns={}\nepoch={}\nbegan_without_state={}\n",
+            state.next_sequence,
+            state.last_manifest,
+            state.last_end_unix_ns,
+            state.epoch,
+            state.began_without_state
         );
         write_durably(&self.dir, STATE_FILE, text.as_bytes()).map(|_| ())
     }
@@ -180,9 +226,13 @@ impl Spool {
         let path = self.dir.join(STATE_FILE);
         let mut state = match fs::read_to_string(&path) {
             Ok(text) => parse_state(&path, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ChainState::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ChainState::without_state(),
             Err(e) => return Err(io(&path, "read")(e)),
         };
+        if state.began_without_state && self.dir.join(ACCEPTED_FILE).exists() {
+            // The ingest stored a fragment of it: the stream's own chain.
+            state.began_without_state = false;
+        }
         for s in self.pending()?.into_iter().rev() {
             if s.sequence < state.next_sequence {
                 break;
@@ -190,11 +240,12 @@ impl Spool {
             let bytes = fs::read(&s.path).map_err(io(&s.path, "read"))?;
             match SealedFragment::parse(&bytes) {
                 Ok(f) => {
-                    state = ChainState {
-                        next_sequence: s.sequence + 1,
-                        last_manifest: f.manifest_hash(),
-                        last_end_unix_ns: f.manifest.end_unix_ns,
-                    };
+                    state = state.advanced(s.sequence, f.manifest_hash(), f.manifest.end_unix_ns);
+                    if state.began_without_state && f.manifest.prev != ManifestHash::GENESIS {
+                        // The state file is gone but fragments are
+                        // spooled: the chain continues from them.
+                        state.began_without_state = false;
+                    }
                     break;
                 }
                 Err(e) => {
@@ -241,6 +292,9 @@ fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
     let mut next = None;
     let mut last = None;
     let mut end = 0;
+    // A state file from before epochs: a chain whose state was kept.
+    let mut epoch = 1;
+    let mut began_without_state = false;
     for line in text.lines() {
         match line.split_once('=') {
             Some(("next_sequence", v)) => {
@@ -260,6 +314,14 @@ fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
                     .parse::<u64>()
                     .map_err(|_| bad("last_end_unix_ns is not a number"))?
             }
+            Some(("epoch", v)) => {
+                epoch = v.parse::<u64>().map_err(|_| bad("epoch is not a number"))?
+            }
+            Some(("began_without_state", v)) => {
+                began_without_state = v
+                    .parse::<bool>()
+                    .map_err(|_| bad("began_without_state is not true or false"))?
+            }
             _ => {}
         }
     }
@@ -267,5 +329,7 @@ fn parse_state(path: &Path, text: &str) -> Result<ChainState, SpoolError> {
         next_sequence: next.ok_or_else(|| bad("next_sequence missing"))?,
         last_manifest: last.ok_or_else(|| bad("last_manifest missing"))?,
         last_end_unix_ns: end,
+        epoch,
+        began_without_state,
     })
 }

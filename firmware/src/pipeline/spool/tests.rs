@@ -20,6 +20,8 @@ fn put_list_remove_and_state_round_trip() {
         next_sequence: 3,
         last_manifest: ManifestHash([9; 32]),
         last_end_unix_ns: 77,
+        epoch: 3,
+        began_without_state: false,
     };
     spool.save_state(&st).unwrap();
     assert_eq!(spool.load_state().unwrap(), st);

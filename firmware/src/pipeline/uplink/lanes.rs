@@ -214,6 +214,9 @@ impl Uplink {
                 }
                 continue;
             }
+            if room > 0 {
+                self.send_restarts(link).await?;
+            }
             for s in pending
                 .into_iter()
                 .take(room.saturating_sub(in_flight.len()))

@@ -39,6 +39,7 @@ mod client;
 mod error;
 mod lanes;
 mod link;
+mod restarts;
 
 pub use error::{ConnectFailure, FailureKind, UploadError};
 use link::Link;
@@ -182,6 +183,9 @@ impl Uplink {
                     .observe(sent.elapsed().as_secs_f64());
                 self.metrics.fragments_uploaded.inc();
                 self.spool.remove(&s)?;
+                if let Err(e) = self.spool.mark_chain_accepted() {
+                    tracing::warn!(error = %e, "cannot note that the ingest accepted this chain");
+                }
                 self.uploaded.fetch_add(1, Ordering::Relaxed);
                 link.succeeded();
             }
