@@ -16,6 +16,7 @@
 //! This crate does no I/O. The byte layout is specified in `docs/ref/format.md`.
 
 mod codec;
+pub mod coverage;
 mod ebml;
 pub mod fragment;
 pub mod head;
