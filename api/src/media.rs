@@ -15,3 +15,6 @@ pub const PEM: &str = "application/x-pem-file";
 /// An owner-signed device roster file (`roster.sdr`), as `GET
 /// /v1/rosters/{owner}` answers it.
 pub const ROSTER: &str = "application/vnd.sealcam.roster";
+
+/// A signed head (`docs/ref/format.md`, Signed heads).
+pub const HEAD: &str = "application/vnd.sealcam.head";

@@ -18,6 +18,12 @@ pub enum Route {
         stream: Name,
         sequence: u64,
     },
+    /// `PUT /v1/heads/{device}/{stream}`: a device uploads its newest
+    /// signed head of a stream.
+    UploadHead { device: Name, stream: Name },
+    /// `GET /v1/streams/{device}/{stream}/head`: the newest signed head
+    /// stored for a stream.
+    ReadHead { device: Name, stream: Name },
     /// `POST /v1/renew`: a device renews its own certificate.
     Renew,
     /// `GET /v1/whoami`: the caller's identity as the ingest reads it.
@@ -93,6 +99,20 @@ impl Route {
                 },
                 &Method::PUT,
             ),
+            ["v1", "heads", d, s] => (
+                Self::UploadHead {
+                    device: Name::new(d)?,
+                    stream: Name::new(s)?,
+                },
+                &Method::PUT,
+            ),
+            ["v1", "streams", d, s, "head"] => (
+                Self::ReadHead {
+                    device: Name::new(d)?,
+                    stream: Name::new(s)?,
+                },
+                &Method::GET,
+            ),
             ["v1", "renew"] => (Self::Renew, &Method::POST),
             ["v1", "whoami"] => (Self::WhoAmI, &Method::GET),
             ["v1", "enroll"] => (Self::Enroll, &Method::POST),
@@ -148,12 +168,13 @@ impl Route {
     /// The method a client sends for this route.
     pub fn method(&self) -> Method {
         match self {
-            Self::Upload { .. } | Self::PublishRoster => Method::PUT,
+            Self::Upload { .. } | Self::UploadHead { .. } | Self::PublishRoster => Method::PUT,
             Self::Renew | Self::Enroll | Self::EnrollChallenge => Method::POST,
             Self::WhoAmI
             | Self::ListStreams
             | Self::ListFragments { .. }
             | Self::ReadFragment { .. }
+            | Self::ReadHead { .. }
             | Self::DeviceCertificate { .. }
             | Self::DeviceCertificates { .. }
             | Self::ReadRoster { .. } => Method::GET,
@@ -168,6 +189,8 @@ impl Route {
                 stream,
                 sequence,
             } => format!("/v1/fragments/{device}/{stream}/{sequence}"),
+            Self::UploadHead { device, stream } => format!("/v1/heads/{device}/{stream}"),
+            Self::ReadHead { device, stream } => format!("/v1/streams/{device}/{stream}/head"),
             Self::Renew => "/v1/renew".into(),
             Self::WhoAmI => "/v1/whoami".into(),
             Self::Enroll => "/v1/enroll".into(),
@@ -192,6 +215,8 @@ impl Route {
     pub fn action(&self) -> &'static str {
         match self {
             Self::Upload { .. } => "upload",
+            Self::UploadHead { .. } => "upload-head",
+            Self::ReadHead { .. } => "read-head",
             Self::ListStreams | Self::ListFragments { .. } => "list",
             Self::ReadFragment { .. } => "read",
             Self::DeviceCertificate { .. } => "read-certificate",
@@ -219,7 +244,9 @@ impl Route {
                 stream,
                 sequence,
             } => Some(format!("{device}/{stream}/{sequence}")),
-            Self::ListFragments { device, stream } => Some(format!("{device}/{stream}")),
+            Self::ListFragments { device, stream }
+            | Self::UploadHead { device, stream }
+            | Self::ReadHead { device, stream } => Some(format!("{device}/{stream}")),
             Self::DeviceCertificate { device } | Self::DeviceCertificates { device } => {
                 Some(device.to_string())
             }
@@ -269,6 +296,14 @@ mod tests {
                 stream: name("front"),
                 sequence: 12,
             },
+            Route::UploadHead {
+                device: name("cam1"),
+                stream: name("front"),
+            },
+            Route::ReadHead {
+                device: name("cam1"),
+                stream: name("front"),
+            },
             Route::Renew,
             Route::WhoAmI,
             Route::Enroll,
@@ -314,6 +349,8 @@ mod tests {
             named,
             vec![
                 ("upload", Some("cam1/front/12".into())),
+                ("upload-head", Some("cam1/front".into())),
+                ("read-head", Some("cam1/front".into())),
                 ("renew", None),
                 ("whoami", None),
                 ("enroll", None),

@@ -14,9 +14,11 @@ use super::error::ApiError;
 pub fn required_role(route: &Route) -> Option<(Role, &'static str)> {
     match route {
         Route::Upload { .. } => Some((Role::Device, "upload fragments")),
-        Route::ListStreams | Route::ListFragments { .. } | Route::ReadFragment { .. } => {
-            Some((Role::Consumer, "read streams"))
-        }
+        Route::UploadHead { .. } => Some((Role::Device, "upload heads")),
+        Route::ListStreams
+        | Route::ListFragments { .. }
+        | Route::ReadFragment { .. }
+        | Route::ReadHead { .. } => Some((Role::Consumer, "read streams")),
         Route::DeviceCertificate { .. } | Route::DeviceCertificates { .. } => {
             Some((Role::Consumer, "read device certificates"))
         }

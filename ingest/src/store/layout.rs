@@ -57,3 +57,17 @@ pub(super) fn roster_path(owner_fingerprint: &Name, version: u64) -> String {
         seq_name(version)
     )
 }
+
+/// The directory of a stream's signed heads.
+pub(super) fn heads_prefix(device: &Name, stream: &Name) -> String {
+    format!("heads/{device}/{stream}")
+}
+
+/// One signed head, by the time the camera signed it.
+pub(super) fn head_path(device: &Name, stream: &Name, signed_at_unix_ns: u64) -> String {
+    format!(
+        "{}/{}.sch",
+        heads_prefix(device, stream),
+        seq_name(signed_at_unix_ns)
+    )
+}
