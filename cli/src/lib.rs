@@ -10,3 +10,4 @@ pub mod cmd;
 pub mod fragdir;
 pub mod owner_key;
 pub mod pins;
+pub mod range;
