@@ -8,6 +8,7 @@ pub mod anchor;
 pub mod api;
 pub mod cmd;
 pub mod fragdir;
+pub mod head_watch;
 pub mod owner_key;
 pub mod pins;
 pub mod range;

@@ -31,9 +31,12 @@ pub const HEADS_DIR: &str = "heads";
 pub const MAX_HEAD_FILE: u64 = 4096;
 /// How many head files a directory may hold.
 pub const MAX_HEADS: usize = 64;
-/// A head older than this many fragment durations at the time of the
-/// request is stale.
+/// A head older than this many head intervals (or fragment durations,
+/// whichever is longer) at the time of the request is stale.
 pub const STALE_HEAD_FRAGMENTS: u64 = 3;
+/// How often a camera signs a head, as far as a verifier assumes: the
+/// default of `upload.head_interval_s`.
+pub const ASSUMED_HEAD_INTERVAL_NS: u64 = 10_000_000_000;
 
 /// What `fetch` asked the ingest for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,9 +235,9 @@ fn report_head(h: &HeadSeen, spans: &[Span], asked_at: u64) {
         rfc3339(h.fragment_end_unix_ns),
         rfc3339(h.signed_at_unix_ns)
     );
-    let duration = typical_duration(spans);
+    let duration = typical_duration(spans).max(ASSUMED_HEAD_INTERVAL_NS);
     let age = asked_at.saturating_sub(h.signed_at_unix_ns);
-    if duration > 0 && age > STALE_HEAD_FRAGMENTS.saturating_mul(duration) {
+    if age > STALE_HEAD_FRAGMENTS.saturating_mul(duration) {
         let newest_fragment_end = spans.last().map(|s| s.end_unix_ns).unwrap_or_default();
         let why = if newest_fragment_end > h.signed_at_unix_ns.saturating_add(duration) {
             "the camera recorded after it, so the server holds its newer heads back"
@@ -242,9 +245,8 @@ fn report_head(h: &HeadSeen, spans: &[Span], asked_at: u64) {
             "the camera went offline then, or the server holds its heads back"
         };
         println!(
-            "head:      it was {} s old when fetched ({} fragment durations): {why}",
-            age / 1_000_000_000,
-            age / duration
+            "head:      it was {} s old when fetched: {why}",
+            age / 1_000_000_000
         );
     }
 }

@@ -302,3 +302,74 @@ fn another_stream_of_the_same_camera_is_refused_with_the_fragment_named() {
         "{t}"
     );
 }
+
+#[test]
+fn a_withheld_tail_in_a_live_view_is_exposed_by_the_cameras_head() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.camera("cam1", &ingest.url(), 900, 1000);
+    // A head every second ([upload] is the config's last section).
+    let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    text_cfg.push_str("head_interval_s = 1\n");
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let mut camera = w.spawn_camera(&cfg);
+    assert!(wait_until(30, || !fragment_files(&ingest.data).is_empty()));
+    let liar = LyingIngest::start(
+        w.path(),
+        &ingest.url(),
+        "consumer/alice.crt",
+        "consumer/alice.key",
+    );
+    let mut args: Vec<String> = vec!["follow".into(), "cam1/front".into()];
+    args.extend(alice_at_url(&liar.url()));
+    args.extend(["--key", "alice.key", "--after", "0", "--out", "live.mkv"].map(String::from));
+    args.extend(ANCHOR.map(String::from));
+    let mut viewer = std::process::Command::new(bin("sealcam"))
+        .args(&args)
+        .current_dir(w.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(w.path().join("follow.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(w.path().join("follow.log")).unwrap_or_default();
+    assert!(
+        wait_until(30, || log().matches("\nfragment ").count() >= 1),
+        "{}",
+        log()
+    );
+    // The operator lists nothing new any more; the camera keeps recording
+    // and signing heads.
+    liar.rewrite(|pq| {
+        let Some((path, query)) = pq.split_once('?') else {
+            return pq.to_owned();
+        };
+        if !path.ends_with("/fragments") {
+            return pq.to_owned();
+        }
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| {
+                if kv.starts_with("after=") {
+                    format!("after={}", u64::MAX - 1)
+                } else {
+                    kv.to_owned()
+                }
+            })
+            .collect();
+        format!("{path}?{}", query.join("&"))
+    });
+    assert!(
+        wait_until(40, || log().contains("the server is withholding fragments")),
+        "{}",
+        log()
+    );
+    let l = log();
+    assert!(
+        l.contains("the camera's newest signed head (signed") && l.contains("names fragment"),
+        "{l}"
+    );
+    let _ = viewer.kill();
+    let _ = viewer.wait();
+    let _ = camera.kill();
+    let _ = camera.wait();
+}
