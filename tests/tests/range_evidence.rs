@@ -373,3 +373,145 @@ fn a_withheld_tail_in_a_live_view_is_exposed_by_the_cameras_head() {
     let _ = camera.kill();
     let _ = camera.wait();
 }
+
+/// cam1's device key (the development software key of the world).
+fn camera_key(w: &World) -> p256::ecdsa::SigningKey {
+    use p256::pkcs8::DecodePrivateKey;
+    let der = sealcam_transport::pem::load_private_key(&w.path().join("cam1/device.key")).unwrap();
+    match der {
+        rustls::pki_types::PrivateKeyDer::Pkcs8(k) => {
+            p256::ecdsa::SigningKey::from_pkcs8_der(k.secret_pkcs8_der()).unwrap()
+        }
+        rustls::pki_types::PrivateKeyDer::Sec1(k) => p256::ecdsa::SigningKey::from(
+            p256::SecretKey::from_sec1_der(k.secret_sec1_der()).unwrap(),
+        ),
+        other => panic!("unexpected key kind {other:?}"),
+    }
+}
+
+/// A head of `device`/front naming `sequence` with `hash`, signed now by `key`.
+fn signed_head(
+    key: &p256::ecdsa::SigningKey,
+    device: &str,
+    sequence: u64,
+    hash: [u8; 32],
+) -> (u64, Vec<u8>) {
+    use p256::ecdsa::signature::Signer;
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let head = sealcam_format::head::Head {
+        device: sealcam_format::Name::new(device).unwrap(),
+        stream: sealcam_format::Name::new("front").unwrap(),
+        sequence,
+        manifest_hash: sealcam_format::ManifestHash(hash),
+        fragment_end_unix_ns: at,
+        signed_at_unix_ns: at,
+    };
+    let sig: p256::ecdsa::Signature = key.sign(&head.signing_message());
+    (at, head.to_signed(&sig.to_bytes().into()))
+}
+
+#[test]
+fn a_forked_or_foreign_head_fails_verify_by_name() {
+    let (w, ingest, _liar) = recorded_behind_a_liar();
+    w.fetch(&ingest, "cam1", "all");
+    // The camera's own key names another fragment 2 than the one held.
+    let (at, forked) = signed_head(&camera_key(&w), "cam1", 2, [0xab; 32]);
+    let path = w.path().join(format!("all/heads/{at:020}.sch"));
+    std::fs::write(&path, &forked).unwrap();
+    let v = verify(&w, "all");
+    let t = out_text(&v);
+    assert!(!v.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("FAILED:    heads/{at:020}.sch: forked history: the camera signed fragment 2 as manifest abab")),
+        "{t}"
+    );
+    // A head no roster key signed.
+    let stranger = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let (at2, foreign) = signed_head(&stranger, "cam1", 9, [1; 32]);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(w.path().join(format!("all/heads/{at2:020}.sch")), &foreign).unwrap();
+    let v = verify(&w, "all");
+    let t = out_text(&v);
+    assert!(!v.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("FAILED:    heads/{at2:020}.sch: ")),
+        "{t}"
+    );
+    // It does not count as the camera's word on the tail.
+    assert!(
+        !t.contains("the camera's newest signed head names sequence 9"),
+        "{t}"
+    );
+}
+
+#[test]
+fn heads_are_accepted_only_from_their_own_device_and_served_to_readers() {
+    let (w, ingest, _liar) = recorded_behind_a_liar();
+    let cam = w.client_with_cert("cam1/device.crt", "cam1/device.key");
+    let put = |client: &reqwest::blocking::Client, path: &str, body: Vec<u8>| {
+        client
+            .put(format!("{}{path}", ingest.url()))
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let key = camera_key(&w);
+    // Another device's head, or a head of another device's stream.
+    assert_eq!(
+        put(
+            &cam,
+            "/v1/heads/cam2/front",
+            signed_head(&key, "cam2", 1, [0; 32]).1
+        ),
+        403
+    );
+    assert_eq!(
+        put(
+            &cam,
+            "/v1/heads/cam1/front",
+            signed_head(&key, "cam2", 1, [0; 32]).1
+        ),
+        400
+    );
+    // Not signed by the key of the certificate presented.
+    let stranger = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    assert_eq!(
+        put(
+            &cam,
+            "/v1/heads/cam1/front",
+            signed_head(&stranger, "cam1", 1, [0; 32]).1
+        ),
+        400
+    );
+    // Oversized.
+    assert_eq!(put(&cam, "/v1/heads/cam1/front", vec![0; 5000]), 413);
+    // A consumer may not upload heads.
+    let alice = w.consumer_client("alice");
+    assert_eq!(
+        put(
+            &alice,
+            "/v1/heads/cam1/front",
+            signed_head(&key, "cam1", 1, [0; 32]).1
+        ),
+        403
+    );
+    // The device's own, newer than the last: stored, and served.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (_, good) = signed_head(&key, "cam1", 4, [7; 32]);
+    assert_eq!(put(&cam, "/v1/heads/cam1/front", good.clone()), 201);
+    let served = alice
+        .get(format!("{}/v1/streams/cam1/front/head", ingest.url()))
+        .send()
+        .unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+    assert_eq!(served.bytes().unwrap().to_vec(), good);
+    // Another within a second of the newest is refused: a device cannot
+    // fill the store with heads.
+    let (_, soon) = signed_head(&key, "cam1", 5, [7; 32]);
+    assert_eq!(put(&cam, "/v1/heads/cam1/front", soon), 409);
+}
