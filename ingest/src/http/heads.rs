@@ -77,12 +77,7 @@ pub async fn put(
         .verify(&key)
         .map_err(|e| malformed(format!("head: {e} under the certificate presented")))?;
     let signed_at = h.signed_at_unix_ns;
-    let newest = state
-        .store
-        .head_times(&device, &stream)
-        .await?
-        .last()
-        .copied();
+    let newest = state.store.newest_head_time(&device, &stream).await?;
     if let Some(newest) = newest {
         if signed_at != newest && signed_at < newest.saturating_add(MIN_HEAD_SPACING_NS) {
             return Err(refused(

@@ -1,7 +1,9 @@
 //! Signed heads, as cameras upload them: one object per head, named by
 //! the time the camera signed it, written create-only, so that several
 //! instances on one bucket agree on the newest (the greatest name) and
-//! none overwrites another's.
+//! none overwrites another's. Heads are grouped by the hour they were
+//! signed in, so that finding the newest lists one hour, not the stream's
+//! whole history.
 //!
 //! The ingest checks a head's signature against the device's certificate
 //! before it stores it; verifiers check it again under the owner's roster.
@@ -9,7 +11,7 @@
 use bytes::Bytes;
 use sealcam_format::Name;
 
-use super::layout::{head_path, heads_prefix};
+use super::layout::{head_hour_prefix, head_path, heads_prefix, HOUR_NS};
 use super::{Store, StoreError};
 
 /// What became of an uploaded head.
@@ -20,10 +22,28 @@ pub enum HeadPut {
 }
 
 impl Store {
-    /// The `signed_at` times of the heads stored for a stream, ascending.
-    pub async fn head_times(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
+    /// The hours (since the epoch) that hold heads of a stream, ascending.
+    async fn head_hours(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
+        let mut hours: Vec<u64> = self
+            .children(&heads_prefix(device, stream))
+            .await?
+            .iter()
+            .filter_map(|n| n.as_str().parse().ok())
+            .collect();
+        hours.sort_unstable();
+        Ok(hours)
+    }
+
+    /// The `signed_at` times of the heads stored for a stream in one hour,
+    /// ascending.
+    async fn head_times_in(
+        &self,
+        device: &Name,
+        stream: &Name,
+        hour: u64,
+    ) -> Result<Vec<u64>, StoreError> {
         let mut times: Vec<u64> = self
-            .list(&heads_prefix(device, stream))
+            .list(&head_hour_prefix(device, stream, hour))
             .await?
             .iter()
             .filter_map(|l| {
@@ -37,6 +57,30 @@ impl Store {
             .collect();
         times.sort_unstable();
         Ok(times)
+    }
+
+    /// The `signed_at` times of every head stored for a stream, ascending.
+    pub async fn head_times(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for hour in self.head_hours(device, stream).await? {
+            out.extend(self.head_times_in(device, stream, hour).await?);
+        }
+        Ok(out)
+    }
+
+    /// The `signed_at` of the newest head stored for a stream: it lists
+    /// the newest hour only (at most a few hundred heads).
+    pub async fn newest_head_time(
+        &self,
+        device: &Name,
+        stream: &Name,
+    ) -> Result<Option<u64>, StoreError> {
+        for hour in self.head_hours(device, stream).await?.into_iter().rev() {
+            if let Some(&t) = self.head_times_in(device, stream, hour).await?.last() {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
     }
 
     /// Stores a head signed at `signed_at_unix_ns`, create-only. The same
@@ -69,9 +113,16 @@ impl Store {
         device: &Name,
         stream: &Name,
     ) -> Result<Option<Bytes>, StoreError> {
-        for at in self.head_times(device, stream).await?.into_iter().rev() {
-            if let Some(b) = self.read(&head_path(device, stream, at)).await? {
-                return Ok(Some(b));
+        for hour in self.head_hours(device, stream).await?.into_iter().rev() {
+            for at in self
+                .head_times_in(device, stream, hour)
+                .await?
+                .into_iter()
+                .rev()
+            {
+                if let Some(b) = self.read(&head_path(device, stream, at)).await? {
+                    return Ok(Some(b));
+                }
             }
         }
         Ok(None)
@@ -86,12 +137,17 @@ impl Store {
         cutoff_unix_ns: u64,
     ) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for at in self.head_times(device, stream).await? {
-            if at >= cutoff_unix_ns {
+        for hour in self.head_hours(device, stream).await? {
+            if hour > cutoff_unix_ns / HOUR_NS {
                 break;
             }
-            self.remove(&head_path(device, stream, at)).await?;
-            removed += 1;
+            for at in self.head_times_in(device, stream, hour).await? {
+                if at >= cutoff_unix_ns {
+                    break;
+                }
+                self.remove(&head_path(device, stream, at)).await?;
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -136,6 +192,13 @@ mod tests {
         ));
         let c = Bytes::from_static(b"c");
         s.put_head(&d, &st, 100, c.clone()).await.unwrap();
+        // In a later hour: newest, until it is removed.
+        let late = 5 * 3_600_000_000_000 + 1;
+        s.put_head(&d, &st, late, Bytes::from_static(b"l"))
+            .await
+            .unwrap();
+        assert_eq!(s.newest_head_time(&d, &st).await.unwrap(), Some(late));
+        s.remove(&head_path(&d, &st, late)).await.unwrap();
         s.put_head(&d, &st, 50, Bytes::from_static(b"m"))
             .await
             .unwrap();

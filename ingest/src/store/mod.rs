@@ -5,7 +5,7 @@
 //! devices/<device>/certs/<serial>.pem            device certificates, for verifiers:
 //!                                                every one a device has used
 //! rosters/<owner fingerprint>/<version:020>.sdr  owner-signed device rosters, as published
-//! heads/<device>/<stream>/<signed_at:020>.sch     signed heads, as cameras upload them
+//! heads/<device>/<stream>/<hour:010>/<signed_at:020>.sch  signed heads, by hour signed
 //! streams/<device>/<stream>/keys/<seq:020>       signed manifest: names the fragment and
 //!                                                holds its wrapped data keys
 //! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
