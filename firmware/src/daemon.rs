@@ -150,6 +150,9 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         signer: signer.clone(),
         spool: spool.clone(),
         interval: cfg.upload.head_interval,
+        ca: cfg.upload.ca.clone(),
+        certificate: cfg.identity.certificate.clone(),
+        client: std::sync::Mutex::new(None),
     };
     let mut recorder = Recorder::new(
         cfg.device.clone(),

@@ -5,12 +5,15 @@
 //!
 //! It runs beside recording and uploads and never holds either up: the
 //! newest sealed fragment is read from the spool's chain state, signing
-//! runs on a blocking thread (the key may be in a TPM), and a head that
-//! cannot be sent is dropped, superseded by the next one. Heads are sent
+//! runs on a blocking thread (the key may be in a TPM), heads go over a
+//! connection of their own (never queued behind, nor changing the pace of,
+//! fragment uploads), and a head that cannot be sent is dropped,
+//! superseded by the next one. Heads are sent
 //! whether or not fragment uploads get through: a head naming fragments
 //! the ingest does not serve is how a verifier tells they were withheld.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sealcam_api::{media, Route};
@@ -47,6 +50,12 @@ pub struct HeadSigner {
     pub signer: Arc<dyn ExternalSigner>,
     pub spool: Arc<Spool>,
     pub interval: Duration,
+    /// The fleet CA and the device certificate, for its own connection.
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    /// Its connection, made afresh after a failure (and so after a
+    /// certificate renewal).
+    pub client: Mutex<Option<reqwest::Client>>,
 }
 
 fn now_unix_ns() -> u64 {
@@ -87,8 +96,33 @@ impl HeadSigner {
         Ok(Some(head.to_signed(&sig.to_bytes().into())))
     }
 
+    /// The head connection, made if there is none.
+    fn client(&self) -> Result<reqwest::Client, HeadError> {
+        let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Uplink::device_client(&self.ca, &self.certificate, self.signer.clone())
+            .map_err(|e| HeadError::Send(e.to_string()))?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the head connection: the next head makes a new one.
+    fn drop_client(&self) {
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Signs and sends one head.
     pub async fn once(&self, uplink: &Uplink) -> Result<(), HeadError> {
+        let result = self.send(uplink.base_url()).await;
+        if result.is_err() {
+            self.drop_client();
+        }
+        result
+    }
+
+    async fn send(&self, base: &str) -> Result<(), HeadError> {
         let Some(bytes) = self.sign().await? else {
             return Ok(());
         };
@@ -96,9 +130,9 @@ impl HeadSigner {
             device: self.device.clone(),
             stream: self.stream.clone(),
         };
-        let resp = uplink
-            .client()
-            .put(format!("{}{}", uplink.base_url(), route.path()))
+        let resp = self
+            .client()?
+            .put(format!("{base}{}", route.path()))
             .header(reqwest::header::CONTENT_TYPE, media::HEAD)
             .timeout(SEND_TIMEOUT)
             .body(bytes)
@@ -166,6 +200,9 @@ mod tests {
             signer: Arc::new(Key(key.clone())),
             spool: spool.clone(),
             interval: Duration::from_secs(1),
+            ca: PathBuf::new(),
+            certificate: PathBuf::new(),
+            client: Mutex::new(None),
         };
         // Nothing sealed yet: nothing to state.
         assert!(signer.sign().await.unwrap().is_none());
