@@ -88,6 +88,20 @@ impl QueryRecord {
     }
 }
 
+/// The labels of the failures [`check`] adds.
+pub const RANGE_START: &str = "range start";
+pub const RANGE_END: &str = "range end";
+
+/// Whether a failure is about the range or the heads (what is missing or
+/// what the camera said), not about a fragment held: the fragments held
+/// are still authentic.
+pub fn is_range_failure(f: &Failure) -> bool {
+    f.label == RANGE_START
+        || f.label == RANGE_END
+        || f.label == QUERY_FILE
+        || f.label.starts_with(&format!("{HEADS_DIR}/"))
+}
+
 /// Now, Unix ns.
 pub fn now_unix_ns() -> u64 {
     std::time::SystemTime::now()
@@ -291,7 +305,7 @@ fn print_coverage(c: &Coverage, report: &mut ChainReport) {
             sequence,
             start_unix_ns,
         } => report.failures.push(Failure {
-            label: "range start".into(),
+            label: RANGE_START.into(),
             reason: format!(
                 "requested from {}, but the first fragment is {sequence}, starting {}: the server withheld {}..{} (fetch again; the fragment before {sequence} must be there)",
                 at(requested_ns, requested_seq),
@@ -327,7 +341,7 @@ fn print_coverage(c: &Coverage, report: &mut ChainReport) {
             requested_ns,
             requested_seq,
         } => report.failures.push(Failure {
-            label: "range end".into(),
+            label: RANGE_END.into(),
             reason: format!(
                 "requested up to {}, fragments reach {sequence} ending {}; the camera's newest signed head names sequence {} ending {}: the server withheld sequences {}..={} ({}..{})",
                 at(requested_ns, requested_seq),
@@ -346,7 +360,7 @@ fn print_coverage(c: &Coverage, report: &mut ChainReport) {
             requested_ns,
             requested_seq,
         } => report.failures.push(Failure {
-            label: "range end".into(),
+            label: RANGE_END.into(),
             reason: format!(
                 "requested up to {}, but the last fragment is {sequence}, ending {}: {}..{} is missing and no signed head shows the camera recorded nothing newer",
                 at(requested_ns, requested_seq),

@@ -171,6 +171,14 @@ fn a_truncated_tail_is_named_by_the_cameras_signed_head() {
         "{}",
         out_text(&v)
     );
+    // What was fetched is still the camera's: it decrypts, with the
+    // missing tail said.
+    let d = decrypt_ok(&w, "cut", "cut.mkv");
+    assert!(
+        text(&d.stderr).contains("warning: range end: requested up to now"),
+        "{}",
+        out_text(&d)
+    );
 }
 
 #[test]
