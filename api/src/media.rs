@@ -19,3 +19,5 @@ pub const ROSTER: &str = "application/vnd.sealcam.roster";
 /// A signed chain restart record (`sealcam_format::restart`), as a device
 /// uploads it.
 pub const RESTART: &str = "application/vnd.sealcam.restart";
+/// A signed head (`docs/ref/format.md`, Signed heads).
+pub const HEAD: &str = "application/vnd.sealcam.head";

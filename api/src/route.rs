@@ -28,6 +28,12 @@ pub enum Route {
     /// `GET /v1/streams/{device}/{stream}/restarts`: a stream's chain
     /// restart records.
     ListRestarts { device: Name, stream: Name },
+    /// `PUT /v1/heads/{device}/{stream}`: a device uploads its newest
+    /// signed head of a stream.
+    UploadHead { device: Name, stream: Name },
+    /// `GET /v1/streams/{device}/{stream}/head`: the newest signed head
+    /// stored for a stream.
+    ReadHead { device: Name, stream: Name },
     /// `POST /v1/renew`: a device renews its own certificate.
     Renew,
     /// `GET /v1/whoami`: the caller's identity as the ingest reads it.
@@ -118,6 +124,20 @@ impl Route {
                 },
                 &Method::GET,
             ),
+            ["v1", "heads", d, s] => (
+                Self::UploadHead {
+                    device: Name::new(d)?,
+                    stream: Name::new(s)?,
+                },
+                &Method::PUT,
+            ),
+            ["v1", "streams", d, s, "head"] => (
+                Self::ReadHead {
+                    device: Name::new(d)?,
+                    stream: Name::new(s)?,
+                },
+                &Method::GET,
+            ),
             ["v1", "renew"] => (Self::Renew, &Method::POST),
             ["v1", "whoami"] => (Self::WhoAmI, &Method::GET),
             ["v1", "enroll"] => (Self::Enroll, &Method::POST),
@@ -173,13 +193,17 @@ impl Route {
     /// The method a client sends for this route.
     pub fn method(&self) -> Method {
         match self {
-            Self::Upload { .. } | Self::UploadRestart { .. } | Self::PublishRoster => Method::PUT,
+            Self::Upload { .. }
+            | Self::UploadRestart { .. }
+            | Self::UploadHead { .. }
+            | Self::PublishRoster => Method::PUT,
             Self::Renew | Self::Enroll | Self::EnrollChallenge => Method::POST,
             Self::WhoAmI
             | Self::ListStreams
             | Self::ListFragments { .. }
             | Self::ListRestarts { .. }
             | Self::ReadFragment { .. }
+            | Self::ReadHead { .. }
             | Self::DeviceCertificate { .. }
             | Self::DeviceCertificates { .. }
             | Self::ReadRoster { .. } => Method::GET,
@@ -202,6 +226,8 @@ impl Route {
             Self::ListRestarts { device, stream } => {
                 format!("/v1/streams/{device}/{stream}/restarts")
             }
+            Self::UploadHead { device, stream } => format!("/v1/heads/{device}/{stream}"),
+            Self::ReadHead { device, stream } => format!("/v1/streams/{device}/{stream}/head"),
             Self::Renew => "/v1/renew".into(),
             Self::WhoAmI => "/v1/whoami".into(),
             Self::Enroll => "/v1/enroll".into(),
@@ -228,6 +254,8 @@ impl Route {
             Self::Upload { .. } => "upload",
             Self::UploadRestart { .. } => "upload-restart",
             Self::ListRestarts { .. } => "list-restarts",
+            Self::UploadHead { .. } => "upload-head",
+            Self::ReadHead { .. } => "read-head",
             Self::ListStreams | Self::ListFragments { .. } => "list",
             Self::ReadFragment { .. } => "read",
             Self::DeviceCertificate { .. } => "read-certificate",
@@ -260,9 +288,10 @@ impl Route {
                 stream,
                 first_sequence,
             } => Some(format!("{device}/{stream}/{first_sequence}")),
-            Self::ListFragments { device, stream } | Self::ListRestarts { device, stream } => {
-                Some(format!("{device}/{stream}"))
-            }
+            Self::ListFragments { device, stream }
+            | Self::ListRestarts { device, stream }
+            | Self::UploadHead { device, stream }
+            | Self::ReadHead { device, stream } => Some(format!("{device}/{stream}")),
             Self::DeviceCertificate { device } | Self::DeviceCertificates { device } => {
                 Some(device.to_string())
             }
@@ -321,6 +350,14 @@ mod tests {
                 device: name("cam1"),
                 stream: name("front"),
             },
+            Route::UploadHead {
+                device: name("cam1"),
+                stream: name("front"),
+            },
+            Route::ReadHead {
+                device: name("cam1"),
+                stream: name("front"),
+            },
             Route::Renew,
             Route::WhoAmI,
             Route::Enroll,
@@ -368,6 +405,8 @@ mod tests {
                 ("upload", Some("cam1/front/12".into())),
                 ("upload-restart", Some(format!("cam1/front/{}", 1u64 << 50))),
                 ("list-restarts", Some("cam1/front".into())),
+                ("upload-head", Some("cam1/front".into())),
+                ("read-head", Some("cam1/front".into())),
                 ("renew", None),
                 ("whoami", None),
                 ("enroll", None),

@@ -37,6 +37,9 @@ pub struct StreamArgs {
     pub stream: String,
 }
 
+/// The largest signed head read from the ingest.
+pub const MAX_HEAD_BYTES: u64 = 4096;
+
 pub struct Api {
     client: reqwest::Client,
     base: String,
@@ -150,6 +153,41 @@ impl Api {
         };
         let resp = self.get(&route, &FragmentQuery::default()).await?;
         read_limited(resp, limit::FRAGMENT, "a fragment").await
+    }
+
+    /// The newest signed head the ingest holds for a stream, or `None`
+    /// when it holds none (404). Unchecked: the caller parses and verifies.
+    pub async fn head(&self, device: &Name, stream: &Name) -> anyhow::Result<Option<Bytes>> {
+        let route = Route::ReadHead {
+            device: device.clone(),
+            stream: stream.clone(),
+        };
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, route.path()))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the ingest at {}", self.base))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            bail!("the ingest answered {status} for the head of {device}/{stream}: {body}");
+        }
+        let len = resp.content_length().unwrap_or(0);
+        if len > MAX_HEAD_BYTES {
+            bail!("the ingest answered a head of {len} bytes for {device}/{stream}: not a head");
+        }
+        let bytes = resp.bytes().await?;
+        if bytes.len() as u64 > MAX_HEAD_BYTES {
+            bail!(
+                "the ingest answered a head of {} bytes for {device}/{stream}: not a head",
+                bytes.len()
+            );
+        }
+        Ok(Some(bytes))
     }
 
     /// The device's certificate, PEM.

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::metrics::DeviceMetrics;
+use crate::pipeline::heads::HeadSigner;
 use crate::pipeline::recorder::{RecordError, Recorder, RecorderStats};
 use crate::pipeline::spool::{Spool, SpoolError};
 use crate::pipeline::uplink::{Uplink, UplinkError, UplinkReport};
@@ -150,6 +151,16 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     )?
     .with_metrics(metrics.clone());
     let signer_for_renewal = signer.clone();
+    let heads = HeadSigner {
+        device: cfg.device.clone(),
+        stream: cfg.stream.clone(),
+        signer: signer.clone(),
+        spool: spool.clone(),
+        interval: cfg.upload.head_interval,
+        ca: cfg.upload.ca.clone(),
+        certificate: cfg.identity.certificate.clone(),
+        client: std::sync::Mutex::new(None),
+    };
     let mut recorder = Recorder::new(
         cfg.device.clone(),
         cfg.stream.clone(),
@@ -221,11 +232,23 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         }
     };
     tokio::pin!(watchdog);
+    let head_loop = heads.run(&uplink);
+    tokio::pin!(head_loop);
     let uplink_result = tokio::select! {
         r = uplink.run(live, wake, done_rx, drain) => r,
         never = &mut renewal => match never {},
         never = &mut watchdog => match never {},
+        never = &mut head_loop => match never {},
     };
+    // The last word on what was sealed, best effort: a verifier of the
+    // whole run then knows where it ends.
+    if uplink_result.is_ok() {
+        match tokio::time::timeout(FINAL_HEAD_TIMEOUT, heads.once(&uplink)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "final head not sent"),
+            Err(_) => tracing::debug!("final head not sent in time"),
+        }
+    }
     sealcam_base::service::stopping();
     let recorded = tokio::task::spawn_blocking(move || capture.join())
         .await
@@ -238,6 +261,9 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         key_signatures: counted.count(),
     })
 }
+
+/// How long a stopping daemon waits for its last head to be sent.
+const FINAL_HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long to wait before rebuilding a failed capture graph: doubling
 /// from one second up to thirty.

@@ -28,6 +28,8 @@ use crate::codec::{Reader, Writer};
 use crate::keys::DeviceVerifier;
 use crate::manifest::ManifestHash;
 use crate::name::Name;
+use crate::roster::KeyOrigin;
+use crate::verify::{DeviceKeys, KeyUsed, RecordUsed};
 use crate::{FormatError, SealError};
 
 /// The first bytes of every signed head.
@@ -157,6 +159,59 @@ impl SignedHead {
         key.verify(&[SIGNING_CONTEXT, &self.body].concat(), &self.signature)?;
         Ok(&self.head)
     }
+
+    /// Checks the signature under the key `keys` gives for the head's
+    /// device at its `signed_at`, as a manifest is checked: with a roster,
+    /// every key the roster lists for the device at that instant is tried.
+    /// Returns the key that verified, or why none did.
+    pub fn verify_with(&self, keys: DeviceKeys<'_>) -> Result<KeyUsed, String> {
+        let h = &self.head;
+        let roster = match keys {
+            DeviceKeys::Single(key) => {
+                let v = key.verifier().map_err(|e| e.to_string())?;
+                self.verify(&v).map_err(|e| e.to_string())?;
+                return Ok(KeyUsed {
+                    fingerprint: key.fingerprint(),
+                    record: None,
+                });
+            }
+            DeviceKeys::Roster(roster) => roster,
+        };
+        let mut last = format!(
+            "no key of device {} in the owner's roster (version {}) was valid when the head was signed ({} ns)",
+            h.device, roster.version, h.signed_at_unix_ns
+        );
+        for (index, record) in roster.keys.iter().enumerate().rev() {
+            if record.device != h.device || !record.valid_at(h.signed_at_unix_ns) {
+                continue;
+            }
+            let outcome = record
+                .key
+                .verifier()
+                .map_err(|e| e.to_string())
+                .and_then(|v| self.verify(&v).map(|_| ()).map_err(|e| e.to_string()));
+            match outcome {
+                Ok(()) => {
+                    return Ok(KeyUsed {
+                        fingerprint: record.key.fingerprint(),
+                        record: Some(RecordUsed {
+                            index,
+                            roster_version: roster.version,
+                            valid_from_unix_ns: record.valid_from_unix_ns,
+                            in_tpm: matches!(record.origin, KeyOrigin::Tpm(_)),
+                        }),
+                    })
+                }
+                Err(e) => {
+                    last = format!(
+                        "{e} (checked with every key roster version {} lists for device {} when the head was signed)",
+                        roster.version, h.device
+                    )
+                }
+            }
+        }
+        Err(last)
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +259,39 @@ mod tests {
         assert_eq!(parsed.verify(&verifier(&k)).unwrap(), &head(42));
         let other = parsed.verify(&verifier(&key(2))).unwrap_err();
         assert!(matches!(other, SealError::BadSignature), "{other}");
+    }
+
+    #[test]
+    fn a_head_verifies_only_under_a_key_the_roster_lists_at_its_time() {
+        use crate::roster::{DeviceRoster, EndReason, KeyEnd, KeyRecord};
+        let (k, other) = (key(1), key(2));
+        let record = |k: &p256::ecdsa::SigningKey, device: &str, end: Option<u64>| KeyRecord {
+            device: Name::new(device).unwrap(),
+            key: DeviceVerifyingKey(*k.verifying_key()),
+            valid_from_unix_ns: 0,
+            end: end.map(|at_unix_ns| KeyEnd {
+                at_unix_ns,
+                reason: EndReason::Revoked,
+            }),
+            origin: KeyOrigin::Software,
+        };
+        let roster = |keys| DeviceRoster {
+            version: 1,
+            issued_unix: 0,
+            keys,
+        };
+        let signed = SignedHead::parse(&sign(&head(3), &k)).unwrap();
+        let ok = roster(vec![record(&other, "cam1", None), record(&k, "cam1", None)]);
+        let used = signed.verify_with(DeviceKeys::Roster(&ok)).unwrap();
+        assert_eq!(used.record.unwrap().index, 1);
+        // Listed for another device, or revoked before the head's time.
+        for r in [
+            roster(vec![record(&k, "cam2", None)]),
+            roster(vec![record(&k, "cam1", Some(2_000))]),
+            roster(vec![record(&other, "cam1", None)]),
+        ] {
+            assert!(signed.verify_with(DeviceKeys::Roster(&r)).is_err());
+        }
     }
 
     #[test]

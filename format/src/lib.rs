@@ -17,6 +17,7 @@
 
 pub mod bundle;
 mod codec;
+pub mod coverage;
 mod ebml;
 pub mod epochs;
 pub mod fragment;

@@ -35,6 +35,8 @@ pub enum RetentionError {
 pub struct Destroyed {
     pub fragments: usize,
     pub orphans: usize,
+    /// Signed heads older than the retention period.
+    pub heads: usize,
 }
 
 fn count(n: usize) -> String {
@@ -146,6 +148,15 @@ pub async fn sweep(
         destroy(store, audit, "ingest", &device, &stream, &old, &why).await?;
         done.fragments += old.len();
         done.orphans += remove_orphans(store, &device, &stream).await?;
+    }
+    // Heads go with the fragments: a head signed before the cutoff says
+    // nothing a verifier of what is kept needs.
+    for (device, stream) in store.head_streams().await? {
+        let Some(period) = rules.period(device.as_str(), stream.as_str()) else {
+            continue;
+        };
+        let cutoff = now.saturating_sub(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
+        done.heads += store.delete_heads_before(&device, &stream, cutoff).await?;
     }
     Ok(done)
 }
@@ -287,14 +298,25 @@ mod tests {
             crate::config::IngestConfig::parse("[retention.streams]\n\"cam/front\" = \"1h\"")
                 .unwrap()
                 .retention;
+        // Heads: one signed long before the period, one just now.
+        store
+            .put_head(&d, &s, 1, bytes::Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        store
+            .put_head(&d, &s, now_unix_ns(), bytes::Bytes::from_static(b"new"))
+            .await
+            .unwrap();
         let done = sweep(&store, &audit, &rules).await.unwrap();
         assert_eq!(
             done,
             Destroyed {
                 fragments: 2,
-                orphans: 0
+                orphans: 0,
+                heads: 1,
             }
         );
+        assert_eq!(store.head_times(&d, &s).await.unwrap().len(), 1);
         assert_eq!(store.sequences(&d, &s).await.unwrap(), vec![2]);
         assert_eq!(
             store

@@ -121,7 +121,15 @@ fn two_ingests_on_one_bucket_serve_one_chain_without_duplicates() {
     assert!(b
         .wait_for_log("SECURITY: conflicting fragment refused")
         .contains("SECURITY"));
-    w.fetch(&a, "cam1", "after");
+    // The camera's signed head now names its new fragment 1, not the one
+    // stored: verify calls that history forked (until a restart is
+    // declared as a new epoch), and the fragments fetched are the old ones.
+    let fetched = w.fetch_with(&a, "cam1", "after", &[]);
+    assert!(
+        text(&fetched.stdout).contains("forked history: the camera signed fragment 1"),
+        "{}",
+        text(&fetched.stdout)
+    );
     for (before, after) in first.iter().zip(fragment_files(&w.path().join("after"))) {
         assert_eq!(
             std::fs::read(before).unwrap(),

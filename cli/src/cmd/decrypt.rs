@@ -44,9 +44,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let anchor = args.anchor.resolve()?;
     let dir = FragmentDir::read(&args.dir)?;
     let report = super::verify::verify_dir(&anchor, &dir)?;
-    if !report.failures.is_empty() {
-        let names: Vec<String> = report
-            .failures
+    // A range not covered, or a head that fails, says something is
+    // missing or contested; the fragments that verified are still the
+    // camera's, and are decrypted with a warning, like a gap.
+    let (range, fragments): (Vec<_>, Vec<_>) = report
+        .failures
+        .iter()
+        .partition(|f| crate::range::is_range_failure(f));
+    for f in &range {
+        eprintln!("warning: {}: {}", f.label, f.reason);
+    }
+    if !fragments.is_empty() {
+        let names: Vec<String> = fragments
             .iter()
             .map(|f| format!("{}: {}", f.label, f.reason))
             .collect();

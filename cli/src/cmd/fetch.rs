@@ -7,17 +7,21 @@
 //! (`certs/<serial>.crt`, hints) and the newest one (`device.crt`, a hint
 //! that only `--trust-server` trusts).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use sealcam_api::FragmentQuery;
 use sealcam_base::durable;
+use sealcam_format::head::SignedHead;
+use sealcam_format::{ManifestHash, Name, SealedFragment};
 
 use crate::anchor::{Anchor, AnchorArgs, ROSTER_FILE};
 use crate::api::{parse_stream, Api, StreamArgs};
 use crate::fragdir::{FragmentDir, CERTS_DIR, DEVICE_CERT};
+use crate::range::{now_unix_ns, QueryRecord, HEADS_DIR, QUERY_FILE};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -77,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         to_seq: args.to_seq,
         ..FragmentQuery::default()
     };
+    let asked_at = now_unix_ns();
     let entries = api.list(&device, &stream, &query).await?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -113,10 +118,12 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut held: BTreeMap<u64, Held> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         let body = api.fragment(&device, &stream, e.sequence).await?;
-        let path = args.out.join(format!("{:020}.scf", e.sequence));
-        durable::replace(&path, &body)?;
+        let frag = checked_identity(&device, &stream, e.sequence, &body)?;
+        durable::replace(&args.out.join(fragment_file(e.sequence)), &body)?;
+        held.insert(e.sequence, frag);
         bar.set_message(format!("{}/{} fragments", i + 1, entries.len()));
         bar.inc(e.bytes);
     }
@@ -125,16 +132,185 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     if restarts > 0 {
         println!("fetched {restarts} chain restart records of {device}/{stream}");
     }
+    let head = fetch_head(&api, &device, &stream, &args.out).await?;
+    let extra = complete_ends(&api, &device, &stream, &query, head, &mut held, &args.out).await?;
+    let record = QueryRecord {
+        device: device.to_string(),
+        stream: stream.to_string(),
+        from_ns: query.from_ns,
+        to_ns: query.to_ns,
+        from_seq: query.from_seq,
+        to_seq: query.to_seq,
+        asked_at_unix_ns: asked_at,
+        server: args.target.server.server.clone(),
+    };
+    durable::replace(
+        &args.out.join(QUERY_FILE),
+        &serde_json::to_vec_pretty(&record)?,
+    )?;
     println!(
         "fetched {} fragments of {device}/{stream} and {} certificates into {}",
-        entries.len(),
+        entries.len() + extra,
         history.len(),
         args.out.display()
     );
-    if entries.is_empty() {
+    if held.is_empty() {
         return Ok(true);
     }
     let dir = FragmentDir::read(&args.out)?;
     let report = super::verify::verify_dir(&anchor, &dir)?;
     Ok(super::verify::print_report(&report, &args.accept_gaps))
+}
+
+/// How many fragments fetch asks for beyond the server's listing to cover
+/// the range's ends, at most.
+const MAX_EXTRA: u64 = 64;
+
+/// What fetch keeps of a fragment it wrote.
+#[derive(Clone, Copy)]
+struct Held {
+    start_unix_ns: u64,
+    prev: ManifestHash,
+}
+
+fn fragment_file(sequence: u64) -> String {
+    format!("{sequence:020}.scf")
+}
+
+/// Parses a fragment the ingest returned and checks that it is the one
+/// asked for: that device, that stream, that sequence.
+fn checked_identity(
+    device: &Name,
+    stream: &Name,
+    sequence: u64,
+    body: &[u8],
+) -> anyhow::Result<Held> {
+    let frag = SealedFragment::parse(body).with_context(|| {
+        format!("the ingest answered fragment {sequence} of {device}/{stream} with bytes that are not a sealed fragment; refused")
+    })?;
+    let m = &frag.manifest;
+    if m.device != *device || m.stream != *stream || m.sequence != sequence {
+        anyhow::bail!(
+            "the ingest answered a request for fragment {sequence} of {device}/{stream} with fragment {} of {}/{}; refused (a substituted fragment: the server is not to be trusted)",
+            m.sequence,
+            m.device,
+            m.stream
+        );
+    }
+    Ok(Held {
+        start_unix_ns: m.start_unix_ns,
+        prev: m.prev,
+    })
+}
+
+/// Fetches the newest signed head of the stream into `heads/`, checking
+/// that it parses and names the stream; returns the sequence it names.
+async fn fetch_head(
+    api: &Api,
+    device: &Name,
+    stream: &Name,
+    out: &Path,
+) -> anyhow::Result<Option<u64>> {
+    let Some(bytes) = api.head(device, stream).await? else {
+        eprintln!("the ingest holds no signed head of {device}/{stream}: a withheld tail cannot be detected");
+        return Ok(None);
+    };
+    let signed = SignedHead::parse(&bytes).with_context(|| {
+        format!("the ingest's head of {device}/{stream} is not a signed head; refused")
+    })?;
+    let h = &signed.head;
+    if h.device != *device || h.stream != *stream {
+        anyhow::bail!(
+            "the ingest answered the head of {device}/{stream} with a head of {}/{}; refused",
+            h.device,
+            h.stream
+        );
+    }
+    let dir = out.join(HEADS_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    durable::replace(
+        &dir.join(format!("{:020}.sch", h.signed_at_unix_ns)),
+        &bytes,
+    )?;
+    Ok(Some(h.sequence))
+}
+
+/// Asks for the fragments the listing should have held at the range's
+/// ends, by sequence: before the first one while it starts after the
+/// requested start (the fragment that straddles the start is evidence of
+/// it), and after the last one up to the requested last sequence or the
+/// one the camera's head names. What the server will not give is left
+/// for `verify` to name. Returns how many it added.
+async fn complete_ends(
+    api: &Api,
+    device: &Name,
+    stream: &Name,
+    query: &FragmentQuery,
+    head: Option<u64>,
+    held: &mut BTreeMap<u64, Held>,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let mut added = 0;
+    let Some((&first, _)) = held.first_key_value() else {
+        return Ok(0);
+    };
+    let mut seq = first;
+    for _ in 0..MAX_EXTRA {
+        let Some(h) = held.get(&seq).copied() else {
+            break;
+        };
+        let before_start = query.from_ns.is_some_and(|t| h.start_unix_ns > t)
+            || query.from_seq.is_some_and(|s| seq > s);
+        if !before_start || seq == 0 || h.prev == ManifestHash::GENESIS {
+            break;
+        }
+        seq -= 1;
+        if !fetch_one(api, device, stream, seq, held, out).await? {
+            break;
+        }
+        added += 1;
+    }
+    let Some((&last, _)) = held.last_key_value() else {
+        return Ok(added);
+    };
+    let target = match (query.to_seq, head) {
+        (Some(t), Some(h)) => t.min(h),
+        (Some(t), None) => t,
+        // Up to what the camera signed, unless a past end was asked for
+        // (the listing answered that one).
+        (None, Some(h)) if query.to_ns.is_none() => h,
+        _ => last,
+    };
+    let mut seq = last;
+    while seq < target && seq - last < MAX_EXTRA {
+        seq += 1;
+        if !fetch_one(api, device, stream, seq, held, out).await? {
+            break;
+        }
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Fetches one fragment by sequence, checks it, writes it; `false` when
+/// the ingest does not give it.
+async fn fetch_one(
+    api: &Api,
+    device: &Name,
+    stream: &Name,
+    sequence: u64,
+    held: &mut BTreeMap<u64, Held>,
+    out: &Path,
+) -> anyhow::Result<bool> {
+    let body = match api.fragment(device, stream, sequence).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("fragment {sequence} of {device}/{stream}, needed to cover the range, could not be fetched: {e:#}");
+            return Ok(false);
+        }
+    };
+    let h = checked_identity(device, stream, sequence, &body)?;
+    durable::replace(&out.join(fragment_file(sequence)), &body)?;
+    held.insert(sequence, h);
+    Ok(true)
 }

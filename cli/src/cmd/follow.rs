@@ -6,6 +6,10 @@
 //! device at its time (with `--trust-server` only, under the device
 //! certificate the ingest serves) and its place in the hash chain, reports gaps
 //! (declared by the camera or not), and decrypts with the consumer key.
+//! It watches the camera's signed heads too ([`crate::head_watch`]): a
+//! head naming a fragment the server does not list shows fragments
+//! withheld, and a head that stops advancing a camera offline or heads
+//! held back.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +26,7 @@ use sealcam_format::verify::{DeviceKeys, KeyChecker};
 
 use crate::anchor::{Anchor, AnchorArgs, TRUST_SERVER_REPORT};
 use crate::api::{parse_stream, Api, StreamArgs};
+use crate::head_watch::{HeadWatch, Viewed};
 
 /// Longest wait of one long poll, in seconds (the ingest caps it too).
 const POLL_S: u64 = 25;
@@ -97,11 +102,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
-    let mut checker = KeyChecker::new(match (&roster, &device_key) {
+    let keys = match (&roster, &device_key) {
         (Some(r), _) => DeviceKeys::Roster(r),
         (None, Some(k)) => DeviceKeys::Single(k),
         (None, None) => bail!("no device key to verify with"),
-    });
+    };
+    let mut checker = KeyChecker::new(keys);
+    let mut heads = HeadWatch::new();
+    let mut last_end: Option<u64> = None;
 
     let mut after = match args.after {
         Some(a) => Some(a),
@@ -147,6 +155,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
         };
+        if heads.due(fresh.fragment_ns) {
+            let viewed = Viewed {
+                after,
+                last_end,
+                fragment_ns: fresh.fragment_ns,
+            };
+            heads.check(&api, &device, &stream, keys, viewed).await;
+        }
         for e in entries {
             // Only what comes after the last fragment shown: a server that
             // offers an older one again is passing old footage off as live.
@@ -203,6 +219,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
             prev = Some((e.sequence, frag.manifest_hash()));
+            last_end = Some(m.end_unix_ns);
             after = Some(e.sequence);
             shown += 1;
             if args.fragments.is_some_and(|n| shown >= n) {

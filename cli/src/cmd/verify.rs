@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sealcam_format::verify::ChainReport;
+use sealcam_format::verify::{ChainReport, DeviceKeys};
 use sealcam_format::GapReason;
 use sealcam_transport::{identity, pem};
 
@@ -237,16 +237,37 @@ pub fn check_recipients(
 }
 
 /// Verifies a fetched directory under the anchor, printing which one.
+///
+/// Then checks the range evidence (`crate::range`): the recorded query,
+/// the camera's signed heads, coverage at both ends; what fails is added
+/// to the report's failures.
 pub fn verify_dir(anchor: &Anchor, dir: &FragmentDir) -> anyhow::Result<ChainReport> {
+    let query = crate::range::read_query(&dir.dir)?;
+    let heads = crate::range::read_heads(&dir.dir)?;
     Ok(match anchor {
         Anchor::Owner(owner) => {
             let roster = owner.roster_for_dir(&dir.dir)?;
             println!("{}", owner.describe(&roster));
-            dir.verify(Some(&roster))?
+            let mut report = dir.verify(Some(&roster))?;
+            crate::range::check(
+                query.as_ref(),
+                &heads,
+                DeviceKeys::Roster(&roster),
+                &mut report,
+            );
+            report
         }
         Anchor::TrustServer => {
             println!("{TRUST_SERVER_REPORT}");
-            dir.verify(None)?
+            let mut report = dir.verify(None)?;
+            let key = dir.device_key()?;
+            crate::range::check(
+                query.as_ref(),
+                &heads,
+                DeviceKeys::Single(&key),
+                &mut report,
+            );
+            report
         }
     })
 }

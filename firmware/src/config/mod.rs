@@ -112,6 +112,9 @@ pub struct UploadConfig {
     /// How often a fragment the ingest refuses is sent before it is held in
     /// the spool for an operator (`sealcamd spool`).
     pub refusal_tries: u32,
+    /// How often the camera signs a head of its stream (its newest sealed
+    /// fragment) and sends it, whether or not uploads get through.
+    pub head_interval: std::time::Duration,
 }
 
 impl Config {

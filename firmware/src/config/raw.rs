@@ -149,6 +149,8 @@ pub(super) struct RawUpload {
     pub(super) live: bool,
     #[serde(default = "default_refusal_tries")]
     pub(super) refusal_tries: u32,
+    #[serde(default = "default_head_interval")]
+    pub(super) head_interval_s: u32,
 }
 
 fn default_drain_timeout() -> u32 {
@@ -161,4 +163,8 @@ fn default_live() -> bool {
 
 fn default_refusal_tries() -> u32 {
     5
+}
+
+fn default_head_interval() -> u32 {
+    10
 }

@@ -401,8 +401,15 @@ pub(super) fn upload(f: &Fields, raw: &RawUpload) -> Result<UploadConfig, Config
             "must be at least 1 (how often a fragment the ingest refuses is sent before it is held)",
         ));
     }
+    if raw.head_interval_s == 0 {
+        return Err(f.error(
+            "upload.head_interval_s",
+            "must be at least 1 (how often the camera signs and sends its newest head)",
+        ));
+    }
     Ok(UploadConfig {
         url,
+        head_interval: Duration::from_secs(raw.head_interval_s.into()),
         ca: f.resolve(&raw.ca),
         drain_timeout: Duration::from_secs(raw.drain_timeout_s.into()),
         live: raw.live,

@@ -69,7 +69,8 @@ pub struct Record {
     /// `device:<name>`, `consumer:<name>`, `operator`, or `anonymous`.
     pub actor: String,
     /// `connect`, `upload`, `list`, `read`, `read-certificate`,
-    /// `read-certificates`, `publish-roster`, `read-roster`, `enroll`,
+    /// `read-certificates`, `upload-head`, `read-head`, `publish-roster`,
+    /// `read-roster`, `enroll`,
     /// `renew`, `revoke`, `delete`, …
     pub action: String,
     /// What was acted on: `DEVICE/STREAM/SEQUENCE`, `DEVICE/STREAM`, `DEVICE`.

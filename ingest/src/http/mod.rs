@@ -13,6 +13,7 @@
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
 //! * [`read`]: consumers' listings, fragment reads and long polls.
 //! * [`roster`]: owner-signed device rosters, published and read.
+//! * [`heads`]: cameras' signed heads, uploaded and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
 //! * [`body`]: the buffer an upload's body is received into, aligned for
 //!   direct I/O.
@@ -25,6 +26,7 @@ pub mod body;
 pub mod connection;
 pub mod enroll;
 pub mod error;
+pub mod heads;
 pub mod read;
 pub mod restarts;
 pub mod roster;
@@ -261,6 +263,8 @@ async fn dispatch(
         Route::DeviceCertificates { device } => {
             read::get_device_cert_history(state, peer, device).await
         }
+        Route::UploadHead { device, stream } => heads::put(state, peer, device, stream, req).await,
+        Route::ReadHead { device, stream } => heads::read(state, peer, device, stream).await,
         Route::PublishRoster => roster::publish(state, peer, req).await,
         Route::ReadRoster { owner } => roster::read(state, owner).await,
         Route::Renew => enroll::renew(state, peer, req).await,

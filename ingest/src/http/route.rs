@@ -15,10 +15,12 @@ pub fn required_role(route: &Route) -> Option<(Role, &'static str)> {
     match route {
         Route::Upload { .. } => Some((Role::Device, "upload fragments")),
         Route::UploadRestart { .. } => Some((Role::Device, "upload restart records")),
+        Route::UploadHead { .. } => Some((Role::Device, "upload heads")),
         Route::ListStreams
         | Route::ListFragments { .. }
         | Route::ListRestarts { .. }
-        | Route::ReadFragment { .. } => Some((Role::Consumer, "read streams")),
+        | Route::ReadFragment { .. }
+        | Route::ReadHead { .. } => Some((Role::Consumer, "read streams")),
         Route::DeviceCertificate { .. } | Route::DeviceCertificates { .. } => {
             Some((Role::Consumer, "read device certificates"))
         }

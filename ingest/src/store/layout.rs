@@ -71,3 +71,25 @@ pub(super) fn restart_path(device: &Name, stream: &Name, first_sequence: u64) ->
         seq_name(first_sequence)
     )
 }
+
+/// The directory of a stream's signed heads.
+pub(super) fn heads_prefix(device: &Name, stream: &Name) -> String {
+    format!("heads/{device}/{stream}")
+}
+
+/// An hour, in ns: heads are grouped by the hour they were signed in.
+pub(super) const HOUR_NS: u64 = 3_600_000_000_000;
+
+/// The heads of a stream signed in one hour (since the epoch).
+pub(super) fn head_hour_prefix(device: &Name, stream: &Name, hour: u64) -> String {
+    format!("{}/{hour:010}", heads_prefix(device, stream))
+}
+
+/// One signed head, by the time the camera signed it.
+pub(super) fn head_path(device: &Name, stream: &Name, signed_at_unix_ns: u64) -> String {
+    format!(
+        "{}/{}.sch",
+        head_hour_prefix(device, stream, signed_at_unix_ns / HOUR_NS),
+        seq_name(signed_at_unix_ns)
+    )
+}

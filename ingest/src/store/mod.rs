@@ -5,6 +5,7 @@
 //! devices/<device>/certs/<serial>.pem            device certificates, for verifiers:
 //!                                                every one a device has used
 //! rosters/<owner fingerprint>/<version:020>.sdr  owner-signed device rosters, as published
+//! heads/<device>/<stream>/<hour:010>/<signed_at:020>.sch  signed heads, by hour signed
 //! streams/<device>/<stream>/keys/<seq:020>       signed manifest: names the fragment and
 //!                                                holds its wrapped data keys
 //! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
@@ -29,6 +30,7 @@
 //!   chain, read back, their keys destroyed apart from their ciphertext;
 //!   device certificates.
 //! * `rosters.rs`: owner-signed device rosters, one object per version.
+//! * `heads.rs`: cameras' signed heads, one object per head.
 //! * `disk.rs`: the local backend's disk thread, writing in batches that
 //!   share their syncs (group commit).
 //! * `create.rs`: how it makes new files durably, create-only.
@@ -39,6 +41,7 @@ mod config;
 mod create;
 mod disk;
 mod fragments;
+mod heads;
 mod layout;
 mod objects;
 mod restarts;
@@ -47,6 +50,7 @@ mod rosters;
 pub use config::{LocalConfig, S3Config, StorageConfig};
 pub use create::direct_io_alignment;
 pub use fragments::{parse_signed_manifest, ChainBreak, ChainError, PutOutcome};
+pub use heads::HeadPut;
 pub use objects::{Listed, Store};
 pub use rosters::RosterPut;
 
@@ -81,6 +85,14 @@ pub enum StoreError {
         device: Name,
         stream: Name,
         first_sequence: u64,
+    },
+    #[error(
+        "a different head of {device}/{stream} signed at {signed_at_unix_ns} ns is already stored"
+    )]
+    HeadConflict {
+        device: Name,
+        stream: Name,
+        signed_at_unix_ns: u64,
     },
     #[error("stored object {path} is damaged: {reason}")]
     Damaged { path: String, reason: String },
