@@ -234,11 +234,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             files.push((n.clone(), b.clone()));
         }
     }
-    for name in [ROSTER_FILE, DEVICE_CERT, QUERY_FILE] {
+    for name in [ROSTER_FILE, DEVICE_CERT] {
         let path = args.dir.join(name);
         if path.exists() {
             files.push((name.to_owned(), read(&path)?));
         }
+    }
+    // The bundle's own range, not the fetch's: what was exported is
+    // sequences first..=last of what was fetched, so that is what the
+    // range check holds the bundle to (the manifest records it too).
+    if let Some(fetched) = crate::range::read_query(&args.dir)? {
+        let exported = crate::range::QueryRecord {
+            from_ns: None,
+            to_ns: None,
+            from_seq: Some(first.sequence),
+            to_seq: Some(last.sequence),
+            ..fetched
+        };
+        files.push((QUERY_FILE.to_owned(), serde_json::to_vec_pretty(&exported)?));
     }
     for sub in [CERTS_DIR, HEADS_DIR, crate::restarts::RESTARTS_DIR] {
         files.extend(read_subdir(&args.dir, sub)?);
