@@ -113,19 +113,16 @@ impl Api {
         Self::json(resp, limit::LISTING, "the streams").await
     }
 
-    /// Fragments of a stream matching `query`.
-    /// A route's JSON answer.
+    /// A route's JSON answer (a listing, read up to [`limit::LISTING`]).
     pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         route: &Route,
     ) -> anyhow::Result<T> {
-        Ok(self
-            .get(route, &FragmentQuery::default())
-            .await?
-            .json()
-            .await?)
+        let resp = self.get(route, &FragmentQuery::default()).await?;
+        Self::json(resp, limit::LISTING, "a listing").await
     }
 
+    /// Fragments of a stream matching `query`.
     pub async fn list(
         &self,
         device: &Name,
@@ -173,21 +170,16 @@ impl Api {
         }
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = read_limited(resp, limit::ERROR, "an error answer")
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             bail!("the ingest answered {status} for the head of {device}/{stream}: {body}");
         }
-        let len = resp.content_length().unwrap_or(0);
-        if len > MAX_HEAD_BYTES {
-            bail!("the ingest answered a head of {len} bytes for {device}/{stream}: not a head");
-        }
-        let bytes = resp.bytes().await?;
-        if bytes.len() as u64 > MAX_HEAD_BYTES {
-            bail!(
-                "the ingest answered a head of {} bytes for {device}/{stream}: not a head",
-                bytes.len()
-            );
-        }
-        Ok(Some(bytes))
+        let what = format!("the head of {device}/{stream} (not a head)");
+        Ok(Some(
+            read_limited(resp, MAX_HEAD_BYTES as usize, &what).await?,
+        ))
     }
 
     /// The device's certificate, PEM.

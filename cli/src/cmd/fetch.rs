@@ -27,18 +27,8 @@ use crate::range::{now_unix_ns, QueryRecord, HEADS_DIR, QUERY_FILE};
 pub struct Args {
     #[command(flatten)]
     pub target: StreamArgs,
-    /// Start of the range: RFC 3339 time, or a duration ago such as 10m, 2h, 1d.
-    #[arg(long)]
-    pub from: Option<String>,
-    /// End of the range: RFC 3339 time, or a duration ago.
-    #[arg(long)]
-    pub to: Option<String>,
-    /// First sequence number to fetch.
-    #[arg(long)]
-    pub from_seq: Option<u64>,
-    /// Last sequence number to fetch.
-    #[arg(long)]
-    pub to_seq: Option<u64>,
+    #[command(flatten)]
+    pub range: super::RangeArgs,
     /// Directory to write fragments, the roster and the device's
     /// certificates into.
     #[arg(long)]
@@ -74,13 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         }),
         Anchor::TrustServer => None,
     };
-    let query = FragmentQuery {
-        from_ns: args.from.as_deref().map(super::parse_time).transpose()?,
-        to_ns: args.to.as_deref().map(super::parse_time).transpose()?,
-        from_seq: args.from_seq,
-        to_seq: args.to_seq,
-        ..FragmentQuery::default()
-    };
+    let query = args.range.query()?;
     let asked_at = now_unix_ns();
     let entries = api.list(&device, &stream, &query).await?;
     std::fs::create_dir_all(&args.out)
@@ -106,7 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     let cert = api.device_cert(&device).await?;
     durable::replace(&args.out.join(DEVICE_CERT), cert.as_bytes())?;
 
-    let total: u64 = entries.iter().map(|e| e.bytes).sum();
+    let total: u64 = entries.iter().fold(0u64, |n, e| n.saturating_add(e.bytes));
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::new(total)
     } else {

@@ -106,15 +106,7 @@ pub fn print_report(report: &ChainReport, accepted: &[GapReason]) -> bool {
     }
     for d in &report.declared {
         let g = &d.gap;
-        let seqs = if g.sequence_count == 0 {
-            "no fragment missing".to_owned()
-        } else {
-            format!(
-                "sequences {}..={} missing",
-                g.first_sequence,
-                g.first_sequence.saturating_add(g.sequence_count - 1)
-            )
-        };
+        let seqs = super::missing_sequences(g.first_sequence, g.sequence_count);
         println!(
             "declared:  {} .. {}: {} ({seqs}; signed in fragment {}); could be caused by {}",
             super::rfc3339(g.start_unix_ns),
