@@ -22,6 +22,14 @@ pub enum LockError {
 }
 
 impl LockError {
+    /// The step that failed, for messages: `open` or `lock`.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Open(_) => "open",
+            Self::Lock(_) => "lock",
+        }
+    }
+
     /// The underlying I/O error.
     pub fn into_io(self) -> io::Error {
         match self {

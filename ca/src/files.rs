@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use sealcam_base::durable::{self, AtomicFile, DurableError};
-use sealcam_base::lock::{lock_exclusive, FileLock, LockError};
+use sealcam_base::lock::{lock_exclusive, FileLock};
 
 use crate::PkiError;
 
@@ -65,10 +65,7 @@ pub fn read(path: &Path) -> Result<String, PkiError> {
 pub(crate) fn lock_dir(dir: &Path) -> Result<FileLock, PkiError> {
     let path = dir.join("ca.lock");
     lock_exclusive(&path, 0o600).map_err(|e| PkiError::Io {
-        op: match e {
-            LockError::Open(_) => "open",
-            LockError::Lock(_) => "lock",
-        },
+        op: e.op(),
         path,
         source: e.into_io(),
     })

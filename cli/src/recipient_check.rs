@@ -93,6 +93,13 @@ fn check_one(sets: &[RecipientSet], frag: &SealedFragment<'_>) -> Result<(), Str
         .iter()
         .map(|w| w.recipient)
         .collect();
+    if wrapped.len() != frag.manifest.recipients.len() {
+        return Err(format!(
+            "its data key is wrapped {} times for {} distinct key ids: a key id appears twice, so a key the owner never listed can hide behind a listed id",
+            frag.manifest.recipients.len(),
+            wrapped.len()
+        ));
+    }
     let extra: BTreeSet<KeyId> = wrapped.difference(&listed).copied().collect();
     let missing: BTreeSet<KeyId> = listed.difference(&wrapped).copied().collect();
     if !extra.is_empty() {

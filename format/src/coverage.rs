@@ -175,8 +175,26 @@ fn judge_start(r: &Requested, first: &Span) -> Start {
     }
 }
 
+/// How long before the end asked for (or the request itself, for an end
+/// still to come) the camera's head may have been signed and still speak
+/// for it. The camera signs one every 10 s by default; a head older than
+/// this says nothing about the tail since, so a server that serves an old
+/// genuine head cannot pass off a truncated range as complete.
+pub const HEAD_TOLERANCE_NS: u64 = 60_000_000_000;
+
+/// Whether `head` was signed late enough to speak for the end of `r`.
+fn head_speaks_for_end(r: &Requested, head: &HeadSeen) -> bool {
+    let needed = r
+        .to_ns
+        .map_or(r.asked_at_unix_ns, |t| t.min(r.asked_at_unix_ns));
+    head.signed_at_unix_ns.saturating_add(HEAD_TOLERANCE_NS) >= needed
+}
+
 fn judge_end(r: &Requested, last: &Span, head: Option<&HeadSeen>) -> End {
     let (sequence, end_unix_ns) = (last.sequence, last.end_unix_ns);
+    // A head older than the end asked for proves nothing about the tail:
+    // judged as if there were none.
+    let head = head.filter(|h| h.sequence > sequence || head_speaks_for_end(r, h));
     let bounded = r.to_ns.is_some() || r.to_seq.is_some();
     let reached = bounded
         && r.to_ns.is_none_or(|t| end_unix_ns >= t)
@@ -302,6 +320,47 @@ mod tests {
         assert!(matches!(c.end, End::Withheld { sequence: 4, head, .. } if head.sequence == 9));
         // The camera signed nothing newer than 4: the range ends there.
         let c = judge(&times(25, 75), &run(2, 4), Some(&head(4))).unwrap();
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn an_old_head_served_for_a_truncated_tail_proves_nothing() {
+        // Fragments of a minute each; the range asked ends at minute 60.
+        const MIN: u64 = 60_000_000_000;
+        let spans: Vec<Span> = (0..=40)
+            .map(|n| Span {
+                sequence: n,
+                start_unix_ns: n * MIN,
+                end_unix_ns: (n + 1) * MIN,
+                prev: if n == 0 {
+                    ManifestHash::GENESIS
+                } else {
+                    ManifestHash([1; 32])
+                },
+                declared_restart: false,
+            })
+            .collect();
+        let r = Requested {
+            from_ns: Some(0),
+            to_ns: Some(60 * MIN),
+            asked_at_unix_ns: 120 * MIN,
+            ..Requested::default()
+        };
+        // The genuine head the camera signed when fragment 40 was its
+        // newest, served to hide 41..: not the newest any more.
+        let old = HeadSeen {
+            sequence: 40,
+            fragment_end_unix_ns: 41 * MIN,
+            signed_at_unix_ns: 41 * MIN + 1,
+        };
+        let c = judge(&r, &spans, Some(&old)).unwrap();
+        assert!(matches!(c.end, End::Short { sequence: 40, .. }), "{c:?}");
+        // A head signed after the end asked for does speak for it.
+        let fresh = HeadSeen {
+            signed_at_unix_ns: 60 * MIN + 5,
+            ..old
+        };
+        let c = judge(&r, &spans, Some(&fresh)).unwrap();
         assert!(c.is_ok(), "{c:?}");
     }
 

@@ -90,8 +90,10 @@ pub fn listing(entries: &[FragmentEntry]) -> Vec<String> {
         }
         let run = &entries[i..=j];
         let last = &entries[j];
-        let frames: u64 = run.iter().map(|e| u64::from(e.frame_count)).sum();
-        let bytes: u64 = run.iter().map(|e| e.bytes).sum();
+        let frames: u64 = run
+            .iter()
+            .fold(0u64, |n, e| n.saturating_add(u64::from(e.frame_count)));
+        let bytes: u64 = run.iter().fold(0u64, |n, e| n.saturating_add(e.bytes));
         let seqs = if first.sequence == last.sequence {
             format!("fragment {}", first.sequence)
         } else {
@@ -124,14 +126,33 @@ pub fn listing(entries: &[FragmentEntry]) -> Vec<String> {
     lines
 }
 
-/// Whether `entry` declares every sequence of `first..=last` missing.
+/// Whether `entry`'s gaps together declare every sequence of
+/// `first..=last` missing (walked by gap, not by sequence: a server's
+/// listing may name any counts).
 fn declares(entry: &FragmentEntry, first: u64, last: u64) -> bool {
-    (first..=last).all(|s| {
-        entry
-            .gaps
-            .iter()
-            .any(|g| s >= g.first_sequence && s - g.first_sequence < g.sequence_count)
-    })
+    let mut gaps: Vec<(u64, u64)> = entry
+        .gaps
+        .iter()
+        .filter(|g| g.sequence_count > 0)
+        .map(|g| {
+            (
+                g.first_sequence,
+                g.first_sequence.saturating_add(g.sequence_count - 1),
+            )
+        })
+        .collect();
+    gaps.sort_unstable();
+    let mut next = first;
+    for (a, b) in gaps {
+        if a > next {
+            break;
+        }
+        if b >= last {
+            return true;
+        }
+        next = next.max(b.saturating_add(1));
+    }
+    false
 }
 
 fn declared(sequence: u64, g: &sealcam_api::GapEntry) -> String {
@@ -217,6 +238,24 @@ mod tests {
         );
         assert!(lines[1].contains("sequences 1..=2 missing"), "{lines:?}");
         assert!(lines[2].starts_with("fragments 3..=4 (2)"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_listing_with_absurd_counts_answers_at_once() {
+        let mut big = entry(100, vec![gap(1, u64::MAX)]);
+        big.bytes = u64::MAX;
+        let lines = listing(&[entry(0, vec![]), big]);
+        assert!(lines[1].starts_with("declared gap"), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("hole")), "{lines:?}");
+        // Two gaps that together cover a hole; one that leaves a sequence.
+        let covered = entry(9, vec![gap(1, 4), gap(5, 4)]);
+        assert!(!listing(&[entry(0, vec![]), covered])
+            .iter()
+            .any(|l| l.starts_with("hole")));
+        let short = entry(9, vec![gap(1, 4), gap(6, 3)]);
+        assert!(listing(&[entry(0, vec![]), short])
+            .iter()
+            .any(|l| l.starts_with("hole")));
     }
 
     #[test]

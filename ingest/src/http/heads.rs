@@ -27,6 +27,8 @@ pub const MAX_HEAD_BODY: usize = 4096;
 /// How much newer than the newest stored a head must be signed: a device
 /// cannot fill the store with heads faster than this.
 pub const MIN_HEAD_SPACING_NS: u64 = 1_000_000_000;
+/// How far past the ingest's clock a head may be dated (clocks differ).
+pub const MAX_HEAD_SKEW_NS: u64 = 300_000_000_000;
 
 fn refused(status: StatusCode, reason: impl Into<String>) -> ApiError {
     ApiError::new(status, reason)
@@ -77,6 +79,19 @@ pub async fn put(
         .verify(&key)
         .map_err(|e| malformed(format!("head: {e} under the certificate presented")))?;
     let signed_at = h.signed_at_unix_ns;
+    // A head dated in the future would stand as the newest for good and
+    // refuse every honest one after it (a camera clock that jumped, or a
+    // stolen camera before its revocation).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    if signed_at > now.saturating_add(MAX_HEAD_SKEW_NS) {
+        return Err(malformed(format!(
+            "head signed at {signed_at} ns, more than {} s after this ingest's clock ({now} ns): check the camera's clock",
+            MAX_HEAD_SKEW_NS / 1_000_000_000
+        )));
+    }
     let newest = state.store.newest_head_time(&device, &stream).await?;
     if let Some(newest) = newest {
         if signed_at != newest && signed_at < newest.saturating_add(MIN_HEAD_SPACING_NS) {

@@ -11,7 +11,7 @@ use super::{fsync_dir, io, write_durably, Spool, SpoolError};
 
 /// The gaps held for writing: the file's lock goes with the file.
 struct GapsGuard<'a> {
-    _file: fs::File,
+    _file: sealcam_base::lock::FileLock,
     _thread: std::sync::MutexGuard<'a, ()>,
 }
 
@@ -159,14 +159,8 @@ impl Spool {
     fn lock_gaps(&self) -> Result<GapsGuard<'_>, SpoolError> {
         let thread = self.gaps_lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(GAPS_LOCK_FILE);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path, "open"))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io(&path, "lock")(e.into()))?;
+        let file = sealcam_base::lock::lock_exclusive(&path, 0o644)
+            .map_err(|e| io(&path, e.op())(e.into_io()))?;
         Ok(GapsGuard {
             _file: file,
             _thread: thread,
