@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use sealcam_base::durable::AtomicFile;
 use sealcam_format::mkv::MkvWriter;
+use sealcam_format::verify::ChainReport;
 use sealcam_format::{ConsumerSecretKey, SealedFragment};
 
 use crate::anchor::AnchorArgs;
@@ -26,6 +27,15 @@ pub struct Args {
     pub format: Container,
     #[command(flatten)]
     pub anchor: AnchorArgs,
+    /// Write the clip even where it jumps over sequences that are missing
+    /// with no signed manifest explaining why (deleted or withheld between
+    /// the camera and here); without it such a gap fails, as in `verify`.
+    #[arg(long)]
+    pub allow_undeclared_gaps: bool,
+    /// Accept declared gaps of this reason that the server could have
+    /// caused (as `sealcam verify --accept-gap`); without it they fail.
+    #[arg(long = "accept-gap", value_name = "REASON", value_parser = super::verify::gap_reason)]
+    pub accept_gaps: Vec<sealcam_format::GapReason>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,12 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             names.join("; ")
         );
     }
-    for g in &report.gaps {
-        eprintln!(
-            "warning: sequences {}..={} are missing; the clip jumps over them",
-            g.first_missing, g.last_missing
-        );
-    }
+    refuse_gaps(&report, &args)?;
     // The MKV is written under a temporary name beside --out and takes its
     // name only when whole (an MP4 is remuxed from it).
     let file = AtomicFile::create(&args.out)?;
@@ -126,6 +131,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         frames,
         args.out.display()
     );
+    Ok(())
+}
+
+/// Fails on an undeclared gap unless `--allow-undeclared-gaps`, and on a
+/// declared gap the server could have caused unless its reason is accepted,
+/// so that a script sees the failure `verify` would report; warns about the
+/// gaps the user accepted.
+fn refuse_gaps(report: &ChainReport, args: &Args) -> anyhow::Result<()> {
+    if let Some(d) = report.unaccepted(&args.accept_gaps).next() {
+        bail!(
+            "refusing to decrypt: the gap declared in fragment {} ({}) is one the server could have caused; accept it with --accept-gap {}",
+            d.declared_by,
+            d.gap.reason.describe(),
+            d.gap.reason.name()
+        );
+    }
+    for g in &report.gaps {
+        if !args.allow_undeclared_gaps {
+            bail!(
+                "refusing to decrypt: sequences {}..={} are missing and no signed manifest explains why (deleted or withheld); write the clip without them with --allow-undeclared-gaps",
+                g.first_missing,
+                g.last_missing
+            );
+        }
+        eprintln!(
+            "warning: sequences {}..={} are missing and no signed manifest explains why; the clip jumps over them (--allow-undeclared-gaps)",
+            g.first_missing, g.last_missing
+        );
+    }
     Ok(())
 }
 
