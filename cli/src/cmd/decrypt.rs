@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     refuse_gaps(&report, &args)?;
     // The MKV is written under a temporary name beside --out and takes its
     // name only when whole (an MP4 is remuxed from it).
-    let file = AtomicFile::create(&args.out)?;
+    let file = create_output(&args.out)?;
     let tmp = file.temporary_path().to_owned();
     let mut writer: Option<MkvWriter<BufWriter<AtomicFile>>> = None;
     let mut file = Some(BufWriter::new(file));
@@ -163,9 +163,31 @@ fn refuse_gaps(report: &ChainReport, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mode of decrypted video: the plaintext the whole system exists to keep
+/// from others, so readable by its owner alone whatever the umask (as ssh
+/// keeps private keys); the owner can widen it knowingly with `chmod`.
+pub(crate) const PLAINTEXT_MODE: u32 = 0o600;
+
+/// A file of decrypted video that will take the name `out` when whole:
+/// written under a fresh temporary name beside it (created exclusively,
+/// mode [`PLAINTEXT_MODE`]), renamed over `out` on commit, so a symlink at
+/// `out` is replaced, never followed, and removed if anything fails first.
+pub(crate) fn create_output(out: &std::path::Path) -> anyhow::Result<AtomicFile> {
+    Ok(AtomicFile::create_with_mode(out, PLAINTEXT_MODE)?)
+}
+
 /// Remuxes a Matroska file to MP4 with GStreamer
-/// (`filesrc ! matroskademux ! h264parse ! mp4mux ! filesink`).
+/// (`filesrc ! matroskademux ! h264parse ! mp4mux ! filesink`), into a
+/// temporary file from [`create_output`] that takes the name `mp4` only
+/// when the remux succeeded.
 pub(crate) fn remux_to_mp4(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
+    let out = create_output(mp4)?;
+    remux_into(mkv, out.temporary_path())?;
+    out.commit()?;
+    Ok(())
+}
+
+fn remux_into(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     gst::init().context("starting GStreamer")?;
