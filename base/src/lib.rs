@@ -6,7 +6,7 @@ pub mod durable;
 pub mod lock;
 mod span;
 
-pub use span::parse_lifetime;
+pub use span::{parse_lifetime, split_unit};
 
 use std::io::IsTerminal;
 

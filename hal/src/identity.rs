@@ -29,6 +29,8 @@ pub enum KeyError {
     },
     #[error("device key {path} is not a P-256 private key in PKCS#8 PEM form: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("device key {path} is accessible by others (mode {mode:04o}); refusing to use it: run `chmod 600 {path}`")]
+    Exposed { path: PathBuf, mode: u32 },
 }
 
 /// A P-256 device key held in a file. Development only.
@@ -65,8 +67,12 @@ impl SoftwareKey {
         })
     }
 
+    /// Loads the key file; refuses one that group or others may access
+    /// (any bit of `0o077`), as ssh does, checked on the opened file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let pem = std::fs::read_to_string(path).map_err(|source| {
+        use std::io::Read as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let io = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 KeyError::Missing {
                     path: path.to_owned(),
@@ -77,7 +83,17 @@ impl SoftwareKey {
                     source,
                 }
             }
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Exposed {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let mut pem = String::new();
+        file.read_to_string(&mut pem).map_err(io)?;
         let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Invalid {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -131,5 +147,25 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("sealcamd provision"), "{err}");
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        SoftwareKey::create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SoftwareKey::load(&path).err().unwrap();
+        assert!(
+            matches!(err, KeyError::Exposed { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(SoftwareKey::load(&path).is_ok());
     }
 }

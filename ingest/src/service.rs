@@ -17,13 +17,12 @@ use std::time::Duration;
 use axum::Router;
 use sealcam_transport::{pem, tls, TransportError};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::audit::{self, AuditError, AuditLog};
 use crate::ca_client::{CaClient, CaClientError, CaUrl};
 use crate::config::{IngestConfig, LimitsConfig, RetentionConfig};
 use crate::crl_sync::{CrlSync, CrlSyncError, Fetched, CRL_CACHE};
-use crate::http::connection::{self, Shared, TlsMaterial};
+use crate::http::connection::{self, Shared, TlsAcceptor, TlsMaterial};
 use crate::http::{self, AppState};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -175,8 +174,8 @@ impl Server {
         let listener = bind(cfg.listen).await?;
         let enroll = match cfg.enroll_listen {
             Some(addr) => {
-                let config = tls::enrollment_server_config(chain, key)?;
-                Some((bind(addr).await?, TlsAcceptor::from(Arc::new(config))))
+                let configs = tls::enrollment_server_configs(chain, key)?;
+                Some((bind(addr).await?, TlsAcceptor::new(configs)))
             }
             None => None,
         };

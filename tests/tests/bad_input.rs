@@ -76,6 +76,27 @@ fn missing_device_key() {
 }
 
 #[test]
+fn device_key_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::new();
+    let cfg = w.camera("cam1", "https://127.0.0.1:1", 10, 1000);
+    let key = w.path().join("cam1/device.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    assert_clear_failure(
+        &out,
+        &[
+            "device.key is accessible by others (mode 0644)",
+            "chmod 600",
+        ],
+    );
+}
+
+#[test]
 fn missing_consumer_key_for_decrypt() {
     let w = World::new();
     std::fs::create_dir_all(w.path().join("empty")).unwrap();

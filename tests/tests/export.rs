@@ -227,6 +227,15 @@ fn plaintext_keys_decrypt_without_any_private_key() {
     assert_eq!(gst_count_frames(&d.path().join("range.mkv")).0, 30);
     let mp4 = std::fs::read(d.path().join("range.mp4")).unwrap();
     assert_eq!(&mp4[4..8], b"ftyp");
+    // Decrypted video is readable by its owner alone.
+    for f in ["range.mkv", "range.mp4"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(d.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
 }
 
 #[test]

@@ -150,3 +150,28 @@ fn a_consumer_and_a_device_of_one_name_are_revoked_apart() {
     assert!(w.path().join("ca/revoked/consumer/front").exists());
     assert!(w.path().join("ca/revoked/device/front").exists());
 }
+
+#[test]
+fn a_revoked_camera_keeps_saying_it_is_revoked() {
+    let w = World::new();
+    w.camera("cam1", "https://127.0.0.1:1", 10, 1000);
+    w.revoke("device", "cam1");
+    let ingest = w.start_ingest();
+    let cfg = w.write_camera_config("cam1", &ingest.url(), 60, 1000);
+    let out = run(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("still in the spool"), "{err}");
+    // Once the camera has been told it is revoked, no later line sends the
+    // owner to check upload.url, and the last word names the revocation.
+    let revoked = err
+        .find("the ingest revoked this camera's certificate")
+        .unwrap_or_else(|| panic!("never said revoked: {err}"));
+    assert!(!err[revoked..].contains("check upload.url"), "{err}");
+    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(last.contains("revoked"), "{last}");
+}

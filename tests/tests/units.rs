@@ -66,6 +66,61 @@ fn every_unit_exposes_at_most_2_0() {
     }
 }
 
+/// The values of every `key=` line of a unit, split on whitespace.
+fn values(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .flat_map(|v| v.split_whitespace().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn ordering_after_a_target_also_pulls_it_in() {
+    // An After= on a passive target that nothing pulls in orders nothing.
+    for name in [
+        "sealcamd.service",
+        "sealcam-ingest.service",
+        "sealcam-ca.service",
+    ] {
+        let text = std::fs::read_to_string(unit(name)).unwrap();
+        let wants = values(&text, "Wants");
+        for target in values(&text, "After")
+            .into_iter()
+            .filter(|u| u.ends_with(".target"))
+        {
+            assert!(
+                wants.contains(&target),
+                "{name}: After={target} without Wants="
+            );
+        }
+    }
+    let ingest = std::fs::read_to_string(unit("sealcam-ingest.service")).unwrap();
+    assert!(
+        values(&ingest, "After").contains(&"time-sync.target".to_owned()),
+        "the ingest's retention reads the clock"
+    );
+}
+
+#[test]
+fn the_ingest_may_hold_10_000_connections() {
+    let ingest = std::fs::read_to_string(unit("sealcam-ingest.service")).unwrap();
+    let limit: Vec<u64> = values(&ingest, "LimitNOFILE")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        limit.len() == 1 && limit[0] >= 16_384,
+        "LimitNOFILE: {limit:?}"
+    );
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit("sealcam-ingest.service"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("LimitNOFILE"), "{err}");
+}
+
 #[test]
 fn board_drop_ins_parse_and_keep_the_unit_locked_down() {
     let base = std::fs::read_to_string(unit("sealcamd.service")).unwrap();

@@ -214,3 +214,107 @@ fn reconnecting_device_resumes_without_a_new_signature() {
     );
     assert_eq!(signer.count(), 1, "one TPM signature for three connections");
 }
+
+/// A client that supports `groups`, in that order (its key share is for
+/// the first), presenting the device certificate.
+fn client_listing(
+    p: &Pki,
+    groups: &[&'static dyn rustls::crypto::SupportedKxGroup],
+) -> ClientConnection {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = groups.to_vec();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        p.device_key.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+    ));
+    let ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(p.roots.clone())
+        .with_client_auth_cert(p.device_chain.clone(), key)
+        .unwrap();
+    ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap()
+}
+
+/// The server's side as the ingest runs it: reads the ClientHello, then
+/// takes the config [`tls::PreferHybrid`] chooses for it.
+fn accept(client: &mut ClientConnection, configs: &tls::PreferHybrid) -> ServerConnection {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut buf = Vec::new();
+    client.write_tls(&mut buf).unwrap();
+    acceptor.read_tls(&mut buf.as_slice()).unwrap();
+    let accepted = acceptor
+        .accept()
+        .map_err(|(e, _)| e)
+        .unwrap()
+        .expect("a whole ClientHello");
+    let config = configs.config_for(&accepted.client_hello());
+    accepted
+        .into_connection(config)
+        .map_err(|(e, _)| e)
+        .unwrap()
+}
+
+#[test]
+fn ingest_prefers_the_hybrid_group_even_when_the_client_lists_x25519_first() {
+    use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
+    let p = pki();
+    let build = || {
+        tls::ingest_server_configs(
+            p.roots.clone(),
+            p.server_chain.clone(),
+            p.server_key.clone_key(),
+            Vec::new(),
+            tls::CrlExpiry::Enforce,
+        )
+        .unwrap()
+    };
+    let group =
+        |client: &ClientConnection| client.negotiated_key_exchange_group().map(|g| g.name());
+
+    // What rustls alone does: the client's order wins.
+    let mut client = client_listing(&p, &[X25519, X25519MLKEM768]);
+    let plain = tls::ingest_server_config(
+        p.roots.clone(),
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        Vec::new(),
+        tls::CrlExpiry::Enforce,
+    )
+    .unwrap();
+    let mut server = ServerConnection::new(Arc::new(plain)).unwrap();
+    handshake(&mut client, &mut server).unwrap();
+    assert_eq!(group(&client), Some(NamedGroup::X25519));
+
+    // The ingest's choice: the hybrid group (after a HelloRetryRequest).
+    let configs = build();
+    let mut client = client_listing(&p, &[X25519, X25519MLKEM768]);
+    let mut server = accept(&mut client, &configs);
+    handshake(&mut client, &mut server).unwrap();
+    assert_eq!(group(&client), Some(NamedGroup::X25519MLKEM768));
+    assert_eq!(
+        client.handshake_kind(),
+        Some(rustls::HandshakeKind::FullWithHelloRetryRequest)
+    );
+
+    // A client without the hybrid group still gets in, with X25519.
+    let mut client = client_listing(&p, &[X25519]);
+    let mut server = accept(&mut client, &configs);
+    handshake(&mut client, &mut server).unwrap();
+    assert_eq!(group(&client), Some(NamedGroup::X25519));
+
+    // And the enrollment port prefers it as well.
+    let enroll =
+        tls::enrollment_server_configs(p.server_chain.clone(), p.server_key.clone_key()).unwrap();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![X25519, X25519MLKEM768];
+    let ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(p.roots.clone())
+        .with_no_client_auth();
+    let mut client =
+        ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
+    let mut server = accept(&mut client, &enroll);
+    handshake(&mut client, &mut server).unwrap();
+    assert_eq!(group(&client), Some(NamedGroup::X25519MLKEM768));
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use sealcam_base::durable::AtomicFile;
 use sealcam_format::mkv::MkvWriter;
+use sealcam_format::verify::ChainReport;
 use sealcam_format::{ConsumerSecretKey, SealedFragment};
 
 use crate::anchor::AnchorArgs;
@@ -26,6 +27,15 @@ pub struct Args {
     pub format: Container,
     #[command(flatten)]
     pub anchor: AnchorArgs,
+    /// Write the clip even where it jumps over sequences that are missing
+    /// with no signed manifest explaining why (deleted or withheld between
+    /// the camera and here); without it such a gap fails, as in `verify`.
+    #[arg(long)]
+    pub allow_undeclared_gaps: bool,
+    /// Accept declared gaps of this reason that the server could have
+    /// caused (as `sealcam verify --accept-gap`); without it they fail.
+    #[arg(long = "accept-gap", value_name = "REASON", value_parser = super::verify::gap_reason)]
+    pub accept_gaps: Vec<sealcam_format::GapReason>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -64,15 +74,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             names.join("; ")
         );
     }
-    for g in &report.gaps {
-        eprintln!(
-            "warning: sequences {}..={} are missing; the clip jumps over them",
-            g.first_missing, g.last_missing
-        );
-    }
+    refuse_gaps(&report, &args)?;
     // The MKV is written under a temporary name beside --out and takes its
     // name only when whole (an MP4 is remuxed from it).
-    let file = AtomicFile::create(&args.out)?;
+    let file = create_output(&args.out)?;
     let tmp = file.temporary_path().to_owned();
     let mut writer: Option<MkvWriter<BufWriter<AtomicFile>>> = None;
     let mut file = Some(BufWriter::new(file));
@@ -138,9 +143,60 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails on an undeclared gap unless `--allow-undeclared-gaps`, and on a
+/// declared gap the server could have caused unless its reason is accepted,
+/// so that a script sees the failure `verify` would report; warns about the
+/// gaps the user accepted.
+fn refuse_gaps(report: &ChainReport, args: &Args) -> anyhow::Result<()> {
+    if let Some(d) = report.unaccepted(&args.accept_gaps).next() {
+        bail!(
+            "refusing to decrypt: the gap declared in fragment {} ({}) is one the server could have caused; accept it with --accept-gap {}",
+            d.declared_by,
+            d.gap.reason.describe(),
+            d.gap.reason.name()
+        );
+    }
+    for g in &report.gaps {
+        if !args.allow_undeclared_gaps {
+            bail!(
+                "refusing to decrypt: sequences {}..={} are missing and no signed manifest explains why (deleted or withheld); write the clip without them with --allow-undeclared-gaps",
+                g.first_missing,
+                g.last_missing
+            );
+        }
+        eprintln!(
+            "warning: sequences {}..={} are missing and no signed manifest explains why; the clip jumps over them (--allow-undeclared-gaps)",
+            g.first_missing, g.last_missing
+        );
+    }
+    Ok(())
+}
+
+/// Mode of decrypted video: the plaintext the whole system exists to keep
+/// from others, so readable by its owner alone whatever the umask (as ssh
+/// keeps private keys); the owner can widen it knowingly with `chmod`.
+pub(crate) const PLAINTEXT_MODE: u32 = 0o600;
+
+/// A file of decrypted video that will take the name `out` when whole:
+/// written under a fresh temporary name beside it (created exclusively,
+/// mode [`PLAINTEXT_MODE`]), renamed over `out` on commit, so a symlink at
+/// `out` is replaced, never followed, and removed if anything fails first.
+pub(crate) fn create_output(out: &std::path::Path) -> anyhow::Result<AtomicFile> {
+    Ok(AtomicFile::create_with_mode(out, PLAINTEXT_MODE)?)
+}
+
 /// Remuxes a Matroska file to MP4 with GStreamer
-/// (`filesrc ! matroskademux ! h264parse ! mp4mux ! filesink`).
+/// (`filesrc ! matroskademux ! h264parse ! mp4mux ! filesink`), into a
+/// temporary file from [`create_output`] that takes the name `mp4` only
+/// when the remux succeeded.
 pub(crate) fn remux_to_mp4(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
+    let out = create_output(mp4)?;
+    remux_into(mkv, out.temporary_path())?;
+    out.commit()?;
+    Ok(())
+}
+
+fn remux_into(mkv: &std::path::Path, mp4: &std::path::Path) -> anyhow::Result<()> {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     gst::init().context("starting GStreamer")?;

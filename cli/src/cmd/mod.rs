@@ -83,7 +83,7 @@ pub(crate) fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return u64::try_from(t.unix_timestamp_nanos()).context("time before 1970");
     }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let (num, unit) = sealcam_base::split_unit(s);
     let n: u64 = num.parse().with_context(|| {
         format!(
             "{s:?} is neither an RFC 3339 time (2026-01-31T12:00:00Z) nor a duration (10m, 2h, 1d)"
@@ -104,4 +104,30 @@ pub(crate) fn parse_time(s: &str) -> anyhow::Result<u64> {
         .unwrap_or_default();
     let at = now.saturating_sub(std::time::Duration::from_secs(secs));
     Ok(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+    use proptest::prelude::*;
+
+    #[test]
+    fn multibyte_last_character_is_an_error_not_a_panic() {
+        assert!(parse_time("10é").is_err());
+        assert!(parse_time("é").is_err());
+        assert!(parse_time("").is_err());
+        assert!(parse_time("10m").is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn no_string_panics(s in "\\PC*") {
+            let _ = parse_time(&s);
+        }
+
+        #[test]
+        fn digits_then_any_char_never_panics(n in 0u64..1_000_000, c in any::<char>()) {
+            let _ = parse_time(&format!("{n}{c}"));
+        }
+    }
 }

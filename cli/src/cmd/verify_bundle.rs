@@ -13,7 +13,6 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use sealcam_base::durable::AtomicFile;
 use sealcam_format::bundle::{BundleManifest, DisclosedKeys, Disclosure, FragmentId};
 use sealcam_format::mkv::MkvWriter;
 use sealcam_format::verify::{ChainReport, Failure};
@@ -480,7 +479,7 @@ fn write_video(out: &Path, opened: &[OpenedFragment], mp4: bool) -> anyhow::Resu
             o.track.height
         );
     }
-    let file = AtomicFile::create(out)?;
+    let file = super::decrypt::create_output(out)?;
     let tmp = file.temporary_path().to_owned();
     let mut w = MkvWriter::new(BufWriter::new(file), &first.track)?;
     for o in opened {

@@ -18,12 +18,43 @@ use sealcam_transport::{identity, pem, tls, Identity, Role, TransportError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::{actor, Peer};
 use crate::audit::{AuditLog, Event};
 use crate::metrics::Metrics;
+
+/// The TLS acceptor of a port: reads the ClientHello, then takes the
+/// config [`tls::PreferHybrid`] chooses for it, so that every client that
+/// supports X25519MLKEM768 gets it, whatever its order.
+#[derive(Clone)]
+pub struct TlsAcceptor(Arc<tls::PreferHybrid>);
+
+impl TlsAcceptor {
+    pub fn new(configs: tls::PreferHybrid) -> Self {
+        Self(Arc::new(configs))
+    }
+
+    /// The handshake; on failure, the error and the connection when it is
+    /// still there (to close it so that the client reads the alert).
+    async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, (std::io::Error, Option<TcpStream>)> {
+        let mut lazy =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let start = match (&mut lazy).await {
+            Ok(start) => start,
+            Err(e) => return Err((e, lazy.take_io())),
+        };
+        let config = self.0.config_for(&start.client_hello());
+        start
+            .into_stream(config)
+            .into_fallible()
+            .await
+            .map_err(|(e, tcp)| (e, Some(tcp)))
+    }
+}
 
 /// An authenticated connection, so that revocation can close it.
 struct OpenConnection {
@@ -75,14 +106,14 @@ impl TlsMaterial {
     pub fn acceptor(&self) -> Result<(TlsAcceptor, HashSet<Vec<u8>>), TransportError> {
         let crls = pem::load_crls(&self.crl_path)?;
         let revoked = revoked_serials(&crls);
-        let config = tls::ingest_server_config(
+        let configs = tls::ingest_server_configs(
             self.roots.clone(),
             self.chain.clone(),
             self.key.clone_key(),
             crls,
             tls::CrlExpiry::Enforce,
         )?;
-        Ok((TlsAcceptor::from(Arc::new(config)), revoked))
+        Ok((TlsAcceptor::new(configs), revoked))
     }
 }
 
@@ -221,11 +252,13 @@ const LINGER: Duration = Duration::from_secs(2);
 /// refusal, the reason, after the connection is closed so that the client
 /// reads the alert ([`linger_close`]).
 async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
-    let accept = acceptor.accept(tcp).into_fallible();
+    let accept = acceptor.accept(tcp);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err((e, tcp))) => {
-            linger_close(tcp).await;
+            if let Some(tcp) = tcp {
+                linger_close(tcp).await;
+            }
             Err(e.to_string())
         }
         Err(_) => Err("handshake timed out".into()),

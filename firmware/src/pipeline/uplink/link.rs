@@ -130,15 +130,27 @@ impl Link {
     pub(super) fn failed(&self, err: &UploadError) {
         let mut l = self.lock();
         self.live.set_accepting(false);
+        let masked = masks_a_refusal(l.warned, err.kind());
         if matches!(l.state, LinkState::BackingOff { .. }) {
             tracing::debug!(error = %err, "upload in flight failed too");
-            l.failing = Some(err.to_string());
+            if !masked {
+                l.failing = Some(err.to_string());
+            }
             return;
         }
         // The ingest's Retry-After is a floor, never a reason to come back
         // sooner than the backoff says.
         let wait = l.backoff.step().max(err.retry_after().unwrap_or_default());
         let kind = err.kind();
+        if masked {
+            // The outage's reason stays the refusal: this is its echo.
+            tracing::debug!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload retry failed; the ingest refused this camera's certificate before");
+            l.state = LinkState::BackingOff {
+                until: Instant::now() + wait,
+            };
+            self.changed.notify_waiters();
+            return;
+        }
         if l.failing.is_none() {
             tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "upload failed; fragments stay in the spool and are retried with backoff");
         } else if l.warned != Some(kind) {
@@ -181,6 +193,21 @@ impl Link {
             }
         }
     }
+}
+
+/// Whether a failure of kind `now` only hides the certificate refusal the
+/// outage was warned about (`warned`): once the ingest refused the camera's
+/// certificate, later attempts often see just the connection closed (a
+/// request queued on the refused connection, the alert lost), and saying
+/// "check upload.url" then would send the owner the wrong way. Such a
+/// failure keeps the refusal as the outage's reason, until the ingest
+/// answers again.
+fn masks_a_refusal(warned: Option<FailureKind>, now: FailureKind) -> bool {
+    use super::error::ConnectFailure as C;
+    matches!(
+        warned,
+        Some(FailureKind::Unreachable(C::Revoked | C::CertificateRefused))
+    ) && now == FailureKind::Unreachable(C::NoAnswer)
 }
 
 #[cfg(test)]
@@ -235,5 +262,32 @@ mod tests {
         link.succeeded();
         assert_eq!(link.state(), LinkState::Streaming);
         assert_eq!(link.last_error(), "");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_after_a_revocation_keeps_the_revocation() {
+        use super::super::error::ConnectFailure;
+        let link = Link::new(Arc::new(LiveShared::default()));
+        let cut = |detail: &str, failure| UploadError::Unreachable {
+            base: "https://i:8443".into(),
+            detail: detail.into(),
+            failure,
+        };
+        link.failed(&cut("CertificateRevoked", ConnectFailure::Revoked));
+        // In flight, and after the backoff: the connection just closes.
+        link.failed(&cut("connection closed", ConnectFailure::NoAnswer));
+        assert_eq!(link.ready(None).await, LinkState::Connecting);
+        link.failed(&cut("connection closed", ConnectFailure::NoAnswer));
+        assert!(matches!(link.state(), LinkState::BackingOff { .. }));
+        let last = link.last_error();
+        assert!(last.contains("CertificateRevoked"), "{last}");
+        assert!(
+            last.contains("the ingest revoked this camera's certificate"),
+            "{last}"
+        );
+        // Once the ingest answers, a closed connection is itself again.
+        link.succeeded();
+        link.failed(&cut("connection closed", ConnectFailure::NoAnswer));
+        assert!(link.last_error().contains("check upload.url"));
     }
 }
