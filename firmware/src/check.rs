@@ -274,7 +274,7 @@ async fn ingest(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Probe {
             .await
             .map_err(|e| explain_connect_error(&cfg.upload.url, &e))?;
         let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
+        let body = crate::answer::text(resp).await;
         if !status.is_success() {
             return Err(format!(
                 "{} answered {status}: {}",

@@ -24,6 +24,7 @@
 //!     identity.rs     `sealcamd identity`: the key and certificate shown
 //!   config/       the TOML config, parsed once into validated types
 //!   check.rs      `sealcamd check`: every dependency probed, with its fix
+//!   answer.rs     the ingest's answers, read up to a ceiling
 //!   spool_admin.rs `sealcamd spool`: the queue, and held fragments decided
 //!   daemon.rs     wires the parts together, runs them until told to stop
 //!   metrics.rs    Prometheus metrics on a loopback endpoint (off by default)
@@ -35,8 +36,10 @@
 //!   [`pipeline::live`], [`pipeline::uplink`].
 //! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
 //!   [`trust::recipients`], [`trust::identity`].
-//! * [`config`], [`check`], [`spool_admin`], [`daemon`], [`metrics`], [`watchdog`].
+//! * [`config`], [`check`], [`answer`], [`spool_admin`], [`daemon`], [`metrics`],
+//!   [`watchdog`].
 
+pub mod answer;
 pub mod check;
 pub mod config;
 pub mod daemon;

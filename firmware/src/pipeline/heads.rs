@@ -143,7 +143,7 @@ impl HeadSigner {
         if status.is_success() {
             return Ok(());
         }
-        let body = resp.text().await.unwrap_or_default();
+        let body = crate::answer::text(resp).await;
         Err(HeadError::Refused { status, body })
     }
 

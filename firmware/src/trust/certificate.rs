@@ -76,7 +76,7 @@ async fn post_for_certificate(
                 reason: sealcam_base::error_chain(&e),
             })?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = crate::answer::text(resp).await;
     if status == reqwest::StatusCode::ACCEPTED {
         return serde_json::from_str::<PendingResponse>(&text)
             .map(|p| Answer::Pending(p.fingerprint))
@@ -211,7 +211,7 @@ pub async fn attest(
         }
     })?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = crate::answer::text(resp).await;
     if !status.is_success() {
         let reason = ErrorBody::from_response_text(&text).error;
         return Err(CertificateError::Refused(format!("{status}: {reason}")));

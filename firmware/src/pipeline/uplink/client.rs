@@ -70,7 +70,7 @@ impl Uplink {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_S)));
-        let body = ErrorBody::from_response_text(&resp.text().await.unwrap_or_default());
+        let body = ErrorBody::from_response_text(&crate::answer::text(resp).await);
         match status.as_u16() {
             400 | 409 | 413 | 422 => Ok(Outcome::Rejected(format!("{status}: {}", body.error))),
             _ => Err(UploadError::Refused {
