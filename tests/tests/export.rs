@@ -189,6 +189,22 @@ fn a_third_party_verifies_and_decrypts_the_range_and_nothing_else() {
         "{}",
         text(&out.stdout)
     );
+
+    // A listed fragment swapped for a link to an endless file: refused at
+    // once, not read (it would exhaust the verifier's memory).
+    let d = desk(&w, &["court.key", "owner.pub"]);
+    let fragment = std::fs::read_dir(d.path().join("bundle"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "scf"))
+        .unwrap();
+    std::fs::remove_file(&fragment).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &fragment).unwrap();
+    let out = verify_bundle(d.path(), &["--key", "court.key"]);
+    let report = text(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("not a regular file"), "{report}");
+    assert!(report.contains("result:    FAILED"), "{report}");
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn check_files(
             args.bundle.join(&entry.path)
         };
         present.remove(&entry.path);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_regular(&path, entry.size) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let hint = if entry.path == KEYS_FILE {
@@ -136,6 +136,10 @@ fn check_files(
                     name_file(&entry.path),
                     format!("listed in the bundle manifest but missing{hint}"),
                 ));
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                failures.push(fail(name_file(&entry.path), e.to_string()));
                 continue;
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -160,6 +164,28 @@ fn check_files(
     Ok(keys)
 }
 
+/// The most bytes of a bundle manifest read (2^20 entries of short paths).
+const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// A bundle file's bytes: refused unless it is a regular file (a link to
+/// `/dev/zero` or a FIFO would hang or exhaust the verifier), and read no
+/// further than one byte past the size the manifest gives it.
+fn read_regular(path: &Path, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file (a link?); a bundle holds files only",
+        ));
+    }
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(size.saturating_add(1))
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
 pub fn run(args: Args) -> anyhow::Result<bool> {
     let anchor = args.anchor.resolve()?;
     let recipient_key = match &args.key {
@@ -174,7 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         None => None,
     };
     let manifest_path = args.bundle.join(MANIFEST_FILE);
-    let manifest_bytes = std::fs::read(&manifest_path).with_context(|| {
+    let manifest_bytes = read_regular(&manifest_path, MAX_MANIFEST_BYTES).with_context(|| {
         format!(
             "reading {}: is {} a bundle from `sealcam export`?",
             manifest_path.display(),
@@ -243,6 +269,19 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
             "files:     {} files, each matches its SHA-256 in the bundle manifest",
             m.files.len()
         );
+    }
+
+    // Anything but regular files, and verification reads nothing more: it
+    // would follow the links.
+    if failures
+        .iter()
+        .any(|f| f.reason.starts_with("not a regular file"))
+    {
+        for f in &failures {
+            println!("FAILED:    {}: {}", f.label, f.reason);
+        }
+        println!("result:    FAILED");
+        return Ok(false);
     }
 
     // The same verification as `sealcam verify`. If it cannot even start
