@@ -272,4 +272,34 @@ fn the_ingest_refuses_a_restart_record_not_signed_by_the_device_it_comes_from() 
         .unwrap()
         .count();
     assert_eq!(stored, 1);
+
+    // A record the camera's own key signed, but beginning below footage
+    // already stored (a stolen camera poisoning its history before its
+    // revocation): refused, nothing stored.
+    let below = Restart {
+        first_sequence: 1,
+        ..forged
+    };
+    use p256::pkcs8::DecodePrivateKey;
+    let own = p256::ecdsa::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(w.path().join("cam1/device.key")).unwrap(),
+    )
+    .unwrap();
+    let sig: p256::ecdsa::Signature = own.sign(&below.signing_message());
+    let resp = client
+        .put(format!("{}/v1/restarts/cam1/front/1", r.ingest.url()))
+        .body(below.to_signed(&sig.to_bytes().into()))
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("must begin above every fragment stored"),
+        "{body}"
+    );
+    let stored = std::fs::read_dir(r.ingest.data.join("restarts/cam1/front"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1);
 }

@@ -69,6 +69,27 @@ pub async fn put_restart(
                 .into(),
         )
     })?;
+    // An epoch begins above everything stored (the camera picks its first
+    // sequence above any an earlier epoch could have used). A record below
+    // would only make footage already stored fail verification: a stolen
+    // camera, before its revocation, could poison its own history.
+    if state
+        .store
+        .restart(&device, &stream, first_sequence)
+        .await?
+        .is_none()
+    {
+        if let Some(&newest) = state.store.sequences(&device, &stream).await?.last() {
+            if newest >= first_sequence {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "a new epoch of {device}/{stream} must begin above every fragment stored; fragment {newest} is stored, the record begins at {first_sequence}"
+                    ),
+                ));
+            }
+        }
+    }
     let outcome = state
         .store
         .put_restart(&device, &stream, first_sequence, body)
