@@ -147,7 +147,15 @@ pub fn judge(requested: &Requested, spans: &[Span], head: Option<&HeadSeen>) -> 
 }
 
 fn judge_start(r: &Requested, first: &Span) -> Start {
-    if is_chain_start(first) {
+    // A declared restart begins the evidence only for a range that starts
+    // at or after it: asked from before it, the old epoch's fragments up to
+    // the restart belong to the range, and a server that answers from the
+    // restart on has left them out.
+    let asked_before_restart = first.declared_restart
+        && !(first.sequence == 0 && first.prev == ManifestHash::GENESIS)
+        && (r.from_ns.is_some_and(|t| t < first.start_unix_ns)
+            || r.from_seq.is_some_and(|s| s < first.sequence));
+    if is_chain_start(first) && !asked_before_restart {
         return Start::ChainStart {
             sequence: first.sequence,
         };
@@ -321,6 +329,28 @@ mod tests {
         // The camera signed nothing newer than 4: the range ends there.
         let c = judge(&times(25, 75), &run(2, 4), Some(&head(4))).unwrap();
         assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn a_restart_covers_a_range_only_from_the_restart_on() {
+        let mut spans = run(5, 7);
+        spans[0].declared_restart = true;
+        // Asked from the restart on: it is where the evidence begins.
+        let c = judge(&times(50, 75), &spans, None).unwrap();
+        assert_eq!(c.start, Start::ChainStart { sequence: 5 });
+        // Asked from before it: the old epoch's part is missing.
+        let c = judge(&times(20, 75), &spans, None).unwrap();
+        assert!(
+            matches!(c.start, Start::Missing { sequence: 5, .. }),
+            "{c:?}"
+        );
+        // No start asked: the restart begins the stream's evidence.
+        let open = Requested {
+            asked_at_unix_ns: 1_000_000,
+            ..Requested::default()
+        };
+        let c = judge(&open, &spans, None).unwrap();
+        assert_eq!(c.start, Start::ChainStart { sequence: 5 });
     }
 
     #[test]
