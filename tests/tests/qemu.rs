@@ -313,8 +313,8 @@ fn power_cut_with_a_wiped_spool_recovers_through_a_new_epoch() {
     );
     vm.qmp("system_reset", serde_json::json!({}));
     vm.wait_for_console("sealcam-seed: already provisioned", 300);
-    let as_camera = |args: &[&str]| {
-        // As the service runs: its user, and the TPM's group for the key.
+    // As the service runs: its user, and the TPM's group for the key.
+    let camera_args = |args: &[&'static str]| {
         let mut all = vec![
             "-u",
             "sealcam",
@@ -326,14 +326,22 @@ fn power_cut_with_a_wiped_spool_recovers_through_a_new_epoch() {
             "/usr/bin/sealcamd",
         ];
         all.extend_from_slice(args);
-        in_guest(&vm, "/usr/sbin/runuser", &all)
+        all
     };
-    // Refused from its first fragment, it holds them and says why.
+    let as_camera = |args: &[&'static str]| in_guest(&vm, "/usr/sbin/runuser", &camera_args(args));
+    // Refused from its first fragment, it holds them and says why. (Until
+    // the daemon has made the spool again, `spool list` fails: asked
+    // without insisting.)
+    let spool_list = || {
+        let (code, out, err) =
+            vm.guest_exec("/usr/sbin/runuser", &camera_args(&["spool", "list"]), 120);
+        format!("exit {code}: {out}{err}")
+    };
     assert!(
-        wait_until(300, || as_camera(&["spool", "list"])
+        wait_until(300, || spool_list()
             .contains("this camera probably lost its storage")),
         "{}",
-        as_camera(&["spool", "list"])
+        spool_list()
     );
     in_guest(&vm, "/bin/systemctl", &["stop", "sealcamd.service"]);
     let begun = as_camera(&["spool", "new-epoch"]);
