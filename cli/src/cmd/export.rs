@@ -40,19 +40,9 @@ pub struct Args {
     /// The bundle directory to create (must not exist yet).
     #[arg(long)]
     pub out: PathBuf,
-    /// Start of the range: RFC 3339 time, or a duration ago (10m, 2h).
-    /// Fragments that overlap the range are exported.
-    #[arg(long)]
-    pub from: Option<String>,
-    /// End of the range: RFC 3339 time, or a duration ago.
-    #[arg(long)]
-    pub to: Option<String>,
-    /// First sequence number to export.
-    #[arg(long)]
-    pub from_seq: Option<u64>,
-    /// Last sequence number to export.
-    #[arg(long)]
-    pub to_seq: Option<u64>,
+    /// The range to export: fragments that overlap it.
+    #[command(flatten)]
+    pub range: super::RangeArgs,
     /// Your consumer private key (from `sealcam keygen`): it opens the
     /// fragments' data keys, which are then disclosed. It never goes into
     /// the bundle.
@@ -170,15 +160,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             names.join("; ")
         );
     }
-    let from_ns = args.from.as_deref().map(super::parse_time).transpose()?;
-    let to_ns = args.to.as_deref().map(super::parse_time).transpose()?;
+    let asked = args.range.query()?;
+    let (from_ns, to_ns) = (asked.from_ns, asked.to_ns);
     let chosen: Vec<_> = report
         .verified
         .iter()
         .filter(|v| from_ns.is_none_or(|f| v.end_unix_ns >= f))
         .filter(|v| to_ns.is_none_or(|t| v.start_unix_ns <= t))
-        .filter(|v| args.from_seq.is_none_or(|s| v.sequence >= s))
-        .filter(|v| args.to_seq.is_none_or(|s| v.sequence <= s))
+        .filter(|v| asked.from_seq.is_none_or(|s| v.sequence >= s))
+        .filter(|v| asked.to_seq.is_none_or(|s| v.sequence <= s))
         .collect();
     let (Some(first), Some(last)) = (chosen.first(), chosen.last()) else {
         bail!(
