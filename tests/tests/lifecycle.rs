@@ -268,8 +268,9 @@ fn revocation_cuts_the_open_upload_and_refuses_new_handshakes() {
     let _ = camera.wait();
     assert!(
         said_why,
-        "{}",
-        std::fs::read_to_string(&camera_log).unwrap_or_default()
+        "camera:\n{}\ningest:\n{}",
+        std::fs::read_to_string(&camera_log).unwrap_or_default(),
+        ingest.log_text()
     );
 }
 

@@ -58,7 +58,10 @@ impl Uplink {
         &self,
         resp: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<Outcome, UploadError> {
-        let resp = resp.map_err(|e| UploadError::unreachable(&self.base, &e))?;
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.unreachable(&e).await),
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(Outcome::Stored);
@@ -122,12 +125,15 @@ impl Uplink {
 
     /// One probe of the link while connecting with nothing to upload.
     pub(super) async fn probe(&self) -> Result<(), UploadError> {
-        let resp = self
+        let resp = match self
             .client()
             .get(format!("{}{}", self.base, Route::WhoAmI.path()))
             .send()
             .await
-            .map_err(|e| UploadError::unreachable(&self.base, &e))?;
+        {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.unreachable(&e).await),
+        };
         let status = resp.status();
         if status.is_success() {
             Ok(())

@@ -139,6 +139,14 @@ impl ConnectFailure {
         Self::from_tls(tls_error(e).as_ref(), e.is_timeout())
     }
 
+    /// Why a handshake or read of the camera's own failed with `e`.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        Self::from_tls(
+            tls_error(e).as_ref(),
+            e.kind() == std::io::ErrorKind::TimedOut,
+        )
+    }
+
     fn from_tls(tls: Option<&rustls::Error>, timed_out: bool) -> Self {
         use AlertDescription as A;
         match tls {
@@ -226,8 +234,10 @@ mod tests {
             ConnectFailure::from_tls(tls_error(&io).as_ref(), false),
             ConnectFailure::Revoked
         );
+        assert_eq!(ConnectFailure::of_io(&io), ConnectFailure::Revoked);
         let other = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(tls_error(&other), None);
+        assert_eq!(ConnectFailure::of_io(&other), ConnectFailure::NoAnswer);
         // What an HTTP/2 connection keeps of it: the kind and the message.
         let flattened = std::io::Error::new(std::io::ErrorKind::InvalidData, alert.to_string());
         assert_eq!(tls_error(&flattened), Some(alert));

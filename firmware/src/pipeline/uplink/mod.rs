@@ -36,6 +36,7 @@ use crate::pipeline::live::LiveReceiver;
 use crate::pipeline::spool::{Spool, SpoolError};
 
 mod client;
+mod diagnose;
 mod error;
 mod lanes;
 mod link;
