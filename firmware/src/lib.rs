@@ -24,6 +24,7 @@
 //!     identity.rs     `sealcamd identity`: the key and certificate shown
 //!   config/       the TOML config, parsed once into validated types
 //!   check.rs      `sealcamd check`: every dependency probed, with its fix
+//!   core_dump.rs  no core files: plaintext and data keys never on disk
 //!   answer.rs     the ingest's answers, read up to a ceiling
 //!   spool_admin.rs `sealcamd spool`: the queue, and held fragments decided
 //!   daemon.rs     wires the parts together, runs them until told to stop
@@ -36,12 +37,13 @@
 //!   [`pipeline::live`], [`pipeline::uplink`].
 //! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
 //!   [`trust::recipients`], [`trust::identity`].
-//! * [`config`], [`check`], [`answer`], [`spool_admin`], [`daemon`], [`metrics`],
+//! * [`config`], [`core_dump`], [`check`], [`answer`], [`spool_admin`], [`daemon`], [`metrics`],
 //!   [`watchdog`].
 
 pub mod answer;
 pub mod check;
 pub mod config;
+pub mod core_dump;
 pub mod daemon;
 pub mod metrics;
 pub mod pipeline;

@@ -114,6 +114,11 @@ fn main() -> ExitCode {
         std::env::set_var("TSS2_LOG", "all+NONE");
     }
     sealcam_base::init_logging("info");
+    // Before any key or frame is in memory.
+    if let Err(e) = sealcamd::core_dump::forbid() {
+        eprintln!("sealcamd: error: cannot forbid core dumps ({e}); a crash could write frames and keys to disk");
+        return ExitCode::FAILURE;
+    }
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

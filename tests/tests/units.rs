@@ -102,6 +102,12 @@ fn ordering_after_a_target_also_pulls_it_in() {
 }
 
 #[test]
+fn the_camera_writes_no_core_files() {
+    let camera = std::fs::read_to_string(unit("sealcamd.service")).unwrap();
+    assert_eq!(values(&camera, "LimitCORE"), ["0"]);
+}
+
+#[test]
 fn the_ingest_may_hold_10_000_connections() {
     let ingest = std::fs::read_to_string(unit("sealcam-ingest.service")).unwrap();
     let limit: Vec<u64> = values(&ingest, "LimitNOFILE")
