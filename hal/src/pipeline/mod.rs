@@ -266,7 +266,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.factory)?;
         for (name, value) in &self.properties {
-            if value.contains([' ', '(', ',']) {
+            if value.contains([' ', '(', ',', '=']) {
                 write!(f, " {name}=\"{value}\"")?;
             } else {
                 write!(f, " {name}={value}")?;
@@ -401,8 +401,13 @@ fn encoder_step(encoder: Encoder, s: &CaptureSettings) -> Step {
     let k = s.keyframe_interval;
     let bps = u64::from(s.bitrate_kbps) * 1000;
     match encoder {
+        // x264 puts an extra key frame at every "scene cut" it detects
+        // (about every 40 frames on a detailed 640x360 picture); a fragment
+        // can end only at a key frame on or after its duration, so they came
+        // out a third too long. Key frames only on the interval.
         Encoder::X264 { speed_preset } => Step::new("x264enc")
             .with("key-int-max", k)
+            .with("option-string", "scenecut=0")
             .with("bframes", 0)
             .with("bitrate", s.bitrate_kbps)
             .with("tune", "zerolatency")
