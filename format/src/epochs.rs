@@ -8,12 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::keys::DeviceVerifier;
 use crate::restart::{Restart, RestartHash, SignedRestart};
-use crate::roster::KeyOrigin;
 use crate::verify::{
-    undeclared_parts, verify_chain_with, ChainReport, DeviceKeys, Failure, Gap, KeyUsed,
-    RecordUsed, Verified,
+    undeclared_parts, verify_chain_with, ChainReport, DeviceKeys, Failure, Gap, KeyUsed, Verified,
 };
 
 /// A restart record that verified, and what it explains.
@@ -69,52 +66,16 @@ impl RestartSeen {
 /// device at its signing time.
 fn check_restart(r: &SignedRestart, keys: DeviceKeys<'_>) -> Result<KeyUsed, String> {
     let restart = &r.restart;
-    match keys {
-        DeviceKeys::Single(key) => {
-            let v = key.verifier().map_err(|e| e.to_string())?;
-            r.verify(&v).map_err(|e| e.to_string())?;
-            Ok(KeyUsed {
-                fingerprint: key.fingerprint(),
-                record: None,
-            })
-        }
-        DeviceKeys::Roster(roster) => {
-            let mut last = format!(
-                "no key of device {} in the owner's roster (version {}) was valid at the restart's time ({} ns)",
-                restart.device, roster.version, restart.signed_at_unix_ns
-            );
-            for (index, record) in roster.keys.iter().enumerate().rev() {
-                if record.device != restart.device || !record.valid_at(restart.signed_at_unix_ns) {
-                    continue;
-                }
-                let verified = record
-                    .key
-                    .verifier()
-                    .map_err(|e| e.to_string())
-                    .and_then(|v: DeviceVerifier| r.verify(&v).map_err(|e| e.to_string()));
-                match verified {
-                    Ok(_) => {
-                        return Ok(KeyUsed {
-                            fingerprint: record.key.fingerprint(),
-                            record: Some(RecordUsed {
-                                index,
-                                roster_version: roster.version,
-                                valid_from_unix_ns: record.valid_from_unix_ns,
-                                in_tpm: matches!(record.origin, KeyOrigin::Tpm(_)),
-                            }),
-                        })
-                    }
-                    Err(e) => {
-                        last = format!(
-                            "restart record signature: {e} (checked with every key roster version {} lists for device {} at its time)",
-                            roster.version, restart.device
-                        )
-                    }
-                }
-            }
-            Err(last)
-        }
-    }
+    keys.check_signed_at(
+        &restart.device,
+        restart.signed_at_unix_ns,
+        "at the restart's time",
+        |v| {
+            r.verify(v)
+                .map(|_| ())
+                .map_err(|e| format!("restart record signature: {e}"))
+        },
+    )
 }
 
 /// Verifies `fragments` as [`verify_chain_with`] does, and `restarts`
@@ -352,7 +313,7 @@ mod tests {
                     key: DeviceVerifyingKey(*self.key.verifying_key()),
                     valid_from_unix_ns: 0,
                     end: None,
-                    origin: KeyOrigin::Software,
+                    origin: crate::roster::KeyOrigin::Software,
                 }],
             }
         }

@@ -28,8 +28,7 @@ use crate::codec::{Reader, Writer};
 use crate::keys::DeviceVerifier;
 use crate::manifest::ManifestHash;
 use crate::name::Name;
-use crate::roster::KeyOrigin;
-use crate::verify::{DeviceKeys, KeyUsed, RecordUsed};
+use crate::verify::{DeviceKeys, KeyUsed};
 use crate::{FormatError, SealError};
 
 /// The first bytes of every signed head.
@@ -166,51 +165,12 @@ impl SignedHead {
     /// Returns the key that verified, or why none did.
     pub fn verify_with(&self, keys: DeviceKeys<'_>) -> Result<KeyUsed, String> {
         let h = &self.head;
-        let roster = match keys {
-            DeviceKeys::Single(key) => {
-                let v = key.verifier().map_err(|e| e.to_string())?;
-                self.verify(&v).map_err(|e| e.to_string())?;
-                return Ok(KeyUsed {
-                    fingerprint: key.fingerprint(),
-                    record: None,
-                });
-            }
-            DeviceKeys::Roster(roster) => roster,
-        };
-        let mut last = format!(
-            "no key of device {} in the owner's roster (version {}) was valid when the head was signed ({} ns)",
-            h.device, roster.version, h.signed_at_unix_ns
-        );
-        for (index, record) in roster.keys.iter().enumerate().rev() {
-            if record.device != h.device || !record.valid_at(h.signed_at_unix_ns) {
-                continue;
-            }
-            let outcome = record
-                .key
-                .verifier()
-                .map_err(|e| e.to_string())
-                .and_then(|v| self.verify(&v).map(|_| ()).map_err(|e| e.to_string()));
-            match outcome {
-                Ok(()) => {
-                    return Ok(KeyUsed {
-                        fingerprint: record.key.fingerprint(),
-                        record: Some(RecordUsed {
-                            index,
-                            roster_version: roster.version,
-                            valid_from_unix_ns: record.valid_from_unix_ns,
-                            in_tpm: matches!(record.origin, KeyOrigin::Tpm(_)),
-                        }),
-                    })
-                }
-                Err(e) => {
-                    last = format!(
-                        "{e} (checked with every key roster version {} lists for device {} when the head was signed)",
-                        roster.version, h.device
-                    )
-                }
-            }
-        }
-        Err(last)
+        keys.check_signed_at(
+            &h.device,
+            h.signed_at_unix_ns,
+            "when the head was signed",
+            |v| self.verify(v).map(|_| ()).map_err(|e| e.to_string()),
+        )
     }
 }
 
@@ -263,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_head_verifies_only_under_a_key_the_roster_lists_at_its_time() {
-        use crate::roster::{DeviceRoster, EndReason, KeyEnd, KeyRecord};
+        use crate::roster::{DeviceRoster, EndReason, KeyEnd, KeyOrigin, KeyRecord};
         let (k, other) = (key(1), key(2));
         let record = |k: &p256::ecdsa::SigningKey, device: &str, end: Option<u64>| KeyRecord {
             device: Name::new(device).unwrap(),

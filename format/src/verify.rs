@@ -19,6 +19,56 @@ pub enum DeviceKeys<'a> {
     Roster(&'a DeviceRoster),
 }
 
+impl DeviceKeys<'_> {
+    /// Checks a statement `device` signed at one instant (a head, a restart
+    /// record) with `check`: under the single key, or under each key the
+    /// roster lists for `device` at `at_unix_ns`, newest first. `what` names
+    /// the statement and its instant in the messages ("when the head was
+    /// signed"). Returns the key that verified, or why none did.
+    pub fn check_signed_at(
+        self,
+        device: &Name,
+        at_unix_ns: u64,
+        what: &str,
+        check: impl Fn(&DeviceVerifier) -> Result<(), String>,
+    ) -> Result<KeyUsed, String> {
+        let roster = match self {
+            DeviceKeys::Single(key) => {
+                check(&key.verifier().map_err(|e| e.to_string())?)?;
+                return Ok(KeyUsed {
+                    fingerprint: key.fingerprint(),
+                    record: None,
+                });
+            }
+            DeviceKeys::Roster(roster) => roster,
+        };
+        let mut last = format!(
+            "no key of device {device} in the owner's roster (version {}) was valid {what} ({at_unix_ns} ns)",
+            roster.version
+        );
+        for (index, record) in roster.keys.iter().enumerate().rev() {
+            if record.device != *device || !record.valid_at(at_unix_ns) {
+                continue;
+            }
+            match record
+                .key
+                .verifier()
+                .map_err(|e| e.to_string())
+                .and_then(|v| check(&v))
+            {
+                Ok(()) => return Ok(KeyUsed::of_record(roster, index, record)),
+                Err(e) => {
+                    last = format!(
+                        "{e} (checked with every key roster version {} lists for device {device} {what})",
+                        roster.version
+                    )
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
 /// The key a fragment verified under.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyUsed {
@@ -26,6 +76,21 @@ pub struct KeyUsed {
     pub fingerprint: String,
     /// From the roster: the record (its index) and how the key is held.
     pub record: Option<RecordUsed>,
+}
+
+impl KeyUsed {
+    /// Record `index` of `roster`, the one that verified.
+    fn of_record(roster: &DeviceRoster, index: usize, record: &KeyRecord) -> Self {
+        Self {
+            fingerprint: record.key.fingerprint(),
+            record: Some(RecordUsed {
+                index,
+                roster_version: roster.version,
+                valid_from_unix_ns: record.valid_from_unix_ns,
+                in_tpm: matches!(record.origin, KeyOrigin::Tpm(_)),
+            }),
+        }
+    }
 }
 
 /// The roster record a fragment was checked against.
@@ -189,17 +254,7 @@ impl<'a> KeyChecker<'a> {
                 Err(e) => Err(e.clone()),
             };
             match outcome {
-                Ok(()) => {
-                    return Ok(KeyUsed {
-                        fingerprint: record.key.fingerprint(),
-                        record: Some(RecordUsed {
-                            index,
-                            roster_version: roster.version,
-                            valid_from_unix_ns: record.valid_from_unix_ns,
-                            in_tpm: matches!(record.origin, KeyOrigin::Tpm(_)),
-                        }),
-                    })
-                }
+                Ok(()) => return Ok(KeyUsed::of_record(roster, index, record)),
                 Err(e) => last = e,
             }
         }
