@@ -325,3 +325,59 @@ fn a_chain_the_ingest_stored_no_longer_counts_as_begun_without_state() {
     assert!(!state.began_without_state);
     assert_eq!(state.next_sequence, 1);
 }
+
+/// A fragment that is never stored takes the gaps it declared with it:
+/// whoever declares it missing declares them again, so that the holes
+/// they explained do not turn into undeclared ones (what a server's
+/// deletion looks like).
+#[test]
+fn a_fragment_given_up_or_evicted_passes_on_the_gaps_it_declared() {
+    let rig = Rig::new();
+    let mut rec = rig.recorder();
+    let t = track();
+    let mut push = |range| {
+        for f in frames(range, 10, &t) {
+            rec.push(f).unwrap();
+        }
+    };
+    let declared_in = |sequence: u64| -> Vec<u64> {
+        let bytes = std::fs::read(rig.spool.spooled(sequence).path).unwrap();
+        let m = SealedFragment::parse(&bytes).unwrap().manifest;
+        m.gaps.iter().map(|g| g.first_sequence).collect()
+    };
+    // Fragments 0 and 1 closed; 1 is lost, and fragment 2 declares it.
+    push(0..21);
+    let lost = rig.spool.spooled(1);
+    rig.spool
+        .declare_gap(&lost.gap(GapReason::SpoolWriteFailed))
+        .unwrap();
+    rig.spool.remove(&lost).unwrap();
+    push(21..41);
+    assert_eq!(declared_in(2), vec![1]);
+    // The ingest keeps refusing fragment 2; the operator gives it up:
+    // fragment 4 declares it, and what it declared.
+    rig.spool.hold(&rig.spool.spooled(2), "422: no").unwrap();
+    rig.spool.give_up(2).unwrap();
+    push(41..51);
+    assert_eq!(declared_in(4), vec![2, 1]);
+    // A full spool evicts 0, 3 and 4: fragment 5 declares them, and what
+    // fragment 4 declared.
+    rig.spool
+        .make_room(
+            &SpoolBounds {
+                max_bytes: 0,
+                max_age: None,
+                when_full: FullPolicy::DropOldest,
+            },
+            0,
+        )
+        .unwrap();
+    push(51..61);
+    rec.close().unwrap();
+    let mut declared = declared_in(5);
+    declared.sort_unstable();
+    declared.dedup();
+    assert_eq!(declared, vec![0, 1, 2, 3]);
+    let report = rig.verify(&rig.spooled());
+    assert!(report.is_ok(), "{report:?}");
+}

@@ -116,15 +116,19 @@ impl Spool {
     }
 
     /// Gives a held fragment up: its gap is declared (durably, signed in
-    /// the next manifest) as `RefusedByIngest`, then the file is removed.
+    /// the next manifest) as `RefusedByIngest`, with the gaps it declared
+    /// itself ([`Spooled::carried_gaps`]), then the file is removed.
+    /// Returns its own gap.
     pub fn give_up(&self, sequence: u64) -> Result<DeclaredGap, SpoolError> {
         let held = self.held_one(sequence)?;
-        let gap = Spooled {
+        let spooled = Spooled {
             sequence,
             path: held.path.clone(),
+        };
+        let gap = spooled.gap(GapReason::RefusedByIngest);
+        for g in std::iter::once(gap).chain(spooled.carried_gaps()) {
+            self.declare_gap(&g)?;
         }
-        .gap(GapReason::RefusedByIngest);
-        self.declare_gap(&gap)?;
         durable::remove(&held.path)?;
         self.forget_why(sequence)?;
         Ok(gap)

@@ -84,17 +84,35 @@ impl Spooled {
         }
     }
 
+    /// The gaps to declare if it is never stored: its own, for `reason`,
+    /// first, then [`Self::carried_gaps`].
+    pub fn gaps(&self, reason: GapReason) -> Vec<DeclaredGap> {
+        let mut gaps = vec![self.gap(reason)];
+        gaps.extend(self.carried_gaps());
+        gaps
+    }
+
+    /// The gaps its own manifest declared. A fragment that is never stored
+    /// takes its declarations with it: whoever declares it missing declares
+    /// these again, with their reasons, or the holes they explained would
+    /// look undeclared (a server's deletion). Nothing when the file no
+    /// longer parses.
+    pub fn carried_gaps(&self) -> Vec<DeclaredGap> {
+        self.manifest().map(|m| m.gaps).unwrap_or_default()
+    }
+
     /// The wall-clock span its manifest names, where the file still parses
     /// (`(0, 0)` otherwise): for declaring it as a gap.
     pub fn time_span(&self) -> (u64, u64) {
-        fs::read(&self.path)
-            .ok()
-            .and_then(|b| {
-                SealedFragment::parse(&b)
-                    .ok()
-                    .map(|f| (f.manifest.start_unix_ns, f.manifest.end_unix_ns))
-            })
+        self.manifest()
+            .map(|m| (m.start_unix_ns, m.end_unix_ns))
             .unwrap_or((0, 0))
+    }
+
+    /// Its manifest, where the file still parses.
+    fn manifest(&self) -> Option<sealcam_format::Manifest> {
+        let bytes = fs::read(&self.path).ok()?;
+        SealedFragment::parse(&bytes).ok().map(|f| f.manifest)
     }
 }
 
@@ -124,13 +142,19 @@ pub enum Admission {
 }
 
 /// The gaps that evicting `spooled` leaves: one per run of consecutive
-/// sequence numbers, with the time span from the fragments' manifests.
+/// sequence numbers, with the time span from the fragments' manifests,
+/// then the gaps the evicted fragments themselves declared
+/// ([`Spooled::carried_gaps`]).
 fn gaps_of(spooled: &[Spooled]) -> Vec<DeclaredGap> {
+    let mut carried = Vec::new();
     let mut items: Vec<(u64, u64, u64)> = spooled
         .iter()
         .map(|s| {
-            let times = s.time_span();
-            (s.sequence, times.0, times.1)
+            let Some(m) = s.manifest() else {
+                return (s.sequence, 0, 0);
+            };
+            carried.extend(m.gaps);
+            (s.sequence, m.start_unix_ns, m.end_unix_ns)
         })
         .collect();
     items.sort_unstable();
@@ -151,6 +175,7 @@ fn gaps_of(spooled: &[Spooled]) -> Vec<DeclaredGap> {
             }),
         }
     }
+    gaps.extend(carried);
     gaps
 }
 

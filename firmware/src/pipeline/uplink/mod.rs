@@ -213,8 +213,9 @@ impl Uplink {
             }
             Ok(Outcome::Damaged(why)) => {
                 tracing::error!(sequence, file = %s.path.display(), %why, "spooled fragment is damaged (the disk corrupted it); removed and declared as a gap");
-                self.spool
-                    .declare_gap(&s.gap(GapReason::SpoolWriteFailed))?;
+                for gap in s.gaps(GapReason::SpoolWriteFailed) {
+                    self.spool.declare_gap(&gap)?;
+                }
                 self.spool.remove(&s)?;
             }
             Err(err) => {
