@@ -37,6 +37,37 @@ impl Api {
     }
 }
 
+/// The restart record that begins the epoch whose first fragment has
+/// manifest `first` (already verified), from the ingest: checked under
+/// `keys` and bound to `first` ([`sealcam_format::epochs::check_begins`]).
+/// `None` when the ingest holds no record for that sequence; an error when
+/// the one it holds does not begin the epoch (made up or replayed).
+pub async fn beginning(
+    api: &Api,
+    keys: sealcam_format::verify::DeviceKeys<'_>,
+    first: &sealcam_format::Manifest,
+) -> anyhow::Result<Option<sealcam_format::restart::Restart>> {
+    let entries = api.restarts(&first.device, &first.stream).await?;
+    let Some(e) = entries.iter().find(|e| e.first_sequence == first.sequence) else {
+        return Ok(None);
+    };
+    let bytes = hex::decode(&e.record).with_context(|| {
+        format!(
+            "the ingest served restart record {} as {:?}, not hex",
+            e.first_sequence, e.record
+        )
+    })?;
+    let signed = sealcam_format::restart::SignedRestart::parse(&bytes)
+        .with_context(|| format!("restart record {} is malformed", e.first_sequence))?;
+    sealcam_format::epochs::check_begins(&signed, first, keys).map_err(|reason| {
+        anyhow::anyhow!(
+            "the ingest's restart record for fragment {}: {reason}",
+            first.sequence
+        )
+    })?;
+    Ok(Some(signed.restart))
+}
+
 /// Saves the stream's restart records into `out/restarts/`; returns how
 /// many.
 pub async fn fetch(api: &Api, device: &Name, stream: &Name, out: &Path) -> anyhow::Result<usize> {

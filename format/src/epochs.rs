@@ -78,6 +78,37 @@ fn check_restart(r: &SignedRestart, keys: DeviceKeys<'_>) -> Result<KeyUsed, Str
     )
 }
 
+/// Whether `signed` is the restart record that begins the epoch whose
+/// first fragment has manifest `first` (already verified): signed under
+/// the key `keys` gives for its device at its time, of the same device and
+/// stream, at `first`'s sequence, and named by `first` as its `prev`. For a
+/// viewer that meets fragments one at a time (`sealcam follow`); a run of
+/// fragments is checked by [`verify_chain_with_restarts`].
+pub fn check_begins(
+    signed: &SignedRestart,
+    first: &crate::manifest::Manifest,
+    keys: DeviceKeys<'_>,
+) -> Result<KeyUsed, String> {
+    let key = check_restart(signed, keys)?;
+    let r = &signed.restart;
+    if r.device != first.device || r.stream != first.stream {
+        return Err(format!(
+            "restart record of {}/{} offered for fragment {} of {}/{}",
+            r.device, r.stream, first.sequence, first.device, first.stream
+        ));
+    }
+    if r.first_sequence != first.sequence || first.prev != signed.hash().0 {
+        return Err(format!(
+            "restart record for sequence {} does not begin the chain at fragment {}: the fragment names previous {}, not this record ({})",
+            r.first_sequence,
+            first.sequence,
+            first.prev,
+            signed.hash()
+        ));
+    }
+    Ok(key)
+}
+
 /// Verifies `fragments` as [`verify_chain_with`] does, and `restarts`
 /// (restart records, each with a label) with them: a restart whose first
 /// fragment names it turns the break before that fragment into a declared
@@ -429,6 +460,30 @@ mod tests {
                 .any(|f| f.label == "restart-100" && f.reason.contains("made up or replayed")),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn one_fragment_is_begun_only_by_its_own_genuine_record() {
+        let cam = Camera::new();
+        let roster = cam.roster();
+        let keys = DeviceKeys::Roster(&roster);
+        let (files, restart) = two_epochs(&cam, None);
+        let manifest = |i: usize| crate::SealedFragment::parse(&files[i].2).unwrap().manifest;
+        let signed = SignedRestart::parse(&restart).unwrap();
+        assert!(check_begins(&signed, &manifest(4), keys).is_ok());
+        // Not the epoch's first fragment, nor one of the first epoch.
+        for i in [5, 0] {
+            let e = check_begins(&signed, &manifest(i), keys).unwrap_err();
+            assert!(e.contains("does not begin the chain"), "{e}");
+        }
+        // A genuine record the fragment does not name, and a forged one.
+        let (_, other) = cam.restart(100, None, 60);
+        let other = SignedRestart::parse(&other).unwrap();
+        assert!(check_begins(&other, &manifest(4), keys).is_err());
+        let (_, forged) = Camera::new().restart(100, None, 50);
+        let forged = SignedRestart::parse(&forged).unwrap();
+        let e = check_begins(&forged, &manifest(4), keys).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
     }
 
     #[test]

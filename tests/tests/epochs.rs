@@ -149,6 +149,38 @@ fn a_camera_that_lost_its_storage_recovers_through_a_new_epoch_that_verifies() {
     // Both sides of the restart decrypt.
     decrypt_ok(w, "clip", "clip.mkv");
 
+    // A live viewer crosses the restart too: the camera's record, not a
+    // broken chain, and what it cannot account for.
+    let mut args = vec!["follow".to_owned(), "cam1/front".to_owned()];
+    args.extend(alice_at_url(&r.ingest.url()));
+    args.extend(
+        [
+            "--key",
+            "alice.key",
+            "--after",
+            &(last_old - 1).to_string(),
+            "--fragments",
+            "3",
+            "--out",
+            "live.mkv",
+        ]
+        .map(String::from),
+    );
+    args.extend(ANCHOR.map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let followed = run("sealcam", &args, w.path());
+    let out = stdout(&followed);
+    assert!(followed.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "chain restart at fragment {first}: the camera lost its state (signed by the camera)"
+        )) && out.contains(&format!(
+            "fragments it recorded after {last_old} may have existed and cannot be accounted for"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("NOT declared"), "{out}");
+
     // The camera keeps the fragments of the refused chain for its operator.
     let listed = spool(w, &r.cfg, &["list"]);
     assert!(listed.contains("abandoned: "), "{listed}");

@@ -9,7 +9,9 @@
 //! It watches the camera's signed heads too ([`crate::head_watch`]): a
 //! head naming a fragment the server does not list shows fragments
 //! withheld, and a head that stops advancing a camera offline or heads
-//! held back.
+//! held back. A fragment that does not follow the last one shown is
+//! accepted as a new epoch only under the camera's signed restart record
+//! ([`crate::restarts::beginning`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -189,14 +191,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 bail!("fragment {} fails verification: {reason}", e.sequence);
             }
             if let Some((ps, ph)) = prev {
-                if e.sequence == ps + 1 && m.prev != ph {
-                    bail!(
-                        "the chain is broken at fragment {}: it does not follow {ps}",
+                let follows = e.sequence == ps + 1 && m.prev == ph;
+                // A fragment that does not follow the last one shown may
+                // begin a new epoch (the camera lost its state); only the
+                // camera's signed restart record says so.
+                let restart = match follows {
+                    true => None,
+                    false => crate::restarts::beginning(&api, keys, m).await?,
+                };
+                match restart {
+                    Some(r) => report_restart(ps, ph, &r),
+                    None if e.sequence == ps + 1 && !follows => bail!(
+                        "the chain is broken at fragment {}: it does not follow {ps}, and no restart record of the camera's begins it",
                         e.sequence
-                    );
-                }
-                if e.sequence > ps + 1 {
-                    report_gap(ps + 1, e.sequence - 1, &frag);
+                    ),
+                    None if e.sequence > ps + 1 => report_gap(ps + 1, e.sequence - 1, &frag),
+                    None => {}
                 }
             }
             let opened = frag
@@ -287,6 +297,37 @@ impl Freshness {
                 quiet.as_secs()
             );
         }
+    }
+}
+
+/// A new epoch begins after fragment `ps` (hash `ph`), the last shown:
+/// what the camera's record says about the end of the previous one.
+fn report_restart(ps: u64, ph: ManifestHash, r: &sealcam_format::restart::Restart) {
+    eprintln!(
+        "chain restart at fragment {}: {} (signed by the camera)",
+        r.first_sequence,
+        r.reason.describe()
+    );
+    match r.previous {
+        None => eprintln!(
+            "warning: the camera does not know where its previous epoch ended: fragments it recorded after {ps} may have existed and cannot be accounted for"
+        ),
+        Some(p) if p.sequence > ps => eprintln!(
+            "warning: sequences {}..={} of the previous epoch missing (the camera's record says it ended at {}): not shown",
+            ps + 1,
+            p.sequence,
+            p.sequence
+        ),
+        Some(p) if p.sequence == ps && p.hash != ph => eprintln!(
+            "warning: the camera's record names another fragment {ps} ({}) than the one shown ({ph}) as the end of its previous epoch",
+            p.hash
+        ),
+        Some(p) if p.sequence < ps => eprintln!(
+            "warning: fragments {}..={ps} were shown after the end of their epoch that the camera's record names ({})",
+            p.sequence + 1,
+            p.sequence
+        ),
+        Some(_) => {}
     }
 }
 
