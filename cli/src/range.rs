@@ -311,11 +311,14 @@ fn print_coverage(c: &Coverage, report: &mut ChainReport) {
         } => report.failures.push(Failure {
             label: RANGE_START.into(),
             reason: format!(
-                "requested from {}, but the first fragment is {sequence}, starting {}: the server withheld {}..{} (fetch again; the fragment before {sequence} must be there)",
+                "requested from {}, but the first fragment is {sequence}, starting {}: the server withheld {} (fetch again; the fragment before {sequence} must be there)",
                 at(requested_ns, requested_seq),
                 rfc3339(start_unix_ns),
-                at(requested_ns, requested_seq),
-                rfc3339(start_unix_ns)
+                match (requested_seq, requested_ns) {
+                    (Some(s), _) => format!("sequences {s}..={}", sequence.saturating_sub(1)),
+                    (None, Some(t)) => format!("{}..{}", rfc3339(t), rfc3339(start_unix_ns)),
+                    (None, None) => "what lies before it".to_owned(),
+                }
             ),
         }),
     }

@@ -335,3 +335,45 @@ fn the_ingest_refuses_a_restart_record_not_signed_by_the_device_it_comes_from() 
         .count();
     assert_eq!(stored, 1);
 }
+
+/// An epoch the operator begins while the camera still knows its chain
+/// names the previous epoch's end; a range asked from between the two
+/// epochs is covered at its start by that end, which `fetch` walks back
+/// to across the restart (no fragment lies between them to fetch).
+#[test]
+fn a_range_asked_from_between_two_epochs_is_covered_by_the_named_end() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    let cfg = w.record("cam1", &ingest, 90);
+    let old = stored_sequences(&ingest);
+    let last_old = *old.last().unwrap();
+    let begun = spool(&w, &cfg, &["new-epoch"]);
+    assert!(
+        begun.contains(&format!("the previous one ended at sequence {last_old}")),
+        "{begun}"
+    );
+    run_ok(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    let stored = stored_sequences(&ingest);
+    let first = *stored.iter().find(|s| **s > last_old).unwrap();
+    assert!(first > last_old + 1, "{stored:?}");
+
+    let from = (last_old + 1).to_string();
+    let fetched = w.fetch_with(&ingest, "cam1", "between", &["--from-seq", &from]);
+    let out = stdout(&fetched);
+    assert!(fetched.status.success(), "{out}");
+    assert!(
+        w.path()
+            .join(format!("between/{last_old:020}.scf"))
+            .exists(),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("previous epoch ended at sequence {last_old}"))
+            && out.contains("result:    OK"),
+        "{out}"
+    );
+}

@@ -7,7 +7,7 @@
 //! (`certs/<serial>.crt`, hints) and the newest one (`device.crt`, a hint
 //! that only `--trust-server` trusts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sealcam_api::FragmentQuery;
 use sealcam_base::durable;
 use sealcam_format::head::SignedHead;
+use sealcam_format::restart::SignedRestart;
 use sealcam_format::{ManifestHash, Name, SealedFragment};
 
 use crate::anchor::{Anchor, AnchorArgs, ROSTER_FILE};
@@ -117,7 +118,13 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         println!("fetched {restarts} chain restart records of {device}/{stream}");
     }
     let head = fetch_head(&api, &device, &stream, &args.out).await?;
-    let extra = complete_ends(&api, &device, &stream, &query, head, &mut held, &args.out).await?;
+    let epochs = epoch_starts(&args.out)?;
+    let ends = Ends {
+        query: &query,
+        head,
+        epochs: &epochs,
+    };
+    let extra = complete_ends(&api, &device, &stream, &ends, &mut held, &args.out).await?;
     let record = QueryRecord {
         device: device.to_string(),
         stream: stream.to_string(),
@@ -219,21 +226,46 @@ async fn fetch_head(
     Ok(Some(h.sequence))
 }
 
+/// The restart records fetched into `out`, by the hash an epoch's first
+/// fragment names as `prev`: the previous epoch's last sequence where the
+/// record names it. For finding the way back across a restart only; the
+/// records are verified by `verify`.
+fn epoch_starts(out: &Path) -> anyhow::Result<HashMap<ManifestHash, Option<u64>>> {
+    let mut starts = HashMap::new();
+    for (label, bytes) in crate::restarts::read(out)? {
+        let signed = SignedRestart::parse(&bytes)
+            .with_context(|| format!("the ingest's restart record {label} is malformed"))?;
+        starts.insert(signed.hash().0, signed.restart.previous.map(|p| p.sequence));
+    }
+    Ok(starts)
+}
+
+/// What `complete_ends` works towards.
+struct Ends<'a> {
+    query: &'a FragmentQuery,
+    /// The sequence the camera's newest head names.
+    head: Option<u64>,
+    /// [`epoch_starts`].
+    epochs: &'a HashMap<ManifestHash, Option<u64>>,
+}
+
 /// Asks for the fragments the listing should have held at the range's
 /// ends, by sequence: before the first one while it starts after the
 /// requested start (the fragment that straddles the start is evidence of
-/// it), and after the last one up to the requested last sequence or the
-/// one the camera's head names. What the server will not give is left
-/// for `verify` to name. Returns how many it added.
+/// it; before an epoch's first fragment, the previous epoch's last one
+/// that its restart record names), and after the last one up to the
+/// requested last sequence or the one the camera's head names. What the
+/// server will not give is left for `verify` to name. Returns how many it
+/// added.
 async fn complete_ends(
     api: &Api,
     device: &Name,
     stream: &Name,
-    query: &FragmentQuery,
-    head: Option<u64>,
+    ends: &Ends<'_>,
     held: &mut BTreeMap<u64, Held>,
     out: &Path,
 ) -> anyhow::Result<usize> {
+    let (query, head) = (ends.query, ends.head);
     let mut added = 0;
     let Some((&first, _)) = held.first_key_value() else {
         return Ok(0);
@@ -248,7 +280,16 @@ async fn complete_ends(
         if !before_start || seq == 0 || h.prev == ManifestHash::GENESIS {
             break;
         }
-        seq -= 1;
+        seq = match ends.epochs.get(&h.prev) {
+            // The first fragment of an epoch: the previous one ended there.
+            Some(Some(previous)) if *previous < seq => *previous,
+            // Its end is unknown: nothing to walk back to.
+            Some(_) => break,
+            None => seq - 1,
+        };
+        if held.contains_key(&seq) {
+            break;
+        }
         if !fetch_one(api, device, stream, seq, held, out).await? {
             break;
         }
