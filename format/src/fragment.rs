@@ -19,7 +19,8 @@
 //! fragment has exactly one encoding.
 //!
 //! Record 0 is the sealed track configuration; records 1..=frame_count are
-//! the sealed frames in presentation order. Frame timing and flags travel
+//! the sealed frames in presentation order; a camera that marks events
+//! adds one events record after them ([`crate::events`]). Frame timing and flags travel
 //! inside the ciphertext: in the clear are only the fragment's time range
 //! (in the manifest) and the records' sizes.
 
@@ -57,6 +58,9 @@ pub enum RecordKind {
     Track = 1,
     /// One sealed video frame (an H.264 access unit) with its timing.
     Frame = 2,
+    /// The fragment's event marks ([`crate::events`]), after the last
+    /// frame, at most one.
+    Events = 3,
 }
 
 /// One record of a sealed payload, still encrypted.
@@ -317,7 +321,8 @@ impl<'a> SealedFragment<'a> {
     }
 
     /// Splits the payload into records and checks their structure: one track
-    /// record first, then exactly `frame_count` frame records.
+    /// record first, then exactly `frame_count` frame records, then at most
+    /// one events record.
     pub fn records(&self) -> Result<Vec<Record<'a>>, FormatError> {
         let mut r = Reader::new(self.payload, "cluster");
         let at = r.position();
@@ -345,16 +350,28 @@ impl<'a> SealedFragment<'a> {
             let kind = match block[BLOCK_HEADER.len()] {
                 1 => RecordKind::Track,
                 2 => RecordKind::Frame,
-                k => return Err(invalid(format!("unknown record kind {k}"))),
+                3 => RecordKind::Events,
+                k => return Err(invalid(format!(
+                    "unknown record kind {k} (written by a newer sealcam? update this one to read it)"
+                ))),
             };
-            let expected = if index == 0 {
-                RecordKind::Track
-            } else {
-                RecordKind::Frame
-            };
-            if kind != expected {
+            let previous = out.last().map(|r: &Record<'_>| r.kind);
+            let in_place = matches!(
+                (previous, kind),
+                (None, RecordKind::Track)
+                    | (
+                        Some(RecordKind::Track | RecordKind::Frame),
+                        RecordKind::Frame | RecordKind::Events
+                    )
+            );
+            if !in_place {
+                let expected = match previous {
+                    None => "a Track record",
+                    Some(RecordKind::Events) => "nothing after the Events record",
+                    Some(_) => "a Frame or the Events record",
+                };
                 return Err(invalid(format!(
-                    "record {index} is a {kind:?} record, expected {expected:?}"
+                    "record {index} is a {kind:?} record, expected {expected}"
                 )));
             }
             out.push(Record {
@@ -366,7 +383,7 @@ impl<'a> SealedFragment<'a> {
                 .checked_add(1)
                 .ok_or_else(|| invalid("too many records".into()))?;
         }
-        let frames = out.len().saturating_sub(1);
+        let frames = out.iter().filter(|r| r.kind == RecordKind::Frame).count();
         if out.is_empty() || frames != self.manifest.frame_count as usize {
             return Err(FormatError::Invalid {
                 what: "cluster",

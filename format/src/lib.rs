@@ -20,6 +20,7 @@ mod codec;
 pub mod coverage;
 mod ebml;
 pub mod epochs;
+pub mod events;
 pub mod fragment;
 pub mod head;
 pub mod keys;
@@ -103,4 +104,7 @@ pub enum SealError {
     /// Too many frames or bytes for one fragment.
     #[error("fragment too large: {0}")]
     TooLarge(&'static str),
+    /// Records sealed out of the order the format requires.
+    #[error("records out of order: {0}")]
+    OutOfOrder(&'static str),
 }

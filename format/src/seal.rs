@@ -198,6 +198,8 @@ pub struct FragmentSealer {
     hashed: usize,
     next_index: u32,
     pad: bool,
+    /// The events record is sealed: nothing may follow it.
+    events_sealed: bool,
 }
 
 impl FragmentSealer {
@@ -241,6 +243,7 @@ impl FragmentSealer {
             hashed: 0,
             next_index: 0,
             pad: false,
+            events_sealed: false,
         };
         let config = track.encode();
         s.push_record(RecordKind::Track, config.len(), |out| {
@@ -251,7 +254,9 @@ impl FragmentSealer {
 
     /// Number of frames sealed so far.
     pub fn frame_count(&self) -> u32 {
-        self.next_index.saturating_sub(1)
+        self.next_index
+            .saturating_sub(1)
+            .saturating_sub(u32::from(self.events_sealed))
     }
 
     /// Bytes of sealed payload so far.
@@ -288,6 +293,9 @@ impl FragmentSealer {
     /// Seals one frame: `flags u8 | pts_ns u64 | duration_ns u64 | bytes`,
     /// where bytes are the frame, or with padding `u32 length | frame | zeros`.
     pub fn push_frame(&mut self, frame: &Frame) -> Result<(), SealError> {
+        if self.events_sealed {
+            return Err(SealError::OutOfOrder("a frame after the events record"));
+        }
         let mut flags = if frame.key_frame { FLAG_KEY_FRAME } else { 0 };
         if self.pad {
             flags |= FLAG_PADDED;
@@ -311,6 +319,24 @@ impl FragmentSealer {
             out.extend_from_slice(&frame.data);
             out.resize(start + FRAME_HEADER_LEN + body, 0);
         })
+    }
+
+    /// Seals the fragment's event marks ([`crate::events`]) after its last
+    /// frame: one record of fixed size, however many marks (none too). A
+    /// camera that marks events calls this for every fragment, just before
+    /// [`Self::finish`]; no frame may follow.
+    pub fn seal_events(&mut self, events: &crate::events::Events) -> Result<(), SealError> {
+        if self.events_sealed {
+            return Err(SealError::OutOfOrder(
+                "a second events record in one fragment",
+            ));
+        }
+        let plain = events.encode();
+        self.push_record(RecordKind::Events, plain.len(), |out| {
+            out.extend_from_slice(&plain)
+        })?;
+        self.events_sealed = true;
+        Ok(())
     }
 
     /// Appends one record's SimpleBlock to the payload: the plaintext is
@@ -538,6 +564,8 @@ impl FragmentFile {
 pub struct OpenedFragment {
     pub track: TrackConfig,
     pub frames: Vec<Frame>,
+    /// Its event marks, when the camera seals them (`None`: it does not).
+    pub events: Option<crate::events::Events>,
 }
 
 impl SealedFragment<'_> {
@@ -584,6 +612,7 @@ impl SealedFragment<'_> {
         let cipher = aead_key(data_key)?;
         let records = self.records()?;
         let mut track = None;
+        let mut events = None;
         let mut frames = Vec::with_capacity(records.len().saturating_sub(1));
         for rec in records {
             let aad = ctx.record_aad(rec.index, rec.kind);
@@ -604,6 +633,7 @@ impl SealedFragment<'_> {
                     offset: rec.index as usize,
                     reason: "frame header or padding is malformed".into(),
                 })?),
+                RecordKind::Events => events = Some(crate::events::Events::decode(&pt)?),
             }
         }
         let track = track.ok_or(FormatError::Invalid {
@@ -611,7 +641,11 @@ impl SealedFragment<'_> {
             offset: 0,
             reason: "no track record".into(),
         })?;
-        Ok(OpenedFragment { track, frames })
+        Ok(OpenedFragment {
+            track,
+            frames,
+            events,
+        })
     }
 }
 
@@ -854,6 +888,94 @@ mod tests {
         let err = frag2.open(&a).unwrap_err();
         assert!(
             matches!(err, SealError::RecordAuthentication { index: 1 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn event_marks_are_sealed_after_the_frames_and_opened_again() {
+        use crate::events::{EventKind, EventMark, Events};
+        let mut rng = rand::thread_rng();
+        let a = ConsumerSecretKey::generate(&mut rng);
+        let dk = p256::ecdsa::SigningKey::random(&mut rng);
+        let seal_with = |events: &Events| {
+            let mut rng = rand::thread_rng();
+            let mut s = FragmentSealer::new(
+                Name::new("cam1").unwrap(),
+                Name::new("front").unwrap(),
+                4,
+                &track(),
+                &mut rng,
+            )
+            .unwrap();
+            for f in frames(3) {
+                s.push_frame(&f).unwrap();
+            }
+            s.seal_events(events).unwrap();
+            // Nothing follows the events record.
+            assert!(matches!(
+                s.push_frame(&frames(1)[0]),
+                Err(SealError::OutOfOrder(_))
+            ));
+            assert!(matches!(
+                s.seal_events(events),
+                Err(SealError::OutOfOrder(_))
+            ));
+            assert_eq!(s.frame_count(), 3);
+            let u = s
+                .finish(
+                    Closing::simple(ManifestHash::GENESIS, 0, 1, &[a.public().clone()]),
+                    &mut rng,
+                )
+                .unwrap();
+            let sig: p256::ecdsa::Signature = dk.sign(&u.signing_message());
+            u.into_file(&sig.to_bytes().into())
+        };
+        let door = Events::of(&[EventMark {
+            kind: EventKind::Trigger,
+            at_ns: 33_333_333,
+            label: "door".into(),
+        }]);
+        let marked = seal_with(&door);
+        let quiet = seal_with(&Events::default());
+        // The same size with a mark or without: the server learns nothing.
+        assert_eq!(marked.len(), quiet.len());
+        let frag = SealedFragment::parse(&marked).unwrap();
+        frag.verify(&DeviceVerifyingKey(*dk.verifying_key()))
+            .unwrap();
+        let opened = frag.open(&a).unwrap();
+        assert_eq!(opened.frames.len(), 3);
+        assert_eq!(opened.events, Some(door));
+        // Without the record (a camera that does not mark events): none.
+        let plain = seal(1, &[a.public().clone()], &dk);
+        let opened = SealedFragment::parse(&plain).unwrap().open(&a).unwrap();
+        assert_eq!(opened.events, None);
+
+        // A frame passed off as the events record, under a re-signed
+        // manifest (as if the device key did it): the kind is in the AAD.
+        let recs = frag.records().unwrap();
+        let mut relabelled = recs[..3].to_vec();
+        relabelled.push(crate::Record {
+            kind: RecordKind::Events,
+            ..recs[3].clone()
+        });
+        let mut payload = crate::fragment::cluster_start();
+        for r in &relabelled {
+            crate::fragment::put_record(&mut payload, r.kind, r.ciphertext);
+        }
+        let mut m = frag.manifest.clone();
+        m.frame_count = 2;
+        m.payload_len = payload.len() as u64;
+        m.payload_hash = crate::suite::payload_hash(m.suite, &payload).unwrap();
+        let body = m.encode();
+        let sig: p256::ecdsa::Signature = dk.sign(&Manifest::signing_message(&body));
+        let forged = assemble(&body, &sig.to_bytes().into(), &payload);
+        let err = SealedFragment::parse(&forged)
+            .unwrap()
+            .open(&a)
+            .unwrap_err();
+        assert!(
+            matches!(err, SealError::RecordAuthentication { index: 3 }),
             "{err}"
         );
     }

@@ -25,10 +25,19 @@ fn published_fragments_of_every_suite_verify_and_open() {
     let vectors = all["vectors"].as_array().unwrap();
     let mut suites: Vec<u64> = vectors
         .iter()
+        .filter(|v| v["inputs"]["events"].is_null())
         .map(|v| v["suite"].as_u64().unwrap())
         .collect();
     suites.sort();
     assert_eq!(suites, [1, 2], "one vector per known suite");
+    assert_eq!(
+        vectors
+            .iter()
+            .filter(|v| !v["inputs"]["events"].is_null())
+            .count(),
+        1,
+        "one vector with an events record"
+    );
     for v in vectors {
         published_fragment_verifies_and_opens(v);
     }
@@ -53,4 +62,26 @@ fn published_fragment_verifies_and_opens(v: &serde_json::Value) {
     for (f, j) in opened.frames.iter().zip(frames) {
         assert_eq!(hex::encode(&f.data), j["data"].as_str().unwrap());
     }
+    let marks: Vec<(u64, u64, String)> = opened
+        .events
+        .iter()
+        .flat_map(|e| &e.marks)
+        .map(|m| (m.kind as u64, m.at_ns, m.label.clone()))
+        .collect();
+    let published: Vec<(u64, u64, String)> = v["inputs"]["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    (
+                        m["kind"].as_u64().unwrap(),
+                        m["at_ns"].as_u64().unwrap(),
+                        m["label"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(marks, published);
+    assert_eq!(opened.events.is_some(), !v["inputs"]["events"].is_null());
 }

@@ -6,6 +6,7 @@
 
 use p256::ecdsa::signature::Signer;
 use rand::SeedableRng;
+use sealcam_format::events::{EventKind, EventMark, Events};
 use sealcam_format::{
     suite, Closing, ConsumerSecretKey, DeclaredGap, FragmentSealer, Frame, GapReason, ManifestHash,
     Name, SealedFragment, TrackConfig,
@@ -26,16 +27,30 @@ fn secret(hex_str: &str) -> p256::SecretKey {
 /// Builds the vectors, one per suite, as pretty JSON.
 pub fn generate() -> String {
     let json = serde_json::json!({
-        "description": "sealcam sealed-fragment format v1 test vectors, one per algorithm suite; see docs/ref/format.md",
-        "vectors": [one(suite::SUITE_V2), one(suite::SUITE_V1)],
+        "description": "sealcam sealed-fragment format v1 test vectors, one per algorithm suite, and one with an events record; see docs/ref/format.md",
+        "vectors": [
+            one(suite::SUITE_V2, None),
+            one(suite::SUITE_V1, None),
+            one(suite::SUITE_V2, Some(door())),
+        ],
     });
     let mut s = serde_json::to_string_pretty(&json).expect("json");
     s.push('\n');
     s
 }
 
-/// The vector of one suite: the same inputs and random draws for each.
-fn one(suite: u16) -> serde_json::Value {
+/// The marks of the events vector: a trigger at the second frame.
+fn door() -> Events {
+    Events::of(&[EventMark {
+        kind: EventKind::Trigger,
+        at_ns: 1_033_333_333,
+        label: "door".into(),
+    }])
+}
+
+/// The vector of one suite, with an events record when `events` is given:
+/// the same inputs and random draws for each.
+fn one(suite: u16, events: Option<Events>) -> serde_json::Value {
     let mut rng = rand_chacha::ChaCha20Rng::from_seed(RNG_SEED);
     let device = p256::ecdsa::SigningKey::from(secret(DEVICE_KEY_HEX));
     let consumer_pem = {
@@ -84,6 +99,9 @@ fn one(suite: u16) -> serde_json::Value {
     for f in &frames {
         sealer.push_frame(f).expect("push");
     }
+    if let Some(events) = &events {
+        sealer.seal_events(events).expect("events");
+    }
     let prev = ManifestHash([0xab; 32]);
     let unsigned = sealer
         .finish(
@@ -109,7 +127,7 @@ fn one(suite: u16) -> serde_json::Value {
     let file = unsigned.into_file(&sig.to_bytes().into());
     let parsed = SealedFragment::parse(&file).expect("parse");
 
-    serde_json::json!({
+    let mut vector = serde_json::json!({
         "suite": suite,
         "inputs": {
             "device_private_key_scalar": DEVICE_KEY_HEX,
@@ -139,5 +157,17 @@ fn one(suite: u16) -> serde_json::Value {
             "payload_hash": hex::encode(parsed.manifest.payload_hash),
             "fragment": hex::encode(&file),
         }
-    })
+    });
+    if let Some(events) = events {
+        vector["inputs"]["events"] = serde_json::json!(events
+            .marks
+            .iter()
+            .map(|m| serde_json::json!({
+                "kind": m.kind as u8,
+                "at_ns": m.at_ns,
+                "label": m.label,
+            }))
+            .collect::<Vec<_>>());
+    }
+    vector
 }
