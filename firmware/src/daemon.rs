@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::metrics::DeviceMetrics;
+use crate::pipeline::events::EventInbox;
 use crate::pipeline::heads::HeadSigner;
 use crate::pipeline::recorder::{RecordError, Recorder, RecorderStats};
 use crate::pipeline::spool::{Spool, SpoolError};
@@ -42,6 +43,8 @@ pub enum DaemonError {
     CertificateExpired { path: String },
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Events(#[from] crate::pipeline::events::EventError),
     #[error(transparent)]
     Recipients(#[from] RecipientError),
     #[error(transparent)]
@@ -170,6 +173,11 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         spool.clone(),
     )?;
     recorder.pad_frames(cfg.pad_frames);
+    recorder.mark_events(cfg.mark_events);
+    let inbox = match cfg.mark_events {
+        true => Some(EventInbox::open(spool.dir())?),
+        false => None,
+    };
     recorder.set_metrics(metrics.clone());
     let live = cfg.upload.live.then(|| {
         let (feed, live) = crate::pipeline::live::channel();
@@ -202,6 +210,8 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         heartbeat: heartbeat.clone(),
         backoff: RESTART_FIRST,
         metrics: metrics.clone(),
+        inbox,
+        inbox_looked: std::time::Instant::now(),
     };
     let capture = std::thread::Builder::new()
         .name("capture".into())
@@ -301,7 +311,14 @@ struct CaptureLoop {
     /// The wait before the next rebuild.
     backoff: Duration,
     metrics: Arc<DeviceMetrics>,
+    /// Where `sealcamd event` leaves marks, with events on.
+    inbox: Option<EventInbox>,
+    /// When the inbox was last looked at.
+    inbox_looked: std::time::Instant,
 }
+
+/// How often the inbox of event marks is looked at.
+const INBOX_EVERY: Duration = Duration::from_millis(200);
 
 impl CaptureLoop {
     /// Frames into the recorder until the end or a stop. A capture graph
@@ -319,6 +336,31 @@ impl CaptureLoop {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Hands the marks waiting in the inbox to the recorder, at most every
+    /// [`INBOX_EVERY`]. A failing inbox is logged and tried again: marks
+    /// wait in it, and recording goes on.
+    fn take_marks(&mut self, recorder: &mut Recorder) {
+        let Some(inbox) = &self.inbox else {
+            return;
+        };
+        if self.inbox_looked.elapsed() < INBOX_EVERY {
+            return;
+        }
+        self.inbox_looked = std::time::Instant::now();
+        match inbox.take() {
+            Ok(marks) => {
+                for m in marks {
+                    tracing::info!(
+                        kind = m.kind.as_str(),
+                        "event mark taken; it is sealed into this fragment"
+                    );
+                    recorder.mark(m);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the event inbox; its marks wait"),
+        }
     }
 
     fn run(&mut self, recorder: &mut Recorder) -> Result<(), DaemonError> {
@@ -400,6 +442,7 @@ impl CaptureLoop {
                 Ok(Some(CaptureEvent::Frame(f))) => {
                     last_frame = std::time::Instant::now();
                     self.backoff = RESTART_FIRST;
+                    self.take_marks(recorder);
                     if recorder.push(f)?.is_some() {
                         self.wake.notify_one();
                     }

@@ -61,6 +61,14 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// Mark an event (a trigger) in the video being recorded, sealed with it: for a GPIO watcher, a door contact, an operator.
+    Event {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+        /// A short label sealed with the mark (at most 31 bytes are kept).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
     /// List the cameras on this machine, with the formats, sizes and rates they offer.
     Cameras,
     /// Probe the config, board, capture graph, camera, device key, spool and ingest; print a report.
@@ -279,6 +287,29 @@ fn real_main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Event { config, label } => {
+            let cfg = Config::load(&config)?;
+            if !cfg.mark_events {
+                anyhow::bail!(
+                    "{}: [events] enabled is not set, so this camera seals no event marks; set it and restart sealcamd",
+                    config.display()
+                );
+            }
+            let inbox = sealcamd::pipeline::events::EventInbox::open(
+                &cfg.spool_dir.join(cfg.stream.as_str()),
+            )?;
+            let at_unix_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .unwrap_or(0);
+            inbox.post(&sealcamd::pipeline::events::PostedMark {
+                kind: sealcam_format::events::EventKind::Trigger,
+                at_unix_ns,
+                label,
+            })?;
+            println!("event marked: sealcamd seals it into the fragment it is recording (a mark it does not take within a minute of recording is dropped)");
+            Ok(())
+        }
         Command::Identity { config } => {
             let cfg = Config::load(&config)?;
             println!("{}", sealcamd::trust::identity::report(&cfg)?);

@@ -68,6 +68,9 @@ pub struct Config {
     pub upload: UploadConfig,
     /// Where the Prometheus endpoint listens (loopback only); `None`: off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Seal event marks (`[events] enabled`): an events record in every
+    /// fragment, with the marks `sealcamd event` leaves.
+    pub mark_events: bool,
 }
 
 /// Whom the camera seals to.
@@ -192,6 +195,7 @@ impl Config {
             spool_bounds,
             upload,
             metrics_listen,
+            mark_events: raw.events.enabled,
         })
     }
 

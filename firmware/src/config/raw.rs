@@ -19,6 +19,16 @@ pub(super) struct RawConfig {
     pub(super) upload: RawUpload,
     #[serde(default)]
     pub(super) metrics: RawMetrics,
+    #[serde(default)]
+    pub(super) events: RawEvents,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    /// Seal an events record (motion, triggers) in every fragment.
+    #[serde(default)]
+    pub(super) enabled: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

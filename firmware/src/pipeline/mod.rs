@@ -3,6 +3,7 @@
 //! at once to the uplink ([`live`]), which sends them to the ingest
 //! ([`uplink`]).
 
+pub mod events;
 pub mod heads;
 pub mod live;
 pub mod recorder;

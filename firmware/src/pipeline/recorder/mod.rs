@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sealcam_format::events::{EventMark, Events};
 use sealcam_format::manifest::MAX_GAPS;
 use sealcam_format::{
     Closing, DeclaredGap, FragmentSealer, Frame, GapReason, Name, SealError, TrackConfig,
@@ -16,6 +17,7 @@ use sealcam_hal::capture::CapturedFrame;
 use sealcam_transport::{ExternalSigner, SignerError};
 
 use crate::metrics::DeviceMetrics;
+use crate::pipeline::events::PostedMark;
 use crate::pipeline::live::LiveFeed;
 use crate::pipeline::spool::{Admission, ChainState, FullPolicy, Spool, SpoolBounds, SpoolError};
 use crate::trust::recipients::RecipientWatcher;
@@ -98,7 +100,15 @@ pub struct Recorder {
     /// The spool failed to store a fragment and has not stored one since
     /// (logged once per episode).
     spool_failing: bool,
+    /// Seal an events record in every fragment ([`sealcam_format::events`]).
+    marks_on: bool,
+    /// Marks for the fragment being recorded.
+    marks: Vec<PostedMark>,
 }
+
+/// A mark made this long before the fragment it would go into began is
+/// dropped, not moved: the daemon was not recording when it was made.
+const STALE_MARK_NS: u64 = 60_000_000_000;
 
 /// A wall clock that moves this much more or less than the stream clock
 /// between two fragments has jumped.
@@ -168,6 +178,8 @@ impl Recorder {
             metrics: Arc::default(),
             live: None,
             spool_failing: false,
+            marks_on: false,
+            marks: Vec::new(),
         })
     }
 
@@ -189,6 +201,56 @@ impl Recorder {
     /// Pads the frames of every following fragment to size buckets.
     pub fn pad_frames(&mut self, on: bool) {
         self.pad = on;
+    }
+
+    /// Seals an events record, with the marks made meanwhile, in every
+    /// following fragment (the same size with marks or without).
+    pub fn mark_events(&mut self, on: bool) {
+        self.marks_on = on;
+    }
+
+    /// A mark for the fragment being recorded (or the next one), placed on
+    /// the stream clock at its own wall-clock time.
+    pub fn mark(&mut self, mark: PostedMark) {
+        if self.marks_on {
+            self.marks.push(mark);
+        }
+    }
+
+    /// The marks for the fragment `open` closes: each at its time on the
+    /// stream clock, within the fragment; one made long before it began is
+    /// dropped with a warning.
+    fn take_marks(&mut self, open: &OpenFragment) -> Events {
+        let mut marks = Vec::with_capacity(self.marks.len());
+        for m in self.marks.drain(..) {
+            if m.at_unix_ns.saturating_add(STALE_MARK_NS) < open.start_unix_ns {
+                tracing::warn!(kind = m.kind.as_str(), label = %m.label, at_unix_ns = m.at_unix_ns, "an event mark made while nothing was recording is dropped");
+                continue;
+            }
+            let at_ns = match self.anchor {
+                Some((unix, pts0)) => {
+                    if m.at_unix_ns >= unix {
+                        pts0.saturating_add(m.at_unix_ns - unix)
+                    } else {
+                        pts0.saturating_sub(unix - m.at_unix_ns)
+                    }
+                }
+                None => open.first_pts_ns,
+            };
+            marks.push(EventMark {
+                kind: m.kind,
+                at_ns: at_ns.clamp(open.first_pts_ns, open.end_pts_ns.max(open.first_pts_ns)),
+                label: m.label,
+            });
+        }
+        if marks.len() > sealcam_format::events::MAX_MARKS {
+            tracing::warn!(
+                marks = marks.len(),
+                kept = sealcam_format::events::MAX_MARKS,
+                "more event marks in one fragment than it holds; the rest are counted as dropped"
+            );
+        }
+        Events::of(&marks)
     }
 
     /// Marks a clean stop, after the last fragment is closed.
@@ -353,6 +415,16 @@ impl Recorder {
         let room = MAX_GAPS.saturating_sub(gaps.len());
         let declared_pending = pending.len().min(room);
         gaps.extend(pending.into_iter().take(declared_pending));
+        let mut open = open;
+        if self.marks_on {
+            let events = self.take_marks(&open);
+            open.sealer
+                .seal_events(&events)
+                .map_err(|source| RecordError::Seal { sequence, source })?;
+            if let Some(live) = self.live.as_mut() {
+                live.payload(sequence, open.sealer.payload());
+            }
+        }
         let unsigned = open
             .sealer
             .finish(

@@ -381,3 +381,60 @@ fn a_fragment_given_up_or_evicted_passes_on_the_gaps_it_declared() {
     let report = rig.verify(&rig.spooled());
     assert!(report.is_ok(), "{report:?}");
 }
+
+/// With events on, every fragment carries an events record; a mark lands
+/// in the fragment being recorded, within its frames' time.
+#[test]
+fn marks_are_sealed_into_the_fragment_being_recorded() {
+    use crate::pipeline::events::PostedMark;
+    use sealcam_format::events::EventKind;
+    let rig = Rig::new();
+    let mut rec = rig.recorder();
+    rec.mark_events(true);
+    let t = track();
+    let mut all = frames(0..30, 10, &t).into_iter();
+    for f in all.by_ref().take(15) {
+        rec.push(f).unwrap();
+    }
+    rec.mark(PostedMark {
+        kind: EventKind::Trigger,
+        at_unix_ns: unix_now_ns(),
+        label: "door".into(),
+    });
+    // Made long before anything was recorded: dropped, not moved.
+    rec.mark(PostedMark {
+        kind: EventKind::Trigger,
+        at_unix_ns: 1,
+        label: "stale".into(),
+    });
+    for f in all {
+        rec.push(f).unwrap();
+    }
+    rec.close().unwrap();
+    let files = rig.spooled();
+    assert_eq!(files.len(), 3);
+    let opened: Vec<_> = files
+        .iter()
+        .map(|f| {
+            SealedFragment::parse(f)
+                .unwrap()
+                .open(&rig.consumer)
+                .unwrap()
+        })
+        .collect();
+    let events: Vec<_> = opened.iter().map(|o| o.events.clone().unwrap()).collect();
+    assert!(events[0].marks.is_empty() && events[2].marks.is_empty());
+    assert_eq!(events[1].marks.len(), 1);
+    let mark = &events[1].marks[0];
+    assert_eq!(
+        (mark.kind, mark.label.as_str()),
+        (EventKind::Trigger, "door")
+    );
+    let pts: Vec<u64> = opened[1].frames.iter().map(|f| f.pts_ns).collect();
+    assert!(
+        mark.at_ns >= pts[0] && mark.at_ns <= *pts.last().unwrap() + FRAME_NS,
+        "{} outside {pts:?}",
+        mark.at_ns
+    );
+    assert!(rig.verify(&files).is_ok());
+}
