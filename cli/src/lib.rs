@@ -7,6 +7,7 @@
 pub mod anchor;
 pub mod api;
 pub mod cmd;
+pub mod events;
 pub mod fragdir;
 pub mod head_watch;
 pub mod owner_key;

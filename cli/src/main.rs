@@ -32,6 +32,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Decrypt verified fragments to a playable MKV.
     Decrypt(cmd::decrypt::Args),
+    /// List the event marks (motion, triggers) sealed in fetched fragments.
+    Events(cmd::events::Args),
     /// Export a time range of a fetched stream as an evidence bundle for a
     /// third party: fragments, roster, certificates, and the data keys of
     /// exactly that range, wrapped to them (or in plaintext).
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cmd::keygen::run(a).map(|()| true),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Decrypt(a) => cmd::decrypt::run(a).map(|()| true),
+        Command::Events(a) => cmd::events::run(a).map(|()| true),
         Command::Export(a) => cmd::export::run(a).map(|()| true),
         Command::VerifyBundle(a) => cmd::verify_bundle::run(a),
         Command::Owner {

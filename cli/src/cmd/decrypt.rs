@@ -36,6 +36,10 @@ pub struct Args {
     /// caused (as `sealcam verify --accept-gap`); without it they fail.
     #[arg(long = "accept-gap", value_name = "REASON", value_parser = super::verify::gap_reason)]
     pub accept_gaps: Vec<sealcam_format::GapReason>,
+    /// Start the clip at event mark N (as `sealcam events` numbers them),
+    /// from the key frame at or before it.
+    #[arg(long, value_name = "N")]
+    pub from_event: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -47,34 +51,16 @@ pub enum Container {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let pem = std::fs::read_to_string(&args.key)
-        .with_context(|| format!("reading consumer key {}", args.key.display()))?;
-    let key = ConsumerSecretKey::from_pem(&pem)
-        .with_context(|| format!("consumer key {}", args.key.display()))?;
+    let key = super::consumer_key(&args.key)?;
     let anchor = args.anchor.resolve()?;
     let dir = FragmentDir::read(&args.dir)?;
     let report = super::verify::verify_dir(&anchor, &dir)?;
-    // A range not covered, or a head that fails, says something is
-    // missing or contested; the fragments that verified are still the
-    // camera's, and are decrypted with a warning, like a gap.
-    let (range, fragments): (Vec<_>, Vec<_>) = report
-        .failures
-        .iter()
-        .partition(|f| crate::range::is_range_failure(f));
-    for f in &range {
-        eprintln!("warning: {}: {}", f.label, f.reason);
-    }
-    if !fragments.is_empty() {
-        let names: Vec<String> = fragments
-            .iter()
-            .map(|f| format!("{}: {}", f.label, f.reason))
-            .collect();
-        bail!(
-            "refusing to decrypt: verification failed for {}",
-            names.join("; ")
-        );
-    }
+    refuse_failures(&report, "decrypt")?;
     refuse_gaps(&report, &args)?;
+    let start = match args.from_event {
+        None => None,
+        Some(n) => Some(event_start(&report, &dir, &key, n)?),
+    };
     // The MKV is written under a temporary name beside --out and takes its
     // name only when whole (an MP4 is remuxed from it).
     let file = create_output(&args.out)?;
@@ -82,7 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut writer: Option<MkvWriter<BufWriter<AtomicFile>>> = None;
     let mut file = Some(BufWriter::new(file));
     let mut track0 = None;
+    let mut written = 0usize;
     for v in &report.verified {
+        if start.is_some_and(|(sequence, _)| v.sequence < sequence) {
+            continue;
+        }
         let bytes = dir
             .files
             .iter()
@@ -90,9 +80,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|(_, b)| b.as_slice())
             .context("fragment vanished between verify and decrypt")?;
         let frag = SealedFragment::parse(bytes)?;
-        let opened = frag
+        let mut opened = frag
             .open(&key)
             .with_context(|| format!("fragment {}", v.label))?;
+        if let Some((sequence, at_ns)) = start {
+            if v.sequence == sequence {
+                from_key_frame_before(&mut opened.frames, at_ns);
+            }
+        }
+        written += 1;
         match &track0 {
             None => track0 = Some(opened.track.clone()),
             Some(t) if *t != opened.track => bail!(
@@ -135,12 +131,72 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     println!(
-        "decrypted {} fragments, {} frames to {}",
-        report.verified.len(),
-        frames,
+        "decrypted {written} fragments, {frames} frames to {}",
         args.out.display()
     );
     Ok(())
+}
+
+/// Refuses, for `what` ("decrypt"), fragments that failed verification. A
+/// range not covered, or a head that fails, says something is missing or
+/// contested; the fragments that verified are still the camera's, and go
+/// on with a warning, like a gap.
+pub(crate) fn refuse_failures(report: &ChainReport, what: &str) -> anyhow::Result<()> {
+    let (range, fragments): (Vec<_>, Vec<_>) = report
+        .failures
+        .iter()
+        .partition(|f| crate::range::is_range_failure(f));
+    for f in &range {
+        eprintln!("warning: {}: {}", f.label, f.reason);
+    }
+    if !fragments.is_empty() {
+        let names: Vec<String> = fragments
+            .iter()
+            .map(|f| format!("{}: {}", f.label, f.reason))
+            .collect();
+        bail!(
+            "refusing to {what}: verification failed for {}",
+            names.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Where the clip of `--from-event n` starts: the mark's fragment and its
+/// time on the stream clock.
+fn event_start(
+    report: &ChainReport,
+    dir: &FragmentDir,
+    key: &ConsumerSecretKey,
+    n: usize,
+) -> anyhow::Result<(u64, u64)> {
+    let found = crate::events::find(report, dir, key)?;
+    if found.with_record == 0 {
+        bail!("--from-event: these fragments carry no event marks (the camera's [events] enabled is off)");
+    }
+    let Some(m) = n.checked_sub(1).and_then(|i| found.marks.get(i)) else {
+        bail!(
+            "--from-event {n}: the fragments hold {} event marks (`sealcam events` lists them)",
+            found.marks.len()
+        );
+    };
+    eprintln!(
+        "from event {n}: {} {:?} in fragment {}",
+        m.mark.kind.as_str(),
+        m.mark.label,
+        m.sequence
+    );
+    Ok((m.sequence, m.mark.at_ns))
+}
+
+/// Drops the frames before the last key frame at or before `at_ns` (a
+/// fragment begins with a key frame, so one is always there).
+fn from_key_frame_before(frames: &mut Vec<sealcam_format::Frame>, at_ns: u64) {
+    let start = frames
+        .iter()
+        .rposition(|f| f.key_frame && f.pts_ns <= at_ns)
+        .unwrap_or(0);
+    frames.drain(..start);
 }
 
 /// Fails on an undeclared gap unless `--allow-undeclared-gaps`, and on a

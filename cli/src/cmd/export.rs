@@ -15,7 +15,7 @@ use sealcam_base::durable;
 use sealcam_format::bundle::{
     BundleManifest, DisclosedKey, DisclosedKeys, Disclosure, FileEntry, FragmentId,
 };
-use sealcam_format::{ConsumerPublicKey, ConsumerSecretKey, SealedFragment};
+use sealcam_format::{ConsumerPublicKey, SealedFragment};
 
 use crate::anchor::{AnchorArgs, ROSTER_FILE};
 use crate::fragdir::{FragmentDir, CERTS_DIR, DEVICE_CERT};
@@ -99,10 +99,7 @@ fn now_ns() -> u64 {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let pem = std::fs::read_to_string(&args.key)
-        .with_context(|| format!("reading consumer key {}", args.key.display()))?;
-    let key = ConsumerSecretKey::from_pem(&pem)
-        .with_context(|| format!("consumer key {}", args.key.display()))?;
+    let key = super::consumer_key(&args.key)?;
     let target = match (&args.to_key, &args.plaintext_keys) {
         (Some(path), _) => {
             let pem = std::fs::read_to_string(path)

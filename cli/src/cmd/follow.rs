@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sealcam_format::mkv::MkvWriter;
-use sealcam_format::{ConsumerSecretKey, ManifestHash, SealedFragment, TrackConfig};
+use sealcam_format::{ManifestHash, SealedFragment, TrackConfig};
 use sealcam_transport::{identity, pem, Role};
 
 use sealcam_api::FragmentQuery;
@@ -70,11 +70,7 @@ type Output = Box<dyn Write + Send>;
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (device, stream) = parse_stream(&args.target.stream)?;
     let api = Api::connect(&args.target.server)?;
-    let consumer = ConsumerSecretKey::from_pem(
-        &std::fs::read_to_string(&args.key)
-            .with_context(|| format!("reading consumer key {}", args.key.display()))?,
-    )
-    .with_context(|| format!("consumer key {}", args.key.display()))?;
+    let consumer = super::consumer_key(&args.key)?;
 
     // Each fragment under the key the owner's roster lists for it (the
     // roster from --roster or the ingest, checked against the owner key);

@@ -1,6 +1,7 @@
 //! The subcommands of `sealcam`.
 
 pub mod decrypt;
+pub mod events;
 pub mod export;
 pub mod fetch;
 pub mod follow;
@@ -21,6 +22,17 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Res
             path.display()
         )
     })
+}
+
+/// Reads the consumer private key at `path` (from `sealcam keygen`).
+pub(crate) fn consumer_key(
+    path: &std::path::Path,
+) -> anyhow::Result<sealcam_format::ConsumerSecretKey> {
+    use anyhow::Context;
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading consumer key {}", path.display()))?;
+    sealcam_format::ConsumerSecretKey::from_pem(&pem)
+        .with_context(|| format!("consumer key {}", path.display()))
 }
 
 /// The sequences a declared gap says are missing, for reports:
