@@ -1,5 +1,6 @@
 //! Reading the trail back: every chain in the store, verified against the
-//! audit public key (hashes, numbering, seals).
+//! audit public key (hashes, numbering, seals), and each instance's chains
+//! against each other (every epoch names the one before it, `link.rs`).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use super::link::{check_links, segment_hash, EpochEnd};
 use super::{seal_message, Record, SealLine};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +49,7 @@ pub async fn read_all(
             .push((segment, l.path.clone()));
     }
     let mut summaries = Vec::new();
+    let mut ends = Vec::new();
     let mut all = Vec::new();
     for ((instance, epoch), mut segments) in chains {
         segments.sort();
@@ -61,6 +64,16 @@ pub async fn read_all(
         };
         let mut prev = [0u8; 32];
         let mut n = 0u64;
+        let mut end = EpochEnd {
+            epoch,
+            first: None,
+            last: None,
+        };
+        if let Some((segment, path)) = segments.last() {
+            if let Some(bytes) = store.read(path).await? {
+                end.last = Some((*segment, segment_hash(&bytes)));
+            }
+        }
         for (expected, (segment, path)) in segments.iter().enumerate() {
             if *segment != expected as u64 {
                 s.problems.push(format!(
@@ -76,6 +89,7 @@ pub async fn read_all(
                 Ok(records) => {
                     if s.first_time.is_none() {
                         s.first_time = records.first().map(|r| r.time.clone());
+                        end.first = records.first().cloned();
                     }
                     if let Some(r) = records.last() {
                         s.last_time = Some(r.time.clone());
@@ -90,9 +104,29 @@ pub async fn read_all(
             }
         }
         summaries.push(s);
+        ends.push(end);
     }
+    link_epochs(&mut summaries, &ends);
     all.sort_by(|a, b| a.time.cmp(&b.time));
     Ok((summaries, all))
+}
+
+/// Adds to each chain's problems what its link to the run before it says
+/// (`summaries` and `ends` in the same order, sorted by instance and epoch).
+fn link_epochs(summaries: &mut [ChainSummary], ends: &[EpochEnd]) {
+    let mut start = 0;
+    while start < summaries.len() {
+        let instance = summaries[start].instance.clone();
+        let count = summaries[start..]
+            .iter()
+            .take_while(|s| s.instance == instance)
+            .count();
+        let problems = check_links(&instance, &ends[start..start + count]);
+        for (s, p) in summaries[start..start + count].iter_mut().zip(problems) {
+            s.problems.extend(p);
+        }
+        start += count;
+    }
 }
 
 /// Checks one segment's chain and seal, continuing from `prev` and `n`.
