@@ -22,6 +22,8 @@ pub enum PkiError {
     BadCsr { path: PathBuf, reason: CsrError },
     #[error("{path} is unusable: {reason}")]
     BadFile { path: PathBuf, reason: String },
+    #[error("consumer {0} is revoked for good; issue a certificate under another name")]
+    ConsumerRevoked(String),
     #[error("device {device} is revoked; `sealcam-ca device add {device}` enrolls a replacement under its name")]
     Revoked { device: Name },
     #[error("no TPM evidence is kept for device {device}: it enrolled with a software key, without attestation, or before attestation existed")]

@@ -15,7 +15,7 @@ use sealcam_format::Name;
 use sealcam_transport::Identity;
 use x509_parser::prelude::FromDer;
 
-use crate::files::{create_dir, read, write_new};
+use crate::files::{create_dir, read, replace, write_new};
 use crate::{role_dir, CsrError, FleetCa, PkiError, Role, CA_CERT, CA_KEY};
 
 /// Sets the validity window and a random serial number.
@@ -205,6 +205,20 @@ impl FleetCa {
         record_issued(dir, role_dir(Role::Consumer), name, &cert)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+
+    /// Renews consumer `current`'s certificate: the same name and streams,
+    /// a fresh key, `lifetime` from now. Refused once the consumer is
+    /// revoked.
+    pub fn renew_consumer(
+        &self,
+        current: &Identity,
+        lifetime: Duration,
+    ) -> Result<(String, String), PkiError> {
+        if self.is_revoked(Role::Consumer, &current.name) {
+            return Err(PkiError::ConsumerRevoked(current.name.to_string()));
+        }
+        self.issue_consumer(&current.name, &current.reads, lifetime)
+    }
 }
 
 /// The CA, loaded for issuing.
@@ -307,4 +321,18 @@ pub fn write_issued(
         write_new(key_path, key, 0o600)?;
     }
     write_new(cert_path, cert, 0o644)
+}
+
+/// Replaces a renewed certificate (0644) and its new key (0600), durably:
+/// the key first, so that a crash leaves the old certificate with a key it
+/// does not match rather than a new certificate with the old key... either
+/// way `renew` again mends it.
+pub fn replace_issued(
+    cert_path: &Path,
+    cert: &str,
+    key_path: &Path,
+    key: &str,
+) -> Result<(), PkiError> {
+    replace(key_path, key, 0o600)?;
+    replace(cert_path, cert, 0o644)
 }

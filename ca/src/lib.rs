@@ -60,7 +60,7 @@ pub mod service;
 pub use attest::{AttestRefusal, CHALLENGE_KEY, CHALLENGE_VALIDITY_S};
 pub use enroll::{Approval, EkPolicy, PendingRequest};
 pub use error::{CsrError, EkRefusal, EnrollError, PkiError, RenewError};
-pub use issue::{check_csr, parse_lifetime, write_issued, CheckedCsr};
+pub use issue::{check_csr, parse_lifetime, replace_issued, write_issued, CheckedCsr};
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";

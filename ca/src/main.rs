@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcam_ca::service::{CaService, Listen, ServiceConfig};
-use sealcam_ca::{parse_lifetime, write_issued, EkPolicy, FleetCa, Role, CA_CERT, CRL};
+use sealcam_ca::{
+    parse_lifetime, replace_issued, write_issued, EkPolicy, FleetCa, Role, CA_CERT, CRL,
+};
 use sealcam_format::Name;
 
 #[derive(Parser)]
@@ -206,10 +208,27 @@ enum ConsumerCommand {
         /// Writes NAME.crt and NAME.key here.
         #[arg(long)]
         out_dir: PathBuf,
-        /// A stream this consumer may read, as DEVICE/STREAM (repeatable); none: every stream.
-        #[arg(long = "stream")]
+        /// A stream this consumer may read, as DEVICE/STREAM (repeatable).
+        #[arg(long = "stream", conflicts_with = "all_streams")]
         streams: Vec<String>,
-        #[arg(long, default_value = "365d", value_parser = parse_lifetime)]
+        /// Every stream of every device, now and later, instead of --stream.
+        #[arg(long)]
+        all_streams: bool,
+        /// Short by default: renew with `consumer renew` before it ends.
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
+        lifetime: Duration,
+    },
+    /// Renew a consumer's certificate before it ends: the same name and
+    /// streams, a new key; replaces NAME.crt and NAME.key in --out-dir.
+    Renew {
+        #[command(flatten)]
+        dir: Dir,
+        #[arg(long)]
+        name: String,
+        /// Where NAME.crt and NAME.key are (as written by `consumer issue`).
+        #[arg(long)]
+        out_dir: PathBuf,
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         lifetime: Duration,
     },
     /// Revoke every certificate of a consumer, for good.
@@ -474,9 +493,13 @@ fn real_main() -> anyhow::Result<()> {
                     out_dir,
                     lifetime,
                     streams,
+                    all_streams,
                 },
         } => {
             let name = Name::new(&name)?;
+            if streams.is_empty() && !all_streams {
+                anyhow::bail!("consumer {name}: name the streams it may read with --stream DEVICE/STREAM (repeatable), or pass --all-streams to grant every stream of every device");
+            }
             let mut reads = Vec::new();
             for s in &streams {
                 let (d, st) = s.split_once('/').with_context(|| {
@@ -499,6 +522,15 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Consumer {
             command:
+                ConsumerCommand::Renew {
+                    dir: Dir { dir },
+                    name,
+                    out_dir,
+                    lifetime,
+                },
+        } => renew_consumer(&dir, &Name::new(&name)?, &out_dir, lifetime),
+        Command::Consumer {
+            command:
                 ConsumerCommand::Revoke {
                     name,
                     dir: Dir { dir },
@@ -509,5 +541,57 @@ fn real_main() -> anyhow::Result<()> {
             revoked(Role::Consumer, &name, &dir, n);
             Ok(())
         }
+    }
+}
+
+/// `consumer renew`: the current certificate must be this CA's, still
+/// valid, and a consumer's of that name.
+fn renew_consumer(
+    dir: &Path,
+    name: &Name,
+    out_dir: &Path,
+    lifetime: Duration,
+) -> anyhow::Result<()> {
+    use sealcam_transport::{identity::verify_issued_by, pem, Identity};
+    let cert_path = out_dir.join(format!("{name}.crt"));
+    let key_path = out_dir.join(format!("{name}.key"));
+    let current = pem::load_certs(&cert_path)?;
+    let current = current
+        .first()
+        .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
+    let ca = pem::load_certs(&dir.join(CA_CERT))?;
+    let ca = ca
+        .first()
+        .with_context(|| format!("{} holds no certificate", dir.join(CA_CERT).display()))?;
+    verify_issued_by(current, ca).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a valid certificate of this CA ({e}); once expired, issue a new one with `sealcam-ca consumer issue`",
+            cert_path.display()
+        )
+    })?;
+    let identity = Identity::from_cert_der(current)?;
+    if identity.role != Role::Consumer || identity.name != *name {
+        anyhow::bail!(
+            "{} is {identity}'s certificate, not consumer {name}'s",
+            cert_path.display()
+        );
+    }
+    let (cert, key) = FleetCa::new(dir).renew_consumer(&identity, lifetime)?;
+    replace_issued(&cert_path, &cert, &key_path, &key)?;
+    println!(
+        "consumer {name}: renewed for {}; {} and {}",
+        humantime_days(lifetime),
+        cert_path.display(),
+        key_path.display()
+    );
+    Ok(())
+}
+
+fn humantime_days(d: Duration) -> String {
+    let days = d.as_secs() / 86_400;
+    if days > 0 {
+        format!("{days} days")
+    } else {
+        format!("{} s", d.as_secs())
     }
 }
