@@ -70,6 +70,12 @@ pub enum EnrollError {
     Attestation(crate::AttestRefusal),
     #[error("the request is malformed: {0}")]
     Malformed(String),
+    /// Requests without a token are capped and rate-limited (`pending.rs`).
+    #[error("{reason}; try again later, or ask the operator for an enrollment token (`sealcam-ca device add`)")]
+    Busy {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Pki(#[from] PkiError),
 }

@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcam_ca::service::{CaService, Listen, ServiceConfig};
 use sealcam_ca::{
-    parse_lifetime, replace_issued, write_issued, EkPolicy, FleetCa, Role, CA_CERT, CRL,
+    parse_lifetime, replace_issued, write_issued, EkPolicy, FleetCa, PendingLimits, Role, CA_CERT,
+    CRL,
 };
 use sealcam_format::Name;
 
@@ -28,6 +29,23 @@ struct Cli {
 }
 
 /// The CA's directory.
+#[derive(clap::Args)]
+struct PendingDir {
+    /// Where enrollment requests without a token wait (default: the CA's
+    /// directory with `.pending` appended, beside it).
+    #[arg(long, env = "SEALCAM_CA_PENDING_DIR")]
+    pending_dir: Option<PathBuf>,
+}
+
+impl PendingDir {
+    fn ca(&self, dir: &Path) -> FleetCa {
+        match &self.pending_dir {
+            Some(p) => FleetCa::new(dir).with_pending_dir(p),
+            None => FleetCa::new(dir),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct Dir {
     /// The CA's directory (made by `sealcam-ca init`).
@@ -77,6 +95,14 @@ enum Command {
         /// one of the CA certificates in this PEM file.
         #[arg(long)]
         require_ek_ca: Option<PathBuf>,
+        #[command(flatten)]
+        pending: PendingDir,
+        /// Requests without a token that may wait at once.
+        #[arg(long, default_value_t = PendingLimits::default().max)]
+        max_pending: usize,
+        /// New requests without a token filed per minute, at most.
+        #[arg(long, default_value_t = PendingLimits::default().per_minute)]
+        pending_per_minute: u32,
     },
     /// Ingest instances: each has its own certificate and directory.
     Ingest {
@@ -158,6 +184,8 @@ enum DeviceCommand {
     Pending {
         #[command(flatten)]
         dir: Dir,
+        #[command(flatten)]
+        pending: PendingDir,
     },
     /// Approve a waiting request, naming the key fingerprint the camera shows.
     Approve {
@@ -167,6 +195,8 @@ enum DeviceCommand {
         /// The fingerprint `sealcamd identity` prints on the camera.
         #[arg(long)]
         fingerprint: String,
+        #[command(flatten)]
+        pending: PendingDir,
         #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         lifetime: Duration,
         /// Streams the device may write (repeatable); none: any of its own.
@@ -298,6 +328,9 @@ fn real_main() -> anyhow::Result<()> {
             device_cert_lifetime,
             crl_lifetime,
             require_ek_ca,
+            pending,
+            max_pending,
+            pending_per_minute,
         } => {
             let ek_policy = match &require_ek_ca {
                 Some(path) => EkPolicy {
@@ -320,6 +353,11 @@ fn real_main() -> anyhow::Result<()> {
                 device_cert_lifetime,
                 ek_policy,
                 crl_lifetime,
+                pending_dir: pending.pending_dir,
+                pending: PendingLimits {
+                    max: max_pending,
+                    per_minute: pending_per_minute,
+                },
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
@@ -407,9 +445,13 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Device {
-            command: DeviceCommand::Pending { dir: Dir { dir } },
+            command:
+                DeviceCommand::Pending {
+                    dir: Dir { dir },
+                    pending,
+                },
         } => {
-            let pending = FleetCa::new(&dir).pending_requests()?;
+            let pending = pending.ca(&dir).pending_requests()?;
             if pending.is_empty() {
                 println!("no enrollment requests are waiting");
             }
@@ -426,10 +468,13 @@ fn real_main() -> anyhow::Result<()> {
                     fingerprint,
                     lifetime,
                     streams,
+                    pending,
                 },
         } => {
             let name = Name::new(&name)?;
-            FleetCa::new(&dir).approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
+            pending
+                .ca(&dir)
+                .approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
             tracing::warn!(device = %name, %fingerprint, "AUDIT: enrollment approved");
             println!("device {name} approved; it picks up its certificate at its next enrollment request");
             Ok(())
