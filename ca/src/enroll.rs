@@ -73,6 +73,19 @@ impl FleetCa {
         // The name is free again; what was issued under it stays revoked.
         self.retire_legacy_mark(device)?;
         let _ = std::fs::remove_file(dir.join("revoked").join("device").join(device.as_str()));
+        self.audit(
+            "device-add",
+            Some(device.as_str()),
+            Some(format!(
+                "enrollment token valid {} s; streams: {}",
+                ttl.as_secs(),
+                if streams.is_empty() {
+                    "any of its own".to_owned()
+                } else {
+                    streams.join(",")
+                }
+            )),
+        )?;
         Ok(token)
     }
 
@@ -232,6 +245,11 @@ impl FleetCa {
         create_dir(&approved)?;
         replace(&approved.join(format!("{device}.crt")), &cert, 0o644)?;
         let _ = std::fs::remove_file(&path);
+        self.audit(
+            "device-approve",
+            Some(device.as_str()),
+            Some(format!("key fingerprint {fingerprint}")),
+        )?;
         Ok(())
     }
 }

@@ -24,6 +24,8 @@
 //! * [`service`]: the service the ingests ask (Unix socket or mutual TLS).
 //! * `pending.rs`: requests without a token, capped and rate-limited,
 //!   outside the CA's directory.
+//! * `audit.rs`: the CA's own signed, hash-chained audit log of every PKI
+//!   operation, wherever it runs.
 //! * `files.rs`: its files, written durably.
 //!
 //! On disk, in one directory (`/var/lib/sealcam-ca`, mode 0700):
@@ -40,6 +42,8 @@
 //! <ca>/ek/<device>.der                   the TPM endorsement-key certificate a device sent
 //!                                        (recorded once a token or an approval admits it)
 //! <ca>/attest.key                      the key of the stateless attestation challenges (0600)
+//! <ca>/audit.key  audit.pub              the key of the CA's audit log (0600), its public half
+//! <ca>/audit/<n>.json                    one signed record per PKI operation (`audit.rs`)
 //! <ca>/evidence/device/<device>/<fingerprint>.evidence  TPM evidence per issued key
 //! ```
 //!
@@ -58,6 +62,7 @@
 use std::path::{Path, PathBuf};
 
 mod attest;
+mod audit;
 mod enroll;
 mod error;
 mod files;
@@ -68,6 +73,7 @@ mod revoke;
 pub mod service;
 
 pub use attest::{AttestRefusal, CHALLENGE_KEY, CHALLENGE_VALIDITY_S};
+pub use audit::{load_audit_pub, verify_log, CaRecord, LogSummary, CA_AUDIT_KEY, CA_AUDIT_PUB};
 pub use enroll::{Approval, EkPolicy, PendingRequest};
 pub use error::{CsrError, EkRefusal, EnrollError, PkiError, RenewError};
 pub use issue::{check_csr, parse_lifetime, replace_issued, write_issued, CheckedCsr};
@@ -94,6 +100,8 @@ pub struct FleetCa {
     dir: PathBuf,
     /// Where requests without a token wait (`pending.rs`), outside `dir`.
     pending_dir: PathBuf,
+    /// Who acts through this handle, as the CA's audit log records it.
+    actor: String,
 }
 
 impl FleetCa {
@@ -103,7 +111,21 @@ impl FleetCa {
         Self {
             pending_dir: default_pending_dir(&dir),
             dir,
+            actor: "operator".into(),
         }
+    }
+
+    /// Records this handle's operations in the CA's audit log as `actor`
+    /// (`operator:USER`, `ca-service`).
+    #[must_use]
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    /// Who acts through this handle.
+    pub fn actor(&self) -> &str {
+        &self.actor
     }
 
     /// Requests without a token wait in `pending_dir` instead of the
@@ -144,7 +166,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ca = FleetCa::init(tmp.path()).unwrap();
         assert_eq!(mode(&ca.dir().join(CA_KEY)) & 0o077, 0);
-        for file in [CA_CERT, CRL, "crl.number"] {
+        assert_eq!(mode(&ca.dir().join(CA_AUDIT_KEY)) & 0o077, 0);
+        for file in [CA_CERT, CRL, "crl.number", CA_AUDIT_PUB, "audit"] {
             assert!(ca.dir().join(file).exists(), "{file}");
         }
         let again = FleetCa::init(tmp.path()).unwrap_err();
@@ -152,8 +175,17 @@ mod tests {
         assert!(again.to_string().ends_with(
             "already exists; refusing to overwrite (use another directory or remove it)"
         ));
-        // Nothing but the four files: no temporary left behind.
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 4);
+        // Nothing but the four files, the audit key pair and the audit
+        // log: no temporary left behind.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 7);
+        // The log: the CA made, then its first CRL.
+        let log = verify_log(
+            tmp.path(),
+            &load_audit_pub(&tmp.path().join(CA_AUDIT_PUB)).unwrap(),
+        );
+        assert!(log.problems.is_empty(), "{:?}", log.problems);
+        let actions: Vec<&str> = log.records.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions, ["init", "crl"]);
     }
 
     #[test]

@@ -29,6 +29,16 @@ struct Cli {
 }
 
 /// The CA's directory.
+/// The CA in `dir`, as the operator running this command (recorded in the
+/// CA's audit log as `operator:USER`).
+fn operator_ca(dir: &Path) -> FleetCa {
+    let user = std::env::var("USER")
+        .ok()
+        .and_then(|u| Name::new(&u).ok())
+        .map_or_else(|| "operator".to_owned(), |u| format!("operator:{u}"));
+    FleetCa::new(dir).with_actor(user)
+}
+
 #[derive(clap::Args)]
 struct PendingDir {
     /// Where enrollment requests without a token wait (default: the CA's
@@ -40,8 +50,8 @@ struct PendingDir {
 impl PendingDir {
     fn ca(&self, dir: &Path) -> FleetCa {
         match &self.pending_dir {
-            Some(p) => FleetCa::new(dir).with_pending_dir(p),
-            None => FleetCa::new(dir),
+            Some(p) => operator_ca(dir).with_pending_dir(p),
+            None => operator_ca(dir),
         }
     }
 }
@@ -118,6 +128,11 @@ enum Command {
     Consumer {
         #[command(subcommand)]
         command: ConsumerCommand,
+    },
+    /// The CA's own audit log: every PKI operation, signed and chained.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -224,6 +239,24 @@ enum DeviceCommand {
         /// Where to write the evidence file.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record (numbering, links, signatures); prints the head.
+    Verify {
+        #[command(flatten)]
+        dir: Dir,
+        /// The log's public key (default: audit.pub in the CA's directory;
+        /// better a copy kept elsewhere).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// List the records, oldest first.
+    Show {
+        #[command(flatten)]
+        dir: Dir,
     },
 }
 
@@ -392,7 +425,7 @@ fn real_main() -> anyhow::Result<()> {
         } => {
             let name = Name::new(&name)?;
             let (cert, key) =
-                FleetCa::new(&dir).issue_ingest(&name, &server_names, &server_ips, lifetime)?;
+                operator_ca(&dir).issue_ingest(&name, &server_names, &server_ips, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let ca_cert = std::fs::read_to_string(dir.join(CA_CERT))
@@ -418,7 +451,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke_ingest(&name)?;
+            let n = operator_ca(&dir).revoke_ingest(&name)?;
             tracing::warn!(ingest = %name, certificates = n, "AUDIT: ingest revoked");
             println!(
                 "ingest {name} revoked: {n} certificates listed in {}",
@@ -436,7 +469,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let token = FleetCa::new(&dir).add_device(&name, &names(&streams)?, token_ttl)?;
+            let token = operator_ca(&dir).add_device(&name, &names(&streams)?, token_ttl)?;
             eprintln!(
                 "device {name} may enroll for {} s with this one-time token:",
                 token_ttl.as_secs()
@@ -487,7 +520,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke(Role::Device, &name)?;
+            let n = operator_ca(&dir).revoke(Role::Device, &name)?;
             revoked(Role::Device, &name, &dir, n);
             Ok(())
         }
@@ -502,7 +535,7 @@ fn real_main() -> anyhow::Result<()> {
         } => {
             let name = Name::new(&name)?;
             let (fingerprint, file) =
-                FleetCa::new(&dir).device_evidence(&name, fingerprint.as_deref())?;
+                operator_ca(&dir).device_evidence(&name, fingerprint.as_deref())?;
             sealcam_base::durable::replace(&out, &file)?;
             println!(
                 "TPM evidence of device {name} key {fingerprint} written to {}",
@@ -522,7 +555,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let (device, cert) =
-                FleetCa::new(&dir).issue_device(&csr, &names(&streams)?, lifetime)?;
+                operator_ca(&dir).issue_device(&csr, &names(&streams)?, lifetime)?;
             write_issued(&out, &cert, None)?;
             println!(
                 "certificate for device {device} written to {}",
@@ -552,7 +585,7 @@ fn real_main() -> anyhow::Result<()> {
                 })?;
                 reads.push((Name::new(d)?, Name::new(st)?));
             }
-            let (cert, key) = FleetCa::new(&dir).issue_consumer(&name, &reads, lifetime)?;
+            let (cert, key) = operator_ca(&dir).issue_consumer(&name, &reads, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let cert_path = out_dir.join(format!("{name}.crt"));
@@ -565,6 +598,7 @@ fn real_main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit { command } => audit_command(command),
         Command::Consumer {
             command:
                 ConsumerCommand::Renew {
@@ -582,7 +616,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke(Role::Consumer, &name)?;
+            let n = operator_ca(&dir).revoke(Role::Consumer, &name)?;
             revoked(Role::Consumer, &name, &dir, n);
             Ok(())
         }
@@ -621,7 +655,7 @@ fn renew_consumer(
             cert_path.display()
         );
     }
-    let (cert, key) = FleetCa::new(dir).renew_consumer(&identity, lifetime)?;
+    let (cert, key) = operator_ca(dir).renew_consumer(&identity, lifetime)?;
     replace_issued(&cert_path, &cert, &key_path, &key)?;
     println!(
         "consumer {name}: renewed for {}; {} and {}",
@@ -639,4 +673,49 @@ fn humantime_days(d: Duration) -> String {
     } else {
         format!("{} s", d.as_secs())
     }
+}
+
+/// `audit verify` and `audit show`: failing when any record does not verify.
+fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+    let (dir, key, show) = match command {
+        AuditCommand::Verify {
+            dir: Dir { dir },
+            key,
+        } => (dir, key, false),
+        AuditCommand::Show { dir: Dir { dir } } => (dir, None, true),
+    };
+    let key_path = key.unwrap_or_else(|| dir.join(sealcam_ca::CA_AUDIT_PUB));
+    let key = sealcam_ca::load_audit_pub(&key_path)?;
+    let log = sealcam_ca::verify_log(&dir, &key);
+    if show {
+        for r in &log.records {
+            println!(
+                "{}  {:<3} {:<20} {:<18} {:<16} {}",
+                r.time,
+                r.n,
+                r.actor,
+                r.action,
+                r.target.as_deref().unwrap_or("-"),
+                r.detail.as_deref().unwrap_or("")
+            );
+        }
+    } else {
+        println!(
+            "CA audit log: {} records, head {}: {}",
+            log.records.len(),
+            log.head.as_deref().unwrap_or("-"),
+            if log.problems.is_empty() {
+                "ok"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    for p in &log.problems {
+        println!("  {p}");
+    }
+    if !log.problems.is_empty() {
+        anyhow::bail!("the CA audit log of {} does not verify", dir.display());
+    }
+    Ok(())
 }

@@ -147,7 +147,7 @@ struct State {
 impl CaService {
     /// Checks the CA's directory and binds the listener.
     pub async fn bind(cfg: &ServiceConfig) -> Result<Self, ServiceError> {
-        let mut ca = FleetCa::new(&cfg.dir);
+        let mut ca = FleetCa::new(&cfg.dir).with_actor("ca-service");
         if let Some(p) = &cfg.pending_dir {
             ca = ca.with_pending_dir(p);
         }

@@ -129,20 +129,32 @@ fn an_anonymous_enrollment_flood_is_capped_and_writes_nothing_in_the_ca() {
     assert_eq!(std::fs::read(&cam9_request).unwrap(), cam9_bytes);
 
     // The CA's directory: only the honest enrollment changed it (its token
-    // used up, its certificate recorded); no pending request, no EK.
+    // used up, its certificate recorded, and that in the CA's audit log);
+    // no pending request, no EK.
     let after = tree(&w.path().join("ca"));
     let changed: Vec<&PathBuf> = before
         .keys()
         .chain(after.keys())
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
+    let mut logged = 0;
     for p in &changed {
         let s = p.to_string_lossy();
+        if s.starts_with("audit/") && s.ends_with(".json") {
+            let record = text(&after[*p]);
+            assert!(
+                record.contains("\"device-certificate\"") && record.contains("\"cam1\""),
+                "{record}"
+            );
+            logged += 1;
+            continue;
+        }
         assert!(
             s == "enroll/cam1.token" || s.starts_with("issued/device/cam1/"),
             "the flood changed {s}"
         );
     }
+    assert_eq!(logged, 1);
     assert!(!w.path().join("ca/pending").exists());
     assert!(!w.path().join("ca/ek").exists());
     run_ok("sealcamd", &["check", "--config", cfg_s], w.path());
