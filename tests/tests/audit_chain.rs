@@ -19,7 +19,13 @@ fn audit(w: &World, args: &[&str]) -> std::process::Output {
 /// One run of the ingest: `calls` audited requests a second or more apart
 /// (so that each lands in a segment of its own), then SIGTERM.
 fn one_run(w: &World, config: &Path, calls: usize) {
-    let mut ingest = w.start_ingest_with(&["--config", config.to_str().unwrap()]);
+    one_run_with(w, config, calls, &[]);
+}
+
+fn one_run_with(w: &World, config: &Path, calls: usize, extra: &[&str]) -> Ingest {
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut ingest = w.start_ingest_with(&args);
     let alice = w.consumer_client("alice");
     for _ in 0..calls {
         let resp = alice
@@ -29,8 +35,20 @@ fn one_run(w: &World, config: &Path, calls: usize) {
         assert!(resp.status().is_success());
         std::thread::sleep(Duration::from_millis(1300));
     }
+    // The audit queue's depth and its drops are metrics.
+    if let Some(i) = extra.iter().position(|a| *a == "--metrics-listen") {
+        let metrics = http_get(&format!("http://{}/metrics", extra[i + 1]))
+            .text()
+            .unwrap();
+        assert!(
+            metrics.contains("sealcam_ingest_audit_queue_depth ")
+                && metrics.contains("sealcam_ingest_audit_dropped_total 0"),
+            "{metrics}"
+        );
+    }
     ingest.terminate();
     assert!(wait_until(20, || ingest.exited()), "{}", ingest.log_text());
+    ingest
 }
 
 /// The epochs (runs) in the store, oldest first, as directories.
@@ -133,7 +151,8 @@ fn deleting_a_run_or_its_tail_or_the_newest_run_is_reported() {
     // continues it.
     let out = audit(&w, &["verify", "--since-head", "head.json"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    one_run(&w, &config, 1);
+    let metrics = format!("127.0.0.1:{}", unused_port());
+    one_run_with(&w, &config, 1, &["--metrics-listen", &metrics]);
     let out = audit(&w, &["verify", "--since-head", "head.json"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert_eq!(text(&out.stdout).matches(": ok").count(), 4);

@@ -103,8 +103,10 @@ fn an_anonymous_enrollment_flood_is_capped_and_writes_nothing_in_the_ca() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let flood = flood.wait_with_output().unwrap();
     assert!(flood.status.success());
-    let answers: BTreeMap<u16, usize> = text(&flood.stdout)
+    let report = text(&flood.stdout);
+    let answers: BTreeMap<u16, usize> = report
         .lines()
+        .filter(|l| !l.starts_with("retry-after"))
         .map(|l| {
             let (s, n) = l.split_once(' ').unwrap();
             (s.parse().unwrap(), n.parse().unwrap())
@@ -119,6 +121,11 @@ fn an_anonymous_enrollment_flood_is_capped_and_writes_nothing_in_the_ca() {
         answers.get(&429).copied().unwrap_or(0),
         100 - filed,
         "{answers:?}"
+    );
+    // Each refusal says when to ask again.
+    assert!(
+        report.contains(&format!("retry-after {}\n", 100 - filed)),
+        "{report}"
     );
 
     // Capped: cam9's, and the flood's few; cam9's request is untouched.

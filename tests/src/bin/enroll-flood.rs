@@ -1,7 +1,8 @@
 //! A hostile anonymous client for the tests: floods an ingest's enrollment
 //! port with enrollment requests without a token, each a valid CSR for a
 //! fresh key (so that each would be a new pending request), and prints how
-//! they were answered: `STATUS COUNT` per line.
+//! they were answered: `STATUS COUNT` per line, then `retry-after COUNT`,
+//! how many refusals said when to ask again.
 //!
 //! `enroll-flood URL CA_CERT COUNT NAME...`: the CSRs name the devices in
 //! turn (e.g. an honest camera's name, to try to replace its request).
@@ -25,6 +26,7 @@ fn main() {
         .build()
         .unwrap();
     let mut answers: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut retry_after = 0;
     for i in 0..count {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = rcgen::CertificateParams::default();
@@ -39,15 +41,17 @@ fn main() {
         } else {
             serde_json::json!({ "csr": csr })
         };
-        let status = client
-            .post(format!("{url}/v1/enroll"))
-            .json(&body)
-            .send()
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
+        let status = match client.post(format!("{url}/v1/enroll")).json(&body).send() {
+            Ok(r) => {
+                retry_after += usize::from(r.headers().contains_key("retry-after"));
+                r.status().as_u16()
+            }
+            Err(_) => 0,
+        };
         *answers.entry(status).or_default() += 1;
     }
     for (status, n) in answers {
         println!("{status} {n}");
     }
+    println!("retry-after {retry_after}");
 }
