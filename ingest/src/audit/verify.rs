@@ -180,3 +180,87 @@ fn check_segment(
     .map_err(|_| "the seal's signature does not verify with the audit key".to_owned())?;
     Ok(records)
 }
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::SigningKey;
+    use proptest::prelude::*;
+
+    use super::super::writer::seal_segment;
+    use super::*;
+
+    fn record(actor: &str, target: Option<String>, detail: Option<String>) -> Record {
+        Record {
+            n: 0,
+            time: "2026-01-01T00:00:00Z".into(),
+            actor: actor.into(),
+            action: "read".into(),
+            target,
+            addr: None,
+            result: "ok".into(),
+            detail,
+            prev: String::new(),
+            link: None,
+        }
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_slice(&[7u8; 32]).unwrap()
+    }
+
+    proptest! {
+        /// Bytes from the (untrusted) storage never make the verifier panic,
+        /// and never pass without the audit key's signature.
+        #[test]
+        fn arbitrary_bytes_never_verify(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let (mut prev, mut n) = ([0u8; 32], 0u64);
+            let r = check_segment("a", 1, 0, &bytes, key().verifying_key(), &mut prev, &mut n);
+            prop_assert!(r.is_err());
+        }
+
+        /// A sealed segment verifies, and flipping any one bit of it
+        /// (lowest bit of any byte) is found.
+        #[test]
+        fn any_changed_byte_is_found(
+            actors in proptest::collection::vec("[ -~]{0,24}", 1..5),
+            detail in proptest::option::of("\\PC{0,40}"),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let records: Vec<Record> = actors
+                .iter()
+                .map(|a| record(a, Some("cam/front/1".into()), detail.clone()))
+                .collect();
+            let count = records.len() as u64;
+            let (bytes, _, _) = seal_segment(&key(), ("a", 1, 0), records, 0, [0; 32]);
+            let (mut prev, mut n) = ([0u8; 32], 0u64);
+            let ok = check_segment("a", 1, 0, &bytes, key().verifying_key(), &mut prev, &mut n);
+            prop_assert_eq!(ok.map(|r| r.len() as u64), Ok(count));
+            let mut changed = bytes.clone();
+            let i = at.index(changed.len());
+            changed[i] ^= 1;
+            let (mut prev, mut n) = ([0u8; 32], 0u64);
+            let r = check_segment("a", 1, 0, &changed, key().verifying_key(), &mut prev, &mut n);
+            prop_assert!(r.is_err(), "byte {} changed and still verified", i);
+            // Nor does it verify as another segment or instance.
+            let (mut prev, mut n) = ([0u8; 32], 0u64);
+            prop_assert!(check_segment("a", 1, 1, &bytes, key().verifying_key(), &mut prev, &mut n).is_err());
+        }
+
+        /// Segment paths parse exactly when they are this instance's, with
+        /// numbers where numbers go.
+        #[test]
+        fn segment_paths_parse_only_as_written(
+            instance in "[ab]{1,2}",
+            epoch in "[0-9x]{1,4}",
+            segment in "[0-9x]{1,4}",
+            tail in "(|/x)",
+        ) {
+            let path = format!("audit/{instance}/{epoch}/{segment}.jsonl{tail}");
+            let parsed = super::super::link::parse_segment_path(&path, "a");
+            let expected = (instance == "a" && tail.is_empty())
+                .then(|| Some((epoch.parse::<u64>().ok()?, segment.parse::<u64>().ok()?)))
+                .flatten();
+            prop_assert_eq!(parsed, expected);
+        }
+    }
+}

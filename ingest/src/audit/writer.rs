@@ -263,8 +263,6 @@ impl Writer {
         if !self.started {
             records.push(self.epoch_start().await?);
         }
-        let mut body = Vec::new();
-        let (mut n, mut prev) = (self.n, self.prev);
         for (e, time) in self.buffered.iter().zip(&self.times) {
             records.push(Record {
                 n: 0,
@@ -279,32 +277,13 @@ impl Writer {
                 link: None,
             });
         }
-        for mut record in records.iter().cloned() {
-            record.n = n;
-            record.prev = hex::encode(prev);
-            let line = serde_json::to_vec(&record).unwrap_or_default();
-            prev = Sha256::digest(&line).into();
-            body.extend_from_slice(&line);
-            body.push(b'\n');
-            n += 1;
-        }
-        let count = records.len() as u64;
-        let sig: Signature = self.key.sign(&seal_message(
-            &self.instance,
-            self.epoch,
-            self.segment,
-            count,
-            &prev,
-        ));
-        let seal = SealLine {
-            seal: Seal {
-                records: count,
-                last_hash: hex::encode(prev),
-                signature: hex::encode(sig.to_bytes()),
-            },
-        };
-        body.extend_from_slice(&serde_json::to_vec(&seal).unwrap_or_default());
-        body.push(b'\n');
+        let (body, n, prev) = seal_segment(
+            &self.key,
+            (&self.instance, self.epoch, self.segment),
+            records,
+            self.n,
+            self.prev,
+        );
         let path = segment_path(&self.instance, self.epoch, self.segment);
         if !self.store.put_new(&path, Bytes::from(body)).await? {
             // Only this process writes this epoch; a leftover means another
@@ -328,4 +307,38 @@ impl Writer {
         self.times.clear();
         Ok(())
     }
+}
+
+/// A segment's bytes: `records` numbered from `n` and chained from `prev`,
+/// then the seal line signed by `key` for (instance, epoch, segment).
+/// Returns the bytes, the next record's number and the last record's hash.
+pub(super) fn seal_segment(
+    key: &SigningKey,
+    (instance, epoch, segment): (&str, u64, u64),
+    records: Vec<Record>,
+    mut n: u64,
+    mut prev: [u8; 32],
+) -> (Vec<u8>, u64, [u8; 32]) {
+    let mut body = Vec::new();
+    let count = records.len() as u64;
+    for mut record in records {
+        record.n = n;
+        record.prev = hex::encode(prev);
+        let line = serde_json::to_vec(&record).unwrap_or_default();
+        prev = Sha256::digest(&line).into();
+        body.extend_from_slice(&line);
+        body.push(b'\n');
+        n += 1;
+    }
+    let sig: Signature = key.sign(&seal_message(instance, epoch, segment, count, &prev));
+    let seal = SealLine {
+        seal: Seal {
+            records: count,
+            last_hash: hex::encode(prev),
+            signature: hex::encode(sig.to_bytes()),
+        },
+    };
+    body.extend_from_slice(&serde_json::to_vec(&seal).unwrap_or_default());
+    body.push(b'\n');
+    (body, n, prev)
 }
