@@ -42,7 +42,7 @@ mod writer;
 pub use head::{check_heads, make_heads, HeadFile};
 pub use key::{ensure_key, load_signing_key, load_verifying_key};
 pub use link::{Link, EPOCH_START};
-pub use verify::{read_all, ChainSummary};
+pub use verify::{read_all, verify_segment, ChainSummary};
 pub use writer::{host_name, AuditLog, QUEUE};
 
 pub const AUDIT_KEY: &str = "audit.key";

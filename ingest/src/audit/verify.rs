@@ -129,6 +129,20 @@ fn link_epochs(summaries: &mut [ChainSummary], ends: &[EpochEnd]) {
     }
 }
 
+/// Checks one segment on its own, as the first of its epoch (records from
+/// 0, chained from zeros): its records, or what is wrong with it. For
+/// fuzzing and tools; [`read_all`] checks whole chains.
+pub fn verify_segment(
+    instance: &str,
+    epoch: u64,
+    segment: u64,
+    bytes: &[u8],
+    key: &VerifyingKey,
+) -> Result<Vec<Record>, String> {
+    let (mut prev, mut n) = ([0u8; 32], 0u64);
+    check_segment(instance, epoch, segment, bytes, key, &mut prev, &mut n)
+}
+
 /// Checks one segment's chain and seal, continuing from `prev` and `n`.
 fn check_segment(
     instance: &str,
