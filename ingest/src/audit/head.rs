@@ -60,10 +60,8 @@ fn head_message(h: &Head) -> Vec<u8> {
 /// The signed head of every instance's trail in the store now.
 pub async fn make_heads(store: &Store, key: &SigningKey) -> Result<HeadFile, StoreError> {
     let mut instances = BTreeMap::new();
-    for l in store.list("audit").await? {
-        if let Some(instance) = l.path.split('/').nth(1) {
-            instances.insert(instance.to_owned(), ());
-        }
+    for instance in store.list_children("audit").await? {
+        instances.insert(instance.to_string(), ());
     }
     let time = now_rfc3339();
     let mut heads = Vec::new();

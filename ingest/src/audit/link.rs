@@ -35,18 +35,32 @@ pub fn segment_hash(bytes: &[u8]) -> String {
 }
 
 /// The newest sealed segment of `instance` in the store, if any: the link
-/// a new epoch begins with.
+/// a new epoch begins with. Lists the instance's epochs, then only the
+/// newest one's segments (not the whole trail).
 pub async fn newest_segment(store: &Store, instance: &str) -> Result<Option<Link>, StoreError> {
+    let mut epochs: Vec<u64> = store
+        .list_children(&format!("audit/{instance}"))
+        .await?
+        .iter()
+        .filter_map(|e| e.as_str().parse().ok())
+        .collect();
+    epochs.sort_unstable();
     let mut newest: Option<(u64, u64, String)> = None;
-    for l in store.list(&format!("audit/{instance}")).await? {
-        let Some((epoch, segment)) = parse_segment_path(&l.path, instance) else {
-            continue;
-        };
-        if newest
-            .as_ref()
-            .is_none_or(|(e, s, _)| (epoch, segment) > (*e, *s))
-        {
-            newest = Some((epoch, segment, l.path));
+    // Newest first; an epoch with no segment left passes to the one before.
+    for epoch in epochs.into_iter().rev() {
+        for l in store.list(&format!("audit/{instance}/{epoch:020}")).await? {
+            let Some((e, segment)) = parse_segment_path(&l.path, instance) else {
+                continue;
+            };
+            if newest
+                .as_ref()
+                .is_none_or(|(ne, s, _)| (e, segment) > (*ne, *s))
+            {
+                newest = Some((e, segment, l.path));
+            }
+        }
+        if newest.is_some() {
+            break;
         }
     }
     let Some((epoch, segment, path)) = newest else {
