@@ -101,18 +101,20 @@ pub struct EpochEnd {
 
 /// Checks that each epoch of one instance (in ascending order) begins by
 /// naming the one before it exactly. Returns, per epoch, its problems.
+///
+/// Epochs written before runs were linked (no `epoch-start` record) are
+/// accepted only before the first linked one, which then names the last of
+/// them; after it, every epoch must be linked (an unlinked one cannot be
+/// forged without the audit key, so none can appear later).
 pub fn check_links(instance: &str, epochs: &[EpochEnd]) -> Vec<Vec<String>> {
     let mut out = Vec::with_capacity(epochs.len());
     let mut before: Option<&EpochEnd> = None;
+    let mut linked = false;
     for e in epochs {
         let mut problems = Vec::new();
         if let Some(first) = &e.first {
-            if first.action != EPOCH_START {
-                problems.push(format!(
-                    "epoch {} does not begin with an {EPOCH_START} record naming the run before it",
-                    e.epoch
-                ));
-            } else {
+            if first.action == EPOCH_START {
+                linked = true;
                 link_problem(
                     instance,
                     e.epoch,
@@ -120,7 +122,13 @@ pub fn check_links(instance: &str, epochs: &[EpochEnd]) -> Vec<Vec<String>> {
                     before,
                     &mut problems,
                 );
+            } else if linked {
+                problems.push(format!(
+                    "epoch {} does not begin with an {EPOCH_START} record naming the run before it",
+                    e.epoch
+                ));
             }
+            // Otherwise written before runs were linked.
         }
         out.push(problems);
         before = Some(e);
@@ -194,6 +202,59 @@ fn link_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn end(epoch: u64, first: Option<(&str, Option<Link>)>, last: u64) -> EpochEnd {
+        EpochEnd {
+            epoch,
+            first: first.map(|(action, link)| Record {
+                n: 0,
+                time: String::new(),
+                actor: "ingest".into(),
+                action: action.into(),
+                target: None,
+                addr: None,
+                result: "ok".into(),
+                detail: None,
+                prev: String::new(),
+                link,
+            }),
+            last: Some((last, format!("h{epoch}"))),
+        }
+    }
+
+    fn link(epoch: u64, segment: u64) -> Option<Link> {
+        Some(Link {
+            instance: "a".into(),
+            epoch,
+            segment,
+            hash: format!("h{epoch}"),
+        })
+    }
+
+    #[test]
+    fn runs_from_before_links_are_accepted_only_before_the_first_linked_one() {
+        let epochs = [
+            end(1, Some(("connect", None)), 3),
+            end(2, Some(("read", None)), 0),
+            end(3, Some((EPOCH_START, link(2, 0))), 1),
+            end(4, Some((EPOCH_START, link(3, 1))), 0),
+        ];
+        let problems = check_links("a", &epochs);
+        assert!(problems.iter().all(Vec::is_empty), "{problems:?}");
+        let later = [
+            end(3, Some((EPOCH_START, None)), 1),
+            end(4, Some(("connect", None)), 0),
+        ];
+        let problems = check_links("a", &later);
+        assert!(problems[1][0].contains("does not begin"), "{problems:?}");
+        // The first linked run must name the last of the earlier ones.
+        let cut = [
+            end(1, Some(("connect", None)), 2),
+            end(3, Some((EPOCH_START, link(1, 3))), 0),
+        ];
+        let problems = check_links("a", &cut);
+        assert!(problems[1][0].contains("tail was removed"), "{problems:?}");
+    }
 
     #[test]
     fn segment_paths_parse_only_for_their_instance() {
