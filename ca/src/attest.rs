@@ -214,6 +214,7 @@ impl FleetCa {
         req: &EnrollRequest,
         policy: &EkPolicy,
         lifetime: std::time::Duration,
+        pending: &crate::PendingQueue,
     ) -> Result<Approval, EnrollError> {
         let ek = match &req.ek_certificate {
             Some(b64) => Some(
@@ -240,7 +241,7 @@ impl FleetCa {
                     device,
                     certificate,
                 })?,
-            None => self.request_approval(&req.csr, (policy, ek.as_deref()))?,
+            None => self.request_approval(&req.csr, (policy, ek.as_deref()), pending)?,
         };
         if let (Approval::Issued { device, .. }, Some(evidence)) = (&approval, &evidence) {
             self.keep_evidence(device, &key, evidence)?;

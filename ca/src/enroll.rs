@@ -10,6 +10,7 @@ use sealcam_format::Name;
 
 use crate::files::{create_dir, read, replace, sync_dir};
 use crate::issue::check_csr;
+use crate::pending::{parse_pending_name, pending_file, PendingQueue};
 use crate::{CsrError, EkRefusal, EnrollError, FleetCa, PkiError, Role};
 
 pub(crate) fn unix_now() -> u64 {
@@ -72,6 +73,19 @@ impl FleetCa {
         // The name is free again; what was issued under it stays revoked.
         self.retire_legacy_mark(device)?;
         let _ = std::fs::remove_file(dir.join("revoked").join("device").join(device.as_str()));
+        self.audit(
+            "device-add",
+            Some(device.as_str()),
+            Some(format!(
+                "enrollment token valid {} s; streams: {}",
+                ttl.as_secs(),
+                if streams.is_empty() {
+                    "any of its own".to_owned()
+                } else {
+                    streams.join(",")
+                }
+            )),
+        )?;
         Ok(token)
     }
 
@@ -134,18 +148,23 @@ impl FleetCa {
     }
 
     /// Enrollment without a token: the first request files the CSR for an
-    /// operator; once approved, the same request returns the certificate.
+    /// operator, outside the CA's directory and within the caps of
+    /// `pending`; once approved, the same request returns the certificate.
+    /// Nothing is written in the CA's directory before an approval exists:
+    /// the endorsement-key certificate is checked here but recorded only
+    /// when the approved certificate is handed out.
     pub(crate) fn request_approval(
         &self,
         csr_pem: &str,
         ek: (&EkPolicy, Option<&[u8]>),
+        pending: &PendingQueue,
     ) -> Result<Approval, EnrollError> {
         let dir = self.dir.as_path();
         let csr = check_csr(csr_pem).map_err(EnrollError::BadCsr)?;
         if self.is_revoked(Role::Device, &csr.device) {
             return Err(EnrollError::Revoked(csr.device));
         }
-        ek.0.admit(dir, &csr.device, ek.1)?;
+        ek.0.check(ek.1)?;
         let fingerprint = fingerprint_of(&csr.spki_der);
         let approved = dir.join("approved").join(format!("{}.crt", csr.device));
         if let Ok(pem_text) = std::fs::read_to_string(&approved) {
@@ -154,28 +173,26 @@ impl FleetCa {
                 .and_then(|der| sealcam_transport::identity::device_key_from_cert_der(&der).ok())
                 .is_some_and(|k| k.fingerprint() == fingerprint);
             if matches {
+                ek.0.record(dir, &csr.device, ek.1)?;
                 return Ok(Approval::Issued {
                     device: csr.device,
                     certificate: pem_text,
                 });
             }
         }
-        let pending = dir.join("pending");
-        create_dir(&pending)?;
-        replace(&pending.join(format!("{}.csr", csr.device)), csr_pem, 0o644)?;
+        pending.file(&csr.device, &fingerprint, csr_pem)?;
         Ok(Approval::Pending { fingerprint })
     }
 
     /// The CSRs waiting for approval.
     pub fn pending_requests(&self) -> Result<Vec<PendingRequest>, PkiError> {
-        let dir = self.dir.as_path();
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir.join("pending")) else {
+        let Ok(entries) = std::fs::read_dir(&self.pending_dir) else {
             return Ok(out);
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !name.ends_with(".csr") {
+            if parse_pending_name(&name).is_none() {
                 continue;
             }
             if let Ok(csr) = check_csr(&read(&entry.path())?) {
@@ -185,7 +202,7 @@ impl FleetCa {
                 });
             }
         }
-        out.sort_by(|a, b| a.device.cmp(&b.device));
+        out.sort_by(|a, b| (&a.device, &a.fingerprint).cmp(&(&b.device, &b.fingerprint)));
         Ok(out)
     }
 
@@ -198,26 +215,41 @@ impl FleetCa {
         lifetime: Duration,
     ) -> Result<(), PkiError> {
         let dir = self.dir.as_path();
-        let path = dir.join("pending").join(format!("{device}.csr"));
-        let csr = check_csr(&read(&path)?).map_err(|reason| PkiError::BadCsr {
-            path: path.clone(),
-            reason,
-        })?;
-        let actual = fingerprint_of(&csr.spki_der);
-        if !actual.eq_ignore_ascii_case(fingerprint.trim()) {
+        let waiting: Vec<String> = self
+            .pending_requests()?
+            .into_iter()
+            .filter(|p| &p.device == device)
+            .map(|p| p.fingerprint)
+            .collect();
+        let fingerprint = fingerprint.trim();
+        let path = pending_file(&self.pending_dir, device, fingerprint);
+        if !waiting.iter().any(|f| f.eq_ignore_ascii_case(fingerprint)) {
             return Err(PkiError::BadCsr {
                 path,
                 reason: CsrError::Fingerprint {
-                    actual,
+                    actual: if waiting.is_empty() {
+                        "none (no request of this device waits)".into()
+                    } else {
+                        waiting.join(" or ")
+                    },
                     expected: fingerprint.to_owned(),
                 },
             });
         }
+        let csr = check_csr(&read(&path)?).map_err(|reason| PkiError::BadCsr {
+            path: path.clone(),
+            reason,
+        })?;
         let cert = self.renew(csr, streams, lifetime)?;
         let approved = dir.join("approved");
         create_dir(&approved)?;
         replace(&approved.join(format!("{device}.crt")), &cert, 0o644)?;
         let _ = std::fs::remove_file(&path);
+        self.audit(
+            "device-approve",
+            Some(device.as_str()),
+            Some(format!("key fingerprint {fingerprint}")),
+        )?;
         Ok(())
     }
 }
@@ -232,16 +264,24 @@ pub struct EkPolicy {
 
 impl EkPolicy {
     /// Checks an EK certificate (or its absence) against the policy, and
-    /// records it for the device.
+    /// records it for the device. Only once a token or an approval admits
+    /// the device.
     pub(crate) fn admit(
         &self,
         dir: &Path,
         device: &Name,
         ek: Option<&[u8]>,
     ) -> Result<(), EnrollError> {
+        self.check(ek)?;
+        self.record(dir, device, ek)
+    }
+
+    /// Checks an EK certificate (or its absence) against the policy,
+    /// writing nothing. A certificate that does not parse is refused.
+    pub(crate) fn check(&self, ek: Option<&[u8]>) -> Result<(), EnrollError> {
         match ek {
-            None if self.required_issuers.is_empty() => return Ok(()),
-            None => return Err(EnrollError::Ek(EkRefusal::Missing)),
+            None if self.required_issuers.is_empty() => Ok(()),
+            None => Err(EnrollError::Ek(EkRefusal::Missing)),
             Some(der) => {
                 if !self.required_issuers.is_empty()
                     && !self
@@ -251,10 +291,22 @@ impl EkPolicy {
                 {
                     return Err(EnrollError::Ek(EkRefusal::UnknownMaker));
                 }
-                let ek_dir = dir.join("ek");
-                create_dir(&ek_dir)?;
-                replace(&ek_dir.join(format!("{device}.der")), der, 0o644)?;
+                match x509_parser::parse_x509_certificate(der) {
+                    Ok(([], _)) => Ok(()),
+                    _ => Err(EnrollError::Malformed(
+                        "ek_certificate is not one DER X.509 certificate".into(),
+                    )),
+                }
             }
+        }
+    }
+
+    /// Records a checked EK certificate for the device.
+    fn record(&self, dir: &Path, device: &Name, ek: Option<&[u8]>) -> Result<(), EnrollError> {
+        if let Some(der) = ek {
+            let ek_dir = dir.join("ek");
+            create_dir(&ek_dir)?;
+            replace(&ek_dir.join(format!("{device}.der")), der, 0o644)?;
         }
         Ok(())
     }

@@ -22,6 +22,8 @@ pub enum PkiError {
     BadCsr { path: PathBuf, reason: CsrError },
     #[error("{path} is unusable: {reason}")]
     BadFile { path: PathBuf, reason: String },
+    #[error("consumer {0} is revoked for good; issue a certificate under another name")]
+    ConsumerRevoked(String),
     #[error("device {device} is revoked; `sealcam-ca device add {device}` enrolls a replacement under its name")]
     Revoked { device: Name },
     #[error("no TPM evidence is kept for device {device}: it enrolled with a software key, without attestation, or before attestation existed")]
@@ -68,6 +70,12 @@ pub enum EnrollError {
     Attestation(crate::AttestRefusal),
     #[error("the request is malformed: {0}")]
     Malformed(String),
+    /// Requests without a token are capped and rate-limited (`pending.rs`).
+    #[error("{reason}; try again later, or ask the operator for an enrollment token (`sealcam-ca device add`)")]
+    Busy {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Pki(#[from] PkiError),
 }

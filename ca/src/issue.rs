@@ -15,7 +15,7 @@ use sealcam_format::Name;
 use sealcam_transport::Identity;
 use x509_parser::prelude::FromDer;
 
-use crate::files::{create_dir, read, write_new};
+use crate::files::{create_dir, read, replace, write_new};
 use crate::{role_dir, CsrError, FleetCa, PkiError, Role, CA_CERT, CA_KEY};
 
 /// Sets the validity window and a random serial number.
@@ -70,6 +70,7 @@ impl FleetCa {
         let ca_cert = ca.self_signed(&ca_key)?;
         write_new(&dir.join(CA_KEY), &ca_key.serialize_pem(), 0o600)?;
         write_new(&dir.join(CA_CERT), &ca_cert.pem(), 0o644)?;
+        fleet.audit("init", None, Some(format!("fleet CA {}", hex::encode(id))))?;
         fleet.write_crl()?;
         Ok(fleet)
     }
@@ -112,6 +113,15 @@ impl FleetCa {
         validity(&mut server, lifetime);
         let cert = server.signed_by(&key, &ca.cert, &ca.key)?;
         record_issued(dir, INGEST_ROLE_DIR, name, &cert)?;
+        self.audit(
+            "ingest-issue",
+            Some(name.as_str()),
+            Some(format!(
+                "serial {}; valid {} s",
+                serial_of(&cert),
+                lifetime.as_secs()
+            )),
+        )?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -171,6 +181,16 @@ impl FleetCa {
         }
         .signed_by(&ca.cert, &ca.key)?;
         record_issued(dir, role_dir(Role::Device), &csr.device, &cert)?;
+        self.audit(
+            "device-certificate",
+            Some(csr.device.as_str()),
+            Some(format!(
+                "serial {}; streams: {}; valid {} s",
+                serial_of(&cert),
+                names_or(streams.iter().map(Name::as_str), "any of its own"),
+                lifetime.as_secs()
+            )),
+        )?;
         Ok(cert.pem())
     }
 
@@ -196,6 +216,16 @@ impl FleetCa {
         reads: &[(Name, Name)],
         lifetime: Duration,
     ) -> Result<(String, String), PkiError> {
+        self.consumer_certificate("consumer-issue", name, reads, lifetime)
+    }
+
+    fn consumer_certificate(
+        &self,
+        action: &str,
+        name: &Name,
+        reads: &[(Name, Name)],
+        lifetime: Duration,
+    ) -> Result<(String, String), PkiError> {
         let dir = self.dir.as_path();
         let ca = load_ca(dir)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -203,7 +233,35 @@ impl FleetCa {
         identity.reads = reads.to_vec();
         let cert = leaf_params(&identity, lifetime)?.signed_by(&key, &ca.cert, &ca.key)?;
         record_issued(dir, role_dir(Role::Consumer), name, &cert)?;
+        let streams: Vec<String> = reads.iter().map(|(d, s)| format!("{d}/{s}")).collect();
+        self.audit(
+            action,
+            Some(name.as_str()),
+            Some(format!(
+                "serial {}; reads: {}; valid {} s",
+                serial_of(&cert),
+                names_or(
+                    streams.iter().map(String::as_str),
+                    "every stream (--all-streams)"
+                ),
+                lifetime.as_secs()
+            )),
+        )?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Renews consumer `current`'s certificate: the same name and streams,
+    /// a fresh key, `lifetime` from now. Refused once the consumer is
+    /// revoked.
+    pub fn renew_consumer(
+        &self,
+        current: &Identity,
+        lifetime: Duration,
+    ) -> Result<(String, String), PkiError> {
+        if self.is_revoked(Role::Consumer, &current.name) {
+            return Err(PkiError::ConsumerRevoked(current.name.to_string()));
+        }
+        self.consumer_certificate("consumer-renew", &current.name, &current.reads, lifetime)
     }
 }
 
@@ -280,6 +338,25 @@ pub fn check_csr(pem_text: &str) -> Result<CheckedCsr, CsrError> {
     })
 }
 
+/// A certificate's serial, hex.
+fn serial_of(cert: &rcgen::Certificate) -> String {
+    cert.params()
+        .serial_number
+        .as_ref()
+        .map(|s| hex::encode(s.as_ref()))
+        .unwrap_or_default()
+}
+
+/// `names` joined with commas, or `none` when there are none.
+fn names_or<'a>(names: impl Iterator<Item = &'a str>, none: &str) -> String {
+    let v: Vec<&str> = names.collect();
+    if v.is_empty() {
+        none.to_owned()
+    } else {
+        v.join(",")
+    }
+}
+
 fn record_issued(
     dir: &Path,
     role: &str,
@@ -307,4 +384,18 @@ pub fn write_issued(
         write_new(key_path, key, 0o600)?;
     }
     write_new(cert_path, cert, 0o644)
+}
+
+/// Replaces a renewed certificate (0644) and its new key (0600), durably:
+/// the key first, so that a crash leaves the old certificate with a key it
+/// does not match rather than a new certificate with the old key... either
+/// way `renew` again mends it.
+pub fn replace_issued(
+    cert_path: &Path,
+    cert: &str,
+    key_path: &Path,
+    key: &str,
+) -> Result<(), PkiError> {
+    replace(key_path, key, 0o600)?;
+    replace(cert_path, cert, 0o644)
 }

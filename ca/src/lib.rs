@@ -22,6 +22,10 @@
 //!   renewal asked for by an ingest, checked here.
 //! * [`revoke`](FleetCa::revoke): `revoke.rs`, revocation and the CRL.
 //! * [`service`]: the service the ingests ask (Unix socket or mutual TLS).
+//! * `pending.rs`: requests without a token, capped and rate-limited,
+//!   outside the CA's directory.
+//! * `audit.rs`: the CA's own signed, hash-chained audit log of every PKI
+//!   operation, wherever it runs.
 //! * `files.rs`: its files, written durably.
 //!
 //! On disk, in one directory (`/var/lib/sealcam-ca`, mode 0700):
@@ -31,14 +35,23 @@
 //! <ca>/issued/<role>/<name>/<serial>.crt every certificate issued, per role
 //!                                        (device, consumer, ingest), for revocation
 //! <ca>/enroll/<device>.token             a pending enrollment: SHA-256 of the token, expiry
-//! <ca>/pending/<device>.csr              a CSR waiting for an operator's approval
 //! <ca>/approved/<device>.crt             the certificate an operator approved, for pickup
 //! <ca>/revoked/<role>/<name>             the identity is revoked (contents: when)
 //! <ca>/revoked-serials/<serial>          a certificate revoked for good (its name, when)
 //! <ca>/crl.pem  crl.number                revocation list signed by the CA, its number
 //! <ca>/ek/<device>.der                   the TPM endorsement-key certificate a device sent
+//!                                        (recorded once a token or an approval admits it)
 //! <ca>/attest.key                      the key of the stateless attestation challenges (0600)
+//! <ca>/audit.key  audit.pub              the key of the CA's audit log (0600), its public half
+//! <ca>/audit/<n>.json                    one signed record per PKI operation (`audit.rs`)
 //! <ca>/evidence/device/<device>/<fingerprint>.evidence  TPM evidence per issued key
+//! ```
+//!
+//! Requests without a token, which anyone reaching an enrollment port can
+//! make, live outside it (`pending.rs`):
+//!
+//! ```text
+//! <ca>.pending/<device>.<fingerprint>.csr  a CSR waiting for an operator's approval
 //! ```
 //!
 //! Device certificates are issued from a CSR made on the camera, so the
@@ -49,18 +62,22 @@
 use std::path::{Path, PathBuf};
 
 mod attest;
+mod audit;
 mod enroll;
 mod error;
 mod files;
 mod issue;
+mod pending;
 mod renew;
 mod revoke;
 pub mod service;
 
 pub use attest::{AttestRefusal, CHALLENGE_KEY, CHALLENGE_VALIDITY_S};
+pub use audit::{load_audit_pub, verify_log, CaRecord, LogSummary, CA_AUDIT_KEY, CA_AUDIT_PUB};
 pub use enroll::{Approval, EkPolicy, PendingRequest};
 pub use error::{CsrError, EkRefusal, EnrollError, PkiError, RenewError};
-pub use issue::{check_csr, parse_lifetime, write_issued, CheckedCsr};
+pub use issue::{check_csr, parse_lifetime, replace_issued, write_issued, CheckedCsr};
+pub use pending::{default_pending_dir, PendingLimits, PendingQueue, PENDING_TTL_S};
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -81,17 +98,52 @@ pub(crate) fn role_dir(role: Role) -> &'static str {
 #[derive(Clone, Debug)]
 pub struct FleetCa {
     dir: PathBuf,
+    /// Where requests without a token wait (`pending.rs`), outside `dir`.
+    pending_dir: PathBuf,
+    /// Who acts through this handle, as the CA's audit log records it.
+    actor: String,
 }
 
 impl FleetCa {
     /// The CA whose files are in `dir` (made by [`FleetCa::init`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let dir = dir.into();
+        Self {
+            pending_dir: default_pending_dir(&dir),
+            dir,
+            actor: "operator".into(),
+        }
+    }
+
+    /// Records this handle's operations in the CA's audit log as `actor`
+    /// (`operator:USER`, `ca-service`).
+    #[must_use]
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    /// Who acts through this handle.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Requests without a token wait in `pending_dir` instead of the
+    /// default, `<dir>.pending`.
+    #[must_use]
+    pub fn with_pending_dir(mut self, pending_dir: impl Into<PathBuf>) -> Self {
+        self.pending_dir = pending_dir.into();
+        self
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where requests without a token wait.
+    pub fn pending_dir(&self) -> &Path {
+        &self.pending_dir
     }
 }
 
@@ -114,7 +166,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ca = FleetCa::init(tmp.path()).unwrap();
         assert_eq!(mode(&ca.dir().join(CA_KEY)) & 0o077, 0);
-        for file in [CA_CERT, CRL, "crl.number"] {
+        assert_eq!(mode(&ca.dir().join(CA_AUDIT_KEY)) & 0o077, 0);
+        for file in [CA_CERT, CRL, "crl.number", CA_AUDIT_PUB, "audit"] {
             assert!(ca.dir().join(file).exists(), "{file}");
         }
         let again = FleetCa::init(tmp.path()).unwrap_err();
@@ -122,8 +175,17 @@ mod tests {
         assert!(again.to_string().ends_with(
             "already exists; refusing to overwrite (use another directory or remove it)"
         ));
-        // Nothing but the four files: no temporary left behind.
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 4);
+        // Nothing but the four files, the audit key pair and the audit
+        // log: no temporary left behind.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 7);
+        // The log: the CA made, then its first CRL.
+        let log = verify_log(
+            tmp.path(),
+            &load_audit_pub(&tmp.path().join(CA_AUDIT_PUB)).unwrap(),
+        );
+        assert!(log.problems.is_empty(), "{:?}", log.problems);
+        let actions: Vec<&str> = log.records.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions, ["init", "crl"]);
     }
 
     #[test]
@@ -326,7 +388,9 @@ mod tests {
     #[test]
     fn an_unknown_token_is_refused_and_a_device_without_one_waits() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path()).unwrap();
+        let ca = FleetCa::init(tmp.path())
+            .unwrap()
+            .with_pending_dir(tmp.path().join("p"));
         let cam = Name::new("cam1").unwrap();
         let token = ca.add_device(&cam, &[], Duration::from_secs(60)).unwrap();
         assert_eq!(token.len(), 64);
@@ -376,9 +440,14 @@ mod tests {
     #[test]
     fn approval_needs_the_requests_fingerprint() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path()).unwrap();
+        let ca = FleetCa::init(tmp.path())
+            .unwrap()
+            .with_pending_dir(tmp.path().join("p"));
+        let queue = PendingQueue::new(ca.pending_dir().into(), PendingLimits::default());
         let policy = EkPolicy::default();
-        let waiting = ca.request_approval(&csr("cam1"), (&policy, None)).unwrap();
+        let waiting = ca
+            .request_approval(&csr("cam1"), (&policy, None), &queue)
+            .unwrap();
         let Approval::Pending { fingerprint } = waiting else {
             panic!("{waiting:?}");
         };
@@ -405,12 +474,15 @@ mod tests {
     #[test]
     fn a_fleet_that_requires_a_tpm_refuses_a_camera_without_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FleetCa::init(tmp.path()).unwrap();
+        let ca = FleetCa::init(tmp.path())
+            .unwrap()
+            .with_pending_dir(tmp.path().join("p"));
+        let queue = PendingQueue::new(ca.pending_dir().into(), PendingLimits::default());
         let policy = EkPolicy {
             required_issuers: vec![b"a maker CA".to_vec()],
         };
         let none = ca
-            .request_approval(&csr("cam1"), (&policy, None))
+            .request_approval(&csr("cam1"), (&policy, None), &queue)
             .unwrap_err();
         assert!(
             matches!(none, EnrollError::Ek(EkRefusal::Missing)),
@@ -420,7 +492,7 @@ mod tests {
             .to_string()
             .starts_with("this fleet requires a genuine TPM: the camera sent no"));
         let other = ca
-            .request_approval(&csr("cam1"), (&policy, Some(b"not a certificate")))
+            .request_approval(&csr("cam1"), (&policy, Some(b"not a certificate")), &queue)
             .unwrap_err();
         assert!(
             matches!(other, EnrollError::Ek(EkRefusal::UnknownMaker)),

@@ -11,7 +11,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcam_ca::service::{CaService, Listen, ServiceConfig};
-use sealcam_ca::{parse_lifetime, write_issued, EkPolicy, FleetCa, Role, CA_CERT, CRL};
+use sealcam_ca::{
+    parse_lifetime, replace_issued, write_issued, EkPolicy, FleetCa, PendingLimits, Role, CA_CERT,
+    CRL,
+};
 use sealcam_format::Name;
 
 #[derive(Parser)]
@@ -26,6 +29,33 @@ struct Cli {
 }
 
 /// The CA's directory.
+/// The CA in `dir`, as the operator running this command (recorded in the
+/// CA's audit log as `operator:USER`).
+fn operator_ca(dir: &Path) -> FleetCa {
+    let user = std::env::var("USER")
+        .ok()
+        .and_then(|u| Name::new(&u).ok())
+        .map_or_else(|| "operator".to_owned(), |u| format!("operator:{u}"));
+    FleetCa::new(dir).with_actor(user)
+}
+
+#[derive(clap::Args)]
+struct PendingDir {
+    /// Where enrollment requests without a token wait (default: the CA's
+    /// directory with `.pending` appended, beside it).
+    #[arg(long, env = "SEALCAM_CA_PENDING_DIR")]
+    pending_dir: Option<PathBuf>,
+}
+
+impl PendingDir {
+    fn ca(&self, dir: &Path) -> FleetCa {
+        match &self.pending_dir {
+            Some(p) => operator_ca(dir).with_pending_dir(p),
+            None => operator_ca(dir),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct Dir {
     /// The CA's directory (made by `sealcam-ca init`).
@@ -75,6 +105,14 @@ enum Command {
         /// one of the CA certificates in this PEM file.
         #[arg(long)]
         require_ek_ca: Option<PathBuf>,
+        #[command(flatten)]
+        pending: PendingDir,
+        /// Requests without a token that may wait at once.
+        #[arg(long, default_value_t = PendingLimits::default().max)]
+        max_pending: usize,
+        /// New requests without a token filed per minute, at most.
+        #[arg(long, default_value_t = PendingLimits::default().per_minute)]
+        pending_per_minute: u32,
     },
     /// Ingest instances: each has its own certificate and directory.
     Ingest {
@@ -90,6 +128,11 @@ enum Command {
     Consumer {
         #[command(subcommand)]
         command: ConsumerCommand,
+    },
+    /// The CA's own audit log: every PKI operation, signed and chained.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -156,6 +199,8 @@ enum DeviceCommand {
     Pending {
         #[command(flatten)]
         dir: Dir,
+        #[command(flatten)]
+        pending: PendingDir,
     },
     /// Approve a waiting request, naming the key fingerprint the camera shows.
     Approve {
@@ -165,6 +210,8 @@ enum DeviceCommand {
         /// The fingerprint `sealcamd identity` prints on the camera.
         #[arg(long)]
         fingerprint: String,
+        #[command(flatten)]
+        pending: PendingDir,
         #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         lifetime: Duration,
         /// Streams the device may write (repeatable); none: any of its own.
@@ -196,6 +243,24 @@ enum DeviceCommand {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record (numbering, links, signatures); prints the head.
+    Verify {
+        #[command(flatten)]
+        dir: Dir,
+        /// The log's public key (default: audit.pub in the CA's directory;
+        /// better a copy kept elsewhere).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// List the records, oldest first.
+    Show {
+        #[command(flatten)]
+        dir: Dir,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConsumerCommand {
     /// Issue a consumer TLS certificate and key (read access).
     Issue {
@@ -206,10 +271,27 @@ enum ConsumerCommand {
         /// Writes NAME.crt and NAME.key here.
         #[arg(long)]
         out_dir: PathBuf,
-        /// A stream this consumer may read, as DEVICE/STREAM (repeatable); none: every stream.
-        #[arg(long = "stream")]
+        /// A stream this consumer may read, as DEVICE/STREAM (repeatable).
+        #[arg(long = "stream", conflicts_with = "all_streams")]
         streams: Vec<String>,
-        #[arg(long, default_value = "365d", value_parser = parse_lifetime)]
+        /// Every stream of every device, now and later, instead of --stream.
+        #[arg(long)]
+        all_streams: bool,
+        /// Short by default: renew with `consumer renew` before it ends.
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
+        lifetime: Duration,
+    },
+    /// Renew a consumer's certificate before it ends: the same name and
+    /// streams, a new key; replaces NAME.crt and NAME.key in --out-dir.
+    Renew {
+        #[command(flatten)]
+        dir: Dir,
+        #[arg(long)]
+        name: String,
+        /// Where NAME.crt and NAME.key are (as written by `consumer issue`).
+        #[arg(long)]
+        out_dir: PathBuf,
+        #[arg(long, default_value = "30d", value_parser = parse_lifetime)]
         lifetime: Duration,
     },
     /// Revoke every certificate of a consumer, for good.
@@ -279,6 +361,9 @@ fn real_main() -> anyhow::Result<()> {
             device_cert_lifetime,
             crl_lifetime,
             require_ek_ca,
+            pending,
+            max_pending,
+            pending_per_minute,
         } => {
             let ek_policy = match &require_ek_ca {
                 Some(path) => EkPolicy {
@@ -301,6 +386,11 @@ fn real_main() -> anyhow::Result<()> {
                 device_cert_lifetime,
                 ek_policy,
                 crl_lifetime,
+                pending_dir: pending.pending_dir,
+                pending: PendingLimits {
+                    max: max_pending,
+                    per_minute: pending_per_minute,
+                },
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
@@ -335,7 +425,7 @@ fn real_main() -> anyhow::Result<()> {
         } => {
             let name = Name::new(&name)?;
             let (cert, key) =
-                FleetCa::new(&dir).issue_ingest(&name, &server_names, &server_ips, lifetime)?;
+                operator_ca(&dir).issue_ingest(&name, &server_names, &server_ips, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let ca_cert = std::fs::read_to_string(dir.join(CA_CERT))
@@ -361,7 +451,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke_ingest(&name)?;
+            let n = operator_ca(&dir).revoke_ingest(&name)?;
             tracing::warn!(ingest = %name, certificates = n, "AUDIT: ingest revoked");
             println!(
                 "ingest {name} revoked: {n} certificates listed in {}",
@@ -379,7 +469,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let token = FleetCa::new(&dir).add_device(&name, &names(&streams)?, token_ttl)?;
+            let token = operator_ca(&dir).add_device(&name, &names(&streams)?, token_ttl)?;
             eprintln!(
                 "device {name} may enroll for {} s with this one-time token:",
                 token_ttl.as_secs()
@@ -388,9 +478,13 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Device {
-            command: DeviceCommand::Pending { dir: Dir { dir } },
+            command:
+                DeviceCommand::Pending {
+                    dir: Dir { dir },
+                    pending,
+                },
         } => {
-            let pending = FleetCa::new(&dir).pending_requests()?;
+            let pending = pending.ca(&dir).pending_requests()?;
             if pending.is_empty() {
                 println!("no enrollment requests are waiting");
             }
@@ -407,10 +501,13 @@ fn real_main() -> anyhow::Result<()> {
                     fingerprint,
                     lifetime,
                     streams,
+                    pending,
                 },
         } => {
             let name = Name::new(&name)?;
-            FleetCa::new(&dir).approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
+            pending
+                .ca(&dir)
+                .approve(&name, &fingerprint, &names(&streams)?, lifetime)?;
             tracing::warn!(device = %name, %fingerprint, "AUDIT: enrollment approved");
             println!("device {name} approved; it picks up its certificate at its next enrollment request");
             Ok(())
@@ -423,7 +520,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke(Role::Device, &name)?;
+            let n = operator_ca(&dir).revoke(Role::Device, &name)?;
             revoked(Role::Device, &name, &dir, n);
             Ok(())
         }
@@ -438,7 +535,7 @@ fn real_main() -> anyhow::Result<()> {
         } => {
             let name = Name::new(&name)?;
             let (fingerprint, file) =
-                FleetCa::new(&dir).device_evidence(&name, fingerprint.as_deref())?;
+                operator_ca(&dir).device_evidence(&name, fingerprint.as_deref())?;
             sealcam_base::durable::replace(&out, &file)?;
             println!(
                 "TPM evidence of device {name} key {fingerprint} written to {}",
@@ -458,7 +555,7 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let (device, cert) =
-                FleetCa::new(&dir).issue_device(&csr, &names(&streams)?, lifetime)?;
+                operator_ca(&dir).issue_device(&csr, &names(&streams)?, lifetime)?;
             write_issued(&out, &cert, None)?;
             println!(
                 "certificate for device {device} written to {}",
@@ -474,9 +571,13 @@ fn real_main() -> anyhow::Result<()> {
                     out_dir,
                     lifetime,
                     streams,
+                    all_streams,
                 },
         } => {
             let name = Name::new(&name)?;
+            if streams.is_empty() && !all_streams {
+                anyhow::bail!("consumer {name}: name the streams it may read with --stream DEVICE/STREAM (repeatable), or pass --all-streams to grant every stream of every device");
+            }
             let mut reads = Vec::new();
             for s in &streams {
                 let (d, st) = s.split_once('/').with_context(|| {
@@ -484,7 +585,7 @@ fn real_main() -> anyhow::Result<()> {
                 })?;
                 reads.push((Name::new(d)?, Name::new(st)?));
             }
-            let (cert, key) = FleetCa::new(&dir).issue_consumer(&name, &reads, lifetime)?;
+            let (cert, key) = operator_ca(&dir).issue_consumer(&name, &reads, lifetime)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
             let cert_path = out_dir.join(format!("{name}.crt"));
@@ -497,6 +598,16 @@ fn real_main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit { command } => audit_command(command),
+        Command::Consumer {
+            command:
+                ConsumerCommand::Renew {
+                    dir: Dir { dir },
+                    name,
+                    out_dir,
+                    lifetime,
+                },
+        } => renew_consumer(&dir, &Name::new(&name)?, &out_dir, lifetime),
         Command::Consumer {
             command:
                 ConsumerCommand::Revoke {
@@ -505,9 +616,106 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => {
             let name = Name::new(&name)?;
-            let n = FleetCa::new(&dir).revoke(Role::Consumer, &name)?;
+            let n = operator_ca(&dir).revoke(Role::Consumer, &name)?;
             revoked(Role::Consumer, &name, &dir, n);
             Ok(())
         }
     }
+}
+
+/// `consumer renew`: the current certificate must be this CA's, still
+/// valid, and a consumer's of that name.
+fn renew_consumer(
+    dir: &Path,
+    name: &Name,
+    out_dir: &Path,
+    lifetime: Duration,
+) -> anyhow::Result<()> {
+    use sealcam_transport::{identity::verify_issued_by, pem, Identity};
+    let cert_path = out_dir.join(format!("{name}.crt"));
+    let key_path = out_dir.join(format!("{name}.key"));
+    let current = pem::load_certs(&cert_path)?;
+    let current = current
+        .first()
+        .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
+    let ca = pem::load_certs(&dir.join(CA_CERT))?;
+    let ca = ca
+        .first()
+        .with_context(|| format!("{} holds no certificate", dir.join(CA_CERT).display()))?;
+    verify_issued_by(current, ca).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a valid certificate of this CA ({e}); once expired, issue a new one with `sealcam-ca consumer issue`",
+            cert_path.display()
+        )
+    })?;
+    let identity = Identity::from_cert_der(current)?;
+    if identity.role != Role::Consumer || identity.name != *name {
+        anyhow::bail!(
+            "{} is {identity}'s certificate, not consumer {name}'s",
+            cert_path.display()
+        );
+    }
+    let (cert, key) = operator_ca(dir).renew_consumer(&identity, lifetime)?;
+    replace_issued(&cert_path, &cert, &key_path, &key)?;
+    println!(
+        "consumer {name}: renewed for {}; {} and {}",
+        humantime_days(lifetime),
+        cert_path.display(),
+        key_path.display()
+    );
+    Ok(())
+}
+
+fn humantime_days(d: Duration) -> String {
+    let days = d.as_secs() / 86_400;
+    if days > 0 {
+        format!("{days} days")
+    } else {
+        format!("{} s", d.as_secs())
+    }
+}
+
+/// `audit verify` and `audit show`: failing when any record does not verify.
+fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+    let (dir, key, show) = match command {
+        AuditCommand::Verify {
+            dir: Dir { dir },
+            key,
+        } => (dir, key, false),
+        AuditCommand::Show { dir: Dir { dir } } => (dir, None, true),
+    };
+    let key_path = key.unwrap_or_else(|| dir.join(sealcam_ca::CA_AUDIT_PUB));
+    let key = sealcam_ca::load_audit_pub(&key_path)?;
+    let log = sealcam_ca::verify_log(&dir, &key);
+    if show {
+        for r in &log.records {
+            println!(
+                "{}  {:<3} {:<20} {:<18} {:<16} {}",
+                r.time,
+                r.n,
+                r.actor,
+                r.action,
+                r.target.as_deref().unwrap_or("-"),
+                r.detail.as_deref().unwrap_or("")
+            );
+        }
+    } else {
+        println!(
+            "CA audit log: {} records, head {}: {}",
+            log.records.len(),
+            log.head.as_deref().unwrap_or("-"),
+            if log.problems.is_empty() {
+                "ok"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    for p in &log.problems {
+        println!("  {p}");
+    }
+    if !log.problems.is_empty() {
+        anyhow::bail!("the CA audit log of {} does not verify", dir.display());
+    }
+    Ok(())
 }

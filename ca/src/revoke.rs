@@ -60,6 +60,11 @@ impl FleetCa {
         let serials = issued_serials(&dir.join("issued").join(role_dir(role)), name.as_str());
         record_revoked(dir, name, &serials, now)?;
         self.write_crl()?;
+        self.audit(
+            &format!("{}-revoke", role_dir(role)),
+            Some(name.as_str()),
+            Some(format!("{} certificates listed in the CRL", serials.len())),
+        )?;
         Ok(serials.len())
     }
 
@@ -71,6 +76,11 @@ impl FleetCa {
         let serials = issued_serials(&dir.join("issued").join(INGEST_ROLE_DIR), name.as_str());
         record_revoked(dir, name, &serials, unix_now())?;
         self.write_crl()?;
+        self.audit(
+            "ingest-revoke",
+            Some(name.as_str()),
+            Some(format!("{} certificates listed in the CRL", serials.len())),
+        )?;
         Ok(serials.len())
     }
 
@@ -159,7 +169,16 @@ impl FleetCa {
             key_identifier_method: KeyIdMethod::Sha256,
         }
         .signed_by(&ca.cert, &ca.key)?;
-        replace(&dir.join(CRL), &crl.pem()?, 0o644)
+        replace(&dir.join(CRL), &crl.pem()?, 0o644)?;
+        self.audit(
+            "crl",
+            None,
+            Some(format!(
+                "number {number}; {} serials revoked; current for {} s",
+                crl.params().revoked_certs.len(),
+                lifetime.as_secs()
+            )),
+        )
     }
 }
 

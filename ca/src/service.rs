@@ -16,6 +16,7 @@
 //! (`urn:sealcam:ingest:<name>`, `sealcam-ca ingest issue`) and not
 //! revoked are accepted.
 
+use crate::{PendingLimits, PendingQueue};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -99,6 +100,10 @@ pub struct ServiceConfig {
     /// How long each CRL the service signs stays current (`nextUpdate`);
     /// it re-signs when half of that is left.
     pub crl_lifetime: Duration,
+    /// Where requests without a token wait; `None`: `<dir>.pending`.
+    pub pending_dir: Option<PathBuf>,
+    /// Caps on requests without a token.
+    pub pending: PendingLimits,
 }
 
 /// Why the CA service cannot start.
@@ -136,12 +141,17 @@ struct State {
     lifetime: Duration,
     ek_policy: EkPolicy,
     crl_lifetime: Duration,
+    pending: PendingQueue,
 }
 
 impl CaService {
     /// Checks the CA's directory and binds the listener.
     pub async fn bind(cfg: &ServiceConfig) -> Result<Self, ServiceError> {
-        let ca = FleetCa::new(&cfg.dir);
+        let mut ca = FleetCa::new(&cfg.dir).with_actor("ca-service");
+        if let Some(p) = &cfg.pending_dir {
+            ca = ca.with_pending_dir(p);
+        }
+        let pending = PendingQueue::new(ca.pending_dir().to_owned(), cfg.pending);
         let pki = |source| ServiceError::Pki {
             dir: cfg.dir.clone(),
             source,
@@ -197,6 +207,7 @@ impl CaService {
                 lifetime: cfg.device_cert_lifetime,
                 ek_policy: cfg.ek_policy.clone(),
                 crl_lifetime: cfg.crl_lifetime,
+                pending,
             }),
         })
     }
@@ -437,7 +448,7 @@ async fn enroll(state: &Arc<State>, body: &[u8]) -> Response<Full<Bytes>> {
     let result = blocking(move || {
         state
             .ca
-            .enroll_request(&req, &state.ek_policy, state.lifetime)
+            .enroll_request(&req, &state.ek_policy, state.lifetime, &state.pending)
     })
     .await;
     match result {
@@ -482,6 +493,17 @@ fn enroll_refusal(e: EnrollError) -> Response<Full<Bytes>> {
             StatusCode::FORBIDDEN
         }
         EnrollError::BadCsr(_) | EnrollError::Malformed(_) => StatusCode::BAD_REQUEST,
+        EnrollError::Busy {
+            ref reason,
+            retry_after,
+        } => {
+            tracing::warn!(%reason, "enrollment request without a token refused");
+            let mut r = refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+            if let Ok(v) = http::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+            return r;
+        }
         EnrollError::Pki(ref p) => {
             tracing::error!(error = %p, "enrollment failed");
             StatusCode::INTERNAL_SERVER_ERROR

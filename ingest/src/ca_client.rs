@@ -126,6 +126,8 @@ pub enum CaClientError {
 pub struct CaAnswer {
     pub status: StatusCode,
     pub content_type: Option<hyper::header::HeaderValue>,
+    /// When to ask again (a refusal of too many requests).
+    pub retry_after: Option<hyper::header::HeaderValue>,
     pub body: Bytes,
 }
 
@@ -255,6 +257,7 @@ where
         Ok(CaAnswer {
             status: parts.status,
             content_type: parts.headers.get(hyper::header::CONTENT_TYPE).cloned(),
+            retry_after: parts.headers.get(hyper::header::RETRY_AFTER).cloned(),
             body,
         })
     }

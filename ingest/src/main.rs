@@ -134,8 +134,19 @@ enum StreamCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check every chain of the audit trail: hashes, numbering, signatures.
+    /// Check every chain of the audit trail: hashes, numbering, signatures,
+    /// and that each run names the run before it.
     Verify {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A head exported before (`audit head > FILE`): fail if anything it
+        /// covers is gone or changed.
+        #[arg(long, value_name = "FILE")]
+        since_head: Option<PathBuf>,
+    },
+    /// Print the signed head of every instance's trail (JSON); keep it where
+    /// the ingest cannot write, and pass it to `audit verify --since-head`.
+    Head {
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -231,14 +242,15 @@ fn real_main() -> anyhow::Result<()> {
 
 fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
     use sealcam_ingest::audit;
-    let (config, filter) = match command {
-        AuditCommand::Verify { config } => (config, None),
+    let (config, filter, since_head) = match command {
+        AuditCommand::Verify { config, since_head } => (config, None, since_head),
+        AuditCommand::Head { config } => return audit_head(config),
         AuditCommand::Show {
             config,
             stream,
             actor,
             action,
-        } => (config, Some((stream, actor, action))),
+        } => (config, Some((stream, actor, action)), None),
     };
     let cfg = config.resolve()?;
     let store = sealcam_ingest::store::Store::open(&cfg.storage)?;
@@ -269,6 +281,24 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
         }
         if chains.is_empty() {
             println!("no audit records in {}", cfg.storage);
+        }
+        if let Some(path) = since_head {
+            let heads = read_head_file(&path)?;
+            let problems = rt.block_on(audit::check_heads(&store, &key, &heads))?;
+            println!(
+                "head {}: {}",
+                path.display(),
+                if problems.is_empty() { "ok" } else { "FAILED" }
+            );
+            for p in &problems {
+                println!("  {p}");
+            }
+            if !problems.is_empty() {
+                anyhow::bail!(
+                    "the audit trail no longer holds what the head {} covers",
+                    path.display()
+                );
+            }
         }
         if bad > 0 {
             anyhow::bail!("{bad} of {} audit chains failed verification", chains.len());
@@ -302,6 +332,43 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             c.problems.join("; ")
         );
     }
+    Ok(())
+}
+
+fn read_head_file(path: &std::path::Path) -> anyhow::Result<sealcam_ingest::audit::HeadFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the audit head {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not an audit head; make one with `sealcam-ingest audit head > FILE`",
+            path.display()
+        )
+    })
+}
+
+/// `audit head`: refuses when the trail does not verify (a head of a
+/// damaged trail would anchor the damage).
+fn audit_head(config: ConfigArgs) -> anyhow::Result<()> {
+    use sealcam_ingest::audit;
+    let cfg = config.resolve()?;
+    let store = sealcam_ingest::store::Store::open(&cfg.storage)?;
+    let public = audit::load_verifying_key(&cfg.pki.join(audit::AUDIT_PUB))?;
+    let key = audit::load_signing_key(&cfg.pki)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let (chains, _) = rt.block_on(audit::read_all(&store, &public))?;
+    let bad: Vec<String> = chains
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{} epoch {}", c.instance, c.epoch))
+        .collect();
+    if !bad.is_empty() {
+        anyhow::bail!(
+            "the audit trail does not verify ({}); run `sealcam-ingest audit verify` and resolve it before exporting a head",
+            bad.join(", ")
+        );
+    }
+    let heads = rt.block_on(audit::make_heads(&store, &key))?;
+    println!("{}", serde_json::to_string_pretty(&heads)?);
     Ok(())
 }
 

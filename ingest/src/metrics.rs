@@ -108,6 +108,20 @@ impl Metrics {
         }
     }
 
+    /// The audit queue's depth and its dropped records (`audit/writer.rs`).
+    pub fn register_audit(&mut self, depth: Gauge, dropped: Counter) {
+        self.registry.register(
+            "audit_queue_depth",
+            "Audit records waiting for the audit writer",
+            depth,
+        );
+        self.registry.register(
+            "audit_dropped",
+            "Audit records dropped (queue full or storage unwritable); each batch is also sealed into the trail",
+            dropped,
+        );
+    }
+
     pub fn refused(&self, action: &str, code: &str) {
         self.refusals
             .get_or_create(&RefusalLabels {

@@ -164,7 +164,10 @@ impl Server {
             &cfg.audit_instance,
             cfg.audit_flush,
         )?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let (depth, dropped) = audit_log.queue_metrics();
+        metrics.register_audit(depth, dropped);
+        let metrics = Arc::new(metrics);
         let shared = Shared::new(
             material,
             audit_log.clone(),

@@ -354,6 +354,7 @@ impl World {
                 "alice",
                 "--out-dir",
                 "consumer",
+                "--all-streams",
             ],
             w.path(),
         );
@@ -681,7 +682,8 @@ impl World {
     }
 
     /// Issues consumer `name` a TLS certificate granting `streams`
-    /// (DEVICE/STREAM) and returns a client presenting it.
+    /// (DEVICE/STREAM; none: `--all-streams`) and returns a client
+    /// presenting it.
     pub fn consumer(&self, name: &str, streams: &[&str]) -> reqwest::blocking::Client {
         let mut args = vec![
             "consumer",
@@ -695,6 +697,9 @@ impl World {
         ];
         for s in streams {
             args.extend_from_slice(&["--stream", s]);
+        }
+        if streams.is_empty() {
+            args.push("--all-streams");
         }
         run_ok("sealcam-ca", &args, self.path());
         self.consumer_client(name)

@@ -44,6 +44,7 @@ fn mallory_from_another_fleet(w: &World) {
             "mallory",
             "--out-dir",
             "other",
+            "--all-streams",
         ],
         w.path(),
     );

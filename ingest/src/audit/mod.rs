@@ -16,26 +16,34 @@
 //! ingest's audit key (`audit.key` in the PKI directory; verifiers need only
 //! `audit.pub`). Changing, removing or reordering a record breaks the chain;
 //! removing a whole segment leaves a hole in the numbering; forging a segment
-//! needs the audit key. See `docs/design/ingest.md` for what this does not cover
-//! (the newest segments of a chain can be withheld).
+//! needs the audit key. Each epoch begins by naming the previous epoch's last
+//! segment (`link.rs`), so a deleted run or tail is found too; the newest
+//! segments are covered by a head exported to the operator (`head.rs`). See
+//! `docs/design/ingest.md`.
 //!
 //! * `mod.rs`: the records, their seal and where segments are.
 //! * `writer.rs`: [`AuditLog`], the handle everything records through, and
 //!   the task that writes the chain.
 //! * `verify.rs`: reading every chain back and verifying it ([`read_all`]).
+//! * `link.rs`: each epoch's first record names the run before it.
+//! * `head.rs`: a signed head exported to the operator, checked later.
 //! * `key.rs`: the audit key pair.
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
 
+mod head;
 mod key;
+mod link;
 mod verify;
 mod writer;
 
+pub use head::{check_heads, make_heads, HeadFile};
 pub use key::{ensure_key, load_signing_key, load_verifying_key};
-pub use verify::{read_all, ChainSummary};
-pub use writer::{host_name, AuditLog};
+pub use link::{Link, EPOCH_START};
+pub use verify::{read_all, verify_segment, ChainSummary};
+pub use writer::{host_name, AuditLog, QUEUE};
 
 pub const AUDIT_KEY: &str = "audit.key";
 pub const AUDIT_PUB: &str = "audit.pub";
@@ -56,6 +64,8 @@ pub enum AuditError {
     Write(String),
     #[error("invalid audit instance name {0:?}: use A-Z a-z 0-9 . _ -")]
     Instance(String),
+    #[error("audit head {path}: {reason}")]
+    Head { path: String, reason: String },
 }
 
 /// One audited event.
@@ -85,6 +95,10 @@ pub struct Record {
     pub detail: Option<String>,
     /// SHA-256 (hex) of the previous record's line; zeros for the first.
     pub prev: String,
+    /// In an epoch's first record (`epoch-start`): the previous run's last
+    /// sealed segment (`link.rs`); absent for an instance's first run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
 }
 
 /// What a caller fills in; the writer adds position, time and chain.
@@ -189,8 +203,10 @@ mod tests {
         let (chains, records) = read_all(&store, &key).await.unwrap();
         assert_eq!(chains.len(), 1);
         assert!(chains[0].problems.is_empty(), "{:?}", chains[0].problems);
-        assert_eq!((chains[0].segments, chains[0].records), (2, 5));
-        assert_eq!(records[4].target.as_deref(), Some("cam/front/4"));
+        // The epoch-start record, then the five.
+        assert_eq!((chains[0].segments, chains[0].records), (2, 6));
+        assert_eq!(records[0].action, EPOCH_START);
+        assert_eq!(records[5].target.as_deref(), Some("cam/front/4"));
 
         // Change one record in the first segment.
         let listed = store.list("audit").await.unwrap();
@@ -216,6 +232,144 @@ mod tests {
             "{:?}",
             chains[0].problems
         );
+    }
+
+    /// A second run of the same instance, flushed once.
+    async fn second_run(store: &Store, dir: &tempfile::TempDir) {
+        let (log, task) = AuditLog::start(
+            store.clone(),
+            &dir.path().join("pki"),
+            "a",
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        log.record(event(100));
+        log.flush().await.unwrap();
+        drop(log);
+        task.await.unwrap();
+    }
+
+    fn problems(chains: &[ChainSummary]) -> String {
+        chains
+            .iter()
+            .flat_map(|c| c.problems.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn each_run_names_the_one_before_and_deleting_runs_or_tails_is_found() {
+        let (dir, store, key, log) = setup().await;
+        log.record(event(0));
+        log.flush().await.unwrap();
+        log.record(event(1));
+        log.flush().await.unwrap();
+        drop(log);
+        second_run(&store, &dir).await;
+        second_run(&store, &dir).await;
+        let (chains, records) = read_all(&store, &key).await.unwrap();
+        assert_eq!(chains.len(), 3);
+        assert_eq!(problems(&chains), "");
+        let starts: Vec<&Record> = records.iter().filter(|r| r.action == EPOCH_START).collect();
+        assert_eq!(starts.len(), 3);
+        assert!(starts[0].link.is_none());
+        let l = starts[1].link.as_ref().unwrap();
+        assert_eq!((l.epoch, l.segment), (chains[0].epoch, 1));
+
+        let listed = store.list("audit").await.unwrap();
+        let paths: Vec<String> = listed.into_iter().map(|l| l.path).collect();
+        // The tail of the first run: its second segment.
+        let tail = paths[1].clone();
+        let saved = store.read(&tail).await.unwrap().unwrap();
+        store.remove(&tail).await.unwrap();
+        let (chains, _) = read_all(&store, &key).await.unwrap();
+        assert!(
+            problems(&chains).contains("its tail was removed"),
+            "{}",
+            problems(&chains)
+        );
+        store.put_new(&tail, saved).await.unwrap();
+
+        // The whole middle run.
+        let middle = paths[2].clone();
+        let saved = store.read(&middle).await.unwrap().unwrap();
+        store.remove(&middle).await.unwrap();
+        let (chains, _) = read_all(&store, &key).await.unwrap();
+        assert!(
+            problems(&chains).contains("a whole run was deleted"),
+            "{}",
+            problems(&chains)
+        );
+        store.put_new(&middle, saved).await.unwrap();
+
+        // The first run: the second now claims to follow nothing that is there.
+        for p in &paths[..2] {
+            store.remove(p).await.unwrap();
+        }
+        let (chains, _) = read_all(&store, &key).await.unwrap();
+        assert!(
+            problems(&chains).contains("a whole run was deleted"),
+            "{}",
+            problems(&chains)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_head_finds_the_newest_run_gone() {
+        let (dir, store, key, log) = setup().await;
+        log.record(event(0));
+        log.flush().await.unwrap();
+        drop(log);
+        second_run(&store, &dir).await;
+        let signing = load_signing_key(&dir.path().join("pki")).unwrap();
+        let heads = make_heads(&store, &signing).await.unwrap();
+        assert_eq!(heads.heads.len(), 1);
+        assert!(check_heads(&store, &key, &heads).await.unwrap().is_empty());
+
+        // The newest run goes: the chains alone still verify, the head does not.
+        let newest = store.list("audit").await.unwrap().pop().unwrap().path;
+        store.remove(&newest).await.unwrap();
+        let (chains, _) = read_all(&store, &key).await.unwrap();
+        assert_eq!(problems(&chains), "");
+        let found = check_heads(&store, &key, &heads).await.unwrap();
+        assert!(found[0].contains("is gone"), "{found:?}");
+
+        // A head edited by hand no longer verifies.
+        let mut forged = make_heads(&store, &signing).await.unwrap();
+        forged.heads[0].segment += 1;
+        let found = check_heads(&store, &key, &forged).await.unwrap();
+        assert!(found[0].contains("not signed"), "{found:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_says_so_in_the_trail() {
+        let (_dir, store, key, log) = setup().await;
+        // The writer task cannot run until this test yields: the queue fills.
+        for i in 0..(QUEUE as u32 + 5) {
+            log.record(event(i));
+        }
+        let (depth, dropped) = log.queue_metrics();
+        assert_eq!(depth.get(), QUEUE as i64);
+        assert_eq!(dropped.get(), 5);
+        log.flush().await.unwrap();
+        let (chains, records) = read_all(&store, &key).await.unwrap();
+        assert_eq!(problems(&chains), "");
+        let overflow = records
+            .iter()
+            .find(|r| r.action == "audit-overflow")
+            .unwrap();
+        assert!(
+            overflow
+                .detail
+                .as_deref()
+                .unwrap()
+                .starts_with("5 records dropped"),
+            "{overflow:?}"
+        );
+        assert_eq!(depth.get(), 0);
+        // Waiting for room succeeds once the writer drains the queue.
+        log.record_within(event(0), Duration::from_secs(5)).await;
+        assert_eq!(dropped.get(), 5);
     }
 
     #[tokio::test]

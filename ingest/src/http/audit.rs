@@ -14,6 +14,9 @@ use super::error::{ApiError, Note, Reason};
 use crate::audit::{AuditLog, Event};
 use crate::metrics::Metrics;
 
+/// How long a request waits for room in a full audit queue.
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Who asked for what, as the audit trail records it.
 pub struct Call {
     /// `device:NAME`, `consumer:NAME` or `anonymous`.
@@ -58,14 +61,21 @@ pub async fn observe(
         }
         log_refusal(&call, status, detail.as_deref().unwrap_or_default());
     }
-    audit.record(Event {
-        actor: call.who,
-        action: call.action.into(),
-        target: call.target,
-        addr: call.addr,
-        result: result.into(),
-        detail,
-    });
+    // A full audit queue slows the request a little (back-pressure) before
+    // the record is counted as dropped.
+    audit
+        .record_within(
+            Event {
+                actor: call.who,
+                action: call.action.into(),
+                target: call.target,
+                addr: call.addr,
+                result: result.into(),
+                detail,
+            },
+            AUDIT_WAIT,
+        )
+        .await;
     response
 }
 

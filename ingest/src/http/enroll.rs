@@ -42,6 +42,9 @@ fn from_ca(answer: CaAnswer, what: &str) -> Response {
     if let Some(ct) = answer.content_type {
         r.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
+    if let Some(ra) = answer.retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, ra);
+    }
     if answer.status.is_success() {
         let note = match answer.status {
             StatusCode::ACCEPTED => format!("{what}: waits for an operator's approval"),

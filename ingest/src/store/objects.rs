@@ -281,6 +281,11 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::children`] for other modules (the audit trail's epochs).
+    pub async fn list_children(&self, prefix: &str) -> Result<Vec<Name>, StoreError> {
+        self.children(prefix).await
+    }
+
     /// Writes a probe object, reads it back and deletes it: the storage is
     /// reachable, writable and readable.
     pub async fn probe(&self) -> Result<(), StoreError> {
