@@ -273,6 +273,23 @@ impl Store {
             .collect())
     }
 
+    /// Stored fragments (those with a key object) and when each was
+    /// received, ascending: the time the storage stamped on its key object
+    /// (Unix s), which the camera's clock has no part in.
+    pub async fn received(
+        &self,
+        device: &Name,
+        stream: &Name,
+    ) -> Result<Vec<(u64, i64)>, StoreError> {
+        let prefix = format!("{}/keys", stream_prefix(device, stream));
+        Ok(self
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|l| Some((sequence_of(&l)?, l.last_modified_unix_s)))
+            .collect())
+    }
+
     /// Sequence numbers with a data object, ascending (for cleanup).
     pub async fn data_sequences(
         &self,

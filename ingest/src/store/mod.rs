@@ -10,6 +10,7 @@
 //!                                                holds its wrapped data keys
 //! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
 //! audit/<instance>/<epoch:020>/<segment:010>     the audit trail (see `audit/`)
+//! holds/<device>/<stream>/<id>.json              legal holds, kept from retention
 //! ```
 //!
 //! A fragment is stored as two objects so that its keys can be destroyed
@@ -31,6 +32,7 @@
 //!   device certificates.
 //! * `rosters.rs`: owner-signed device rosters, one object per version.
 //! * `heads.rs`: cameras' signed heads, one object per head.
+//! * `holds.rs`: legal holds on streams or time ranges, one object each.
 //! * `disk.rs`: the local backend's disk thread, writing in batches that
 //!   share their syncs (group commit).
 //! * `create.rs`: how it makes new files durably, create-only.
@@ -42,6 +44,7 @@ mod create;
 mod disk;
 mod fragments;
 mod heads;
+mod holds;
 mod layout;
 mod objects;
 mod restarts;
@@ -51,6 +54,7 @@ pub use config::{LocalConfig, S3Config, StorageConfig};
 pub use create::direct_io_alignment;
 pub use fragments::{parse_signed_manifest, ChainBreak, ChainError, PutOutcome};
 pub use heads::HeadPut;
+pub use holds::Hold;
 pub use objects::{Listed, Store};
 pub use rosters::RosterPut;
 
