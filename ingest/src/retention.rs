@@ -174,10 +174,15 @@ pub async fn sweep(
         let cutoff_s = now_s.saturating_sub(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
         let holds = store.holds(&device, &stream).await?;
         let why = format!("retention period of {}s passed", period.as_secs());
+        let mut destroyed = 0;
         for run in expired(store, &device, &stream, cutoff_s, &holds).await? {
             destroy(store, audit, "ingest", &device, &stream, &run, &why).await?;
-            done.fragments += run.len();
+            destroyed += run.len();
         }
+        if destroyed > 0 {
+            store.forget_deleted(&device, &stream).await?;
+        }
+        done.fragments += destroyed;
         done.orphans += remove_orphans(store, &device, &stream).await?;
     }
     // Heads go with the fragments: a head signed before the cutoff says
@@ -229,6 +234,7 @@ pub async fn delete_stream(
         .map(|(s, _)| s)
         .collect();
     store.delete_data(device, stream, &left).await?;
+    store.remove_index(device, stream).await?;
     Ok(all.len())
 }
 

@@ -5,15 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use p256::elliptic_curve::rand_core::OsRng;
-use sealcam_format::{
-    Closing, ConsumerSecretKey, FragmentSealer, Frame, ManifestHash, Name, SealedFragment,
-    TrackConfig,
-};
+use sealcam_system_tests::forge::{now_ns, Forger, SECOND};
 use sealcam_system_tests::s3::S3Server;
 use sealcam_system_tests::*;
-
-const SECOND: u64 = 1_000_000_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -64,75 +58,12 @@ fn setup(backend: Backend, retention: &str) -> Setup {
     }
 }
 
-/// cam1's device key (the development software key of the world).
-fn camera_key(w: &World) -> p256::ecdsa::SigningKey {
-    use p256::pkcs8::DecodePrivateKey;
-    let der = sealcam_transport::pem::load_private_key(&w.path().join("cam1/device.key")).unwrap();
-    match der {
-        rustls::pki_types::PrivateKeyDer::Pkcs8(k) => {
-            p256::ecdsa::SigningKey::from_pkcs8_der(k.secret_pkcs8_der()).unwrap()
-        }
-        rustls::pki_types::PrivateKeyDer::Sec1(k) => p256::ecdsa::SigningKey::from(
-            p256::SecretKey::from_sec1_der(k.secret_sec1_der()).unwrap(),
-        ),
-        other => panic!("unexpected key kind {other:?}"),
-    }
-}
-
 /// Uploads cam1/front fragments 0.. stamped (by the camera's clock) to
-/// start at each of `starts`, one second long, as cam1 signs them.
+/// start at each of `starts`.
 fn upload(s: &Setup, starts: &[u64]) {
-    use p256::ecdsa::signature::Signer;
-    let key = camera_key(&s.w);
-    let cam = s.w.client_with_cert("cam1/device.crt", "cam1/device.key");
-    let consumer = ConsumerSecretKey::generate(&mut OsRng);
-    let track = TrackConfig {
-        codec: 1,
-        width: 16,
-        height: 16,
-        framerate_num: 1,
-        framerate_den: 1,
-        codec_private: vec![1, 2, 3],
-    };
-    let mut prev = ManifestHash::GENESIS;
-    for (seq, &start) in starts.iter().enumerate() {
-        let mut sealer = FragmentSealer::new(
-            Name::new("cam1").unwrap(),
-            Name::new("front").unwrap(),
-            seq as u64,
-            &track,
-            &mut OsRng,
-        )
-        .unwrap();
-        sealer
-            .push_frame(&Frame {
-                pts_ns: 0,
-                duration_ns: SECOND,
-                key_frame: true,
-                data: vec![7; 100],
-            })
-            .unwrap();
-        let unsigned = sealer
-            .finish(
-                Closing::simple(
-                    prev,
-                    start,
-                    start + SECOND,
-                    std::slice::from_ref(consumer.public()),
-                ),
-                &mut OsRng,
-            )
-            .unwrap();
-        let sig: p256::ecdsa::Signature = key.sign(&unsigned.signing_message());
-        let file = unsigned.into_file(&sig.to_bytes().into());
-        prev = SealedFragment::parse(&file).unwrap().manifest_hash();
-        let r = cam
-            .put(format!("{}/v1/fragments/cam1/front/{seq}", s.ingest.url()))
-            .header("content-type", sealcam_api::media::FRAGMENT)
-            .body(file)
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap());
+    let mut cam = Forger::new(&s.w, "cam1");
+    for &start in starts {
+        cam.upload(&s.ingest.url(), start);
     }
 }
 
@@ -151,13 +82,6 @@ fn stored(s: &Setup) -> (Vec<u64>, Vec<u64>) {
         v
     };
     (of("keys"), of("data"))
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 /// `sealcam-ingest ARGS` on the setup's storage, as operator carol.

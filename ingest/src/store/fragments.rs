@@ -3,6 +3,9 @@
 //! back; destroying keys apart from ciphertext; device certificates.
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
 use sealcam_format::{ManifestHash, Name, SealedFragment, SignedManifest};
 
 use super::disk::CheckedWriteError;
@@ -107,6 +110,16 @@ fn fragment_objects(fragment: &SealedFragment<'_>, body: &Bytes) -> (String, Str
     (data_path(d, s, seq), key_path(d, s, seq), payload, signed)
 }
 
+/// A stored fragment being read: [`Store::fragment_stream`].
+pub struct FragmentStream {
+    /// Its whole length, head and payload.
+    pub len: u64,
+    /// The bytes before the payload.
+    pub head: Bytes,
+    /// The payload, as it is read.
+    pub payload: futures_util::stream::BoxStream<'static, Result<Bytes, StoreError>>,
+}
+
 /// How a put ended.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum PutOutcome {
@@ -189,6 +202,19 @@ impl Store {
         fragment: &SealedFragment<'_>,
         body: &Bytes,
     ) -> Result<PutOutcome, ChainError> {
+        let outcome = self.put_fragment_in_chain_only(fragment, body).await?;
+        // Stored, or stored before: its time marker may be what a first
+        // attempt did not get to write.
+        self.index_fragment(&fragment.manifest).await?;
+        Ok(outcome)
+    }
+
+    /// [`Self::put_fragment_in_chain`] without the time index.
+    async fn put_fragment_in_chain_only(
+        &self,
+        fragment: &SealedFragment<'_>,
+        body: &Bytes,
+    ) -> Result<PutOutcome, ChainError> {
         let link = Link::of(fragment);
         let paths: Vec<String> = link
             .neighbours()
@@ -259,6 +285,54 @@ impl Store {
                 path,
                 reason: e.to_string(),
             })
+    }
+
+    /// A stored fragment as the device sent it, for serving without its
+    /// payload in memory: its length, the bytes before its payload, and the
+    /// payload as it is read from the storage.
+    pub async fn fragment_stream(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequence: u64,
+    ) -> Result<Option<FragmentStream>, StoreError> {
+        let Some(signed) = self.signed_manifest(device, stream, sequence).await? else {
+            return Ok(None);
+        };
+        let path = data_path(device, stream, sequence);
+        let damaged = |reason: String| StoreError::Damaged {
+            path: path.clone(),
+            reason,
+        };
+        let m = parse_signed_manifest(device, stream, sequence, &signed)?;
+        let got = match self.objects.get(&ObjectPath::from(path.as_str())).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err("read", &path)(e)),
+        };
+        let size = got.meta.size;
+        if size != m.manifest.payload_len {
+            return Err(damaged(format!(
+                "{size} bytes stored, the manifest says {}",
+                m.manifest.payload_len
+            )));
+        }
+        let len = usize::try_from(size).map_err(|e| damaged(e.to_string()))?;
+        let head =
+            sealcam_format::fragment::head(&signed, len).map_err(|e| damaged(e.to_string()))?;
+        let total = head.len() as u64 + size;
+        let store = self.describe.to_string();
+        let payload = got.into_stream().map_err(move |e| StoreError::Backend {
+            store: store.clone(),
+            op: "read",
+            path: path.clone(),
+            source: Box::new(e),
+        });
+        Ok(Some(FragmentStream {
+            len: total,
+            head: Bytes::from(head),
+            payload: Box::pin(payload),
+        }))
     }
 
     /// Sequence numbers stored for a stream (those with a key object), ascending.
