@@ -13,6 +13,7 @@
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
 //! * [`read`]: consumers' listings, fragment reads and long polls.
 //! * [`arrivals`]: the wake-ups of long polls, one per stream waited on.
+//! * [`consumer_limit`]: consumers' request rate and concurrency limits.
 //! * [`roster`]: owner-signed device rosters, published and read.
 //! * [`heads`]: cameras' signed heads, uploaded and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
@@ -26,6 +27,7 @@ pub mod arrivals;
 pub mod audit;
 pub mod body;
 pub mod connection;
+pub mod consumer_limit;
 pub mod enroll;
 pub mod error;
 pub mod heads;
@@ -224,6 +226,7 @@ async fn dispatch(
             return Err(refusal);
         }
     };
+    let _consumer_slot = consumer_limit::admit(state, peer)?;
     match route {
         Route::Upload {
             device,
