@@ -172,7 +172,15 @@ pub async fn sweep(
             continue;
         };
         let cutoff_s = now_s.saturating_sub(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
-        let holds = store.holds(&device, &stream).await?;
+        // A hold that cannot be read keeps its stream (and says so): it
+        // may be one, and it must not stop the other streams' sweep.
+        let holds = match store.holds(&device, &stream).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(%device, %stream, error = %e, "legal holds of the stream unreadable; its fragments are kept until they can be read");
+                continue;
+            }
+        };
         let why = format!("retention period of {}s passed", period.as_secs());
         let mut destroyed = 0;
         for run in expired(store, &device, &stream, cutoff_s, &holds).await? {

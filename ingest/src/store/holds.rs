@@ -127,6 +127,15 @@ mod tests {
         assert!(!h.is_whole_stream());
     }
 
+    proptest::proptest! {
+        /// Whatever bytes lie where a hold should be, reading them is a
+        /// hold or an error, never a panic.
+        #[test]
+        fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = serde_json::from_slice::<Hold>(&bytes);
+        }
+    }
+
     #[tokio::test]
     async fn holds_are_stored_listed_and_lifted() {
         let dir = tempfile::tempdir().unwrap();

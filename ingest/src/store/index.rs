@@ -295,6 +295,26 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A marker's name gives back what it was made of, and any other
+        /// name in the directory is no marker rather than a panic.
+        #[test]
+        fn markers_round_trip_and_strangers_do_not_parse(
+            seq in any::<u64>(),
+            start in any::<u64>(),
+            end in any::<u64>(),
+            junk in "\\PC*",
+        ) {
+            let (d, s) = (Name::new("cam").unwrap(), Name::new("front").unwrap());
+            let (e, q, st) = parse_marker(&time_marker(&d, &s, seq, start, end)).unwrap();
+            prop_assert_eq!((q, st), (seq, start));
+            prop_assert_eq!(e, indexed_end(start, end));
+            prop_assert!(e >= start);
+            let _ = parse_marker(&junk);
+        }
+    }
 
     #[test]
     fn markers_sort_by_end_and_name_their_fragment() {
