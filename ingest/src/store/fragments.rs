@@ -9,6 +9,7 @@ use object_store::ObjectStoreExt;
 use sealcam_format::{ManifestHash, Name, SealedFragment, SignedManifest};
 
 use super::disk::CheckedWriteError;
+use super::index::{indexed_path, time_marker};
 use super::layout::{cert_path, certs_prefix, data_path, key_path, sequence_of, stream_prefix};
 use super::{Listed, Store, StoreError};
 
@@ -202,19 +203,23 @@ impl Store {
         fragment: &SealedFragment<'_>,
         body: &Bytes,
     ) -> Result<PutOutcome, ChainError> {
-        let outcome = self.put_fragment_in_chain_only(fragment, body).await?;
+        let (outcome, indexed) = self.put_fragment_in_chain_only(fragment, body).await?;
         // Stored, or stored before: its time marker may be what a first
         // attempt did not get to write.
-        self.index_fragment(&fragment.manifest).await?;
+        if !indexed {
+            self.index_fragment(&fragment.manifest).await?;
+        }
         Ok(outcome)
     }
 
-    /// [`Self::put_fragment_in_chain`] without the time index.
+    /// [`Self::put_fragment_in_chain`], and whether its time index entry
+    /// was written with it (on a local disk, in the same durable batch as
+    /// its two objects, so that it costs no sync of its own).
     async fn put_fragment_in_chain_only(
         &self,
         fragment: &SealedFragment<'_>,
         body: &Bytes,
-    ) -> Result<PutOutcome, ChainError> {
+    ) -> Result<(PutOutcome, bool), ChainError> {
         let link = Link::of(fragment);
         let paths: Vec<String> = link
             .neighbours()
@@ -227,10 +232,19 @@ impl Store {
                 .iter()
                 .map(|p| self.local_path(local, p, "read"))
                 .collect::<Result<Vec<_>, _>>()?;
-            let objects = vec![
+            let m = &fragment.manifest;
+            let mut objects = vec![
                 (self.local_path(local, &data, "write")?, payload.clone()),
                 (self.local_path(local, &key, "write")?, signed.clone()),
             ];
+            let (d, s) = (&m.device, &m.stream);
+            let marker = time_marker(d, s, m.sequence, m.start_unix_ns, m.end_unix_ns);
+            objects.push((self.local_path(local, &marker, "write")?, Bytes::new()));
+            if m.sequence == 0 {
+                let indexed = indexed_path(d, s);
+                objects.push((self.local_path(local, &indexed, "write")?, Bytes::new()));
+            }
+            let all = objects.len();
             let written = local
                 .disk
                 .create_new_all_if(reads, Box::new(move |found| link.check(found)), objects)
@@ -240,11 +254,13 @@ impl Store {
                 Err(CheckedWriteError::Io(e)) => Err(self
                     .local_err("write", &format!("{data} and {key}"), e)
                     .into()),
-                Ok(2) => Ok(PutOutcome::Stored),
+                Ok(n) if n >= 2 => Ok((PutOutcome::Stored, n == all)),
                 // One of them is there already: compared the general way.
-                Ok(_) => Ok(self
-                    .put_fragment_where_some_exist(fragment, (&data, payload), (&key, signed))
-                    .await?),
+                Ok(_) => Ok((
+                    self.put_fragment_where_some_exist(fragment, (&data, payload), (&key, signed))
+                        .await?,
+                    false,
+                )),
             };
         }
         let mut found = Vec::with_capacity(paths.len());
@@ -252,7 +268,7 @@ impl Store {
             found.push(self.read(path).await?);
         }
         link.check(found)?;
-        Ok(self.put_fragment(fragment, body).await?)
+        Ok((self.put_fragment(fragment, body).await?, false))
     }
 
     /// A stored fragment's signed manifest (its key object).

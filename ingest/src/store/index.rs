@@ -51,7 +51,7 @@ fn times_prefix(device: &Name, stream: &Name) -> String {
     format!("{}/times", stream_prefix(device, stream))
 }
 
-fn indexed_path(device: &Name, stream: &Name) -> String {
+pub(super) fn indexed_path(device: &Name, stream: &Name) -> String {
     format!("{}/indexed", stream_prefix(device, stream))
 }
 
@@ -61,7 +61,7 @@ fn indexed_end(start: u64, end: u64) -> u64 {
     end.clamp(start, start.saturating_add(MAX_SPAN_NS))
 }
 
-fn time_marker(device: &Name, stream: &Name, seq: u64, start: u64, end: u64) -> String {
+pub(super) fn time_marker(device: &Name, stream: &Name, seq: u64, start: u64, end: u64) -> String {
     format!(
         "{}/{:020}-{}-{:020}",
         times_prefix(device, stream),
