@@ -193,14 +193,16 @@ pub async fn sweep(
         done.fragments += destroyed;
         done.orphans += remove_orphans(store, &device, &stream).await?;
     }
-    // Heads go with the fragments: a head signed before the cutoff says
-    // nothing a verifier of what is kept needs.
+    // Heads go with the fragments, by the same clock: a head received
+    // before the cutoff says nothing a verifier of what is kept needs.
     for (device, stream) in store.head_streams().await? {
         let Some(period) = rules.period(device.as_str(), stream.as_str()) else {
             continue;
         };
-        let cutoff = now.saturating_sub(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
-        done.heads += store.delete_heads_before(&device, &stream, cutoff).await?;
+        let cutoff_s = now_s.saturating_sub(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
+        done.heads += store
+            .delete_heads_received_before(&device, &stream, cutoff_s)
+            .await?;
     }
     Ok(done)
 }
@@ -366,14 +368,27 @@ mod tests {
             crate::config::IngestConfig::parse("[retention.streams]\n\"cam/front\" = \"1h\"")
                 .unwrap()
                 .retention;
-        // Heads: one signed long before the period, one just now.
+        // Heads: one received long before the period (signed in the
+        // future), one received just now (signed 1970).
         store
-            .put_head(&d, &s, 1, bytes::Bytes::from_static(b"old"))
+            .put_head(&d, &s, now + 10 * hour, bytes::Bytes::from_static(b"old"))
             .await
             .unwrap();
         store
-            .put_head(&d, &s, now_unix_ns(), bytes::Bytes::from_static(b"new"))
+            .put_head(&d, &s, 1, bytes::Bytes::from_static(b"new"))
             .await
+            .unwrap();
+        let received = std::time::SystemTime::now() - Duration::from_secs(3 * 3600);
+        let old_head = dir.path().join("data").join(format!(
+            "heads/cam/front/{:010}/{:020}.sch",
+            (now + 10 * hour) / hour,
+            now + 10 * hour
+        ));
+        std::fs::File::options()
+            .write(true)
+            .open(old_head)
+            .unwrap()
+            .set_modified(received)
             .unwrap();
         let done = sweep(&store, &audit, &rules).await.unwrap();
         assert_eq!(
@@ -384,7 +399,7 @@ mod tests {
                 heads: 1,
             }
         );
-        assert_eq!(store.head_times(&d, &s).await.unwrap().len(), 1);
+        assert_eq!(store.head_times(&d, &s).await.unwrap(), vec![1]);
         assert_eq!(store.sequences(&d, &s).await.unwrap(), vec![2]);
         assert_eq!(
             store
