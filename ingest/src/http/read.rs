@@ -32,9 +32,9 @@ pub async fn list_streams(state: &AppState, peer: &Peer) -> Result<Response, Api
     Ok(Json(entries).into_response())
 }
 
-/// How often a long poll looks at the storage for fragments stored by
-/// other instances; an upload to this one wakes it at once. Each look is
-/// one bounded listing (the index), not a read of the stream.
+/// How often a long poll looks at a shared storage for fragments stored
+/// by other instances; an upload to this one wakes it at once. Each look
+/// is one bounded listing (the index), not a read of the stream.
 const FOLLOW_POLL: Duration = Duration::from_secs(2);
 
 /// The fragments a query asks for, through the index: a listing of the
@@ -120,10 +120,16 @@ pub async fn list_fragments(
         if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(entries).into_response());
         }
+        // On a local directory only this process stores fragments: its
+        // arrivals wake the poll, and nothing else needs a look.
+        let look_again = if state.store.is_shared() {
+            tokio::time::Instant::now() + FOLLOW_POLL
+        } else {
+            deadline
+        };
         tokio::select! {
             _ = arrived => {}
-            _ = tokio::time::sleep(FOLLOW_POLL) => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(look_again.min(deadline)) => {}
         }
     }
 }
