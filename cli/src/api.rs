@@ -53,6 +53,21 @@ pub fn parse_stream(s: &str) -> anyhow::Result<(Name, Name)> {
     Ok((Name::new(device)?, Name::new(stream)?))
 }
 
+/// How many times a request refused with `429` is sent again.
+const MAX_RETRIES: u32 = 20;
+
+/// How long a `429` asks to wait (`Retry-After`, in seconds; at most a
+/// minute, one second when it does not say).
+fn retry_after(resp: &reqwest::Response) -> Duration {
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Duration::from_secs(secs.clamp(1, 60))
+}
+
 impl Api {
     pub fn connect(args: &ServerArgs) -> anyhow::Result<Self> {
         let roots = pem::load_roots(&args.ca)?;
@@ -77,11 +92,37 @@ impl Api {
         self.send(req).await
     }
 
+    /// Sends `req`; over this consumer's limits (`429`), waits as long as
+    /// the ingest says and sends it again, a few times, so that a long
+    /// fetch is paced rather than failed.
+    async fn send_paced(
+        &self,
+        mut req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut retries = 0;
+        loop {
+            // A request without a body can be sent again.
+            let again = req.try_clone();
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the ingest at {}", self.base))?;
+            match again {
+                Some(next)
+                    if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        && retries < MAX_RETRIES =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(retry_after(&resp)).await;
+                    req = next;
+                }
+                _ => return Ok(resp),
+            }
+        }
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the ingest at {}", self.base))?;
+        let resp = self.send_paced(req).await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -160,11 +201,8 @@ impl Api {
             stream: stream.clone(),
         };
         let resp = self
-            .client
-            .get(format!("{}{}", self.base, route.path()))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the ingest at {}", self.base))?;
+            .send_paced(self.client.get(format!("{}{}", self.base, route.path())))
+            .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }

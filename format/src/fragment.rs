@@ -478,6 +478,15 @@ pub fn join(signed_manifest: &[u8], payload: &[u8]) -> Result<Vec<u8>, FormatErr
     Ok(bytes)
 }
 
+/// The bytes of a fragment file before its payload, from its signed
+/// manifest and the payload's length: what [`join`] puts before the
+/// payload, so that a stored fragment can be served without holding its
+/// payload in memory. The caller checks the length against the manifest.
+pub fn head(signed_manifest: &[u8], payload_len: usize) -> Result<Vec<u8>, FormatError> {
+    let m = SignedManifest::parse(signed_manifest)?;
+    Ok(file_head(m.body, &m.signature, payload_len))
+}
+
 /// The media type of a fragment file uploaded whole.
 pub const MEDIA_TYPE: &str = "application/vnd.sealcam.fragment";
 

@@ -256,6 +256,10 @@ proptest! {
         prop_assert!(m.verify(&key).is_ok());
         prop_assert_eq!(m.manifest_hash(), f.manifest_hash());
         prop_assert_eq!(sealcam_format::fragment::join(&signed, f.payload).unwrap(), file.clone());
+        // The head served before a streamed payload is what join puts there.
+        let head = sealcam_format::fragment::head(&signed, f.payload.len()).unwrap();
+        prop_assert_eq!(&file[..head.len()], &head[..]);
+        prop_assert_eq!(&file[head.len()..], f.payload);
         // A changed key object never joins into a fragment that verifies.
         let mut bad = signed.clone();
         let i = cut.index(bad.len());

@@ -192,6 +192,26 @@ pub struct LimitsConfig {
     /// within this time (slow senders are cut off).
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Span,
+    /// Requests one consumer may have in progress at once (a long poll
+    /// counts until it is answered).
+    #[serde(default = "default_consumer_concurrent")]
+    pub consumer_requests_at_once: usize,
+    /// Sustained requests per second one consumer may make.
+    #[serde(default = "default_consumer_rate")]
+    pub consumer_requests_per_second: f64,
+    /// Requests one consumer may make at once above the rate.
+    #[serde(default = "default_consumer_burst")]
+    pub consumer_burst: u32,
+}
+
+fn default_consumer_concurrent() -> usize {
+    8
+}
+fn default_consumer_rate() -> f64 {
+    20.0
+}
+fn default_consumer_burst() -> u32 {
+    100
 }
 
 fn default_rate() -> f64 {
@@ -219,6 +239,9 @@ impl Default for LimitsConfig {
             uploads_per_second: default_rate(),
             upload_burst: default_burst(),
             body_timeout: default_body_timeout(),
+            consumer_requests_at_once: default_consumer_concurrent(),
+            consumer_requests_per_second: default_consumer_rate(),
+            consumer_burst: default_consumer_burst(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! * [`limits`]: per-device upload limits.
 //! * [`metrics`]: Prometheus metrics, health and readiness.
 //! * [`retention`]: expiry and deletion by destroying keys first.
+//! * [`legal_hold`]: the operator's legal holds, which retention respects.
 //! * [`service`]: the service supervisor: configuration resolved,
 //!   listeners bound, background tasks (CRL watch, retention, audit flush)
 //!   run until it stops.
@@ -38,6 +39,7 @@ pub mod ca_client;
 pub mod config;
 pub mod crl_sync;
 pub mod http;
+pub mod legal_hold;
 pub mod limits;
 pub mod metrics;
 pub mod retention;

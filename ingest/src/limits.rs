@@ -1,7 +1,8 @@
-//! Per-device limits on uploads: how many at once, and how many per second
-//! (a token bucket, so a camera draining a backlog after an outage may burst).
-//! A device over a limit is refused with `429` and a `Retry-After`; other
-//! devices are not affected.
+//! Per-device limits on uploads, and per-consumer limits on requests: how
+//! many at once, and how many per second (a token bucket, so a camera
+//! draining a backlog after an outage, or a consumer fetching a range, may
+//! burst). A device or consumer over a limit is refused with `429` and a
+//! `Retry-After`; others are not affected.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,42 @@ struct Bucket {
     at: Instant,
 }
 
+/// Devices' uploads, and consumers' requests apart.
 pub struct Limiter {
+    uploads: Limit,
+    consumers: Limit,
+}
+
+impl Limiter {
+    pub fn new(cfg: &LimitsConfig) -> Self {
+        Self {
+            uploads: Limit::new(
+                cfg.uploads_per_device,
+                cfg.uploads_per_second,
+                cfg.upload_burst,
+            ),
+            consumers: Limit::new(
+                cfg.consumer_requests_at_once,
+                cfg.consumer_requests_per_second,
+                cfg.consumer_burst,
+            ),
+        }
+    }
+
+    /// Admits one upload of `device`; hold the permit until it is answered.
+    pub fn admit(&self, device: &Name) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.uploads.admit(device)
+    }
+
+    /// Admits one request of consumer `name`; hold the permit until it is
+    /// answered.
+    pub fn admit_consumer(&self, name: &Name) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.consumers.admit(name)
+    }
+}
+
+/// One kind of limit, per name: a number at once, and a token bucket.
+struct Limit {
     concurrent: usize,
     rate: f64,
     burst: f64,
@@ -34,19 +70,18 @@ pub struct Limiter {
     buckets: Mutex<HashMap<Name, Bucket>>,
 }
 
-impl Limiter {
-    pub fn new(cfg: &LimitsConfig) -> Self {
+impl Limit {
+    fn new(concurrent: usize, rate: f64, burst: u32) -> Self {
         Self {
-            concurrent: cfg.uploads_per_device,
-            rate: cfg.uploads_per_second,
-            burst: f64::from(cfg.upload_burst.max(1)),
+            concurrent,
+            rate,
+            burst: f64::from(burst.max(1)),
             slots: Mutex::default(),
             buckets: Mutex::default(),
         }
     }
 
-    /// Admits one upload of `device`; hold the permit until it is answered.
-    pub fn admit(&self, device: &Name) -> Result<OwnedSemaphorePermit, Refusal> {
+    fn admit(&self, device: &Name) -> Result<OwnedSemaphorePermit, Refusal> {
         self.take_token(device, Instant::now())?;
         let slot = match self.slots.lock() {
             Ok(mut s) => s
@@ -90,13 +125,37 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    fn limiter(concurrent: usize, rate: f64, burst: u32) -> Limiter {
+    fn limiter(concurrent: usize, rate: f64, burst: u32) -> Limit {
         Limiter::new(&LimitsConfig {
             uploads_per_device: concurrent,
             uploads_per_second: rate,
             upload_burst: burst,
             ..LimitsConfig::default()
         })
+        .uploads
+    }
+
+    #[test]
+    fn consumers_have_limits_of_their_own() {
+        let l = Limiter::new(&LimitsConfig {
+            consumer_requests_at_once: 1,
+            consumer_requests_per_second: 1.0,
+            consumer_burst: 2,
+            ..LimitsConfig::default()
+        });
+        let alice = Name::new("alice").unwrap();
+        let held = l.admit_consumer(&alice).unwrap();
+        assert_eq!(
+            l.admit_consumer(&alice).unwrap_err(),
+            Refusal::Busy { limit: 1 }
+        );
+        drop(held);
+        assert!(matches!(
+            l.admit_consumer(&alice).unwrap_err(),
+            Refusal::Rate { .. }
+        ));
+        // A device of the same name is not held back by it.
+        assert!(l.admit(&alice).is_ok());
     }
 
     #[test]

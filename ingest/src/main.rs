@@ -14,6 +14,8 @@ use sealcam_ingest::config::{IngestConfig, Span};
 use sealcam_ingest::service::{ServeConfig, Server};
 use sealcam_ingest::store::StorageConfig;
 
+mod hold_cmd;
+
 /// mimalloc instead of glibc's malloc: each upload allocates and frees
 /// buffers of its body's size on whichever runtime thread runs it, and
 /// glibc's per-arena locking, chunk coalescing and trimming of them were
@@ -48,6 +50,11 @@ enum Command {
     Stream {
         #[command(subcommand)]
         command: StreamCommand,
+    },
+    /// Legal holds: keep a stream, or a time range of it, from retention.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
     },
     /// The audit trail: verify its chains, show who did what.
     Audit {
@@ -129,6 +136,50 @@ enum StreamCommand {
         /// Who asks (recorded in the audit trail as operator:NAME).
         #[arg(long, env = "USER", default_value = "unknown")]
         operator: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Place a legal hold on DEVICE/STREAM: retention keeps what it covers
+    /// (keys and ciphertext) until it is lifted. Recorded in the audit trail.
+    Place {
+        /// DEVICE/STREAM
+        stream: String,
+        /// The first instant held (RFC 3339, 2026-01-31T12:00:00Z); none: the stream's beginning.
+        #[arg(long)]
+        from: Option<String>,
+        /// The last instant held (RFC 3339); none: everything after --from, and on.
+        #[arg(long)]
+        to: Option<String>,
+        /// Why (a case number, a request): recorded with the hold.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Who asks (recorded in the audit trail as operator:NAME).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+    /// Lift hold ID of DEVICE/STREAM: the next retention sweep may remove
+    /// what it kept. Recorded in the audit trail.
+    Lift {
+        /// DEVICE/STREAM
+        stream: String,
+        /// The hold's id, as `hold place` and `hold list` show it.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Who asks (recorded in the audit trail as operator:NAME).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+    /// The holds on DEVICE/STREAM.
+    List {
+        /// DEVICE/STREAM
+        stream: String,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -229,6 +280,7 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit_command(command),
+        Command::Hold { command } => hold_cmd::run(command),
         Command::Stream {
             command:
                 StreamCommand::Delete {

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub storage_errors: Counter,
     pub connections: Family<RoleLabels, Gauge>,
     pub reads: Counter,
+    /// Storage requests (listing pages and object reads) per listing of
+    /// fragments, each check of a long poll counted as one listing.
+    pub listing_reads: Histogram,
 }
 
 impl Metrics {
@@ -96,6 +99,12 @@ impl Metrics {
             "Fragments served to consumers",
             reads.clone(),
         );
+        let listing_reads = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        registry.register(
+            "listing_storage_reads",
+            "Storage requests (listing pages and object reads) per listing of a stream's fragments",
+            listing_reads.clone(),
+        );
         Self {
             registry,
             fragments,
@@ -105,6 +114,7 @@ impl Metrics {
             storage_errors,
             connections,
             reads,
+            listing_reads,
         }
     }
 

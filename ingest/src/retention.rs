@@ -16,7 +16,7 @@ use sealcam_format::{ManifestHash, Name};
 
 use crate::audit::{AuditLog, Event};
 use crate::config::RetentionConfig;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Hold, Store, StoreError};
 
 /// Ciphertext with no key object is removed only when older than this, so
 /// that an upload in progress (data written, key object next) is left alone.
@@ -28,6 +28,8 @@ pub enum RetentionError {
     Store(#[from] StoreError),
     #[error("the deletion record could not be written to the audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("{stream} is under legal hold {id}; lift the hold first (sealcam-ingest hold lift {stream} {id})")]
+    Held { stream: String, id: String },
 }
 
 /// What one deletion destroyed.
@@ -106,28 +108,54 @@ async fn remove_orphans(store: &Store, device: &Name, stream: &Name) -> Result<u
     Ok(orphans.len())
 }
 
-/// The fragments of a stream that ended before `cutoff_unix_ns`, oldest
-/// first. Stops at the first fragment still inside the period: sequence
-/// order is recording order, so a fragment stamped early by a clock jump
-/// waits for its predecessors.
+/// The fragments of a stream received before `cutoff_unix_s` and under
+/// none of `holds`, oldest first, in runs that no held fragment
+/// interrupts (each run is one deletion record).
+///
+/// The decision is on the ingest's clock: a fragment's receive time is the
+/// time the storage stamped on its key object, which the listing gives
+/// without a read. The camera's clock has no part in it, so a fragment a
+/// camera stamped in the future stops nothing, and one it stamped 1970
+/// (before its clock was set) is kept for the full period from its arrival.
+/// Only the key objects of the fragments that expire are read (for the
+/// manifest hash the deletion record names, and the holds' time ranges).
 async fn expired(
     store: &Store,
     device: &Name,
     stream: &Name,
-    cutoff_unix_ns: u64,
-) -> Result<Vec<(u64, ManifestHash)>, StoreError> {
-    let mut out = Vec::new();
-    for seq in store.sequences(device, stream).await? {
+    cutoff_unix_s: i64,
+    holds: &[Hold],
+) -> Result<Vec<Vec<(u64, ManifestHash)>>, StoreError> {
+    if holds.iter().any(Hold::is_whole_stream) {
+        return Ok(Vec::new());
+    }
+    let mut runs: Vec<Vec<(u64, ManifestHash)>> = vec![Vec::new()];
+    for (seq, received_s) in store.received(device, stream).await? {
+        if received_s >= cutoff_unix_s {
+            continue;
+        }
         let Some(bytes) = store.signed_manifest(device, stream, seq).await? else {
             continue;
         };
         let m = store::parse_signed_manifest(device, stream, seq, &bytes)?;
-        if m.manifest.end_unix_ns >= cutoff_unix_ns {
-            break;
+        let received_ns = u64::try_from(received_s)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000);
+        let held = holds.iter().any(|h| {
+            h.covers(
+                m.manifest.start_unix_ns,
+                m.manifest.end_unix_ns,
+                received_ns,
+            )
+        });
+        match runs.last_mut() {
+            Some(run) if !held => run.push((seq, m.manifest_hash())),
+            Some(run) if !run.is_empty() => runs.push(Vec::new()),
+            _ => {}
         }
-        out.push((seq, m.manifest_hash()));
     }
-    Ok(out)
+    runs.retain(|r| !r.is_empty());
+    Ok(runs)
 }
 
 /// One pass over every stream with a retention period.
@@ -138,25 +166,43 @@ pub async fn sweep(
 ) -> Result<Destroyed, RetentionError> {
     let mut done = Destroyed::default();
     let now = now_unix_ns();
+    let now_s = i64::try_from(now / 1_000_000_000).unwrap_or(i64::MAX);
     for (device, stream) in store.streams().await? {
         let Some(period) = rules.period(device.as_str(), stream.as_str()) else {
             continue;
         };
-        let cutoff = now.saturating_sub(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
-        let old = expired(store, &device, &stream, cutoff).await?;
+        let cutoff_s = now_s.saturating_sub(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
+        // A hold that cannot be read keeps its stream (and says so): it
+        // may be one, and it must not stop the other streams' sweep.
+        let holds = match store.holds(&device, &stream).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(%device, %stream, error = %e, "legal holds of the stream unreadable; its fragments are kept until they can be read");
+                continue;
+            }
+        };
         let why = format!("retention period of {}s passed", period.as_secs());
-        destroy(store, audit, "ingest", &device, &stream, &old, &why).await?;
-        done.fragments += old.len();
+        let mut destroyed = 0;
+        for run in expired(store, &device, &stream, cutoff_s, &holds).await? {
+            destroy(store, audit, "ingest", &device, &stream, &run, &why).await?;
+            destroyed += run.len();
+        }
+        if destroyed > 0 {
+            store.forget_deleted(&device, &stream).await?;
+        }
+        done.fragments += destroyed;
         done.orphans += remove_orphans(store, &device, &stream).await?;
     }
-    // Heads go with the fragments: a head signed before the cutoff says
-    // nothing a verifier of what is kept needs.
+    // Heads go with the fragments, by the same clock: a head received
+    // before the cutoff says nothing a verifier of what is kept needs.
     for (device, stream) in store.head_streams().await? {
         let Some(period) = rules.period(device.as_str(), stream.as_str()) else {
             continue;
         };
-        let cutoff = now.saturating_sub(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
-        done.heads += store.delete_heads_before(&device, &stream, cutoff).await?;
+        let cutoff_s = now_s.saturating_sub(i64::try_from(period.as_secs()).unwrap_or(i64::MAX));
+        done.heads += store
+            .delete_heads_received_before(&device, &stream, cutoff_s)
+            .await?;
     }
     Ok(done)
 }
@@ -169,7 +215,17 @@ pub async fn delete_stream(
     device: &Name,
     stream: &Name,
 ) -> Result<usize, RetentionError> {
-    let all = expired(store, device, stream, u64::MAX).await?;
+    if let Some(h) = store.holds(device, stream).await?.first() {
+        return Err(RetentionError::Held {
+            stream: format!("{device}/{stream}"),
+            id: h.id.clone(),
+        });
+    }
+    let all: Vec<(u64, ManifestHash)> = expired(store, device, stream, i64::MAX, &[])
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     destroy(
         store,
         audit,
@@ -188,6 +244,7 @@ pub async fn delete_stream(
         .map(|(s, _)| s)
         .collect();
     store.delete_data(device, stream, &left).await?;
+    store.remove_index(device, stream).await?;
     Ok(all.len())
 }
 
@@ -277,8 +334,9 @@ mod tests {
         let hour = 3_600_000_000_000u64;
         let mut prev = ManifestHash::GENESIS;
         let (d, s) = (Name::new("cam").unwrap(), Name::new("front").unwrap());
-        // Two fragments 3 hours old, one from now.
-        for (seq, start) in [(0, now - 3 * hour), (1, now - 3 * hour + 1), (2, now)] {
+        // Two fragments received 3 hours ago (the first stamped in the
+        // future by its camera), one received now (stamped 1970).
+        for (seq, start) in [(0, now + 10 * hour), (1, now - 3 * hour + 1), (2, 1)] {
             let bytes = fragment(seq, prev, start, start + 1, &consumer);
             let f = SealedFragment::parse(&bytes).unwrap();
             // The ciphertext object carries no key material.
@@ -293,19 +351,44 @@ mod tests {
                 .await
                 .unwrap();
             prev = f.manifest_hash();
+            if seq < 2 {
+                let key = dir
+                    .path()
+                    .join(format!("data/streams/cam/front/keys/{seq:020}"));
+                let received = std::time::SystemTime::now() - Duration::from_secs(3 * 3600);
+                std::fs::File::options()
+                    .write(true)
+                    .open(key)
+                    .unwrap()
+                    .set_modified(received)
+                    .unwrap();
+            }
         }
         let rules =
             crate::config::IngestConfig::parse("[retention.streams]\n\"cam/front\" = \"1h\"")
                 .unwrap()
                 .retention;
-        // Heads: one signed long before the period, one just now.
+        // Heads: one received long before the period (signed in the
+        // future), one received just now (signed 1970).
         store
-            .put_head(&d, &s, 1, bytes::Bytes::from_static(b"old"))
+            .put_head(&d, &s, now + 10 * hour, bytes::Bytes::from_static(b"old"))
             .await
             .unwrap();
         store
-            .put_head(&d, &s, now_unix_ns(), bytes::Bytes::from_static(b"new"))
+            .put_head(&d, &s, 1, bytes::Bytes::from_static(b"new"))
             .await
+            .unwrap();
+        let received = std::time::SystemTime::now() - Duration::from_secs(3 * 3600);
+        let old_head = dir.path().join("data").join(format!(
+            "heads/cam/front/{:010}/{:020}.sch",
+            (now + 10 * hour) / hour,
+            now + 10 * hour
+        ));
+        std::fs::File::options()
+            .write(true)
+            .open(old_head)
+            .unwrap()
+            .set_modified(received)
             .unwrap();
         let done = sweep(&store, &audit, &rules).await.unwrap();
         assert_eq!(
@@ -316,7 +399,7 @@ mod tests {
                 heads: 1,
             }
         );
-        assert_eq!(store.head_times(&d, &s).await.unwrap().len(), 1);
+        assert_eq!(store.head_times(&d, &s).await.unwrap(), vec![1]);
         assert_eq!(store.sequences(&d, &s).await.unwrap(), vec![2]);
         assert_eq!(
             store

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod faultproxy;
+pub mod forge;
 pub mod lying_ingest;
 pub mod qemu;
 pub mod s3;

@@ -12,6 +12,8 @@
 //! * [`connection`]: the TLS accept loops, the handshake, revocation.
 //! * [`upload`]: devices' fragment uploads, checked before they are stored.
 //! * [`read`]: consumers' listings, fragment reads and long polls.
+//! * [`arrivals`]: the wake-ups of long polls, one per stream waited on.
+//! * [`consumer_limit`]: consumers' request rate and concurrency limits.
 //! * [`roster`]: owner-signed device rosters, published and read.
 //! * [`heads`]: cameras' signed heads, uploaded and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
@@ -21,9 +23,11 @@
 //! This file holds what the handlers share and the two dispatchers: the
 //! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
 
+pub mod arrivals;
 pub mod audit;
 pub mod body;
 pub mod connection;
+pub mod consumer_limit;
 pub mod enroll;
 pub mod error;
 pub mod heads;
@@ -33,10 +37,9 @@ pub mod roster;
 pub mod route;
 pub mod upload;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -73,9 +76,6 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
-/// One wake-up per stream that someone follows.
-type Arrivals = HashMap<(Name, Name), Arc<Notify>>;
-
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
@@ -86,7 +86,7 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub store: Store,
     /// Woken when a fragment of the stream is stored here, for followers.
-    arrivals: Arc<Mutex<Arrivals>>,
+    arrivals: Arc<arrivals::Arrivals>,
     /// The CA service, which enrolls and renews: the ingest holds no CA key.
     pub ca: CaClient,
 }
@@ -115,21 +115,11 @@ impl AppState {
     }
 
     fn arrivals_of(&self, device: &Name, stream: &Name) -> Arc<Notify> {
-        match self.arrivals.lock() {
-            Ok(mut a) => a
-                .entry((device.clone(), stream.clone()))
-                .or_default()
-                .clone(),
-            Err(_) => Arc::new(Notify::new()),
-        }
+        self.arrivals.of(device, stream)
     }
 
     fn arrived(&self, device: &Name, stream: &Name) {
-        if let Ok(a) = self.arrivals.lock() {
-            if let Some(n) = a.get(&(device.clone(), stream.clone())) {
-                n.notify_waiters();
-            }
-        }
+        self.arrivals.arrived(device, stream)
     }
 }
 
@@ -236,6 +226,7 @@ async fn dispatch(
             return Err(refusal);
         }
     };
+    let _consumer_slot = consumer_limit::admit(state, peer)?;
     match route {
         Route::Upload {
             device,

@@ -16,7 +16,7 @@ use sealcam_format::Name;
 
 use super::error::ApiError;
 use super::{require_read, AppState, Peer};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, StoreError};
 
 /// `GET /v1/streams`: the streams stored that the consumer may read.
 pub async fn list_streams(state: &AppState, peer: &Peer) -> Result<Response, ApiError> {
@@ -32,37 +32,42 @@ pub async fn list_streams(state: &AppState, peer: &Peer) -> Result<Response, Api
     Ok(Json(entries).into_response())
 }
 
-/// How often a long poll looks at the storage for fragments stored by
-/// other instances.
-const FOLLOW_POLL: Duration = Duration::from_millis(500);
+/// How often a long poll looks at a shared storage for fragments stored
+/// by other instances; an upload to this one wakes it at once. Each look
+/// is one bounded listing (the index), not a read of the stream.
+const FOLLOW_POLL: Duration = Duration::from_secs(2);
 
+/// The fragments a query asks for, through the index: a listing of the
+/// sequences or the times asked for, and one read per fragment returned.
 async fn matching_fragments(
-    store: &Store,
+    state: &AppState,
     device: &Name,
     stream: &Name,
     q: &FragmentQuery,
 ) -> Result<Vec<FragmentEntry>, StoreError> {
-    let sequences: Vec<u64> = store
-        .sequences(device, stream)
-        .await?
-        .into_iter()
-        .filter(|&seq| {
-            q.after.is_none_or(|a| seq > a)
-                && q.from_seq.is_none_or(|f| seq >= f)
-                && q.to_seq.is_none_or(|t| seq <= t)
-        })
-        .collect();
-    let manifests: Vec<(u64, Option<bytes::Bytes>)> = futures_util::stream::iter(sequences)
-        .map(|seq| async move {
-            Ok::<_, StoreError>((seq, store.signed_manifest(device, stream, seq).await?))
-        })
-        .buffered(16)
-        .try_collect()
-        .await?;
-    let mut out = Vec::new();
-    for (seq, bytes) in manifests {
-        // Deleted since the listing.
-        let Some(bytes) = bytes else { continue };
+    let first = q
+        .after
+        .map_or(0, |a| a.saturating_add(1))
+        .max(q.from_seq.unwrap_or(0));
+    let last = q.to_seq.unwrap_or(u64::MAX);
+    if first > last || q.after == Some(u64::MAX) {
+        state.metrics.listing_reads.observe(0.0);
+        return Ok(Vec::new());
+    }
+    let store = &state.store;
+    let found = if q.from_ns.is_some() || q.to_ns.is_some() {
+        let times = (q.from_ns.unwrap_or(0), q.to_ns.unwrap_or(u64::MAX));
+        store
+            .fragments_by_time(device, stream, times, (first, last))
+            .await?
+    } else {
+        store
+            .fragments_by_sequence(device, stream, first, last)
+            .await?
+    };
+    state.metrics.listing_reads.observe(found.reads as f64);
+    let mut out = Vec::with_capacity(found.fragments.len());
+    for (seq, bytes) in found.fragments {
         let m = store::parse_signed_manifest(device, stream, seq, &bytes)?.manifest;
         if q.from_ns.is_some_and(|from| m.end_unix_ns < from)
             || q.to_ns.is_some_and(|to| m.start_unix_ns > to)
@@ -111,19 +116,26 @@ pub async fn list_fragments(
         let arrived = arrivals.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let entries = matching_fragments(&state.store, &device, &stream, &q).await?;
+        let entries = matching_fragments(state, &device, &stream, &q).await?;
         if !entries.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(entries).into_response());
         }
+        // On a local directory only this process stores fragments: its
+        // arrivals wake the poll, and nothing else needs a look.
+        let look_again = if state.store.is_shared() {
+            tokio::time::Instant::now() + FOLLOW_POLL
+        } else {
+            deadline
+        };
         tokio::select! {
             _ = arrived => {}
-            _ = tokio::time::sleep(FOLLOW_POLL) => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(look_again.min(deadline)) => {}
         }
     }
 }
 
-/// `GET /v1/streams/{device}/{stream}/fragments/{sequence}`.
+/// `GET /v1/streams/{device}/{stream}/fragments/{sequence}`: streamed from
+/// the storage as it is read, never whole in memory.
 pub async fn get_fragment(
     state: &AppState,
     peer: &Peer,
@@ -133,12 +145,23 @@ pub async fn get_fragment(
 ) -> Result<Response, ApiError> {
     require_read(peer, &device, Some(&stream))?;
     state.metrics.reads.inc();
-    let bytes = state
+    let f = state
         .store
-        .fragment(&device, &stream, sequence)
+        .fragment_stream(&device, &stream, sequence)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no fragment {sequence}")))?;
-    Ok(([(header::CONTENT_TYPE, media::FRAGMENT)], bytes).into_response())
+    let head = futures_util::stream::once(async move { Ok::<_, StoreError>(f.head) });
+    let body = axum::body::Body::from_stream(head.chain(f.payload).inspect_err(|e| {
+        tracing::error!(error = %e, "a fragment's payload could not be read to its end");
+    }));
+    Ok((
+        [
+            (header::CONTENT_TYPE, media::FRAGMENT.to_owned()),
+            (header::CONTENT_LENGTH, f.len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /v1/devices/{device}/certificate`.

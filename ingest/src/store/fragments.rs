@@ -3,9 +3,13 @@
 //! back; destroying keys apart from ciphertext; device certificates.
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
 use sealcam_format::{ManifestHash, Name, SealedFragment, SignedManifest};
 
 use super::disk::CheckedWriteError;
+use super::index::{indexed_path, time_marker};
 use super::layout::{cert_path, certs_prefix, data_path, key_path, sequence_of, stream_prefix};
 use super::{Listed, Store, StoreError};
 
@@ -107,6 +111,16 @@ fn fragment_objects(fragment: &SealedFragment<'_>, body: &Bytes) -> (String, Str
     (data_path(d, s, seq), key_path(d, s, seq), payload, signed)
 }
 
+/// A stored fragment being read: [`Store::fragment_stream`].
+pub struct FragmentStream {
+    /// Its whole length, head and payload.
+    pub len: u64,
+    /// The bytes before the payload.
+    pub head: Bytes,
+    /// The payload, as it is read.
+    pub payload: futures_util::stream::BoxStream<'static, Result<Bytes, StoreError>>,
+}
+
 /// How a put ended.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum PutOutcome {
@@ -189,6 +203,23 @@ impl Store {
         fragment: &SealedFragment<'_>,
         body: &Bytes,
     ) -> Result<PutOutcome, ChainError> {
+        let (outcome, indexed) = self.put_fragment_in_chain_only(fragment, body).await?;
+        // Stored, or stored before: its time marker may be what a first
+        // attempt did not get to write.
+        if !indexed {
+            self.index_fragment(&fragment.manifest).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`Self::put_fragment_in_chain`], and whether its time index entry
+    /// was written with it (on a local disk, in the same durable batch as
+    /// its two objects, so that it costs no sync of its own).
+    async fn put_fragment_in_chain_only(
+        &self,
+        fragment: &SealedFragment<'_>,
+        body: &Bytes,
+    ) -> Result<(PutOutcome, bool), ChainError> {
         let link = Link::of(fragment);
         let paths: Vec<String> = link
             .neighbours()
@@ -201,10 +232,19 @@ impl Store {
                 .iter()
                 .map(|p| self.local_path(local, p, "read"))
                 .collect::<Result<Vec<_>, _>>()?;
-            let objects = vec![
+            let m = &fragment.manifest;
+            let mut objects = vec![
                 (self.local_path(local, &data, "write")?, payload.clone()),
                 (self.local_path(local, &key, "write")?, signed.clone()),
             ];
+            let (d, s) = (&m.device, &m.stream);
+            let marker = time_marker(d, s, m.sequence, m.start_unix_ns, m.end_unix_ns);
+            objects.push((self.local_path(local, &marker, "write")?, Bytes::new()));
+            if m.sequence == 0 {
+                let indexed = indexed_path(d, s);
+                objects.push((self.local_path(local, &indexed, "write")?, Bytes::new()));
+            }
+            let all = objects.len();
             let written = local
                 .disk
                 .create_new_all_if(reads, Box::new(move |found| link.check(found)), objects)
@@ -214,11 +254,13 @@ impl Store {
                 Err(CheckedWriteError::Io(e)) => Err(self
                     .local_err("write", &format!("{data} and {key}"), e)
                     .into()),
-                Ok(2) => Ok(PutOutcome::Stored),
+                Ok(n) if n >= 2 => Ok((PutOutcome::Stored, n == all)),
                 // One of them is there already: compared the general way.
-                Ok(_) => Ok(self
-                    .put_fragment_where_some_exist(fragment, (&data, payload), (&key, signed))
-                    .await?),
+                Ok(_) => Ok((
+                    self.put_fragment_where_some_exist(fragment, (&data, payload), (&key, signed))
+                        .await?,
+                    false,
+                )),
             };
         }
         let mut found = Vec::with_capacity(paths.len());
@@ -226,7 +268,7 @@ impl Store {
             found.push(self.read(path).await?);
         }
         link.check(found)?;
-        Ok(self.put_fragment(fragment, body).await?)
+        Ok((self.put_fragment(fragment, body).await?, false))
     }
 
     /// A stored fragment's signed manifest (its key object).
@@ -261,6 +303,54 @@ impl Store {
             })
     }
 
+    /// A stored fragment as the device sent it, for serving without its
+    /// payload in memory: its length, the bytes before its payload, and the
+    /// payload as it is read from the storage.
+    pub async fn fragment_stream(
+        &self,
+        device: &Name,
+        stream: &Name,
+        sequence: u64,
+    ) -> Result<Option<FragmentStream>, StoreError> {
+        let Some(signed) = self.signed_manifest(device, stream, sequence).await? else {
+            return Ok(None);
+        };
+        let path = data_path(device, stream, sequence);
+        let damaged = |reason: String| StoreError::Damaged {
+            path: path.clone(),
+            reason,
+        };
+        let m = parse_signed_manifest(device, stream, sequence, &signed)?;
+        let got = match self.objects.get(&ObjectPath::from(path.as_str())).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err("read", &path)(e)),
+        };
+        let size = got.meta.size;
+        if size != m.manifest.payload_len {
+            return Err(damaged(format!(
+                "{size} bytes stored, the manifest says {}",
+                m.manifest.payload_len
+            )));
+        }
+        let len = usize::try_from(size).map_err(|e| damaged(e.to_string()))?;
+        let head =
+            sealcam_format::fragment::head(&signed, len).map_err(|e| damaged(e.to_string()))?;
+        let total = head.len() as u64 + size;
+        let store = self.describe.to_string();
+        let payload = got.into_stream().map_err(move |e| StoreError::Backend {
+            store: store.clone(),
+            op: "read",
+            path: path.clone(),
+            source: Box::new(e),
+        });
+        Ok(Some(FragmentStream {
+            len: total,
+            head: Bytes::from(head),
+            payload: Box::pin(payload),
+        }))
+    }
+
     /// Sequence numbers stored for a stream (those with a key object), ascending.
     pub async fn sequences(&self, device: &Name, stream: &Name) -> Result<Vec<u64>, StoreError> {
         let prefix = format!("{}/keys", stream_prefix(device, stream));
@@ -270,6 +360,23 @@ impl Store {
             .await?
             .iter()
             .filter_map(sequence_of)
+            .collect())
+    }
+
+    /// Stored fragments (those with a key object) and when each was
+    /// received, ascending: the time the storage stamped on its key object
+    /// (Unix s), which the camera's clock has no part in.
+    pub async fn received(
+        &self,
+        device: &Name,
+        stream: &Name,
+    ) -> Result<Vec<(u64, i64)>, StoreError> {
+        let prefix = format!("{}/keys", stream_prefix(device, stream));
+        Ok(self
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|l| Some((sequence_of(&l)?, l.last_modified_unix_s)))
             .collect())
     }
 

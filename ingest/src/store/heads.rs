@@ -152,6 +152,27 @@ impl Store {
         Ok(removed)
     }
 
+    /// Removes the heads of a stream received (stored) before
+    /// `cutoff_unix_s`, by the storage's timestamp on them, whatever time
+    /// the camera signed them at; returns how many.
+    pub async fn delete_heads_received_before(
+        &self,
+        device: &Name,
+        stream: &Name,
+        cutoff_unix_s: i64,
+    ) -> Result<usize, StoreError> {
+        let old: Vec<String> = self
+            .list(&heads_prefix(device, stream))
+            .await?
+            .into_iter()
+            .filter(|l| l.path.ends_with(".sch") && l.last_modified_unix_s < cutoff_unix_s)
+            .map(|l| l.path)
+            .collect();
+        let n = old.len();
+        self.remove_all(old).await?;
+        Ok(n)
+    }
+
     /// The streams that have heads stored.
     pub async fn head_streams(&self) -> Result<Vec<(Name, Name)>, StoreError> {
         let mut out = Vec::new();

@@ -93,3 +93,13 @@ pub(super) fn head_path(device: &Name, stream: &Name, signed_at_unix_ns: u64) ->
         seq_name(signed_at_unix_ns)
     )
 }
+
+/// The directory of a stream's legal holds.
+pub(super) fn holds_prefix(device: &Name, stream: &Name) -> String {
+    format!("holds/{device}/{stream}")
+}
+
+/// One legal hold, by its id.
+pub(super) fn hold_path(device: &Name, stream: &Name, id: &str) -> String {
+    format!("{}/{id}.json", holds_prefix(device, stream))
+}

@@ -9,7 +9,10 @@
 //! streams/<device>/<stream>/keys/<seq:020>       signed manifest: names the fragment and
 //!                                                holds its wrapped data keys
 //! streams/<device>/<stream>/data/<seq:020>       sealed payload: the ciphertext
+//! streams/<device>/<stream>/times/<end>-<seq>-<start>  empty: the time index
+//! streams/<device>/<stream>/indexed              empty: the time index is complete
 //! audit/<instance>/<epoch:020>/<segment:010>     the audit trail (see `audit/`)
+//! holds/<device>/<stream>/<id>.json              legal holds, kept from retention
 //! ```
 //!
 //! A fragment is stored as two objects so that its keys can be destroyed
@@ -31,6 +34,9 @@
 //!   device certificates.
 //! * `rosters.rs`: owner-signed device rosters, one object per version.
 //! * `heads.rs`: cameras' signed heads, one object per head.
+//! * `index.rs`: listings by sequence and by time that read what they
+//!   return, through the time index.
+//! * `holds.rs`: legal holds on streams or time ranges, one object each.
 //! * `disk.rs`: the local backend's disk thread, writing in batches that
 //!   share their syncs (group commit).
 //! * `create.rs`: how it makes new files durably, create-only.
@@ -42,6 +48,8 @@ mod create;
 mod disk;
 mod fragments;
 mod heads;
+mod holds;
+mod index;
 mod layout;
 mod objects;
 mod restarts;
@@ -49,8 +57,10 @@ mod rosters;
 
 pub use config::{LocalConfig, S3Config, StorageConfig};
 pub use create::direct_io_alignment;
-pub use fragments::{parse_signed_manifest, ChainBreak, ChainError, PutOutcome};
+pub use fragments::{parse_signed_manifest, ChainBreak, ChainError, FragmentStream, PutOutcome};
 pub use heads::HeadPut;
+pub use holds::Hold;
+pub use index::{Found, MAX_SPAN_NS};
 pub use objects::{Listed, Store};
 pub use rosters::RosterPut;
 

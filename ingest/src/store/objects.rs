@@ -129,6 +129,13 @@ impl Store {
         })
     }
 
+    /// Whether other instances may store fragments here too: an object
+    /// store may be shared, a local directory is this process's (its disk
+    /// thread makes each chain check and write one step).
+    pub fn is_shared(&self) -> bool {
+        self.local.is_none()
+    }
+
     pub(super) fn err(
         &self,
         op: &'static str,
