@@ -17,17 +17,27 @@
 //! * [`enroll`]: enrollment, renewal and `whoami`.
 //! * [`body`]: the buffer an upload's body is received into, aligned for
 //!   direct I/O.
+//! * [`admission`]: the caps on connections, checked at accept.
+//! * [`refusals`]: anonymous refusals counted and sampled into the audit trail.
+//! * [`idle`]: whether a connection has a request in progress, and since when not.
+//! * [`deadline`]: a request body that must arrive within the body timeout.
+//! * [`budget`]: the bytes of upload bodies held in memory, across all uploads.
 //!
 //! This file holds what the handlers share and the two dispatchers: the
 //! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
 
+pub mod admission;
 pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod connection;
+pub mod deadline;
 pub mod enroll;
 pub mod error;
 pub mod heads;
+pub mod idle;
 pub mod read;
+pub mod refusals;
 pub mod restarts;
 pub mod roster;
 pub mod route;
@@ -89,6 +99,8 @@ pub struct AppState {
     arrivals: Arc<Mutex<Arrivals>>,
     /// The CA service, which enrolls and renews: the ingest holds no CA key.
     pub ca: CaClient,
+    /// Bytes of upload bodies held in memory, across all uploads.
+    pub budget: Arc<budget::BufferBudget>,
 }
 
 impl AppState {
@@ -103,15 +115,22 @@ impl AppState {
         ca: CaClient,
     ) -> Self {
         Self {
-            metrics,
             audit,
             limiter: Arc::new(limiter),
             max_fragment_bytes,
             body_timeout,
             store,
+            budget: budget::BufferBudget::new(usize::MAX, metrics.buffered_bytes.clone()),
+            metrics,
             arrivals: Arc::default(),
             ca,
         }
+    }
+
+    /// At most `limit` bytes of upload bodies in memory at once.
+    pub fn with_buffered_bytes(mut self, limit: usize) -> Self {
+        self.budget = budget::BufferBudget::new(limit, self.metrics.buffered_bytes.clone());
+        self
     }
 
     fn arrivals_of(&self, device: &Name, stream: &Name) -> Arc<Notify> {
@@ -226,13 +245,12 @@ async fn dispatch(
         Some(route) => require(peer, route),
         None => Ok(()),
     };
-    let is_upload = matches!(asked, Some(Route::Upload { .. }));
     let route = match checked.and_then(|()| decoded.map_err(ApiError::from)) {
         Ok(route) => route,
         Err(refusal) => {
-            if is_upload {
-                upload::discard_body(state, req).await;
-            }
+            // Whatever the route: a body sent with it is read and dropped
+            // (bounded) while the refusal is answered.
+            upload::discard_body(state, req).await;
             return Err(refusal);
         }
     };
