@@ -98,6 +98,28 @@ fn honest_camera_uploads(w: &World, ingest: &Ingest, device: &str, frames: u32) 
 
 type RawEnroll = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
+/// A mutual-TLS connection to the API port as alice that offers only `h2`.
+fn h2_tls(w: &World, ingest: &Ingest) -> RawEnroll {
+    let mut cfg = tls::consumer_client_config(
+        pem::load_roots(&w.path().join("pki/ca.crt")).unwrap(),
+        pem::load_certs(&w.path().join("consumer/alice.crt")).unwrap(),
+        pem::load_private_key(&w.path().join("consumer/alice.key")).unwrap(),
+    )
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let tcp = TcpStream::connect(ingest.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    assert_eq!(s.conn.alpn_protocol(), Some(&b"h2"[..]));
+    s
+}
+
 /// A TLS connection to the enrollment port (server-authenticated).
 fn raw_enroll(w: &World, ingest: &Ingest) -> RawEnroll {
     let cfg = tls::enrollment_client_config(pem::load_roots(&w.path().join("pki/ca.crt")).unwrap())
@@ -247,6 +269,11 @@ fn slow_and_idle_connections_are_closed_on_every_port() {
     after_one.flush().unwrap();
     let answer = answer_of(&mut after_one, 10);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // HTTP/2 (as cameras speak it): the preface and settings, then nothing.
+    let mut h2 = h2_tls(&w, &ingest);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    h2.flush().unwrap();
     // The enrollment port: headers that never end, a body that never
     // ends, a connection that never asks.
     let mut headers = raw_enroll(&w, &ingest);
@@ -280,6 +307,10 @@ fn slow_and_idle_connections_are_closed_on_every_port() {
             closes_within(&mut after_one, 15),
         ),
         (
+            "API port, HTTP/2, never a request",
+            closes_within(&mut h2, 15),
+        ),
+        (
             "enrollment port, headers never end",
             closes_within(&mut headers, 15),
         ),
@@ -295,6 +326,14 @@ fn slow_and_idle_connections_are_closed_on_every_port() {
         "sealcam_ingest_connections_refused_total{port=\"api\",reason=\"handshake-timeout\"}",
     );
     assert!(timeouts.is_some_and(|n| n >= 1.0), "{timeouts:?}");
+    // Nothing authenticated is left open.
+    for role in ["consumer", "device"] {
+        let open = format!("sealcam_ingest_connections{{role=\"{role}\"}}");
+        assert!(
+            wait_until(10, || metric(&metrics, &open).is_none_or(|n| n == 0.0)),
+            "{open}"
+        );
+    }
 }
 
 #[test]
