@@ -23,7 +23,8 @@ use crate::ca_client::{CaClient, CaClientError, CaUrl};
 use crate::config::{IngestConfig, LimitsConfig, RetentionConfig};
 use crate::crl_sync::{CrlSync, CrlSyncError, Fetched, CRL_CACHE};
 use crate::http::admission::Admission;
-use crate::http::connection::{self, EnrollPort, Shared, Timeouts, TlsAcceptor, TlsMaterial};
+use crate::http::connection::{self, Shared, Timeouts, TlsAcceptor, TlsMaterial};
+use crate::http::enroll_port::{self, EnrollPort};
 use crate::http::{self, AppState};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -272,7 +273,7 @@ impl Server {
                 app: enroll_app,
                 admission: enroll_admission,
             };
-            tasks.push(tokio::spawn(connection::serve_enrollment(
+            tasks.push(tokio::spawn(enroll_port::serve_enrollment(
                 port,
                 shared.clone(),
             )));

@@ -15,6 +15,7 @@
 //! * [`roster`]: owner-signed device rosters, published and read.
 //! * [`heads`]: cameras' signed heads, uploaded and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
+//! * [`enroll_port`]: the enrollment port's accept loop and connections.
 //! * [`body`]: the buffer an upload's body is received into, aligned for
 //!   direct I/O.
 //! * [`admission`]: the caps on connections, checked at accept.
@@ -33,6 +34,7 @@ pub mod budget;
 pub mod connection;
 pub mod deadline;
 pub mod enroll;
+pub mod enroll_port;
 pub mod error;
 pub mod heads;
 pub mod idle;
