@@ -63,6 +63,7 @@ impl Admission {
 
     /// A place for a connection from `ip`, or why there is none.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = source_of(ip);
         let mut held = self.held.lock().map_err(|_| Refusal::ConnectionCap)?;
         if held.total >= self.max_total {
             return Err(Refusal::ConnectionCap);
@@ -83,6 +84,21 @@ impl Admission {
     /// How many connections are held now.
     pub fn held(&self) -> usize {
         self.held.lock().map(|h| h.total).unwrap_or(0)
+    }
+}
+
+/// What the per-address cap counts a connection under: an IPv4 address
+/// (also when it comes mapped into IPv6), or an IPv6 address's /64, which
+/// one client usually holds whole.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
     }
 }
 
@@ -125,6 +141,20 @@ mod tests {
         assert_eq!(a.held(), 2);
         let _t4 = a.admit(ip(1)).unwrap();
         assert_eq!(a.gauge.get(), 3);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let a = Admission::new(10, 1, Gauge::default());
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _t = a.admit(one).unwrap();
+        assert_eq!(a.admit(same_64).err(), Some(Refusal::AddressCap));
+        let _u = a.admit(other_64).unwrap();
+        let _v = a.admit(ip(7)).unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(a.admit(mapped).err(), Some(Refusal::AddressCap));
     }
 
     proptest! {
