@@ -365,6 +365,39 @@ fn the_enrollment_port_answers_refusals_in_json() {
 }
 
 #[test]
+fn a_body_refused_midway_by_any_route_is_answered_not_reset() {
+    let w = World::new();
+    let (ingest, _metrics) = ingest_with(&w, "", "");
+    // A roster larger than its 16 MiB limit: refused from its length,
+    // while the sender still writes all of it.
+    let mut raw = w.raw_tls(&ingest, "consumer/alice.crt", "consumer/alice.key");
+    let length = 40 << 20;
+    write!(
+        raw,
+        "PUT /v1/rosters HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n",
+    )
+    .unwrap();
+    raw.write_all(&vec![b' '; length]).unwrap();
+    raw.flush().unwrap();
+    let answer = answer_of(&mut raw, 10);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":\"too-large\""), "{answer}");
+    // A consumer may not upload a camera's head: refused before the body
+    // is read.
+    let mut raw = w.raw_tls(&ingest, "consumer/alice.crt", "consumer/alice.key");
+    raw.write_all(
+        b"PUT /v1/heads/cam1/front HTTP/1.1\r\nhost: localhost\r\ncontent-length: 900000\r\n\r\n",
+    )
+    .unwrap();
+    raw.write_all(&vec![b'x'; 900_000]).unwrap();
+    raw.flush().unwrap();
+    let answer = answer_of(&mut raw, 10);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("\"code\":\"forbidden\""), "{answer}");
+    honest_camera_uploads(&w, &ingest, "cam1", 30);
+}
+
+#[test]
 fn anonymous_refusals_are_counted_and_sampled_not_each_written() {
     let w = World::new();
     let (ingest, metrics) = ingest_with(&w, "[audit]\nflush_interval = \"1s\"", "");

@@ -40,6 +40,9 @@ pub struct Timeouts {
     pub body: Duration,
     /// No request in progress.
     pub idle: Duration,
+    /// How much of a body dropped unread is read and dropped, so that its
+    /// sender reads the answer (the fragment limit).
+    pub drain_bytes: u64,
 }
 
 impl Timeouts {
@@ -48,6 +51,7 @@ impl Timeouts {
             handshake: limits.handshake_timeout.0,
             body: limits.body_timeout.0,
             idle: limits.idle_timeout.0,
+            drain_bytes: limits.max_fragment_bytes as u64,
         }
     }
 }
@@ -514,12 +518,22 @@ pub async fn handle_connection(
         addr,
     };
     let activity = Activity::new();
-    let body_timeout = shared.timeouts.body;
+    let timeouts = shared.timeouts;
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let busy = activity.begin();
-            let mut req = req.map(|b| deadline::within(b, body_timeout));
+            // A client that waits for `100 Continue` has sent no body to drain.
+            let expects_continue = req
+                .headers()
+                .get(axum::http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let drain = if expects_continue {
+                0
+            } else {
+                timeouts.drain_bytes
+            };
+            let mut req = req.map(|b| deadline::within(b, timeouts.body, drain));
             req.extensions_mut().insert(peer.clone());
             let answer = app.clone().oneshot(req);
             async move {

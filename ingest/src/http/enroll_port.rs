@@ -135,7 +135,7 @@ async fn enrollment_request(
     let mut body = axum::body::Body::new(body);
     let timeout = shared.timeouts.body;
     if declared.is_some_and(|n| n > limit as u64) {
-        super::upload::drain(body, 16 * limit as u64, timeout);
+        super::deadline::drain(body, 16 * limit as u64, timeout);
         return Err(refuse(too_large()));
     }
     let read = async {
@@ -171,7 +171,7 @@ async fn enrollment_request(
         )),
         Err(e) => {
             if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                super::upload::drain(body, 16 * limit as u64, timeout);
+                super::deadline::drain(body, 16 * limit as u64, timeout);
             }
             Err(refuse(e))
         }

@@ -249,12 +249,10 @@ async fn dispatch(
     };
     let route = match checked.and_then(|()| decoded.map_err(ApiError::from)) {
         Ok(route) => route,
-        Err(refusal) => {
-            // Whatever the route: a body sent with it is read and dropped
-            // (bounded) while the refusal is answered.
-            upload::discard_body(state, req).await;
-            return Err(refusal);
-        }
+        // Whatever the route, a body sent with it is read and dropped
+        // (bounded) as the request is dropped, while the refusal is
+        // answered (`deadline`).
+        Err(refusal) => return Err(refusal),
     };
     match route {
         Route::Upload {

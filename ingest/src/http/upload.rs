@@ -120,21 +120,10 @@ async fn read_body(
     let result = tokio::time::timeout(state.body_timeout, receive)
         .await
         .unwrap_or_else(|_| Err(timed_out(state)));
-    match result {
-        Ok(bytes) => Ok((bytes, reserved)),
-        Err(refusal) => {
-            // Refused before the sender was done: what it still sends is
-            // read (bounded) and dropped, so that it reads the answer
-            // instead of a reset connection.
-            if matches!(
-                refusal.status,
-                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::SERVICE_UNAVAILABLE
-            ) {
-                drain(body, state.max_fragment_bytes as u64, state.body_timeout);
-            }
-            Err(refusal)
-        }
-    }
+    // Refused before the sender was done (413, 503): what it still sends
+    // is read (bounded) and dropped as the body is dropped, so that it
+    // reads the answer instead of a reset connection.
+    result.map(|bytes| (bytes, reserved))
 }
 
 fn timed_out(state: &AppState) -> ApiError {
@@ -193,45 +182,6 @@ fn admit_upload(
     })
 }
 
-/// Reads and drops the body of a request refused before it was read, so
-/// the sender, still writing, gets to read the refusal (and its
-/// `Retry-After`) instead of a reset connection. The answer goes at once;
-/// the body is read meanwhile, bounded like any body: at most the size
-/// limit, within the body timeout, and then the connection is closed if it
-/// has not ended. A client that asked `Expect: 100-continue` has not sent
-/// its body and is not asked for it.
-pub async fn discard_body(state: &AppState, req: Request) {
-    let expects_continue = req
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue || hyper::body::Body::is_end_stream(req.body()) {
-        return;
-    }
-    drain(
-        req.into_body(),
-        state.max_fragment_bytes as u64,
-        state.body_timeout,
-    );
-}
-
-/// Reads what is left of `body` and drops it, in a task of its own: at most
-/// `limit` bytes, within `timeout`.
-pub fn drain(mut body: axum::body::Body, limit: u64, timeout: std::time::Duration) {
-    let drain = async move {
-        let mut seen = 0u64;
-        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
-            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(timeout, drain).await;
-    });
-}
-
 /// `PUT /v1/fragments/{device}/{stream}/{sequence}`.
 pub async fn put_fragment(
     state: &AppState,
@@ -241,13 +191,9 @@ pub async fn put_fragment(
     sequence: u64,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let _slot = match admit_upload(state, peer, &device, &stream) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            discard_body(state, req).await;
-            return Err(refusal);
-        }
-    };
+    // Refused before the body is read: the body is read and dropped
+    // (bounded) as the request is dropped, while the refusal is answered.
+    let _slot = admit_upload(state, peer, &device, &stream)?;
     let (parts, body) = req.into_parts();
     let malformed = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
     let (body, _reserved) = read_body(state, peer, &parts.headers, body).await?;
