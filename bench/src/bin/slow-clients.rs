@@ -3,7 +3,9 @@
 //! one of several loopback addresses (so that the per-address cap does not
 //! refuse them all), sends the first bytes of a TLS record one at a time,
 //! and is opened again a moment after the ingest closes it. Prints how many
-//! were held at most and how the ingest ended them.
+//! were held at most and how the ingest ended them. With `--flood-enroll`,
+//! anonymous clients also send enrollment requests without a token as
+//! fast as they are answered, each on a new TLS connection.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,6 +31,37 @@ struct Args {
     /// How often each connection sends its next byte.
     #[arg(long, default_value_t = 1000)]
     byte_every_ms: u64,
+    /// The enrollment URL to flood (`https://HOST:PORT`), if any.
+    #[arg(long, requires = "ca")]
+    flood_enroll: Option<String>,
+    /// Clients flooding enrollment at once.
+    #[arg(long, default_value_t = 8)]
+    flood_clients: usize,
+    /// The fleet CA's certificate, to reach the enrollment port.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+}
+
+/// Enrollment requests without a token, each on a new connection, as fast
+/// as they are answered: how many were answered and how many failed.
+async fn flood(url: String, client: reqwest::Client, until: Instant) -> (u64, u64) {
+    let (mut answered, mut failed) = (0, 0);
+    while Instant::now() < until {
+        let sent = client
+            .post(format!("{url}/v1/enroll"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(r#"{"csr":"not a request"}"#)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => answered += 1,
+            Err(_) => {
+                failed += 1;
+                tokio::time::sleep(AGAIN_AFTER).await;
+            }
+        }
+    }
+    (answered, failed)
 }
 
 /// The start of a TLS handshake record (a ClientHello of 512 bytes),
@@ -112,6 +145,21 @@ async fn hold(target: SocketAddr, source: IpAddr, args: Arc<Args>, counts: Arc<C
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let counts = Arc::new(Counts::default());
+    let mut floods = Vec::new();
+    if let (Some(url), Some(ca)) = (&args.flood_enroll, &args.ca) {
+        let config = sealcam_transport::tls::enrollment_client_config(
+            sealcam_transport::pem::load_roots(ca)?,
+        )?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            // A new connection, and handshake, for every request.
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let until = Instant::now() + Duration::from_secs(args.duration_s);
+        for _ in 0..args.flood_clients {
+            floods.push(tokio::spawn(flood(url.clone(), client.clone(), until)));
+        }
+    }
     let mut tasks = Vec::new();
     for target in &args.target {
         for i in 0..args.connections {
@@ -128,9 +176,15 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         t.await?;
     }
+    let (mut answered, mut failed) = (0, 0);
+    for f in floods {
+        let (a, e) = f.await?;
+        answered += a;
+        failed += e;
+    }
     let c = &counts;
     println!(
-        "slow_clients targets={} per_target={} held_max={} connects={} closed_at_once={} closed_later={} connect_errors={}",
+        "slow_clients targets={} per_target={} held_max={} connects={} closed_at_once={} closed_later={} connect_errors={} enroll_answered={answered} enroll_failed={failed}",
         args.target.len(),
         args.connections,
         c.held_max.load(Ordering::Relaxed),
