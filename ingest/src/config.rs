@@ -202,6 +202,26 @@ pub struct LimitsConfig {
     /// Requests one consumer may make at once above the rate.
     #[serde(default = "default_consumer_burst")]
     pub consumer_burst: u32,
+    /// Connections the API port holds at once (from accept, before the TLS
+    /// handshake); more are closed at once (`docs/design/ingest.md`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections the enrollment port holds at once.
+    #[serde(default = "default_max_enroll_connections")]
+    pub max_enroll_connections: usize,
+    /// Connections one IP address may hold at once on each port.
+    #[serde(default = "default_connections_per_address")]
+    pub connections_per_address: usize,
+    /// A TLS handshake must complete within this.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Span,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Span,
+    /// Bytes of upload bodies held in memory at once, across all uploads;
+    /// an upload that would pass it is answered 503 before its body is read.
+    #[serde(default = "default_buffered_bytes")]
+    pub buffered_bytes: usize,
 }
 
 fn default_consumer_concurrent() -> usize {
@@ -230,6 +250,26 @@ fn default_concurrent() -> usize {
 fn default_body_timeout() -> Span {
     Span(Duration::from_secs(60))
 }
+/// With [`default_max_enroll_connections`], 21,000 sockets: within the
+/// unit's `LimitNOFILE=65536` with room for storage files.
+fn default_max_connections() -> usize {
+    20_000
+}
+fn default_max_enroll_connections() -> usize {
+    1_000
+}
+fn default_connections_per_address() -> usize {
+    256
+}
+fn default_handshake_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_buffered_bytes() -> usize {
+    1024 * 1024 * 1024
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -242,6 +282,12 @@ impl Default for LimitsConfig {
             consumer_requests_at_once: default_consumer_concurrent(),
             consumer_requests_per_second: default_consumer_rate(),
             consumer_burst: default_consumer_burst(),
+            max_connections: default_max_connections(),
+            max_enroll_connections: default_max_enroll_connections(),
+            connections_per_address: default_connections_per_address(),
+            handshake_timeout: default_handshake_timeout(),
+            idle_timeout: default_idle_timeout(),
+            buffered_bytes: default_buffered_bytes(),
         }
     }
 }
@@ -273,6 +319,19 @@ impl IngestConfig {
         }
         if cfg.limits.uploads_per_device == 0 {
             return Err("limits.uploads_per_device must be at least 1".into());
+        }
+        let l = &cfg.limits;
+        if l.max_connections == 0 || l.max_enroll_connections == 0 || l.connections_per_address == 0
+        {
+            return Err("limits.max_connections, limits.max_enroll_connections and limits.connections_per_address must be at least 1".into());
+        }
+        // A body of unknown length growing to the limit holds its old
+        // buffer and its new one for a moment.
+        if l.buffered_bytes / 2 < l.max_fragment_bytes {
+            return Err(format!(
+                "limits.buffered_bytes ({}) must be at least twice limits.max_fragment_bytes ({}), or a fragment of the largest size could not be received",
+                l.buffered_bytes, l.max_fragment_bytes
+            ));
         }
         let rate = cfg.limits.uploads_per_second;
         if rate.is_nan() || rate <= 0.0 {
@@ -352,6 +411,8 @@ mod tests {
             ("[retention.streams]\n\"../x\" = \"1d\"", "DEVICE/STREAM"),
             ("[storage]\nkind = \"ftp\"", "ftp"),
             ("[limits]\nuploads_per_device = 0", "at least 1"),
+            ("[limits]\nconnections_per_address = 0", "at least 1"),
+            ("[limits]\nbuffered_bytes = 1000", "max_fragment_bytes"),
             ("[ca]\nurl = \"http://ca:80\"", "https://HOST:PORT"),
             // Moved to the CA service (`sealcam-ca serve`).
             ("[devices]\ncert_lifetime = \"30d\"", "unknown field"),

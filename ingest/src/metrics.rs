@@ -39,6 +39,20 @@ pub struct RoleLabels {
     pub role: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortReasonLabels {
+    /// `api` or `enroll`.
+    pub port: String,
+    /// Why: `connection-cap`, `address-cap`, `handshake`, ...
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabels {
+    /// `api` or `enroll`.
+    pub port: String,
+}
+
 /// Every metric the ingest exports.
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +66,12 @@ pub struct Metrics {
     /// Storage requests (listing pages and object reads) per listing of
     /// fragments, each check of a long poll counted as one listing.
     pub listing_reads: Histogram,
+    /// Connections closed before a request: over a cap, or their handshake failed.
+    pub connections_refused: Family<PortReasonLabels, Counter>,
+    /// Connections each port holds now, authenticated or not.
+    pub connections_held: Family<PortLabels, Gauge>,
+    /// Bytes of upload bodies held in memory now.
+    pub buffered_bytes: Gauge,
 }
 
 impl Metrics {
@@ -105,8 +125,29 @@ impl Metrics {
             "Storage requests (listing pages and object reads) per listing of a stream's fragments",
             listing_reads.clone(),
         );
+        let connections_refused = Family::<PortReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed before any request, by port and reason",
+            connections_refused.clone(),
+        );
+        let connections_held = Family::<PortLabels, Gauge>::default();
+        registry.register(
+            "connections_held",
+            "Connections each port holds now, from accept on",
+            connections_held.clone(),
+        );
+        let buffered_bytes = Gauge::default();
+        registry.register(
+            "buffered_bytes",
+            "Bytes of upload bodies held in memory now",
+            buffered_bytes.clone(),
+        );
         Self {
             registry,
+            connections_refused,
+            connections_held,
+            buffered_bytes,
             fragments,
             fragment_bytes,
             refusals,
@@ -139,6 +180,23 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    pub fn connection_refused(&self, port: &str, reason: &str) {
+        self.connections_refused
+            .get_or_create(&PortReasonLabels {
+                port: port.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn held_gauge(&self, port: &str) -> Gauge {
+        self.connections_held
+            .get_or_create(&PortLabels {
+                port: port.to_owned(),
+            })
+            .clone()
     }
 
     pub fn role_gauge(&self, role: &str) -> Gauge {

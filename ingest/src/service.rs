@@ -22,7 +22,9 @@ use crate::audit::{self, AuditError, AuditLog};
 use crate::ca_client::{CaClient, CaClientError, CaUrl};
 use crate::config::{IngestConfig, LimitsConfig, RetentionConfig};
 use crate::crl_sync::{CrlSync, CrlSyncError, Fetched, CRL_CACHE};
-use crate::http::connection::{self, Shared, TlsAcceptor, TlsMaterial};
+use crate::http::admission::Admission;
+use crate::http::connection::{self, Shared, Timeouts, TlsAcceptor, TlsMaterial};
+use crate::http::enroll_port::{self, EnrollPort};
 use crate::http::{self, AppState};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -133,6 +135,9 @@ pub struct Server {
     retention: RetentionConfig,
     ops: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    /// The connections each port holds (`[limits]`).
+    admission: Arc<Admission>,
+    enroll_admission: Arc<Admission>,
 }
 
 /// How long a stopping ingest waits for requests in progress to finish.
@@ -171,9 +176,19 @@ impl Server {
         let shared = Shared::new(
             material,
             audit_log.clone(),
-            cfg.limits.body_timeout.0,
+            Timeouts::of(&cfg.limits),
             metrics.clone(),
         )?;
+        let admission = Admission::new(
+            cfg.limits.max_connections,
+            cfg.limits.connections_per_address,
+            metrics.held_gauge("api"),
+        );
+        let enroll_admission = Admission::new(
+            cfg.limits.max_enroll_connections,
+            cfg.limits.connections_per_address,
+            metrics.held_gauge("enroll"),
+        );
         let listener = bind(cfg.listen).await?;
         let enroll = match cfg.enroll_listen {
             Some(addr) => {
@@ -194,7 +209,8 @@ impl Server {
             cfg.limits.body_timeout.0,
             store.clone(),
             ca,
-        );
+        )
+        .with_buffered_bytes(cfg.limits.buffered_bytes);
         Ok(Self {
             listener,
             enroll,
@@ -208,6 +224,8 @@ impl Server {
             retention: cfg.retention.clone(),
             ops,
             metrics,
+            admission,
+            enroll_admission,
         })
     }
 
@@ -239,6 +257,8 @@ impl Server {
             retention,
             ops,
             metrics,
+            admission,
+            enroll_admission,
         } = self;
         let mut tasks = Vec::new();
         if let Some(ops) = ops {
@@ -249,13 +269,21 @@ impl Server {
             )));
         }
         let connections = tokio_util::task::TaskTracker::new();
-        if let Some((enroll_listener, acceptor)) = enroll {
-            tasks.push(tokio::spawn(connection::serve_enrollment(
-                enroll_listener,
+        if let Some((listener, acceptor)) = enroll {
+            let port = EnrollPort {
+                listener,
                 acceptor,
-                enroll_app,
+                app: enroll_app,
+                admission: enroll_admission,
+            };
+            tasks.push(tokio::spawn(enroll_port::serve_enrollment(
+                port,
+                shared.clone(),
             )));
         }
+        tasks.push(tokio::spawn(
+            shared.refusals.clone().run(shared.audit.clone()),
+        ));
         tasks.push(tokio::spawn(watch_crl(shared.clone(), crl, crl_poll)));
         if !retention.is_empty() {
             tasks.push(tokio::spawn(crate::retention::run(
@@ -266,22 +294,16 @@ impl Server {
         }
         tokio::pin!(shutdown);
         loop {
-            let (tcp, addr) = tokio::select! {
+            let (tcp, addr, ticket) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                admitted = connection::accept_admitted(&listener, &admission, &shared.refusals, "api") => admitted,
             };
             let Some(acceptor) = shared.acceptor() else {
                 break;
             };
             let (app, shared) = (app.clone(), shared.clone());
             connections.spawn(async move {
+                let _ticket = ticket;
                 connection::handle_connection(acceptor, app, shared, tcp, addr).await
             });
         }
@@ -307,6 +329,7 @@ impl Server {
         for t in tasks {
             t.abort();
         }
+        shared.refusals.flush(&shared.audit);
         if let Err(e) = shared.audit.flush().await {
             tracing::error!(error = %e, "the audit trail could not be flushed at shutdown");
         }

@@ -213,6 +213,11 @@ impl Ingest {
             .status();
     }
 
+    /// The process id (to read its resident memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))

@@ -75,6 +75,24 @@ enum Command {
         disk: String,
         outputs: Vec<PathBuf>,
     },
+    /// Honest cameras with and without slow clients on every port.
+    SlowClients {
+        #[arg(long)]
+        cameras: u32,
+        #[arg(long)]
+        held: u32,
+        #[arg(long)]
+        secs: u32,
+        /// ingest-load's output without the slow clients (once per run).
+        #[arg(long)]
+        calm: Vec<PathBuf>,
+        /// ingest-load's output with them (once per run).
+        #[arg(long)]
+        attacked: Vec<PathBuf>,
+        /// The ingest's VmHWM under the attack, in KiB (once per run).
+        #[arg(long)]
+        peak_kib: Vec<f64>,
+    },
     /// sealcamd against gst-launch at one frame size: runs of `gst_user=
     /// gst_system= gst_peak_kib= cam_user= cam_system= cam_peak_kib=`.
     Cpu {
@@ -222,6 +240,32 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             rows(ingest::many_cameras(cameras, secs, &disk, &texts)?)?;
+        }
+        Command::SlowClients {
+            cameras,
+            held,
+            secs,
+            calm,
+            attacked,
+            peak_kib,
+        } => {
+            let read = |paths: &[PathBuf]| {
+                paths
+                    .iter()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("reading {}", p.display()))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
+            rows(ingest::under_slow_clients(
+                cameras,
+                held,
+                secs,
+                &read(&calm)?,
+                &read(&attacked)?,
+                &peak_kib,
+            )?)?;
         }
         Command::Cpu { size, secs, runs } => {
             let (lines, r) = camera::cpu(&size, secs, &records(&runs))?;

@@ -9,6 +9,9 @@ use super::{spread, Goal, Record, ReportError, Row};
 pub const THROUGHPUT_GOAL: Goal = Goal::AtLeast(0.80);
 /// The many cameras' p99 time to a durable acknowledgement, in ms.
 pub const ACK_GOAL: Goal = Goal::AtMost(250.0);
+/// Honest cameras' p99 time to a durable acknowledgement while slow
+/// clients hold connections on every port, as a multiple of it without.
+pub const SLOW_CLIENTS_GOAL: Goal = Goal::AtMost(1.5);
 
 /// One server's run under `ingest-load`, from its record: the load's
 /// summary (`bytes=`, `uploads=`), CPU counters in seconds before
@@ -196,9 +199,73 @@ pub fn many_cameras(
     ])
 }
 
+/// The p99 on open connections of each of ingest-load's outputs.
+fn open_p99s(outputs: &[String]) -> Result<Vec<f64>, ReportError> {
+    let mut p99 = Vec::new();
+    for out in outputs {
+        for line in out.lines().filter(|l| !l.starts_with("first uploads")) {
+            let r = Record::parse(line);
+            if r.text("p99_ms").is_some() {
+                p99.push(r.num("p99_ms")?);
+            }
+        }
+    }
+    Ok(p99)
+}
+
+/// Honest cameras with and without slow clients holding `held`
+/// connections on each port (`calm` and `attacked`: ingest-load's
+/// outputs), and the ingest's peak resident memory under the attack.
+pub fn under_slow_clients(
+    cameras: u32,
+    held: u32,
+    secs: u32,
+    calm: &[String],
+    attacked: &[String],
+    peaks_kib: &[f64],
+) -> Result<Vec<Row>, ReportError> {
+    let calm = spread(&open_p99s(calm)?, "p99 without slow clients")?;
+    let attacked = spread(&open_p99s(attacked)?, "p99 with slow clients")?;
+    let ratio = attacked.median / calm.median;
+    let peak: Vec<f64> = peaks_kib.iter().map(|k| k / 1024.0).collect();
+    Ok(vec![
+        Row::judged(
+            format!(
+                "{cameras} cameras while slow clients hold {held} connections on each port: p99 time to durable ack, with / without, {secs} s"
+            ),
+            format!(
+                "{ratio:.2} × ({} with, {} without)",
+                attacked.range(" ms"),
+                calm.range(" ms")
+            ),
+            SLOW_CLIENTS_GOAL.describe("1.5 ×"),
+            SLOW_CLIENTS_GOAL.judge(ratio),
+        ),
+        Row::note(
+            "the ingest's peak resident memory under that attack",
+            spread(&peak, "peak resident memory")?.range(" MiB"),
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_clients_are_judged_on_the_ratio_of_p99s() {
+        use crate::report::Verdict;
+        let out = |p99: f64| {
+            format!("first uploads, with connection setup: count=5 p50_ms=1 p99_ms=900 max_ms=900\nuploads=10 errors=0 bytes=1 seconds=1 p50_ms=1 p90_ms=1 p99_ms={p99} max_ms=1\n")
+        };
+        let rows =
+            under_slow_clients(500, 2000, 30, &[out(100.0)], &[out(140.0)], &[204_800.0]).unwrap();
+        assert!(rows[0].result.starts_with("1.40 ×"), "{}", rows[0].result);
+        assert_eq!(rows[0].verdict, Verdict::Met.to_string());
+        assert!(rows[1].result.starts_with("200 MiB"), "{}", rows[1].result);
+        let rows = under_slow_clients(1, 1, 1, &[out(100.0)], &[out(160.0)], &[1.0]).unwrap();
+        assert_eq!(rows[0].verdict, Verdict::NotMet.to_string());
+    }
 
     fn server(bytes: f64, process: f64, machine: f64) -> ServerRun {
         ServerRun {

@@ -18,7 +18,7 @@ pub struct AlignedBody {
 
 impl AlignedBody {
     /// The least room a body of unknown length gets when it grows.
-    const MIN_GROWTH: usize = 256 * 1024;
+    pub const MIN_GROWTH: usize = 256 * 1024;
 
     pub fn with_capacity(capacity: usize) -> Self {
         let align = direct_io_alignment();
@@ -41,15 +41,36 @@ impl AlignedBody {
         self.len() == 0
     }
 
+    /// The room the buffer has, from the body's first byte.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() - self.start
+    }
+
+    /// The room the buffer will have once it has taken `more` bytes, when
+    /// it grows to at most `max` (or to just what it needs, beyond).
+    pub fn capacity_for(&self, more: usize, max: usize) -> usize {
+        if self.buf.capacity() - self.buf.len() >= more {
+            return self.capacity();
+        }
+        let needed = self.len().saturating_add(more);
+        self.capacity()
+            .saturating_mul(2)
+            .max(Self::MIN_GROWTH)
+            .min(max)
+            .max(needed)
+    }
+
     pub fn extend(&mut self, piece: &[u8]) {
+        self.extend_within(piece, usize::MAX);
+    }
+
+    /// Takes `piece`, growing the buffer to at most `max` bytes of room (a
+    /// body that can be no longer than a limit never gets more room).
+    pub fn extend_within(&mut self, piece: &[u8], max: usize) {
         if self.buf.capacity() - self.buf.len() < piece.len() {
             // Growing the vector itself would keep only the allocator's
             // alignment.
-            let room = self.buf.capacity() - self.start;
-            let wanted = (self.len() + piece.len())
-                .max(room.saturating_mul(2))
-                .max(Self::MIN_GROWTH);
-            let mut moved = Self::with_capacity(wanted);
+            let mut moved = Self::with_capacity(self.capacity_for(piece.len(), max));
             moved.buf.extend_from_slice(&self.buf[self.start..]);
             *self = moved;
         }
@@ -84,5 +105,22 @@ mod tests {
             assert_eq!(bytes.as_ptr().align_offset(align), 0, "{capacity}");
             assert!(bytes[..] == data[..], "{capacity}");
         }
+    }
+
+    /// A body grown piece by piece within a limit never gets more room
+    /// than the limit, and says beforehand how much it will have.
+    #[test]
+    fn growth_within_a_limit_stops_at_the_limit() {
+        let max = 1_000_000;
+        // The alignment's padding comes on top of the room asked for.
+        let align = direct_io_alignment();
+        let mut body = AlignedBody::with_capacity(0);
+        for piece in vec![7u8; max].chunks(9_973) {
+            let expected = body.capacity_for(piece.len(), max);
+            body.extend_within(piece, max);
+            assert!((expected..=expected + align).contains(&body.capacity()));
+            assert!(body.capacity() <= max + align);
+        }
+        assert_eq!(body.len(), max);
     }
 }

@@ -1,7 +1,10 @@
-//! Connections: the TLS accept loops of the API and enrollment ports, the
-//! handshake (within a timeout, closed so that a refused client reads the
-//! alert), the check of the peer's certificate, and revocation: the CRL
-//! reloaded and the connections of revoked certificates closed.
+//! Connections: the API port's accept loop (each connection admitted at
+//! accept, [`super::admission`]; the enrollment port's is
+//! [`super::enroll_port`]), the handshake
+//! (within a timeout, closed so that a refused client reads the alert), the
+//! check of the peer's certificate, the HTTP timeouts (headers, bodies,
+//! idle), and revocation: the CRL reloaded and the connections of revoked
+//! certificates closed.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -20,9 +23,91 @@ use tokio::sync::Notify;
 use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
-use super::{actor, Peer};
+use super::admission::{Admission, Ticket};
+use super::idle::{self, Activity};
+use super::refusals::Refusals;
+use super::{actor, deadline, Peer};
 use crate::audit::{AuditLog, Event};
+use crate::config::LimitsConfig;
 use crate::metrics::Metrics;
+
+/// How long each step of a connection may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// The TLS handshake.
+    pub handshake: Duration,
+    /// A request's headers (HTTP/1.1), and then its body.
+    pub body: Duration,
+    /// No request in progress.
+    pub idle: Duration,
+    /// How much of a body dropped unread is read and dropped, so that its
+    /// sender reads the answer (the fragment limit).
+    pub drain_bytes: u64,
+}
+
+impl Timeouts {
+    pub fn of(limits: &LimitsConfig) -> Self {
+        Self {
+            handshake: limits.handshake_timeout.0,
+            body: limits.body_timeout.0,
+            idle: limits.idle_timeout.0,
+            drain_bytes: limits.max_fragment_bytes as u64,
+        }
+    }
+}
+
+/// How long a connection asked to close (idle, stopping) may take to do
+/// so before it is cut.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The next connection `admission` takes on `listener`. One over a cap is
+/// closed at once: no TLS work, nothing read or written, a reset rather
+/// than a TIME_WAIT held here; it is counted and sampled ([`Refusals`]).
+pub async fn accept_admitted(
+    listener: &TcpListener,
+    admission: &Arc<Admission>,
+    refusals: &Refusals,
+    port: &'static str,
+) -> (TcpStream, SocketAddr, Ticket) {
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(port, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match admission.admit(addr.ip()) {
+            Ok(ticket) => return (tcp, addr, ticket),
+            Err(refusal) => {
+                let _ = tcp.set_zero_linger();
+                drop(tcp);
+                refusals.refused(port, refusal.as_str(), addr, None);
+            }
+        }
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 server of a connection, with its timeouts: the
+/// headers within the body timeout (HTTP/1.1), keep-alive pings that close
+/// a dead HTTP/2 peer.
+pub(super) fn http_builder(
+    timeouts: Timeouts,
+) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper ignores the header timeout without a timer.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeouts.body);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(timeouts.idle.min(Duration::from_secs(30))))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
 
 /// The TLS acceptor of a port: reads the ClientHello, then takes the
 /// config [`tls::PreferHybrid`] chooses for it, so that every client that
@@ -85,11 +170,12 @@ pub struct Shared {
     next_id: AtomicU64,
     material: TlsMaterial,
     pub audit: AuditLog,
-    /// A request's headers must arrive within this.
-    header_timeout: Duration,
+    pub timeouts: Timeouts,
+    /// Anonymous refusals, counted and sampled into the audit trail.
+    pub refusals: Arc<Refusals>,
     /// Set when the ingest stops: connections finish what they do and close.
     pub stopping: tokio::sync::watch::Sender<bool>,
-    metrics: Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The server's TLS material and the CRL it was built with.
@@ -122,7 +208,7 @@ impl Shared {
     pub fn new(
         material: TlsMaterial,
         audit: AuditLog,
-        header_timeout: Duration,
+        timeouts: Timeouts,
         metrics: Arc<Metrics>,
     ) -> Result<Self, TransportError> {
         let (acceptor, revoked) = material.acceptor()?;
@@ -133,7 +219,8 @@ impl Shared {
             next_id: AtomicU64::new(0),
             material,
             audit,
-            header_timeout,
+            timeouts,
+            refusals: Refusals::new(metrics.clone()),
             stopping: tokio::sync::watch::channel(false).0,
             metrics,
         })
@@ -209,59 +296,40 @@ impl Shared {
     }
 }
 
-/// The enrollment port's accept loop: server-authenticated TLS, anonymous.
-pub async fn serve_enrollment(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
-    loop {
-        let (tcp, addr) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "enrollment accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let tls = match handshake(&acceptor, tcp).await {
-                Ok(tls) => tls,
-                Err(reason) => {
-                    tracing::warn!(%addr, %reason, "enrollment TLS handshake refused");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(addr);
-                    app.clone().oneshot(req)
-                },
-            );
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
-        });
-    }
-}
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a refused client may go on sending before its connection is cut.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The TLS handshake of a new connection, within [`HANDSHAKE_TIMEOUT`]; on
-/// refusal, the reason, after the connection is closed so that the client
-/// reads the alert ([`linger_close`]).
-async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
+/// A handshake that did not complete: why, for metrics, and what the TLS
+/// layer said.
+pub(super) struct HandshakeRefused {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// The TLS handshake of a new connection, within `timeout`; on refusal,
+/// why, after the connection is closed so that the client reads the alert
+/// ([`linger_close`]).
+pub(super) async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, HandshakeRefused> {
     let accept = acceptor.accept(tcp);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+    match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err((e, tcp))) => {
             if let Some(tcp) = tcp {
                 linger_close(tcp).await;
             }
-            Err(e.to_string())
+            Err(HandshakeRefused {
+                reason: "handshake",
+                detail: e.to_string(),
+            })
         }
-        Err(_) => Err("handshake timed out".into()),
+        Err(_) => Err(HandshakeRefused {
+            reason: "handshake-timeout",
+            detail: format!("no handshake within {} s", timeout.as_secs()),
+        }),
     }
 }
 
@@ -288,8 +356,9 @@ struct Refused {
     /// Who it claimed to be, when its certificate said.
     who: String,
     reason: String,
-    /// Refused by the TLS handshake itself.
-    in_handshake: bool,
+    /// Refused anonymously (the handshake, or a certificate that names no
+    /// one): the category it is counted and sampled under.
+    anonymous: Option<&'static str>,
 }
 
 impl Refused {
@@ -297,7 +366,7 @@ impl Refused {
         Self {
             who: "anonymous".into(),
             reason,
-            in_handshake: false,
+            anonymous: Some("no-identity"),
         }
     }
 }
@@ -327,10 +396,12 @@ async fn authenticate(
     shared: &Shared,
     tcp: TcpStream,
 ) -> Result<Authenticated, Refused> {
-    let tls = handshake(acceptor, tcp).await.map_err(|reason| Refused {
-        in_handshake: true,
-        ..Refused::anonymous(reason)
-    })?;
+    let tls = handshake(acceptor, tcp, shared.timeouts.handshake)
+        .await
+        .map_err(|r| Refused {
+            anonymous: Some(r.reason),
+            ..Refused::anonymous(r.detail)
+        })?;
     let cert_der = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
         Some(c) => c.as_ref().to_vec(),
         None => return Err(Refused::anonymous("no client certificate".into())),
@@ -343,7 +414,7 @@ async fn authenticate(
         return Err(Refused {
             who: actor(&identity),
             reason: "certificate revoked".into(),
-            in_handshake: false,
+            anonymous: None,
         });
     }
     // rustls checks validity in a full handshake, but a resumed session
@@ -356,7 +427,7 @@ async fn authenticate(
                 "certificate outside its validity ({} .. {} Unix s; now {now})",
                 summary.not_before, summary.not_after
             ),
-            in_handshake: false,
+            anonymous: None,
         });
     }
     Ok(Authenticated {
@@ -397,12 +468,20 @@ pub async fn handle_connection(
     } = match authenticate(&acceptor, &shared, tcp).await {
         Ok(a) => a,
         Err(r) => {
-            if r.in_handshake {
-                tracing::warn!(%addr, reason = %r.reason, "TLS handshake refused");
-            } else {
-                tracing::warn!(%addr, peer = %r.who, reason = %r.reason, "connection refused");
+            match r.anonymous {
+                // Counted, and sampled into the audit trail: never one
+                // write (or one log line) each.
+                Some(category) => {
+                    tracing::debug!(%addr, reason = %r.reason, "connection refused");
+                    shared
+                        .refusals
+                        .refused("api", category, addr, Some(r.reason));
+                }
+                None => {
+                    tracing::warn!(%addr, peer = %r.who, reason = %r.reason, "connection refused");
+                    record(r.who, "refused", r.reason);
+                }
             }
-            record(r.who, "refused", r.reason);
             return;
         }
     };
@@ -438,24 +517,42 @@ pub async fn handle_connection(
         serial: serial_hex.into(),
         addr,
     };
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let activity = Activity::new();
+    let timeouts = shared.timeouts;
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let busy = activity.begin();
+            // A client that waits for `100 Continue` has sent no body to drain.
+            let expects_continue = req
+                .headers()
+                .get(axum::http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let drain = if expects_continue {
+                0
+            } else {
+                timeouts.drain_bytes
+            };
+            let mut req = req.map(|b| deadline::within(b, timeouts.body, drain));
             req.extensions_mut().insert(peer.clone());
-            app.clone().oneshot(req)
-        });
+            let answer = app.clone().oneshot(req);
+            async move {
+                let response = match answer.await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                Ok::<_, std::convert::Infallible>(Activity::until_sent(response, busy))
+            }
+        })
+    };
     let gauge = shared.metrics.role_gauge(role);
     gauge.inc();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(shared.header_timeout);
+    let mut builder = http_builder(shared.timeouts);
     // Cameras multiplex their live fragment and their backlog on one
     // HTTP/2 connection; the window follows the link's bandwidth-delay
     // product so that one upload can fill a long, fat link.
     builder
         .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
         .adaptive_window(true)
         .max_concurrent_streams(64);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -466,6 +563,8 @@ pub async fn handle_connection(
     if *stopping.borrow() {
         conn.as_mut().graceful_shutdown();
     }
+    // Asked to close when idle; cut if it has not after the grace.
+    let mut closing: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -484,6 +583,12 @@ pub async fn handle_connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            () = idle::idle_past(&activity, shared.timeouts.idle), if closing.is_none() => {
+                tracing::debug!(%addr, peer = %peer_name, "closing connection: idle");
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+            }
+            () = async { if let Some(c) = closing.as_mut() { c.await } }, if closing.is_some() => break,
         }
     }
     gauge.dec();

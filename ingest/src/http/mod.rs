@@ -17,21 +17,33 @@
 //! * [`roster`]: owner-signed device rosters, published and read.
 //! * [`heads`]: cameras' signed heads, uploaded and read.
 //! * [`enroll`]: enrollment, renewal and `whoami`.
+//! * [`enroll_port`]: the enrollment port's accept loop and connections.
 //! * [`body`]: the buffer an upload's body is received into, aligned for
 //!   direct I/O.
+//! * [`admission`]: the caps on connections, checked at accept.
+//! * [`refusals`]: anonymous refusals counted and sampled into the audit trail.
+//! * [`idle`]: whether a connection has a request in progress, and since when not.
+//! * [`deadline`]: a request body that must arrive within the body timeout.
+//! * [`budget`]: the bytes of upload bodies held in memory, across all uploads.
 //!
 //! This file holds what the handlers share and the two dispatchers: the
 //! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
 
 pub mod arrivals;
+pub mod admission;
 pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod connection;
 pub mod consumer_limit;
+pub mod deadline;
 pub mod enroll;
+pub mod enroll_port;
 pub mod error;
 pub mod heads;
+pub mod idle;
 pub mod read;
+pub mod refusals;
 pub mod restarts;
 pub mod roster;
 pub mod route;
@@ -89,6 +101,8 @@ pub struct AppState {
     arrivals: Arc<arrivals::Arrivals>,
     /// The CA service, which enrolls and renews: the ingest holds no CA key.
     pub ca: CaClient,
+    /// Bytes of upload bodies held in memory, across all uploads.
+    pub budget: Arc<budget::BufferBudget>,
 }
 
 impl AppState {
@@ -103,15 +117,22 @@ impl AppState {
         ca: CaClient,
     ) -> Self {
         Self {
-            metrics,
             audit,
             limiter: Arc::new(limiter),
             max_fragment_bytes,
             body_timeout,
             store,
+            budget: budget::BufferBudget::new(usize::MAX, metrics.buffered_bytes.clone()),
+            metrics,
             arrivals: Arc::default(),
             ca,
         }
+    }
+
+    /// At most `limit` bytes of upload bodies in memory at once.
+    pub fn with_buffered_bytes(mut self, limit: usize) -> Self {
+        self.budget = budget::BufferBudget::new(limit, self.metrics.buffered_bytes.clone());
+        self
     }
 
     fn arrivals_of(&self, device: &Name, stream: &Name) -> Arc<Notify> {
@@ -216,15 +237,12 @@ async fn dispatch(
         Some(route) => require(peer, route),
         None => Ok(()),
     };
-    let is_upload = matches!(asked, Some(Route::Upload { .. }));
     let route = match checked.and_then(|()| decoded.map_err(ApiError::from)) {
         Ok(route) => route,
-        Err(refusal) => {
-            if is_upload {
-                upload::discard_body(state, req).await;
-            }
-            return Err(refusal);
-        }
+        // Whatever the route, a body sent with it is read and dropped
+        // (bounded) as the request is dropped, while the refusal is
+        // answered (`deadline`).
+        Err(refusal) => return Err(refusal),
     };
     let _consumer_slot = consumer_limit::admit(state, peer)?;
     match route {

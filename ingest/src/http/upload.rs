@@ -14,6 +14,7 @@ use sealcam_format::{Name, SealedFragment};
 use sealcam_transport::identity;
 
 use super::body::AlignedBody;
+use super::budget::Reserved;
 use super::error::ApiError;
 use super::{AppState, Peer};
 use crate::limits;
@@ -26,22 +27,39 @@ fn is_streamed(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(media::FRAGMENT_STREAM))
 }
 
+/// How long an upload refused for want of memory is told to wait.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads an upload's body: at most the configured size, completely within
-/// the body timeout (a sender that stalls is cut off). It is read into
-/// memory aligned for direct I/O, so that the payload of a streamed upload
-/// goes to disk from where it lies ([`AlignedBody`]).
+/// the body timeout (a sender that stalls is cut off), and only with room
+/// reserved for it in the ingest's buffer budget ([`BufferBudget`]). It is
+/// read into memory aligned for direct I/O, so that the payload of a
+/// streamed upload goes to disk from where it lies ([`AlignedBody`]). The
+/// reservation returned holds the room until the body is dropped.
+///
+/// [`BufferBudget`]: super::budget::BufferBudget
 async fn read_body(
     state: &AppState,
     peer: &Peer,
     headers: &HeaderMap,
     body: axum::body::Body,
-) -> Result<Bytes, ApiError> {
+) -> Result<(Bytes, Reserved), ApiError> {
     let limit = state.max_fragment_bytes;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the fragment is larger than this ingest's limit of {limit} bytes"),
         )
+    };
+    let busy = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the ingest holds as many upload bodies in memory as it may; retry after {} s",
+                BUSY_RETRY.as_secs()
+            ),
+        )
+        .retry_after(BUSY_RETRY)
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -51,17 +69,25 @@ async fn read_body(
         Some(n) if n > limit as u64 => return Err(too_large()),
         // At most the limit, so it fits.
         Some(n) => n as usize,
-        // Room for one a quarter longer than the last.
+        // Room for one a quarter longer than the last, and at least what
+        // a buffer grows by, so that a full budget refuses it here.
         None => {
             let last = peer.last_body_len.load(Ordering::Relaxed);
-            last.saturating_add(last / 4).min(limit)
+            last.saturating_add(last / 4)
+                .max(AlignedBody::MIN_GROWTH)
+                .min(limit)
         }
     };
+    // Refused before a byte of the body is read.
+    let mut reserved = state.budget.reserve(capacity).ok_or_else(busy)?;
+    let mut body = body;
     let receive = async {
         let mut received = AlignedBody::with_capacity(capacity);
-        let mut body = body;
         while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
             let frame = frame.map_err(|e| {
+                if super::deadline::is_deadline(&e) {
+                    return timed_out(state);
+                }
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
@@ -71,26 +97,43 @@ async fn read_body(
                 )
             })?;
             if let Some(piece) = frame.data_ref() {
+                // Refused as soon as the count passes the limit.
                 if piece.len() > limit - received.len() {
                     return Err(too_large());
                 }
-                received.extend(piece);
+                let room = received.capacity_for(piece.len(), limit);
+                if room > received.capacity() {
+                    // The old buffer and the new one, while it moves.
+                    if !reserved.grow_to(received.capacity().saturating_add(room)) {
+                        return Err(busy());
+                    }
+                    received.extend_within(piece, limit);
+                    reserved.shrink_to(received.capacity());
+                } else {
+                    received.extend_within(piece, limit);
+                }
             }
         }
         peer.last_body_len.store(received.len(), Ordering::Relaxed);
         Ok(received.into_bytes())
     };
-    tokio::time::timeout(state.body_timeout, receive)
+    let result = tokio::time::timeout(state.body_timeout, receive)
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the body did not arrive within {} s",
-                    state.body_timeout.as_secs()
-                ),
-            ))
-        })
+        .unwrap_or_else(|_| Err(timed_out(state)));
+    // Refused before the sender was done (413, 503): what it still sends
+    // is read (bounded) and dropped as the body is dropped, so that it
+    // reads the answer instead of a reset connection.
+    result.map(|bytes| (bytes, reserved))
+}
+
+fn timed_out(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the body did not arrive within {} s",
+            state.body_timeout.as_secs()
+        ),
+    )
 }
 
 /// The checks made before an upload's body is read: whether the device may
@@ -139,33 +182,6 @@ fn admit_upload(
     })
 }
 
-/// Reads and drops the body of an upload refused before it was read, so the
-/// sender, still writing, gets to read the refusal (and its `Retry-After`)
-/// instead of a reset connection. Bounded like any body: at most the size
-/// limit, within the body timeout. A client that asked `Expect:
-/// 100-continue` has not sent its body and is not asked for it.
-pub async fn discard_body(state: &AppState, req: Request) {
-    let expects_continue = req
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        return;
-    }
-    let limit = state.max_fragment_bytes as u64;
-    let drain = async move {
-        let mut body = req.into_body();
-        let mut seen = 0u64;
-        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
-            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(state.body_timeout, drain).await;
-}
-
 /// `PUT /v1/fragments/{device}/{stream}/{sequence}`.
 pub async fn put_fragment(
     state: &AppState,
@@ -175,16 +191,12 @@ pub async fn put_fragment(
     sequence: u64,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let _slot = match admit_upload(state, peer, &device, &stream) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            discard_body(state, req).await;
-            return Err(refusal);
-        }
-    };
+    // Refused before the body is read: the body is read and dropped
+    // (bounded) as the request is dropped, while the refusal is answered.
+    let _slot = admit_upload(state, peer, &device, &stream)?;
     let (parts, body) = req.into_parts();
     let malformed = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
-    let body = read_body(state, peer, &parts.headers, body).await?;
+    let (body, _reserved) = read_body(state, peer, &parts.headers, body).await?;
     // A fragment sent while it was recorded (payload first, manifest last)
     // is parsed where it lies, like a whole one: the payload is stored from
     // the body it arrived in, without a copy.
