@@ -29,8 +29,8 @@
 //! This file holds what the handlers share and the two dispatchers: the
 //! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
 
-pub mod arrivals;
 pub mod admission;
+pub mod arrivals;
 pub mod audit;
 pub mod body;
 pub mod budget;
