@@ -1,4 +1,4 @@
-# Sourced by scripts/install-deps, scripts/package and scripts/qemu-image:
+# Sourced by scripts/install-deps, scripts/package and scripts/image:
 # the machine's cache of what those scripts build that does not depend on
 # the checkout (tools from crates.io at pinned versions, the QEMU base root
 # filesystems). A fresh clone on the same machine finds them there instead

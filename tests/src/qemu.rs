@@ -1,9 +1,13 @@
-//! QEMU test machines: the packaged firmware on a booted Debian with systemd,
-//! the vivid virtual camera and a TPM (amd64: swtpm on the host attached as
+//! QEMU test machines: the product image a user flashes (`scripts/image
+//! --board qemu-amd64|qemu-arm64`), with the tests' overlay
+//! (`tests/qemu/overlay`: the guest agent, the seed, on arm64 a TPM in the
+//! guest), booted by UEFI firmware and GRUB from its A/B root slots, with the
+//! vivid virtual camera and a TPM (amd64: swtpm on the host attached as
 //! `tpm-tis`; arm64: swtpm in the guest behind the kernel's vTPM proxy).
 //!
-//! `scripts/qemu-image` builds the image (cached); each [`Machine`] boots it
-//! through a copy-on-write overlay, so every test starts from the same disk.
+//! The image is built once per test process; each [`Machine`] boots its own
+//! copy of it, with the provisioning bundle written onto the copy's boot
+//! partition as a user writes it onto a card.
 //! Networking is QEMU's user network with `restrict=on`: the guest reaches
 //! nothing but the forwards given to [`Machine::boot`]. A QMP socket controls
 //! the machine; the serial console is kept in a log that is printed when a
@@ -28,42 +32,80 @@ pub enum Arch {
     Arm64,
 }
 
-impl Arch {
-    fn debian(self) -> &'static str {
-        match self {
-            Self::Amd64 => "amd64",
-            Self::Arm64 => "arm64",
-        }
+/// The board of `arch`'s test machine.
+fn board(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "qemu-amd64",
+        Arch::Arm64 => "qemu-arm64",
     }
 }
 
-/// The image directory (vmlinuz, initrd.img, rootfs.img) of `arch`, built
-/// once per test process by `scripts/qemu-image`.
+/// The raw disk image of `arch`'s board with the tests' overlay, built once
+/// per test process by `scripts/image`.
 pub fn image(arch: Arch) -> PathBuf {
     static IMAGES: Mutex<Vec<(Arch, PathBuf)>> = Mutex::new(Vec::new());
     let mut images = IMAGES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, dir)) = images.iter().find(|(a, _)| *a == arch) {
-        return dir.clone();
+    if let Some((_, img)) = images.iter().find(|(a, _)| *a == arch) {
+        return img.clone();
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new("bash")
-        .arg(repo.join("scripts/qemu-image"))
-        .args(["--arch", arch.debian()])
+        .arg(repo.join("scripts/image"))
+        .args(["--board", board(arch), "--raw", "--overlay"])
+        .arg(repo.join("tests/qemu/overlay"))
         .stderr(Stdio::inherit())
         .output()
-        .expect("bash runs scripts/qemu-image");
-    assert!(out.status.success(), "scripts/qemu-image failed");
+        .expect("bash runs scripts/image");
+    assert!(out.status.success(), "scripts/image failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let dir = PathBuf::from(stdout.lines().last().expect("the image directory").trim());
-    assert!(
-        dir.join("rootfs.img").exists(),
-        "no image in {}",
-        dir.display()
-    );
-    images.push((arch, dir.clone()));
-    dir
+    let img = PathBuf::from(stdout.lines().last().expect("the image's path").trim());
+    assert!(img.is_file(), "no image at {}", img.display());
+    images.push((arch, img.clone()));
+    img
+}
+
+/// Where the boot partition starts in the images (scripts/lib/image.sh).
+const BOOT_PARTITION_OFFSET: u64 = 1 << 20;
+
+/// The UEFI firmware of `arch`'s board: its code, and the variables store
+/// each machine gets a copy of.
+fn firmware(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        Arch::Amd64 => (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        Arch::Arm64 => (
+            "/usr/share/AAVMF/AAVMF_CODE.fd",
+            "/usr/share/AAVMF/AAVMF_VARS.fd",
+        ),
+    }
+}
+
+/// Writes the files of `seed` into `sealcam/` on the boot partition of the
+/// disk image `disk`, with mtools (no loop device, no mount).
+fn write_bundle(disk: &Path, seed: &Path) {
+    let target = format!("{}@@{BOOT_PARTITION_OFFSET}", disk.display());
+    let status = Command::new("mmd")
+        .args(["-i", &target, "::/sealcam"])
+        .status()
+        .expect("mtools is installed (scripts/image)");
+    assert!(status.success(), "mmd on the boot partition failed");
+    for entry in std::fs::read_dir(seed).unwrap() {
+        let path = entry.unwrap().path();
+        let status = Command::new("mcopy")
+            .args(["-o", "-i", &target])
+            .arg(&path)
+            .arg(format!(
+                "::/sealcam/{}",
+                path.file_name().unwrap().to_string_lossy()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success(), "mcopy of {} failed", path.display());
+    }
 }
 
 /// A guest port forwarded to a host loopback port.
@@ -89,8 +131,9 @@ pub struct Machine {
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Machine {
-    /// Boots a fresh overlay of the image of `arch` with `seed` (a
-    /// directory) as the seed disk, its state under `dir`.
+    /// Boots a fresh copy of the image of `arch` with the files of `seed`
+    /// (a directory) as the provisioning bundle on its boot partition, its
+    /// state under `dir`.
     pub fn boot(arch: Arch, dir: &Path, seed: &Path, forwards: &[Forward]) -> Self {
         let image = image(arch);
         // A test that failed while holding the lock poisons it; the next
@@ -99,23 +142,20 @@ impl Machine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::fs::create_dir_all(dir).unwrap();
-        let overlay = dir.join("disk.qcow2");
-        let status = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(image.join("rootfs.img"))
-            .arg(&overlay)
+        // The machine's own card: a copy of the image with the provisioning
+        // bundle on its boot partition.
+        let disk = dir.join("disk.img");
+        let status = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&image)
+            .arg(&disk)
             .status()
             .unwrap();
-        assert!(status.success(), "qemu-img create failed");
-        let seed_img = dir.join("seed.img");
-        let status = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "SEALSEED", "-d"])
-            .arg(seed)
-            .arg(&seed_img)
-            .arg("16M")
-            .status()
-            .unwrap();
-        assert!(status.success(), "mkfs.ext4 of the seed disk failed");
+        assert!(status.success(), "copying the image failed");
+        write_bundle(&disk, seed);
+        let (code, vars_template) = firmware(arch);
+        let vars = dir.join("efivars.fd");
+        std::fs::copy(vars_template, &vars).expect("the UEFI firmware is installed (scripts/image)");
 
         // amd64: swtpm on the host, attached as `tpm-tis`. arm64: Debian's
         // kernel there has no driver for QEMU's memory-mapped TPM, so the
@@ -153,9 +193,9 @@ impl Machine {
         let console = dir.join("console.log");
         // TCG by default: KVM guests hang at boot on these machines.
         let accel = std::env::var("SEALCAM_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        let (program, machine, console_dev) = match arch {
-            Arch::Amd64 => ("qemu-system-x86_64", "q35", "ttyS0"),
-            Arch::Arm64 => ("qemu-system-aarch64", "virt", "ttyAMA0"),
+        let (program, machine) = match arch {
+            Arch::Amd64 => ("qemu-system-x86_64", "q35"),
+            Arch::Arm64 => ("qemu-system-aarch64", "virt"),
         };
         let mut qemu = Command::new(program);
         qemu.args([
@@ -172,22 +212,12 @@ impl Machine {
         }
         let qemu = qemu
             .args(["-display", "none"])
-            .arg("-kernel")
-            .arg(image.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(image.join("initrd.img"))
-            .arg("-append")
-            .arg(format!(
-                "root=/dev/vda rw console={console_dev} panic=-1 systemd.show_status=1 \
-                 systemd.journald.forward_to_console=1"
-            ))
             .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
+            .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
             .arg("-drive")
-            .arg(format!(
-                "file={},if=virtio,format=raw,readonly=on",
-                seed_img.display()
-            ))
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=raw", disk.display()))
             .args([
                 "-netdev",
                 &netdev,
