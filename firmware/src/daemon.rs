@@ -255,6 +255,12 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         never = &mut head_loop => match never {},
         never = &mut updates => match never {},
     };
+    let acknowledged = metrics.fragments_uploaded.get();
+    if cfg.update.enabled && acknowledged > 0 {
+        if let Err(e) = crate::update::ack::note_now(&cfg.update.ack_file, acknowledged) {
+            tracing::warn!(error = %e, "cannot note acknowledged fragments for the health check");
+        }
+    }
     // The last word on what was sealed, best effort: a verifier of the
     // whole run then knows where it ends.
     if uplink_result.is_ok() {

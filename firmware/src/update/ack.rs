@@ -39,6 +39,20 @@ pub fn proves(ack: Option<&Ack>, boot_id: &str) -> bool {
     ack.is_some_and(|a| a.boot_id == boot_id && a.acknowledged > 0)
 }
 
+/// Writes the note now for `acknowledged` fragments (a run that ends
+/// before [`note_forever`] looked again).
+pub fn note_now(path: &Path, acknowledged: u64) -> Result<(), UpdateError> {
+    let ack = Ack {
+        boot_id: super::release::boot_id()?,
+        acknowledged,
+        unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    write(path, &ack)
+}
+
 /// Writes the note once `acknowledged()` is above zero, then keeps it
 /// current once a minute. Failures are logged: the health check then
 /// finds no note and gives the slot up, which is what it should do with a
