@@ -360,12 +360,15 @@ fn real_main() -> anyhow::Result<()> {
         Command::Update { command } => update_command(command),
         Command::Health { config, reboot } => {
             use sealcamd::update::health::{self, Ended};
-            let cfg = Config::load(&config)?;
-            match health::run(&cfg.update)? {
+            let update = Config::load_update(&config);
+            match health::run(&update)? {
                 Ended::NotOnTrial => println!("the booted slot is not on trial; nothing to check"),
                 Ended::MarkedGood => println!("the booted slot proved itself: a fragment was acknowledged by the ingest; marked good"),
                 Ended::MarkedBad => {
-                    println!("the booted slot did not prove itself in {} s; marked bad", cfg.update.health_timeout.as_secs());
+                    println!(
+                        "the booted slot did not prove itself in {} s; marked bad",
+                        update.health_timeout.as_secs()
+                    );
                     if reboot {
                         reboot_now()?;
                     }
@@ -420,10 +423,10 @@ fn update_command(command: UpdateCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UpdateCommand::Install { config, reboot } => {
-            let cfg = Config::load(&config)?;
-            match install::run(&cfg.update)? {
+            let update = Config::load_update(&config);
+            match install::run(&update)? {
                 install::Installed::Nothing => {
-                    println!("no bundle waits in {}", cfg.update.dir.display())
+                    println!("no bundle waits in {}", update.dir.display())
                 }
                 install::Installed::NotInstalled(o) => {
                     anyhow::bail!("the bundle was not installed: {}", o.line())
@@ -442,8 +445,8 @@ fn update_command(command: UpdateCommand) -> anyhow::Result<()> {
             slot,
             version,
         } => {
-            let cfg = Config::load(&config)?;
-            let slot = sealcamd::update::install::note_trial(&cfg.update, slot, version)?;
+            let update = Config::load_update(&config);
+            let slot = sealcamd::update::install::note_trial(&update, slot, version)?;
             println!("slot {slot} is on trial: sealcam-health.service marks it good once a fragment is acknowledged after it boots");
             Ok(())
         }

@@ -234,6 +234,32 @@ impl Config {
         })
     }
 
+    /// Only `[update]` of the config at `path`, for the health check: a
+    /// new release whose config is broken must still be judged (and given
+    /// up), so anything wrong elsewhere in the file is ignored, and an
+    /// `[update]` that cannot be read gives its defaults, with a warning.
+    pub fn load_update(path: &Path) -> UpdateConfig {
+        let f = Fields::new(path);
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).map_err(|e| e.to_string()))
+            .and_then(|table| match table.get("update") {
+                Some(u) => u
+                    .clone()
+                    .try_into::<raw::RawUpdate>()
+                    .map_err(|e| e.to_string()),
+                None => Ok(raw::RawUpdate::default()),
+            });
+        let raw = raw.unwrap_or_else(|e| {
+            tracing::warn!(config = %path.display(), error = %e, "cannot read [update]; using its defaults");
+            raw::RawUpdate::default()
+        });
+        sections::update(&f, &raw).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "[update] is not valid; using its defaults");
+            sections::update_unchecked(&f, &raw::RawUpdate::default())
+        })
+    }
+
     /// True when capture ends by itself (a test source with `num_buffers`).
     pub fn is_bounded(&self) -> bool {
         matches!(

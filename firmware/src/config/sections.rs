@@ -462,7 +462,13 @@ pub(super) fn update(f: &Fields, raw: &RawUpdate) -> Result<UpdateConfig, Config
     if let Some(c) = &raw.compatible {
         Name::new(c).map_err(|e| f.error("update.compatible", e.to_string()))?;
     }
-    Ok(UpdateConfig {
+    Ok(update_unchecked(f, raw))
+}
+
+/// `[update]` as written, without the checks of [`update`] (for its
+/// defaults, which pass them).
+pub(super) fn update_unchecked(f: &Fields, raw: &RawUpdate) -> UpdateConfig {
+    UpdateConfig {
         enabled: raw.enabled,
         interval: Duration::from_secs(u64::from(raw.interval_s)),
         url: raw.url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
@@ -475,5 +481,5 @@ pub(super) fn update(f: &Fields, raw: &RawUpdate) -> Result<UpdateConfig, Config
         health_timeout: Duration::from_secs(u64::from(raw.health_timeout_s)),
         ack_file: f.resolve(&raw.ack_file),
         install_dir: f.resolve(&raw.install_dir),
-    })
+    }
 }
