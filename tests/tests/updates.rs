@@ -428,3 +428,74 @@ fn a_running_camera_with_updates_on_notes_its_acknowledged_fragments_and_fetches
         std::fs::read(&b).unwrap()
     );
 }
+
+/// `update.url` names another HTTPS server: the camera asks it with plain
+/// server-authenticated TLS (the fleet CA here), presenting no
+/// certificate. That server (here a front end holding a device's
+/// credentials towards the real ingest) may lie; the camera takes nothing
+/// older or for another compatible from it.
+#[test]
+fn another_https_server_may_serve_updates_and_cannot_push_an_older_one() {
+    use sealcam_system_tests::lying_ingest::LyingIngest;
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let b = bundle(&w, "release", COMPATIBLE, "1.2.0");
+    publish(&w, &ingest, &b, "1.2.0");
+    let cfg = camera(&w, &ingest, "1.1.0");
+    let server = LyingIngest::start(
+        w.path(),
+        &ingest.url(),
+        "cam1/device.crt",
+        "cam1/device.key",
+    );
+    let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    text_cfg.push_str(&format!("url = \"{}\"\n", server.url()));
+    std::fs::write(&cfg, text_cfg).unwrap();
+
+    // An offer rewritten to an older version, then to another compatible.
+    server.alter(|path, body| {
+        if path.starts_with("/v1/updates/") {
+            String::from_utf8(body)
+                .unwrap()
+                .replace("1.2.0", "1.0.0")
+                .into_bytes()
+        } else {
+            body
+        }
+    });
+    let out = check(&w, &cfg);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not newer than the running release 1.1.0"),
+        "{}",
+        text(&out.stderr)
+    );
+    server.alter(|path, body| {
+        if path.starts_with("/v1/updates/") {
+            String::from_utf8(body)
+                .unwrap()
+                .replace(COMPATIBLE, "sealcam-other")
+                .into_bytes()
+        } else {
+            body
+        }
+    });
+    let out = check(&w, &cfg);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("sealcam-other"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!w.path().join("cam1/update/ready.raucb").exists());
+
+    // Honest again: the bundle arrives through it.
+    server.alter(|_, body| body);
+    let out = check(&w, &cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(w.path().join("cam1/update/ready.raucb")).unwrap(),
+        std::fs::read(&b).unwrap()
+    );
+}
