@@ -135,6 +135,14 @@ mod tests {
         }
 
         #[test]
+        fn any_offer_that_decodes_round_trips(text in "\\PC{0,200}", size in any::<u64>(), version in "[0-9.]{1,10}") {
+            let _ = serde_json::from_str::<UpdateOffer>(&text);
+            let offer = UpdateOffer { compatible: text, version, size, sha256: "ab".repeat(32) };
+            let json = serde_json::to_string(&offer).unwrap();
+            prop_assert_eq!(serde_json::from_str::<UpdateOffer>(&json).unwrap(), offer);
+        }
+
+        #[test]
         fn cleaning_never_panics(s in "\\PC{0,300}") {
             let c = clean_outcome(&s);
             prop_assert!(c.chars().count() <= MAX_OUTCOME_LEN);
