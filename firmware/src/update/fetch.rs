@@ -39,10 +39,23 @@ pub enum Checked {
     Ready { version: String, sha256: String },
 }
 
+/// How the update server is reached.
+enum Link {
+    /// The ingest, with the device's certificate (re-read at every check,
+    /// so that a renewed certificate is used) and key.
+    Device {
+        ca: PathBuf,
+        certificate: PathBuf,
+        signer: Arc<dyn ExternalSigner>,
+    },
+    /// Another server, authenticated by these roots; no client certificate.
+    Server { roots: PathBuf },
+}
+
 /// Checks and downloads, for one camera.
 pub struct Updater {
     cfg: crate::config::UpdateConfig,
-    client: reqwest::Client,
+    link: Link,
     base: String,
 }
 
@@ -52,31 +65,52 @@ impl Updater {
     /// `update.ca`, or the fleet CA).
     pub fn new(cfg: &Config, signer: Arc<dyn ExternalSigner>) -> Result<Self, UpdateError> {
         let u = &cfg.update;
-        let (tls, base) = match &u.url {
-            None => {
-                let roots = pem::load_roots(&cfg.upload.ca)?;
-                let chain = pem::load_certs(&cfg.identity.certificate)?;
-                (
-                    tls::device_client_config(roots, chain, signer)?,
-                    cfg.upload.url.trim_end_matches('/').to_owned(),
-                )
-            }
-            Some(url) => {
-                let roots = pem::load_roots(u.ca.as_deref().unwrap_or(&cfg.upload.ca))?;
-                (tls::enrollment_client_config(roots)?, url.clone())
-            }
+        let (link, base) = match &u.url {
+            None => (
+                Link::Device {
+                    ca: cfg.upload.ca.clone(),
+                    certificate: cfg.identity.certificate.clone(),
+                    signer,
+                },
+                cfg.upload.url.trim_end_matches('/').to_owned(),
+            ),
+            Some(url) => (
+                Link::Server {
+                    roots: u.ca.clone().unwrap_or_else(|| cfg.upload.ca.clone()),
+                },
+                url.clone(),
+            ),
         };
-        let client = reqwest::Client::builder()
+        let updater = Self {
+            cfg: u.clone(),
+            link,
+            base,
+        };
+        // Anything wrong with the certificates is said at start.
+        updater.client()?;
+        Ok(updater)
+    }
+
+    /// A client for one check and its download.
+    fn client(&self) -> Result<reqwest::Client, UpdateError> {
+        let tls = match &self.link {
+            Link::Device {
+                ca,
+                certificate,
+                signer,
+            } => tls::device_client_config(
+                pem::load_roots(ca)?,
+                pem::load_certs(certificate)?,
+                signer.clone(),
+            )?,
+            Link::Server { roots } => tls::enrollment_client_config(pem::load_roots(roots)?)?,
+        };
+        reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| UpdateError::Client(sealcam_base::error_chain(&e)))?;
-        Ok(Self {
-            cfg: u.clone(),
-            client,
-            base,
-        })
+            .map_err(|e| UpdateError::Client(sealcam_base::error_chain(&e)))
     }
 
     fn server_error(&self, reason: impl Into<String>) -> UpdateError {
@@ -100,7 +134,8 @@ impl Updater {
             self.base,
             Route::UpdateOffer { compatible: name }.path()
         );
-        let mut req = self.client.get(&url).header(INSTALLED_VERSION, &installed);
+        let client = self.client()?;
+        let mut req = client.get(&url).header(INSTALLED_VERSION, &installed);
         if let Some(o) = outcome::read(dir) {
             req = req.header(
                 UPDATE_OUTCOME,
@@ -128,7 +163,7 @@ impl Updater {
         std::fs::create_dir_all(dir).map_err(UpdateError::io("creating", dir))?;
         let part = dir.join(format!("{}.part", offer.sha256));
         remove_other_parts(dir, &part);
-        self.download(&offer, &part).await?;
+        self.download(&client, &offer, &part).await?;
         let got = sha256_of(&part)?;
         if got != offer.sha256 {
             sealcam_base::durable::remove(&part)?;
@@ -146,7 +181,12 @@ impl Updater {
     }
 
     /// Fetches the bundle into `part`, from where an earlier try stopped.
-    async fn download(&self, offer: &UpdateOffer, part: &Path) -> Result<(), UpdateError> {
+    async fn download(
+        &self,
+        client: &reqwest::Client,
+        offer: &UpdateOffer,
+        part: &Path,
+    ) -> Result<(), UpdateError> {
         let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         if have > offer.size {
             std::fs::remove_file(part).map_err(UpdateError::io("removing", part))?;
@@ -157,7 +197,7 @@ impl Updater {
         }
         let name = Name::new(&offer.sha256).map_err(|e| UpdateError::Release(e.to_string()))?;
         let url = format!("{}{}", self.base, Route::ReadBundle { sha256: name }.path());
-        let mut req = self.client.get(&url);
+        let mut req = client.get(&url);
         if have > 0 {
             tracing::info!(
                 from = have,
@@ -226,9 +266,18 @@ impl Updater {
     }
 
     /// Checks every `interval` (the first at once), forever; failures are
-    /// logged and tried again at the next check.
+    /// logged and tried again at the next check. A new outcome from the
+    /// installer or the health check is reported within a minute, not at
+    /// the next interval.
     pub async fn run_forever(&self) -> std::convert::Infallible {
+        let outcome_file = outcome::path(&self.cfg.dir);
+        let changed = || {
+            std::fs::metadata(&outcome_file)
+                .and_then(|m| m.modified())
+                .ok()
+        };
         loop {
+            let seen = changed();
             match self.check().await {
                 Ok(Checked::UpToDate) => tracing::debug!("no newer update offered"),
                 Ok(Checked::Waiting) => tracing::debug!("an update bundle waits for the installer"),
@@ -237,7 +286,11 @@ impl Updater {
                     tracing::warn!(error = %e, "update check failed; trying again at the next check")
                 }
             }
-            tokio::time::sleep(self.cfg.interval).await;
+            let until = tokio::time::Instant::now() + self.cfg.interval;
+            while tokio::time::Instant::now() < until && changed() == seen {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(left.min(Duration::from_secs(60))).await;
+            }
         }
     }
 }
