@@ -499,3 +499,83 @@ fn another_https_server_may_serve_updates_and_cannot_push_an_older_one() {
         std::fs::read(&b).unwrap()
     );
 }
+
+/// The newest published version is offered; withdrawn, the one before it
+/// is; `update list` says which is offered; the audit trail has both.
+#[test]
+fn the_newest_published_version_is_offered_until_withdrawn() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let v9 = bundle(&w, "release", COMPATIBLE, "1.9.0");
+    let v10 = bundle(&w, "release", COMPATIBLE, "1.10.0");
+    publish(&w, &ingest, &v10, "1.10.0");
+    publish(&w, &ingest, &v9, "1.9.0");
+    let data = ingest.data.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--data", &data, "--pki", "pki"]);
+        run("sealcam-ingest", &all, w.path())
+    };
+    let list = text(&cli(&["update", "list"]).stdout);
+    let offered: Vec<&str> = list.lines().filter(|l| l.contains("(offered)")).collect();
+    assert_eq!(offered.len(), 1, "{list}");
+    assert!(offered[0].contains("1.10.0"), "{list}");
+
+    let out = cli(&[
+        "update",
+        "withdraw",
+        "--compatible",
+        COMPATIBLE,
+        "--version",
+        "1.10.0",
+        "--operator",
+        "ops",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli(&[
+        "update",
+        "withdraw",
+        "--compatible",
+        COMPATIBLE,
+        "--version",
+        "1.10.0",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("has no published version 1.10.0"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let cfg = camera(&w, &ingest, "1.0.0");
+    let out = check(&w, &cfg);
+    assert!(
+        text(&out.stdout).contains("version 1.9.0 downloaded"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let audit = text(&cli(&["audit", "show", "--action", "update-withdraw"]).stdout);
+    assert!(
+        audit.contains("operator:ops") && audit.contains("1.10.0"),
+        "{audit}"
+    );
+
+    // A version published again with other bytes is refused.
+    let out = cli(&[
+        "update",
+        "publish",
+        v10.to_str().unwrap(),
+        "--compatible",
+        COMPATIBLE,
+        "--version",
+        "1.9.0",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("published already with other bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+}
