@@ -13,6 +13,7 @@
 //! * [`body`]: the request and response bodies, and the listing query.
 //! * [`media`]: the media types of uploads and answers.
 //! * [`ca`]: what an ingest asks the CA service (`sealcam-ca serve`).
+//! * [`update`]: update offers, the headers a camera reports, versions.
 //!
 //! No I/O and no HTTP client or server: only what both ends must agree on.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod media;
 pub mod route;
 pub mod token;
+pub mod update;
 
 pub use body::{
     CertificateEntry, CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollAttestation,
@@ -32,3 +34,4 @@ pub use body::{
 pub use ca::CaRenewRequest;
 pub use error::{ErrorBody, ErrorCode};
 pub use route::{Route, RouteError};
+pub use update::UpdateOffer;

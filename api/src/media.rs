@@ -21,3 +21,6 @@ pub const ROSTER: &str = "application/vnd.sealcam.roster";
 pub const RESTART: &str = "application/vnd.sealcam.restart";
 /// A signed head (`docs/ref/format.md`, Signed heads).
 pub const HEAD: &str = "application/vnd.sealcam.head";
+
+/// A RAUC update bundle (`.raucb`), as `GET /v1/bundles/{sha256}` answers it.
+pub const BUNDLE: &str = "application/vnd.sealcam.rauc-bundle";

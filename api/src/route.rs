@@ -66,6 +66,12 @@ pub enum Route {
     /// asks for the credential its attestation key must activate before
     /// it enrolls with TPM evidence.
     EnrollChallenge,
+    /// `GET /v1/updates/{compatible}`: a device asks which update bundle
+    /// is offered for its RAUC `compatible` (204: nothing newer).
+    UpdateOffer { compatible: Name },
+    /// `GET /v1/bundles/{sha256}`: a device fetches an offered bundle by
+    /// its hash, with `Range` to resume.
+    ReadBundle { sha256: Name },
 }
 
 /// Why a request names no [`Route`].
@@ -177,6 +183,23 @@ impl Route {
                 },
                 &Method::GET,
             ),
+            ["v1", "updates", c] => (
+                Self::UpdateOffer {
+                    compatible: Name::new(c)?,
+                },
+                &Method::GET,
+            ),
+            ["v1", "bundles", h] if crate::update::valid_sha256(h) => (
+                Self::ReadBundle {
+                    sha256: Name::new(h)?,
+                },
+                &Method::GET,
+            ),
+            ["v1", "bundles", h] => {
+                return Err(RouteError::BadName(InvalidName {
+                    given: (*h).to_owned(),
+                }))
+            }
             _ => return Err(RouteError::NotFound),
         };
         // HEAD is answered wherever GET is.
@@ -206,7 +229,9 @@ impl Route {
             | Self::ReadHead { .. }
             | Self::DeviceCertificate { .. }
             | Self::DeviceCertificates { .. }
-            | Self::ReadRoster { .. } => Method::GET,
+            | Self::ReadRoster { .. }
+            | Self::UpdateOffer { .. }
+            | Self::ReadBundle { .. } => Method::GET,
         }
     }
 
@@ -245,6 +270,8 @@ impl Route {
             Self::DeviceCertificates { device } => format!("/v1/devices/{device}/certificates"),
             Self::PublishRoster => "/v1/rosters".into(),
             Self::ReadRoster { owner } => format!("/v1/rosters/{owner}"),
+            Self::UpdateOffer { compatible } => format!("/v1/updates/{compatible}"),
+            Self::ReadBundle { sha256 } => format!("/v1/bundles/{sha256}"),
         }
     }
 
@@ -266,6 +293,8 @@ impl Route {
             Self::WhoAmI => "whoami",
             Self::Enroll => "enroll",
             Self::EnrollChallenge => "enroll-challenge",
+            Self::UpdateOffer { .. } => "update-check",
+            Self::ReadBundle { .. } => "read-bundle",
         }
     }
 
@@ -296,6 +325,8 @@ impl Route {
                 Some(device.to_string())
             }
             Self::ReadRoster { owner } => Some(owner.to_string()),
+            Self::UpdateOffer { compatible } => Some(compatible.to_string()),
+            Self::ReadBundle { sha256 } => Some(sha256.to_string()),
             Self::Renew
             | Self::WhoAmI
             | Self::Enroll
@@ -382,6 +413,12 @@ mod tests {
             Route::ReadRoster {
                 owner: name(&"ab".repeat(32)),
             },
+            Route::UpdateOffer {
+                compatible: name("sealcam-qemu-amd64"),
+            },
+            Route::ReadBundle {
+                sha256: name(&"cd".repeat(32)),
+            },
         ]
     }
 
@@ -418,6 +455,8 @@ mod tests {
                 ("read-certificates", Some("cam1".into())),
                 ("publish-roster", None),
                 ("read-roster", Some("ab".repeat(32))),
+                ("update-check", Some("sealcam-qemu-amd64".into())),
+                ("read-bundle", Some("cd".repeat(32))),
             ]
         );
     }

@@ -55,6 +55,8 @@ pub enum DaemonError {
     Uplink(#[from] UplinkError),
     #[error("capture thread ended abnormally")]
     CaptureThread,
+    #[error("update: {0}")]
+    Update(#[from] crate::update::UpdateError),
     #[error("cannot serve metrics on {addr}: {source}; change metrics.listen or free the port")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -244,12 +246,21 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     tokio::pin!(watchdog);
     let head_loop = heads.run(&uplink);
     tokio::pin!(head_loop);
+    let updates = update_tasks(&cfg, counted.clone(), metrics.clone())?;
+    tokio::pin!(updates);
     let uplink_result = tokio::select! {
         r = uplink.run(live, wake, done_rx, drain) => r,
         never = &mut renewal => match never {},
         never = &mut watchdog => match never {},
         never = &mut head_loop => match never {},
+        never = &mut updates => match never {},
     };
+    let acknowledged = metrics.fragments_uploaded.get();
+    if cfg.update.enabled && acknowledged > 0 {
+        if let Err(e) = crate::update::ack::note_now(&cfg.update.ack_file, acknowledged) {
+            tracing::warn!(error = %e, "cannot note acknowledged fragments for the health check");
+        }
+    }
     // The last word on what was sealed, best effort: a verifier of the
     // whole run then knows where it ends.
     if uplink_result.is_ok() {
@@ -269,6 +280,32 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         recorded,
         uplink,
         key_signatures: counted.count(),
+    })
+}
+
+/// With `[update] enabled`: the scheduled check for updates, and the note
+/// for the health check that the ingest acknowledged a fragment in this
+/// boot (`crate::update`). Otherwise nothing, forever.
+fn update_tasks(
+    cfg: &Config,
+    signer: Arc<CountingSigner>,
+    metrics: Arc<DeviceMetrics>,
+) -> Result<impl std::future::Future<Output = std::convert::Infallible>, DaemonError> {
+    let enabled = cfg.update.enabled;
+    let updater = match enabled {
+        true => Some(crate::update::fetch::Updater::new(cfg, signer)?),
+        false => None,
+    };
+    let ack_file = cfg.update.ack_file.clone();
+    Ok(async move {
+        let Some(updater) = updater else {
+            return std::future::pending().await;
+        };
+        let acknowledged = move || metrics.fragments_uploaded.get();
+        tokio::select! {
+            never = updater.run_forever() => never,
+            never = crate::update::ack::note_forever(ack_file, acknowledged) => never,
+        }
     })
 }
 

@@ -27,6 +27,8 @@
 //!   core_dump.rs  no core files: plaintext and data keys never on disk
 //!   answer.rs     the ingest's answers, read up to a ceiling
 //!   spool_admin.rs `sealcamd spool`: the queue, and held fragments decided
+//!   update/       signed A/B updates: the check and download, the root
+//!                 installer step, the health check of a slot on trial
 //!   daemon.rs     wires the parts together, runs them until told to stop
 //!   metrics.rs    Prometheus metrics on a loopback endpoint (off by default)
 //!   watchdog.rs   systemd's watchdog, fed only while frames flow
@@ -49,4 +51,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod spool_admin;
 pub mod trust;
+pub mod update;
 pub mod watchdog;

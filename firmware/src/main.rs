@@ -71,6 +71,21 @@ enum Command {
     },
     /// List the cameras on this machine, with the formats, sizes and rates they offer.
     Cameras,
+    /// Signed A/B updates: check and download, install (root).
+    Update {
+        #[command(subcommand)]
+        command: UpdateCommand,
+    },
+    /// As root after boot (sealcam-health.service): if the booted slot is
+    /// on trial, mark it good once the ingest has acknowledged a fragment
+    /// in this boot, or bad (and reboot) after update.health_timeout_s.
+    Health {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+        /// Reboot after marking the slot bad, so the bootloader falls back.
+        #[arg(long)]
+        reboot: bool,
+    },
     /// Probe the config, board, capture graph, camera, device key, spool and ingest; print a report.
     Check {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
@@ -81,6 +96,38 @@ enum Command {
         /// Skip the probe of the ingest (a camera on the bench, without its network).
         #[arg(long)]
         offline: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Ask for an update once and download what is offered into update.dir
+    /// (what `run` does every update.interval_s when update.enabled).
+    Check {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+    },
+    /// As root (sealcam-install.service): install the bundle waiting in
+    /// update.dir after checking its signature, compatible and version.
+    Install {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+        /// Reboot into the new slot once it is installed.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// As root: note that RAUC's primary slot (or --slot) was just
+    /// installed and is on trial, for a bundle installed by hand with
+    /// `rauc install` (the installer notes its own).
+    NoteTrial {
+        #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
+        config: PathBuf,
+        /// RAUC's slot name (rootfs.1); default: the primary slot.
+        #[arg(long)]
+        slot: Option<String>,
+        /// The release version installed there, reported when it proves itself.
+        #[arg(long)]
+        version: Option<String>,
     },
 }
 
@@ -310,6 +357,25 @@ fn real_main() -> anyhow::Result<()> {
             println!("event marked: sealcamd seals it into the fragment it is recording (a mark it does not take within a minute of recording is dropped)");
             Ok(())
         }
+        Command::Update { command } => update_command(command),
+        Command::Health { config, reboot } => {
+            use sealcamd::update::health::{self, Ended};
+            let update = Config::load_update(&config);
+            match health::run(&update)? {
+                Ended::NotOnTrial => println!("the booted slot is not on trial; nothing to check"),
+                Ended::MarkedGood => println!("the booted slot proved itself: a fragment was acknowledged by the ingest; marked good"),
+                Ended::MarkedBad => {
+                    println!(
+                        "the booted slot did not prove itself in {} s; marked bad",
+                        update.health_timeout.as_secs()
+                    );
+                    if reboot {
+                        reboot_now()?;
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Identity { config } => {
             let cfg = Config::load(&config)?;
             println!("{}", sealcamd::trust::identity::report(&cfg)?);
@@ -335,4 +401,66 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn update_command(command: UpdateCommand) -> anyhow::Result<()> {
+    use sealcamd::update::{fetch, install};
+    match command {
+        UpdateCommand::Check { config } => {
+            let cfg = Config::load(&config)?;
+            let signer = sealcamd::daemon::load_identity(&cfg)?;
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let checked =
+                rt.block_on(async { fetch::Updater::new(&cfg, signer)?.check().await })?;
+            match checked {
+                fetch::Checked::UpToDate => println!("no newer update is offered"),
+                fetch::Checked::Waiting => println!("a bundle waits in {} for the installer", cfg.update.dir.display()),
+                fetch::Checked::Ready { version, sha256 } => println!(
+                    "version {version} downloaded and verified (sha256 {sha256}); handed to the installer as {}",
+                    cfg.update.dir.join(sealcamd::update::READY).display()
+                ),
+            }
+            Ok(())
+        }
+        UpdateCommand::Install { config, reboot } => {
+            let update = Config::load_update(&config);
+            match install::run(&update)? {
+                install::Installed::Nothing => {
+                    println!("no bundle waits in {}", update.dir.display())
+                }
+                install::Installed::NotInstalled(o) => {
+                    anyhow::bail!("the bundle was not installed: {}", o.line())
+                }
+                install::Installed::Installed(o) => {
+                    println!("{}", o.line());
+                    if reboot {
+                        reboot_now()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        UpdateCommand::NoteTrial {
+            config,
+            slot,
+            version,
+        } => {
+            let update = Config::load_update(&config);
+            let slot = sealcamd::update::install::note_trial(&update, slot, version)?;
+            println!("slot {slot} is on trial: sealcam-health.service marks it good once a fragment is acknowledged after it boots");
+            Ok(())
+        }
+    }
+}
+
+/// Asks systemd to reboot.
+fn reboot_now() -> anyhow::Result<()> {
+    let status = std::process::Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .context("running systemctl reboot")?;
+    if !status.success() {
+        anyhow::bail!("systemctl reboot failed ({status}); reboot the camera by hand");
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use sealcam_api::{
     CertificateEntry, CertificateResponse, ChallengeRequest, ChallengeResponse, EnrollRequest,
     ErrorBody, FragmentEntry, PendingResponse, RenewRequest, RosterReceipt, RosterUpload, Route,
-    WhoAmI,
+    UpdateOffer, WhoAmI,
 };
 
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "HEAD", "DELETE"];
@@ -25,6 +25,18 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let _ = ErrorBody::from_response_text(path);
+        // A camera's update report, as the ingest keeps it; versions as
+        // both sides compare them.
+        let kept = sealcam_api::update::clean_outcome(path);
+        assert!(kept.chars().count() <= sealcam_api::update::MAX_OUTCOME_LEN);
+        if let Some((a, b)) = path.split_at_checked(path.len() / 2) {
+            let order = sealcam_api::update::compare_versions(a, b);
+            assert_eq!(order, sealcam_api::update::compare_versions(b, a).reverse());
+        }
+    }
+    if let Ok(offer) = serde_json::from_slice::<UpdateOffer>(rest) {
+        let again = serde_json::to_vec(&offer).ok();
+        assert_eq!(again.and_then(|b| serde_json::from_slice(&b).ok()), Some(offer));
     }
     let _ = serde_json::from_slice::<EnrollRequest>(rest);
     if let Ok(req) = serde_json::from_slice::<EnrollRequest>(rest) {

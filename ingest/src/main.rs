@@ -15,6 +15,7 @@ use sealcam_ingest::service::{ServeConfig, Server};
 use sealcam_ingest::store::StorageConfig;
 
 mod hold_cmd;
+mod update_cmd;
 
 /// mimalloc instead of glibc's malloc: each upload allocates and frees
 /// buffers of its body's size on whichever runtime thread runs it, and
@@ -55,6 +56,11 @@ enum Command {
     Hold {
         #[command(subcommand)]
         command: HoldCommand,
+    },
+    /// Update bundles for devices: publish, list, withdraw.
+    Update {
+        #[command(subcommand)]
+        command: UpdateCommand,
     },
     /// The audit trail: verify its chains, show who did what.
     Audit {
@@ -184,6 +190,49 @@ enum HoldCommand {
 }
 
 #[derive(Subcommand)]
+enum UpdateCommand {
+    /// Offer BUNDLE (a RAUC .raucb signed with the release key) to the
+    /// devices of COMPATIBLE that run an older version. Recorded in the
+    /// audit trail.
+    Publish {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// RAUC's compatible of the bundle (its manifest's), e.g. sealcam-rpi4.
+        #[arg(long)]
+        compatible: String,
+        /// The bundle's version (its manifest's), e.g. 1.4.0.
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Who asks (recorded in the audit trail as operator:NAME).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+    /// The published bundles, newest version (the one offered) first.
+    List {
+        /// Only this compatible.
+        #[arg(long)]
+        compatible: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Stop offering version VERSION of COMPATIBLE (the next lower version
+    /// published is offered instead). Recorded in the audit trail.
+    Withdraw {
+        #[arg(long)]
+        compatible: String,
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Who asks (recorded in the audit trail as operator:NAME).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check every chain of the audit trail: hashes, numbering, signatures,
     /// and that each run names the run before it.
@@ -281,6 +330,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Audit { command } => audit_command(command),
         Command::Hold { command } => hold_cmd::run(command),
+        Command::Update { command } => update_cmd::run(command),
         Command::Stream {
             command:
                 StreamCommand::Delete {

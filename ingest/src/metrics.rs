@@ -1,8 +1,9 @@
 //! Prometheus metrics, and the operations listener that serves them with
 //! `/healthz` and `/readyz` (plain HTTP, meant for a private interface).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -53,6 +54,15 @@ pub struct PortLabels {
     pub port: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpdateReportLabels {
+    pub device: String,
+    /// The release version the camera runs.
+    pub version: String,
+    /// Its last update's outcome, as it reported it (`none` before any).
+    pub outcome: String,
+}
+
 /// Every metric the ingest exports.
 pub struct Metrics {
     registry: Registry,
@@ -72,6 +82,10 @@ pub struct Metrics {
     pub connections_held: Family<PortLabels, Gauge>,
     /// Bytes of upload bodies held in memory now.
     pub buffered_bytes: Gauge,
+    /// Each device's last update report: when (Unix seconds), labelled by
+    /// what it said; one series per device.
+    pub device_updates: Family<UpdateReportLabels, Gauge>,
+    device_update_labels: Mutex<HashMap<String, UpdateReportLabels>>,
 }
 
 impl Metrics {
@@ -143,8 +157,16 @@ impl Metrics {
             "Bytes of upload bodies held in memory now",
             buffered_bytes.clone(),
         );
+        let device_updates = Family::<UpdateReportLabels, Gauge>::default();
+        registry.register(
+            "device_update_report_seconds",
+            "When each device last checked for updates (Unix seconds), labelled by its installed version and last update outcome",
+            device_updates.clone(),
+        );
         Self {
             registry,
+            device_updates,
+            device_update_labels: Mutex::default(),
             connections_refused,
             connections_held,
             buffered_bytes,
@@ -157,6 +179,30 @@ impl Metrics {
             reads,
             listing_reads,
         }
+    }
+
+    /// Records a device's update report: its one series now carries
+    /// these labels and the time.
+    pub fn device_update_report(&self, device: &str, version: &str, outcome: &str) {
+        let labels = UpdateReportLabels {
+            device: device.to_owned(),
+            version: version.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut known = self
+            .device_update_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = known.insert(device.to_owned(), labels.clone()) {
+            if old != labels {
+                self.device_updates.remove(&old);
+            }
+        }
+        self.device_updates.get_or_create(&labels).set(now);
     }
 
     /// The audit queue's depth and its dropped records (`audit/writer.rs`).

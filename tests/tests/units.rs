@@ -66,6 +66,30 @@ fn every_unit_exposes_at_most_2_0() {
     }
 }
 
+#[test]
+fn the_update_units_run_the_documented_commands() {
+    let path = std::fs::read_to_string(unit("sealcam-install.path")).unwrap();
+    assert!(path.contains("PathExists=/var/lib/sealcam/update/ready.raucb"));
+    assert!(path.contains("Unit=sealcam-install.service"));
+    let install = std::fs::read_to_string(unit("sealcam-install.service")).unwrap();
+    assert!(install.contains(
+        "ExecStart=/usr/bin/sealcamd update install --config /etc/sealcam/sealcamd.toml --reboot"
+    ));
+    let health = std::fs::read_to_string(unit("sealcam-health.service")).unwrap();
+    assert!(health.contains(
+        "ExecStart=/usr/bin/sealcamd health --config /etc/sealcam/sealcamd.toml --reboot"
+    ));
+    assert!(health.contains("After=sealcamd.service"));
+    // The note the health check reads lives in sealcamd's runtime directory.
+    let camera = std::fs::read_to_string(unit("sealcamd.service")).unwrap();
+    assert!(camera.contains("RuntimeDirectory=sealcam\n"));
+    for name in ["sealcam-install.service", "sealcam-health.service"] {
+        let (score, _) = exposure(&unit(name));
+        // Root services that talk to RAUC and systemd over D-Bus.
+        assert!(score <= 2.0, "{name}: exposure {score}");
+    }
+}
+
 /// The values of every `key=` line of a unit, split on whitespace.
 fn values(text: &str, key: &str) -> Vec<String> {
     text.lines()

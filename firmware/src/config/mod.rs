@@ -71,6 +71,39 @@ pub struct Config {
     /// Seal event marks (`[events] enabled`): an events record in every
     /// fragment, with the marks `sealcamd event` leaves.
     pub mark_events: bool,
+    /// `[update]`: where bundles go and how the new slot proves itself;
+    /// whether the camera checks on its own is `update.enabled`.
+    pub update: UpdateConfig,
+}
+
+/// `[update]` (`docs/ref/config.md`).
+#[derive(Debug, Clone)]
+pub struct UpdateConfig {
+    /// Whether sealcamd checks for updates on its own, every `interval`.
+    pub enabled: bool,
+    pub interval: std::time::Duration,
+    /// Another HTTPS server to ask (server-authenticated TLS only); `None`:
+    /// the ingest, over the device's mutual-TLS identity.
+    pub url: Option<String>,
+    /// The roots another server's certificate is checked against (PEM);
+    /// `None`: the fleet CA (`upload.ca`).
+    pub ca: Option<PathBuf>,
+    /// Where bundles are downloaded and handed to the installer.
+    pub dir: PathBuf,
+    /// The largest bundle fetched.
+    pub max_bytes: u64,
+    /// RAUC's compatible of this camera; `None`: read from `system_conf`.
+    pub compatible: Option<String>,
+    pub system_conf: PathBuf,
+    /// The release version the running slot was built as (one line).
+    pub version_file: PathBuf,
+    /// How long a slot on trial has to prove itself (`sealcamd health`).
+    pub health_timeout: std::time::Duration,
+    /// Where sealcamd notes that the ingest acknowledged a fragment in this boot.
+    pub ack_file: PathBuf,
+    /// The installer's own directory (root only), where it copies a bundle
+    /// before it checks and installs it.
+    pub install_dir: PathBuf,
 }
 
 /// Whom the camera seals to.
@@ -178,6 +211,7 @@ impl Config {
         let identity = sections::identity(&f, &raw.identity)?;
         let upload = sections::upload(&f, &raw.upload)?;
         let metrics_listen = sections::metrics(&f, &raw.metrics)?;
+        let update = sections::update(&f, &raw.update)?;
         // Every field is valid: only now read the files it names.
         let recipients = keys::recipients(&f, recipients)?;
         Ok(Self {
@@ -196,6 +230,33 @@ impl Config {
             upload,
             metrics_listen,
             mark_events: raw.events.enabled,
+            update,
+        })
+    }
+
+    /// Only `[update]` of the config at `path`, for the health check: a
+    /// new release whose config is broken must still be judged (and given
+    /// up), so anything wrong elsewhere in the file is ignored, and an
+    /// `[update]` that cannot be read gives its defaults, with a warning.
+    pub fn load_update(path: &Path) -> UpdateConfig {
+        let f = Fields::new(path);
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).map_err(|e| e.to_string()))
+            .and_then(|table| match table.get("update") {
+                Some(u) => u
+                    .clone()
+                    .try_into::<raw::RawUpdate>()
+                    .map_err(|e| e.to_string()),
+                None => Ok(raw::RawUpdate::default()),
+            });
+        let raw = raw.unwrap_or_else(|e| {
+            tracing::warn!(config = %path.display(), error = %e, "cannot read [update]; using its defaults");
+            raw::RawUpdate::default()
+        });
+        sections::update(&f, &raw).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "[update] is not valid; using its defaults");
+            sections::update_unchecked(&f, &raw::RawUpdate::default())
         })
     }
 

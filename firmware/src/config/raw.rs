@@ -21,6 +21,84 @@ pub(super) struct RawConfig {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) events: RawEvents,
+    #[serde(default)]
+    pub(super) update: RawUpdate,
+}
+
+/// `[update]`: signed A/B updates (`docs/design/updates.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdate {
+    #[serde(default)]
+    pub(super) enabled: bool,
+    #[serde(default = "default_update_interval")]
+    pub(super) interval_s: u32,
+    /// Another HTTPS server that serves the update routes; none: the ingest.
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    /// The roots that server's certificate is checked against; none: the fleet CA.
+    #[serde(default)]
+    pub(super) ca: Option<PathBuf>,
+    #[serde(default = "default_update_dir")]
+    pub(super) dir: PathBuf,
+    #[serde(default = "default_update_max_bytes")]
+    pub(super) max_bytes: u64,
+    #[serde(default)]
+    pub(super) compatible: Option<String>,
+    #[serde(default = "default_system_conf")]
+    pub(super) system_conf: PathBuf,
+    #[serde(default = "default_version_file")]
+    pub(super) version_file: PathBuf,
+    #[serde(default = "default_health_timeout")]
+    pub(super) health_timeout_s: u32,
+    #[serde(default = "default_ack_file")]
+    pub(super) ack_file: PathBuf,
+    #[serde(default = "default_install_dir")]
+    pub(super) install_dir: PathBuf,
+}
+
+impl Default for RawUpdate {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_s: default_update_interval(),
+            url: None,
+            ca: None,
+            dir: default_update_dir(),
+            max_bytes: default_update_max_bytes(),
+            compatible: None,
+            system_conf: default_system_conf(),
+            version_file: default_version_file(),
+            health_timeout_s: default_health_timeout(),
+            ack_file: default_ack_file(),
+            install_dir: default_install_dir(),
+        }
+    }
+}
+
+fn default_update_interval() -> u32 {
+    6 * 3600
+}
+fn default_update_dir() -> PathBuf {
+    "/var/lib/sealcam/update".into()
+}
+fn default_update_max_bytes() -> u64 {
+    2 << 30
+}
+fn default_system_conf() -> PathBuf {
+    "/etc/rauc/system.conf".into()
+}
+fn default_version_file() -> PathBuf {
+    "/etc/sealcam/release".into()
+}
+fn default_health_timeout() -> u32 {
+    300
+}
+fn default_ack_file() -> PathBuf {
+    "/run/sealcam/acknowledged".into()
+}
+fn default_install_dir() -> PathBuf {
+    "/var/lib/sealcam-install".into()
 }
 
 #[derive(Debug, Default, Deserialize)]

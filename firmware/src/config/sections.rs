@@ -12,9 +12,9 @@ use sealcam_hal::pipeline::{CameraFormat, CaptureSettings, Encoder, Source, Sour
 use sealcam_hal::tpm::TpmConfig;
 
 use super::raw::{
-    RawCamera, RawIdentity, RawMetrics, RawRecipients, RawSpool, RawStream, RawUpload,
+    RawCamera, RawIdentity, RawMetrics, RawRecipients, RawSpool, RawStream, RawUpdate, RawUpload,
 };
-use super::{ConfigError, IdentityConfig, KeySource, UploadConfig};
+use super::{ConfigError, IdentityConfig, KeySource, UpdateConfig, UploadConfig};
 use crate::pipeline::spool::{FullPolicy, SpoolBounds};
 
 /// The config file being validated: where its errors point and what its
@@ -435,4 +435,51 @@ pub(super) fn metrics(f: &Fields, raw: &RawMetrics) -> Result<Option<SocketAddr>
         ));
     }
     Ok(Some(addr))
+}
+
+/// `[update]`.
+pub(super) fn update(f: &Fields, raw: &RawUpdate) -> Result<UpdateConfig, ConfigError> {
+    if raw.interval_s == 0 {
+        return Err(f.error(
+            "update.interval_s",
+            "must be at least 1; the default checks every 6 hours",
+        ));
+    }
+    if raw.health_timeout_s == 0 {
+        return Err(f.error(
+            "update.health_timeout_s",
+            "must be at least 1; the default gives a new slot 300 s",
+        ));
+    }
+    if let Some(url) = &raw.url {
+        if !url.starts_with("https://") {
+            return Err(f.error(
+                "update.url",
+                format!("{url:?}: bundles are fetched over HTTPS only; write https://HOST[:PORT]"),
+            ));
+        }
+    }
+    if let Some(c) = &raw.compatible {
+        Name::new(c).map_err(|e| f.error("update.compatible", e.to_string()))?;
+    }
+    Ok(update_unchecked(f, raw))
+}
+
+/// `[update]` as written, without the checks of [`update`] (for its
+/// defaults, which pass them).
+pub(super) fn update_unchecked(f: &Fields, raw: &RawUpdate) -> UpdateConfig {
+    UpdateConfig {
+        enabled: raw.enabled,
+        interval: Duration::from_secs(u64::from(raw.interval_s)),
+        url: raw.url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+        ca: raw.ca.as_deref().map(|p| f.resolve(p)),
+        dir: f.resolve(&raw.dir),
+        max_bytes: raw.max_bytes,
+        compatible: raw.compatible.clone(),
+        system_conf: f.resolve(&raw.system_conf),
+        version_file: f.resolve(&raw.version_file),
+        health_timeout: Duration::from_secs(u64::from(raw.health_timeout_s)),
+        ack_file: f.resolve(&raw.ack_file),
+        install_dir: f.resolve(&raw.install_dir),
+    }
 }

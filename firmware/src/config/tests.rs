@@ -326,3 +326,23 @@ fn a_bad_field_is_reported_before_any_key_file_is_read() {
         .to_string();
     assert!(err.contains("upload.url"), "{err}");
 }
+
+#[test]
+fn update_is_off_by_default_and_its_defaults_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    // The health check reads [update] even from a config that is broken
+    // elsewhere (a release whose sealcamd cannot start).
+    std::fs::write(&path, "device_id = 12\n[update]\nhealth_timeout_s = 7\n").unwrap();
+    let u = Config::load_update(&path);
+    assert_eq!(u.health_timeout, std::time::Duration::from_secs(7));
+    assert!(!u.enabled);
+    std::fs::write(&path, "not toml [").unwrap();
+    let u = Config::load_update(&path);
+    assert_eq!(u.health_timeout, std::time::Duration::from_secs(300));
+    assert_eq!(
+        u.ack_file,
+        std::path::Path::new("/run/sealcam/acknowledged")
+    );
+    assert_eq!(u.dir, std::path::Path::new("/var/lib/sealcam/update"));
+}

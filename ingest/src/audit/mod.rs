@@ -81,7 +81,8 @@ pub struct Record {
     /// `connect`, `upload`, `list`, `read`, `read-certificate`,
     /// `read-certificates`, `upload-head`, `read-head`, `publish-roster`,
     /// `read-roster`, `enroll`,
-    /// `renew`, `revoke`, `delete`, …
+    /// `renew`, `revoke`, `delete`, `update-check`, `read-bundle`,
+    /// `update-publish`, `update-withdraw`, …
     pub action: String,
     /// What was acted on: `DEVICE/STREAM/SEQUENCE`, `DEVICE/STREAM`, `DEVICE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,7 @@
 //! * [`idle`]: whether a connection has a request in progress, and since when not.
 //! * [`deadline`]: a request body that must arrive within the body timeout.
 //! * [`budget`]: the bytes of upload bodies held in memory, across all uploads.
+//! * [`updates`]: update offers and bundles for devices, with their reports.
 //!
 //! This file holds what the handlers share and the two dispatchers: the
 //! API port (mutual TLS) and the enrollment port (server TLS, anonymous).
@@ -47,6 +48,7 @@ pub mod refusals;
 pub mod restarts;
 pub mod roster;
 pub mod route;
+pub mod updates;
 pub mod upload;
 
 use std::net::SocketAddr;
@@ -278,6 +280,8 @@ async fn dispatch(
         Route::ReadRoster { owner } => roster::read(state, owner).await,
         Route::Renew => enroll::renew(state, peer, req).await,
         Route::WhoAmI => Ok(enroll::whoami(peer)),
+        Route::UpdateOffer { compatible } => updates::offer(state, peer, compatible, req).await,
+        Route::ReadBundle { sha256 } => updates::bundle(state, peer, sha256, req).await,
         // Served on the enrollment port only.
         Route::Enroll | Route::EnrollChallenge => Err(RouteError::NotFound.into()),
     }

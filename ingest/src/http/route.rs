@@ -27,6 +27,9 @@ pub fn required_role(route: &Route) -> Option<(Role, &'static str)> {
         Route::PublishRoster => Some((Role::Consumer, "publish rosters")),
         Route::ReadRoster { .. } => Some((Role::Consumer, "read rosters")),
         Route::Renew => Some((Role::Device, "renew certificates")),
+        Route::UpdateOffer { .. } | Route::ReadBundle { .. } => {
+            Some((Role::Device, "fetch update bundles"))
+        }
         Route::WhoAmI | Route::Enroll | Route::EnrollChallenge => None,
     }
 }

@@ -13,6 +13,8 @@
 //! streams/<device>/<stream>/indexed              empty: the time index is complete
 //! audit/<instance>/<epoch:020>/<segment:010>     the audit trail (see `audit/`)
 //! holds/<device>/<stream>/<id>.json              legal holds, kept from retention
+//! bundles/<sha256>.raucb                         update bundles, by their hash
+//! updates/<compatible>/<sha256>.json             published updates: version, size, hash
 //! ```
 //!
 //! A fragment is stored as two objects so that its keys can be destroyed
@@ -37,6 +39,7 @@
 //! * `index.rs`: listings by sequence and by time that read what they
 //!   return, through the time index.
 //! * `holds.rs`: legal holds on streams or time ranges, one object each.
+//! * `updates.rs`: update bundles and the index of what is offered.
 //! * `disk.rs`: the local backend's disk thread, writing in batches that
 //!   share their syncs (group commit).
 //! * `create.rs`: how it makes new files durably, create-only.
@@ -54,6 +57,7 @@ mod layout;
 mod objects;
 mod restarts;
 mod rosters;
+mod updates;
 
 pub use config::{LocalConfig, S3Config, StorageConfig};
 pub use create::direct_io_alignment;
@@ -63,6 +67,7 @@ pub use holds::Hold;
 pub use index::{Found, MAX_SPAN_NS};
 pub use objects::{Listed, Store};
 pub use rosters::RosterPut;
+pub use updates::{bundle_path, BundleRange, Published};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,270 @@
+//! `sealcamd health`: after an update, the new slot proves itself or is
+//! given up (`docs/design/updates.md`).
+//!
+//! A slot is on trial when RAUC says the booted slot is not marked good
+//! (`boot_status` `bad` in `rauc status --output-format=json`) **and** the
+//! installer's trial note names that slot: it was installed and has not
+//! yet proved itself. It proves itself when sealcamd has had a fragment
+//! sealed, signed and acknowledged by the ingest in this boot ([`super::ack`]);
+//! then `rauc status mark-good`. If that does not happen within
+//! `update.health_timeout`, `rauc status mark-bad` and a reboot: the
+//! bootloader falls back to the other slot.
+//!
+//! A booted slot that is not good but has no trial note is one that has
+//! proved itself before, under a bootloader script that asks for a
+//! mark-good every boot (RAUC's GRUB example): it is marked good at once,
+//! so that an outage of the network or the ingest never sends a camera
+//! back to an older release.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::rauc_json::Status;
+use super::{ack, outcome, UpdateError};
+use crate::config::UpdateConfig;
+
+/// The installer's note that a slot was installed and is to be tried.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trial {
+    /// RAUC's slot name (`rootfs.1`), `boot_primary` after the install.
+    pub slot: String,
+    pub version: Option<String>,
+}
+
+/// Where the trial note is kept (the installer's root-only directory).
+pub fn trial_path(cfg: &UpdateConfig) -> PathBuf {
+    cfg.install_dir.join("trial.json")
+}
+
+pub fn read_trial(path: &Path) -> Option<Trial> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// What to do now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The booted slot is good: nothing to do.
+    Nothing,
+    /// Not good, but not on trial either: it proved itself before.
+    MarkGoodNow,
+    /// On trial, not proved yet: look again shortly.
+    Wait,
+    /// On trial and proved: mark it good.
+    MarkGood,
+    /// On trial past the deadline: mark it bad and reboot.
+    MarkBad,
+    /// RAUC names no booted slot (not booted from a slot RAUC knows).
+    NoSlot,
+}
+
+/// Whether a trial note was for another slot than the one booted: the
+/// new slot did not prove itself and the bootloader fell back.
+pub fn fell_back(status: &Status, trial: Option<&Trial>) -> bool {
+    match (status.booted_slot(), trial) {
+        (Some(b), Some(t)) => b.name != t.slot,
+        _ => false,
+    }
+}
+
+/// The decision, from what RAUC says, the installer's trial note, whether
+/// this boot has an acknowledged fragment, and how long it has waited.
+pub fn decide(
+    status: &Status,
+    trial: Option<&Trial>,
+    proved: bool,
+    waited: Duration,
+    timeout: Duration,
+) -> Decision {
+    let Some(booted) = status.booted_slot() else {
+        return Decision::NoSlot;
+    };
+    if booted.good {
+        return Decision::Nothing;
+    }
+    let on_trial = trial.is_some_and(|t| t.slot == booted.name);
+    match (on_trial, proved) {
+        (false, _) => Decision::MarkGoodNow,
+        (true, true) => Decision::MarkGood,
+        (true, false) if waited >= timeout => Decision::MarkBad,
+        (true, false) => Decision::Wait,
+    }
+}
+
+/// What `sealcamd health` ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    NotOnTrial,
+    MarkedGood,
+    /// Marked bad; the caller reboots.
+    MarkedBad,
+}
+
+/// Runs `rauc` with `args`; its standard output.
+pub fn rauc(args: &[&str]) -> Result<String, UpdateError> {
+    let command = format!("rauc {}", args.join(" "));
+    let out = std::process::Command::new("rauc")
+        .args(args)
+        .output()
+        .map_err(|e| UpdateError::Command {
+            command: command.clone(),
+            reason: format!("{e}; is RAUC installed?"),
+        })?;
+    if !out.status.success() {
+        return Err(UpdateError::Command {
+            command,
+            reason: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', "; "),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The health check, until it has decided.
+pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
+    let boot = super::release::boot_id()?;
+    let started = std::time::Instant::now();
+    let trial_file = trial_path(cfg);
+    let conf = format!("--conf={}", cfg.system_conf.display());
+    loop {
+        let status = Status::parse(&rauc(&[&conf, "status", "--output-format=json"])?)
+            .map_err(UpdateError::Release)?;
+        let trial = read_trial(&trial_file);
+        if fell_back(&status, trial.as_ref()) {
+            let t = trial.as_ref();
+            let o = outcome::Outcome::new(
+                "failed",
+                t.and_then(|t| t.version.as_deref()),
+                format!(
+                    "slot {} did not prove itself; the bootloader fell back",
+                    t.map(|t| t.slot.as_str()).unwrap_or("?")
+                ),
+            );
+            tracing::warn!(outcome = %o.line(), "the updated slot was given up");
+            outcome::write(&cfg.dir, &o)?;
+            sealcam_base::durable::remove(&trial_file)?;
+            continue;
+        }
+        let proved = ack::proves(ack::read(&cfg.ack_file).as_ref(), &boot);
+        match decide(
+            &status,
+            trial.as_ref(),
+            proved,
+            started.elapsed(),
+            cfg.health_timeout,
+        ) {
+            Decision::Nothing => return Ok(Ended::NotOnTrial),
+            Decision::NoSlot => {
+                tracing::info!("RAUC names no booted slot; nothing to check");
+                return Ok(Ended::NotOnTrial);
+            }
+            Decision::MarkGoodNow => {
+                rauc(&[&conf, "status", "mark-good"])?;
+                tracing::info!("the booted slot had proved itself before; marked good again");
+                return Ok(Ended::NotOnTrial);
+            }
+            Decision::Wait => std::thread::sleep(Duration::from_secs(2)),
+            Decision::MarkGood => {
+                rauc(&[&conf, "status", "mark-good"])?;
+                let version = trial.as_ref().and_then(|t| t.version.as_deref());
+                outcome::write(
+                    &cfg.dir,
+                    &outcome::Outcome::new(
+                        "installed",
+                        version,
+                        "booted, a fragment acknowledged, marked good",
+                    ),
+                )?;
+                sealcam_base::durable::remove(&trial_file)?;
+                tracing::info!("the updated slot proved itself (a fragment acknowledged by the ingest); marked good");
+                return Ok(Ended::MarkedGood);
+            }
+            Decision::MarkBad => {
+                rauc(&[&conf, "status", "mark-bad"])?;
+                tracing::error!(
+                    timeout_s = cfg.health_timeout.as_secs(),
+                    "the updated slot did not get a fragment acknowledged in time; marked bad, rebooting into the other slot"
+                );
+                return Ok(Ended::MarkedBad);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::rauc_json::samples::*;
+    use super::*;
+
+    const T: Duration = Duration::from_secs(300);
+
+    fn trial(slot: &str) -> Trial {
+        Trial {
+            slot: slot.into(),
+            version: Some("1.1.0".into()),
+        }
+    }
+
+    #[test]
+    fn a_slot_on_trial_waits_for_an_acknowledged_fragment() {
+        let s = Status::parse(TRIAL_A).unwrap();
+        let t = trial("rootfs.0");
+        assert_eq!(
+            decide(&s, Some(&t), false, Duration::ZERO, T),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(&s, Some(&t), true, Duration::ZERO, T),
+            Decision::MarkGood
+        );
+        assert_eq!(decide(&s, Some(&t), false, T, T), Decision::MarkBad);
+        // Proved at the last moment still counts.
+        assert_eq!(decide(&s, Some(&t), true, T * 2, T), Decision::MarkGood);
+    }
+
+    #[test]
+    fn a_good_slot_is_left_alone() {
+        let s = Status::parse(GOOD_A).unwrap();
+        assert_eq!(decide(&s, None, false, T, T), Decision::Nothing);
+        assert_eq!(
+            decide(&s, Some(&trial("rootfs.0")), false, T, T),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn a_slot_not_good_but_never_on_trial_is_marked_good_at_once() {
+        // An outage of the ingest must not send a proven camera back.
+        let s = Status::parse(TRIAL_A).unwrap();
+        assert_eq!(decide(&s, None, false, T, T), Decision::MarkGoodNow);
+    }
+
+    #[test]
+    fn a_fall_back_is_seen_from_the_trial_note() {
+        let s = Status::parse(FELL_BACK_TO_B).unwrap();
+        assert!(fell_back(&s, Some(&trial("rootfs.0"))));
+        assert!(!fell_back(&s, None));
+        assert!(!fell_back(
+            &Status::parse(TRIAL_A).unwrap(),
+            Some(&trial("rootfs.0"))
+        ));
+        // Detailed output, U-Boot board, on trial in B.
+        let d = Status::parse(DETAILED_TRIAL_B).unwrap();
+        assert_eq!(
+            decide(&d, Some(&trial("rootfs.1")), false, Duration::ZERO, T),
+            Decision::Wait
+        );
+    }
+
+    #[test]
+    fn no_booted_slot_is_no_trial() {
+        let s = Status::parse(
+            r#"{"compatible":"x","variant":null,"booted":null,"boot_primary":null,"slots":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(decide(&s, None, false, T, T), Decision::NoSlot);
+    }
+}

@@ -1,0 +1,80 @@
+//! The installer's last outcome: written by the installer (root) into the
+//! update directory, read by sealcamd, which sends it with each check.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::UpdateError;
+
+/// The file's name in the update directory.
+pub const FILE: &str = "outcome.json";
+
+/// What the last installation did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// `installed`, `refused` or `failed`.
+    pub result: String,
+    /// The bundle's version, where it was read.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Why, in one line.
+    pub detail: String,
+    pub unix_s: u64,
+}
+
+impl Outcome {
+    pub fn new(result: &str, version: Option<&str>, detail: impl Into<String>) -> Self {
+        Self {
+            result: result.into(),
+            version: version.map(str::to_owned),
+            detail: detail.into(),
+            unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The one line a check reports (`installed 1.4.0`, `refused 1.2.0: ...`).
+    pub fn line(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{} {v}: {}", self.result, self.detail),
+            None => format!("{}: {}", self.result, self.detail),
+        }
+    }
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Writes the outcome durably, replacing the last.
+pub fn write(dir: &Path, outcome: &Outcome) -> Result<(), UpdateError> {
+    let json =
+        serde_json::to_vec_pretty(outcome).map_err(|e| UpdateError::Release(e.to_string()))?;
+    sealcam_base::durable::replace(&path(dir), &json)?;
+    Ok(())
+}
+
+/// The last outcome, if there is one that parses.
+pub fn read(dir: &Path) -> Option<Outcome> {
+    let bytes = std::fs::read(path(dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_outcome_round_trips_as_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(dir.path()), None);
+        let o = Outcome::new("refused", Some("1.0"), "older than the running 2.0");
+        write(dir.path(), &o).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), o);
+        assert_eq!(o.line(), "refused 1.0: older than the running 2.0");
+    }
+}

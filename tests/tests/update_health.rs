@@ -1,0 +1,263 @@
+//! `sealcamd health` against a real RAUC (issue 26): `rauc service` on a
+//! private D-Bus bus, with the GRUB backend on a real grubenv file
+//! (`grub-editenv`) and the booted slot given with
+//! `--override-boot-slot`, so `rauc status --output-format=json`,
+//! `mark-good` and `mark-bad` are RAUC's own. What the test cannot do
+//! here is reboot: it runs without `--reboot`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sealcam_system_tests::{bin, text, wait_until};
+
+/// A private system bus and `rauc service` on it, stopped on drop.
+struct Rauc {
+    dir: tempfile::TempDir,
+    bus: String,
+    dbus: Child,
+    service: Child,
+}
+
+impl Rauc {
+    /// Booted from slot A (`rootfs.0`), GRUB's environment as `env` says.
+    fn start(env: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let socket = p.join("bus");
+        std::fs::write(
+            p.join("bus.conf"),
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let dbus = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", p.join("bus.conf").display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus-daemon; scripts/install-deps)");
+        assert!(
+            wait_until(10, || socket.exists()),
+            "dbus-daemon did not listen"
+        );
+        let grubenv = p.join("grubenv");
+        grub_editenv(&grubenv, &["create"]);
+        let mut set = vec!["set"];
+        set.extend_from_slice(env);
+        grub_editenv(&grubenv, &set);
+        std::fs::write(p.join("a.img"), b"").unwrap();
+        std::fs::write(p.join("b.img"), b"").unwrap();
+        std::fs::write(
+            p.join("system.conf"),
+            format!(
+                "[system]\ncompatible=sealcam-test\nbootloader=grub\ngrubenv={}\n\n[keyring]\npath={}\n\n[slot.rootfs.0]\ndevice={}\ntype=ext4\nbootname=A\n\n[slot.rootfs.1]\ndevice={}\ntype=ext4\nbootname=B\n",
+                grubenv.display(),
+                p.join("none.pem").display(),
+                p.join("a.img").display(),
+                p.join("b.img").display()
+            ),
+        )
+        .unwrap();
+        let bus = format!("unix:path={}", socket.display());
+        let service = Command::new("rauc")
+            .arg("service")
+            .arg(format!("--conf={}", p.join("system.conf").display()))
+            .arg("--override-boot-slot=A")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rauc = Self {
+            dir,
+            bus,
+            dbus,
+            service,
+        };
+        assert!(
+            wait_until(10, || rauc.status().status.success()),
+            "rauc service did not answer"
+        );
+        rauc
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn status(&self) -> Output {
+        Command::new("rauc")
+            .args(["status", "--output-format=json"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
+            .output()
+            .unwrap()
+    }
+
+    /// GRUB's environment now.
+    fn grubenv(&self) -> String {
+        let out = Command::new("grub-editenv")
+            .arg(self.path().join("grubenv"))
+            .arg("list")
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+
+    /// sealcamd.toml with only `[update]`: the health check reads nothing
+    /// else (a release whose config is otherwise broken is still judged).
+    fn config(&self, health_timeout_s: u32) -> PathBuf {
+        let p = self.path();
+        std::fs::create_dir_all(p.join("update")).unwrap();
+        let cfg = p.join("sealcamd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "device_id = \"this config is broken\"\n[update]\nsystem_conf = \"system.conf\"\ndir = \"update\"\ninstall_dir = \"install\"\nack_file = \"acknowledged\"\nhealth_timeout_s = {health_timeout_s}\n"
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
+    /// The installer's note that slot `rootfs.0` was installed with 1.2.0.
+    fn note_trial(&self) {
+        std::fs::create_dir_all(self.path().join("install")).unwrap();
+        std::fs::write(
+            self.path().join("install/trial.json"),
+            r#"{"slot":"rootfs.0","version":"1.2.0"}"#,
+        )
+        .unwrap();
+    }
+
+    /// sealcamd's note of acknowledged fragments, for boot `boot_id`.
+    fn note_ack(&self, boot_id: &str) {
+        std::fs::write(
+            self.path().join("acknowledged"),
+            format!(r#"{{"boot_id":"{boot_id}","acknowledged":3,"unix_s":1}}"#),
+        )
+        .unwrap();
+    }
+
+    fn health(&self, cfg: &Path) -> Output {
+        Command::new(bin("sealcamd"))
+            .args(["health", "--config"])
+            .arg(cfg)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
+            .current_dir(self.path())
+            .output()
+            .unwrap()
+    }
+
+    fn outcome(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path().join("update/outcome.json")).unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Rauc {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+fn grub_editenv(file: &Path, args: &[&str]) {
+    let out = Command::new("grub-editenv")
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("grub-editenv (package grub-common; scripts/install-deps)");
+    assert!(out.status.success(), "grub-editenv: {}", text(&out.stderr));
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Booted from A on trial: GRUB set A_TRY=1 when it booted it.
+const TRIAL: [&str; 5] = ["ORDER=A B", "A_OK=1", "A_TRY=1", "B_OK=1", "B_TRY=0"];
+
+#[test]
+fn a_trial_slot_with_an_acknowledged_fragment_is_marked_good() {
+    let rauc = Rauc::start(&TRIAL);
+    assert!(text(&rauc.status().stdout).contains(r#""boot_status":"bad""#));
+    let cfg = rauc.config(60);
+    rauc.note_trial();
+    rauc.note_ack(&boot_id());
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("proved itself"),
+        "{}",
+        text(&out.stdout)
+    );
+    let env = rauc.grubenv();
+    assert!(env.contains("A_OK=1") && env.contains("A_TRY=0"), "{env}");
+    assert_eq!(rauc.outcome()["result"], "installed");
+    assert_eq!(rauc.outcome()["version"], "1.2.0");
+    assert!(!rauc.path().join("install/trial.json").exists());
+}
+
+#[test]
+fn a_trial_slot_without_one_in_this_boot_is_marked_bad_after_the_timeout() {
+    let rauc = Rauc::start(&TRIAL);
+    let cfg = rauc.config(2);
+    rauc.note_trial();
+    // A note from an earlier boot proves nothing.
+    rauc.note_ack("00000000-0000-0000-0000-000000000000");
+    let started = std::time::Instant::now();
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("marked bad"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let env = rauc.grubenv();
+    assert!(env.contains("A_OK=0"), "{env}");
+}
+
+#[test]
+fn a_slot_not_on_trial_is_marked_good_at_once_and_a_good_one_left_alone() {
+    // Not good (GRUB asks for a mark-good every boot) but no trial note:
+    // it proved itself before; an ingest outage must not send it back.
+    let rauc = Rauc::start(&TRIAL);
+    let cfg = rauc.config(600);
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("not on trial"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(rauc.grubenv().contains("A_TRY=0"));
+    // Now good: nothing to do, and nothing written.
+    let out = rauc.health(&cfg);
+    assert!(out.status.success());
+    assert!(!rauc.path().join("update/outcome.json").exists());
+}
