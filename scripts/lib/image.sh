@@ -25,11 +25,12 @@ image_arch_packages() {
 }
 
 # A board's own packages: what writes its boot loader's state from Linux,
-# and on the Raspberry Pi its boot firmware and U-Boot.
+# on the Raspberry Pi its boot firmware and U-Boot; and unsquashfs, which
+# `rauc info` needs to read a bundle before it is installed.
 image_board_packages() {
   case "$1" in
-    qemu-*) echo grub-common ;;
-    rpi4) echo libubootenv-tool raspi-firmware u-boot-rpi ;;
+    qemu-*) echo grub-common squashfs-tools ;;
+    rpi4) echo libubootenv-tool raspi-firmware u-boot-rpi squashfs-tools ;;
   esac
 }
 
@@ -195,13 +196,28 @@ image_root() {
   cp "$deb" "$root/tmp/sealcamd.deb"
   chroot "$root" dpkg -i /tmp/sealcamd.deb >&2
   rm "$root/tmp/sealcamd.deb"
-  # First boot provisions from the card when a bundle is there.
-  if [ -f "$root/lib/systemd/system/sealcam-firstboot.service" ]; then
-    chroot "$root" systemctl enable sealcam-firstboot.service >&2
-  fi
+  # First boot provisions from the card when a bundle is there; updates
+  # are installed when sealcamd has fetched one, and a slot on trial is
+  # judged after each boot (docs/design/updates.md).
+  local unit
+  for unit in sealcam-firstboot.service sealcam-install.path sealcam-health.service; do
+    if [ -f "$root/lib/systemd/system/$unit" ] || [ -f "$root/usr/lib/systemd/system/$unit" ]; then
+      chroot "$root" systemctl enable "$unit" >&2
+    fi
+  done
+
+  # The boot loaders load /vmlinuz and /initrd.img from the slot (Debian
+  # makes these links only when the kernel's postinst makes the initramfs).
+  local kernel
+  kernel=$(ls "$root/lib/modules" | sort -V | tail -n 1)
+  ln -sfn "boot/vmlinuz-$kernel" "$root/vmlinuz"
+  ln -sfn "boot/initrd.img-$kernel" "$root/initrd.img"
 
   # Which image this is: what the camera reports, what bundles compare.
   printf 'IMAGE_ID=sealcam-%s\nIMAGE_VERSION=%s\n' "$board" "$version" >> "$root/usr/lib/os-release"
+  # sealcamd's update.version_file.
+  mkdir -p "$root/usr/lib/sealcam"
+  echo "$version" > "$root/usr/lib/sealcam/release"
 
   # The A/B boot chooser that RAUC calls, and where the boot loader keeps
   # its state.
@@ -222,7 +238,7 @@ image_root() {
   # outlive an update bound into place.
   local bootdir=/boot/efi
   [ "$loader" = uboot ] && bootdir=/boot/firmware
-  mkdir -p "$root$bootdir" "$root/data" "$root/var/log/journal"
+  mkdir -p "$root$bootdir" "$root/data" "$root/var/log/journal" "$root/var/lib/sealcam-install"
   cat > "$root/etc/fstab" <<FSTAB
 # sealcam $board: the root slot is mounted by the kernel (root=PARTLABEL=rootfs-a or -b).
 PARTLABEL=boot  $bootdir  vfat  umask=0077,nofail  0  2
@@ -230,6 +246,7 @@ PARTLABEL=data  /data  ext4  defaults,noatime,x-systemd.growfs  0  2
 /data/etc-sealcam  /etc/sealcam  none  bind,x-systemd.requires-mounts-for=/data  0  0
 /data/sealcam  /var/lib/sealcam  none  bind,x-systemd.requires-mounts-for=/data  0  0
 /data/journal  /var/log/journal  none  bind,x-systemd.requires-mounts-for=/data  0  0
+/data/sealcam-install  /var/lib/sealcam-install  none  bind,x-systemd.requires-mounts-for=/data  0  0
 FSTAB
   install -D -m 0755 "$repo/configs/image/growdata" "$root/usr/lib/sealcam/growdata"
   install -D -m 0644 "$repo/configs/image/sealcam-growdata.service" \
@@ -280,6 +297,9 @@ image_data() {
   local stage
   stage=$(mktemp -d "$repo/target/image/data.XXXXXX")
   mkdir -p "$stage/etc-sealcam" "$stage/sealcam" "$stage/journal" "$stage/rauc"
+  # The update installer's own directory (root only): its trial note must
+  # outlive the reboot into the new slot.
+  mkdir -m 0700 "$stage/sealcam-install"
   cp -a "$root/etc/sealcam/." "$stage/etc-sealcam/" 2>/dev/null || true
   cp -a "$root/var/lib/sealcam/." "$stage/sealcam/" 2>/dev/null || true
   chown --reference="$root/etc/sealcam" "$stage/etc-sealcam" 2>/dev/null || true

@@ -89,7 +89,7 @@ fn default_system_conf() -> PathBuf {
     "/etc/rauc/system.conf".into()
 }
 fn default_version_file() -> PathBuf {
-    "/etc/sealcam/release".into()
+    "/usr/lib/sealcam/release".into()
 }
 fn default_health_timeout() -> u32 {
     300
