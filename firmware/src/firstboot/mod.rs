@@ -209,3 +209,6 @@ fn enroll_and_install(
         not_after: summary.not_after,
     })
 }
+
+#[cfg(test)]
+mod tests;
