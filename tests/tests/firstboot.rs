@@ -278,6 +278,14 @@ fn a_wrong_or_used_token_leaves_one_line_and_a_clean_config_dir() {
     assert!(!bundle.join("token").exists());
     assert!(entries(&etc).is_empty(), "left behind: {:?}", entries(&etc));
 
+    // The same card again, its token gone: one line, and a fresh token.
+    let out = firstboot(&w, &bundle, &etc);
+    let line = one_line(&out);
+    assert!(!out.status.success(), "{line}");
+    assert!(line.contains("has no token"), "{line}");
+    assert!(line.contains("with a fresh token"), "{line}");
+    assert!(entries(&etc).is_empty(), "left behind: {:?}", entries(&etc));
+
     // A token another camera already used.
     let token = w.device_add("cam3", "1h");
     let other = w.write_camera_config("cam3", &ingest.url(), 1, 1000);

@@ -125,6 +125,11 @@ fn attempt(opts: &Options, dir: Option<&Path>) -> Outcome {
             searched: opts.search.clone(),
         };
     };
+    if std::fs::symlink_metadata(dir.join(bundle::TOKEN)).is_err() {
+        return Outcome::NoToken {
+            dir: dir.to_owned(),
+        };
+    }
     let checked = match Bundle::read_dir(dir)
         .and_then(|b| bundle::check(b, &opts.config_dir, opts.detected))
     {

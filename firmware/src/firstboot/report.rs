@@ -21,6 +21,10 @@ pub enum Outcome {
     NoBundle {
         searched: Vec<PathBuf>,
     },
+    /// A bundle without its token: a run before this one took it.
+    NoToken {
+        dir: PathBuf,
+    },
     /// The bundle failed its check; nothing was written.
     Refused {
         dir: PathBuf,
@@ -137,6 +141,11 @@ impl fmt::Display for Report {
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(" or ")
+            )?,
+            Outcome::NoToken { dir } => write!(
+                f,
+                "this camera is not provisioned and the bundle in {} has no token (every first boot deletes it, whatever the outcome); {FRESH}",
+                dir.display()
             )?,
             Outcome::Refused { dir, error } => write!(
                 f,
