@@ -257,6 +257,16 @@ fn a_wrong_or_used_token_leaves_one_line_and_a_clean_config_dir() {
     let etc = w.path().join("etc");
     let url = ingest.enroll_url();
 
+    // No card at all: one line, nothing written.
+    let out = firstboot(&w, &w.path().join("no-card/sealcam"), &etc);
+    let line = one_line(&out);
+    assert!(!out.status.success(), "{line}");
+    assert!(
+        line.contains("not provisioned and there is no bundle in"),
+        "{line}"
+    );
+    assert!(entries(&etc).is_empty(), "left behind: {:?}", entries(&etc));
+
     // A token the CA never issued.
     let config = card_config(&w, "cam2", &ingest, &tpm.tcti());
     let bundle = hand_bundle(

@@ -120,9 +120,12 @@ fn attempt(opts: &Options, dir: Option<&Path>) -> Outcome {
     if let Some(certificate) = provisioned(&opts.config_dir, opts.detected) {
         return Outcome::AlreadyProvisioned { certificate };
     }
-    let Some(dir) = dir else {
+    let Some(dir) = dir.filter(|d| d.is_dir()) else {
         return Outcome::NoBundle {
-            searched: opts.search.clone(),
+            searched: match dir {
+                Some(named) => vec![named.to_owned()],
+                None => opts.search.clone(),
+            },
         };
     };
     if std::fs::symlink_metadata(dir.join(bundle::TOKEN)).is_err() {
