@@ -248,6 +248,15 @@ fn check_config(
     ]
     .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v.display().to_string()));
     let config = Config::parse_with(&config_dir.join(CONFIG), text, overrides, detected)?;
+    // First boot writes the certificate as root: in the config directory,
+    // nowhere else.
+    let certificate = &config.identity.certificate;
+    if certificate.parent() != Some(config_dir) || certificate.file_name().is_none() {
+        return Err(BundleError::ConfigRule(format!(
+            "identity.certificate must name a file in {} (\"device.crt\")",
+            config_dir.display()
+        )));
+    }
     if let KeySource::InsecureSoftware(_) = config.identity.key {
         return Err(BundleError::ConfigRule(
             "identity.insecure_software_key is for development; a provisioned camera keeps its key in the TPM".into(),

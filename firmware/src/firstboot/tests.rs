@@ -103,7 +103,17 @@ fn refusal(file: &str, contents: &str) -> String {
 
 #[test]
 fn each_fault_is_refused_naming_its_file() {
-    let cases: [(&str, String, &str); 9] = [
+    let cases: [(&str, String, &str); 11] = [
+        (
+            bundle::CONFIG,
+            CONFIG.replace("\"device.crt\"", "\"../shadow\""),
+            "identity.certificate must name a file in /etc/sealcam",
+        ),
+        (
+            bundle::CONFIG,
+            CONFIG.replace("\"device.crt\"", "\"/var/lib/device.crt\""),
+            "identity.certificate must name a file in /etc/sealcam",
+        ),
         (
             bundle::ENROLL_URL,
             "http://ingest:8444".into(),
