@@ -433,6 +433,37 @@ fn card_write_puts_the_bundle_into_a_disk_image() {
         let copied = sh(&format!("mtype -i {at} ::/sealcam/sealcamd.toml"), w.path());
         assert_eq!(copied, std::fs::read_to_string(&config).unwrap());
     }
+    // The token from a file, written over the first bundle.
+    std::fs::write(w.path().join("cam5.token"), "tok-from-file\n").unwrap();
+    let out = run(
+        "sealcam",
+        &[
+            "card",
+            "write",
+            "--config",
+            config.to_str().unwrap(),
+            "--ca",
+            "pki/ca.crt",
+            "--owner-pub",
+            "owner.pub",
+            "--recipients",
+            "recipients.rset",
+            "--enroll-url",
+            &ingest.enroll_url(),
+            "--token-file",
+            "cam5.token",
+            "--image",
+            "gpt.img",
+        ],
+        w.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let at = format!("gpt.img@@{}", 18432 * 512);
+    assert_eq!(
+        sh(&format!("mtype -i {at} ::/sealcam/token"), w.path()),
+        "tok-from-file\n"
+    );
+
     // Not an image: refused in one line.
     std::fs::write(w.path().join("blank.img"), vec![0u8; 1 << 20]).unwrap();
     let out = card_write(
