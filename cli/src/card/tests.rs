@@ -139,7 +139,7 @@ fn writing_twice_replaces_the_files() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn mbr_the_fat_partition_is_found_where_it_is(
@@ -174,12 +174,15 @@ proptest! {
 
     #[test]
     fn a_damaged_image_is_refused_or_written_without_panicking(
-        flips in proptest::collection::vec((0usize..(4096 * 512 + 8 * 512), any::<u8>()), 1..40),
+        flips in proptest::collection::vec((any::<bool>(), 0usize..(4096 * 512), any::<u8>()), 1..40),
     ) {
         let mut image = mbr_image(8, false, b"SEALBOOT   ");
-        for (at, b) in flips {
-            let len = image.get_ref().len();
-            image.get_mut()[at % len] ^= b;
+        let len = image.get_ref().len();
+        for (structure, at, b) in flips {
+            // Mostly where the structures are: the MBR, then the FAT's
+            // boot sector, tables and root directory (its first 16 KiB).
+            let at = if structure { at % (8 * 512 + 16384) } else { at % len };
+            image.get_mut()[at] ^= b;
         }
         let part = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             find_boot(&mut image)
