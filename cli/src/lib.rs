@@ -6,6 +6,7 @@
 
 pub mod anchor;
 pub mod api;
+pub mod card;
 pub mod cmd;
 pub mod events;
 pub mod fragdir;

@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: RecipientsCommand,
     },
+    /// A camera's card: write the provisioning bundle its first boot takes.
+    Card {
+        #[command(subcommand)]
+        command: CardCommand,
+    },
     /// The owner-signed device roster: which key speaks for which camera, when.
     Roster {
         #[command(subcommand)]
@@ -68,6 +73,13 @@ enum RosterCommand {
     Show(cmd::roster::ShowArgs),
     /// Publish the roster on the ingest, for `fetch` and `follow`.
     Publish(cmd::roster::PublishArgs),
+}
+
+#[derive(Subcommand)]
+enum CardCommand {
+    /// Check a provisioning bundle and write it onto a mounted boot
+    /// partition (--boot) or into a disk image file (--image).
+    Write(cmd::card::WriteArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +114,9 @@ fn main() -> ExitCode {
         Command::Recipients {
             command: RecipientsCommand::Show(a),
         } => cmd::recipients::show(a).map(|()| true),
+        Command::Card {
+            command: CardCommand::Write(a),
+        } => cmd::card::write(a).map(|()| true),
         Command::Roster { command } => match command {
             RosterCommand::Add(a) => cmd::roster::add(a),
             RosterCommand::End(a) => cmd::roster::end(a),

@@ -23,6 +23,9 @@
 //!     recipients.rs   whom fragments are sealed to (owner-signed set)
 //!     identity.rs     `sealcamd identity`: the key and certificate shown
 //!   config/       the TOML config, parsed once into validated types
+//!   firstboot/    `sealcamd firstboot`: provisioning from the card's
+//!                 bundle (bundle.rs: its files and their check, shared with
+//!                 `sealcam card write`; install.rs: into the config dir)
 //!   check.rs      `sealcamd check`: every dependency probed, with its fix
 //!   core_dump.rs  no core files: plaintext and data keys never on disk
 //!   answer.rs     the ingest's answers, read up to a ceiling
@@ -39,7 +42,7 @@
 //!   [`pipeline::live`], [`pipeline::uplink`].
 //! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
 //!   [`trust::recipients`], [`trust::identity`].
-//! * [`config`], [`core_dump`], [`check`], [`answer`], [`spool_admin`], [`daemon`], [`metrics`],
+//! * [`config`], [`core_dump`], [`check`], [`firstboot`], [`answer`], [`spool_admin`], [`daemon`], [`metrics`],
 //!   [`watchdog`].
 
 pub mod answer;
@@ -47,6 +50,7 @@ pub mod check;
 pub mod config;
 pub mod core_dump;
 pub mod daemon;
+pub mod firstboot;
 pub mod metrics;
 pub mod pipeline;
 pub mod spool_admin;

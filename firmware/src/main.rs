@@ -51,6 +51,23 @@ enum Command {
         #[arg(long, default_value_t = 600, requires = "enroll")]
         wait_s: u64,
     },
+    /// First boot: provision from the bundle on the card's boot partition
+    /// (config, fleet CA, owner key, recipient set, enrollment URL and
+    /// token), enroll, delete the token; one line says how it went.
+    Firstboot {
+        /// The bundle directory (default: the first of /boot/firmware/sealcam, /boot/efi/sealcam).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Where the camera's config is installed.
+        #[arg(long, default_value = "/etc/sealcam")]
+        config_dir: PathBuf,
+        /// The group the installed files belong to (mode 0640).
+        #[arg(long, default_value = "sealcam")]
+        group: String,
+        /// Root of the filesystem the board is detected from (tests use fake trees).
+        #[arg(long, default_value = "/", hide = true)]
+        sysroot: PathBuf,
+    },
     /// Print the device id, key, public key fingerprint and certificate.
     Identity {
         #[arg(long, default_value = "/etc/sealcam/sealcamd.toml")]
@@ -176,12 +193,25 @@ fn main() -> ExitCode {
     }
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("sealcamd: error: {}", sealcam_base::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
+
+/// A failure the command has already reported in its own words.
+#[derive(Debug)]
+struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reported above")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -287,6 +317,29 @@ fn real_main() -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Firstboot {
+            bundle,
+            config_dir,
+            group,
+            sysroot,
+        } => {
+            let report = sealcamd::firstboot::run(&sealcamd::firstboot::Options {
+                bundle,
+                search: sealcamd::firstboot::DEFAULT_SEARCH
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect(),
+                config_dir,
+                group: Some(group),
+                detected: sealcam_hal::board::Board::detect(&sysroot),
+            });
+            println!("{}", report.line());
+            if report.success() {
+                Ok(())
+            } else {
+                Err(AlreadyReported.into())
+            }
         }
         Command::Cameras => {
             let cameras = sealcam_hal::capture::list_cameras()?;

@@ -105,6 +105,7 @@ fn ordering_after_a_target_also_pulls_it_in() {
         "sealcamd.service",
         "sealcam-ingest.service",
         "sealcam-ca.service",
+        "sealcam-firstboot.service",
     ] {
         let text = std::fs::read_to_string(unit(name)).unwrap();
         let wants = values(&text, "Wants");
@@ -123,6 +124,19 @@ fn ordering_after_a_target_also_pulls_it_in() {
         values(&ingest, "After").contains(&"time-sync.target".to_owned()),
         "the ingest's retention reads the clock"
     );
+}
+
+#[test]
+fn first_boot_runs_before_sealcamd_and_reports_on_the_console() {
+    let path = unit("sealcam-firstboot.service");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(values(&text, "Before").contains(&"sealcamd.service".to_owned()));
+    assert!(values(&text, "After").contains(&"dev-tpmrm0.device".to_owned()));
+    assert_eq!(values(&text, "StandardOutput"), ["journal+console"]);
+    assert!(text.contains("ExecStart=/usr/bin/sealcamd firstboot"));
+    // It runs as root (the config directory, the card): sandboxed all the same.
+    let (score, _) = exposure(&path);
+    assert!(score <= 2.5, "sealcam-firstboot.service: exposure {score}");
 }
 
 #[test]

@@ -90,6 +90,7 @@ fn the_layer_has_what_yocto_check_layer_asks_for() {
         std::fs::read_to_string(layer.join("recipes-sealcam/sealcam/sealcam_0.1.0.bb")).unwrap();
     for path in [
         "systemd/sealcamd.service",
+        "systemd/sealcam-firstboot.service",
         "systemd/sealcam-ingest.service",
         "systemd/sealcam-ca.service",
         "configs/sealcam-ingest.example.toml",

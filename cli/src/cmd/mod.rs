@@ -1,5 +1,6 @@
 //! The subcommands of `sealcam`.
 
+pub mod card;
 pub mod decrypt;
 pub mod events;
 pub mod export;

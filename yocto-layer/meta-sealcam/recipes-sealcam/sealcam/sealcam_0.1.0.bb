@@ -64,6 +64,7 @@ PACKAGE_BEFORE_PN = "sealcamd sealcam-ingest sealcam-ca"
 do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/sealcam ${D}${sysconfdir}/sealcam-ingest
     install -m 0644 ${S}/systemd/sealcamd.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${S}/systemd/sealcam-firstboot.service ${D}${systemd_system_unitdir}/
     install -m 0644 ${S}/systemd/sealcam-ingest.service ${D}${systemd_system_unitdir}/
     install -m 0644 ${S}/systemd/sealcam-ca.service ${D}${systemd_system_unitdir}/
     # The config names key material and endpoints: root and the service's
@@ -81,6 +82,7 @@ FILES:sealcamd += "\
     ${datadir}/sealcamd \
     ${sysconfdir}/sealcam \
     ${systemd_system_unitdir}/sealcamd.service \
+    ${systemd_system_unitdir}/sealcam-firstboot.service \
 "
 FILES:sealcam-ingest += "\
     ${bindir}/sealcam-ingest \
@@ -109,7 +111,7 @@ RDEPENDS:sealcamd += "\
 # A camera needs its config, key and certificate (sealcamd provision) before
 # the daemon can run: enable it then (systemctl enable --now sealcamd).
 SYSTEMD_PACKAGES = "sealcamd sealcam-ingest sealcam-ca"
-SYSTEMD_SERVICE:sealcamd = "sealcamd.service"
+SYSTEMD_SERVICE:sealcamd = "sealcamd.service sealcam-firstboot.service"
 SYSTEMD_SERVICE:sealcam-ingest = "sealcam-ingest.service"
 SYSTEMD_SERVICE:sealcam-ca = "sealcam-ca.service"
 SYSTEMD_AUTO_ENABLE = "disable"
