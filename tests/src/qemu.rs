@@ -1,7 +1,6 @@
 //! QEMU test machines: the product image a user flashes (`scripts/image
 //! --board qemu-amd64|qemu-arm64`), with the tests' overlay
-//! (`tests/qemu/overlay`: the guest agent, the seed, on arm64 a TPM in the
-//! guest), booted by UEFI firmware and GRUB from its A/B root slots, with the
+//! (`tests/qemu/overlay`: the guest agent, on arm64 a TPM in the guest), booted by UEFI firmware and GRUB from its A/B root slots, with the
 //! vivid virtual camera and a TPM (amd64: swtpm on the host attached as
 //! `tpm-tis`; arm64: swtpm in the guest behind the kernel's vTPM proxy).
 //!
@@ -66,9 +65,6 @@ pub fn image(arch: Arch) -> PathBuf {
     img
 }
 
-/// Where the boot partition starts in the images (scripts/lib/image.sh).
-const BOOT_PARTITION_OFFSET: u64 = 1 << 20;
-
 /// The UEFI firmware of `arch`'s board: its code, and the variables store
 /// each machine gets a copy of.
 fn firmware(arch: Arch) -> (&'static str, &'static str) {
@@ -84,28 +80,32 @@ fn firmware(arch: Arch) -> (&'static str, &'static str) {
     }
 }
 
-/// Writes the files of `seed` into `sealcam/` on the boot partition of the
-/// disk image `disk`, with mtools (no loop device, no mount).
+/// Writes the provisioning bundle made of the files in `seed` onto the
+/// boot partition of the disk image `disk`, as an owner does before
+/// flashing: `sealcam card write --image`.
 fn write_bundle(disk: &Path, seed: &Path) {
-    let target = format!("{}@@{BOOT_PARTITION_OFFSET}", disk.display());
-    let status = Command::new("mmd")
-        .args(["-i", &target, "::/sealcam"])
-        .status()
-        .expect("mtools is installed (scripts/image)");
-    assert!(status.success(), "mmd on the boot partition failed");
-    for entry in std::fs::read_dir(seed).unwrap() {
-        let path = entry.unwrap().path();
-        let status = Command::new("mcopy")
-            .args(["-o", "-i", &target])
-            .arg(&path)
-            .arg(format!(
-                "::/sealcam/{}",
-                path.file_name().unwrap().to_string_lossy()
-            ))
-            .status()
-            .unwrap();
-        assert!(status.success(), "mcopy of {} failed", path.display());
-    }
+    let file = |name: &str| seed.join(name).to_string_lossy().into_owned();
+    let out = Command::new(crate::bin("sealcam"))
+        .args(["card", "write", "--config", &file("sealcamd.toml")])
+        .args(["--ca", &file("fleet-ca.crt")])
+        .args(["--owner-pub", &file("owner.pub")])
+        .args(["--recipients", &file("recipients.rset")])
+        .args(["--token-file", &file("token")])
+        .arg("--enroll-url")
+        .arg(
+            std::fs::read_to_string(seed.join("enroll-url"))
+                .unwrap()
+                .trim(),
+        )
+        .arg("--image")
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sealcam card write failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A guest port forwarded to a host loopback port.
@@ -155,7 +155,8 @@ impl Machine {
         write_bundle(&disk, seed);
         let (code, vars_template) = firmware(arch);
         let vars = dir.join("efivars.fd");
-        std::fs::copy(vars_template, &vars).expect("the UEFI firmware is installed (scripts/image)");
+        std::fs::copy(vars_template, &vars)
+            .expect("the UEFI firmware is installed (scripts/image)");
 
         // amd64: swtpm on the host, attached as `tpm-tis`. arm64: Debian's
         // kernel there has no driver for QEMU's memory-mapped TPM, so the

@@ -86,7 +86,8 @@ fn the_rpi4_image_has_its_partitions_boot_files_fstab_and_update_slots() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let zst = PathBuf::from(stdout.lines().last().unwrap().trim());
     assert!(
-        zst.to_string_lossy().ends_with("sealcam-rpi4-1.0.0.img.zst"),
+        zst.to_string_lossy()
+            .ends_with("sealcam-rpi4-1.0.0.img.zst"),
         "{}",
         zst.display()
     );
@@ -166,7 +167,10 @@ fn the_rpi4_image_has_its_partitions_boot_files_fstab_and_update_slots() {
     let fw_env = debugfs(&fs, "cat /etc/fw_env.config");
     assert!(fw_env.contains("/boot/firmware/uboot.env"), "{fw_env}");
     let sealcamd = scratch.path().join("sealcamd");
-    debugfs(&fs, &format!("dump /usr/bin/sealcamd {}", sealcamd.display()));
+    debugfs(
+        &fs,
+        &format!("dump /usr/bin/sealcamd {}", sealcamd.display()),
+    );
     let kind = run("file", &["-b", sealcamd.to_str().unwrap()]);
     assert!(kind.contains("ARM aarch64"), "{kind}");
     let kernels = debugfs(&fs, "ls -l /boot");

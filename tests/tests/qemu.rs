@@ -19,7 +19,7 @@ const UPLOAD_PORT: u16 = 8443;
 const ENROLL_PORT: u16 = 8444;
 
 /// A world whose ingest certificate also names the guest's address for it,
-/// a signed recipient set for alice, a running ingest, and the seed disk's
+/// a signed recipient set for alice, a running ingest, and the provisioning bundle's
 /// contents with a fresh enrollment token. On amd64 the guest's TPM (swtpm
 /// on the host) is manufactured with an EK certificate first, and the
 /// ingest requires it: the camera enrolls with TPM attestation.
@@ -124,7 +124,7 @@ fn streaming(w: &World, ingest: &Ingest, fragments: usize) -> Machine {
 
 fn streaming_on(arch: Arch, w: &World, ingest: &Ingest, fragments: usize) -> Machine {
     let vm = boot(arch, w, ingest);
-    vm.wait_for_console("sealcam-seed: provisioned", 600);
+    vm.wait_for_console("sealcam-firstboot: camera qemu-cam provisioned", 600);
     wait_for_fragments(ingest, fragments);
     vm
 }
@@ -284,7 +284,7 @@ fn power_cut_resumes_and_declares_only_the_fragment_in_progress() {
     let (w, ingest) = fleet();
     let mut vm = streaming(&w, &ingest, 3);
     vm.qmp("system_reset", serde_json::json!({}));
-    vm.wait_for_console("sealcam-seed: already provisioned", 300);
+    vm.wait_for_console("sealcam-firstboot: already provisioned", 300);
     let after_reset = stored_count(&ingest);
     wait_for_fragments(&ingest, after_reset + 3);
     drop(vm);
@@ -312,7 +312,7 @@ fn power_cut_with_a_wiped_spool_recovers_through_a_new_epoch() {
         &["-c", "rm -rf /var/lib/sealcam/spool/* && sync"],
     );
     vm.qmp("system_reset", serde_json::json!({}));
-    vm.wait_for_console("sealcam-seed: already provisioned", 300);
+    vm.wait_for_console("sealcam-firstboot: already provisioned", 300);
     // As the service runs: its user, and the TPM's group for the key.
     let camera_args = |args: &[&'static str]| {
         let mut all = vec![
