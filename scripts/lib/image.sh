@@ -146,7 +146,8 @@ image_layer() {
   key=$(printf '%s\n' "$(basename "$parent")" "$*" "$(declare -f "$step" image_apt)" | sha256sum | cut -c1-16)
   dir="$SEALCAM_CACHE/image/$name-$key"
   (
-    # One build at a time (tests of several boards, or other clones).
+    # One build of a layer at a time (tests of several boards, or other
+    # clones, may ask at once).
     flock 9
     if [ ! -d "$dir" ]; then
       image_unmount "$dir.partial"
@@ -163,7 +164,7 @@ image_layer() {
       find "$SEALCAM_CACHE/image" -maxdepth 1 -name "$name-*" ! -name "$name-$key" \
         ! -name "*.partial" -exec rm -rf --one-file-system {} + || true
     fi
-  ) 9>"$SEALCAM_CACHE/image/lock" || exit 1
+  ) 9>"$SEALCAM_CACHE/image/lock-$name" || exit 1
   echo "$dir"
 }
 

@@ -153,6 +153,14 @@ impl Machine {
             .unwrap();
         assert!(status.success(), "copying the image failed");
         write_bundle(&disk, seed);
+        // A card larger than the image, as every real one is: the data
+        // partition grows into it at the first boot (and holds updates).
+        let status = Command::new("truncate")
+            .args(["-s", "+3G"])
+            .arg(&disk)
+            .status()
+            .unwrap();
+        assert!(status.success(), "growing the card failed");
         let (code, vars_template) = firmware(arch);
         let vars = dir.join("efivars.fd");
         std::fs::copy(vars_template, &vars)

@@ -61,14 +61,11 @@ fn fleet_on(arch: Arch) -> (World, Ingest) {
     (w, ingest)
 }
 
-fn write_seed(w: &World, seed: &Path) {
+fn write_seed(w: &World, seed: &Path, extra_config: &str) {
     std::fs::create_dir_all(seed).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::copy(
-        repo.join("configs/boards/qemu-vivid.toml"),
-        seed.join("sealcamd.toml"),
-    )
-    .unwrap();
+    let config = std::fs::read_to_string(repo.join("configs/boards/qemu-vivid.toml")).unwrap();
+    std::fs::write(seed.join("sealcamd.toml"), config + extra_config).unwrap();
     std::fs::copy(w.path().join("pki/ca.crt"), seed.join("fleet-ca.crt")).unwrap();
     std::fs::copy(w.path().join("owner.pub"), seed.join("owner.pub")).unwrap();
     std::fs::copy(
@@ -86,8 +83,13 @@ fn write_seed(w: &World, seed: &Path) {
 }
 
 fn boot(arch: Arch, w: &World, ingest: &Ingest) -> Machine {
+    boot_with(arch, w, ingest, "")
+}
+
+/// [`boot`], with `extra_config` appended to the camera's config.
+fn boot_with(arch: Arch, w: &World, ingest: &Ingest, extra_config: &str) -> Machine {
     let seed = w.path().join("seed");
-    write_seed(w, &seed);
+    write_seed(w, &seed, extra_config);
     Machine::boot(
         arch,
         &w.path().join("vm"),
@@ -457,4 +459,105 @@ fn a_revoked_camera_is_refused_says_so_and_keeps_spooling() {
         spooled.lines().count() >= 10,
         "the camera stopped spooling after revocation: {spooled}"
     );
+}
+
+/// A signed update bundle of the QEMU board at `version`, with the tests'
+/// overlay (or `overlay`), signed with the development release key the
+/// image trusts: `scripts/image --bundle`, as a release is made.
+fn bundle(version: &str, overlay: &str) -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("bash")
+        .arg(repo.join("scripts/image"))
+        .args(["--board", "qemu-amd64", "--bundle", "--version", version])
+        .arg("--overlay")
+        .arg(repo.join("tests/qemu").join(overlay))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/image --bundle failed");
+    let path = text(&out.stdout).lines().last().unwrap().trim().to_owned();
+    std::path::PathBuf::from(path)
+}
+
+/// `sealcam-ingest update publish`, as the operator does.
+fn publish(w: &World, ingest: &Ingest, bundle: &Path, version: &str) {
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "update",
+            "publish",
+            bundle.to_str().unwrap(),
+            "--compatible",
+            "sealcam-qemu-amd64",
+            "--version",
+            version,
+            "--data",
+            ingest.data.to_str().unwrap(),
+            "--pki",
+            "pki",
+            "--operator",
+            "release-manager",
+        ],
+        w.path(),
+    );
+}
+
+/// What RAUC says of the booted slot in the guest: its boot name and
+/// whether the boot loader counts it good.
+fn booted_slot(vm: &Machine) -> Option<(String, String)> {
+    let (code, out, _) = vm.guest_exec("/usr/bin/rauc", &["status", "--output-format=json"], 120);
+    if code != 0 {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let booted = status["booted"].as_str()?.to_owned();
+    let good = status["slots"].as_array()?.iter().find_map(|slot| {
+        let (_, s) = slot.as_object()?.iter().next()?;
+        (s["bootname"].as_str()? == booted).then(|| {
+            s["boot_status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    })?;
+    Some((booted, good))
+}
+
+/// Issue 26: a camera running release N fetches N+1 from its ingest over
+/// its own connection, installs it into slot B, boots it once on trial,
+/// and marks it good only once the new system has sealed, signed and
+/// delivered a fragment. Nothing is lost or duplicated across the update
+/// that is not declared.
+#[test]
+fn an_update_is_fetched_installed_tried_and_marked_good() {
+    let next = bundle("99.0", "overlay");
+    let (w, ingest) = fleet();
+    let vm = boot_with(
+        Arch::Amd64,
+        &w,
+        &ingest,
+        "\n[update]\nenabled = true\ninterval_s = 10\nhealth_timeout_s = 600\n",
+    );
+    vm.wait_for_console("sealcam-firstboot: camera qemu-cam provisioned", 600);
+    wait_for_fragments(&ingest, 3);
+    assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
+
+    publish(&w, &ingest, &next, "99.0");
+    vm.wait_for_console("sealcam: booting slot B", 1200);
+    let after_update = stored_count(&ingest);
+    assert!(
+        wait_until(900, || booted_slot(&vm)
+            == Some(("B".into(), "good".into()))),
+        "slot B was not marked good: {:?}",
+        booted_slot(&vm)
+    );
+    assert_eq!(
+        in_guest(&vm, "/bin/cat", &["/usr/lib/sealcam/release"]).trim(),
+        "99.0"
+    );
+    wait_for_fragments(&ingest, after_update + 3);
+    drop(vm);
+
+    let report = verify(&w, &ingest);
+    assert!(report.contains("undeclared gaps: none"), "{report}");
 }
