@@ -3,7 +3,7 @@ DESCRIPTION = "A systemd image that boots ready for sealcamd: the camera \
                daemon and its GStreamer elements, the TPM 2.0 stack and, \
                through meta-tpm's tpm2 distro feature, a kernel with TPM \
                support; on a GPT disk with a boot partition, root slots A and \
-               B and a data partition (wic/sealcam-ab.wks.in). With meta-rauc \
+               B and a data partition (files/wic/sealcam-ab.wks.in). With meta-rauc \
                in the build it carries RAUC and its system.conf for the two \
                slots, and sealcam-bundle makes signed updates of it. The \
                camera still needs its provisioning (README.md of \
@@ -33,6 +33,11 @@ IMAGE_INSTALL:append = " kernel-image packagegroup-sealcam sealcam-data tpm2-tss
 # disk a user flashes (bmaptool, or dd after unzstd).
 IMAGE_FSTYPES = "ext4 wic.zst wic.bmap"
 WKS_FILE = "sealcam-ab.wks.in"
+# The layout and its GRUB script are in the layer's files/wic, where oe-core
+# looks for wks files since wrynose; scarthgap looks in wic/, so it is told.
+WKS_SEARCH_PATH:prepend = "${@':'.join('%s/files/wic' % p for p in d.getVar('BBPATH').split(':'))}:"
+SEALCAM_GRUB_CFG = "${@bb.utils.which(d.getVar('BBPATH'), 'files/wic/sealcam-ab-grub.cfg')}"
+do_image_wic[file-checksums] += "${SEALCAM_GRUB_CFG}:True"
 # GRUB for EFI on every architecture (oe-core adds it on x86 only).
 WKS_FILE_DEPENDS:append = " grub-efi"
 
@@ -41,7 +46,7 @@ WKS_FILE_DEPENDS:append = " grub-efi"
 SEALCAM_BOOT_MB ??= "128"
 SEALCAM_SLOT_MB ??= "1024"
 SEALCAM_DATA_MB ??= "1024"
-WICVARS:append = " SEALCAM_BOOT_MB SEALCAM_SLOT_MB SEALCAM_DATA_MB"
+WICVARS:append = " SEALCAM_BOOT_MB SEALCAM_DATA_MB SEALCAM_GRUB_CFG SEALCAM_SLOT_MB"
 IMAGE_ROOTFS_MAXSIZE = "${@int(d.getVar('SEALCAM_SLOT_MB')) * 1024}"
 
 # GRUB loads /boot/vmlinuz of the slot it boots, whatever the kernel's type.
@@ -52,10 +57,16 @@ sealcam_kernel_link[doc] = "Links /boot/vmlinuz, which GRUB loads, to the slot's
 ROOTFS_POSTPROCESS_COMMAND:append = " sealcam_kernel_link"
 
 # The journal lives on the data partition, bind-mounted at /var/log/journal;
-# with the default volatile /var/log (a link into /var/volatile) nothing
-# could be mounted there.
+# over the default volatile /var/log (a link into /var/volatile) nothing
+# could be mounted there. scarthgap has VOLATILE_LOG_DIR for it; styhead and
+# later the perms table files/fs-perms-volatile-log.txt.
 # nooelint: oelint.task.noanonpython
 python () {
-    if d.getVar('VOLATILE_LOG_DIR') != 'no':
-        raise bb.parse.SkipRecipe('sealcam-image keeps the journal on the data partition: set VOLATILE_LOG_DIR = "no" in local.conf')
+    volatile_log_dir = d.getVar('VOLATILE_LOG_DIR')
+    if volatile_log_dir is not None:
+        volatile = oe.types.boolean(volatile_log_dir)
+    else:
+        volatile = 'files/fs-perms-volatile-log.txt' in (d.getVar('FILESYSTEM_PERMS_TABLES') or '').split()
+    if volatile:
+        raise bb.parse.SkipRecipe('sealcam-image keeps the journal on the data partition, so logs may not be volatile: set VOLATILE_LOG_DIR = "no" (scarthgap) or FILESYSTEM_PERMS_TABLES:remove = "files/fs-perms-volatile-log.txt" (later series) in local.conf')
 }

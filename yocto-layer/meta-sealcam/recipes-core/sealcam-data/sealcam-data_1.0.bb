@@ -28,8 +28,12 @@ SRC_URI = "\
     file://var-log-journal.mount \
 "
 
-# UNPACKDIR came with styhead and early scarthgap point releases lack it.
-UNPACKDIR ??= "${WORKDIR}"
+# Where the fetcher unpacks: UNPACKDIR since styhead, WORKDIR on
+# scarthgap, which has no UNPACKDIR (setting UNPACKDIR here would override
+# oe-core's own on later series).
+SEALCAM_UNPACKDIR = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
+# Files only: the sources are what was unpacked.
+S = "${SEALCAM_UNPACKDIR}"
 
 inherit allarch systemd
 
@@ -40,10 +44,10 @@ do_install() {
     install -d ${D}${systemd_system_unitdir} ${D}${libexecdir} ${D}/data ${D}/boot/efi
     for unit in boot-efi.mount data.mount etc-sealcam.mount var-lib-sealcam.mount \
         var-log-journal.mount sealcam-data-setup.service; do
-        install -m 0644 ${UNPACKDIR}/$unit ${D}${systemd_system_unitdir}/
+        install -m 0644 ${SEALCAM_UNPACKDIR}/$unit ${D}${systemd_system_unitdir}/
     done
     sed -i -e 's,@LIBEXECDIR@,${libexecdir},g' ${D}${systemd_system_unitdir}/sealcam-data-setup.service
-    install -m 0755 ${UNPACKDIR}/sealcam-data-setup ${D}${libexecdir}/
+    install -m 0755 ${SEALCAM_UNPACKDIR}/sealcam-data-setup ${D}${libexecdir}/
 }
 
 FILES:${PN} += "\

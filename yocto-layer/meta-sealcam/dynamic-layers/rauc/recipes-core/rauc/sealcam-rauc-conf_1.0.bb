@@ -19,8 +19,12 @@ CVE_PRODUCT = ""
 
 SRC_URI = "file://system.conf"
 
-# UNPACKDIR came with styhead and early scarthgap point releases lack it.
-UNPACKDIR ??= "${WORKDIR}"
+# Where the fetcher unpacks: UNPACKDIR since styhead, WORKDIR on
+# scarthgap, which has no UNPACKDIR (setting UNPACKDIR here would override
+# oe-core's own on later series).
+SEALCAM_UNPACKDIR = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
+# Files only: the sources are what was unpacked.
+S = "${SEALCAM_UNPACKDIR}"
 
 inherit allarch
 
@@ -46,7 +50,7 @@ do_install() {
     install -m 0644 "${RAUC_KEYRING_FILE}" ${D}${sysconfdir}/rauc/${SEALCAM_KEYRING_NAME}
     sed -e 's,@COMPATIBLE@,${SEALCAM_RAUC_COMPATIBLE},' \
         -e 's,@KEYRING@,${SEALCAM_KEYRING_NAME},' \
-        ${UNPACKDIR}/system.conf > ${D}${sysconfdir}/rauc/system.conf
+        ${SEALCAM_UNPACKDIR}/system.conf > ${D}${sysconfdir}/rauc/system.conf
     chmod 0644 ${D}${sysconfdir}/rauc/system.conf
 }
 # A new keyring (a rotated release CA) rebuilds the package.
