@@ -25,7 +25,7 @@ DEPENDS += "\
 PV .= "+git"
 
 SRC_URI = "\
-    git://example.invalid/sealcam.git;protocol=https;branch=main \
+    git://example.invalid/sealcam.git;protocol=https;branch=main;destsuffix=${BP} \
     file://sealcamd.toml \
 "
 # The layer lives in the repository it builds, so no commit of it can name
@@ -34,9 +34,13 @@ SRC_URI = "\
 # nooelint: oelint.vars.autorev
 SRCREV = "${AUTOREV}"
 
-# UNPACKDIR came with styhead and early scarthgap point releases lack it.
-UNPACKDIR ??= "${WORKDIR}"
-S = "${UNPACKDIR}/git"
+# Where the fetcher unpacks: UNPACKDIR since styhead, WORKDIR on
+# scarthgap, which has no UNPACKDIR (setting UNPACKDIR here would override
+# oe-core's own on later series).
+SEALCAM_UNPACKDIR = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
+# The checkout goes where oe-core's default S points on every series
+# (${WORKDIR}/${BP} on scarthgap, ${UNPACKDIR}/${BP} later, where setting
+# S to .../git is refused): destsuffix=${BP}, and S is left alone.
 
 require sealcam-crates.inc
 
@@ -69,7 +73,7 @@ do_install:append() {
     install -m 0644 ${S}/systemd/sealcam-ca.service ${D}${systemd_system_unitdir}/
     # The config names key material and endpoints: root and the service's
     # group only.
-    install -m 0640 -g sealcam ${UNPACKDIR}/sealcamd.toml ${D}${sysconfdir}/sealcam/sealcamd.toml
+    install -m 0640 -g sealcam ${SEALCAM_UNPACKDIR}/sealcamd.toml ${D}${sysconfdir}/sealcam/sealcamd.toml
     install -m 0640 -g sealcam-ingest ${S}/configs/sealcam-ingest.example.toml \
         ${D}${sysconfdir}/sealcam-ingest/ingest.toml
     install -d ${D}${datadir}/sealcamd/boards ${D}${datadir}/sealcamd/systemd
