@@ -25,12 +25,13 @@ image_arch_packages() {
 }
 
 # A board's own packages: what writes its boot loader's state from Linux,
-# on the Raspberry Pi its boot firmware and U-Boot; and unsquashfs, which
-# `rauc info` needs to read a bundle before it is installed.
+# on the Raspberry Pi its boot firmware and U-Boot; unsquashfs, which
+# `rauc info` needs to read a bundle before it is installed; and RAUC's
+# D-Bus service, which installs and which the health check asks.
 image_board_packages() {
   case "$1" in
-    qemu-*) echo grub-common squashfs-tools ;;
-    rpi4) echo libubootenv-tool raspi-firmware u-boot-rpi squashfs-tools ;;
+    qemu-*) echo grub-common squashfs-tools rauc-service ;;
+    rpi4) echo libubootenv-tool raspi-firmware u-boot-rpi squashfs-tools rauc-service ;;
   esac
 }
 

@@ -513,12 +513,8 @@ fn booted_slot(vm: &Machine) -> Option<(String, String)> {
     let booted = status["booted"].as_str()?.to_owned();
     let good = status["slots"].as_array()?.iter().find_map(|slot| {
         let (_, s) = slot.as_object()?.iter().next()?;
-        (s["bootname"].as_str()? == booted).then(|| {
-            s["boot_status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        (s["bootname"].as_str()? == booted)
+            .then(|| s["boot_status"].as_str().unwrap_or_default().to_owned())
     })?;
     Some((booted, good))
 }
