@@ -36,7 +36,10 @@ pub fn read(path: &Path) -> Option<Ack> {
 
 /// Whether the note proves an acknowledged fragment in boot `boot_id`.
 pub fn proves(ack: Option<&Ack>, boot_id: &str) -> bool {
-    ack.is_some_and(|a| a.boot_id == boot_id && a.acknowledged > 0)
+    ack.is_some_and(|a| {
+        super::release::normalized(&a.boot_id) == super::release::normalized(boot_id)
+            && a.acknowledged > 0
+    })
 }
 
 /// Writes the note now for `acknowledged` fragments (a run that ends

@@ -69,8 +69,16 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
         .map_err(UpdateError::io("creating", &cfg.install_dir))?;
     set_private(&cfg.install_dir)?;
     let copy = cfg.install_dir.join("bundle.raucb");
-    std::fs::copy(&ready, &copy).map_err(UpdateError::io("copying the bundle to", &copy))?;
+    // Whatever happens next, the bundle leaves sealcamd's directory: a
+    // bundle left there would start this step again at once (the path unit
+    // watches it), for ever. The next check fetches it again if it is still
+    // offered.
+    let copied = std::fs::copy(&ready, &copy);
     sealcam_base::durable::remove(&ready)?;
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&copy);
+        return Err(UpdateError::io("copying the bundle to", &copy)(e));
+    }
     let ended = install_copy(cfg, &copy);
     let _ = std::fs::remove_file(&copy);
     let ended = ended?;

@@ -65,16 +65,35 @@ pub fn installed_version(cfg: &UpdateConfig) -> Result<String, UpdateError> {
     Ok(v)
 }
 
-/// The kernel's id of this boot.
+/// The environment variable sealcamd.service sets to the boot id (`%b`):
+/// its sandbox (`ProcSubset=pid`) hides `/proc/sys`.
+pub const BOOT_ID_ENV: &str = "SEALCAM_BOOT_ID";
+
+/// The kernel's id of this boot, as 32 lower-case hex digits (systemd's
+/// `%b` form; the kernel's file has dashes).
 pub fn boot_id() -> Result<String, UpdateError> {
+    if let Ok(id) = std::env::var(BOOT_ID_ENV) {
+        if !id.trim().is_empty() {
+            return Ok(normalized(&id));
+        }
+    }
     boot_id_at(Path::new("/proc/sys/kernel/random/boot_id"))
 }
 
 fn boot_id_at(path: &Path) -> Result<String, UpdateError> {
-    Ok(std::fs::read_to_string(path)
-        .map_err(UpdateError::io("reading the boot id", path))?
-        .trim()
-        .to_owned())
+    Ok(normalized(
+        &std::fs::read_to_string(path).map_err(UpdateError::io("reading the boot id", path))?,
+    ))
+}
+
+/// A boot id without dashes or case: the kernel's and systemd's forms
+/// compare equal.
+pub fn normalized(id: &str) -> String {
+    id.trim()
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 #[cfg(test)]
@@ -92,6 +111,19 @@ mod tests {
 
     #[test]
     fn this_machine_has_a_boot_id() {
-        assert_eq!(boot_id().unwrap().len(), 36);
+        assert_eq!(
+            boot_id_at(Path::new("/proc/sys/kernel/random/boot_id"))
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn the_kernels_and_systemds_forms_of_a_boot_id_compare_equal() {
+        assert_eq!(
+            normalized("5F0E1B2C-3d4e-4f5a-8b6c-7d8e9f0a1b2c\n"),
+            normalized("5f0e1b2c3d4e4f5a8b6c7d8e9f0a1b2c")
+        );
     }
 }
