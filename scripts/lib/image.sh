@@ -244,7 +244,7 @@ image_root() {
   cat > "$root/etc/fstab" <<FSTAB
 # sealcam $board: the root slot is mounted by the kernel (root=PARTLABEL=rootfs-a or -b).
 PARTLABEL=boot  $bootdir  vfat  umask=0077  0  2
-PARTLABEL=data  /data  ext4  defaults,noatime,x-systemd.growfs  0  2
+PARTLABEL=data  /data  ext4  defaults,noatime  0  2
 /data/etc-sealcam  /etc/sealcam  none  bind,x-systemd.requires-mounts-for=/data  0  0
 /data/sealcam  /var/lib/sealcam  none  bind,x-systemd.requires-mounts-for=/data  0  0
 /data/journal  /var/log/journal  none  bind,x-systemd.requires-mounts-for=/data  0  0
