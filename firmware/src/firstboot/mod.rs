@@ -20,7 +20,7 @@ pub mod install;
 mod report;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sealcam_base::durable;
 use sealcam_hal::board::Board;
@@ -171,6 +171,10 @@ fn provision_and_install(
     result
 }
 
+/// How long an ingest that cannot be reached is asked again at first boot
+/// (the unit allows five minutes in all).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(180);
+
 fn enroll_and_install(
     checked: &Checked,
     config_dir: &Path,
@@ -191,12 +195,29 @@ fn enroll_and_install(
         ek_certificate: p.ek_certificate.as_deref(),
         tpm: p.tpm.clone(),
     };
-    let summary = rt.block_on(certificate::enroll(
-        &how,
-        &cfg.device,
-        p.signer.clone(),
-        staged_cert,
-    ))?;
+    // The network may come up after network-online.target says it has (a
+    // slow DHCP server, an ingest still starting, a link that drops the
+    // first handshakes): an ingest that cannot be reached is asked again
+    // for a while. An answer, even a refusal, is final.
+    let deadline = Instant::now() + UNREACHABLE_FOR;
+    let mut pause = Duration::from_secs(2);
+    let summary = loop {
+        match rt.block_on(certificate::enroll(
+            &how,
+            &cfg.device,
+            p.signer.clone(),
+            staged_cert,
+        )) {
+            Err(CertificateError::Unreachable { url, reason })
+                if Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(%url, %reason, "the ingest cannot be reached yet; asking again");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            other => break other?,
+        }
+    };
     let install_err = |source| FirstbootError::Install {
         dir: config_dir.to_owned(),
         source,
