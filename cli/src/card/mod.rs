@@ -4,6 +4,7 @@
 //! devices. The bundle is checked first, by the same code `sealcamd
 //! firstboot` checks it with on the camera ([`sealcamd::firstboot::bundle`]).
 
+mod dots;
 pub mod partition;
 pub mod window;
 
@@ -72,11 +73,24 @@ fn write_fat<F: Read + Write + Seek>(
     part: &Partition,
     files: Files<'_>,
 ) -> std::io::Result<()> {
+    let created = {
+        let window = Window::new(&mut *image, part.start, part.len);
+        let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new())?;
+        let created = fs.root_dir().open_dir(DIR_NAME).is_err();
+        if created {
+            fs.root_dir().create_dir(DIR_NAME)?;
+        }
+        fs.unmount()?;
+        created
+    };
+    if created {
+        let mut window = Window::new(&mut *image, part.start, part.len);
+        dots::put_dot_entries_first(&mut window, &short_name(DIR_NAME))?;
+    }
     let window = Window::new(&mut *image, part.start, part.len);
     let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new())?;
     {
-        let root = fs.root_dir();
-        let dir = root.create_dir(DIR_NAME)?;
+        let dir = fs.root_dir().open_dir(DIR_NAME)?;
         for (name, bytes) in files {
             let mut f = dir.create_file(name)?;
             f.truncate()?;
@@ -85,6 +99,16 @@ fn write_fat<F: Read + Write + Seek>(
         }
     }
     fs.unmount()
+}
+
+/// The 8.3 name FAT stores for `name`, a name of at most eight letters
+/// without a dot (`sealcam`): upper case, padded with spaces.
+fn short_name(name: &str) -> [u8; 11] {
+    let mut out = [b' '; 11];
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b.to_ascii_uppercase();
+    }
+    out
 }
 
 /// Writes `files` into `sealcam/` of the boot partition of the disk image

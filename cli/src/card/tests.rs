@@ -194,3 +194,69 @@ proptest! {
         prop_assert!(written.is_ok(), "the FAT writer panicked");
     }
 }
+
+/// A FAT made by `mkfs.vfat -F bits`, as `scripts/image` makes the boot
+/// partition, written twice (a second bundle over the first), is left clean
+/// for `fsck.vfat`, which systemd runs at the camera's first boot. `fatfs`
+/// alone leaves `sealcam/` in a state `fsck.vfat` takes apart (it renames
+/// the `.` and `..` entries and deletes them): see `dots.rs`.
+fn mkfs_vfat_partition_stays_clean(bits: &str, kib: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let fat = dir.path().join("boot.fat");
+    let made = std::process::Command::new("mkfs.vfat")
+        .args(["-F", bits, "-n", "SEALBOOT", "-C"])
+        .arg(&fat)
+        .arg(kib)
+        .output()
+        .expect("mkfs.vfat is installed (dosfstools, scripts/install-deps)");
+    assert!(made.status.success(), "{made:?}");
+    let len = std::fs::metadata(&fat).unwrap().len();
+    let part = super::partition::Partition {
+        table: Table::Gpt,
+        number: 1,
+        start: 0,
+        len,
+        name: Some(GPT_NAME.into()),
+    };
+    for _ in 0..2 {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fat)
+            .unwrap();
+        super::write_fat(&mut file, &part, &files()).unwrap();
+    }
+    let check = std::process::Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&fat)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && !report.contains("sealcam"),
+        "fsck.vfat found damage on FAT{bits}: {report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut image = Cursor::new(std::fs::read(&fat).unwrap());
+    let w = Window::new(&mut image, 0, len);
+    let fs = fatfs::FileSystem::new(w, fatfs::FsOptions::new()).unwrap();
+    let mut f = fs.root_dir().open_file("sealcam/token").unwrap();
+    let mut token = Vec::new();
+    f.read_to_end(&mut token).unwrap();
+    assert_eq!(token, b"tok\n");
+}
+
+#[test]
+fn a_fat16_boot_partition_stays_clean_for_fsck() {
+    mkfs_vfat_partition_stays_clean("16", "131072");
+}
+
+#[test]
+fn a_fat12_boot_partition_stays_clean_for_fsck() {
+    mkfs_vfat_partition_stays_clean("12", "4096");
+}
+
+#[test]
+fn a_fat32_boot_partition_stays_clean_for_fsck() {
+    mkfs_vfat_partition_stays_clean("32", "266240");
+}
