@@ -50,13 +50,15 @@ pub fn image(arch: Arch) -> PathBuf {
         return img.clone();
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/image"))
-        .args(["--board", board(arch), "--raw", "--overlay"])
-        .arg(repo.join("tests/qemu/overlay"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash runs scripts/image");
+    let out = while_no_machine_runs(|| {
+        Command::new("bash")
+            .arg(repo.join("scripts/image"))
+            .args(["--board", board(arch), "--raw", "--overlay"])
+            .arg(repo.join("tests/qemu/overlay"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("bash runs scripts/image")
+    });
     assert!(out.status.success(), "scripts/image failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let img = PathBuf::from(stdout.lines().last().expect("the image's path").trim());
@@ -129,6 +131,16 @@ pub struct Machine {
 }
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `work` while no machine runs: building an image or a bundle keeps
+/// both host cores busy, and a guest emulated beside it falls behind the
+/// timed steps of its test.
+pub fn while_no_machine_runs<T>(work: impl FnOnce() -> T) -> T {
+    let _guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    work()
+}
 
 impl Machine {
     /// Boots a fresh copy of the image of `arch` with the files of `seed`

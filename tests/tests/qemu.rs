@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use sealcam_format::SealedFragment;
-use sealcam_system_tests::qemu::{Arch, Forward, Machine, HOST_ALIAS};
+use sealcam_system_tests::qemu::{self, Arch, Forward, Machine, HOST_ALIAS};
 use sealcam_system_tests::*;
 
 /// Guest ports of the two forwards: uploads and enrollment.
@@ -466,14 +466,16 @@ fn a_revoked_camera_is_refused_says_so_and_keeps_spooling() {
 /// image trusts: `scripts/image --bundle`, as a release is made.
 fn bundle(version: &str, overlay: &str) -> std::path::PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new("bash")
-        .arg(repo.join("scripts/image"))
-        .args(["--board", "qemu-amd64", "--bundle", "--version", version])
-        .arg("--overlay")
-        .arg(repo.join("tests/qemu").join(overlay))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
+    let out = qemu::while_no_machine_runs(|| {
+        std::process::Command::new("bash")
+            .arg(repo.join("scripts/image"))
+            .args(["--board", "qemu-amd64", "--bundle", "--version", version])
+            .arg("--overlay")
+            .arg(repo.join("tests/qemu").join(overlay))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap()
+    });
     assert!(out.status.success(), "scripts/image --bundle failed");
     let path = text(&out.stdout).lines().last().unwrap().trim().to_owned();
     std::path::PathBuf::from(path)
