@@ -148,6 +148,25 @@ impl Rauc {
         .unwrap();
     }
 
+    /// The installer's note that `slot` was installed with 1.2.0, and
+    /// whether it has booted on trial yet.
+    fn note_trial_of(&self, slot: &str, booted: bool) {
+        std::fs::create_dir_all(self.path().join("install")).unwrap();
+        std::fs::write(
+            self.path().join("install/trial.json"),
+            format!(r#"{{"slot":"{slot}","version":"1.2.0","booted":{booted}}}"#),
+        )
+        .unwrap();
+    }
+
+    /// The releases the installer refuses as given up.
+    fn given_up(&self) -> Vec<String> {
+        match std::fs::read(self.path().join("install/given-up.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// sealcamd's note of acknowledged fragments, for boot `boot_id`.
     fn note_ack(&self, boot_id: &str) {
         std::fs::write(
@@ -240,6 +259,54 @@ fn a_trial_slot_without_one_in_this_boot_is_marked_bad_after_the_timeout() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     let env = rauc.grubenv();
     assert!(env.contains("A_OK=0"), "{env}");
+    // The release is given up: the installer refuses it from now on,
+    // rather than trying it and falling back at every check.
+    assert_eq!(rauc.given_up(), ["1.2.0"]);
+}
+
+/// Booted from A, which is good; the trial note names B.
+const FELL_BACK: [&str; 5] = ["ORDER=A B", "A_OK=1", "A_TRY=0", "B_OK=0", "B_TRY=0"];
+
+#[test]
+fn a_fall_back_after_a_trial_boot_gives_the_release_up() {
+    let rauc = Rauc::start(&FELL_BACK);
+    let cfg = rauc.config(600);
+    rauc.note_trial_of("rootfs.1", true);
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(rauc.outcome()["result"], "failed");
+    assert!(
+        rauc.outcome()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fell back"),
+        "{}",
+        rauc.outcome()
+    );
+    assert_eq!(rauc.given_up(), ["1.2.0"]);
+    assert!(!rauc.path().join("install/trial.json").exists());
+}
+
+#[test]
+fn an_install_cut_short_before_its_trial_boot_gives_nothing_up() {
+    // The note is made before `rauc install`; power lost during the
+    // install leaves it for a slot that never booted. That release was
+    // not tried: it is installed again when offered.
+    let rauc = Rauc::start(&FELL_BACK);
+    let cfg = rauc.config(600);
+    rauc.note_trial_of("rootfs.1", false);
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        rauc.outcome()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish"),
+        "{}",
+        rauc.outcome()
+    );
+    assert!(rauc.given_up().is_empty());
+    assert!(!rauc.path().join("install/trial.json").exists());
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rauc_json::Status;
-use super::{ack, outcome, UpdateError};
+use super::{ack, given_up, outcome, UpdateError};
 use crate::config::UpdateConfig;
 
 /// The installer's note that a slot was installed and is to be tried.
@@ -31,6 +31,11 @@ pub struct Trial {
     /// RAUC's slot name (`rootfs.1`), `boot_primary` after the install.
     pub slot: String,
     pub version: Option<String>,
+    /// Whether the slot has booted on trial. A note for a slot that never
+    /// booted is from an install that did not finish (power lost during
+    /// `rauc install`): the release was not tried, so it is not given up.
+    #[serde(default)]
+    pub booted: bool,
 }
 
 /// Where the trial note is kept (the installer's root-only directory).
@@ -134,18 +139,40 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
         let trial = read_trial(&trial_file);
         if fell_back(&status, trial.as_ref()) {
             let t = trial.as_ref();
-            let o = outcome::Outcome::new(
-                "failed",
-                t.and_then(|t| t.version.as_deref()),
-                format!(
-                    "slot {} did not prove itself; the bootloader fell back",
-                    t.map(|t| t.slot.as_str()).unwrap_or("?")
+            let version = t.and_then(|t| t.version.as_deref());
+            let slot = t.map(|t| t.slot.as_str()).unwrap_or("?");
+            let o = match t.is_some_and(|t| t.booted) {
+                true => {
+                    if let Some(v) = version {
+                        given_up::add(&given_up::path(cfg), v)?;
+                    }
+                    outcome::Outcome::new(
+                        "failed",
+                        version,
+                        format!("slot {slot} did not prove itself; the bootloader fell back, and this release is not installed again"),
+                    )
+                }
+                false => outcome::Outcome::new(
+                    "failed",
+                    version,
+                    format!("the install into slot {slot} did not finish (power lost?); the camera still runs the release before it, and installs again when it is offered"),
                 ),
-            );
+            };
             tracing::warn!(outcome = %o.line(), "the updated slot was given up");
             outcome::write(&cfg.dir, &o)?;
             sealcam_base::durable::remove(&trial_file)?;
             continue;
+        }
+        if let Some(t) = trial.as_ref().filter(|t| !t.booted) {
+            if status.booted_slot().is_some_and(|b| b.name == t.slot) {
+                let booted = Trial {
+                    booted: true,
+                    ..t.clone()
+                };
+                let json =
+                    serde_json::to_vec(&booted).map_err(|e| UpdateError::Release(e.to_string()))?;
+                sealcam_base::durable::replace(&trial_file, &json)?;
+            }
         }
         let proved = ack::proves(ack::read(&cfg.ack_file).as_ref(), &boot);
         match decide(
@@ -182,6 +209,9 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 return Ok(Ended::MarkedGood);
             }
             Decision::MarkBad => {
+                if let Some(v) = trial.as_ref().and_then(|t| t.version.as_deref()) {
+                    given_up::add(&given_up::path(cfg), v)?;
+                }
                 rauc(&[&conf, "status", "mark-bad"])?;
                 tracing::error!(
                     timeout_s = cfg.health_timeout.as_secs(),
@@ -205,6 +235,7 @@ mod tests {
         Trial {
             slot: slot.into(),
             version: Some("1.1.0".into()),
+            booted: true,
         }
     }
 

@@ -4,15 +4,23 @@
 //!
 //! 1. The bundle is copied into the installer's own directory (root only),
 //!    and the one in the update directory removed: what is checked is what
-//!    is installed, whatever sealcamd's user does meanwhile.
+//!    is installed, whatever sealcamd's user does meanwhile. The update
+//!    directory is sealcamd's: `ready.raucb` is opened without following a
+//!    link and without waiting on a FIFO, and must be a regular file.
 //! 2. `rauc info` reads its manifest after verifying its signature against
 //!    the keyring of the camera's `system.conf`.
 //! 3. Its compatible must be this camera's and its version newer than the
 //!    running release: RAUC refuses another compatible by itself, but not
 //!    an older version, so an old signed bundle (a downgrade to a release
-//!    with known flaws) is refused here.
-//! 4. `rauc install`; on success the trial note names the slot RAUC will
-//!    boot next ([`super::health`]) and the caller reboots.
+//!    with known flaws) is refused here. A release this camera gave up
+//!    after its trial ([`super::given_up`]) is refused too.
+//! 4. Only from a slot that has proved itself: while the booted slot is on
+//!    trial, the other slot holds the only release known to work, and an
+//!    install would overwrite it.
+//! 5. The trial note naming the slot RAUC writes is made **before**
+//!    `rauc install`: power lost at any point after it leaves a slot that
+//!    boots on trial, never one taken for proven ([`super::health`]).
+//! 6. `rauc install`; the caller reboots.
 //!
 //! Every end is written as the outcome sealcamd reports.
 
@@ -21,10 +29,10 @@ use std::path::Path;
 
 use sealcam_api::update::compare_versions;
 
-use super::health::{rauc, Trial};
+use super::health::{rauc, read_trial, trial_path, Trial};
 use super::outcome::{self, Outcome};
 use super::rauc_json::{Info, Status};
-use super::{release, UpdateError, READY};
+use super::{given_up, release, UpdateError, READY};
 use crate::config::UpdateConfig;
 
 /// Whether a bundle whose (verified) manifest is `info` may be installed on
@@ -62,7 +70,7 @@ pub enum Installed {
 /// The installer step, once.
 pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     let ready = cfg.dir.join(READY);
-    if !ready.exists() {
+    if std::fs::symlink_metadata(&ready).is_err() {
         return Ok(Installed::Nothing);
     }
     std::fs::create_dir_all(&cfg.install_dir)
@@ -73,13 +81,13 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     // bundle left there would start this step again at once (the path unit
     // watches it), for ever. The next check fetches it again if it is still
     // offered.
-    let copied = std::fs::copy(&ready, &copy);
+    let copied = copy_ready(&ready, &copy);
     sealcam_base::durable::remove(&ready)?;
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&copy);
-        return Err(UpdateError::io("copying the bundle to", &copy)(e));
-    }
-    let ended = install_copy(cfg, &copy);
+    let ended = match copied {
+        Ok(Ok(())) => install_copy(cfg, &copy),
+        Ok(Err(why)) => Ok(Installed::NotInstalled(Outcome::new("refused", None, why))),
+        Err(e) => Err(e),
+    };
     let _ = std::fs::remove_file(&copy);
     let ended = ended?;
     match &ended {
@@ -87,6 +95,45 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
         Installed::Nothing => {}
     }
     Ok(ended)
+}
+
+/// Copies `ready` (in sealcamd's directory) to `copy`. `Ok(Err(why))`:
+/// `ready` is not a regular file, and nothing was copied.
+fn copy_ready(ready: &Path, copy: &Path) -> Result<Result<(), String>, UpdateError> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mut from = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(ready)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Err(format!(
+                "{} cannot be opened as a file ({e}): sealcamd renames a verified download there, nothing else",
+                ready.display()
+            )))
+        }
+    };
+    let meta = from.metadata().map_err(UpdateError::io("reading", ready))?;
+    if !meta.file_type().is_file() {
+        return Ok(Err(format!(
+            "{} is not a regular file: sealcamd renames a verified download there, nothing else",
+            ready.display()
+        )));
+    }
+    let _ = std::fs::remove_file(copy);
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(copy)
+        .and_then(|mut to| std::io::copy(&mut from, &mut to).and_then(|_| to.sync_all()));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(copy);
+        return Err(UpdateError::io("copying the bundle to", copy)(e));
+    }
+    Ok(Ok(()))
 }
 
 fn set_private(dir: &Path) -> Result<(), UpdateError> {
@@ -110,29 +157,63 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
     };
     let compatible = release::compatible(cfg)?;
     let installed = release::installed_version(cfg)?;
+    let refused = |why: String| {
+        Ok(Installed::NotInstalled(Outcome::new(
+            "refused",
+            info.version.as_deref(),
+            why,
+        )))
+    };
     let version = match check_bundle(&info, &compatible, &installed) {
         Ok(v) => v,
-        Err(why) => {
-            return Ok(Installed::NotInstalled(Outcome::new(
-                "refused",
-                info.version.as_deref(),
-                why,
-            )))
-        }
+        Err(why) => return refused(why),
     };
+    if given_up::read(&given_up::path(cfg)).contains(&version) {
+        return refused(format!(
+            "this camera tried {version} before and gave it up (it did not get a fragment acknowledged on trial); a newer release is needed"
+        ));
+    }
+    let status = Status::parse(&rauc(&[&conf, "status", "--output-format=json"])?)
+        .map_err(UpdateError::Release)?;
+    let target = match slot_to_install(&status, read_trial(&trial_path(cfg)).as_ref()) {
+        Ok(t) => t,
+        Err(why) => return refused(why),
+    };
+    // Before the install: from here on, whatever power does, the slot
+    // boots on trial.
+    note_trial(cfg, Some(target.clone()), Some(version.clone()))?;
     if let Err(e) = rauc(&[&conf, "install", &path]) {
+        sealcam_base::durable::remove(&trial_path(cfg))?;
         return Ok(Installed::NotInstalled(Outcome::new(
             "failed",
             Some(&version),
             e.to_string(),
         )));
     }
-    let slot = note_trial(cfg, None, Some(version.clone()))?;
     Ok(Installed::Installed(Outcome::new(
         "installing",
         Some(&version),
-        format!("installed into {slot}; rebooting to try it"),
+        format!("installed into {target}; rebooting to try it"),
     )))
+}
+
+/// The slot an install may write now: the other slot, and only while the
+/// booted one is good and no trial is pending. `Err`: why not, in a line.
+pub fn slot_to_install(status: &Status, trial: Option<&Trial>) -> Result<String, String> {
+    let Some(booted) = status.booted_slot() else {
+        return Err(
+            "RAUC names no booted slot: updates are installed from a slot of the A/B image".into(),
+        );
+    };
+    if !booted.good || trial.is_some() {
+        return Err(format!(
+            "the running slot {} is on trial; the other slot holds the only release known to work, so updates wait until this one has proved itself (or the camera has fallen back)",
+            booted.name
+        ));
+    }
+    status.install_target().ok_or_else(|| {
+        "RAUC's status names no single other slot to install into (see `rauc status`)".into()
+    })
 }
 
 /// Notes that `slot` (default: RAUC's primary slot) was just installed
@@ -159,6 +240,7 @@ pub fn note_trial(
     let trial = Trial {
         slot: slot.clone(),
         version,
+        booted: false,
     };
     let json = serde_json::to_vec(&trial).map_err(|e| UpdateError::Release(e.to_string()))?;
     sealcam_base::durable::replace(&super::health::trial_path(cfg), &json)?;
@@ -194,6 +276,63 @@ mod tests {
             .unwrap_err()
             .contains("sealcam-rpi4"));
         assert!(check_bundle(&info(c, None), c, "1.0").is_err());
+    }
+
+    #[test]
+    fn only_a_proven_slot_installs_into_the_other() {
+        use super::super::rauc_json::samples::*;
+        let good = Status::parse(GOOD_A).unwrap();
+        assert_eq!(slot_to_install(&good, None).unwrap(), "rootfs.1");
+        let pending = Trial {
+            slot: "rootfs.1".into(),
+            version: Some("2.0".into()),
+            booted: false,
+        };
+        assert!(slot_to_install(&good, Some(&pending))
+            .unwrap_err()
+            .contains("on trial"));
+        let trial = Status::parse(TRIAL_A).unwrap();
+        assert!(slot_to_install(&trial, None)
+            .unwrap_err()
+            .contains("on trial"));
+        // The EFI slot of a U-Boot board is no target; B on trial waits.
+        let detailed = Status::parse(DETAILED_TRIAL_B).unwrap();
+        assert!(slot_to_install(&detailed, None).is_err());
+        assert_eq!(
+            Status::parse(FELL_BACK_TO_B)
+                .unwrap()
+                .install_target()
+                .unwrap(),
+            "rootfs.0"
+        );
+    }
+
+    #[test]
+    fn ready_must_be_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"root's").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert!(copy_ready(&link, &copy).unwrap().is_err());
+        assert!(!copy.exists());
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(copy_ready(&fifo, &copy).unwrap().is_err());
+        assert!(copy_ready(dir.path(), &copy).unwrap().is_err());
+        std::fs::write(dir.path().join("bundle"), b"bundle").unwrap();
+        copy_ready(&dir.path().join("bundle"), &copy)
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"bundle");
     }
 
     #[test]

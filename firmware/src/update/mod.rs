@@ -12,6 +12,7 @@
 //! * [`fetch`]: the scheduled check and the resumable download.
 //! * [`install`]: the privileged installer step, and its checks.
 //! * [`outcome`]: the installer's last outcome, which sealcamd reports.
+//! * [`given_up`]: the releases this camera tried and gave up.
 //! * [`ack`]: sealcamd's note that the ingest acknowledged a fragment in
 //!   this boot, which the health check waits for.
 //! * [`health`]: `sealcamd health`: whether the booted slot is on trial,
@@ -20,6 +21,7 @@
 
 pub mod ack;
 pub mod fetch;
+pub mod given_up;
 pub mod health;
 pub mod install;
 pub mod outcome;

@@ -77,6 +77,23 @@ impl Status {
     }
 }
 
+impl Status {
+    /// The bootable slot an install writes: the one of the booted slot's
+    /// class that is not booted (with two slots, the other one).
+    pub fn install_target(&self) -> Option<String> {
+        let booted = self.booted_slot()?;
+        let all = || self.slots.iter().flat_map(|m| m.iter());
+        let class = all()
+            .find(|(name, _)| **name == booted.name)
+            .and_then(|(_, s)| s.class.clone());
+        let mut others = all()
+            .filter(|(name, s)| **name != booted.name && s.bootname.is_some() && s.class == class);
+        let (name, _) = others.next()?;
+        // More than one candidate: RAUC chooses; sealcam images have two.
+        others.next().is_none().then(|| name.clone())
+    }
+}
+
 /// `rauc info --output-format=json BUNDLE`: the manifest, after RAUC has
 /// checked the bundle's signature.
 #[derive(Clone, Debug, Deserialize)]
