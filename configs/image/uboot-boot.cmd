@@ -26,3 +26,8 @@ load mmc 0:${part} ${kernel_addr_r} /vmlinuz
 load mmc 0:${part} ${ramdisk_addr_r} /initrd.img
 setenv bootargs "root=PARTLABEL=${label} rw rootwait rauc.slot=${chosen} panic=10 @CONSOLE@ @EXTRA@"
 booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}
+# Only when the slot's kernel could not be loaded or started: restart, and
+# a slot that was on trial is not chosen again.
+echo "sealcam: slot ${chosen} did not start; restarting"
+sleep 5
+reset

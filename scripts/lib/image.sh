@@ -250,6 +250,13 @@ PARTLABEL=data  /data  ext4  defaults,noatime  0  2
 /data/journal  /var/log/journal  none  bind,x-systemd.requires-mounts-for=/data  0  0
 /data/sealcam-install  /var/lib/sealcam-install  none  bind,x-systemd.requires-mounts-for=/data  0  0
 FSTAB
+  # A slot that hangs (on trial or not) is restarted by the board's
+  # watchdog, which systemd keeps fed while it runs (where the board has
+  # none, systemd says so and goes on); a kernel panic restarts too
+  # (panic=10). A slot on trial that restarts is not chosen again.
+  mkdir -p "$root/etc/systemd/system.conf.d"
+  printf '[Manager]\nRuntimeWatchdogSec=60s\nRebootWatchdogSec=10min\n' \
+    > "$root/etc/systemd/system.conf.d/sealcam-watchdog.conf"
   install -D -m 0755 "$repo/configs/image/growdata" "$root/usr/lib/sealcam/growdata"
   install -D -m 0644 "$repo/configs/image/sealcam-growdata.service" \
     "$root/etc/systemd/system/sealcam-growdata.service"

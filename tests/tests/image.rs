@@ -140,6 +140,9 @@ fn the_rpi4_image_has_its_partitions_boot_files_fstab_and_update_slots() {
     let script = run("mtype", &["-i", &fat, "::/boot.scr"]);
     assert!(script.contains("root=PARTLABEL=${label}"), "{script}");
     assert!(script.contains("rauc.slot=${chosen}"), "{script}");
+    // A kernel that does not start restarts the board (and a slot on
+    // trial is not chosen again).
+    assert!(script.contains("reset"), "{script}");
 
     // Slot A: Debian's arm64 kernel, the packaged sealcamd for aarch64,
     // mounts by partition name, RAUC's slots and the release keyring.
@@ -164,6 +167,9 @@ fn the_rpi4_image_has_its_partitions_boot_files_fstab_and_update_slots() {
     let release = debugfs(&fs, "cat /usr/lib/os-release");
     assert!(release.contains("IMAGE_ID=sealcam-rpi4"), "{release}");
     assert!(release.contains("IMAGE_VERSION=1.0.0"), "{release}");
+    // A slot that hangs is restarted by the board's watchdog.
+    let watchdog = debugfs(&fs, "cat /etc/systemd/system.conf.d/sealcam-watchdog.conf");
+    assert!(watchdog.contains("RuntimeWatchdogSec=60s"), "{watchdog}");
     let fw_env = debugfs(&fs, "cat /etc/fw_env.config");
     assert!(fw_env.contains("/boot/firmware/uboot.env"), "{fw_env}");
     let sealcamd = scratch.path().join("sealcamd");
