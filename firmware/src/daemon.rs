@@ -246,7 +246,8 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
     tokio::pin!(watchdog);
     let head_loop = heads.run(&uplink);
     tokio::pin!(head_loop);
-    let updates = update_tasks(&cfg, counted.clone(), metrics.clone())?;
+    let fresh = uplink.fresh_acknowledged();
+    let updates = update_tasks(&cfg, counted.clone(), fresh.clone())?;
     tokio::pin!(updates);
     let uplink_result = tokio::select! {
         r = uplink.run(live, wake, done_rx, drain) => r,
@@ -255,7 +256,7 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
         never = &mut head_loop => match never {},
         never = &mut updates => match never {},
     };
-    let acknowledged = metrics.fragments_uploaded.get();
+    let acknowledged = fresh.load(std::sync::atomic::Ordering::Relaxed);
     if cfg.update.enabled && acknowledged > 0 {
         if let Err(e) = crate::update::ack::note_now(&cfg.update.ack_file, acknowledged) {
             tracing::warn!(error = %e, "cannot note acknowledged fragments for the health check");
@@ -284,12 +285,12 @@ pub async fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<RunReport, Daemon
 }
 
 /// With `[update] enabled`: the scheduled check for updates, and the note
-/// for the health check that the ingest acknowledged a fragment in this
-/// boot (`crate::update`). Otherwise nothing, forever.
+/// for the health check that the ingest acknowledged a fragment sealed in
+/// this run (`fresh`; `crate::update`). Otherwise nothing, forever.
 fn update_tasks(
     cfg: &Config,
     signer: Arc<CountingSigner>,
-    metrics: Arc<DeviceMetrics>,
+    fresh: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<impl std::future::Future<Output = std::convert::Infallible>, DaemonError> {
     let enabled = cfg.update.enabled;
     let updater = match enabled {
@@ -301,7 +302,7 @@ fn update_tasks(
         let Some(updater) = updater else {
             return std::future::pending().await;
         };
-        let acknowledged = move || metrics.fragments_uploaded.get();
+        let acknowledged = move || fresh.load(std::sync::atomic::Ordering::Relaxed);
         tokio::select! {
             never = updater.run_forever() => never,
             never = crate::update::ack::note_forever(ack_file, acknowledged) => never,

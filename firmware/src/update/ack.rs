@@ -1,6 +1,8 @@
-//! sealcamd's note that the ingest acknowledged a fragment in this boot:
-//! a small file, written durably with the boot id once per run after the
-//! first acknowledged upload, which `sealcamd health` (root) reads.
+//! sealcamd's note that the ingest acknowledged a fragment sealed in this
+//! run: a small file, written durably with the boot id once per run after
+//! the first such upload, which `sealcamd health` (root) reads. Fragments
+//! an earlier run left in the spool do not count: their upload proves the
+//! network, not that this release captures, seals and signs.
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use super::UpdateError;
 pub struct Ack {
     /// The kernel's boot id when it was written.
     pub boot_id: String,
-    /// Fragments acknowledged in this run so far.
+    /// Fragments sealed and acknowledged in this run so far.
     pub acknowledged: u64,
     pub unix_s: u64,
 }

@@ -107,6 +107,13 @@ pub struct Uplink {
     spool: Arc<Spool>,
     metrics: Arc<DeviceMetrics>,
     uploaded: AtomicU64,
+    /// The highest sequence the spool held when this run started: later
+    /// ones were sealed in this run.
+    backlog_end: Option<u64>,
+    /// Fragments sealed in this run that the ingest acknowledged: what
+    /// proves a slot on trial (`crate::update::ack`); the backlog of an
+    /// earlier release proves nothing about this one.
+    fresh_acknowledged: Arc<AtomicU64>,
     rejected: AtomicU64,
     refusals: Refusals,
     refusal_tries: u32,
@@ -122,6 +129,7 @@ impl Uplink {
         spool: Arc<Spool>,
     ) -> Result<Self, UplinkError> {
         let client = Self::device_client(&cfg.ca, certificate, signer.clone())?;
+        let backlog_end = spool.pending()?.iter().map(|s| s.sequence).max();
         Ok(Self {
             client: std::sync::RwLock::new(client),
             ca: cfg.ca.clone(),
@@ -133,6 +141,8 @@ impl Uplink {
             spool,
             metrics: Arc::default(),
             uploaded: AtomicU64::new(0),
+            backlog_end,
+            fresh_acknowledged: Arc::default(),
             rejected: AtomicU64::new(0),
             refusals: Refusals::default(),
             refusal_tries: cfg.refusal_tries,
@@ -151,6 +161,12 @@ impl Uplink {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The count of fragments sealed in this run and acknowledged by the
+    /// ingest, as it grows.
+    pub fn fresh_acknowledged(&self) -> Arc<AtomicU64> {
+        self.fresh_acknowledged.clone()
     }
 
     /// The ingest's base URL.
@@ -188,6 +204,9 @@ impl Uplink {
                     tracing::warn!(error = %e, "cannot note that the ingest accepted this chain");
                 }
                 self.uploaded.fetch_add(1, Ordering::Relaxed);
+                if self.backlog_end.is_none_or(|end| sequence > end) {
+                    self.fresh_acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
                 link.succeeded();
             }
             Ok(Outcome::Gone) => {}
