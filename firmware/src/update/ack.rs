@@ -30,9 +30,27 @@ pub fn write(path: &Path, ack: &Ack) -> Result<(), UpdateError> {
     Ok(())
 }
 
-/// The note, if there is one that parses.
+/// The most a note may hold; it is a few dozen bytes.
+const MAX_NOTE: u64 = 4096;
+
+/// The note, if there is one that parses. sealcamd writes it and root
+/// reads it: it is opened without following a link or waiting on a FIFO,
+/// must be a regular file, and is read up to [`MAX_NOTE`] bytes.
 pub fn read(path: &Path) -> Option<Ack> {
-    let bytes = std::fs::read(path).ok()?;
+    use rustix::fs::OFlags;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_NOTE).read_to_end(&mut bytes).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -106,6 +124,37 @@ pub async fn note_forever(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn only_a_regular_note_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let note = dir.path().join("acknowledged");
+        let ack = Ack {
+            boot_id: "b".into(),
+            acknowledged: 1,
+            unix_s: 1,
+        };
+        write(&note, &ack).unwrap();
+        assert_eq!(read(&note), Some(ack));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&note, &link).unwrap();
+        assert_eq!(read(&link), None);
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(read(&fifo), None);
+        // Past the limit, the note is cut and no longer parses.
+        let mut big = vec![b' '; MAX_NOTE as usize];
+        big.extend(serde_json::to_vec(&read(&note)).unwrap());
+        std::fs::write(&note, big).unwrap();
+        assert_eq!(read(&note), None);
+    }
 
     #[test]
     fn only_a_note_of_this_boot_proves_anything() {
