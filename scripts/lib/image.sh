@@ -180,7 +180,11 @@ image_cached_root() {
   base=$(image_layer "base-$arch" - image_base "$arch" "$(image_arch_packages "$arch" "$deb")")
   layer=$(image_layer "board-$board" "$base" image_board "$board" "$(image_board_packages "$board")")
   if [ -n "$overlay" ] && [ -f "$overlay/packages" ]; then
-    layer=$(image_layer "overlay-$board-$(basename "$overlay")" "$layer" image_overlay_packages \
+    # Named after the overlay that owns the package list: overlays that
+    # link to another's list share its layer.
+    local owner
+    owner=$(basename "$(dirname "$(realpath "$overlay/packages")")")
+    layer=$(image_layer "overlay-$board-$owner" "$layer" image_overlay_packages \
       "$board" "$(grep -v '^#' "$overlay/packages" | sort -u | paste -sd' ' -)")
   fi
   echo "$layer"

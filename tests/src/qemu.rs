@@ -401,14 +401,20 @@ impl Machine {
     /// Waits up to `secs` for `needle` on the console; panics (with the
     /// console) if it does not come.
     pub fn wait_for_console(&self, needle: &str, secs: u64) {
+        self.wait_for_console_times(needle, 1, secs);
+    }
+
+    /// Waits up to `secs` until the console holds `needle` `times` times
+    /// (counted since the machine booted first); panics if it does not.
+    pub fn wait_for_console_times(&self, needle: &str, times: usize, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
-            if self.console_text().contains(needle) {
+            if self.console_text().matches(needle).count() >= times {
                 return;
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        panic!("the guest did not print {needle:?} within {secs} s");
+        panic!("the guest did not print {needle:?} {times} times within {secs} s");
     }
 }
 

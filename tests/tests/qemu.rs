@@ -523,27 +523,65 @@ fn booted_slot(vm: &Machine) -> Option<(String, String)> {
     Some((booted, good))
 }
 
-/// Issue 26: a camera running release N fetches N+1 from its ingest over
+/// Issue 26: a camera running release N is offered a release that boots
+/// but cannot record (`tests/qemu/overlay-unproven`): it fetches it over
 /// its own connection, installs it into slot B, boots it once on trial,
-/// and marks it good only once the new system has sealed, signed and
-/// delivered a fragment. Nothing is lost or duplicated across the update
-/// that is not declared.
+/// gives it up when no fragment is acknowledged in time, falls back to
+/// slot A, and refuses it when it is offered again. Then it is offered a
+/// good release, which it installs into B, tries, and marks good only once
+/// the new system has sealed, signed and delivered a fragment. Nothing is
+/// lost or duplicated across the updates that is not declared.
 #[test]
-fn an_update_is_fetched_installed_tried_and_marked_good() {
+fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
+    let unproven = bundle("98.0", "overlay-unproven");
     let next = bundle("99.0", "overlay");
     let (w, ingest) = fleet();
     let vm = boot_with(
         Arch::Amd64,
         &w,
         &ingest,
-        "\n[update]\nenabled = true\ninterval_s = 10\nhealth_timeout_s = 600\n",
+        "\n[update]\nenabled = true\ninterval_s = 10\nhealth_timeout_s = 240\n",
     );
     vm.wait_for_console("sealcam-firstboot: camera qemu-cam provisioned", 600);
     wait_for_fragments(&ingest, 3);
     assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
 
-    publish(&w, &ingest, &next, "99.0");
+    // The release that cannot record: tried once, given up, fallen back.
+    publish(&w, &ingest, &unproven, "98.0");
     vm.wait_for_console("sealcam: booting slot B", 1800);
+    vm.wait_for_console("this test release cannot record", 600);
+    vm.wait_for_console_times("sealcam: booting slot A", 2, 900);
+    assert!(
+        wait_until(600, || booted_slot(&vm)
+            == Some(("A".into(), "good".into()))),
+        "the camera did not fall back to a good slot A: {:?}",
+        booted_slot(&vm)
+    );
+    assert_eq!(
+        in_guest(&vm, "/bin/cat", &["/usr/lib/sealcam/release"]).trim(),
+        "0.1.0-1"
+    );
+    let given_up = in_guest(&vm, "/bin/cat", &["/var/lib/sealcam-install/given-up.json"]);
+    assert!(given_up.contains("98.0"), "{given_up}");
+    // Offered again, it is fetched and refused, not tried again.
+    let outcome = || {
+        vm.try_guest_exec("/bin/cat", &["/var/lib/sealcam/update/outcome.json"], 60)
+            .map(|(_, out, _)| out)
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(900, || outcome().contains("gave it up")),
+        "the given-up release was not refused: {}",
+        outcome()
+    );
+    assert_eq!(
+        vm.console_text().matches("sealcam: booting slot B").count(),
+        1
+    );
+
+    // The good release.
+    publish(&w, &ingest, &next, "99.0");
+    vm.wait_for_console_times("sealcam: booting slot B", 2, 1800);
     let after_update = stored_count(&ingest);
     assert!(
         wait_until(900, || booted_slot(&vm)
