@@ -53,16 +53,35 @@ pub fn valid_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Compares two release versions component by component (split at `.`,
-/// `-`, `+`, `_`, `~`): components of digits only compare as numbers, any
-/// other pair as text, and a version that is a prefix of another is the
-/// older (`1.2` < `1.2.1`, `1.9` < `1.10`).
+/// Compares two release versions as Debian orders them in the main: a
+/// `~` starts a pre-release, older than the release it precedes
+/// (`1.2~rc1` < `1.2`, `1.2~rc1` < `1.2~rc2`); the parts are compared
+/// component by component (split at `.`, `-`, `+`, `_`): components of
+/// digits only compare as numbers, any other pair as text, and a version
+/// that is a prefix of another is the older (`1.2` < `1.2.1`, `1.9` <
+/// `1.10`).
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let split = |v: &str| -> Vec<String> {
-        v.split(['.', '-', '+', '_', '~'])
-            .map(str::to_owned)
-            .collect()
-    };
+    let (a_release, a_pre) = split_pre_release(a);
+    let (b_release, b_pre) = split_pre_release(b);
+    compare_components(a_release, b_release).then_with(|| match (a_pre, b_pre) {
+        (None, None) => Ordering::Equal,
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(x), Some(y)) => compare_versions(x, y),
+    })
+}
+
+/// `1.2~rc1` is `1.2` with the pre-release `rc1`.
+fn split_pre_release(v: &str) -> (&str, Option<&str>) {
+    match v.split_once('~') {
+        Some((release, pre)) => (release, Some(pre)),
+        None => (v, None),
+    }
+}
+
+fn compare_components(a: &str, b: &str) -> Ordering {
+    let split =
+        |v: &str| -> Vec<String> { v.split(['.', '-', '+', '_']).map(str::to_owned).collect() };
     let (a, b) = (split(a), split(b));
     for (x, y) in a.iter().zip(b.iter()) {
         let numeric = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
@@ -107,6 +126,12 @@ mod tests {
         assert_eq!(compare_versions("2.0.0", "1.99.99"), Ordering::Greater);
         assert_eq!(compare_versions("1.02", "1.2"), Ordering::Equal);
         assert_eq!(compare_versions("1.2-rc1", "1.2-rc2"), Ordering::Less);
+        // A pre-release is older than its release: a camera on 1.2 is
+        // never "updated" to 1.2~rc1.
+        assert_eq!(compare_versions("1.2~rc1", "1.2"), Ordering::Less);
+        assert_eq!(compare_versions("1.2~rc1", "1.2~rc2"), Ordering::Less);
+        assert_eq!(compare_versions("1.2~rc2", "1.1.9"), Ordering::Greater);
+        assert_eq!(compare_versions("0.1.0-1", "99.0"), Ordering::Less);
     }
 
     #[test]
@@ -129,9 +154,17 @@ mod tests {
 
     proptest! {
         #[test]
-        fn comparison_is_antisymmetric_and_reflexive(a in "[0-9a-z.+-]{0,20}", b in "[0-9a-z.+-]{0,20}") {
+        fn comparison_is_antisymmetric_and_reflexive(a in "[0-9a-z.+~-]{0,20}", b in "[0-9a-z.+~-]{0,20}") {
             prop_assert_eq!(compare_versions(&a, &a), Ordering::Equal);
             prop_assert_eq!(compare_versions(&a, &b), compare_versions(&b, &a).reverse());
+        }
+
+        #[test]
+        fn comparison_is_transitive(a in "[0-9.~]{0,8}", b in "[0-9.~]{0,8}", c in "[0-9.~]{0,8}") {
+            let le = |x: &str, y: &str| compare_versions(x, y) != Ordering::Greater;
+            if le(&a, &b) && le(&b, &c) {
+                prop_assert!(le(&a, &c), "{a} <= {b} <= {c} but not {a} <= {c}");
+            }
         }
 
         #[test]

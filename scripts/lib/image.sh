@@ -338,6 +338,12 @@ image_boot() {
     rpi4) console="console=ttyS1,115200 console=tty1" ;;
   esac
   [ -f "$root/etc/sealcam-cmdline-extra" ] && extra=$(cat "$root/etc/sealcam-cmdline-extra")
+  # Kernel arguments are words of printable characters; the boot scripts'
+  # templates take them through sed, so \ | & and newlines are refused.
+  if [[ "$extra" == *[\\\|\&]* ]] || [[ "$extra" == *$'\n'* ]]; then
+    echo "error: /etc/sealcam-cmdline-extra holds \\, |, & or a newline; give kernel arguments on one line" >&2
+    exit 1
+  fi
   case "$loader" in
     grub)
       local format efi

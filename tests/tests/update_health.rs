@@ -239,6 +239,9 @@ fn a_trial_slot_with_an_acknowledged_fragment_is_marked_good() {
     assert_eq!(rauc.outcome()["result"], "installed");
     assert_eq!(rauc.outcome()["version"], "1.2.0");
     assert!(!rauc.path().join("install/trial.json").exists());
+    // The high-water mark: nothing older than 1.2.0 is installed here now.
+    let proven = std::fs::read_to_string(rauc.path().join("install/proven.json")).unwrap();
+    assert_eq!(proven, r#""1.2.0""#);
 }
 
 #[test]

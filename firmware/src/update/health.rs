@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rauc_json::Status;
-use super::{ack, given_up, outcome, UpdateError};
+use super::{ack, given_up, outcome, proven, UpdateError};
 use crate::config::UpdateConfig;
 
 /// The installer's note that a slot was installed and is to be tried.
@@ -196,6 +196,9 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
             Decision::MarkGood => {
                 rauc(&[&conf, "status", "mark-good"])?;
                 let version = trial.as_ref().and_then(|t| t.version.as_deref());
+                if let Some(v) = version {
+                    proven::note(&proven::path(cfg), v)?;
+                }
                 outcome::write(
                     &cfg.dir,
                     &outcome::Outcome::new(

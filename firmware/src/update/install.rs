@@ -12,8 +12,9 @@
 //! 3. Its compatible must be this camera's and its version newer than the
 //!    running release: RAUC refuses another compatible by itself, but not
 //!    an older version, so an old signed bundle (a downgrade to a release
-//!    with known flaws) is refused here. A release this camera gave up
-//!    after its trial ([`super::given_up`]) is refused too.
+//!    with known flaws) is refused here, as is one older than the newest
+//!    release this camera proved ([`super::proven`]). A release this
+//!    camera gave up after its trial ([`super::given_up`]) is refused too.
 //! 4. Only from a slot that has proved itself: while the booted slot is on
 //!    trial, the other slot holds the only release known to work, and an
 //!    install would overwrite it.
@@ -32,7 +33,7 @@ use sealcam_api::update::compare_versions;
 use super::health::{rauc, read_trial, trial_path, Trial};
 use super::outcome::{self, Outcome};
 use super::rauc_json::{Info, Status};
-use super::{given_up, release, UpdateError, READY};
+use super::{given_up, proven, release, UpdateError, READY};
 use crate::config::UpdateConfig;
 
 /// Whether a bundle whose (verified) manifest is `info` may be installed on
@@ -168,6 +169,13 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
         Ok(v) => v,
         Err(why) => return refused(why),
     };
+    if let Some(mark) = proven::read(&proven::path(cfg)) {
+        if compare_versions(&version, &mark).is_lt() {
+            return refused(format!(
+                "it is older than {mark}, which this camera has run and proved (after a fall back too, an older release is a downgrade)"
+            ));
+        }
+    }
     if given_up::read(&given_up::path(cfg)).contains(&version) {
         return refused(format!(
             "this camera tried {version} before and gave it up (it did not get a fragment acknowledged on trial); a newer release is needed"

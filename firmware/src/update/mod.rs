@@ -13,6 +13,8 @@
 //! * [`install`]: the privileged installer step, and its checks.
 //! * [`outcome`]: the installer's last outcome, which sealcamd reports.
 //! * [`given_up`]: the releases this camera tried and gave up.
+//! * [`proven`]: the newest release this camera proved, below which it
+//!   installs nothing.
 //! * [`ack`]: sealcamd's note that the ingest acknowledged a fragment in
 //!   this boot, which the health check waits for.
 //! * [`health`]: `sealcamd health`: whether the booted slot is on trial,
@@ -25,6 +27,7 @@ pub mod given_up;
 pub mod health;
 pub mod install;
 pub mod outcome;
+pub mod proven;
 pub mod rauc_json;
 pub mod release;
 
