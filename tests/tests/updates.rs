@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sealcam_system_tests::{run, run_ok, text, wait_until, Ingest, World};
+use sealcam_system_tests::{fragment_files, run, run_ok, text, wait_until, Ingest, World};
 
 const COMPATIBLE: &str = "sealcam-test";
 
@@ -427,6 +427,78 @@ fn a_running_camera_with_updates_on_notes_its_acknowledged_fragments_and_fetches
         std::fs::read(w.path().join("cam1/update/ready.raucb")).unwrap(),
         std::fs::read(&b).unwrap()
     );
+}
+
+/// The ack note proves a slot on trial, so only fragments sealed in the run
+/// count: a new release that cannot record must not prove itself by
+/// uploading the backlog an earlier release left in the spool.
+#[test]
+fn the_backlog_of_an_earlier_run_proves_nothing_to_the_health_check() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let cfg = camera(&w, &ingest, "1.1.0");
+    let with = |url: &str, frames: u32| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace(&ingest.url(), url).replace(DEAD, url);
+        let text = regex_replace_frames(&text, frames);
+        let text = match text.contains("enabled = true") {
+            true => text,
+            false => text + "enabled = true\n",
+        };
+        std::fs::write(&cfg, text).unwrap();
+    };
+    let ack = w.path().join("cam1/acknowledged");
+    let run_camera = || {
+        run_ok(
+            "sealcamd",
+            &["run", "--config", cfg.to_str().unwrap()],
+            w.path(),
+        );
+    };
+    // An earlier run records while the ingest is out of reach: a backlog.
+    const DEAD: &str = "https://127.0.0.2:1";
+    with(DEAD, 90);
+    let out = run(
+        "sealcamd",
+        &["run", "--config", cfg.to_str().unwrap()],
+        w.path(),
+    );
+    assert!(
+        text(&out.stderr).contains("still in the spool"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fragment_files(&ingest.data).is_empty());
+    // This run records nothing, and uploads the backlog: no note.
+    with(&ingest.url(), 0);
+    run_camera();
+    assert!(
+        wait_until(30, || !fragment_files(&ingest.data).is_empty()),
+        "the backlog was not uploaded"
+    );
+    assert!(
+        !ack.exists(),
+        "the backlog proved a run that recorded nothing: {}",
+        std::fs::read_to_string(&ack).unwrap_or_default()
+    );
+    // A run that records does prove itself.
+    with(&ingest.url(), 90);
+    run_camera();
+    let note: serde_json::Value = serde_json::from_slice(&std::fs::read(&ack).unwrap()).unwrap();
+    assert!(note["acknowledged"].as_u64().unwrap() > 0, "{note}");
+}
+
+/// `text` (a camera config) recording `frames` frames.
+fn regex_replace_frames(text: &str, frames: u32) -> String {
+    text.lines()
+        .map(|l| match l.trim_start().starts_with("num_buffers =") {
+            true => format!("num_buffers = {frames}"),
+            false => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// `update.url` names another HTTPS server: the camera asks it with plain
