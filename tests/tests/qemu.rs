@@ -504,6 +504,79 @@ fn publish(w: &World, ingest: &Ingest, bundle: &Path, version: &str) {
     );
 }
 
+/// `sealcam-ingest update withdraw`: the version is no longer offered.
+fn withdraw(w: &World, ingest: &Ingest, version: &str) {
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "update",
+            "withdraw",
+            "--compatible",
+            "sealcam-qemu-amd64",
+            "--version",
+            version,
+            "--data",
+            ingest.data.to_str().unwrap(),
+            "--pki",
+            "pki",
+            "--operator",
+            "release-manager",
+        ],
+        w.path(),
+    );
+}
+
+/// `bundle` signed again (`rauc resign`) by a release key of its own,
+/// which no camera's keyring holds.
+fn signed_by_a_stranger(w: &World, bundle: &Path) -> std::path::PathBuf {
+    let host = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(w.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{program}: {}", text(&out.stderr));
+    };
+    host(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "stranger.key",
+            "-out",
+            "stranger.crt",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=not the release key",
+        ],
+    );
+    let out = w.path().join("stranger.raucb");
+    host(
+        "rauc",
+        &[
+            "resign",
+            "--no-verify",
+            // What the resigned bundle verifies against: the stranger's own.
+            "--keyring",
+            "stranger.crt",
+            "--cert",
+            "stranger.crt",
+            "--key",
+            "stranger.key",
+            bundle.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
 /// What RAUC says of the booted slot in the guest: its boot name and
 /// whether the boot loader counts it good.
 fn booted_slot(vm: &Machine) -> Option<(String, String)> {
@@ -523,8 +596,9 @@ fn booted_slot(vm: &Machine) -> Option<(String, String)> {
     Some((booted, good))
 }
 
-/// Issue 26: a camera running release N is offered a release that boots
-/// but cannot record (`tests/qemu/overlay-unproven`): it fetches it over
+/// Issue 26: a camera running release N is offered a bundle signed by a
+/// key it does not trust, which it refuses without touching either slot.
+/// Then a release that boots but cannot record (`tests/qemu/overlay-unproven`): it fetches it over
 /// its own connection, installs it into slot B, boots it once on trial,
 /// gives it up when no fragment is acknowledged in time, falls back to
 /// slot A, and refuses it when it is offered again. Then it is offered a
@@ -545,6 +619,24 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     vm.wait_for_console("sealcam-firstboot: camera qemu-cam provisioned", 600);
     wait_for_fragments(&ingest, 3);
     assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
+    let outcome = || {
+        vm.try_guest_exec("/bin/cat", &["/var/lib/sealcam/update/outcome.json"], 60)
+            .map(|(_, out, _)| out)
+            .unwrap_or_default()
+    };
+
+    // Signed by a key the camera's keyring does not hold: fetched, and
+    // refused by RAUC's signature check before either slot is touched.
+    let stranger = signed_by_a_stranger(&w, &unproven);
+    publish(&w, &ingest, &stranger, "98.0");
+    assert!(
+        wait_until(900, || outcome().contains("RAUC does not accept")),
+        "a bundle signed by another key was not refused: {}",
+        outcome()
+    );
+    assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
+    assert!(!vm.console_text().contains("sealcam: booting slot B"));
+    withdraw(&w, &ingest, "98.0");
 
     // The release that cannot record: tried once, given up, fallen back.
     publish(&w, &ingest, &unproven, "98.0");
@@ -564,11 +656,6 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     let given_up = in_guest(&vm, "/bin/cat", &["/var/lib/sealcam-install/given-up.json"]);
     assert!(given_up.contains("98.0"), "{given_up}");
     // Offered again, it is fetched and refused, not tried again.
-    let outcome = || {
-        vm.try_guest_exec("/bin/cat", &["/var/lib/sealcam/update/outcome.json"], 60)
-            .map(|(_, out, _)| out)
-            .unwrap_or_default()
-    };
     assert!(
         wait_until(900, || outcome().contains("gave it up")),
         "the given-up release was not refused: {}",
