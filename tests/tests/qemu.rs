@@ -483,47 +483,32 @@ fn bundle(version: &str, overlay: &str) -> std::path::PathBuf {
 
 /// `sealcam-ingest update publish`, as the operator does.
 fn publish(w: &World, ingest: &Ingest, bundle: &Path, version: &str) {
-    run_ok(
-        "sealcam-ingest",
-        &[
-            "update",
-            "publish",
-            bundle.to_str().unwrap(),
-            "--compatible",
-            "sealcam-qemu-amd64",
-            "--version",
-            version,
-            "--data",
-            ingest.data.to_str().unwrap(),
-            "--pki",
-            "pki",
-            "--operator",
-            "release-manager",
-        ],
-        w.path(),
-    );
+    operator_update(w, ingest, &["publish", bundle.to_str().unwrap()], version);
 }
 
 /// `sealcam-ingest update withdraw`: the version is no longer offered.
 fn withdraw(w: &World, ingest: &Ingest, version: &str) {
-    run_ok(
-        "sealcam-ingest",
-        &[
-            "update",
-            "withdraw",
-            "--compatible",
-            "sealcam-qemu-amd64",
-            "--version",
-            version,
-            "--data",
-            ingest.data.to_str().unwrap(),
-            "--pki",
-            "pki",
-            "--operator",
-            "release-manager",
-        ],
-        w.path(),
-    );
+    operator_update(w, ingest, &["withdraw"], version);
+}
+
+/// `sealcam-ingest update <verb...>` for the QEMU board's `version`.
+fn operator_update(w: &World, ingest: &Ingest, verb: &[&str], version: &str) {
+    let data = ingest.data.to_str().unwrap();
+    let mut args = vec!["update"];
+    args.extend_from_slice(verb);
+    args.extend_from_slice(&[
+        "--compatible",
+        "sealcam-qemu-amd64",
+        "--version",
+        version,
+        "--data",
+        data,
+        "--pki",
+        "pki",
+        "--operator",
+        "release-manager",
+    ]);
+    run_ok("sealcam-ingest", &args, w.path());
 }
 
 /// `bundle` signed again (`rauc resign`) by a release key of its own,

@@ -34,21 +34,11 @@ pub fn write(path: &Path, ack: &Ack) -> Result<(), UpdateError> {
 const MAX_NOTE: u64 = 4096;
 
 /// The note, if there is one that parses. sealcamd writes it and root
-/// reads it: it is opened without following a link or waiting on a FIFO,
-/// must be a regular file, and is read up to [`MAX_NOTE`] bytes.
+/// reads it: only a regular file ([`super::their_file`]), up to
+/// [`MAX_NOTE`] bytes.
 pub fn read(path: &Path) -> Option<Ack> {
-    use rustix::fs::OFlags;
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.file_type().is_file() {
-        return None;
-    }
+    let file = super::their_file::open_regular(path).ok()?;
     let mut bytes = Vec::new();
     file.take(MAX_NOTE).read_to_end(&mut bytes).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -139,16 +129,6 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&note, &link).unwrap();
         assert_eq!(read(&link), None);
-        let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-        assert_eq!(read(&fifo), None);
         // Past the limit, the note is cut and no longer parses.
         let mut big = vec![b' '; MAX_NOTE as usize];
         big.extend(serde_json::to_vec(&read(&note)).unwrap());

@@ -101,29 +101,14 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
 /// Copies `ready` (in sealcamd's directory) to `copy`. `Ok(Err(why))`:
 /// `ready` is not a regular file, and nothing was copied.
 fn copy_ready(ready: &Path, copy: &Path) -> Result<Result<(), String>, UpdateError> {
-    use rustix::fs::OFlags;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let mut from = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(ready)
-    {
+    let mut from = match super::their_file::open_regular(ready) {
         Ok(f) => f,
-        Err(e) => {
+        Err(why) => {
             return Ok(Err(format!(
-                "{} cannot be opened as a file ({e}): sealcamd renames a verified download there, nothing else",
-                ready.display()
+                "{why}: sealcamd renames a verified download there, nothing else"
             )))
         }
     };
-    let meta = from.metadata().map_err(UpdateError::io("reading", ready))?;
-    if !meta.file_type().is_file() {
-        return Ok(Err(format!(
-            "{} is not a regular file: sealcamd renames a verified download there, nothing else",
-            ready.display()
-        )));
-    }
     let _ = std::fs::remove_file(copy);
     let result = std::fs::OpenOptions::new()
         .write(true)
@@ -325,17 +310,6 @@ mod tests {
         std::os::unix::fs::symlink(&secret, &link).unwrap();
         assert!(copy_ready(&link, &copy).unwrap().is_err());
         assert!(!copy.exists());
-        let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-        assert!(copy_ready(&fifo, &copy).unwrap().is_err());
-        assert!(copy_ready(dir.path(), &copy).unwrap().is_err());
         std::fs::write(dir.path().join("bundle"), b"bundle").unwrap();
         copy_ready(&dir.path().join("bundle"), &copy)
             .unwrap()

@@ -19,6 +19,7 @@
 //!   this boot, which the health check waits for.
 //! * [`health`]: `sealcamd health`: whether the booted slot is on trial,
 //!   and what to do about it.
+//! * [`their_file`]: opening, as root, a file sealcamd's user controls.
 //! * [`rauc_json`]: `rauc status` and `rauc info` output, as RAUC 1.8 writes it.
 
 pub mod ack;
@@ -30,6 +31,7 @@ pub mod outcome;
 pub mod proven;
 pub mod rauc_json;
 pub mod release;
+pub mod their_file;
 
 /// The name of a downloaded, verified bundle waiting for the installer.
 pub const READY: &str = "ready.raucb";
