@@ -166,8 +166,18 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
             "this camera tried {version} before and gave it up (it did not get a fragment acknowledged on trial); a newer release is needed"
         ));
     }
-    let status = Status::parse(&rauc(&[&conf, "status", "--output-format=json"])?)
-        .map_err(UpdateError::Release)?;
+    let status = match rauc(&[&conf, "status", "--output-format=json"])
+        .and_then(|json| Status::parse(&json).map_err(UpdateError::Release))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Installed::NotInstalled(Outcome::new(
+                "failed",
+                Some(&version),
+                format!("cannot ask RAUC which slot is booted and good: {e}"),
+            )))
+        }
+    };
     let target = match slot_to_install(&status, read_trial(&trial_path(cfg)).as_ref()) {
         Ok(t) => t,
         Err(why) => return refused(why),
