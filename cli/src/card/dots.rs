@@ -34,6 +34,7 @@ fn malformed(what: &str) -> io::Error {
 struct Volume {
     cluster_bytes: u64,
     data_start: u64,
+    /// Data clusters in the volume, as far as the partition holds them.
     clusters: u64,
     fat_start: u64,
     /// FAT12/16: the fixed root directory region (offset, bytes).
@@ -84,10 +85,15 @@ impl Volume {
         // The FAT type is decided by the count of clusters alone.
         let fat32 = clusters >= 65525;
         let root_start = (reserved + fats * fat_sectors) * sector;
+        // The boot sector may claim more clusters than the partition
+        // holds: only those that fit are ever read, and they bound the
+        // walk of a cluster chain (a chain that loops ends there).
+        let len = fs.seek(SeekFrom::End(0))?;
+        let fit = len.saturating_sub(data_sector * sector) / (per_cluster * sector);
         Ok(Self {
             cluster_bytes: per_cluster * sector,
             data_start: data_sector * sector,
-            clusters,
+            clusters: clusters.min(fit),
             fat_start: reserved * sector,
             root_region: (!fat32).then_some((root_start, root_entries * ENTRY as u64)),
             root_cluster: u32::from_le_bytes([boot[44], boot[45], boot[46], boot[47]]),

@@ -260,3 +260,40 @@ fn a_fat12_boot_partition_stays_clean_for_fsck() {
 fn a_fat32_boot_partition_stays_clean_for_fsck() {
     mkfs_vfat_partition_stays_clean("32", "266240");
 }
+
+/// A FAT32 boot sector that claims four billion sectors, over a root
+/// directory whose cluster chain loops: the repair of `sealcam/` gives up
+/// with an error once it has walked every cluster the partition holds,
+/// rather than for ever or out of memory.
+#[test]
+fn a_looping_root_chain_under_an_inflated_boot_sector_ends_in_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fat = dir.path().join("boot.fat");
+    let made = std::process::Command::new("mkfs.vfat")
+        .args(["-F", "32", "-C"])
+        .arg(&fat)
+        .arg("266240")
+        .output()
+        .expect("mkfs.vfat is installed (dosfstools, scripts/install-deps)");
+    assert!(made.status.success(), "{made:?}");
+    let mut bytes = std::fs::read(&fat).unwrap();
+    let reserved = usize::from(u16::from_le_bytes([bytes[14], bytes[15]])) * 512;
+    bytes[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+    // The root's cluster (2) is followed by 3, and 3 by 2 again.
+    bytes[reserved + 8..reserved + 12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[reserved + 12..reserved + 16].copy_from_slice(&2u32.to_le_bytes());
+    // Both clusters full of live entries, so the walk never stops early.
+    let per_cluster = usize::from(bytes[13]) * 512;
+    let fats = usize::from(bytes[16]);
+    let fat_sectors = u32::from_le_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]) as usize;
+    let data = reserved + fats * fat_sectors * 512;
+    for entry in bytes[data..data + 2 * per_cluster].chunks_mut(32) {
+        entry[..11].copy_from_slice(b"SOMEFILETXT");
+        entry[11] = 0x20;
+    }
+    let mut image = Cursor::new(bytes);
+    let started = std::time::Instant::now();
+    let err = super::dots::put_dot_entries_first(&mut image, b"SEALCAM    ").unwrap_err();
+    assert!(err.to_string().contains("loops"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
