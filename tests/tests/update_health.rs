@@ -291,6 +291,24 @@ fn a_fall_back_after_a_trial_boot_gives_the_release_up() {
 }
 
 #[test]
+fn a_slot_installed_that_falls_back_before_the_health_check_is_given_up() {
+    // Its kernel did not start, or its root did not mount: the health
+    // check never ran in it, but RAUC finished the install, so it was
+    // tried. Installed again it would fall back again, for ever.
+    let rauc = Rauc::start(&FELL_BACK);
+    let cfg = rauc.config(600);
+    std::fs::create_dir_all(rauc.path().join("install")).unwrap();
+    std::fs::write(
+        rauc.path().join("install/trial.json"),
+        r#"{"slot":"rootfs.1","version":"1.2.0","booted":false,"installed":true}"#,
+    )
+    .unwrap();
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(rauc.given_up(), ["1.2.0"]);
+}
+
+#[test]
 fn an_install_cut_short_before_its_trial_boot_gives_nothing_up() {
     // The note is made before `rauc install`; power lost during the
     // install leaves it for a slot that never booted. That release was

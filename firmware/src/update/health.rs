@@ -36,6 +36,11 @@ pub struct Trial {
     /// `rauc install`): the release was not tried, so it is not given up.
     #[serde(default)]
     pub booted: bool,
+    /// Whether `rauc install` finished. A slot installed that falls back
+    /// without ever reaching the health check (its kernel did not start,
+    /// its root did not mount) was tried: it is given up too.
+    #[serde(default)]
+    pub installed: bool,
 }
 
 /// Where the trial note is kept (the installer's root-only directory).
@@ -86,7 +91,12 @@ pub fn decide(
         return Decision::NoSlot;
     };
     if booted.good {
-        return Decision::Nothing;
+        // Marked good, but the power went before the rest was noted (the
+        // high-water mark, the outcome, the note's removal): finish it.
+        return match trial.is_some_and(|t| t.slot == booted.name) {
+            true => Decision::MarkGood,
+            false => Decision::Nothing,
+        };
     }
     let on_trial = trial.is_some_and(|t| t.slot == booted.name);
     match (on_trial, proved) {
@@ -141,7 +151,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
             let t = trial.as_ref();
             let version = t.and_then(|t| t.version.as_deref());
             let slot = t.map(|t| t.slot.as_str()).unwrap_or("?");
-            let o = match t.is_some_and(|t| t.booted) {
+            let o = match t.is_some_and(|t| t.booted || t.installed) {
                 true => {
                     if let Some(v) = version {
                         given_up::add(&given_up::path(cfg), v)?;
@@ -239,6 +249,7 @@ mod tests {
             slot: slot.into(),
             version: Some("1.1.0".into()),
             booted: true,
+            installed: true,
         }
     }
 
@@ -263,8 +274,14 @@ mod tests {
     fn a_good_slot_is_left_alone() {
         let s = Status::parse(GOOD_A).unwrap();
         assert_eq!(decide(&s, None, false, T, T), Decision::Nothing);
+        // Good, and the note still names it: a power cut came between the
+        // mark-good and the bookkeeping after it, which is finished now.
         assert_eq!(
             decide(&s, Some(&trial("rootfs.0")), false, T, T),
+            Decision::MarkGood
+        );
+        assert_eq!(
+            decide(&s, Some(&trial("rootfs.1")), false, T, T),
             Decision::Nothing
         );
     }

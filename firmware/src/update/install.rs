@@ -82,7 +82,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     // bundle left there would start this step again at once (the path unit
     // watches it), for ever. The next check fetches it again if it is still
     // offered.
-    let copied = copy_ready(&ready, &copy);
+    let copied = copy_ready(&ready, &copy, cfg.max_bytes);
     sealcam_base::durable::remove(&ready)?;
     let ended = match copied {
         Ok(Ok(())) => install_copy(cfg, &copy),
@@ -100,8 +100,9 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
 
 /// Copies `ready` (in sealcamd's directory) to `copy`. `Ok(Err(why))`:
 /// `ready` is not a regular file, and nothing was copied.
-fn copy_ready(ready: &Path, copy: &Path) -> Result<Result<(), String>, UpdateError> {
-    let mut from = match super::their_file::open_regular(ready) {
+fn copy_ready(ready: &Path, copy: &Path, max: u64) -> Result<Result<(), String>, UpdateError> {
+    use std::io::Read;
+    let from = match super::their_file::open_regular(ready) {
         Ok(f) => f,
         Err(why) => {
             return Ok(Err(format!(
@@ -109,17 +110,38 @@ fn copy_ready(ready: &Path, copy: &Path) -> Result<Result<(), String>, UpdateErr
             )))
         }
     };
+    let too_big = || {
+        Ok(Err(format!(
+            "{} is larger than update.max_bytes ({max}): no offer of that size is fetched",
+            ready.display()
+        )))
+    };
     let _ = std::fs::remove_file(copy);
+    if from.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > max {
+        return too_big();
+    }
+    // At most one byte past the limit: a file that grows while it is
+    // copied cannot fill the data partition.
     let result = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(copy)
-        .and_then(|mut to| std::io::copy(&mut from, &mut to).and_then(|_| to.sync_all()));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(copy);
-        return Err(UpdateError::io("copying the bundle to", copy)(e));
+        .and_then(|mut to| {
+            let n = std::io::copy(&mut from.take(max.saturating_add(1)), &mut to)?;
+            to.sync_all()?;
+            Ok(n)
+        });
+    match result {
+        Ok(n) if n > max => {
+            let _ = std::fs::remove_file(copy);
+            too_big()
+        }
+        Ok(_) => Ok(Ok(())),
+        Err(e) => {
+            let _ = std::fs::remove_file(copy);
+            Err(UpdateError::io("copying the bundle to", copy)(e))
+        }
     }
-    Ok(Ok(()))
 }
 
 fn set_private(dir: &Path) -> Result<(), UpdateError> {
@@ -186,13 +208,31 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
     // boots on trial.
     note_trial(cfg, Some(target.clone()), Some(version.clone()))?;
     if let Err(e) = rauc(&[&conf, "install", &path]) {
-        sealcam_base::durable::remove(&trial_path(cfg))?;
+        // The note goes only if the slot will not boot: RAUC may have made
+        // it primary before the error (or the client failed while the
+        // service finished), and then it boots on trial and is judged.
+        let primary = rauc(&[&conf, "status", "--output-format=json"])
+            .ok()
+            .and_then(|json| Status::parse(&json).ok())
+            .and_then(|s| s.boot_primary);
+        if primary.as_deref() != Some(target.as_str()) {
+            sealcam_base::durable::remove(&trial_path(cfg))?;
+        }
         return Ok(Installed::NotInstalled(Outcome::new(
             "failed",
             Some(&version),
             e.to_string(),
         )));
     }
+    write_trial(
+        cfg,
+        &Trial {
+            slot: target.clone(),
+            version: Some(version.clone()),
+            booted: false,
+            installed: true,
+        },
+    )?;
     Ok(Installed::Installed(Outcome::new(
         "installing",
         Some(&version),
@@ -240,14 +280,22 @@ pub fn note_trial(
     std::fs::create_dir_all(&cfg.install_dir)
         .map_err(UpdateError::io("creating", &cfg.install_dir))?;
     set_private(&cfg.install_dir)?;
-    let trial = Trial {
-        slot: slot.clone(),
-        version,
-        booted: false,
-    };
-    let json = serde_json::to_vec(&trial).map_err(|e| UpdateError::Release(e.to_string()))?;
-    sealcam_base::durable::replace(&super::health::trial_path(cfg), &json)?;
+    write_trial(
+        cfg,
+        &Trial {
+            slot: slot.clone(),
+            version,
+            booted: false,
+            installed: false,
+        },
+    )?;
     Ok(slot)
+}
+
+fn write_trial(cfg: &UpdateConfig, trial: &Trial) -> Result<(), UpdateError> {
+    let json = serde_json::to_vec(trial).map_err(|e| UpdateError::Release(e.to_string()))?;
+    sealcam_base::durable::replace(&trial_path(cfg), &json)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -290,6 +338,7 @@ mod tests {
             slot: "rootfs.1".into(),
             version: Some("2.0".into()),
             booted: false,
+            installed: false,
         };
         assert!(slot_to_install(&good, Some(&pending))
             .unwrap_err()
@@ -318,13 +367,16 @@ mod tests {
         std::fs::write(&secret, b"root's").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&secret, &link).unwrap();
-        assert!(copy_ready(&link, &copy).unwrap().is_err());
+        assert!(copy_ready(&link, &copy, 100).unwrap().is_err());
         assert!(!copy.exists());
-        std::fs::write(dir.path().join("bundle"), b"bundle").unwrap();
-        copy_ready(&dir.path().join("bundle"), &copy)
-            .unwrap()
-            .unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::write(&bundle, b"bundle").unwrap();
+        copy_ready(&bundle, &copy, 6).unwrap().unwrap();
         assert_eq!(std::fs::read(&copy).unwrap(), b"bundle");
+        // Larger than any offer may be: refused, nothing left behind.
+        let why = copy_ready(&bundle, &copy, 5).unwrap().unwrap_err();
+        assert!(why.contains("max_bytes"), "{why}");
+        assert!(!copy.exists());
     }
 
     #[test]

@@ -49,11 +49,17 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Writes the outcome durably, replacing the last.
+/// Writes the outcome durably, replacing the last. Readable by all
+/// (0644): root writes it (a durable write's file is 0600), and sealcamd,
+/// which reports it, is not root. It holds nothing secret.
 pub fn write(dir: &Path, outcome: &Outcome) -> Result<(), UpdateError> {
+    use std::os::unix::fs::PermissionsExt;
     let json =
         serde_json::to_vec_pretty(outcome).map_err(|e| UpdateError::Release(e.to_string()))?;
-    sealcam_base::durable::replace(&path(dir), &json)?;
+    let file = path(dir);
+    sealcam_base::durable::replace(&file, &json)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+        .map_err(UpdateError::io("making readable", &file))?;
     Ok(())
 }
 
