@@ -25,9 +25,7 @@ pub fn write(path: &Path, ack: &Ack) -> Result<(), UpdateError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(UpdateError::io("creating", dir))?;
     }
-    let json = serde_json::to_vec(ack).map_err(|e| UpdateError::Release(e.to_string()))?;
-    sealcam_base::durable::replace(path, &json)?;
-    Ok(())
+    super::write_json(path, ack)
 }
 
 /// The most a note may hold; it is a few dozen bytes.

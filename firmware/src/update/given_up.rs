@@ -34,9 +34,7 @@ pub fn add(path: &Path, version: &str) -> Result<(), UpdateError> {
     if !versions.insert(version.to_owned()) {
         return Ok(());
     }
-    let json = serde_json::to_vec(&versions).map_err(|e| UpdateError::Release(e.to_string()))?;
-    sealcam_base::durable::replace(path, &json)?;
-    Ok(())
+    super::write_json(path, &versions)
 }
 
 #[cfg(test)]

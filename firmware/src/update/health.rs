@@ -179,9 +179,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                     booted: true,
                     ..t.clone()
                 };
-                let json =
-                    serde_json::to_vec(&booted).map_err(|e| UpdateError::Release(e.to_string()))?;
-                sealcam_base::durable::replace(&trial_file, &json)?;
+                super::write_json(&trial_file, &booted)?;
             }
         }
         let proved = ack::proves(ack::read(&cfg.ack_file).as_ref(), &boot);

@@ -293,9 +293,7 @@ pub fn note_trial(
 }
 
 fn write_trial(cfg: &UpdateConfig, trial: &Trial) -> Result<(), UpdateError> {
-    let json = serde_json::to_vec(trial).map_err(|e| UpdateError::Release(e.to_string()))?;
-    sealcam_base::durable::replace(&trial_path(cfg), &json)?;
-    Ok(())
+    super::write_json(&trial_path(cfg), trial)
 }
 
 #[cfg(test)]

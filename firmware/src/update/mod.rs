@@ -64,6 +64,17 @@ pub enum UpdateError {
     Tls(#[from] sealcam_transport::TransportError),
 }
 
+/// Writes `value` as JSON to `path`, durably (the update's notes and
+/// lists: small files replaced whole).
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(
+    path: &std::path::Path,
+    value: &T,
+) -> Result<(), UpdateError> {
+    let json = serde_json::to_vec(value).map_err(|e| UpdateError::Release(e.to_string()))?;
+    sealcam_base::durable::replace(path, &json)?;
+    Ok(())
+}
+
 impl UpdateError {
     pub(crate) fn io(
         what: &'static str,

@@ -31,9 +31,7 @@ pub fn note(path: &Path, version: &str) -> Result<(), UpdateError> {
     if read(path).is_some_and(|v| compare_versions(&v, version).is_ge()) {
         return Ok(());
     }
-    let json = serde_json::to_vec(version).map_err(|e| UpdateError::Release(e.to_string()))?;
-    sealcam_base::durable::replace(path, &json)?;
-    Ok(())
+    super::write_json(path, version)
 }
 
 #[cfg(test)]
