@@ -131,11 +131,24 @@ impl Rauc {
         std::fs::write(
             &cfg,
             format!(
-                "device_id = \"this config is broken\"\n[update]\nsystem_conf = \"system.conf\"\ndir = \"update\"\ninstall_dir = \"install\"\nack_file = \"acknowledged\"\nhealth_timeout_s = {health_timeout_s}\n"
+                "device_id = \"this config is broken\"\n[update]\nsystem_conf = \"system.conf\"\ndir = \"update\"\ninstall_dir = \"install\"\nack_file = \"acknowledged\"\nkernel_cmdline = \"cmdline\"\nhealth_timeout_s = {health_timeout_s}\n"
             ),
         )
         .unwrap();
+        // As GRUB boots slot A (`--override-boot-slot=A` for RAUC).
+        std::fs::write(
+            p.join("cmdline"),
+            "root=PARTLABEL=rootfs-a rw rootwait rauc.slot=A panic=10\n",
+        )
+        .unwrap();
         cfg
+    }
+
+    /// Stops RAUC's service: from now on `rauc status` fails.
+    fn stop_service(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        assert!(!self.status().status.success());
     }
 
     /// The installer's note that slot `rootfs.0` was installed with 1.2.0.
@@ -347,5 +360,88 @@ fn a_slot_not_on_trial_is_marked_good_at_once_and_a_good_one_left_alone() {
     // Now good: nothing to do, and nothing written.
     let out = rauc.health(&cfg);
     assert!(out.status.success());
+    assert!(!rauc.path().join("update/outcome.json").exists());
+}
+
+/// The installer's note, as it writes it, that slot `rootfs.0` (`A`) was
+/// installed with 1.2.0 in an earlier boot.
+const INSTALLED_INTO_A: &str = r#"{"slot":"rootfs.0","version":"1.2.0","booted":false,"installed":true,"bootname":"A","boot_id":"0123456789abcdef0123456789abcdef"}"#;
+
+/// The note [`INSTALLED_INTO_A`], the kernel's command line `cmdline`, and
+/// RAUC's service stopped.
+fn without_rauc(health_timeout_s: u32, cmdline: &str) -> (Rauc, PathBuf) {
+    let mut rauc = Rauc::start(&TRIAL);
+    let cfg = rauc.config(health_timeout_s);
+    std::fs::create_dir_all(rauc.path().join("install")).unwrap();
+    std::fs::write(rauc.path().join("install/trial.json"), INSTALLED_INTO_A).unwrap();
+    std::fs::write(rauc.path().join("cmdline"), cmdline).unwrap();
+    rauc.stop_service();
+    (rauc, cfg)
+}
+
+#[test]
+fn rauc_that_does_not_answer_in_the_trial_boot_gives_the_slot_up() {
+    // A release whose RAUC is broken could not be updated again: the
+    // trial boot (the kernel says so, as RAUC cannot) is judged at the
+    // timeout, and given up.
+    let (rauc, cfg) = without_rauc(3, "rw rauc.slot=A");
+    rauc.note_ack(&boot_id());
+    let started = std::time::Instant::now();
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("marked bad"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(rauc.given_up(), ["1.2.0"]);
+    // The note stays for the boot after the fall back, which reports it.
+    assert!(rauc.path().join("install/trial.json").exists());
+}
+
+#[test]
+fn rauc_that_does_not_answer_outside_the_trial_boot_is_only_an_error() {
+    // The note names A, the kernel booted B: nothing is on trial here,
+    // nothing is given up, and the camera is not rebooted.
+    let (rauc, cfg) = without_rauc(1, "rw rauc.slot=B");
+    let out = rauc.health(&cfg);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("status --output-format=json"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(rauc.given_up().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(rauc.path().join("install/trial.json")).unwrap(),
+        INSTALLED_INTO_A
+    );
+}
+
+#[test]
+fn a_note_the_installer_wrote_in_this_boot_is_an_install_under_way() {
+    // Booted from A, good; the installer is writing B in this very boot.
+    // The health check must not take its note for a fall back.
+    let rauc = Rauc::start(&FELL_BACK);
+    let cfg = rauc.config(600);
+    std::fs::create_dir_all(rauc.path().join("install")).unwrap();
+    let note = format!(
+        r#"{{"slot":"rootfs.1","version":"1.2.0","booted":false,"installed":false,"bootname":"B","boot_id":"{}"}}"#,
+        boot_id()
+    );
+    std::fs::write(rauc.path().join("install/trial.json"), &note).unwrap();
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("not on trial"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(rauc.given_up().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(rauc.path().join("install/trial.json")).unwrap(),
+        note
+    );
     assert!(!rauc.path().join("update/outcome.json").exists());
 }

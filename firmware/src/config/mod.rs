@@ -104,6 +104,9 @@ pub struct UpdateConfig {
     /// The installer's own directory (root only), where it copies a bundle
     /// before it checks and installs it.
     pub install_dir: PathBuf,
+    /// The kernel's command line, where the boot loader names the booted
+    /// slot (`rauc.slot=`) when RAUC does not answer.
+    pub kernel_cmdline: PathBuf,
 }
 
 /// Whom the camera seals to.

@@ -55,6 +55,8 @@ pub(super) struct RawUpdate {
     pub(super) ack_file: PathBuf,
     #[serde(default = "default_install_dir")]
     pub(super) install_dir: PathBuf,
+    #[serde(default = "default_kernel_cmdline")]
+    pub(super) kernel_cmdline: PathBuf,
 }
 
 impl Default for RawUpdate {
@@ -72,6 +74,7 @@ impl Default for RawUpdate {
             health_timeout_s: default_health_timeout(),
             ack_file: default_ack_file(),
             install_dir: default_install_dir(),
+            kernel_cmdline: default_kernel_cmdline(),
         }
     }
 }
@@ -99,6 +102,9 @@ fn default_ack_file() -> PathBuf {
 }
 fn default_install_dir() -> PathBuf {
     "/var/lib/sealcam-install".into()
+}
+fn default_kernel_cmdline() -> PathBuf {
+    "/proc/cmdline".into()
 }
 
 #[derive(Debug, Default, Deserialize)]

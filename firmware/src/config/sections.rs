@@ -481,5 +481,6 @@ pub(super) fn update_unchecked(f: &Fields, raw: &RawUpdate) -> UpdateConfig {
         health_timeout: Duration::from_secs(u64::from(raw.health_timeout_s)),
         ack_file: f.resolve(&raw.ack_file),
         install_dir: f.resolve(&raw.install_dir),
+        kernel_cmdline: f.resolve(&raw.kernel_cmdline),
     }
 }

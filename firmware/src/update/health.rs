@@ -15,14 +15,21 @@
 //! mark-good every boot (RAUC's GRUB example): it is marked good at once,
 //! so that an outage of the network or the ingest never sends a camera
 //! back to an older release.
+//!
+//! RAUC that does not answer (every call is time-limited,
+//! [`super::rauc`]) in the trial boot, known then from the kernel's
+//! `rauc.slot=`, is asked again until the timeout and the slot is then
+//! given up: a release whose RAUC is broken could never be updated again.
+//! Outside a trial boot it is only an error; nothing is at stake.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::rauc::{rauc, QUERY};
 use super::rauc_json::Status;
-use super::{ack, given_up, outcome, proven, UpdateError};
+use super::{ack, given_up, outcome, proven, release, UpdateError};
 use crate::config::UpdateConfig;
 
 /// The installer's note that a slot was installed and is to be tried.
@@ -41,6 +48,15 @@ pub struct Trial {
     /// its root did not mount) was tried: it is given up too.
     #[serde(default)]
     pub installed: bool,
+    /// The slot's name for the boot loader (`B`): which slot is booted is
+    /// known from the kernel's command line (`rauc.slot=`) when RAUC does
+    /// not answer.
+    #[serde(default)]
+    pub bootname: Option<String>,
+    /// The boot in which the installer wrote the note. A note of this boot
+    /// for another slot is an install under way, not a fall back.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// Where the trial note is kept (the installer's root-only directory).
@@ -69,13 +85,30 @@ pub enum Decision {
     NoSlot,
 }
 
-/// Whether a trial note was for another slot than the one booted: the
-/// new slot did not prove itself and the bootloader fell back.
-pub fn fell_back(status: &Status, trial: Option<&Trial>) -> bool {
+/// Whether a trial note was for another slot than the one booted, in an
+/// earlier boot (`boot`: this one's id): the new slot did not prove itself
+/// and the bootloader fell back. A note of this boot is an install under
+/// way.
+pub fn fell_back(status: &Status, trial: Option<&Trial>, boot: &str) -> bool {
     match (status.booted_slot(), trial) {
-        (Some(b), Some(t)) => b.name != t.slot,
+        (Some(b), Some(t)) => {
+            b.name != t.slot
+                && t.boot_id.as_deref().map(release::normalized).as_deref()
+                    != Some(&release::normalized(boot))
+        }
         _ => false,
     }
+}
+
+/// Whether the kernel's command line (`cmdline`) says the slot of `trial`
+/// is booted: the boot loader passes `rauc.slot=BOOTNAME`.
+pub fn booted_on_trial(cmdline: &str, trial: Option<&Trial>) -> bool {
+    let Some(name) = trial.and_then(|t| t.bootname.as_deref()) else {
+        return false;
+    };
+    cmdline
+        .split_whitespace()
+        .any(|arg| arg.strip_prefix("rauc.slot=") == Some(name))
 }
 
 /// The decision, from what RAUC says, the installer's trial note, whether
@@ -116,38 +149,38 @@ pub enum Ended {
     MarkedBad,
 }
 
-/// Runs `rauc` with `args`; its standard output.
-pub fn rauc(args: &[&str]) -> Result<String, UpdateError> {
-    let command = format!("rauc {}", args.join(" "));
-    let out = std::process::Command::new("rauc")
-        .args(args)
-        .output()
-        .map_err(|e| UpdateError::Command {
-            command: command.clone(),
-            reason: format!("{e}; is RAUC installed?"),
-        })?;
-    if !out.status.success() {
-        return Err(UpdateError::Command {
-            command,
-            reason: String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .replace('\n', "; "),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+/// How long the health check waits before it asks RAUC again.
+const AGAIN: Duration = Duration::from_secs(2);
 
 /// The health check, until it has decided.
 pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
-    let boot = super::release::boot_id()?;
-    let started = std::time::Instant::now();
+    let boot = release::boot_id()?;
+    let started = Instant::now();
     let trial_file = trial_path(cfg);
     let conf = format!("--conf={}", cfg.system_conf.display());
     loop {
-        let status = Status::parse(&rauc(&[&conf, "status", "--output-format=json"])?)
-            .map_err(UpdateError::Release)?;
         let trial = read_trial(&trial_file);
-        if fell_back(&status, trial.as_ref()) {
+        let status = match rauc(&[&conf, "status", "--output-format=json"], QUERY)
+            .and_then(|json| Status::parse(&json).map_err(UpdateError::Release))
+        {
+            Ok(s) => s,
+            // Nothing is at stake unless this boot is the trial: then RAUC
+            // is asked until the timeout, and the slot is given up.
+            Err(e) => {
+                let cmdline = std::fs::read_to_string(&cfg.kernel_cmdline).unwrap_or_default();
+                if !booted_on_trial(&cmdline, trial.as_ref()) {
+                    return Err(e);
+                }
+                if started.elapsed() >= cfg.health_timeout {
+                    let why = format!("RAUC did not answer in the slot on trial ({e})");
+                    return give_up(cfg, &conf, trial.as_ref(), &why);
+                }
+                tracing::warn!(error = %e, "RAUC does not answer; the slot on trial is judged when it does, or given up at the timeout");
+                std::thread::sleep(AGAIN);
+                continue;
+            }
+        };
+        if fell_back(&status, trial.as_ref(), &boot) {
             let t = trial.as_ref();
             let version = t.and_then(|t| t.version.as_deref());
             let slot = t.map(|t| t.slot.as_str()).unwrap_or("?");
@@ -196,13 +229,23 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 return Ok(Ended::NotOnTrial);
             }
             Decision::MarkGoodNow => {
-                rauc(&[&conf, "status", "mark-good"])?;
+                rauc(&[&conf, "status", "mark-good"], QUERY)?;
                 tracing::info!("the booted slot had proved itself before; marked good again");
                 return Ok(Ended::NotOnTrial);
             }
-            Decision::Wait => std::thread::sleep(Duration::from_secs(2)),
+            Decision::Wait => std::thread::sleep(AGAIN),
             Decision::MarkGood => {
-                rauc(&[&conf, "status", "mark-good"])?;
+                // Proved, but RAUC must record it: until it does, the
+                // next boot falls back. Asked again until the timeout.
+                if let Err(e) = rauc(&[&conf, "status", "mark-good"], QUERY) {
+                    if started.elapsed() >= cfg.health_timeout {
+                        let why = format!("it proved itself, but RAUC did not mark it good ({e})");
+                        return give_up(cfg, &conf, trial.as_ref(), &why);
+                    }
+                    tracing::warn!(error = %e, "the slot proved itself, but RAUC did not mark it good; asking again");
+                    std::thread::sleep(AGAIN);
+                    continue;
+                }
                 let version = trial.as_ref().and_then(|t| t.version.as_deref());
                 if let Some(v) = version {
                     proven::note(&proven::path(cfg), v)?;
@@ -220,18 +263,38 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 return Ok(Ended::MarkedGood);
             }
             Decision::MarkBad => {
-                if let Some(v) = trial.as_ref().and_then(|t| t.version.as_deref()) {
-                    given_up::add(&given_up::path(cfg), v)?;
-                }
-                rauc(&[&conf, "status", "mark-bad"])?;
-                tracing::error!(
-                    timeout_s = cfg.health_timeout.as_secs(),
-                    "the updated slot did not get a fragment acknowledged in time; marked bad, rebooting into the other slot"
+                let why = format!(
+                    "no fragment was acknowledged within {} s of its trial boot",
+                    cfg.health_timeout.as_secs()
                 );
-                return Ok(Ended::MarkedBad);
+                return give_up(cfg, &conf, trial.as_ref(), &why);
             }
         }
     }
+}
+
+/// Gives the slot on trial up (`why`): its release is never installed
+/// again, and it is marked bad. The caller reboots; the boot loader falls
+/// back even when RAUC could not mark it, as the trial boot was the slot's
+/// only one.
+fn give_up(
+    cfg: &UpdateConfig,
+    conf: &str,
+    trial: Option<&Trial>,
+    why: &str,
+) -> Result<Ended, UpdateError> {
+    let version = trial.and_then(|t| t.version.as_deref());
+    if let Some(v) = version {
+        given_up::add(&given_up::path(cfg), v)?;
+    }
+    if let Err(e) = rauc(&[conf, "status", "mark-bad"], QUERY) {
+        tracing::warn!(error = %e, "RAUC did not mark the slot bad; the reboot falls back all the same");
+    }
+    tracing::error!(
+        reason = why,
+        "the updated slot did not prove itself; given up, rebooting into the other slot"
+    );
+    Ok(Ended::MarkedBad)
 }
 
 #[cfg(test)]
@@ -248,6 +311,8 @@ mod tests {
             version: Some("1.1.0".into()),
             booted: true,
             installed: true,
+            bootname: Some("A".into()),
+            boot_id: Some("an earlier boot".into()),
         }
     }
 
@@ -294,18 +359,46 @@ mod tests {
     #[test]
     fn a_fall_back_is_seen_from_the_trial_note() {
         let s = Status::parse(FELL_BACK_TO_B).unwrap();
-        assert!(fell_back(&s, Some(&trial("rootfs.0"))));
-        assert!(!fell_back(&s, None));
+        assert!(fell_back(&s, Some(&trial("rootfs.0")), "this boot"));
+        assert!(!fell_back(&s, None, "this boot"));
         assert!(!fell_back(
             &Status::parse(TRIAL_A).unwrap(),
-            Some(&trial("rootfs.0"))
+            Some(&trial("rootfs.0")),
+            "this boot"
         ));
+        // A note written in this boot is an install under way, which the
+        // health check leaves to the installer.
+        let installing = Trial {
+            boot_id: Some("this boot".into()),
+            ..trial("rootfs.0")
+        };
+        assert!(!fell_back(&s, Some(&installing), "this boot"));
+        assert_eq!(
+            decide(&s, Some(&installing), false, T, T),
+            Decision::Nothing
+        );
         // Detailed output, U-Boot board, on trial in B.
         let d = Status::parse(DETAILED_TRIAL_B).unwrap();
         assert_eq!(
             decide(&d, Some(&trial("rootfs.1")), false, Duration::ZERO, T),
             Decision::Wait
         );
+    }
+
+    #[test]
+    fn without_rauc_the_kernel_says_whether_this_is_the_trial_boot() {
+        let t = trial("rootfs.0");
+        let line = "root=PARTLABEL=rootfs-a rw rauc.slot=A panic=10";
+        assert!(booted_on_trial(line, Some(&t)));
+        assert!(!booted_on_trial("rw rauc.slot=B", Some(&t)));
+        assert!(!booted_on_trial("rw rauc.slot=AB", Some(&t)));
+        assert!(!booted_on_trial("rw", Some(&t)));
+        assert!(!booted_on_trial(line, None));
+        let unnamed = Trial {
+            bootname: None,
+            ..t
+        };
+        assert!(!booted_on_trial(line, Some(&unnamed)));
     }
 
     #[test]

@@ -30,8 +30,9 @@ use std::path::Path;
 
 use sealcam_api::update::compare_versions;
 
-use super::health::{rauc, read_trial, trial_path, Trial};
+use super::health::{read_trial, trial_path, Trial};
 use super::outcome::{self, Outcome};
+use super::rauc::{rauc, INSTALL, QUERY, VERIFY};
 use super::rauc_json::{Info, Status};
 use super::{given_up, proven, release, UpdateError, READY};
 use crate::config::UpdateConfig;
@@ -153,7 +154,7 @@ fn set_private(dir: &Path) -> Result<(), UpdateError> {
 fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateError> {
     let conf = format!("--conf={}", cfg.system_conf.display());
     let path = bundle.display().to_string();
-    let info = match rauc(&[&conf, "info", "--output-format=json", &path]) {
+    let info = match rauc(&[&conf, "info", "--output-format=json", &path], VERIFY) {
         Ok(json) => Info::parse(&json).map_err(UpdateError::Release)?,
         Err(e) => {
             return Ok(Installed::NotInstalled(Outcome::new(
@@ -188,7 +189,7 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
             "this camera tried {version} before and gave it up (it did not get a fragment acknowledged on trial); a newer release is needed"
         ));
     }
-    let status = match rauc(&[&conf, "status", "--output-format=json"])
+    let status = match rauc(&[&conf, "status", "--output-format=json"], QUERY)
         .and_then(|json| Status::parse(&json).map_err(UpdateError::Release))
     {
         Ok(s) => s,
@@ -206,12 +207,20 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
     };
     // Before the install: from here on, whatever power does, the slot
     // boots on trial.
-    note_trial(cfg, Some(target.clone()), Some(version.clone()))?;
-    if let Err(e) = rauc(&[&conf, "install", &path]) {
+    let mut trial = Trial {
+        slot: target.clone(),
+        version: Some(version.clone()),
+        booted: false,
+        installed: false,
+        bootname: status.bootname_of(&target),
+        boot_id: Some(release::boot_id()?),
+    };
+    write_trial(cfg, &trial)?;
+    if let Err(e) = rauc(&[&conf, "install", &path], INSTALL) {
         // The note goes only if the slot will not boot: RAUC may have made
         // it primary before the error (or the client failed while the
         // service finished), and then it boots on trial and is judged.
-        let primary = rauc(&[&conf, "status", "--output-format=json"])
+        let primary = rauc(&[&conf, "status", "--output-format=json"], QUERY)
             .ok()
             .and_then(|json| Status::parse(&json).ok())
             .and_then(|s| s.boot_primary);
@@ -224,15 +233,8 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
             e.to_string(),
         )));
     }
-    write_trial(
-        cfg,
-        &Trial {
-            slot: target.clone(),
-            version: Some(version.clone()),
-            booted: false,
-            installed: true,
-        },
-    )?;
+    trial.installed = true;
+    write_trial(cfg, &trial)?;
     Ok(Installed::Installed(Outcome::new(
         "installing",
         Some(&version),
@@ -260,21 +262,21 @@ pub fn slot_to_install(status: &Status, trial: Option<&Trial>) -> Result<String,
 }
 
 /// Notes that `slot` (default: RAUC's primary slot) was just installed
-/// and is on trial. Returns the slot's name.
+/// (by hand, `rauc install`) and is on trial. Returns the slot's name.
 pub fn note_trial(
     cfg: &UpdateConfig,
     slot: Option<String>,
     version: Option<String>,
 ) -> Result<String, UpdateError> {
-    let slot = match slot {
+    let conf = format!("--conf={}", cfg.system_conf.display());
+    let status = Status::parse(&rauc(&[&conf, "status", "--output-format=json"], QUERY)?)
+        .map_err(UpdateError::Release)?;
+    let slot = match slot.or_else(|| status.boot_primary.clone()) {
         Some(s) => s,
         None => {
-            let conf = format!("--conf={}", cfg.system_conf.display());
-            let status = Status::parse(&rauc(&[&conf, "status", "--output-format=json"])?)
-                .map_err(UpdateError::Release)?;
-            status.boot_primary.ok_or_else(|| {
-                UpdateError::Release("rauc status names no primary slot; pass --slot".into())
-            })?
+            return Err(UpdateError::Release(
+                "rauc status names no primary slot; pass --slot".into(),
+            ))
         }
     };
     std::fs::create_dir_all(&cfg.install_dir)
@@ -286,7 +288,9 @@ pub fn note_trial(
             slot: slot.clone(),
             version,
             booted: false,
-            installed: false,
+            installed: true,
+            bootname: status.bootname_of(&slot),
+            boot_id: Some(release::boot_id()?),
         },
     )?;
     Ok(slot)
@@ -337,6 +341,8 @@ mod tests {
             version: Some("2.0".into()),
             booted: false,
             installed: false,
+            bootname: Some("B".into()),
+            boot_id: None,
         };
         assert!(slot_to_install(&good, Some(&pending))
             .unwrap_err()

@@ -20,6 +20,7 @@
 //! * [`health`]: `sealcamd health`: whether the booted slot is on trial,
 //!   and what to do about it.
 //! * [`their_file`]: opening, as root, a file sealcamd's user controls.
+//! * [`rauc`]: running RAUC's client, with a time limit.
 //! * [`rauc_json`]: `rauc status` and `rauc info` output, as RAUC 1.8 writes it.
 
 pub mod ack;
@@ -29,6 +30,7 @@ pub mod health;
 pub mod install;
 pub mod outcome;
 pub mod proven;
+pub mod rauc;
 pub mod rauc_json;
 pub mod release;
 pub mod their_file;

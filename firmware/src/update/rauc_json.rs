@@ -78,6 +78,15 @@ impl Status {
 }
 
 impl Status {
+    /// The boot loader's name (`bootname`) of the slot named `slot`.
+    pub fn bootname_of(&self, slot: &str) -> Option<String> {
+        self.slots
+            .iter()
+            .flat_map(|m| m.iter())
+            .find(|(name, _)| *name == slot)
+            .and_then(|(_, s)| s.bootname.clone())
+    }
+
     /// The bootable slot an install writes: the one of the booted slot's
     /// class that is not booted (with two slots, the other one).
     pub fn install_target(&self) -> Option<String> {
