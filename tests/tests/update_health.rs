@@ -370,10 +370,15 @@ const INSTALLED_INTO_A: &str = r#"{"slot":"rootfs.0","version":"1.2.0","booted":
 /// The note [`INSTALLED_INTO_A`], the kernel's command line `cmdline`, and
 /// RAUC's service stopped.
 fn without_rauc(health_timeout_s: u32, cmdline: &str) -> (Rauc, PathBuf) {
+    without_rauc_noted(health_timeout_s, cmdline, INSTALLED_INTO_A)
+}
+
+/// [`without_rauc`] with the trial note `note`.
+fn without_rauc_noted(health_timeout_s: u32, cmdline: &str, note: &str) -> (Rauc, PathBuf) {
     let mut rauc = Rauc::start(&TRIAL);
     let cfg = rauc.config(health_timeout_s);
     std::fs::create_dir_all(rauc.path().join("install")).unwrap();
-    std::fs::write(rauc.path().join("install/trial.json"), INSTALLED_INTO_A).unwrap();
+    std::fs::write(rauc.path().join("install/trial.json"), note).unwrap();
     std::fs::write(rauc.path().join("cmdline"), cmdline).unwrap();
     rauc.stop_service();
     (rauc, cfg)
@@ -417,6 +422,35 @@ fn rauc_that_does_not_answer_outside_the_trial_boot_is_only_an_error() {
         std::fs::read_to_string(rauc.path().join("install/trial.json")).unwrap(),
         INSTALLED_INTO_A
     );
+}
+
+#[test]
+fn rauc_that_does_not_answer_after_the_trial_boot_gives_nothing_up() {
+    // The slot was judged in an earlier boot (marked good, then the power
+    // went before its note was removed): a later boot in which RAUC does
+    // not answer must not give a proven release up and roll it back.
+    let note = r#"{"slot":"rootfs.0","version":"1.2.0","booted":true,"installed":true,"bootname":"A","boot_id":"0123456789abcdef0123456789abcdef","trial_boot":"fedcba9876543210fedcba9876543210"}"#;
+    let (rauc, cfg) = without_rauc_noted(1, "rw rauc.slot=A", note);
+    let out = rauc.health(&cfg);
+    assert!(!out.status.success());
+    assert!(rauc.given_up().is_empty());
+}
+
+#[test]
+fn an_outcome_that_cannot_be_written_does_not_stop_the_bookkeeping() {
+    // sealcamd's directory is sealcamd's: a name it holds (here a
+    // directory where the outcome goes), or a full disk, must not leave
+    // the note behind, which would refuse every later install.
+    let rauc = Rauc::start(&TRIAL);
+    let cfg = rauc.config(60);
+    rauc.note_trial();
+    rauc.note_ack(&boot_id());
+    std::fs::create_dir_all(rauc.path().join("update/outcome.json/in-the-way")).unwrap();
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("proved itself"));
+    assert!(!rauc.path().join("install/trial.json").exists());
+    assert!(text(&out.stderr).contains("cannot write the update's outcome"));
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub struct Trial {
     /// for another slot is an install under way, not a fall back.
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// The slot's trial boot: the boot in which the health check first saw
+    /// it booted. Only that boot judges it.
+    #[serde(default)]
+    pub trial_boot: Option<String>,
 }
 
 /// Where the trial note is kept (the installer's root-only directory).
@@ -100,9 +104,9 @@ pub fn fell_back(status: &Status, trial: Option<&Trial>, boot: &str) -> bool {
     }
 }
 
-/// Whether the kernel's command line (`cmdline`) says the slot of `trial`
-/// is booted: the boot loader passes `rauc.slot=BOOTNAME`.
-pub fn booted_on_trial(cmdline: &str, trial: Option<&Trial>) -> bool {
+/// Whether the kernel's command line (`cmdline`) says the note's slot is
+/// booted: the boot loader passes `rauc.slot=BOOTNAME`.
+pub fn kernel_booted(cmdline: &str, trial: Option<&Trial>) -> bool {
     let Some(name) = trial.and_then(|t| t.bootname.as_deref()) else {
         return false;
     };
@@ -111,11 +115,22 @@ pub fn booted_on_trial(cmdline: &str, trial: Option<&Trial>) -> bool {
         .any(|arg| arg.strip_prefix("rauc.slot=") == Some(name))
 }
 
-/// The decision, from what RAUC says, the installer's trial note, whether
-/// this boot has an acknowledged fragment, and how long it has waited.
+/// Whether the boot `boot` is the trial boot of the note's slot: the first
+/// boot the health check saw it in, or one before it saw any.
+pub fn is_trial_boot(trial: &Trial, boot: &str) -> bool {
+    match &trial.trial_boot {
+        Some(b) => release::normalized(b) == release::normalized(boot),
+        None => !trial.booted,
+    }
+}
+
+/// The decision, from what RAUC says, the installer's trial note, the id of
+/// this boot, whether this boot has an acknowledged fragment, and how long
+/// it has waited.
 pub fn decide(
     status: &Status,
     trial: Option<&Trial>,
+    boot: &str,
     proved: bool,
     waited: Duration,
     timeout: Duration,
@@ -123,20 +138,27 @@ pub fn decide(
     let Some(booted) = status.booted_slot() else {
         return Decision::NoSlot;
     };
+    let judged = || match (proved, waited >= timeout) {
+        (true, _) => Decision::MarkGood,
+        (false, true) => Decision::MarkBad,
+        (false, false) => Decision::Wait,
+    };
+    let noted = trial.filter(|t| t.slot == booted.name);
     if booted.good {
-        // Marked good, but the power went before the rest was noted (the
-        // high-water mark, the outcome, the note's removal): finish it.
-        return match trial.is_some_and(|t| t.slot == booted.name) {
-            true => Decision::MarkGood,
-            false => Decision::Nothing,
+        return match noted {
+            // Good already in its trial boot: only a release's own RAUC or
+            // boot chooser can say so, and that is no proof.
+            Some(t) if is_trial_boot(t, boot) => judged(),
+            // Marked good in an earlier boot, but the power went before
+            // the rest was noted (the high-water mark, the outcome, the
+            // note's removal): finish it.
+            Some(_) => Decision::MarkGood,
+            None => Decision::Nothing,
         };
     }
-    let on_trial = trial.is_some_and(|t| t.slot == booted.name);
-    match (on_trial, proved) {
-        (false, _) => Decision::MarkGoodNow,
-        (true, true) => Decision::MarkGood,
-        (true, false) if waited >= timeout => Decision::MarkBad,
-        (true, false) => Decision::Wait,
+    match noted {
+        Some(_) => judged(),
+        None => Decision::MarkGoodNow,
     }
 }
 
@@ -168,7 +190,8 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
             // is asked until the timeout, and the slot is given up.
             Err(e) => {
                 let cmdline = std::fs::read_to_string(&cfg.kernel_cmdline).unwrap_or_default();
-                if !booted_on_trial(&cmdline, trial.as_ref()) {
+                let trial_boot = trial.as_ref().is_some_and(|t| is_trial_boot(t, &boot));
+                if !(trial_boot && kernel_booted(&cmdline, trial.as_ref())) {
                     return Err(e);
                 }
                 if started.elapsed() >= cfg.health_timeout {
@@ -202,14 +225,15 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 ),
             };
             tracing::warn!(outcome = %o.line(), "the updated slot was given up");
-            outcome::write(&cfg.dir, &o)?;
             sealcam_base::durable::remove(&trial_file)?;
+            report(cfg, &o);
             continue;
         }
         if let Some(t) = trial.as_ref().filter(|t| !t.booted) {
             if status.booted_slot().is_some_and(|b| b.name == t.slot) {
                 let booted = Trial {
                     booted: true,
+                    trial_boot: Some(boot.clone()),
                     ..t.clone()
                 };
                 super::write_json(&trial_file, &booted)?;
@@ -219,6 +243,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
         match decide(
             &status,
             trial.as_ref(),
+            &boot,
             proved,
             started.elapsed(),
             cfg.health_timeout,
@@ -250,15 +275,15 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 if let Some(v) = version {
                     proven::note(&proven::path(cfg), v)?;
                 }
-                outcome::write(
-                    &cfg.dir,
+                sealcam_base::durable::remove(&trial_file)?;
+                report(
+                    cfg,
                     &outcome::Outcome::new(
                         "installed",
                         version,
                         "booted, a fragment acknowledged, marked good",
                     ),
-                )?;
-                sealcam_base::durable::remove(&trial_file)?;
+                );
                 tracing::info!("the updated slot proved itself (a fragment acknowledged by the ingest); marked good");
                 return Ok(Ended::MarkedGood);
             }
@@ -270,6 +295,15 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 return give_up(cfg, &conf, trial.as_ref(), &why);
             }
         }
+    }
+}
+
+/// Writes the outcome for sealcamd to report. Its directory is sealcamd's
+/// (and its disk may be full): a failure is logged, and the root-side
+/// bookkeeping, done before, stands.
+fn report(cfg: &UpdateConfig, o: &outcome::Outcome) {
+    if let Err(e) = outcome::write(&cfg.dir, o) {
+        tracing::warn!(error = %e, outcome = %o.line(), "cannot write the update's outcome for sealcamd");
     }
 }
 
@@ -313,6 +347,7 @@ mod tests {
             installed: true,
             bootname: Some("A".into()),
             boot_id: Some("an earlier boot".into()),
+            trial_boot: Some("an earlier boot".into()),
         }
     }
 
@@ -321,39 +356,81 @@ mod tests {
         let s = Status::parse(TRIAL_A).unwrap();
         let t = trial("rootfs.0");
         assert_eq!(
-            decide(&s, Some(&t), false, Duration::ZERO, T),
+            decide(&s, Some(&t), "this boot", false, Duration::ZERO, T),
             Decision::Wait
         );
         assert_eq!(
-            decide(&s, Some(&t), true, Duration::ZERO, T),
+            decide(&s, Some(&t), "this boot", true, Duration::ZERO, T),
             Decision::MarkGood
         );
-        assert_eq!(decide(&s, Some(&t), false, T, T), Decision::MarkBad);
+        assert_eq!(
+            decide(&s, Some(&t), "this boot", false, T, T),
+            Decision::MarkBad
+        );
         // Proved at the last moment still counts.
-        assert_eq!(decide(&s, Some(&t), true, T * 2, T), Decision::MarkGood);
+        assert_eq!(
+            decide(&s, Some(&t), "this boot", true, T * 2, T),
+            Decision::MarkGood
+        );
     }
 
     #[test]
     fn a_good_slot_is_left_alone() {
         let s = Status::parse(GOOD_A).unwrap();
-        assert_eq!(decide(&s, None, false, T, T), Decision::Nothing);
+        assert_eq!(
+            decide(&s, None, "this boot", false, T, T),
+            Decision::Nothing
+        );
         // Good, and the note still names it: a power cut came between the
         // mark-good and the bookkeeping after it, which is finished now.
         assert_eq!(
-            decide(&s, Some(&trial("rootfs.0")), false, T, T),
+            decide(&s, Some(&trial("rootfs.0")), "this boot", false, T, T),
             Decision::MarkGood
         );
         assert_eq!(
-            decide(&s, Some(&trial("rootfs.1")), false, T, T),
+            decide(&s, Some(&trial("rootfs.1")), "this boot", false, T, T),
             Decision::Nothing
         );
+    }
+
+    #[test]
+    fn a_slot_good_in_its_own_trial_boot_still_has_to_prove_itself() {
+        // Its own boot chooser says good; that is no proof.
+        let s = Status::parse(GOOD_A).unwrap();
+        let first = Trial {
+            booted: false,
+            trial_boot: None,
+            ..trial("rootfs.0")
+        };
+        assert_eq!(
+            decide(&s, Some(&first), "this boot", false, Duration::ZERO, T),
+            Decision::Wait
+        );
+        let seen = Trial {
+            booted: true,
+            trial_boot: Some("this boot".into()),
+            ..trial("rootfs.0")
+        };
+        assert_eq!(
+            decide(&s, Some(&seen), "this boot", false, T, T),
+            Decision::MarkBad
+        );
+        assert_eq!(
+            decide(&s, Some(&seen), "this boot", true, T, T),
+            Decision::MarkGood
+        );
+        assert!(is_trial_boot(&seen, "this boot"));
+        assert!(!is_trial_boot(&seen, "a later boot"));
     }
 
     #[test]
     fn a_slot_not_good_but_never_on_trial_is_marked_good_at_once() {
         // An outage of the ingest must not send a proven camera back.
         let s = Status::parse(TRIAL_A).unwrap();
-        assert_eq!(decide(&s, None, false, T, T), Decision::MarkGoodNow);
+        assert_eq!(
+            decide(&s, None, "this boot", false, T, T),
+            Decision::MarkGoodNow
+        );
     }
 
     #[test]
@@ -374,13 +451,20 @@ mod tests {
         };
         assert!(!fell_back(&s, Some(&installing), "this boot"));
         assert_eq!(
-            decide(&s, Some(&installing), false, T, T),
+            decide(&s, Some(&installing), "this boot", false, T, T),
             Decision::Nothing
         );
         // Detailed output, U-Boot board, on trial in B.
         let d = Status::parse(DETAILED_TRIAL_B).unwrap();
         assert_eq!(
-            decide(&d, Some(&trial("rootfs.1")), false, Duration::ZERO, T),
+            decide(
+                &d,
+                Some(&trial("rootfs.1")),
+                "this boot",
+                false,
+                Duration::ZERO,
+                T
+            ),
             Decision::Wait
         );
     }
@@ -389,16 +473,16 @@ mod tests {
     fn without_rauc_the_kernel_says_whether_this_is_the_trial_boot() {
         let t = trial("rootfs.0");
         let line = "root=PARTLABEL=rootfs-a rw rauc.slot=A panic=10";
-        assert!(booted_on_trial(line, Some(&t)));
-        assert!(!booted_on_trial("rw rauc.slot=B", Some(&t)));
-        assert!(!booted_on_trial("rw rauc.slot=AB", Some(&t)));
-        assert!(!booted_on_trial("rw", Some(&t)));
-        assert!(!booted_on_trial(line, None));
+        assert!(kernel_booted(line, Some(&t)));
+        assert!(!kernel_booted("rw rauc.slot=B", Some(&t)));
+        assert!(!kernel_booted("rw rauc.slot=AB", Some(&t)));
+        assert!(!kernel_booted("rw", Some(&t)));
+        assert!(!kernel_booted(line, None));
         let unnamed = Trial {
             bootname: None,
             ..t
         };
-        assert!(!booted_on_trial(line, Some(&unnamed)));
+        assert!(!kernel_booted(line, Some(&unnamed)));
     }
 
     #[test]
@@ -407,6 +491,6 @@ mod tests {
             r#"{"compatible":"x","variant":null,"booted":null,"boot_primary":null,"slots":[]}"#,
         )
         .unwrap();
-        assert_eq!(decide(&s, None, false, T, T), Decision::NoSlot);
+        assert_eq!(decide(&s, None, "this boot", false, T, T), Decision::NoSlot);
     }
 }

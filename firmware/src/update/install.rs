@@ -214,17 +214,21 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
         installed: false,
         bootname: status.bootname_of(&target),
         boot_id: Some(release::boot_id()?),
+        trial_boot: None,
     };
     write_trial(cfg, &trial)?;
     if let Err(e) = rauc(&[&conf, "install", &path], INSTALL) {
-        // The note goes only if the slot will not boot: RAUC may have made
-        // it primary before the error (or the client failed while the
-        // service finished), and then it boots on trial and is judged.
+        // The note goes only when the slot surely will not boot. RAUC may
+        // have made it primary before the error, and a client stopped at
+        // its time limit leaves the service installing, to make it primary
+        // later: then it boots on trial and is judged, or the next boot
+        // finds an install that did not finish.
+        let finished = !matches!(e, UpdateError::NoAnswer { .. });
         let primary = rauc(&[&conf, "status", "--output-format=json"], QUERY)
             .ok()
             .and_then(|json| Status::parse(&json).ok())
             .and_then(|s| s.boot_primary);
-        if primary.as_deref() != Some(target.as_str()) {
+        if finished && primary.is_some_and(|p| p != target) {
             sealcam_base::durable::remove(&trial_path(cfg))?;
         }
         return Ok(Installed::NotInstalled(Outcome::new(
@@ -291,6 +295,7 @@ pub fn note_trial(
             installed: true,
             bootname: status.bootname_of(&slot),
             boot_id: Some(release::boot_id()?),
+            trial_boot: None,
         },
     )?;
     Ok(slot)
@@ -343,6 +348,7 @@ mod tests {
             installed: false,
             bootname: Some("B".into()),
             boot_id: None,
+            trial_boot: None,
         };
         assert!(slot_to_install(&good, Some(&pending))
             .unwrap_err()

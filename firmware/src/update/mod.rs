@@ -62,6 +62,10 @@ pub enum UpdateError {
     Client(String),
     #[error("{command}: {reason}")]
     Command { command: String, reason: String },
+    /// The command did not end within its time limit and was stopped; what
+    /// it was doing may still go on (RAUC's service, for one).
+    #[error("{command}: no answer within {limit_s} s; stopped")]
+    NoAnswer { command: String, limit_s: u64 },
     #[error(transparent)]
     Tls(#[from] sealcam_transport::TransportError),
 }

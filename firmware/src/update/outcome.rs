@@ -53,13 +53,21 @@ pub fn path(dir: &Path) -> PathBuf {
 /// (0644): root writes it (a durable write's file is 0600), and sealcamd,
 /// which reports it, is not root. It holds nothing secret.
 pub fn write(dir: &Path, outcome: &Outcome) -> Result<(), UpdateError> {
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let json =
         serde_json::to_vec_pretty(outcome).map_err(|e| UpdateError::Release(e.to_string()))?;
     let file = path(dir);
-    sealcam_base::durable::replace(&file, &json)?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+    let mut f = sealcam_base::durable::AtomicFile::create(&file)?;
+    // Readable by sealcamd whatever the writer's umask, set on the open
+    // file: sealcamd owns the directory and could swap a name for a link
+    // between a rename and a chmod by name.
+    f.file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(UpdateError::io("making readable", &file))?;
+    f.write_all(&json)
+        .map_err(UpdateError::io("writing", &file))?;
+    f.commit()?;
     Ok(())
 }
 

@@ -54,10 +54,10 @@ pub fn run(program: &str, args: &[&str], limit: Duration) -> Result<String, Upda
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(failed(format!(
-                    "no answer within {} s; stopped",
-                    limit.as_secs()
-                )));
+                return Err(UpdateError::NoAnswer {
+                    command,
+                    limit_s: limit.as_secs(),
+                });
             }
             Err(e) => return Err(failed(e.to_string())),
         }
