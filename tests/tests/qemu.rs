@@ -90,10 +90,15 @@ fn boot(arch: Arch, w: &World, ingest: &Ingest) -> Machine {
 fn boot_with(arch: Arch, w: &World, ingest: &Ingest, extra_config: &str) -> Machine {
     let seed = w.path().join("seed");
     write_seed(w, &seed, extra_config);
+    boot_seed(arch, w, ingest, &seed)
+}
+
+/// Boots a machine with the bundle in `seed` on its card.
+fn boot_seed(arch: Arch, w: &World, ingest: &Ingest, seed: &Path) -> Machine {
     Machine::boot(
         arch,
         &w.path().join("vm"),
-        &seed,
+        seed,
         &[
             Forward {
                 guest_port: UPLOAD_PORT,
@@ -202,6 +207,65 @@ fn in_guest(vm: &Machine, program: &str, args: &[&str]) -> String {
     out
 }
 
+/// Issue 26: the owner's card holds a token the CA does not know (a typo,
+/// or one a first boot already used). First boot says so in one line on
+/// the console, deletes the token from the card, and leaves nothing half
+/// provisioned: no config, no certificate, sealcamd not started. The owner
+/// puts a good token on the card; the next run provisions the camera.
+fn provisioned_after_a_wrong_token(arch: Arch, w: &World, ingest: &Ingest) -> Machine {
+    let seed = w.path().join("seed");
+    write_seed(w, &seed, "");
+    let good = std::fs::read_to_string(seed.join("token")).unwrap();
+    let good = good.trim();
+    // The issued token with its last digit changed.
+    let last = if good.ends_with('0') { "1" } else { "0" };
+    let wrong = format!("{}{last}", &good[..good.len() - 1]);
+    std::fs::write(seed.join("token"), &wrong).unwrap();
+    let vm = boot_seed(arch, w, ingest, &seed);
+    vm.wait_for_console(
+        "sealcam-firstboot: enrollment refused: the token is unknown or was already used",
+        600,
+    );
+    let console = vm.console_text();
+    let line = console
+        .lines()
+        .find(|l| l.contains("sealcam-firstboot: enrollment refused"))
+        .unwrap();
+    assert!(line.contains("[token deleted from the card]"), "{line}");
+    let card = "/boot/efi/sealcam";
+    let (code, _, _) = vm.guest_exec("/usr/bin/test", &["-e", &format!("{card}/token")], 60);
+    assert_ne!(code, 0, "the refused token is still on the card");
+    // Only what the package ships (its example config) is there.
+    let installed = in_guest(&vm, "/bin/ls", &["-A", "/etc/sealcam"]);
+    assert_eq!(
+        installed.split_whitespace().collect::<Vec<_>>(),
+        ["sealcamd.toml"],
+        "a refused first boot left files in /etc/sealcam"
+    );
+    let config = in_guest(&vm, "/bin/cat", &["/etc/sealcam/sealcamd.toml"]);
+    assert!(
+        !config.contains("qemu-cam"),
+        "a refused first boot installed the bundle's config"
+    );
+    let (_, state, _) = vm.guest_exec("/bin/systemctl", &["is-active", "sealcamd.service"], 60);
+    assert_eq!(state.trim(), "inactive", "sealcamd started unprovisioned");
+    assert_eq!(stored_count(ingest), 0);
+
+    // The good token on the card, and first boot once more.
+    in_guest(
+        &vm,
+        "/bin/sh",
+        &["-c", &format!("printf '%s\\n' {good} > {card}/token")],
+    );
+    in_guest(
+        &vm,
+        "/bin/systemctl",
+        &["restart", "sealcam-firstboot.service"],
+    );
+    vm.wait_for_console("sealcam-firstboot: camera qemu-cam provisioned", 600);
+    vm
+}
+
 #[test]
 fn smoke_packaged_camera_provisions_enrolls_and_streams() {
     smoke(Arch::Amd64);
@@ -216,7 +280,8 @@ fn smoke_arm64_packaged_camera_provisions_enrolls_and_streams() {
 
 fn smoke(arch: Arch) {
     let (w, ingest) = fleet_on(arch);
-    let vm = streaming_on(arch, &w, &ingest, 4);
+    let vm = provisioned_after_a_wrong_token(arch, &w, &ingest);
+    wait_for_fragments(&ingest, 4);
     // Installed by dpkg, started by systemd as its own user.
     let unit = in_guest(
         &vm,
@@ -584,21 +649,50 @@ fn booted_slot(vm: &Machine) -> Option<(String, String)> {
     Some((booted, good))
 }
 
+/// The last update's outcome as the installer noted it for sealcamd
+/// (empty while the guest reboots).
+fn outcome(vm: &Machine) -> String {
+    vm.try_guest_exec("/bin/cat", &["/var/lib/sealcam/update/outcome.json"], 60)
+        .map(|(_, out, _)| out)
+        .unwrap_or_default()
+}
+
+/// RAUC's progress, as its service reports it (`(isi) PERCENT "STEP" DEPTH`;
+/// empty while the guest reboots).
+fn rauc_progress(vm: &Machine) -> String {
+    let Some((0, out, _)) = vm.try_guest_exec(
+        "/usr/bin/busctl",
+        &[
+            "get-property",
+            "de.pengutronix.rauc",
+            "/",
+            "de.pengutronix.rauc.Installer",
+            "Progress",
+        ],
+        30,
+    ) else {
+        return String::new();
+    };
+    out
+}
+
 /// Issue 26: a camera running release N is offered a bundle signed by a
 /// key it does not trust, which it refuses without touching either slot.
 /// Then a release that boots but cannot record (`tests/qemu/overlay-unproven`): it fetches it over
 /// its own connection, installs it into slot B, boots it once on trial,
 /// gives it up when no fragment is acknowledged in time, falls back to
 /// slot A, and refuses it when it is offered again. Then it is offered a
-/// good release, which it installs into B, tries, and marks good only once
-/// the new system has sealed, signed and delivered a fragment. Nothing is
+/// good release; the power is cut while RAUC writes it into slot B, and the
+/// camera boots slot A, says the install did not finish, and installs it
+/// again, tries it, and marks it good only once the new system has sealed,
+/// signed and delivered a fragment. Nothing is
 /// lost or duplicated across the updates that is not declared.
 #[test]
 fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     let unproven = bundle("98.0", "overlay-unproven");
     let next = bundle("99.0", "overlay");
     let (w, ingest) = fleet();
-    let vm = boot_with(
+    let mut vm = boot_with(
         Arch::Amd64,
         &w,
         &ingest,
@@ -607,20 +701,15 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     vm.wait_for_console("sealcam-firstboot: camera qemu-cam provisioned", 600);
     wait_for_fragments(&ingest, 3);
     assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
-    let outcome = || {
-        vm.try_guest_exec("/bin/cat", &["/var/lib/sealcam/update/outcome.json"], 60)
-            .map(|(_, out, _)| out)
-            .unwrap_or_default()
-    };
 
     // Signed by a key the camera's keyring does not hold: fetched, and
     // refused by RAUC's signature check before either slot is touched.
     let stranger = signed_by_a_stranger(&w, &unproven);
     publish(&w, &ingest, &stranger, "98.0");
     assert!(
-        wait_until(900, || outcome().contains("RAUC does not accept")),
+        wait_until(900, || outcome(&vm).contains("RAUC does not accept")),
         "a bundle signed by another key was not refused: {}",
-        outcome()
+        outcome(&vm)
     );
     assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
     assert!(!vm.console_text().contains("sealcam: booting slot B"));
@@ -645,17 +734,41 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     assert!(given_up.contains("98.0"), "{given_up}");
     // Offered again, it is fetched and refused, not tried again.
     assert!(
-        wait_until(900, || outcome().contains("gave it up")),
+        wait_until(900, || outcome(&vm).contains("gave it up")),
         "the given-up release was not refused: {}",
-        outcome()
+        outcome(&vm)
     );
     assert_eq!(
         vm.console_text().matches("sealcam: booting slot B").count(),
         1
     );
 
-    // The good release.
+    // The good release, and the power cut while RAUC writes it into slot
+    // B: the camera boots the release it ran, says the install did not
+    // finish, and installs it again.
     publish(&w, &ingest, &next, "99.0");
+    assert!(
+        wait_until(1800, || rauc_progress(&vm).contains("Copying image to")),
+        "RAUC was not seen writing 99.0 into slot B: {}",
+        outcome(&vm)
+    );
+    vm.qmp("system_reset", serde_json::json!({}));
+    vm.wait_for_console_times("sealcam: booting slot A", 3, 900);
+    assert!(
+        wait_until(600, || outcome(&vm).contains("did not finish")),
+        "the cut install was not reported: {}",
+        outcome(&vm)
+    );
+    assert_eq!(booted_slot(&vm), Some(("A".into(), "good".into())));
+    assert_eq!(
+        in_guest(&vm, "/bin/cat", &["/usr/lib/sealcam/release"]).trim(),
+        "0.1.0-1"
+    );
+    assert_eq!(
+        vm.console_text().matches("sealcam: booting slot B").count(),
+        1,
+        "the half-written slot B was booted"
+    );
     vm.wait_for_console_times("sealcam: booting slot B", 2, 1800);
     let after_update = stored_count(&ingest);
     assert!(
