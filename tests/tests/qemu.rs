@@ -732,10 +732,24 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     );
     let given_up = in_guest(&vm, "/bin/cat", &["/var/lib/sealcam-install/given-up.json"]);
     assert!(given_up.contains("98.0"), "{given_up}");
-    // Offered again, it is fetched and refused, not tried again.
+    // Still offered, it is declined without a download, not tried again.
+    let sealcamd_log = || {
+        vm.try_guest_exec(
+            "/bin/journalctl",
+            &["--no-pager", "-b", "-u", "sealcamd.service"],
+            60,
+        )
+        .map(|(_, out, _)| out)
+        .unwrap_or_default()
+    };
     assert!(
-        wait_until(900, || outcome(&vm).contains("gave it up")),
-        "the given-up release was not refused: {}",
+        wait_until(900, || sealcamd_log().contains("refused for good")),
+        "the given-up release was not declined: {}",
+        outcome(&vm)
+    );
+    assert!(
+        outcome(&vm).contains(r#""final": true"#),
+        "{}",
         outcome(&vm)
     );
     assert_eq!(

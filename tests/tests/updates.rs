@@ -381,6 +381,54 @@ fn nothing_older_is_offered_and_the_installer_refuses_a_downgrade() {
 }
 
 #[test]
+fn a_bundle_refused_for_good_is_not_fetched_again() {
+    // A cellular camera must not download, at every check, a bundle its
+    // installer will refuse again (here: not newer than what it runs, as
+    // a server that offers it anyway would make it).
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let cfg = camera(&w, &ingest, "1.1.0");
+    let same = bundle(&w, "release", COMPATIBLE, "1.2.0");
+    let sha = publish(&w, &ingest, &same, "1.2.0");
+    assert!(check(&w, &cfg).status.success());
+    // The camera is updated to 1.2.0 by other means before it installs.
+    std::fs::write(w.path().join("cam1/release"), "1.2.0\n").unwrap();
+    assert!(!install(&w, &cfg).status.success());
+    let o = outcome(&w);
+    assert_eq!(o["final"], true, "{o}");
+    assert_eq!(o["sha256"], sha, "{o}");
+    // The same bundle offered again: the ingest offers only what is newer
+    // than the version a camera reports, so the camera reports 1.1.0 again
+    // for the offer to be made. It is declined without a download.
+    std::fs::write(w.path().join("cam1/release"), "1.1.0\n").unwrap();
+    let out = check(&w, &cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("refused for good"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!w.path().join("cam1/update/ready.raucb").exists());
+    let parts: Vec<_> = std::fs::read_dir(w.path().join("cam1/update"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(parts.is_empty(), "a part was fetched: {parts:?}");
+
+    // Another bundle is fetched as ever.
+    let next = bundle(&w, "release", COMPATIBLE, "1.3.0");
+    publish(&w, &ingest, &next, "1.3.0");
+    let out = check(&w, &cfg);
+    assert!(
+        text(&out.stdout).contains("version 1.3.0 downloaded"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn update_routes_are_for_devices_only() {
     let w = World::new();
     let ingest = w.start_ingest();

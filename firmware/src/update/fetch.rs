@@ -37,6 +37,9 @@ pub enum Checked {
     Waiting,
     /// A newer bundle is downloaded, verified and ready for the installer.
     Ready { version: String, sha256: String },
+    /// The offer is the very bundle the installer refused for good (its
+    /// last outcome, `why`): not fetched again.
+    Declined { version: String, why: String },
 }
 
 /// How the update server is reached.
@@ -160,6 +163,12 @@ impl Updater {
                 self.server_error(format!("the offer is not JSON of an update offer: {e}"))
             })?;
         check_offer(&offer, &compatible, &installed, self.cfg.max_bytes)?;
+        if let Some(o) = outcome::read(dir).filter(|o| o.declines(&offer.sha256)) {
+            return Ok(Checked::Declined {
+                version: offer.version,
+                why: o.line(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(UpdateError::io("creating", dir))?;
         let part = dir.join(format!("{}.part", offer.sha256));
         remove_other_parts(dir, &part);
@@ -282,6 +291,11 @@ impl Updater {
                 Ok(Checked::UpToDate) => tracing::debug!("no newer update offered"),
                 Ok(Checked::Waiting) => tracing::debug!("an update bundle waits for the installer"),
                 Ok(Checked::Ready { .. }) => {}
+                Ok(Checked::Declined { version, why }) => tracing::info!(
+                    %version,
+                    last_outcome = %why,
+                    "the offered bundle is the one this camera refused for good; not fetched again"
+                ),
                 Err(e) => {
                     tracing::warn!(error = %e, "update check failed; trying again at the next check")
                 }

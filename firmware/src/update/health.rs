@@ -61,6 +61,9 @@ pub struct Trial {
     /// it booted. Only that boot judges it.
     #[serde(default)]
     pub trial_boot: Option<String>,
+    /// The bundle's SHA-256: a release given up is declined by it.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Where the trial note is kept (the installer's root-only directory).
@@ -217,6 +220,8 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                         version,
                         format!("slot {slot} did not prove itself; the bootloader fell back, and this release is not installed again"),
                     )
+                    .of_bundle(t.and_then(|t| t.sha256.as_deref()))
+                    .for_good()
                 }
                 false => outcome::Outcome::new(
                     "failed",
@@ -348,6 +353,7 @@ mod tests {
             bootname: Some("A".into()),
             boot_id: Some("an earlier boot".into()),
             trial_boot: Some("an earlier boot".into()),
+            sha256: None,
         }
     }
 

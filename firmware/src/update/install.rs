@@ -86,7 +86,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     let copied = copy_ready(&ready, &copy, cfg.max_bytes);
     sealcam_base::durable::remove(&ready)?;
     let ended = match copied {
-        Ok(Ok(())) => install_copy(cfg, &copy),
+        Ok(Ok(sha256)) => install_copy(cfg, &copy, &sha256),
         Ok(Err(why)) => Ok(Installed::NotInstalled(Outcome::new("refused", None, why))),
         Err(e) => Err(e),
     };
@@ -99,10 +99,12 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     Ok(ended)
 }
 
-/// Copies `ready` (in sealcamd's directory) to `copy`. `Ok(Err(why))`:
-/// `ready` is not a regular file, and nothing was copied.
-fn copy_ready(ready: &Path, copy: &Path, max: u64) -> Result<Result<(), String>, UpdateError> {
-    use std::io::Read;
+/// Copies `ready` (in sealcamd's directory) to `copy`; the copy's SHA-256
+/// (hex). `Ok(Err(why))`: `ready` is not a regular file, and nothing was
+/// copied.
+fn copy_ready(ready: &Path, copy: &Path, max: u64) -> Result<Result<String, String>, UpdateError> {
+    use sha2::Digest;
+    use std::io::{Read, Write};
     let from = match super::their_file::open_regular(ready) {
         Ok(f) => f,
         Err(why) => {
@@ -128,16 +130,30 @@ fn copy_ready(ready: &Path, copy: &Path, max: u64) -> Result<Result<(), String>,
         .create_new(true)
         .open(copy)
         .and_then(|mut to| {
-            let n = std::io::copy(&mut from.take(max.saturating_add(1)), &mut to)?;
+            let mut from = from.take(max.saturating_add(1));
+            let mut hash = sha2::Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut n = 0u64;
+            loop {
+                let got = match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hash.update(&buf[..got]);
+                to.write_all(&buf[..got])?;
+                n += got as u64;
+            }
             to.sync_all()?;
-            Ok(n)
+            Ok((n, hex::encode(hash.finalize())))
         });
     match result {
-        Ok(n) if n > max => {
+        Ok((n, _)) if n > max => {
             let _ = std::fs::remove_file(copy);
             too_big()
         }
-        Ok(_) => Ok(Ok(())),
+        Ok((_, sha256)) => Ok(Ok(sha256)),
         Err(e) => {
             let _ = std::fs::remove_file(copy);
             Err(UpdateError::io("copying the bundle to", copy)(e))
@@ -151,27 +167,30 @@ fn set_private(dir: &Path) -> Result<(), UpdateError> {
         .map_err(UpdateError::io("restricting", dir))
 }
 
-fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateError> {
+/// Checks and installs the copy `bundle`, whose SHA-256 is `sha256`.
+fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Installed, UpdateError> {
     let conf = format!("--conf={}", cfg.system_conf.display());
     let path = bundle.display().to_string();
+    let not_installed = |o: Outcome| Ok(Installed::NotInstalled(o.of_bundle(Some(sha256))));
     let info = match rauc(&[&conf, "info", "--output-format=json", &path], VERIFY) {
         Ok(json) => Info::parse(&json).map_err(UpdateError::Release)?,
+        // Not for good: RAUC's check can also fail for want of a loop
+        // device or room to mount, and declining a good bundle for ever
+        // would cost more than fetching a bad one again.
         Err(e) => {
-            return Ok(Installed::NotInstalled(Outcome::new(
+            return not_installed(Outcome::new(
                 "refused",
                 None,
                 format!("RAUC does not accept the bundle (signature or format): {e}"),
-            )))
+            ))
         }
     };
     let compatible = release::compatible(cfg)?;
     let installed = release::installed_version(cfg)?;
+    // Refusals by what the signed manifest says: the same bytes are always
+    // refused, so they are not fetched again.
     let refused = |why: String| {
-        Ok(Installed::NotInstalled(Outcome::new(
-            "refused",
-            info.version.as_deref(),
-            why,
-        )))
+        not_installed(Outcome::new("refused", info.version.as_deref(), why).for_good())
     };
     let version = match check_bundle(&info, &compatible, &installed) {
         Ok(v) => v,
@@ -194,16 +213,17 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
     {
         Ok(s) => s,
         Err(e) => {
-            return Ok(Installed::NotInstalled(Outcome::new(
+            return not_installed(Outcome::new(
                 "failed",
                 Some(&version),
                 format!("cannot ask RAUC which slot is booted and good: {e}"),
-            )))
+            ))
         }
     };
+    // Not for good: once the slot on trial is judged, this one may go in.
     let target = match slot_to_install(&status, read_trial(&trial_path(cfg)).as_ref()) {
         Ok(t) => t,
-        Err(why) => return refused(why),
+        Err(why) => return not_installed(Outcome::new("refused", Some(&version), why)),
     };
     // Before the install: from here on, whatever power does, the slot
     // boots on trial.
@@ -215,6 +235,7 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
         bootname: status.bootname_of(&target),
         boot_id: Some(release::boot_id()?),
         trial_boot: None,
+        sha256: Some(sha256.to_owned()),
     };
     write_trial(cfg, &trial)?;
     if let Err(e) = rauc(&[&conf, "install", &path], INSTALL) {
@@ -231,19 +252,18 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path) -> Result<Installed, UpdateEr
         if finished && primary.is_some_and(|p| p != target) {
             sealcam_base::durable::remove(&trial_path(cfg))?;
         }
-        return Ok(Installed::NotInstalled(Outcome::new(
-            "failed",
-            Some(&version),
-            e.to_string(),
-        )));
+        return not_installed(Outcome::new("failed", Some(&version), e.to_string()));
     }
     trial.installed = true;
     write_trial(cfg, &trial)?;
-    Ok(Installed::Installed(Outcome::new(
-        "installing",
-        Some(&version),
-        format!("installed into {target}; rebooting to try it"),
-    )))
+    Ok(Installed::Installed(
+        Outcome::new(
+            "installing",
+            Some(&version),
+            format!("installed into {target}; rebooting to try it"),
+        )
+        .of_bundle(Some(sha256)),
+    ))
 }
 
 /// The slot an install may write now: the other slot, and only while the
@@ -296,6 +316,7 @@ pub fn note_trial(
             bootname: status.bootname_of(&slot),
             boot_id: Some(release::boot_id()?),
             trial_boot: None,
+            sha256: None,
         },
     )?;
     Ok(slot)
@@ -349,6 +370,7 @@ mod tests {
             bootname: Some("B".into()),
             boot_id: None,
             trial_boot: None,
+            sha256: None,
         };
         assert!(slot_to_install(&good, Some(&pending))
             .unwrap_err()

@@ -21,6 +21,14 @@ pub struct Outcome {
     /// Why, in one line.
     pub detail: String,
     pub unix_s: u64,
+    /// The SHA-256 of the bundle it is about, where the installer had it.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The bundle will never be installed on this camera (a signature
+    /// RAUC refuses, another compatible, a version not newer, a release
+    /// given up): sealcamd does not fetch it again.
+    #[serde(default, rename = "final")]
+    pub is_final: bool,
 }
 
 impl Outcome {
@@ -33,7 +41,31 @@ impl Outcome {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            sha256: None,
+            is_final: false,
         }
+    }
+
+    /// About the bundle whose SHA-256 is `sha256`, if known.
+    pub fn of_bundle(self, sha256: Option<&str>) -> Self {
+        Self {
+            sha256: sha256.map(str::to_owned),
+            ..self
+        }
+    }
+
+    /// That bundle is never installed here.
+    pub fn for_good(self) -> Self {
+        Self {
+            is_final: true,
+            ..self
+        }
+    }
+
+    /// Whether the offer of the bundle `sha256` is to be declined without
+    /// fetching it: this outcome refused that very bundle for good.
+    pub fn declines(&self, sha256: &str) -> bool {
+        self.is_final && self.sha256.as_deref() == Some(sha256)
     }
 
     /// The one line a check reports (`installed 1.4.0`, `refused 1.2.0: ...`).
@@ -90,5 +122,21 @@ mod tests {
         write(dir.path(), &o).unwrap();
         assert_eq!(read(dir.path()).unwrap(), o);
         assert_eq!(o.line(), "refused 1.0: older than the running 2.0");
+    }
+
+    #[test]
+    fn only_a_bundle_refused_for_good_is_declined_and_only_that_one() {
+        let sha = "ab".repeat(32);
+        let o = Outcome::new("refused", None, "RAUC does not accept the bundle");
+        assert!(!o.clone().of_bundle(Some(&sha)).declines(&sha));
+        let settled = o.of_bundle(Some(&sha)).for_good();
+        assert!(settled.declines(&sha));
+        assert!(!settled.declines(&"cd".repeat(32)));
+        // An outcome written before these fields is never final.
+        let old: Outcome =
+            serde_json::from_str(r#"{"result":"refused","detail":"x","unix_s":1}"#).unwrap();
+        assert!(!old.declines(&sha));
+        let json = serde_json::to_string(&settled).unwrap();
+        assert!(json.contains(r#""final":true"#), "{json}");
     }
 }
