@@ -762,7 +762,11 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     // finish, and installs it again.
     publish(&w, &ingest, &next, "99.0");
     assert!(
-        wait_until(1800, || rauc_progress(&vm).contains("Copying image to")),
+        wait_until(1800, || {
+            // Gently: the guest is downloading and then verifying.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            rauc_progress(&vm).contains("Copying image to")
+        }),
         "RAUC was not seen writing 99.0 into slot B: {}",
         outcome(&vm)
     );
