@@ -121,6 +121,8 @@ pub struct Forward {
 pub struct Machine {
     qemu: Child,
     swtpm: Option<Child>,
+    /// QEMU's program and arguments, to start it again after a power cut.
+    command: (std::ffi::OsString, Vec<std::ffi::OsString>),
     pub dir: PathBuf,
     pub console: PathBuf,
     qmp: BufReader<UnixStream>,
@@ -183,24 +185,7 @@ impl Machine {
         // image runs swtpm in the guest behind the kernel's vTPM proxy
         // (tests/qemu/sealcam-vtpm.service).
         let tpm_sock = dir.join("swtpm.sock");
-        let swtpm = (arch == Arch::Amd64).then(|| {
-            let tpm_dir = dir.join("tpm");
-            std::fs::create_dir_all(&tpm_dir).unwrap();
-            let child = Command::new("swtpm")
-                .args(["socket", "--tpm2", "--tpmstate"])
-                .arg(format!("dir={}", tpm_dir.display()))
-                .arg("--ctrl")
-                .arg(format!("type=unixio,path={}", tpm_sock.display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("swtpm is installed (scripts/install-deps)");
-            assert!(
-                crate::wait_until(10, || tpm_sock.exists()),
-                "swtpm did not create its socket"
-            );
-            child
-        });
+        let swtpm = (arch == Arch::Amd64).then(|| spawn_swtpm(dir));
 
         let mut netdev = "user,id=net0,restrict=on".to_owned();
         for f in forwards {
@@ -231,8 +216,7 @@ impl Machine {
                 .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
                 .args(["-device", "tpm-tis,tpmdev=tpm0"]);
         }
-        let qemu = qemu
-            .args(["-display", "none"])
+        qemu.args(["-display", "none"])
             .arg("-drive")
             .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
             .arg("-drive")
@@ -257,38 +241,45 @@ impl Machine {
             ])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_sock.display()))
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("qemu.stderr")).unwrap())
-            .spawn()
-            .expect("qemu-system is installed (scripts/qemu-image installs it)");
-        assert!(
-            crate::wait_until(10, || qmp_sock.exists()),
-            "qemu did not open its QMP socket"
+            // Appended to: the log goes on across a power cut.
+            .arg("-chardev")
+            .arg(format!(
+                "file,id=serial0,path={},append=on",
+                console.display()
+            ))
+            .args(["-serial", "chardev:serial0"]);
+        let command = (
+            qemu.get_program().to_owned(),
+            qemu.get_args().map(|a| a.to_owned()).collect::<Vec<_>>(),
         );
-        let stream = UnixStream::connect(&qmp_sock).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut m = Self {
+        let (qemu, qmp) = spawn_qemu(dir, &command);
+        Self {
             qemu,
             swtpm,
+            command,
             dir: dir.to_owned(),
             qga: qga_sock,
             image: image.clone(),
             _one_at_a_time: guard,
             console,
-            qmp: BufReader::new(stream),
-        };
-        let mut greeting = String::new();
-        m.qmp.read_line(&mut greeting).unwrap();
-        assert!(
-            greeting.contains("QMP"),
-            "unexpected QMP greeting {greeting:?}"
-        );
-        m.qmp("qmp_capabilities", serde_json::json!({}));
-        m
+            qmp,
+        }
+    }
+
+    /// Cuts the power and turns it on again: QEMU and the TPM (swtpm,
+    /// which keeps only what a TPM keeps in its non-volatile memory) are
+    /// killed and started again on the same card.
+    pub fn power_cut(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+        if let Some(swtpm) = self.swtpm.as_mut() {
+            let _ = swtpm.kill();
+            let _ = swtpm.wait();
+            self.swtpm = Some(spawn_swtpm(&self.dir));
+        }
+        let (qemu, qmp) = spawn_qemu(&self.dir, &self.command);
+        self.qemu = qemu;
+        self.qmp = qmp;
     }
 
     /// Runs a QMP command and returns its `return` value.
@@ -416,6 +407,71 @@ impl Machine {
         }
         panic!("the guest did not print {needle:?} {times} times within {secs} s");
     }
+}
+
+/// swtpm for the machine in `dir`, its state in `dir/tpm`, its control
+/// socket `dir/swtpm.sock`.
+fn spawn_swtpm(dir: &Path) -> Child {
+    let tpm_dir = dir.join("tpm");
+    let tpm_sock = dir.join("swtpm.sock");
+    std::fs::create_dir_all(&tpm_dir).unwrap();
+    let _ = std::fs::remove_file(&tpm_sock);
+    let child = Command::new("swtpm")
+        .args(["socket", "--tpm2", "--tpmstate"])
+        .arg(format!("dir={}", tpm_dir.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", tpm_sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("swtpm is installed (scripts/install-deps)");
+    assert!(
+        crate::wait_until(10, || tpm_sock.exists()),
+        "swtpm did not create its socket"
+    );
+    child
+}
+
+/// Starts QEMU as `command` says and connects to its QMP socket
+/// (`dir/qmp.sock`), capabilities negotiated.
+fn spawn_qemu(
+    dir: &Path,
+    command: &(std::ffi::OsString, Vec<std::ffi::OsString>),
+) -> (Child, BufReader<UnixStream>) {
+    let qmp_sock = dir.join("qmp.sock");
+    let _ = std::fs::remove_file(&qmp_sock);
+    let _ = std::fs::remove_file(dir.join("qga.sock"));
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("qemu.stderr"))
+        .unwrap();
+    let qemu = Command::new(&command.0)
+        .args(&command.1)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("qemu-system is installed (scripts/install-deps installs it)");
+    assert!(
+        crate::wait_until(10, || qmp_sock.exists()),
+        "qemu did not open its QMP socket"
+    );
+    let stream = UnixStream::connect(&qmp_sock).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut qmp = BufReader::new(stream);
+    let mut greeting = String::new();
+    qmp.read_line(&mut greeting).unwrap();
+    assert!(
+        greeting.contains("QMP"),
+        "unexpected QMP greeting {greeting:?}"
+    );
+    writeln!(qmp.get_mut(), r#"{{"execute": "qmp_capabilities"}}"#).unwrap();
+    let mut answer = String::new();
+    qmp.read_line(&mut answer).unwrap();
+    assert!(answer.contains("return"), "QMP: {answer}");
+    (qemu, qmp)
 }
 
 /// A guest-agent connection (JSON lines over virtio-serial).

@@ -353,7 +353,7 @@ fn network_loss_of_30_s_loses_and_duplicates_nothing() {
 fn power_cut_resumes_and_declares_only_the_fragment_in_progress() {
     let (w, ingest) = fleet();
     let mut vm = streaming(&w, &ingest, 3);
-    vm.qmp("system_reset", serde_json::json!({}));
+    vm.power_cut();
     vm.wait_for_console("sealcam-firstboot: already provisioned", 300);
     let after_reset = stored_count(&ingest);
     wait_for_fragments(&ingest, after_reset + 3);
@@ -381,7 +381,7 @@ fn power_cut_with_a_wiped_spool_recovers_through_a_new_epoch() {
         "/bin/sh",
         &["-c", "rm -rf /var/lib/sealcam/spool/* && sync"],
     );
-    vm.qmp("system_reset", serde_json::json!({}));
+    vm.power_cut();
     vm.wait_for_console("sealcam-firstboot: already provisioned", 300);
     // As the service runs: its user, and the TPM's group for the key.
     let camera_args = |args: &[&'static str]| {
@@ -770,7 +770,7 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
         "RAUC was not seen writing 99.0 into slot B: {}",
         outcome(&vm)
     );
-    vm.qmp("system_reset", serde_json::json!({}));
+    vm.power_cut();
     vm.wait_for_console_times("sealcam: booting slot A", 3, 900);
     assert!(
         wait_until(600, || outcome(&vm).contains("did not finish")),
