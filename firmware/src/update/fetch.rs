@@ -139,7 +139,8 @@ impl Updater {
         );
         let client = self.client()?;
         let mut req = client.get(&url).header(INSTALLED_VERSION, &installed);
-        if let Some(o) = outcome::read(dir) {
+        let last = outcome::read(dir);
+        if let Some(o) = &last {
             req = req.header(
                 UPDATE_OUTCOME,
                 sealcam_api::update::clean_outcome(&o.line()),
@@ -163,7 +164,7 @@ impl Updater {
                 self.server_error(format!("the offer is not JSON of an update offer: {e}"))
             })?;
         check_offer(&offer, &compatible, &installed, self.cfg.max_bytes)?;
-        if let Some(o) = outcome::read(dir).filter(|o| o.declines(&offer.sha256)) {
+        if let Some(o) = last.filter(|o| o.declines(&offer.sha256)) {
             return Ok(Checked::Declined {
                 version: offer.version,
                 why: o.line(),

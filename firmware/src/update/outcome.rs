@@ -24,9 +24,9 @@ pub struct Outcome {
     /// The SHA-256 of the bundle it is about, where the installer had it.
     #[serde(default)]
     pub sha256: Option<String>,
-    /// The bundle will never be installed on this camera (a signature
-    /// RAUC refuses, another compatible, a version not newer, a release
-    /// given up): sealcamd does not fetch it again.
+    /// The bundle will never be installed on this camera (by what its
+    /// signed manifest says: another compatible, a version not newer, a
+    /// release given up): sealcamd does not fetch it again.
     #[serde(default, rename = "final")]
     pub is_final: bool,
 }
