@@ -53,49 +53,78 @@ pub fn valid_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Compares two release versions as Debian orders them in the main: a
-/// `~` starts a pre-release, older than the release it precedes
-/// (`1.2~rc1` < `1.2`, `1.2~rc1` < `1.2~rc2`); the parts are compared
-/// component by component (split at `.`, `-`, `+`, `_`): components of
-/// digits only compare as numbers, any other pair as text, and a version
-/// that is a prefix of another is the older (`1.2` < `1.2.1`, `1.9` <
-/// `1.10`).
+/// Compares two release versions as `dpkg --compare-versions` orders them
+/// (our versions have no epoch): the upstream part, before the last `-`,
+/// first, then the Debian revision after it. Within each part, runs of
+/// digits compare as numbers (`1.9` < `1.10`, `1.02` = `1.2`) and the text
+/// between them character by character, where `~` sorts before anything,
+/// even the end (`1.2~rc1` < `1.2`: a pre-release is older than its
+/// release), then the end, then letters, then the other characters (`1.2`
+/// < `1.2.1`, `1.2a` < `1.2.1`).
+///
+/// This is a total order, as sorting requires: a comparison that is not
+/// transitive for some mix of letters and digits would let a published
+/// version list panic the sort or offer a camera an older release.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let (a_release, a_pre) = split_pre_release(a);
-    let (b_release, b_pre) = split_pre_release(b);
-    compare_components(a_release, b_release).then_with(|| match (a_pre, b_pre) {
-        (None, None) => Ordering::Equal,
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(x), Some(y)) => compare_versions(x, y),
-    })
+    let (a_upstream, a_revision) = split_revision(a);
+    let (b_upstream, b_revision) = split_revision(b);
+    compare_part(a_upstream.as_bytes(), b_upstream.as_bytes())
+        .then_with(|| compare_part(a_revision.as_bytes(), b_revision.as_bytes()))
 }
 
-/// `1.2~rc1` is `1.2` with the pre-release `rc1`.
-fn split_pre_release(v: &str) -> (&str, Option<&str>) {
-    match v.split_once('~') {
-        Some((release, pre)) => (release, Some(pre)),
-        None => (v, None),
-    }
+/// `1.2-3` is upstream `1.2` with the revision `3`; without a `-` the
+/// revision is empty (which compares as `0`).
+fn split_revision(v: &str) -> (&str, &str) {
+    v.rsplit_once('-').unwrap_or((v, ""))
 }
 
-fn compare_components(a: &str, b: &str) -> Ordering {
-    let split =
-        |v: &str| -> Vec<String> { v.split(['.', '-', '+', '_']).map(str::to_owned).collect() };
-    let (a, b) = (split(a), split(b));
-    for (x, y) in a.iter().zip(b.iter()) {
-        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
-        let order = if numeric(x) && numeric(y) {
-            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
-            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
-        } else {
-            x.cmp(y)
-        };
+/// dpkg's comparison of one part: alternately a run of non-digits, compared
+/// character by character by [`weight`], and a run of digits, compared as a
+/// number.
+fn compare_part(mut a: &[u8], mut b: &[u8]) -> Ordering {
+    while !a.is_empty() || !b.is_empty() {
+        let (a_text, a_rest) = split_run(a, |c| !c.is_ascii_digit());
+        let (b_text, b_rest) = split_run(b, |c| !c.is_ascii_digit());
+        let longest = a_text.len().max(b_text.len());
+        for i in 0..longest {
+            let order = weight(a_text.get(i).copied()).cmp(&weight(b_text.get(i).copied()));
+            if order != Ordering::Equal {
+                return order;
+            }
+        }
+        let (a_digits, a_rest) = split_run(a_rest, |c| c.is_ascii_digit());
+        let (b_digits, b_rest) = split_run(b_rest, |c| c.is_ascii_digit());
+        let order = compare_number(a_digits, b_digits);
         if order != Ordering::Equal {
             return order;
         }
+        (a, b) = (a_rest, b_rest);
     }
-    a.len().cmp(&b.len())
+    Ordering::Equal
+}
+
+/// The longest prefix of `s` whose bytes are all `pred`, and the rest.
+fn split_run(s: &[u8], pred: impl Fn(u8) -> bool) -> (&[u8], &[u8]) {
+    let n = s.iter().position(|&c| !pred(c)).unwrap_or(s.len());
+    s.split_at(n)
+}
+
+/// Two runs of digits as the numbers they write (any length: no overflow).
+fn compare_number(a: &[u8], b: &[u8]) -> Ordering {
+    let trim = |s: &'_ [u8]| -> usize { s.iter().take_while(|&&c| c == b'0').count() };
+    let (a, b) = (&a[trim(a)..], &b[trim(b)..]);
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Where a character of a non-digit run sorts: `~` first, then the end of
+/// the run (`None`), then letters, then everything else.
+fn weight(c: Option<u8>) -> i32 {
+    match c {
+        Some(b'~') => -1,
+        None => 0,
+        Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+        Some(c) => i32::from(c) + 256,
+    }
 }
 
 /// An outcome line as the ingest keeps it: at most [`MAX_OUTCOME_LEN`]
@@ -132,6 +161,33 @@ mod tests {
         assert_eq!(compare_versions("1.2~rc1", "1.2~rc2"), Ordering::Less);
         assert_eq!(compare_versions("1.2~rc2", "1.1.9"), Ordering::Greater);
         assert_eq!(compare_versions("0.1.0-1", "99.0"), Ordering::Less);
+        // Letters sort after the end and before other characters, as dpkg
+        // has them.
+        assert_eq!(compare_versions("1.2a", "1.2"), Ordering::Greater);
+        assert_eq!(compare_versions("1.2a", "1.2.1"), Ordering::Less);
+        assert_eq!(compare_versions("1.0", "1.0-0"), Ordering::Equal);
+        // Once a cycle: 2 < 10 (numbers), 10 < 1a (text), 1a < 2 (text).
+        assert_eq!(compare_versions("2", "10"), Ordering::Less);
+        assert_eq!(compare_versions("1a", "10"), Ordering::Less);
+        assert_eq!(compare_versions("1a", "2"), Ordering::Less);
+        assert_eq!(
+            compare_versions(&"9".repeat(63), &format!("1{}", "0".repeat(63))),
+            Ordering::Less
+        );
+    }
+
+    /// A published list of any versions sorts (a comparison that is not a
+    /// total order may panic `sort_by`).
+    #[test]
+    fn a_list_of_mixed_versions_sorts() {
+        let mut versions: Vec<String> = ["2", "10", "1a", "1.0~", "1.0", "1_0", "a", "1.0+b", "01"]
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect();
+        versions.sort_by(|a, b| compare_versions(a, b));
+        for pair in versions.windows(2) {
+            assert!(compare_versions(&pair[0], &pair[1]).is_le(), "{versions:?}");
+        }
     }
 
     #[test]
@@ -160,7 +216,11 @@ mod tests {
         }
 
         #[test]
-        fn comparison_is_transitive(a in "[0-9.~]{0,8}", b in "[0-9.~]{0,8}", c in "[0-9.~]{0,8}") {
+        fn comparison_is_transitive(
+            a in "[0-9a-c.~+_-]{0,8}",
+            b in "[0-9a-c.~+_-]{0,8}",
+            c in "[0-9a-c.~+_-]{0,8}",
+        ) {
             let le = |x: &str, y: &str| compare_versions(x, y) != Ordering::Greater;
             if le(&a, &b) && le(&b, &c) {
                 prop_assert!(le(&a, &c), "{a} <= {b} <= {c} but not {a} <= {c}");
