@@ -322,6 +322,38 @@ fn bytes_the_server_altered_are_refused_and_never_marked_ready() {
     );
 }
 
+/// sealcamd's user owns the update directory's parent (/var/lib/sealcam)
+/// and, compromised, puts a link to a directory of root's in its place,
+/// with a bundle there: the installer, root, neither removes nor writes
+/// anything through the link.
+#[test]
+fn the_installer_follows_no_link_put_in_place_of_the_update_directory() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let signed = bundle(&w, "release", COMPATIBLE, "3.0.0");
+    let cfg = camera(&w, &ingest, "2.0.0");
+    let roots = w.path().join("etc");
+    std::fs::create_dir_all(&roots).unwrap();
+    std::fs::copy(&signed, roots.join("ready.raucb")).unwrap();
+    // As root, the test gives the directory away; as anyone else it is
+    // already not root's.
+    let _ = std::os::unix::fs::chown(w.path().join("cam1"), Some(990), Some(990));
+    let _ = std::fs::remove_dir_all(w.path().join("cam1/update"));
+    std::os::unix::fs::symlink(&roots, w.path().join("cam1/update")).unwrap();
+
+    let out = install(&w, &cfg);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not a directory (a link there is not followed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(roots.join("ready.raucb").exists());
+    assert!(!roots.join("outcome.json").exists());
+    assert!(!w.path().join("cam1/install/bundle.raucb").exists());
+}
+
 #[test]
 fn nothing_older_is_offered_and_the_installer_refuses_a_downgrade() {
     let w = World::new();

@@ -307,7 +307,11 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
 /// (and its disk may be full): a failure is logged, and the root-side
 /// bookkeeping, done before, stands.
 fn report(cfg: &UpdateConfig, o: &outcome::Outcome) {
-    if let Err(e) = outcome::write(&cfg.dir, o) {
+    // Reached without following a link sealcamd's user put in its place.
+    let written = super::their_dir::TheirDir::open(&cfg.dir)
+        .map_err(|why| why.to_string())
+        .and_then(|dir| outcome::write(dir.path(), o).map_err(|e| e.to_string()));
+    if let Err(e) = written {
         tracing::warn!(error = %e, outcome = %o.line(), "cannot write the update's outcome for sealcamd");
     }
 }

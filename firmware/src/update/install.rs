@@ -34,6 +34,7 @@ use super::health::{read_trial, trial_path, Trial};
 use super::outcome::{self, Outcome};
 use super::rauc::{rauc, INSTALL, QUERY, VERIFY};
 use super::rauc_json::{Info, Status};
+use super::their_dir::TheirDir;
 use super::{given_up, proven, release, UpdateError, READY};
 use crate::config::UpdateConfig;
 
@@ -71,10 +72,18 @@ pub enum Installed {
 
 /// The installer step, once.
 pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
-    let ready = cfg.dir.join(READY);
-    if std::fs::symlink_metadata(&ready).is_err() {
+    // sealcamd's user owns the update directory's parent: it is opened
+    // without following a link put in its place (to /etc, say), and every
+    // file below is reached through it.
+    let dir = match TheirDir::open(&cfg.dir) {
+        Ok(d) => d,
+        Err(_) if std::fs::symlink_metadata(&cfg.dir).is_err() => return Ok(Installed::Nothing),
+        Err(why) => return Err(UpdateError::Release(format!("the update directory: {why}"))),
+    };
+    if !dir.has(READY) {
         return Ok(Installed::Nothing);
     }
+    let ready = dir.join(READY);
     std::fs::create_dir_all(&cfg.install_dir)
         .map_err(UpdateError::io("creating", &cfg.install_dir))?;
     set_private(&cfg.install_dir)?;
@@ -83,7 +92,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     // bundle left there would start this step again at once (the path unit
     // watches it), for ever. The next check fetches it again if it is still
     // offered.
-    let copied = copy_ready(&ready, &copy, cfg.max_bytes);
+    let copied = copy_ready(&ready, &dir.shown(READY), &copy, cfg.max_bytes);
     sealcam_base::durable::remove(&ready)?;
     let ended = match copied {
         Ok(Ok(sha256)) => install_copy(cfg, &copy, &sha256),
@@ -93,19 +102,24 @@ pub fn run(cfg: &UpdateConfig) -> Result<Installed, UpdateError> {
     let _ = std::fs::remove_file(&copy);
     let ended = ended?;
     match &ended {
-        Installed::Installed(o) | Installed::NotInstalled(o) => outcome::write(&cfg.dir, o)?,
+        Installed::Installed(o) | Installed::NotInstalled(o) => outcome::write(dir.path(), o)?,
         Installed::Nothing => {}
     }
     Ok(ended)
 }
 
-/// Copies `ready` (in sealcamd's directory) to `copy`; the copy's SHA-256
-/// (hex). `Ok(Err(why))`: `ready` is not a regular file, and nothing was
-/// copied.
-fn copy_ready(ready: &Path, copy: &Path, max: u64) -> Result<Result<String, String>, UpdateError> {
+/// Copies `ready` (in sealcamd's directory, named `shown` in messages) to
+/// `copy`; the copy's SHA-256 (hex). `Ok(Err(why))`: `ready` is not a
+/// regular file, and nothing was copied.
+fn copy_ready(
+    ready: &Path,
+    shown: &Path,
+    copy: &Path,
+    max: u64,
+) -> Result<Result<String, String>, UpdateError> {
     use sha2::Digest;
     use std::io::{Read, Write};
-    let from = match super::their_file::open_regular(ready) {
+    let from = match super::their_file::open_regular_shown(ready, shown) {
         Ok(f) => f,
         Err(why) => {
             return Ok(Err(format!(
@@ -116,7 +130,7 @@ fn copy_ready(ready: &Path, copy: &Path, max: u64) -> Result<Result<String, Stri
     let too_big = || {
         Ok(Err(format!(
             "{} is larger than update.max_bytes ({max}): no offer of that size is fetched",
-            ready.display()
+            shown.display()
         )))
     };
     let _ = std::fs::remove_file(copy);
@@ -399,14 +413,14 @@ mod tests {
         std::fs::write(&secret, b"root's").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&secret, &link).unwrap();
-        assert!(copy_ready(&link, &copy, 100).unwrap().is_err());
+        assert!(copy_ready(&link, &link, &copy, 100).unwrap().is_err());
         assert!(!copy.exists());
         let bundle = dir.path().join("bundle");
         std::fs::write(&bundle, b"bundle").unwrap();
-        copy_ready(&bundle, &copy, 6).unwrap().unwrap();
+        copy_ready(&bundle, &bundle, &copy, 6).unwrap().unwrap();
         assert_eq!(std::fs::read(&copy).unwrap(), b"bundle");
         // Larger than any offer may be: refused, nothing left behind.
-        let why = copy_ready(&bundle, &copy, 5).unwrap().unwrap_err();
+        let why = copy_ready(&bundle, &bundle, &copy, 5).unwrap().unwrap_err();
         assert!(why.contains("max_bytes"), "{why}");
         assert!(!copy.exists());
     }

@@ -20,6 +20,8 @@
 //! * [`health`]: `sealcamd health`: whether the booted slot is on trial,
 //!   and what to do about it.
 //! * [`their_file`]: opening, as root, a file sealcamd's user controls.
+//! * [`their_dir`]: working, as root, in a directory sealcamd's user
+//!   controls.
 //! * [`rauc`]: running RAUC's client, with a time limit.
 //! * [`rauc_json`]: `rauc status` and `rauc info` output, as RAUC 1.8 writes it.
 
@@ -33,6 +35,7 @@ pub mod proven;
 pub mod rauc;
 pub mod rauc_json;
 pub mod release;
+pub mod their_dir;
 pub mod their_file;
 
 /// The name of a downloaded, verified bundle waiting for the installer.

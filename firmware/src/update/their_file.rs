@@ -9,6 +9,12 @@ use std::path::Path;
 
 /// The regular file at `path`; `Err`: why not, in a line.
 pub fn open_regular(path: &Path) -> Result<File, String> {
+    open_regular_shown(path, path)
+}
+
+/// [`open_regular`], naming the file `shown` in messages (`path` may be a
+/// [`super::their_dir::TheirDir`]'s descriptor path).
+pub fn open_regular_shown(path: &Path, shown: &Path) -> Result<File, String> {
     use rustix::fs::OFlags;
     use std::os::unix::fs::OpenOptionsExt;
     let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -16,12 +22,12 @@ pub fn open_regular(path: &Path) -> Result<File, String> {
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)
-        .map_err(|e| format!("{} cannot be opened as a file: {e}", path.display()))?;
+        .map_err(|e| format!("{} cannot be opened as a file: {e}", shown.display()))?;
     let meta = file
         .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", shown.display()))?;
     if !meta.file_type().is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
+        return Err(format!("{} is not a regular file", shown.display()));
     }
     Ok(file)
 }
