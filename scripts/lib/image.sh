@@ -190,11 +190,12 @@ image_cached_root() {
   echo "$layer"
 }
 
-# image_root BOARD ARCH LOADER DEB VERSION RELEASE_CERT OVERLAY: a fresh
-# copy of the board's base with the package, the board's boot and update
-# configuration and the overlay; prints its path.
+# image_root BOARD ARCH LOADER DEB VERSION RELEASE_CERT OVERLAY KEY_KIND: a
+# fresh copy of the board's base with the package, the board's boot and
+# update configuration and the overlay; prints its path. KEY_KIND is
+# release, or development for the development release key.
 image_root() {
-  local board="$1" arch="$2" loader="$3" deb="$4" version="$5" cert="$6" overlay="$7"
+  local board="$1" arch="$2" loader="$3" deb="$4" version="$5" cert="$6" overlay="$7" key_kind="$8"
   local base root
   base=$(image_cached_root "$board" "$arch" "$deb" "$overlay")
   root="$(mktemp -d "$repo/target/image/root-$board.XXXXXX")"
@@ -221,6 +222,9 @@ image_root() {
 
   # Which image this is: what the camera reports, what bundles compare.
   printf 'IMAGE_ID=sealcam-%s\nIMAGE_VERSION=%s\n' "$board" "$version" >> "$root/usr/lib/os-release"
+  # Whose key its updates need: an image that trusts the development key
+  # says so wherever it runs.
+  echo "SEALCAM_RELEASE_KEY=$key_kind" >> "$root/usr/lib/os-release"
   # sealcamd's update.version_file.
   mkdir -p "$root/usr/lib/sealcam"
   echo "$version" > "$root/usr/lib/sealcam/release"

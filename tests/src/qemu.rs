@@ -53,7 +53,8 @@ pub fn image(arch: Arch) -> PathBuf {
     let out = while_no_machine_runs(|| {
         Command::new("bash")
             .arg(repo.join("scripts/image"))
-            .args(["--board", board(arch), "--raw", "--overlay"])
+            .args(["--board", board(arch), "--raw", "--dev-release-key"])
+            .arg("--overlay")
             .arg(repo.join("tests/qemu/overlay"))
             .stderr(Stdio::inherit())
             .output()

@@ -74,11 +74,29 @@ fn debugfs(fs: &Path, request: &str) -> String {
     run("debugfs", &["-R", request, fs.to_str().unwrap()])
 }
 
+/// No image leaves it to a default who may sign the camera's updates: the
+/// development key is used only when asked for by name.
+#[test]
+fn an_image_is_built_only_for_a_named_release_key() {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/image"))
+        .args(["--board", "rpi4"])
+        .output()
+        .expect("bash runs scripts/image");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("say who signs this camera's updates: --release-cert FILE"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn the_rpi4_image_has_its_partitions_boot_files_fstab_and_update_slots() {
     let out = Command::new("bash")
         .arg(repo().join("scripts/image"))
-        .args(["--board", "rpi4", "--version", "1.0.0"])
+        .args(["--board", "rpi4", "--version", "1.0.0", "--dev-release-key"])
         .stderr(Stdio::inherit())
         .output()
         .expect("bash runs scripts/image");
@@ -167,6 +185,10 @@ fn the_rpi4_image_has_its_partitions_boot_files_fstab_and_update_slots() {
     let release = debugfs(&fs, "cat /usr/lib/os-release");
     assert!(release.contains("IMAGE_ID=sealcam-rpi4"), "{release}");
     assert!(release.contains("IMAGE_VERSION=1.0.0"), "{release}");
+    assert!(
+        release.contains("SEALCAM_RELEASE_KEY=development"),
+        "{release}"
+    );
     // A slot that hangs is restarted by the board's watchdog.
     let watchdog = debugfs(&fs, "cat /etc/systemd/system.conf.d/sealcam-watchdog.conf");
     assert!(watchdog.contains("RuntimeWatchdogSec=60s"), "{watchdog}");

@@ -537,7 +537,8 @@ fn bundle(version: &str, overlay: &str) -> std::path::PathBuf {
     let out = qemu::while_no_machine_runs(|| {
         std::process::Command::new("bash")
             .arg(repo.join("scripts/image"))
-            .args(["--board", "qemu-amd64", "--bundle", "--version", version])
+            .args(["--board", "qemu-amd64", "--bundle", "--dev-release-key"])
+            .args(["--version", version])
             .arg("--overlay")
             .arg(repo.join("tests/qemu").join(overlay))
             .stderr(std::process::Stdio::inherit())
