@@ -42,7 +42,7 @@
 //!   [`pipeline::live`], [`pipeline::uplink`].
 //! * [`trust`]: [`trust::key`], [`trust::provision`], [`trust::certificate`],
 //!   [`trust::recipients`], [`trust::identity`].
-//! * [`config`], [`core_dump`], [`check`], [`firstboot`], [`answer`], [`spool_admin`], [`daemon`], [`metrics`],
+//! * [`config`], [`core_dump`], [`check`], [`firstboot`], [`answer`], [`spool_admin`], [`daemon`], [`date`], [`metrics`],
 //!   [`watchdog`].
 
 pub mod answer;
@@ -50,6 +50,7 @@ pub mod check;
 pub mod config;
 pub mod core_dump;
 pub mod daemon;
+pub mod date;
 pub mod firstboot;
 pub mod metrics;
 pub mod pipeline;

@@ -76,16 +76,6 @@ const FRESH: &str =
 /// copy is gone, the owner's is still good.
 const AGAIN: &str = "write the bundle again (sealcam card write); its token was not used";
 
-fn date(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("unix {unix}"))
-}
-
 fn failure(f: &mut fmt::Formatter<'_>, e: &FirstbootError) -> fmt::Result {
     match e {
         FirstbootError::Enroll(CertificateError::Refused(reason)) if reason.starts_with("401") => {
@@ -126,7 +116,7 @@ impl fmt::Display for Report {
                 e.device,
                 e.fingerprint,
                 if e.key_created { "created" } else { "reused" },
-                date(e.not_after)
+                crate::date::rfc3339(e.not_after)
             )?,
             Outcome::AlreadyProvisioned { certificate } => write!(
                 f,

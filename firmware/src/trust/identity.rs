@@ -53,16 +53,6 @@ pub fn report(cfg: &Config) -> Result<IdentityReport, DaemonError> {
     })
 }
 
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
-
 impl fmt::Display for IdentityReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "device:       {}", self.device)?;
@@ -84,8 +74,8 @@ impl fmt::Display for IdentityReport {
                 writeln!(
                     f,
                     "valid:        {} .. {}",
-                    rfc3339(c.not_before),
-                    rfc3339(c.not_after)
+                    crate::date::rfc3339(c.not_before),
+                    crate::date::rfc3339(c.not_after)
                 )?;
                 if let Some(id) = &c.identity {
                     writeln!(f, "identity:     {}", id.uri())?;
