@@ -472,8 +472,9 @@ fn update_command(command: UpdateCommand) -> anyhow::Result<()> {
                     "version {version} downloaded and verified (sha256 {sha256}); handed to the installer as {}",
                     cfg.update.dir.join(sealcamd::update::READY).display()
                 ),
-                fetch::Checked::Declined { version, why } => println!(
-                    "version {version} is offered, but it is the bundle this camera refused for good ({why}); not fetched again"
+                fetch::Checked::Declined { version, why, until } => println!(
+                    "version {version} is offered ({why}): {}",
+                    fetch::declined(until)
                 ),
             }
             Ok(())

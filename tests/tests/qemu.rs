@@ -716,7 +716,8 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     assert!(!vm.console_text().contains("sealcam: booting slot B"));
     withdraw(&w, &ingest, "98.0");
 
-    // The release that cannot record: tried once, given up, fallen back.
+    // The release that cannot record: tried once, given up for some hours
+    // (to the camera it looks as a network outage would), fallen back.
     publish(&w, &ingest, &unproven, "98.0");
     vm.wait_for_console("sealcam: booting slot B", 1800);
     vm.wait_for_console("this test release cannot record", 600);
@@ -733,7 +734,8 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
     );
     let given_up = in_guest(&vm, "/bin/cat", &["/var/lib/sealcam-install/given-up.json"]);
     assert!(given_up.contains("98.0"), "{given_up}");
-    // Still offered, it is declined without a download, not tried again.
+    // Still offered, it is declined without a download, not tried again
+    // before its time.
     let sealcamd_log = || {
         vm.try_guest_exec(
             "/bin/journalctl",
@@ -744,12 +746,14 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
         .unwrap_or_default()
     };
     assert!(
-        wait_until(900, || sealcamd_log().contains("refused for good")),
+        wait_until(900, || sealcamd_log()
+            .contains("gave up after an unproven trial; not fetched before")),
         "the given-up release was not declined: {}",
         outcome(&vm)
     );
     assert!(
-        outcome(&vm).contains(r#""final": true"#),
+        outcome(&vm).contains(r#""final": false"#)
+            && outcome(&vm).contains(r#""retry_after_unix""#),
         "{}",
         outcome(&vm)
     );

@@ -172,12 +172,23 @@ impl Rauc {
         .unwrap();
     }
 
-    /// The releases the installer refuses as given up.
-    fn given_up(&self) -> Vec<String> {
+    /// What the installer's list says of the releases given up.
+    fn given_up_list(&self) -> serde_json::Map<String, serde_json::Value> {
         match std::fs::read(self.path().join("install/given-up.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
-            Err(_) => Vec::new(),
+            Err(_) => serde_json::Map::new(),
         }
+    }
+
+    /// The releases the installer refuses as given up.
+    fn given_up(&self) -> Vec<String> {
+        self.given_up_list().keys().cloned().collect()
+    }
+
+    /// When the release `version` given up may be tried again; `None`:
+    /// never.
+    fn retry_after(&self, version: &str) -> Option<u64> {
+        self.given_up_list()[version]["retry_after_unix"].as_u64()
     }
 
     /// sealcamd's note of acknowledged fragments, for boot `boot_id`.
@@ -275,9 +286,52 @@ fn a_trial_slot_without_one_in_this_boot_is_marked_bad_after_the_timeout() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     let env = rauc.grubenv();
     assert!(env.contains("A_OK=0"), "{env}");
-    // The release is given up: the installer refuses it from now on,
-    // rather than trying it and falling back at every check.
+    // The release is given up for some hours (the network or the ingest
+    // may have been out): the installer refuses it until then, rather
+    // than trying it and falling back at every check.
     assert_eq!(rauc.given_up(), ["1.2.0"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let until = rauc.retry_after("1.2.0").unwrap();
+    assert!(until > now + 5 * 3600 && until <= now + 6 * 3600, "{until}");
+    let note = std::fs::read_to_string(rauc.path().join("install/trial.json")).unwrap();
+    assert!(note.contains(r#""unproven":true"#), "{note}");
+}
+
+/// The fall back after the health check gave a slot up as unproven: the
+/// release waits, its outcome says until when, and nothing is final.
+#[test]
+fn the_fall_back_after_an_unproven_trial_waits_and_is_not_final() {
+    let rauc = Rauc::start(&FELL_BACK);
+    let cfg = rauc.config(600);
+    std::fs::create_dir_all(rauc.path().join("install")).unwrap();
+    std::fs::write(
+        rauc.path().join("install/trial.json"),
+        r#"{"slot":"rootfs.1","version":"1.2.0","booted":true,"installed":true,"unproven":true}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        rauc.path().join("install/given-up.json"),
+        r#"{"1.2.0":{"trials":1,"retry_after_unix":4102444800}}"#,
+    )
+    .unwrap();
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = rauc.outcome();
+    assert_eq!(o["result"], "failed", "{o}");
+    assert_eq!(o["final"], false, "{o}");
+    assert_eq!(o["retry_after_unix"], 4102444800u64, "{o}");
+    assert!(
+        o["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tried again after 2100-01-01T00:00:00Z"),
+        "{o}"
+    );
+    assert_eq!(rauc.retry_after("1.2.0"), Some(4102444800));
+    assert!(!rauc.path().join("install/trial.json").exists());
 }
 
 /// Booted from A, which is good; the trial note names B.
@@ -300,6 +354,8 @@ fn a_fall_back_after_a_trial_boot_gives_the_release_up() {
         rauc.outcome()
     );
     assert_eq!(rauc.given_up(), ["1.2.0"]);
+    assert_eq!(rauc.retry_after("1.2.0"), None);
+    assert_eq!(rauc.outcome()["final"], true);
     assert!(!rauc.path().join("install/trial.json").exists());
 }
 

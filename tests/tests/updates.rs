@@ -412,6 +412,72 @@ fn nothing_older_is_offered_and_the_installer_refuses_a_downgrade() {
     );
 }
 
+/// A release given up after a trial without an acknowledged fragment (a
+/// network outage then looks the same) waits, and is neither fetched nor
+/// installed before its time; then it is tried again.
+#[test]
+fn a_release_unproven_on_trial_waits_and_is_then_tried_again() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let cfg = camera(&w, &ingest, "1.1.0");
+    let b = bundle(&w, "release", COMPATIBLE, "1.2.0");
+    let sha = publish(&w, &ingest, &b, "1.2.0");
+    assert!(check(&w, &cfg).status.success());
+    // The health check gave 1.2.0 up on its first trial, an hour from
+    // its next.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::create_dir_all(w.path().join("cam1/install")).unwrap();
+    let given_up = w.path().join("cam1/install/given-up.json");
+    std::fs::write(
+        &given_up,
+        format!(r#"{{"1.2.0":{{"trials":1,"retry_after_unix":{later}}}}}"#),
+    )
+    .unwrap();
+    let out = install(&w, &cfg);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("it is tried again after"),
+        "{}",
+        text(&out.stderr)
+    );
+    let o = outcome(&w);
+    assert_eq!(o["final"], false, "{o}");
+    assert_eq!(o["retry_after_unix"], later, "{o}");
+    assert_eq!(o["sha256"], sha, "{o}");
+    // Offered again before then: declined without a download.
+    let out = check(&w, &cfg);
+    assert!(
+        text(&out.stdout).contains("not fetched before"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!w.path().join("cam1/update/ready.raucb").exists());
+
+    // Its time has come: fetched, and past the installer's list (this
+    // test has no RAUC service, which is asked next).
+    std::fs::write(&given_up, r#"{"1.2.0":{"trials":1,"retry_after_unix":1}}"#).unwrap();
+    let mut o = outcome(&w);
+    o["retry_after_unix"] = serde_json::json!(1);
+    std::fs::write(w.path().join("cam1/update/outcome.json"), o.to_string()).unwrap();
+    let out = check(&w, &cfg);
+    assert!(
+        text(&out.stdout).contains("version 1.2.0 downloaded"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = install(&w, &cfg);
+    assert!(
+        text(&out.stderr).contains("cannot ask RAUC which slot is booted"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn a_bundle_refused_for_good_is_not_fetched_again() {
     // A cellular camera must not download, at every check, a bundle its

@@ -37,9 +37,26 @@ pub enum Checked {
     Waiting,
     /// A newer bundle is downloaded, verified and ready for the installer.
     Ready { version: String, sha256: String },
-    /// The offer is the very bundle the installer refused for good (its
-    /// last outcome, `why`): not fetched again.
-    Declined { version: String, why: String },
+    /// The offer is the very bundle the installer refused (its last
+    /// outcome, `why`) for good, or `until` a time not yet come: not
+    /// fetched.
+    Declined {
+        version: String,
+        why: String,
+        until: Option<u64>,
+    },
+}
+
+/// What a declined offer's log line says.
+pub fn declined(until: Option<u64>) -> String {
+    match until {
+        None => "the offered bundle is the one this camera refused for good; not fetched again"
+            .to_owned(),
+        Some(t) => format!(
+            "the offered bundle is the one this camera gave up after an unproven trial; not fetched before {}, when it is tried again",
+            crate::date::rfc3339(i64::try_from(t).unwrap_or(i64::MAX))
+        ),
+    }
 }
 
 /// How the update server is reached.
@@ -164,10 +181,12 @@ impl Updater {
                 self.server_error(format!("the offer is not JSON of an update offer: {e}"))
             })?;
         check_offer(&offer, &compatible, &installed, self.cfg.max_bytes)?;
-        if let Some(o) = last.filter(|o| o.declines(&offer.sha256)) {
+        let now = super::given_up::now_unix();
+        if let Some(o) = last.filter(|o| o.declines(&offer.sha256, now)) {
             return Ok(Checked::Declined {
                 version: offer.version,
                 why: o.line(),
+                until: o.retry_after_unix.filter(|_| !o.is_final),
             });
         }
         std::fs::create_dir_all(dir).map_err(UpdateError::io("creating", dir))?;
@@ -292,10 +311,15 @@ impl Updater {
                 Ok(Checked::UpToDate) => tracing::debug!("no newer update offered"),
                 Ok(Checked::Waiting) => tracing::debug!("an update bundle waits for the installer"),
                 Ok(Checked::Ready { .. }) => {}
-                Ok(Checked::Declined { version, why }) => tracing::info!(
+                Ok(Checked::Declined {
+                    version,
+                    why,
+                    until,
+                }) => tracing::info!(
                     %version,
                     last_outcome = %why,
-                    "the offered bundle is the one this camera refused for good; not fetched again"
+                    "{}",
+                    declined(until)
                 ),
                 Err(e) => {
                     tracing::warn!(error = %e, "update check failed; trying again at the next check")

@@ -64,6 +64,11 @@ pub struct Trial {
     /// The bundle's SHA-256: a release given up is declined by it.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// The health check gave the slot up in its trial boot for want of an
+    /// acknowledged fragment (and recorded it, [`given_up::add_unproven`]):
+    /// the fall back that follows is that, not the slot's failure to boot.
+    #[serde(default)]
+    pub unproven: bool,
 }
 
 /// Where the trial note is kept (the installer's root-only directory).
@@ -210,20 +215,26 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
             let t = trial.as_ref();
             let version = t.and_then(|t| t.version.as_deref());
             let slot = t.map(|t| t.slot.as_str()).unwrap_or("?");
-            let o = match t.is_some_and(|t| t.booted || t.installed) {
-                true => {
+            let sha256 = t.and_then(|t| t.sha256.as_deref());
+            let o = match t {
+                // Judged in its trial boot and recorded then.
+                Some(t) if t.unproven => {
+                    let g = version.and_then(|v| given_up::read(&given_up::path(cfg)).remove(v));
+                    unproven_outcome(version, slot, g.as_ref(), cfg).of_bundle(sha256)
+                }
+                Some(t) if t.booted || t.installed => {
                     if let Some(v) = version {
-                        given_up::add(&given_up::path(cfg), v)?;
+                        given_up::add_for_good(&given_up::path(cfg), v)?;
                     }
                     outcome::Outcome::new(
                         "failed",
                         version,
                         format!("slot {slot} did not prove itself; the bootloader fell back, and this release is not installed again"),
                     )
-                    .of_bundle(t.and_then(|t| t.sha256.as_deref()))
+                    .of_bundle(sha256)
                     .for_good()
                 }
-                false => outcome::Outcome::new(
+                _ => outcome::Outcome::new(
                     "failed",
                     version,
                     format!("the install into slot {slot} did not finish (power lost?); the camera still runs the release before it, and installs again when it is offered"),
@@ -297,7 +308,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                     "no fragment was acknowledged within {} s of its trial boot",
                     cfg.health_timeout.as_secs()
                 );
-                return give_up(cfg, &conf, trial.as_ref(), &why);
+                return give_up_unproven(cfg, &conf, &trial_file, trial.as_ref(), &why);
             }
         }
     }
@@ -316,6 +327,65 @@ fn report(cfg: &UpdateConfig, o: &outcome::Outcome) {
     }
 }
 
+/// The outcome of a slot given up for want of an acknowledged fragment,
+/// `g` what the list says of its release.
+fn unproven_outcome(
+    version: Option<&str>,
+    slot: &str,
+    g: Option<&given_up::GivenUp>,
+    cfg: &UpdateConfig,
+) -> outcome::Outcome {
+    let base = format!(
+        "slot {slot} had no fragment acknowledged within {} s of its trial boot (the release, or the network or ingest then)",
+        cfg.health_timeout.as_secs()
+    );
+    match g.and_then(|g| g.retry_after_unix) {
+        Some(t) => outcome::Outcome::new(
+            "failed",
+            version,
+            format!(
+                "{base}; tried again after {}",
+                crate::date::rfc3339(i64::try_from(t).unwrap_or(i64::MAX))
+            ),
+        )
+        .until(t),
+        None => outcome::Outcome::new(
+            "failed",
+            version,
+            format!(
+                "{base}; after {} such trials it is not installed again",
+                g.map_or(1, |g| g.trials)
+            ),
+        )
+        .for_good(),
+    }
+}
+
+/// Gives the slot on trial up for want of an acknowledged fragment
+/// (`why`): its release waits before it is tried again, or is given up for
+/// good after its third such trial ([`given_up`]). The note says so for
+/// the fall back that follows.
+fn give_up_unproven(
+    cfg: &UpdateConfig,
+    conf: &str,
+    trial_file: &Path,
+    trial: Option<&Trial>,
+    why: &str,
+) -> Result<Ended, UpdateError> {
+    let version = trial.and_then(|t| t.version.as_deref());
+    if let Some(v) = version {
+        given_up::add_unproven(&given_up::path(cfg), v, given_up::now_unix())?;
+    }
+    if let Some(t) = trial {
+        let judged = Trial {
+            unproven: true,
+            ..t.clone()
+        };
+        super::write_json(trial_file, &judged)?;
+    }
+    mark_bad(conf, why)
+}
+
 /// Gives the slot on trial up (`why`): its release is never installed
 /// again, and it is marked bad. The caller reboots; the boot loader falls
 /// back even when RAUC could not mark it, as the trial boot was the slot's
@@ -328,8 +398,13 @@ fn give_up(
 ) -> Result<Ended, UpdateError> {
     let version = trial.and_then(|t| t.version.as_deref());
     if let Some(v) = version {
-        given_up::add(&given_up::path(cfg), v)?;
+        given_up::add_for_good(&given_up::path(cfg), v)?;
     }
+    mark_bad(conf, why)
+}
+
+/// Marks the booted slot bad and says why; the caller reboots.
+fn mark_bad(conf: &str, why: &str) -> Result<Ended, UpdateError> {
     if let Err(e) = rauc(&[conf, "status", "mark-bad"], QUERY) {
         tracing::warn!(error = %e, "RAUC did not mark the slot bad; the reboot falls back all the same");
     }
@@ -358,6 +433,7 @@ mod tests {
             boot_id: Some("an earlier boot".into()),
             trial_boot: Some("an earlier boot".into()),
             sha256: None,
+            unproven: false,
         }
     }
 

@@ -217,10 +217,29 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Insta
             ));
         }
     }
-    if given_up::read(&given_up::path(cfg)).contains(&version) {
-        return refused(format!(
-            "this camera tried {version} before and gave it up (it did not get a fragment acknowledged on trial); a newer release is needed"
-        ));
+    if let Some(g) = given_up::read(&given_up::path(cfg)).get(&version) {
+        match g.retry_after_unix {
+            None => {
+                return refused(format!(
+                    "this camera tried {version} before and gave it up (it did not prove itself on trial); a newer release is needed"
+                ))
+            }
+            // Not for good: tried again once its time has come.
+            Some(t) if g.refused_at(given_up::now_unix()) => {
+                return not_installed(
+                    Outcome::new(
+                        "refused",
+                        Some(&version),
+                        format!(
+                            "this camera tried {version} and had no fragment acknowledged on trial; it is tried again after {}",
+                            crate::date::rfc3339(i64::try_from(t).unwrap_or(i64::MAX))
+                        ),
+                    )
+                    .until(t),
+                )
+            }
+            Some(_) => {}
+        }
     }
     let status = match rauc(&[&conf, "status", "--output-format=json"], QUERY)
         .and_then(|json| Status::parse(&json).map_err(UpdateError::Release))
@@ -250,6 +269,7 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Insta
         boot_id: Some(release::boot_id()?),
         trial_boot: None,
         sha256: Some(sha256.to_owned()),
+        unproven: false,
     };
     write_trial(cfg, &trial)?;
     if let Err(e) = rauc(&[&conf, "install", &path], INSTALL) {
@@ -331,6 +351,7 @@ pub fn note_trial(
             boot_id: Some(release::boot_id()?),
             trial_boot: None,
             sha256: None,
+            unproven: false,
         },
     )?;
     Ok(slot)
@@ -385,6 +406,7 @@ mod tests {
             boot_id: None,
             trial_boot: None,
             sha256: None,
+            unproven: false,
         };
         assert!(slot_to_install(&good, Some(&pending))
             .unwrap_err()

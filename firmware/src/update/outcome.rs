@@ -29,6 +29,11 @@ pub struct Outcome {
     /// release given up): sealcamd does not fetch it again.
     #[serde(default, rename = "final")]
     pub is_final: bool,
+    /// The bundle is not installed before this time (Unix seconds): a
+    /// release given up after an unproven trial waits
+    /// ([`super::given_up`]); sealcamd does not fetch it before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_unix: Option<u64>,
 }
 
 impl Outcome {
@@ -43,6 +48,7 @@ impl Outcome {
                 .unwrap_or(0),
             sha256: None,
             is_final: false,
+            retry_after_unix: None,
         }
     }
 
@@ -62,10 +68,20 @@ impl Outcome {
         }
     }
 
-    /// Whether the offer of the bundle `sha256` is to be declined without
-    /// fetching it: this outcome refused that very bundle for good.
-    pub fn declines(&self, sha256: &str) -> bool {
-        self.is_final && self.sha256.as_deref() == Some(sha256)
+    /// That bundle is not installed before `unix_s`.
+    pub fn until(self, unix_s: u64) -> Self {
+        Self {
+            retry_after_unix: Some(unix_s),
+            ..self
+        }
+    }
+
+    /// Whether the offer of the bundle `sha256` is to be declined at `now`
+    /// (Unix seconds) without fetching it: this outcome refused that very
+    /// bundle for good, or until a time not yet come.
+    pub fn declines(&self, sha256: &str, now: u64) -> bool {
+        self.sha256.as_deref() == Some(sha256)
+            && (self.is_final || self.retry_after_unix.is_some_and(|t| now < t))
     }
 
     /// The one line a check reports (`installed 1.4.0`, `refused 1.2.0: ...`).
@@ -128,14 +144,18 @@ mod tests {
     fn only_a_bundle_refused_for_good_is_declined_and_only_that_one() {
         let sha = "ab".repeat(32);
         let o = Outcome::new("refused", None, "RAUC does not accept the bundle");
-        assert!(!o.clone().of_bundle(Some(&sha)).declines(&sha));
+        assert!(!o.clone().of_bundle(Some(&sha)).declines(&sha, 0));
+        let waiting = o.clone().of_bundle(Some(&sha)).until(100);
+        assert!(waiting.declines(&sha, 99));
+        assert!(!waiting.declines(&sha, 100));
+        assert!(!waiting.declines(&"cd".repeat(32), 0));
         let settled = o.of_bundle(Some(&sha)).for_good();
-        assert!(settled.declines(&sha));
-        assert!(!settled.declines(&"cd".repeat(32)));
+        assert!(settled.declines(&sha, u64::MAX));
+        assert!(!settled.declines(&"cd".repeat(32), 0));
         // An outcome written before these fields is never final.
         let old: Outcome =
             serde_json::from_str(r#"{"result":"refused","detail":"x","unix_s":1}"#).unwrap();
-        assert!(!old.declines(&sha));
+        assert!(!old.declines(&sha, 0));
         let json = serde_json::to_string(&settled).unwrap();
         assert!(json.contains(r#""final":true"#), "{json}");
     }
