@@ -478,6 +478,50 @@ fn a_release_unproven_on_trial_waits_and_is_then_tried_again() {
     );
 }
 
+/// The download and the spool share the data partition, and the bundle's
+/// size is the server's to choose: a bundle is not fetched when, after it,
+/// the spool could no longer grow to its bound.
+#[test]
+fn a_bundle_is_not_fetched_into_the_spools_room() {
+    let w = World::new();
+    let ingest = w.start_ingest();
+    release_cert(&w, "release");
+    let cfg = camera(&w, &ingest, "1.1.0");
+    // A spool allowed a pebibyte: no disk here leaves it that much.
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text_cfg.replace(
+            "dir = \"cam1/spool\"\n",
+            "dir = \"cam1/spool\"\nmax_bytes = 1125899906842624\n",
+        ),
+    )
+    .unwrap();
+    let b = bundle(&w, "release", COMPATIBLE, "1.2.0");
+    publish(&w, &ingest, &b, "1.2.0");
+    let out = check(&w, &cfg);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no room for the bundle")
+            && text(&out.stderr).contains("the spool may still take"),
+        "{}",
+        text(&out.stderr)
+    );
+    let fetched: Vec<_> = std::fs::read_dir(w.path().join("cam1/update"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(fetched.is_empty(), "{fetched:?}");
+
+    // With the spool's bound of the test's default, it is fetched.
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = check(&w, &cfg);
+    assert!(
+        text(&out.stdout).contains("version 1.2.0 downloaded"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn a_bundle_refused_for_good_is_not_fetched_again() {
     // A cellular camera must not download, at every check, a bundle its

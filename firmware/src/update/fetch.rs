@@ -77,6 +77,9 @@ pub struct Updater {
     cfg: crate::config::UpdateConfig,
     link: Link,
     base: String,
+    /// The spool, which a download must leave room for.
+    spool_dir: std::path::PathBuf,
+    spool_max: u64,
 }
 
 impl Updater {
@@ -105,6 +108,8 @@ impl Updater {
             cfg: u.clone(),
             link,
             base,
+            spool_dir: cfg.spool_dir.clone(),
+            spool_max: cfg.spool_bounds.max_bytes,
         };
         // Anything wrong with the certificates is said at start.
         updater.client()?;
@@ -192,6 +197,13 @@ impl Updater {
         std::fs::create_dir_all(dir).map_err(UpdateError::io("creating", dir))?;
         let part = dir.join(format!("{}.part", offer.sha256));
         remove_other_parts(dir, &part);
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let spool = super::room::Spool {
+            dir: &self.spool_dir,
+            max_bytes: self.spool_max,
+        };
+        super::room::check(dir, offer.size.saturating_sub(have), &spool)
+            .map_err(UpdateError::NoRoom)?;
         self.download(&client, &offer, &part).await?;
         let got = sha256_of(&part)?;
         if got != offer.sha256 {

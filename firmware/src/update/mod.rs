@@ -10,6 +10,7 @@
 //! * [`release`]: what this slot is: RAUC's compatible, the release
 //!   version, the boot id.
 //! * [`fetch`]: the scheduled check and the resumable download.
+//! * [`room`]: room for a download beside the spool.
 //! * [`install`]: the privileged installer step, and its checks.
 //! * [`outcome`]: the installer's last outcome, which sealcamd reports.
 //! * [`given_up`]: the releases this camera tried and gave up.
@@ -35,6 +36,7 @@ pub mod proven;
 pub mod rauc;
 pub mod rauc_json;
 pub mod release;
+pub mod room;
 pub mod their_dir;
 pub mod their_file;
 
@@ -71,6 +73,9 @@ pub enum UpdateError {
     NoAnswer { command: String, limit_s: u64 },
     #[error(transparent)]
     Tls(#[from] sealcam_transport::TransportError),
+    /// The data partition has no room for the bundle beside the spool.
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 /// Writes `value` as JSON to `path`, durably (the update's notes and
