@@ -732,8 +732,8 @@ fn a_release_that_cannot_record_falls_back_and_a_good_one_is_marked_good() {
         in_guest(&vm, "/bin/cat", &["/usr/lib/sealcam/release"]).trim(),
         "0.1.0-1"
     );
-    let given_up = in_guest(&vm, "/bin/cat", &["/var/lib/sealcam-install/given-up.json"]);
-    assert!(given_up.contains("98.0"), "{given_up}");
+    let waiting = in_guest(&vm, "/bin/cat", &["/var/lib/sealcam-install/waiting.json"]);
+    assert!(waiting.contains("98.0"), "{waiting}");
     // Still offered, it is declined without a download, not tried again
     // before its time.
     let sealcamd_log = || {

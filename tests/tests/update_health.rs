@@ -172,23 +172,23 @@ impl Rauc {
         .unwrap();
     }
 
-    /// What the installer's list says of the releases given up.
-    fn given_up_list(&self) -> serde_json::Map<String, serde_json::Value> {
+    /// The releases the installer refuses as given up for good.
+    fn given_up(&self) -> Vec<String> {
         match std::fs::read(self.path().join("install/given-up.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
-            Err(_) => serde_json::Map::new(),
+            Err(_) => Vec::new(),
         }
     }
 
-    /// The releases the installer refuses as given up.
-    fn given_up(&self) -> Vec<String> {
-        self.given_up_list().keys().cloned().collect()
-    }
-
-    /// When the release `version` given up may be tried again; `None`:
-    /// never.
+    /// When the release `version`, waiting after an unproven trial, may be
+    /// tried again; `None`: it is not waiting.
     fn retry_after(&self, version: &str) -> Option<u64> {
-        self.given_up_list()[version]["retry_after_unix"].as_u64()
+        let waiting: serde_json::Value =
+            match std::fs::read(self.path().join("install/waiting.json")) {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+                Err(_) => return None,
+            };
+        waiting[version]["retry_after_unix"].as_u64()
     }
 
     /// sealcamd's note of acknowledged fragments, for boot `boot_id`.
@@ -286,10 +286,10 @@ fn a_trial_slot_without_one_in_this_boot_is_marked_bad_after_the_timeout() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     let env = rauc.grubenv();
     assert!(env.contains("A_OK=0"), "{env}");
-    // The release is given up for some hours (the network or the ingest
-    // may have been out): the installer refuses it until then, rather
-    // than trying it and falling back at every check.
-    assert_eq!(rauc.given_up(), ["1.2.0"]);
+    // The release waits some hours (the network or the ingest may have
+    // been out): the installer refuses it until then, rather than trying
+    // it and falling back at every check. It is not given up for good.
+    assert!(rauc.given_up().is_empty());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -313,7 +313,7 @@ fn the_fall_back_after_an_unproven_trial_waits_and_is_not_final() {
     )
     .unwrap();
     std::fs::write(
-        rauc.path().join("install/given-up.json"),
+        rauc.path().join("install/waiting.json"),
         r#"{"1.2.0":{"trials":1,"retry_after_unix":4102444800}}"#,
     )
     .unwrap();
@@ -331,6 +331,7 @@ fn the_fall_back_after_an_unproven_trial_waits_and_is_not_final() {
         "{o}"
     );
     assert_eq!(rauc.retry_after("1.2.0"), Some(4102444800));
+    assert!(rauc.given_up().is_empty());
     assert!(!rauc.path().join("install/trial.json").exists());
 }
 
@@ -357,6 +358,40 @@ fn a_fall_back_after_a_trial_boot_gives_the_release_up() {
     assert_eq!(rauc.retry_after("1.2.0"), None);
     assert_eq!(rauc.outcome()["final"], true);
     assert!(!rauc.path().join("install/trial.json").exists());
+}
+
+/// sealcamd's user, compromised, swaps the update directory (in a
+/// directory it owns, as /var/lib/sealcam) for a link to one of root's:
+/// the health check, root, writes no outcome through it, and its own
+/// bookkeeping stands.
+#[test]
+fn the_health_check_writes_nothing_through_a_link_for_the_update_directory() {
+    let rauc = Rauc::start(&FELL_BACK);
+    let cfg = rauc.config(600);
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text_cfg.replace("dir = \"update\"", "dir = \"camera/update\""),
+    )
+    .unwrap();
+    let camera = rauc.path().join("camera");
+    let roots = rauc.path().join("roots");
+    std::fs::create_dir_all(&camera).unwrap();
+    std::fs::create_dir_all(&roots).unwrap();
+    // As root, the test gives the directory away; as anyone else it is
+    // already not root's.
+    let _ = std::os::unix::fs::chown(&camera, Some(990), Some(990));
+    std::os::unix::fs::symlink(&roots, camera.join("update")).unwrap();
+    rauc.note_trial_of("rootfs.1", true);
+    let out = rauc.health(&cfg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot write the update's outcome"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!roots.join("outcome.json").exists());
+    assert_eq!(rauc.given_up(), ["1.2.0"]);
 }
 
 #[test]

@@ -432,9 +432,9 @@ fn a_release_unproven_on_trial_waits_and_is_then_tried_again() {
         .as_secs()
         + 3600;
     std::fs::create_dir_all(w.path().join("cam1/install")).unwrap();
-    let given_up = w.path().join("cam1/install/given-up.json");
+    let waiting = w.path().join("cam1/install/waiting.json");
     std::fs::write(
-        &given_up,
+        &waiting,
         format!(r#"{{"1.2.0":{{"trials":1,"retry_after_unix":{later}}}}}"#),
     )
     .unwrap();
@@ -460,7 +460,7 @@ fn a_release_unproven_on_trial_waits_and_is_then_tried_again() {
 
     // Its time has come: fetched, and past the installer's list (this
     // test has no RAUC service, which is asked next).
-    std::fs::write(&given_up, r#"{"1.2.0":{"trials":1,"retry_after_unix":1}}"#).unwrap();
+    std::fs::write(&waiting, r#"{"1.2.0":{"trials":1,"retry_after_unix":1}}"#).unwrap();
     let mut o = outcome(&w);
     o["retry_after_unix"] = serde_json::json!(1);
     std::fs::write(w.path().join("cam1/update/outcome.json"), o.to_string()).unwrap();

@@ -219,12 +219,14 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
             let o = match t {
                 // Judged in its trial boot and recorded then.
                 Some(t) if t.unproven => {
-                    let g = version.and_then(|v| given_up::read(&given_up::path(cfg)).remove(v));
-                    unproven_outcome(version, slot, g.as_ref(), cfg).of_bundle(sha256)
+                    let verdict = version.map(|v| {
+                        given_up::verdict(&cfg.install_dir, v, given_up::now_unix())
+                    });
+                    unproven_outcome(version, slot, verdict, cfg).of_bundle(sha256)
                 }
                 Some(t) if t.booted || t.installed => {
                     if let Some(v) = version {
-                        given_up::add_for_good(&given_up::path(cfg), v)?;
+                        given_up::add(&given_up::path(cfg), v)?;
                     }
                     outcome::Outcome::new(
                         "failed",
@@ -328,19 +330,19 @@ fn report(cfg: &UpdateConfig, o: &outcome::Outcome) {
 }
 
 /// The outcome of a slot given up for want of an acknowledged fragment,
-/// `g` what the list says of its release.
+/// with what the installer will now do with its release.
 fn unproven_outcome(
     version: Option<&str>,
     slot: &str,
-    g: Option<&given_up::GivenUp>,
+    verdict: Option<given_up::Verdict>,
     cfg: &UpdateConfig,
 ) -> outcome::Outcome {
     let base = format!(
         "slot {slot} had no fragment acknowledged within {} s of its trial boot (the release, or the network or ingest then)",
         cfg.health_timeout.as_secs()
     );
-    match g.and_then(|g| g.retry_after_unix) {
-        Some(t) => outcome::Outcome::new(
+    match verdict {
+        Some(given_up::Verdict::Until(t)) => outcome::Outcome::new(
             "failed",
             version,
             format!(
@@ -349,15 +351,17 @@ fn unproven_outcome(
             ),
         )
         .until(t),
-        None => outcome::Outcome::new(
+        Some(given_up::Verdict::Never) => outcome::Outcome::new(
             "failed",
             version,
-            format!(
-                "{base}; after {} such trials it is not installed again",
-                g.map_or(1, |g| g.trials)
-            ),
+            format!("{base}; after its third such trial it is not installed again"),
         )
         .for_good(),
+        _ => outcome::Outcome::new(
+            "failed",
+            version,
+            format!("{base}; installed again when offered"),
+        ),
     }
 }
 
@@ -372,16 +376,22 @@ fn give_up_unproven(
     trial: Option<&Trial>,
     why: &str,
 ) -> Result<Ended, UpdateError> {
+    // Whatever fails in the bookkeeping, the slot is marked bad and the
+    // camera falls back: a release that did not prove itself does not stay.
     let version = trial.and_then(|t| t.version.as_deref());
     if let Some(v) = version {
-        given_up::add_unproven(&given_up::path(cfg), v, given_up::now_unix())?;
+        if let Err(e) = given_up::add_unproven(&cfg.install_dir, v, given_up::now_unix()) {
+            tracing::warn!(error = %e, "cannot record the unproven trial; the fall back gives the release up for good");
+        }
     }
     if let Some(t) = trial {
         let judged = Trial {
             unproven: true,
             ..t.clone()
         };
-        super::write_json(trial_file, &judged)?;
+        if let Err(e) = super::write_json(trial_file, &judged) {
+            tracing::warn!(error = %e, "cannot note the verdict; the fall back gives the release up for good");
+        }
     }
     mark_bad(conf, why)
 }
@@ -398,7 +408,9 @@ fn give_up(
 ) -> Result<Ended, UpdateError> {
     let version = trial.and_then(|t| t.version.as_deref());
     if let Some(v) = version {
-        given_up::add_for_good(&given_up::path(cfg), v)?;
+        if let Err(e) = given_up::add(&given_up::path(cfg), v) {
+            tracing::warn!(error = %e, "cannot record the release as given up; the fall back records it");
+        }
     }
     mark_bad(conf, why)
 }

@@ -217,16 +217,15 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Insta
             ));
         }
     }
-    if let Some(g) = given_up::read(&given_up::path(cfg)).get(&version) {
-        match g.retry_after_unix {
-            None => {
-                return refused(format!(
-                    "this camera tried {version} before and gave it up (it did not prove itself on trial); a newer release is needed"
-                ))
-            }
-            // Not for good: tried again once its time has come.
-            Some(t) if g.refused_at(given_up::now_unix()) => {
-                return not_installed(
+    match given_up::verdict(&cfg.install_dir, &version, given_up::now_unix()) {
+        given_up::Verdict::Never => {
+            return refused(format!(
+                "this camera tried {version} before and gave it up (it did not prove itself on trial); a newer release is needed"
+            ))
+        }
+        // Not for good: tried again once its time has come.
+        given_up::Verdict::Until(t) => {
+            return not_installed(
                     Outcome::new(
                         "refused",
                         Some(&version),
@@ -237,9 +236,8 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Insta
                     )
                     .until(t),
                 )
-            }
-            Some(_) => {}
         }
+        given_up::Verdict::Install => {}
     }
     let status = match rauc(&[&conf, "status", "--output-format=json"], QUERY)
         .and_then(|json| Status::parse(&json).map_err(UpdateError::Release))
