@@ -568,6 +568,40 @@ fn a_bundle_refused_for_good_is_not_fetched_again() {
         "{}",
         text(&out.stdout)
     );
+
+    // It is refused too, and the server goes back to offering the first:
+    // the last outcome is about 1.3.0 now, but the first refusal is kept,
+    // so a server offering refused bundles in turn has neither fetched.
+    std::fs::write(w.path().join("cam1/release"), "1.3.0\n").unwrap();
+    assert!(!install(&w, &cfg).status.success());
+    assert_eq!(outcome(&w)["version"], "1.3.0");
+    run_ok(
+        "sealcam-ingest",
+        &[
+            "update",
+            "withdraw",
+            "--compatible",
+            COMPATIBLE,
+            "--version",
+            "1.3.0",
+            "--data",
+            ingest.data.to_str().unwrap(),
+            "--pki",
+            "pki",
+            "--operator",
+            "ops",
+        ],
+        w.path(),
+    );
+    std::fs::write(w.path().join("cam1/release"), "1.1.0\n").unwrap();
+    let out = check(&w, &cfg);
+    assert!(
+        text(&out.stdout).contains("version 1.2.0 is offered")
+            && text(&out.stdout).contains("refused for good"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!w.path().join("cam1/update/ready.raucb").exists());
 }
 
 #[test]

@@ -186,12 +186,19 @@ impl Updater {
                 self.server_error(format!("the offer is not JSON of an update offer: {e}"))
             })?;
         check_offer(&offer, &compatible, &installed, self.cfg.max_bytes)?;
-        let now = super::given_up::now_unix();
-        if let Some(o) = last.filter(|o| o.declines(&offer.sha256, now)) {
+        // Every refusal seen is kept, not only the last outcome's: a
+        // server offering two refused bundles in turn fetches neither.
+        let mut declined = super::declined::List::read(dir);
+        if last.as_ref().is_some_and(|o| declined.note(o)) {
+            if let Err(e) = declined.write(dir) {
+                tracing::warn!(error = %e, "cannot keep the list of declined bundles");
+            }
+        }
+        if let Some(d) = declined.find(&offer.sha256, super::given_up::now_unix()) {
             return Ok(Checked::Declined {
                 version: offer.version,
-                why: o.line(),
-                until: o.retry_after_unix.filter(|_| !o.is_final),
+                why: d.line.clone(),
+                until: d.until,
             });
         }
         std::fs::create_dir_all(dir).map_err(UpdateError::io("creating", dir))?;

@@ -10,6 +10,7 @@
 //! * [`release`]: what this slot is: RAUC's compatible, the release
 //!   version, the boot id.
 //! * [`fetch`]: the scheduled check and the resumable download.
+//! * [`declined`]: the bundles refused, which sealcamd does not fetch.
 //! * [`room`]: room for a download beside the spool.
 //! * [`install`]: the privileged installer step, and its checks.
 //! * [`outcome`]: the installer's last outcome, which sealcamd reports.
@@ -27,6 +28,7 @@
 //! * [`rauc_json`]: `rauc status` and `rauc info` output, as RAUC 1.8 writes it.
 
 pub mod ack;
+pub mod declined;
 pub mod fetch;
 pub mod given_up;
 pub mod health;

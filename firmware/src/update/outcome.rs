@@ -76,14 +76,6 @@ impl Outcome {
         }
     }
 
-    /// Whether the offer of the bundle `sha256` is to be declined at `now`
-    /// (Unix seconds) without fetching it: this outcome refused that very
-    /// bundle for good, or until a time not yet come.
-    pub fn declines(&self, sha256: &str, now: u64) -> bool {
-        self.sha256.as_deref() == Some(sha256)
-            && (self.is_final || self.retry_after_unix.is_some_and(|t| now < t))
-    }
-
     /// The one line a check reports (`installed 1.4.0`, `refused 1.2.0: ...`).
     pub fn line(&self) -> String {
         match &self.version {
@@ -141,22 +133,19 @@ mod tests {
     }
 
     #[test]
-    fn only_a_bundle_refused_for_good_is_declined_and_only_that_one() {
+    fn finality_and_waits_are_written_and_old_outcomes_are_not_final() {
         let sha = "ab".repeat(32);
         let o = Outcome::new("refused", None, "RAUC does not accept the bundle");
-        assert!(!o.clone().of_bundle(Some(&sha)).declines(&sha, 0));
         let waiting = o.clone().of_bundle(Some(&sha)).until(100);
-        assert!(waiting.declines(&sha, 99));
-        assert!(!waiting.declines(&sha, 100));
-        assert!(!waiting.declines(&"cd".repeat(32), 0));
+        let json = serde_json::to_string(&waiting).unwrap();
+        assert!(json.contains(r#""retry_after_unix":100"#), "{json}");
         let settled = o.of_bundle(Some(&sha)).for_good();
-        assert!(settled.declines(&sha, u64::MAX));
-        assert!(!settled.declines(&"cd".repeat(32), 0));
+        let json = serde_json::to_string(&settled).unwrap();
+        assert!(json.contains(r#""final":true"#), "{json}");
+        assert!(!json.contains("retry_after_unix"), "{json}");
         // An outcome written before these fields is never final.
         let old: Outcome =
             serde_json::from_str(r#"{"result":"refused","detail":"x","unix_s":1}"#).unwrap();
-        assert!(!old.declines(&sha, 0));
-        let json = serde_json::to_string(&settled).unwrap();
-        assert!(json.contains(r#""final":true"#), "{json}");
+        assert!(!old.is_final && old.retry_after_unix.is_none());
     }
 }
