@@ -39,11 +39,14 @@ pub struct UpdateOffer {
 }
 
 /// Whether `v` may be a release version: 1 to [`MAX_VERSION_LEN`] of
-/// `0-9 A-Z a-z . + - _ ~`, starting with a letter or digit.
+/// `0-9 A-Z a-z . + - _ ~`, starting with a letter or digit and not ending
+/// with `-` (an empty revision, which dpkg refuses and which would
+/// compare equal to the version without it).
 pub fn valid_version(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= MAX_VERSION_LEN
         && v.as_bytes()[0].is_ascii_alphanumeric()
+        && !v.ends_with('-')
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-' | b'_' | b'~'))
 }
@@ -193,6 +196,7 @@ mod tests {
     #[test]
     fn versions_and_hashes_are_checked() {
         assert!(valid_version("1.2.0+build.5"));
+        assert!(!valid_version("1.2-"));
         assert!(!valid_version(""));
         assert!(!valid_version(".1"));
         assert!(!valid_version("1 2"));

@@ -58,8 +58,8 @@ proptest! {
 
     #[test]
     fn any_two_versions_order_as_dpkg_has_them(
-        a in "[0-9][0-9a-cA.~+_-]{0,9}",
-        b in "[0-9][0-9a-cA.~+_-]{0,9}",
+        a in "[0-9a-c][0-9a-cA.~+_-]{0,9}",
+        b in "[0-9a-c][0-9a-cA.~+_-]{0,9}",
     ) {
         prop_assume!(valid_version(&a) && valid_version(&b));
         let dpkg = dpkg_order(&a, &b);
