@@ -56,10 +56,7 @@ pub fn note_now(path: &Path, acknowledged: u64) -> Result<(), UpdateError> {
     let ack = Ack {
         boot_id: super::release::boot_id()?,
         acknowledged,
-        unix_s: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        unix_s: crate::date::now_unix(),
     };
     write(path, &ack)
 }
@@ -86,10 +83,7 @@ pub async fn note_forever(
             let ack = Ack {
                 boot_id: boot_id.clone(),
                 acknowledged: n,
-                unix_s: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                unix_s: crate::date::now_unix(),
             };
             match write(&path, &ack) {
                 Ok(()) => {

@@ -54,7 +54,7 @@ pub fn declined(until: Option<u64>) -> String {
             .to_owned(),
         Some(t) => format!(
             "the offered bundle is the one this camera gave up after an unproven trial; not fetched before {}, when it is tried again",
-            crate::date::rfc3339(i64::try_from(t).unwrap_or(i64::MAX))
+            crate::date::rfc3339_u64(t)
         ),
     }
 }
@@ -194,7 +194,7 @@ impl Updater {
                 tracing::warn!(error = %e, "cannot keep the list of declined bundles");
             }
         }
-        if let Some(d) = declined.find(&offer.sha256, super::given_up::now_unix()) {
+        if let Some(d) = declined.find(&offer.sha256, crate::date::now_unix()) {
             return Ok(Checked::Declined {
                 version: offer.version,
                 why: d.line.clone(),

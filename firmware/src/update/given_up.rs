@@ -154,14 +154,6 @@ pub fn verdict(install_dir: &Path, version: &str, now: u64) -> Verdict {
     }
 }
 
-/// Now, in Unix seconds.
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

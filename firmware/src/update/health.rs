@@ -220,7 +220,7 @@ pub fn run(cfg: &UpdateConfig) -> Result<Ended, UpdateError> {
                 // Judged in its trial boot and recorded then.
                 Some(t) if t.unproven => {
                     let verdict = version.map(|v| {
-                        given_up::verdict(&cfg.install_dir, v, given_up::now_unix())
+                        given_up::verdict(&cfg.install_dir, v, crate::date::now_unix())
                     });
                     unproven_outcome(version, slot, verdict, cfg).of_bundle(sha256)
                 }
@@ -345,10 +345,7 @@ fn unproven_outcome(
         Some(given_up::Verdict::Until(t)) => outcome::Outcome::new(
             "failed",
             version,
-            format!(
-                "{base}; tried again after {}",
-                crate::date::rfc3339(i64::try_from(t).unwrap_or(i64::MAX))
-            ),
+            format!("{base}; tried again after {}", crate::date::rfc3339_u64(t)),
         )
         .until(t),
         Some(given_up::Verdict::Never) => outcome::Outcome::new(
@@ -378,13 +375,19 @@ fn give_up_unproven(
 ) -> Result<Ended, UpdateError> {
     // Whatever fails in the bookkeeping, the slot is marked bad and the
     // camera falls back: a release that did not prove itself does not stay.
-    let version = trial.and_then(|t| t.version.as_deref());
-    if let Some(v) = version {
-        if let Err(e) = given_up::add_unproven(&cfg.install_dir, v, given_up::now_unix()) {
-            tracing::warn!(error = %e, "cannot record the unproven trial; the fall back gives the release up for good");
-        }
-    }
-    if let Some(t) = trial {
+    // The trial is marked unproven only once its wait is recorded: without
+    // the record, the fall back would offer the release again at once.
+    let recorded = match trial.and_then(|t| t.version.as_deref()) {
+        Some(v) => match given_up::add_unproven(&cfg.install_dir, v, crate::date::now_unix()) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the unproven trial; the fall back gives the release up for good");
+                false
+            }
+        },
+        None => false,
+    };
+    if let Some(t) = trial.filter(|_| recorded) {
         let judged = Trial {
             unproven: true,
             ..t.clone()

@@ -217,7 +217,7 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Insta
             ));
         }
     }
-    match given_up::verdict(&cfg.install_dir, &version, given_up::now_unix()) {
+    match given_up::verdict(&cfg.install_dir, &version, crate::date::now_unix()) {
         given_up::Verdict::Never => {
             return refused(format!(
                 "this camera tried {version} before and gave it up (it did not prove itself on trial); a newer release is needed"
@@ -225,17 +225,11 @@ fn install_copy(cfg: &UpdateConfig, bundle: &Path, sha256: &str) -> Result<Insta
         }
         // Not for good: tried again once its time has come.
         given_up::Verdict::Until(t) => {
-            return not_installed(
-                    Outcome::new(
-                        "refused",
-                        Some(&version),
-                        format!(
-                            "this camera tried {version} and had no fragment acknowledged on trial; it is tried again after {}",
-                            crate::date::rfc3339(i64::try_from(t).unwrap_or(i64::MAX))
-                        ),
-                    )
-                    .until(t),
-                )
+            let why = format!(
+                "this camera tried {version} and had no fragment acknowledged on trial; it is tried again after {}",
+                crate::date::rfc3339_u64(t)
+            );
+            return not_installed(Outcome::new("refused", Some(&version), why).until(t));
         }
         given_up::Verdict::Install => {}
     }

@@ -42,10 +42,7 @@ impl Outcome {
             result: result.into(),
             version: version.map(str::to_owned),
             detail: detail.into(),
-            unix_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            unix_s: crate::date::now_unix(),
             sha256: None,
             is_final: false,
             retry_after_unix: None,
