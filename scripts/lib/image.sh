@@ -9,19 +9,38 @@ SLOT_MIB=2048
 DATA_MIB=512
 
 # The packages every root file system holds: systemd as init, the kernel,
-# udev, networking and time, RAUC for updates; and the sealcamd package's
-# own Depends (first alternative of each).
+# udev, networking and time, RAUC for updates, and what the sealcamd
+# package needs to run. The list is fixed, not read from the package, so
+# the base can be built before the package exists (scripts/test builds it
+# while cargo compiles); whatever a newer package needs beyond it is
+# installed in a layer of its own (image_cached_root).
 image_arch_packages() {
-  local arch="$1" deb="$2"
   local base=(
     systemd systemd-sysv systemd-timesyncd udev kmod dbus
-    linux-image-"$arch" initramfs-tools
+    linux-image-"$1" initramfs-tools
     iproute2 ca-certificates e2fsprogs dosfstools fdisk rauc
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+    libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 libglib2.0-0
+    libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-tctildr0
+    # What libtss2-tctildr0 loads to reach /dev/tpmrm0.
+    libtss2-tcti-device0
   )
-  local depends
-  mapfile -t depends < <(dpkg-deb -f "$deb" Depends | tr ',' '\n' \
-    | sed -E 's/\|.*//; s/\(.*\)//; s/[[:space:]]//g' | grep -v '^$' | sort -u)
-  printf '%s\n' "${base[@]}" "${depends[@]}" | sort -u | paste -sd' ' -
+  printf '%s\n' "${base[@]}" | sort -u | paste -sd' ' -
+}
+
+# image_missing ROOT DEB: the packages DEB depends on (first alternative of
+# each) that the root file system ROOT does not hold, on one line. Read
+# from ROOT's dpkg status, so it works for a root of any architecture.
+image_missing() {
+  local root="$1" deb="$2"
+  local installed
+  export LC_ALL=C
+  installed=$(awk '/^Package: / { p = $2 } /^Status: .* installed$/ { print p }' \
+    "$root/var/lib/dpkg/status" | sort -u)
+  dpkg-deb -f "$deb" Depends | tr ',' '\n' \
+    | sed -E 's/\|.*//; s/\(.*\)//; s/:any//; s/[[:space:]]//g' | grep -v '^$' | sort -u \
+    | comm -23 - <(printf '%s\n' "$installed") | paste -sd' ' -
 }
 
 # A board's own packages: what writes its boot loader's state from Linux,
@@ -131,8 +150,10 @@ image_board() {
   printf '127.0.0.1 localhost\n127.0.1.1 sealcam-%s\n' "$board" > "$dir/etc/hosts"
 }
 
-# image_overlay_packages BOARD PACKAGES DIR: an overlay's packages.
-image_overlay_packages() {
+# image_packages WHAT PACKAGES DIR: a layer of PACKAGES (an overlay's, or
+# what a package needs beyond the base), for WHAT (a board or an
+# architecture).
+image_packages() {
   image_apt "$3" "$2" || exit 1
 }
 
@@ -170,21 +191,30 @@ image_layer() {
 }
 
 # image_cached_root BOARD ARCH DEB OVERLAY: the cached root file system the
-# board's images start from (base, board, and the overlay's packages).
+# board's images start from (base, what DEB needs beyond it, board, and the
+# overlay's packages). With DEB empty (scripts/image --layers), the layers
+# that need no package.
 image_cached_root() {
   local board="$1" arch="$2" deb="$3" overlay="$4"
   # shellcheck source=scripts/lib/cache.sh
   . "$repo/scripts/lib/cache.sh"
   mkdir -p "$SEALCAM_CACHE/image"
-  local base layer
-  base=$(image_layer "base-$arch" - image_base "$arch" "$(image_arch_packages "$arch" "$deb")")
-  layer=$(image_layer "board-$board" "$base" image_board "$board" "$(image_board_packages "$board")")
+  local layer missing
+  layer=$(image_layer "base-$arch" - image_base "$arch" "$(image_arch_packages "$arch")")
+  if [ -n "$deb" ]; then
+    missing=$(image_missing "$layer" "$deb")
+    if [ -n "$missing" ]; then
+      echo "the sealcamd package needs $missing beyond the $arch base; installed in a layer of their own (add them to image_arch_packages in scripts/lib/image.sh)" >&2
+      layer=$(image_layer "deps-$arch" "$layer" image_packages "$arch" "$missing")
+    fi
+  fi
+  layer=$(image_layer "board-$board" "$layer" image_board "$board" "$(image_board_packages "$board")")
   if [ -n "$overlay" ] && [ -f "$overlay/packages" ]; then
     # Named after the overlay that owns the package list: overlays that
     # link to another's list share its layer.
     local owner
     owner=$(basename "$(dirname "$(realpath "$overlay/packages")")")
-    layer=$(image_layer "overlay-$board-$owner" "$layer" image_overlay_packages \
+    layer=$(image_layer "overlay-$board-$owner" "$layer" image_packages \
       "$board" "$(grep -v '^#' "$overlay/packages" | sort -u | paste -sd' ' -)")
   fi
   echo "$layer"
